@@ -1,0 +1,132 @@
+"""The kernel protocol shared by analytic and empirical kernels.
+
+A kernelcomp kernel is a small immutable object. The public entry points
+(``k(X)``, ``k(X, Y)``, ``k.diag(X)`` and :func:`kernelcomp.gram`) validate the
+inputs and then talk to the kernel through four private hooks, which subclasses
+implement:
+
+``_prepare(X)``
+    O(n) per-sample work on a validated, C-contiguous float32/float64 matrix
+    (norms, per-layer diagonals, activations...). Returns an opaque object.
+``_take(prep, start, stop)``
+    The prepared state of rows ``start:stop`` (a view where possible).
+``_fill(px, py, out, symmetric)``
+    Write the Gram block of ``px`` against ``py`` into the preallocated
+    C-contiguous ``out`` (same dtype as the inputs). With ``symmetric=True``,
+    ``px is py`` and the result must be exactly symmetric.
+``_diag(px)``
+    The diagonal ``k(x_i, x_i)`` as a 1-D array.
+
+Threads are set by the caller (:func:`kernelcomp._parallel.n_jobs_context`);
+hooks never change them.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+from kernelcomp._validation import check_matrix, result_dtype
+
+
+class Kernel(abc.ABC):
+    """Base class of kernelcomp kernels.
+
+    Subclasses implement the private hooks described in the module docstring;
+    users call the kernel (``k(X)``, ``k(X, Y)``), :meth:`diag` or
+    :func:`kernelcomp.gram`.
+    """
+
+    #: number of input features the kernel requires (None: any)
+    n_features_in: int | None = None
+
+    # -- public API ---------------------------------------------------------
+    def __call__(
+        self,
+        X: Any,
+        Y: Any = None,
+        *,
+        dtype: Any = None,
+        n_jobs: int | None = None,
+    ) -> np.ndarray:
+        """Gram matrix ``K[i, j] = k(x_i, y_j)`` (``Y=None``: of ``X`` with itself).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        Y : array-like of shape (m, d), optional
+        dtype : {None, "float32", "float64"}
+            Output dtype; None gives float32 when every input is float32 and
+            float64 otherwise.
+        n_jobs : int, optional
+            Threads to use (None: all).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, m)
+        """
+        from kernelcomp._gram import gram
+
+        return gram(self, X, Y, dtype=dtype, n_jobs=n_jobs)
+
+    def diag(self, X: Any, *, dtype: Any = None, n_jobs: int | None = None) -> np.ndarray:
+        """The diagonal ``k(x_i, x_i)`` without forming the n x n matrix.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        dtype : {None, "float32", "float64"}
+        n_jobs : int, optional
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+        """
+        from kernelcomp._parallel import n_jobs_context
+
+        X = self._check_input(X, "X")
+        dt = result_dtype(X, dtype=dtype)
+        X = X.astype(dt, copy=False)
+        with n_jobs_context(n_jobs):
+            return np.asarray(self._diag(self._prepare(X)), dtype=dt)
+
+    # -- validation ---------------------------------------------------------
+    def _check_input(self, X: Any, name: str, n_features: int | None = None) -> np.ndarray:
+        """Validate a sample matrix for this kernel (override to add checks)."""
+        if n_features is None:
+            n_features = self.n_features_in
+        return check_matrix(X, name, n_features=n_features)
+
+    # -- hooks ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _prepare(self, X: np.ndarray) -> Any:
+        """Per-sample state of validated rows ``X``."""
+
+    @abc.abstractmethod
+    def _take(self, prep: Any, start: int, stop: int) -> Any:
+        """Prepared state of rows ``start:stop``."""
+
+    @abc.abstractmethod
+    def _fill(self, px: Any, py: Any, out: np.ndarray, symmetric: bool) -> None:
+        """Write the Gram block of ``px`` against ``py`` into ``out``."""
+
+    @abc.abstractmethod
+    def _diag(self, px: Any) -> np.ndarray:
+        """The diagonal of the Gram matrix of ``px``."""
+
+    def _n_rows(self, prep: Any) -> int:
+        """Number of samples in a prepared state (override if needed)."""
+        return int(prep.n)
+
+    # -- description ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description ``{"kernel": name, "params": {...}}``.
+
+        Raises
+        ------
+        NotImplementedError
+            For kernels that cannot be described by parameters alone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be described as JSON")

@@ -1,0 +1,249 @@
+"""The Gram driver: one entry point for big matrices.
+
+Row-block tiles, threads, a progress bar and out-of-core output (a
+preallocated array or an h5py dataset written block by block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kernelcomp._base import Kernel
+from kernelcomp._parallel import n_jobs_context
+from kernelcomp._validation import check_int, result_dtype
+
+#: default size of one row block, in bytes of output (when blocks are used)
+_BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class GramBlock:
+    """One row block of a Gram matrix, ready to be written.
+
+    Attributes
+    ----------
+    index : int
+        Block number (0-based).
+    start, stop : int
+        Rows ``start:stop`` of the output.
+    writes : list of (tuple of slice, ndarray)
+        ``out[key] = value`` assignments that store the block (in the symmetric
+        case, the block's upper part and its mirror image).
+    """
+
+    index: int
+    start: int
+    stop: int
+    writes: list[tuple[tuple[slice, slice], np.ndarray]]
+
+
+def _prepare_inputs(
+    kernel: Kernel, X: Any, Y: Any, dtype: Any
+) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+    if not isinstance(kernel, Kernel):
+        raise TypeError(
+            "kernel must be a kernelcomp kernel (e.g. kc.NTK(), kc.NNGP(), "
+            f"kc.EmpiricalNTK(net)), got {type(kernel).__name__}"
+        )
+    X = kernel._check_input(X, "X")
+    Yc = None if Y is None else kernel._check_input(Y, "Y", n_features=X.shape[1])
+    dt = result_dtype(X, Yc, dtype=dtype)
+    X = X.astype(dt, copy=False)
+    if Yc is not None:
+        Yc = Yc.astype(dt, copy=False)
+    return X, Yc, dt
+
+
+def default_block_rows(n_rows: int, n_cols: int, itemsize: int) -> int:
+    """Rows per block so that one block holds about 64 MiB of output."""
+    rows = max(1, _BLOCK_BYTES // max(1, n_cols * itemsize))
+    return int(min(n_rows, rows))
+
+
+def n_blocks(n_rows: int, block_rows: int) -> int:
+    """Number of row blocks of ``block_rows`` rows covering ``n_rows`` rows."""
+    return -(-n_rows // block_rows)
+
+
+def iter_gram_blocks(
+    kernel: Kernel,
+    X: Any,
+    Y: Any = None,
+    *,
+    dtype: Any = None,
+    block_rows: int | None = None,
+    skip: Any = (),
+) -> Iterator[GramBlock]:
+    """Compute a Gram matrix one row block at a time.
+
+    The caller owns threads (wrap the loop in ``n_jobs_context``) and storage.
+    Used by :func:`gram` and by resumable writers (the command line).
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X, Y : array-like
+        As in :func:`gram`.
+    dtype : {None, "float32", "float64"}
+    block_rows : int, optional
+        Rows per block; default about 64 MiB of output per block.
+    skip : container of int
+        Block indices not to compute (already stored).
+
+    Yields
+    ------
+    GramBlock
+    """
+    X, Yc, dt = _prepare_inputs(kernel, X, Y, dtype)
+    yield from _iter_prepared(kernel, X, Yc, dt, block_rows, skip)
+
+
+def _iter_prepared(
+    kernel: Kernel,
+    X: np.ndarray,
+    Y: np.ndarray | None,
+    dt: np.dtype,
+    block_rows: int | None,
+    skip: Any,
+) -> Iterator[GramBlock]:
+    n = X.shape[0]
+    symmetric = Y is None
+    m = n if symmetric else Y.shape[0]
+    if block_rows is None:
+        block_rows = default_block_rows(n, m, dt.itemsize)
+    block_rows = check_int(block_rows, "block_rows", minimum=1)
+    px = kernel._prepare(X)
+    py = px if symmetric else kernel._prepare(Y)
+    for b in range(n_blocks(n, block_rows)):
+        if b in skip:
+            continue
+        i0, i1 = b * block_rows, min(n, (b + 1) * block_rows)
+        pb = kernel._take(px, i0, i1)
+        if symmetric:
+            diag_block = np.empty((i1 - i0, i1 - i0), dtype=dt)
+            kernel._fill(pb, pb, diag_block, True)
+            writes = [((slice(i0, i1), slice(i0, i1)), diag_block)]
+            if i1 < n:
+                off = np.empty((i1 - i0, n - i1), dtype=dt)
+                kernel._fill(pb, kernel._take(px, i1, n), off, False)
+                writes.append(((slice(i0, i1), slice(i1, n)), off))
+                writes.append(((slice(i1, n), slice(i0, i1)), off.T))
+        else:
+            block = np.empty((i1 - i0, m), dtype=dt)
+            kernel._fill(pb, py, block, False)
+            writes = [((slice(i0, i1), slice(0, m)), block)]
+        yield GramBlock(b, i0, i1, writes)
+
+
+def _check_out(out: Any, shape: tuple[int, int], dt: np.dtype) -> None:
+    if isinstance(out, np.ndarray):
+        if out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, but the Gram matrix is {shape}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        if out.dtype.kind != "f":
+            raise TypeError(f"out must be a floating array, got dtype {out.dtype}")
+        return
+    if not (hasattr(out, "shape") and hasattr(out, "__setitem__") and hasattr(out, "dtype")):
+        raise TypeError(
+            "out must be a numpy array or an h5py dataset (anything with shape, dtype and "
+            f"slice assignment), got {type(out).__name__}"
+        )
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, but the Gram matrix is {shape}")
+
+
+def gram(
+    kernel: Kernel,
+    X: Any,
+    Y: Any = None,
+    *,
+    dtype: Any = None,
+    n_jobs: int | None = None,
+    progress: bool = False,
+    out: Any = None,
+    block_rows: int | None = None,
+) -> Any:
+    """Gram matrix of a kernelcomp kernel, tiled, threaded and out-of-core if asked.
+
+    Parameters
+    ----------
+    kernel : Kernel
+        ``kc.NTK``, ``kc.NNGP``, ``kc.EmpiricalNTK``...
+    X : array-like of shape (n, d)
+    Y : array-like of shape (m, d), optional
+        Defaults to ``X``: the symmetric Gram (upper triangle computed once,
+        mirrored, exactly symmetric).
+    dtype : {None, "float32", "float64"}
+        None gives float32 when every input is float32, else float64.
+    n_jobs : int, optional
+        Threads (None or -1: all; restored afterwards).
+    progress : bool
+        Show a tqdm progress bar over row blocks.
+    out : numpy.ndarray or h5py.Dataset, optional
+        Where to write the (n, m) result, block by block; a dataset larger
+        than memory is fine.
+    block_rows : int, optional
+        Rows per block when writing by blocks (default about 64 MiB of output).
+
+    Returns
+    -------
+    numpy.ndarray or the object passed as ``out``
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid kernels, inputs or outputs (before any compiled code runs).
+
+    Examples
+    --------
+    >>> import numpy as np, kernelcomp as kc
+    >>> X = np.random.default_rng(0).standard_normal((100, 5))
+    >>> K = kc.gram(kc.NTK(depth=2), X)
+    >>> K.shape, bool((K == K.T).all())
+    ((100, 100), True)
+    """
+    X, Yc, dt = _prepare_inputs(kernel, X, Y, dtype)
+    n = X.shape[0]
+    m = n if Yc is None else Yc.shape[0]
+    if out is not None:
+        _check_out(out, (n, m), dt)
+    if block_rows is not None:
+        block_rows = check_int(block_rows, "block_rows", minimum=1)
+    one_shot = (
+        not progress
+        and block_rows is None
+        and (
+            out is None
+            or (isinstance(out, np.ndarray) and out.dtype == dt and out.flags.c_contiguous)
+        )
+    )
+    with n_jobs_context(n_jobs):
+        if one_shot:
+            result = np.empty((n, m), dtype=dt) if out is None else out
+            px = kernel._prepare(X)
+            py = px if Yc is None else kernel._prepare(Yc)
+            kernel._fill(px, py, result, Yc is None)
+            return result
+        result = np.empty((n, m), dtype=dt) if out is None else out
+        if block_rows is None:
+            block_rows = default_block_rows(n, m, dt.itemsize)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, unit="row", desc=f"{type(kernel).__name__} Gram")
+        try:
+            for block in _iter_prepared(kernel, X, Yc, dt, block_rows, ()):
+                for key, value in block.writes:
+                    result[key] = value
+                if bar is not None:
+                    bar.update(block.stop - block.start)
+        finally:
+            if bar is not None:
+                bar.close()
+        return result

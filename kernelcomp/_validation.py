@@ -1,0 +1,173 @@
+"""Input validation at the public boundary (before any compiled code runs)."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def check_matrix(
+    X: Any,
+    name: str = "X",
+    *,
+    dtype: Any = None,
+    n_features: int | None = None,
+    allow_empty: bool = False,
+) -> np.ndarray:
+    """Validate a 2-D sample matrix and return it C-contiguous as float32/float64.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The samples.
+    name : str
+        The argument's name, used in error messages.
+    dtype : {None, numpy.float32, numpy.float64}
+        Target dtype; None keeps float32 and float64 and turns everything else
+        numeric into float64.
+    n_features : int, optional
+        Required number of columns.
+    allow_empty : bool
+        Accept zero rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        A C-contiguous float32 or float64 array (a copy only when needed).
+
+    Raises
+    ------
+    TypeError
+        If the values are not real numbers (strings, objects, complex, bool).
+    ValueError
+        If the array is not 2-D, is empty, contains NaN or infinity, or has the
+        wrong number of features.
+    """
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} must be a dense array; sparse matrices are not supported")
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.dtype.kind not in "fiu":
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} must hold real numbers, got dtype bool")
+        if arr.dtype.kind == "c":
+            raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
+        if arr.dtype.kind == "O":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{name} must hold real numbers, got an object array that does not "
+                    f"convert to float ({exc})"
+                ) from exc
+        else:
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = ""
+        if arr.ndim == 1:
+            hint = (
+                "; reshape with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for "
+                "one sample"
+            )
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features), got "
+            f"{arr.ndim}-D array of shape {arr.shape}{hint}"
+        )
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} has 0 samples (shape {arr.shape}); at least 1 is required")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 is required")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but {n_features} are expected"
+        )
+    if dtype is None:
+        target = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+    else:
+        target = np.dtype(dtype)
+    arr = np.ascontiguousarray(arr, dtype=target)
+    if not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(f"{name} contains {bad}; all values must be finite")
+    return arr
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype | None:
+    """Validate a requested floating dtype (None, float32 or float64)."""
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32, float64 or None, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32, float64 or None, got {dt}")
+    return dt
+
+
+def result_dtype(*arrays: np.ndarray, dtype: Any = None) -> np.dtype:
+    """float32 when every input is float32 (or when asked), else float64."""
+    dt = check_dtype(dtype)
+    if dt is not None:
+        return dt
+    if all(a.dtype == np.float32 for a in arrays if a is not None):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """Validate an integer parameter (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_real(value: Any, name: str, *, minimum: float | None = None) -> float:
+    """Validate a finite real scalar."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def per_layer(
+    value: Any, name: str, n_layers: int, *, minimum: float = 0.0, allow_none: bool = False
+) -> tuple[float | None, ...]:
+    """Expand a scalar or a sequence of ``n_layers`` values into a tuple."""
+    if value is None and allow_none:
+        return (None,) * n_layers
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = check_real(value, name, minimum=minimum)
+        return (v,) * n_layers
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"{name} must be a number or a sequence of {n_layers} numbers (one per Dense "
+            f"layer), got {type(value).__name__}"
+        )
+    values = list(value.ravel()) if isinstance(value, np.ndarray) else list(value)
+    if len(values) != n_layers:
+        raise ValueError(
+            f"{name} must have one value per Dense layer: {n_layers} (depth + 1) values, "
+            f"got {len(values)}"
+        )
+    out: list[float | None] = []
+    for i, v in enumerate(values):
+        if v is None and allow_none:
+            out.append(None)
+        else:
+            out.append(check_real(v, f"{name}[{i}]", minimum=minimum))
+    return tuple(out)

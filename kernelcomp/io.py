@@ -931,7 +931,7 @@ class RunWriter:
     >>> net = kc.FCNetwork.init(3, [8], seed=0)
     >>> path = os.path.join(tempfile.mkdtemp(), "run.h5")
     >>> with kc.io.RunWriter(path, X_train=X, y_train=y, config={"alpha": 1.0}) as w:
-    ...     w.add_checkpoint(net, step=0, time=0.0, loss=1.0, margins=y * net(X))
+    ...     _ = w.add_checkpoint(net, step=0, time=0.0, loss=1.0, margins=y * net(X))
     >>> run = kc.io.open_run(path)
     >>> len(run.checkpoints), run.config["alpha"]
     (1, 1.0)
@@ -1221,7 +1221,7 @@ def open_run(path: Any) -> Run:
     >>> with kc.io.RunWriter(path, X_train=X, y_train=y) as w:
     ...     _ = w.add_checkpoint(kc.FCNetwork.init(2, [3], seed=1), step=0, time=0.0, loss=1.0)
     >>> kc.io.open_run(path).checkpoints[0].network.widths
-    [3]
+    (3,)
     """
     p = Path(path) if isinstance(path, str | os.PathLike) else path
     with _open_checked(path, "run") as f:

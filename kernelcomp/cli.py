@@ -1,0 +1,762 @@
+"""The ``kernelcomp`` command line.
+
+.. code-block:: text
+
+    kernelcomp gram INPUT [--y INPUT2] --kernel {ntk,nngp} --depth L --activation A
+                    --weight-std S --bias-std S -o OUT.h5 [--dtype float32|float64]
+                    [--n-jobs N] [--resume] [--force]
+    kernelcomp kpca RUN_OR_GRAM.h5 -o DIAG.h5 [--n-components K] [--plot DIR]
+    kernelcomp kpca CKPT [CKPT ...] --data X.npy --labels y.npy -o DIAG.h5
+    kernelcomp info FILE.h5
+    kernelcomp train ... / kernelcomp demo ...   (from kernelcomp.demo, when present)
+
+:func:`main` returns the exit status: 0 on success, 2 for a user error (one
+line on stderr, never a traceback; ``--traceback`` shows it), 130 when
+interrupted (Ctrl-C). :func:`build_parser` builds the argument parser.
+
+References
+----------
+Paccolat et al. (2021), *Geometric compression of invariant manifolds in
+neural networks*, §3 (kernel PCA of the empirical NTK along training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelcomp._version import __version__
+
+__all__ = ["build_parser", "main"]
+
+#: exit status of a user error / of an interrupted command
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A user error: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are raised (one line), not printed with usage."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ---------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------
+def _stds(text: str) -> Any:
+    """``"1.0"`` -> 1.0, ``"1,2,1"`` -> (1.0, 2.0, 1.0), ``"none"`` -> None."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        values = [
+            None if v.strip().lower() == "none" else float(v) for v in text.split(",")
+        ]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or comma-separated numbers (one per Dense layer), got {text!r}"
+        ) from exc
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _widths(text: str) -> Any:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or comma-separated integers, got {text!r}"
+        ) from exc
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _n_jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a non-zero integer (-1: all cores)")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+
+
+def _add_gram(sub: Any) -> None:
+    p = sub.add_parser(
+        "gram",
+        help="compute an analytic NTK/NNGP Gram matrix into an HDF5 file",
+        description=(
+            "Compute the Gram matrix of an analytic kernel on the rows of INPUT "
+            "(against the rows of --y if given) into an HDF5 Gram file, block by block. "
+            "Ctrl-C stops at a block boundary and keeps the completed blocks in "
+            "OUT.partial; --resume continues them."
+        ),
+    )
+    p.add_argument("input", metavar="INPUT", help="samples (.npy, .npz, .csv or .h5), n x d")
+    p.add_argument("--key", help="array name inside an .npz/.h5 INPUT")
+    p.add_argument("--y", metavar="INPUT2", help="second samples (m x d): cross Gram")
+    p.add_argument("--y-key", help="array name inside an .npz/.h5 INPUT2")
+    p.add_argument("--kernel", choices=("ntk", "nngp"), default="ntk", help="default: ntk")
+    p.add_argument("--depth", type=int, default=1, help="hidden layers (default 1)")
+    p.add_argument("--activation", choices=("relu", "erf"), default="relu")
+    p.add_argument(
+        "--weight-std", type=_stds, default=1.0, metavar="S",
+        help="sigma_w, one value or one per Dense layer, comma separated (default 1.0)",
+    )
+    p.add_argument(
+        "--bias-std", type=_stds, default=0.0, metavar="S",
+        help="sigma_b, as --weight-std; 'none' for no bias (default 0.0)",
+    )
+    p.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk")
+    p.add_argument("--width", type=_widths, help="hidden width(s), for --parameterization standard")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="Gram file to write")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="default: from the input")
+    p.add_argument("--n-jobs", type=_n_jobs, help="threads (default: all)")
+    p.add_argument(
+        "--block-rows", type=_positive_int,
+        help="rows per block (default: about 64 MiB of output per block)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue OUT.h5.partial")
+    p.add_argument("--force", action="store_true", help="overwrite OUT.h5 / restart")
+    _common(p)
+    p.set_defaults(func=_cmd_gram)
+
+
+def _add_kpca(sub: Any) -> None:
+    p = sub.add_parser(
+        "kpca",
+        help="kernel PCA diagnostics of Gram files or of checkpoints' empirical NTK",
+        description=(
+            "Uncentred kernel PCA (spectrum, label projection, mutual information) of a Gram "
+            "file, or of the empirical NTK of every checkpoint of a run file, or of network "
+            "checkpoints (.npz, .pt state dicts, run files) on --data/--labels."
+        ),
+    )
+    p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz or .pt files")
+    p.add_argument("-o", "--output", required=True, metavar="DIAG.h5")
+    p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
+    p.add_argument("--labels", metavar="Y", help="labels (+-1) of --data or of a Gram file")
+    p.add_argument("--data-key", help="array name inside an .npz/.h5 --data")
+    p.add_argument("--labels-key", help="array name inside an .npz/.h5 --labels")
+    p.add_argument(
+        "--split", choices=("train", "test"), default="train",
+        help="which data of a run file (default: train)",
+    )
+    p.add_argument(
+        "--params", default="all",
+        help="parameters of the empirical NTK: all (default), last, headless",
+    )
+    p.add_argument(
+        "--activation",
+        help="activation of .pt / state-dict .npz checkpoints (default relu)",
+    )
+    p.add_argument("--n-components", type=_positive_int, help="top eigenpairs (default: all)")
+    p.add_argument(
+        "--mi-components", type=_positive_int, default=10,
+        help="eigenvectors for the mutual information (default 10)",
+    )
+    p.add_argument("--mi-k", type=_positive_int, default=5, help="kNN k of the MI (default 5)")
+    p.add_argument(
+        "--informative", type=lambda s: [int(v) for v in s.split(",")],
+        help="informative input directions (e.g. 0 or 0,1): also compute compression",
+    )
+    p.add_argument(
+        "--eigenvectors", action="store_true", help="store the eigenvectors too"
+    )
+    p.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="dtype of the Gram matrices")
+    p.add_argument("--n-jobs", type=_n_jobs, help="threads (default: all)")
+    p.add_argument("--force", action="store_true", help="overwrite DIAG.h5")
+    _common(p)
+    p.set_defaults(func=_cmd_kpca)
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser(
+        "info",
+        help="describe a kernelcomp HDF5 file",
+        description="Print the format, versions and contents of kernelcomp files.",
+    )
+    p.add_argument("files", metavar="FILE", nargs="+")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``kernelcomp`` argument parser.
+
+    The ``train`` and ``demo`` subcommands come from ``kernelcomp.demo``'s
+    ``register(subparsers)`` when that module is present. Every subcommand
+    sets ``func`` (``func(args) -> int``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its ``error`` raises :class:`UsageError` instead of exiting.
+
+    Examples
+    --------
+    >>> from kernelcomp.cli import build_parser
+    >>> args = build_parser().parse_args(["info", "K.h5"])
+    >>> args.command, args.files
+    ('info', ['K.h5'])
+    """
+    parser = _Parser(
+        prog="kernelcomp",
+        description=(
+            "Tangent kernels and the geometric compression of invariant manifolds "
+            "(Paccolat et al. 2021): Gram matrices, kernel-PCA diagnostics, training runs."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"kernelcomp {__version__}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_gram(sub)
+    _add_kpca(sub)
+    _add_info(sub)
+    if importlib.util.find_spec("kernelcomp.demo") is not None:
+        from kernelcomp import demo
+
+        demo.register(sub)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:
+        text = f"missing {exc.args[0]!r}"
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kernelcomp`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 2 user error, 130 interrupted.
+
+    Examples
+    --------
+    >>> from kernelcomp.cli import main
+    >>> main(["info", "/nonexistent.h5"])
+    2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"kernelcomp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help, --version
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    command = getattr(args, "command", None) or ""
+    show_tb = args.traceback or os.environ.get("KERNELCOMP_TRACEBACK", "") not in ("", "0")
+    from kernelcomp.io import GramInterrupted
+
+    try:
+        return int(func(args) or 0)
+    except GramInterrupted as exc:
+        print(f"kernelcomp {command}: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"kernelcomp {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, TypeError, OSError, KeyError, ImportError) as exc:
+        if show_tb:
+            raise
+        print(f"kernelcomp {command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C: ask to stop at the next block boundary; second: abort."""
+    state = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["hit"]:
+            raise KeyboardInterrupt
+        state["hit"] = True
+        print(
+            "\nkernelcomp: stopping after the current block (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: state["hit"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------------------
+# gram
+# ---------------------------------------------------------------------------
+def _cmd_gram(args: argparse.Namespace) -> int:
+    from kernelcomp import io
+    from kernelcomp.kernels import NNGP, NTK
+
+    cls = NTK if args.kernel == "ntk" else NNGP
+    kernel = cls(
+        depth=args.depth,
+        activation=args.activation,
+        weight_std=args.weight_std,
+        bias_std=args.bias_std,
+        parameterization=args.parameterization,
+        width=args.width,
+    )
+    out = Path(args.output)
+    if out.exists() and not (args.force or args.resume):
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    X = io.read_array(args.input, key=args.key, name="INPUT")
+    Y = None if args.y is None else io.read_array(args.y, key=args.y_key, name="INPUT2")
+    inputs = {"X": os.fspath(args.input), "X_key": args.key}
+    if args.y is not None:
+        inputs.update(Y=os.fspath(args.y), Y_key=args.y_key)
+    t0 = time.perf_counter()
+    with _deferred_sigint() as should_stop:
+        info = io.compute_gram_file(
+            kernel,
+            X,
+            Y,
+            out,
+            dtype=args.dtype,
+            n_jobs=args.n_jobs,
+            progress=_progress(args),
+            resume=args.resume,
+            force=args.force,
+            block_rows=args.block_rows,
+            inputs=inputs,
+            should_stop=should_stop,
+        )
+    n, m = info.shape
+    _say(
+        args,
+        f"wrote {out}: {n} x {m} {info.dtype.name} {kernel!r} in "
+        f"{time.perf_counter() - t0:.1f} s",
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _describe(info: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{info['path']}: kernelcomp {info['format']} file (format {info['format_version']}, "
+        f"written by kernelcomp {info['kernelcomp_version']} at {info['created']})"
+    ]
+    if info["format"] == "gram":
+        n, m = info["shape"]
+        state = "complete" if info["complete"] else "INCOMPLETE (resume with --resume)"
+        sym = "symmetric, " if info["symmetric"] else ""
+        lines.append(
+            f"  matrix:     {n} x {m} {info['dtype']}, {sym}{state}, blocks {info['blocks']}"
+        )
+        kernel = info["kernel"] or {}
+        params = kernel.get("params") or {}
+        desc = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        lines.append(f"  kernel:     {kernel.get('kernel', '-')}({desc})")
+        lines.append(f"  input hash: {info['input_hash'] or '-'}")
+        if info["inputs"]:
+            shown = {k: v for k, v in info["inputs"].items() if v is not None}
+            lines.append(f"  inputs:     {json.dumps(shown)}")
+    elif info["format"] == "run":
+        state = "complete" if info["complete"] else "INCOMPLETE (the run did not finish)"
+        lines.append(f"  state:      {state}")
+        data = ", ".join(f"{k} {tuple(v)}" for k, v in info["data"].items())
+        lines.append(f"  data:       {data}")
+        lines.append(f"  config:     {json.dumps(info['config'])}")
+        if info["summary"]:
+            lines.append(f"  summary:    {json.dumps(info['summary'])}")
+        lines.append(f"  checkpoints: {len(info['checkpoints'])}")
+        for i, c in enumerate(info["checkpoints"]):
+            lines.append(
+                f"    {i:4d}  step {c['step']:>8}  time {_fmt(c['time']):>10}  "
+                f"loss {_fmt(c['loss']):>10}"
+            )
+    else:
+        lines.append(f"  config:     {json.dumps(info['config'])}")
+        lines.append(f"  entries:    {len(info['entries'])}")
+        for i, e in enumerate(info["entries"]):
+            arrays = ", ".join(f"{k} {tuple(v)}" for k, v in e["arrays"].items())
+            lines.append(f"    {i:4d}  {e['label']}: {arrays}")
+    return lines
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from kernelcomp import io
+
+    infos = [io.file_info(f) for f in args.files]  # all checked before printing
+    if args.json:
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
+    else:
+        for info in infos:
+            print("\n".join(_describe(info)))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# kpca
+# ---------------------------------------------------------------------------
+def _h5_format(path: Path) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("kernelcomp_format")
+    except OSError as exc:
+        raise ValueError(f"{path} is not an HDF5 file ({exc})") from exc
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    return None if fmt is None else str(fmt)
+
+
+class _Source:
+    """One Gram matrix to analyse: from a Gram file or a checkpoint's network."""
+
+    def __init__(
+        self,
+        label: str,
+        origin: str,
+        *,
+        gram_path: Path | None = None,
+        network: Callable[[], Any] | None = None,
+        X: np.ndarray | None = None,
+        y: np.ndarray | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.label = label
+        self.origin = origin
+        self.gram_path = gram_path
+        self.network = network
+        self.X = X
+        self.y = y
+        self.meta = meta or {}
+
+
+def _labels(y: Any, name: str, n: int) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.dtype.kind not in "biuf" or arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D numeric array of labels, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} labels, but there are {n} samples")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr.astype(np.float64)
+
+
+def _load_torch(path: Path, activation: str | None) -> Any:
+    from kernelcomp.network import FCNetwork
+
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(
+            f"{path}: reading .pt checkpoints needs PyTorch (pip install 'kernelcomp[torch]')"
+        ) from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read as a PyTorch state dict ({exc})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    return FCNetwork.from_torch(obj, activation=activation or "relu")
+
+
+def _sources(args: argparse.Namespace) -> list[_Source]:
+    from kernelcomp import io
+    from kernelcomp.network import FCNetwork
+
+    X_cli = None if args.data is None else io.read_array(args.data, key=args.data_key,
+                                                         name="--data")
+    y_cli = None if args.labels is None else io.read_array(
+        args.labels, key=args.labels_key, name="--labels"
+    )
+    if X_cli is not None:
+        from kernelcomp._validation import check_matrix
+
+        X_cli = check_matrix(X_cli, "--data")
+    sources: list[_Source] = []
+    for name in args.files:
+        p = Path(name)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file")
+        ext = p.suffix.lower()
+        if ext in (".h5", ".hdf5"):
+            fmt = _h5_format(p)
+            if fmt == "gram":
+                info = io.read_gram_info(p)
+                if X_cli is not None:
+                    raise UsageError(f"{p} is a Gram file: --data does not apply to it")
+                n, m = info.shape
+                if n != m:
+                    raise ValueError(f"{p} holds a {n} x {m} cross Gram; kpca needs a square one")
+                y = None if y_cli is None else _labels(y_cli, "--labels", n)
+                sources.append(_Source(p.name, os.fspath(p), gram_path=p, y=y))
+            elif fmt == "run":
+                run = io.open_run(p)
+                if X_cli is not None:
+                    X = X_cli
+                    y = None if y_cli is None else _labels(y_cli, "--labels", X.shape[0])
+                else:
+                    key = "train" if args.split == "train" else "test"
+                    if f"X_{key}" not in run.data:
+                        raise ValueError(f"{p} stores no {key} data (--split {key})")
+                    X = run.data[f"X_{key}"]
+                    y_raw = run.data[f"y_{key}"] if y_cli is None else y_cli
+                    y = _labels(y_raw, "labels" if y_cli is None else "--labels", X.shape[0])
+                if not run.checkpoints:
+                    raise ValueError(f"{p} holds no checkpoints")
+                for c in run.checkpoints:
+                    sources.append(
+                        _Source(
+                            f"{p.stem}:step {c.step}",
+                            os.fspath(p),
+                            network=(lambda c=c: c.network),
+                            X=X,
+                            y=y,
+                            meta={"step": c.step, "time": c.time, "checkpoint": c.index},
+                        )
+                    )
+            elif fmt == "network":
+                sources.append(_checkpoint_source(p, lambda p=p: FCNetwork.load(p), X_cli,
+                                                  y_cli))
+            elif fmt is None:
+                raise ValueError(f"{p} is not a kernelcomp file (no 'kernelcomp_format' attribute)")
+            else:
+                raise ValueError(
+                    f"{p} is a kernelcomp {fmt!r} file; kpca reads Gram, run or network files"
+                )
+        elif ext == ".npz":
+            kw = {} if args.activation is None else {"activation": args.activation}
+            sources.append(
+                _checkpoint_source(p, lambda p=p, kw=kw: FCNetwork.load(p, **kw), X_cli, y_cli)
+            )
+        elif ext in (".pt", ".pth"):
+            sources.append(
+                _checkpoint_source(p, lambda p=p: _load_torch(p, args.activation), X_cli, y_cli)
+            )
+        else:
+            raise ValueError(
+                f"{p}: unsupported file type {p.suffix or '(none)'!r}; kpca reads .h5 "
+                "(Gram/run files), .npz and .pt checkpoints"
+            )
+    return sources
+
+
+def _checkpoint_source(
+    p: Path, load: Callable[[], Any], X: np.ndarray | None, y: Any
+) -> _Source:
+    if X is None:
+        raise UsageError(f"{p} is a network checkpoint: pass --data (and --labels)")
+    yv = None if y is None else _labels(y, "--labels", X.shape[0])
+    return _Source(p.name, os.fspath(p), network=load, X=X, y=yv)
+
+
+def _analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namespace) -> dict:
+    from kernelcomp import diagnostics as dg
+
+    n = K.shape[0]
+    k = None if args.n_components is None else min(args.n_components, n)
+    ev = dg.kernel_pca(K, n_components=k)
+    entry: dict[str, Any] = {
+        "n_samples": n,
+        "trace": float(np.trace(K, dtype=np.float64)),
+        "eigenvalues": np.asarray(ev.eigenvalues),
+    }
+    if args.eigenvectors:
+        entry["eigenvectors"] = np.asarray(ev.eigenvectors)
+    if hasattr(dg, "effective_rank"):
+        entry["effective_rank"] = float(dg.effective_rank(ev.eigenvalues))
+    if y is not None:
+        c = dg.label_projection(ev.eigenvectors, y)
+        entry["label_projection"] = np.asarray(c)
+        entry["cumulative_projection"] = np.asarray(dg.cumulative_projection(c, y))
+        if hasattr(dg, "kernel_alignment"):
+            entry["kernel_alignment"] = float(dg.kernel_alignment(K, y))
+        if np.unique(y).size == 2:
+            n_mi = min(args.mi_components, ev.eigenvectors.shape[1])
+            entry["mutual_information"] = np.asarray(
+                dg.mutual_information(ev.eigenvectors, y, n_components=n_mi, k=args.mi_k)
+            )
+    if net is not None and args.informative is not None:
+        entry["compression"] = float(dg.compression(net, informative=args.informative))
+    return entry
+
+
+def _cmd_kpca(args: argparse.Namespace) -> int:
+    from kernelcomp import io
+    from kernelcomp._gram import gram
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out}: directory {out.parent} does not exist")
+    if args.plot is not None and Path(args.plot).exists() and not Path(args.plot).is_dir():
+        raise UsageError(f"--plot {args.plot} exists and is not a directory")
+    params = args.params
+    if params not in ("all", "last", "headless"):
+        raise UsageError(f"--params must be all, last or headless, got {params!r}")
+    sources = _sources(args)
+    entries = []
+    iterator: Any = sources
+    bar = None
+    if _progress(args) and len(sources) > 1:
+        from tqdm.auto import tqdm
+
+        iterator = bar = tqdm(sources, unit="kernel", desc="kernel PCA")
+    try:
+        for s in iterator:
+            net = None
+            if s.gram_path is not None:
+                K = io.load_gram(s.gram_path)
+            else:
+                from kernelcomp.empirical import EmpiricalNTK
+
+                net = s.network()
+                K = gram(EmpiricalNTK(net, params=params), s.X, dtype=args.dtype,
+                         n_jobs=args.n_jobs)
+            entry = {"label": s.label, "source": s.origin, **s.meta}
+            entry.update(_analyse(K, s.y, net, args))
+            entries.append(entry)
+    finally:
+        if bar is not None:
+            bar.close()
+    config = {
+        "command": "kpca",
+        "files": [os.fspath(f) for f in args.files],
+        "data": args.data,
+        "labels": args.labels,
+        "split": args.split,
+        "params": params,
+        "n_components": args.n_components,
+        "mi_components": args.mi_components,
+        "mi_k": args.mi_k,
+        "informative": args.informative,
+        "dtype": args.dtype,
+    }
+    io.save_diagnostics(out, entries, config=config, force=args.force)
+    _say(args, f"wrote {out}: kernel PCA of {len(entries)} Gram matrices")
+    if args.plot is not None:
+        written = _plots(entries, Path(args.plot))
+        _say(args, f"wrote {len(written)} figures into {args.plot}")
+    for e in entries:
+        if "cumulative_projection" in e and not getattr(args, "quiet", False):
+            P = e["cumulative_projection"]
+            top = P[min(9, P.size - 1)]
+            mi = e.get("mutual_information")
+            mi_text = "" if mi is None else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit"
+            print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}")
+    return 0
+
+
+def _plots(entries: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """PNG figures of the diagnostics (spectrum, projections, MI), one per quantity."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    from kernelcomp import plotting
+
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = [e["label"] for e in entries]
+    written = []
+    figures: list[tuple[str, str, Callable[[Any], Any]]] = []
+    if hasattr(plotting, "plot_spectrum"):
+        def spectrum(ax: Any) -> Any:
+            for e, lab in zip(entries, labels, strict=True):
+                plotting.plot_spectrum(e["eigenvalues"], ax=ax, label=lab)
+            return ax
+        figures.append(("spectrum.png", "eigenvalues", spectrum))
+    have_y = all("label_projection" in e for e in entries)
+    if have_y and hasattr(plotting, "plot_label_projection"):
+        def projection(ax: Any) -> Any:
+            for e, lab in zip(entries, labels, strict=True):
+                plotting.plot_label_projection(e["label_projection"], ax=ax, label=lab)
+            return ax
+        figures.append(("label_projection.png", "projection", projection))
+    have_mi = all("mutual_information" in e for e in entries)
+    if have_mi and hasattr(plotting, "plot_mutual_information"):
+        def mi(ax: Any) -> Any:
+            for e, lab in zip(entries, labels, strict=True):
+                plotting.plot_mutual_information(e["mutual_information"], ax=ax, label=lab)
+            return ax
+        figures.append(("mutual_information.png", "mi", mi))
+    for fname, _, draw in figures:
+        fig = Figure(figsize=(5, 4))
+        ax = fig.add_subplot()
+        draw(ax)
+        if len(entries) > 1:
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(folder / fname, dpi=120)
+        written.append(folder / fname)
+    return written

@@ -1,0 +1,720 @@
+"""scikit-learn estimators with frozen kernels: ``NTKRegressor`` and ``NTKClassifier``.
+
+Both estimators take any kernelcomp kernel (``kc.NTK()``, ``kc.NNGP()``,
+``kc.EmpiricalNTK(net)`` frozen at a checkpoint) or ``"precomputed"`` and follow
+the scikit-learn contract: ``__init__`` stores parameters, ``fit`` validates and
+returns ``self``, fitted attributes end in ``_``, and they drop into
+:class:`~sklearn.pipeline.Pipeline` and
+:class:`~sklearn.model_selection.GridSearchCV`. Kernel parameters are reachable
+as nested parameters (``kernel__depth``, ``kernel__bias_std``...), so a grid
+search can tune the architecture behind the kernel.
+
+- :class:`NTKRegressor`: kernel ridge regression, ``(K + alpha I) a = y`` solved by
+  an in-place LAPACK Cholesky factorisation, with a warned eigendecomposition
+  fallback for singular or indefinite systems. Predictions equal
+  ``sklearn.kernel_ridge.KernelRidge(kernel="precomputed")`` on the same Gram.
+- :class:`NTKClassifier`: support vector machine (hinge loss) on the frozen
+  kernel, delegated to ``sklearn.svm.SVC(kernel="precomputed")``; the paper's
+  hard margin is a large ``C`` (``C=1e20`` in the authors' code).
+
+Test-time Gram matrices are computed in row blocks of about 64 MiB, so a large
+test set never needs the whole ``n_test x n_train`` matrix at once.
+
+References
+----------
+Paccolat, Petrini, Geiger, Tyloo, Wyart (2021), *Geometric compression of
+invariant manifolds in neural networks*, J. Stat. Mech. 044001, §2 and §5
+(kernel machines with the NTK frozen at initialisation and after training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
+from sklearn.svm import SVC
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from kernelcomp._base import Kernel
+from kernelcomp._gram import gram, iter_gram_blocks
+from kernelcomp._parallel import n_jobs_context, resolve_n_jobs
+from kernelcomp._validation import check_dtype, check_real, result_dtype
+
+__all__ = ["NTKClassifier", "NTKRegressor", "SingularKernelWarning"]
+
+#: bytes of test-time Gram matrix held at once by ``predict``/``decision_function``
+_PREDICT_BLOCK_BYTES = 64 * 2**20
+_FLOATS = (np.float64, np.float32)
+
+
+class SingularKernelWarning(scipy.linalg.LinAlgWarning):
+    """The regularised kernel system was singular or indefinite; a fallback was used."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _resolve_kernel(kernel: Any) -> Kernel | str:
+    """The kernel an estimator uses: a kernelcomp kernel or ``"precomputed"``."""
+    if kernel is None:
+        from kernelcomp.kernels import NTK
+
+        return NTK()
+    if isinstance(kernel, str):
+        if kernel == "precomputed":
+            return kernel
+        raise ValueError(
+            f"unknown kernel {kernel!r}; expected None (kc.NTK()), 'precomputed' or a "
+            "kernelcomp kernel object such as kc.NTK(depth=2), kc.NNGP() or "
+            "kc.EmpiricalNTK(net)"
+        )
+    if isinstance(kernel, Kernel):
+        return kernel
+    inner = getattr(kernel, "kernelcomp_kernel", None)  # kc.gp.KernelcompKernel wrapper
+    if isinstance(inner, Kernel):
+        return inner
+    raise TypeError(
+        "kernel must be None, 'precomputed' or a kernelcomp kernel (kc.NTK(), kc.NNGP(), "
+        f"kc.EmpiricalNTK(net)), got {type(kernel).__name__}"
+    )
+
+
+def _is_precomputed(kernel: Any) -> bool:
+    return isinstance(kernel, str) and kernel == "precomputed"
+
+
+def _check_square(K: np.ndarray) -> None:
+    if K.shape[0] != K.shape[1]:
+        raise ValueError(
+            "Precomputed matrix must be a square matrix (the Gram matrix of the training "
+            f"samples). Input is a {K.shape[0]}x{K.shape[1]} matrix."
+        )
+
+
+def _rows_per_block(n_cols: int, itemsize: int) -> int:
+    return max(1, _PREDICT_BLOCK_BYTES // max(1, n_cols * itemsize))
+
+
+def _mirror_lower(K: np.ndarray, block: int = 512) -> None:
+    """Copy the strict lower triangle of square ``K`` onto its upper triangle, in place."""
+    n = K.shape[0]
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        diag_block = K[i0:i1, i0:i1]
+        low = np.tril(diag_block, -1)
+        diag_block[...] = low + low.T + np.diag(np.diagonal(diag_block))
+        if i1 < n:
+            K[i0:i1, i1:] = K[i1:, i0:i1].T
+
+
+def _eigh_solve(A: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """Minimum-norm least-squares solution of the symmetric system ``A x = Y``.
+
+    Eigenvalues with ``|w| <= n * eps * max|w|`` are treated as zero (the
+    pseudo-inverse cut-off of :func:`numpy.linalg.pinv`/``matrix_rank``).
+    ``A`` is overwritten. Returns the solution, the number of eigenvalues cut
+    and the smallest eigenvalue.
+    """
+    n = A.shape[0]
+    w, V = scipy.linalg.eigh(A.T, overwrite_a=True, check_finite=False)
+    eps = float(np.finfo(A.dtype).eps)
+    top = float(np.max(np.abs(w))) if n else 0.0
+    keep = np.abs(w) > n * eps * top
+    inv = np.zeros_like(w)
+    inv[keep] = 1.0 / w[keep]
+    coef = V @ ((V.T @ Y) * inv[:, None])
+    return coef, int(n - keep.sum()), float(w[0]) if n else 0.0
+
+
+def _solve_kernel_ridge(
+    K: np.ndarray, Y: np.ndarray, alpha: float, sqrt_sw: np.ndarray | None
+) -> np.ndarray:
+    """Solve ``(S K S + alpha I) b = S Y`` and return ``S b`` (``S = diag(sqrt_sw)``).
+
+    ``K`` (C-contiguous, symmetric, owned by the caller and free to be
+    destroyed) is factorised in place by LAPACK ``potrf``: ``K.T`` is the same
+    symmetric matrix in Fortran order, so no n x n copy is made. ``Y`` is an
+    (n, t) Fortran-ordered array in ``K``'s dtype, overwritten. When the
+    factorisation fails (singular or indefinite system) or gives a non-finite
+    solution, the matrix is restored from its untouched lower triangle and
+    solved by a symmetric eigendecomposition pseudo-inverse, with a
+    :class:`SingularKernelWarning`.
+    """
+    n = K.shape[0]
+    if sqrt_sw is not None:
+        K *= sqrt_sw[:, None]
+        K *= sqrt_sw[None, :]
+        Y *= sqrt_sw[:, None]
+    diagonal = np.diagonal(K).copy()
+    K.flat[:: n + 1] += alpha
+    reason = ""
+    try:
+        # potrf on the Fortran view K.T writes the factor over K's upper triangle
+        # and diagonal only; the strict lower triangle keeps the matrix.
+        factor = scipy.linalg.cho_factor(K.T, lower=True, overwrite_a=True, check_finite=False)
+        coef = scipy.linalg.cho_solve(factor, Y, overwrite_b=False, check_finite=False)
+        if np.isfinite(coef).all():
+            if sqrt_sw is not None:
+                coef *= sqrt_sw[:, None]
+            return coef
+        reason = "the Cholesky solution is not finite"
+    except np.linalg.LinAlgError as exc:
+        reason = f"the Cholesky factorisation failed ({exc})"
+    _mirror_lower(K)
+    K.flat[:: n + 1] = diagonal + alpha
+    coef, n_cut, w_min = _eigh_solve(K, Y)
+    warnings.warn(
+        f"The regularised kernel system K + alpha*I (n={n}, alpha={alpha:g}, "
+        f"dtype={K.dtype}) is singular or not positive definite: {reason}. Its smallest "
+        f"eigenvalue is {w_min:.3g}. Using the minimum-norm least-squares solution from an "
+        f"eigendecomposition instead ({n_cut} of {n} eigenvalues treated as zero). "
+        "Duplicated samples, a non-kernel precomputed matrix, or an alpha too small for "
+        "the dtype cause this; increase alpha or use dtype='float64'.",
+        SingularKernelWarning,
+        stacklevel=3,
+    )
+    if sqrt_sw is not None:
+        coef *= sqrt_sw[:, None]
+    return coef
+
+
+# --------------------------------------------------------------------------- base
+class _KernelEstimator(BaseEstimator):
+    """Shared plumbing: kernel resolution, nested ``kernel__*`` parameters, tags."""
+
+    kernel: Any
+    dtype: Any
+    n_jobs: int | None
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters of this estimator.
+
+        With ``deep=True`` the fields of a dataclass kernel (``kc.NTK``,
+        ``kc.NNGP``) are included as ``kernel__<field>``, so that
+        ``GridSearchCV(est, {"kernel__depth": [1, 2, 3]})`` works.
+
+        Parameters
+        ----------
+        deep : bool, default True
+
+        Returns
+        -------
+        dict
+        """
+        params = super().get_params(deep=deep)
+        if deep:
+            kernel = self.kernel
+            if kernel is None:
+                kernel = _resolve_kernel(None)
+            if dataclasses.is_dataclass(kernel) and not isinstance(kernel, type):
+                for field in dataclasses.fields(kernel):
+                    if field.init:
+                        params[f"kernel__{field.name}"] = getattr(kernel, field.name)
+        return params
+
+    def set_params(self, **params: Any) -> _KernelEstimator:
+        """Set parameters, including nested kernel parameters ``kernel__<field>``.
+
+        A nested parameter replaces the (immutable) kernel by a copy with that
+        field changed; with ``kernel=None`` the base is ``kc.NTK()``.
+
+        Parameters
+        ----------
+        **params
+            Estimator parameters.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a nested parameter the kernel does not have.
+        """
+        nested = {
+            k[len("kernel__") :]: params.pop(k) for k in list(params) if k.startswith("kernel__")
+        }
+        super().set_params(**params)
+        if nested:
+            kernel = self.kernel if self.kernel is not None else _resolve_kernel(None)
+            if not (dataclasses.is_dataclass(kernel) and not isinstance(kernel, type)):
+                raise ValueError(
+                    f"cannot set kernel parameters {sorted(nested)}: the kernel "
+                    f"{type(kernel).__name__} has no nested parameters (pass a new kernel "
+                    "object as kernel=... instead)"
+                )
+            names = {f.name for f in dataclasses.fields(kernel) if f.init}
+            unknown = sorted(set(nested) - names)
+            if unknown:
+                raise ValueError(
+                    f"invalid kernel parameter(s) {unknown} for {type(kernel).__name__}; "
+                    f"valid ones are {sorted(names)}"
+                )
+            self.kernel = dataclasses.replace(kernel, **nested)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = _is_precomputed(self.kernel)
+        return tags
+
+    # -- fit-time helpers -------------------------------------------------------
+    def _check_common_params(self) -> None:
+        check_dtype(self.dtype, "dtype")
+        resolve_n_jobs(self.n_jobs)
+
+    def _validate_fit_X(self, X: Any, y: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        X, y = validate_data(self, X, y, dtype=_FLOATS, **kwargs)
+        return X, y
+
+    def _train_gram(self, kernel: Kernel | str, X: np.ndarray) -> np.ndarray:
+        """The training Gram matrix, owned (free to be overwritten), C-contiguous."""
+        if _is_precomputed(kernel):
+            _check_square(X)
+            dt = result_dtype(X, dtype=self.dtype)
+            return np.array(X, dtype=dt, order="C", copy=True)
+        if kernel.n_features_in is not None and X.shape[1] != kernel.n_features_in:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the kernel {type(kernel).__name__} expects "
+                f"{kernel.n_features_in} (the input dimension of its network)"
+            )
+        return gram(kernel, X, dtype=self.dtype, n_jobs=self.n_jobs)
+
+    def _iter_test_gram(
+        self, X: np.ndarray, Y: np.ndarray, dtype: np.dtype
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Row blocks ``(start, stop, K[start:stop])`` of ``kernel_(X, Y)``."""
+        rows = _rows_per_block(Y.shape[0], np.dtype(dtype).itemsize)
+        with n_jobs_context(self.n_jobs):
+            for block in iter_gram_blocks(self.kernel_, X, Y, dtype=dtype, block_rows=rows):
+                ((_, values),) = block.writes
+                yield block.start, block.stop, values
+
+
+# --------------------------------------------------------------------------- regressor
+class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
+    """Kernel ridge regression with a frozen (analytic or empirical) neural tangent kernel.
+
+    Fits the dual coefficients ``a = (K + alpha I)^{-1} y`` of the training Gram
+    ``K`` and predicts ``f(x) = sum_mu a_mu k(x, x_mu)``: the function a
+    network in the lazy regime converges to when trained on the square loss
+    (``alpha -> 0``), or the posterior mean of the Gaussian process with
+    covariance ``k`` and noise variance ``alpha``.
+
+    Parameters
+    ----------
+    kernel : None, "precomputed" or kernelcomp kernel, default None
+        ``None`` means ``kc.NTK()``; any ``kc.NTK``, ``kc.NNGP`` or
+        ``kc.EmpiricalNTK(net)``; with ``"precomputed"``, ``X`` is a Gram matrix:
+        ``(n_train, n_train)`` in ``fit``, ``(n_test, n_train)`` in ``predict``.
+    alpha : float, default 1e-4
+        Absolute ridge added to the diagonal of ``K``, as in
+        ``sklearn.kernel_ridge.KernelRidge(alpha=...)``. The default is small
+        next to the diagonal of the NTK/NNGP of inputs with ``|x|^2 ~ d``
+        (about 1), so the fit is close to the ridgeless interpolant that
+        kernel theory studies, while keeping the Cholesky factorisation stable
+        for thousands of samples; scale it with your kernel. ``alpha=0`` is
+        allowed (exact interpolation when ``K`` is positive definite).
+    dtype : {None, "float32", "float64"}, default None
+        dtype of the Gram matrices and of the solve; None gives float32 when
+        ``X`` is float32 and float64 otherwise. float32 halves the memory of
+        the n x n system at float32 accuracy (use a larger ``alpha``).
+    n_jobs : int, optional
+        Threads for the Gram computation (None or -1: all).
+
+    Attributes
+    ----------
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        The coefficients ``a``.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Training samples (the training Gram matrix when precomputed).
+    kernel_ : Kernel or "precomputed"
+        The kernel used (``kc.NTK()`` when ``kernel=None``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string feature names.
+
+    Raises
+    ------
+    ValueError, TypeError
+        From ``fit``/``predict`` for invalid parameters or inputs (NaN,
+        wrong shapes, a non-square precomputed matrix, an unknown kernel).
+
+    Warns
+    -----
+    SingularKernelWarning
+        When ``K + alpha I`` is singular or indefinite: the minimum-norm
+        least-squares solution (eigendecomposition pseudo-inverse) is used.
+
+    See Also
+    --------
+    NTKClassifier : SVM (hinge loss) with the same kernels.
+    sklearn.kernel_ridge.KernelRidge : the same model with generic kernels.
+
+    References
+    ----------
+    Jacot, Gabriel, Hongler (2018), *Neural Tangent Kernel*, §5 (training with
+    the square loss converges to kernel regression with the NTK);
+    Paccolat et al. (2021), J. Stat. Mech. 044001, §5.
+
+    Examples
+    --------
+    >>> import numpy as np, kernelcomp as kc
+    >>> rng = np.random.default_rng(0)
+    >>> X, Xt = rng.standard_normal((50, 3)), rng.standard_normal((5, 3))
+    >>> y = np.sin(X[:, 0])
+    >>> model = kc.NTKRegressor(kc.NTK(depth=2), alpha=1e-3).fit(X, y)
+    >>> model.predict(Xt).shape
+    (5,)
+    """
+
+    def __init__(
+        self,
+        kernel: Any = None,
+        alpha: float = 1e-4,
+        *,
+        dtype: Any = None,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.alpha = alpha
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NTKRegressor:
+        """Fit kernel ridge regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples, or the training Gram matrix of shape
+            (n_samples, n_samples) when ``kernel="precomputed"``.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : float or array-like of shape (n_samples,), optional
+            Non-negative weights of the squared errors (as ``KernelRidge``).
+
+        Returns
+        -------
+        self : NTKRegressor
+
+        Raises
+        ------
+        ValueError
+            For NaN/inf, empty or mismatched inputs, a negative ``alpha``, a
+            non-square precomputed matrix, or an unknown kernel string.
+        TypeError
+            For a kernel that is not a kernelcomp kernel, or non-numeric input.
+        """
+        kernel = _resolve_kernel(self.kernel)
+        alpha = check_real(self.alpha, "alpha", minimum=0.0)
+        self._check_common_params()
+        X, y = self._validate_fit_X(X, y, multi_output=True, y_numeric=True)
+        K = self._train_gram(kernel, X)
+        dt = K.dtype
+        n = K.shape[0]
+        Y = np.array(np.reshape(y, (n, -1)), dtype=dt, order="F")
+        sqrt_sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=dt, ensure_non_negative=True)
+            sqrt_sw = np.sqrt(sw)
+        coef = _solve_kernel_ridge(K, Y, alpha, sqrt_sw)
+        del K
+        self.dual_coef_ = np.ascontiguousarray(coef.ravel() if np.ndim(y) == 1 else coef)
+        self.X_fit_ = X
+        self.kernel_ = kernel
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict with the fitted kernel ridge model.
+
+        The cross Gram ``k(X, X_fit_)`` is computed in row blocks of about
+        64 MiB and contracted with ``dual_coef_`` block by block.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Samples, or the (n_test, n_train) Gram matrix against the training
+            samples when ``kernel="precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_test,) or (n_test, n_targets)
+            In the dtype of the fit (float32 for a float32 fit).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            For NaN/inf or a wrong number of features (columns).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        coef = self.dual_coef_
+        dt = coef.dtype
+        if _is_precomputed(self.kernel_):
+            return np.asarray(X, dtype=dt) @ coef
+        out = np.empty((X.shape[0], *coef.shape[1:]), dtype=dt)
+        for start, stop, block in self._iter_test_gram(X, self.X_fit_, dt):
+            np.matmul(block, coef, out=out[start:stop])
+        return out
+
+
+# --------------------------------------------------------------------------- classifier
+class NTKClassifier(ClassifierMixin, _KernelEstimator):
+    """Support vector machine (hinge loss) with a frozen neural tangent kernel.
+
+    The SVM of the paper's frozen-kernel experiments: ``F(x) = sum_mu a_mu
+    k(x, x_mu) + b`` trained with the hinge loss; the paper uses a hard margin,
+    i.e. a very large ``C`` (``C=1e20`` in the authors' code). The solver is
+    ``sklearn.svm.SVC(kernel="precomputed")`` on the kernelcomp Gram matrix, so
+    labels may be any hashable values and multiclass problems are handled as
+    in :class:`~sklearn.svm.SVC` (one-vs-one, ``decision_function_shape``).
+    At test time only the columns of the support vectors are computed.
+
+    Parameters
+    ----------
+    kernel : None, "precomputed" or kernelcomp kernel, default None
+        ``None`` means ``kc.NTK()``; any ``kc.NTK``, ``kc.NNGP`` or
+        ``kc.EmpiricalNTK(net)``; with ``"precomputed"``, ``X`` is a Gram matrix.
+    C : float, default 1.0
+        Inverse regularisation of the soft margin, > 0 (as in ``SVC``). Use a
+        large value (e.g. ``1e20``) for the paper's hard margin.
+    tol : float, default 1e-3
+        Stopping tolerance of the SVC solver.
+    class_weight : dict, "balanced" or None, default None
+        As in ``SVC``.
+    decision_function_shape : {"ovr", "ovo"}, default "ovr"
+        As in ``SVC`` (multiclass only).
+    break_ties : bool, default False
+        As in ``SVC``.
+    max_iter : int, default -1
+        Solver iteration limit (-1: none).
+    dtype : {None, "float32", "float64"}, default None
+        dtype of the Gram matrices computed by kernelcomp (libsvm itself works
+        in float64).
+    n_jobs : int, optional
+        Threads for the Gram computation (None or -1: all).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    support_ : ndarray of shape (n_SV,)
+        Indices of the support vectors in the training set.
+    support_vectors_ : ndarray of shape (n_SV, n_features)
+        The support vectors (empty when precomputed, as in ``SVC``).
+    n_support_ : ndarray of shape (n_classes,)
+    dual_coef_ : ndarray of shape (n_classes - 1, n_SV)
+    intercept_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
+    fit_status_ : int
+    n_iter_ : ndarray
+    svc_ : sklearn.svm.SVC
+        The fitted precomputed-kernel SVC.
+    kernel_ : Kernel or "precomputed"
+    n_features_in_ : int
+
+    Raises
+    ------
+    ValueError, TypeError
+        From ``fit``/``predict`` for invalid parameters or inputs (one class,
+        continuous targets, NaN, wrong shapes, unknown kernel).
+
+    See Also
+    --------
+    NTKRegressor : kernel ridge regression with the same kernels.
+    sklearn.svm.SVC
+
+    References
+    ----------
+    Paccolat et al. (2021), J. Stat. Mech. 044001, §5 ("kernel machines with
+    the NTK at initialisation and at the end of training").
+
+    Examples
+    --------
+    >>> import numpy as np, kernelcomp as kc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((60, 3))
+    >>> y = np.where(X[:, 0] > 0, "pos", "neg")
+    >>> clf = kc.NTKClassifier(kc.NTK(depth=1), C=1e20).fit(X, y)
+    >>> clf.classes_.tolist()
+    ['neg', 'pos']
+    >>> float(clf.score(X, y))
+    1.0
+    """
+
+    def __init__(
+        self,
+        kernel: Any = None,
+        C: float = 1.0,
+        *,
+        tol: float = 1e-3,
+        class_weight: Any = None,
+        decision_function_shape: str = "ovr",
+        break_ties: bool = False,
+        max_iter: int = -1,
+        dtype: Any = None,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.C = C
+        self.tol = tol
+        self.class_weight = class_weight
+        self.decision_function_shape = decision_function_shape
+        self.break_ties = break_ties
+        self.max_iter = max_iter
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+
+    def _check_params(self) -> None:
+        C = check_real(self.C, "C")
+        if C <= 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        tol = check_real(self.tol, "tol")
+        if tol <= 0:
+            raise ValueError(f"tol must be > 0, got {tol}")
+        if self.decision_function_shape not in ("ovr", "ovo"):
+            raise ValueError(
+                "decision_function_shape must be 'ovr' or 'ovo', got "
+                f"{self.decision_function_shape!r}"
+            )
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, numbers.Integral):
+            raise TypeError(f"max_iter must be an integer, got {self.max_iter!r}")
+        if self.max_iter < -1 or self.max_iter == 0:
+            raise ValueError(f"max_iter must be -1 (no limit) or >= 1, got {self.max_iter}")
+        self._check_common_params()
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NTKClassifier:
+        """Fit the SVM on the Gram matrix of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples, or their (n_samples, n_samples) Gram matrix when
+            ``kernel="precomputed"``.
+        y : array-like of shape (n_samples,)
+            Class labels (any two or more values).
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample multipliers of ``C`` (as in ``SVC``).
+
+        Returns
+        -------
+        self : NTKClassifier
+
+        Raises
+        ------
+        ValueError
+            For NaN/inf, empty or mismatched inputs, continuous or single-class
+            targets, invalid ``C``/``tol``, a non-square precomputed matrix or
+            an unknown kernel string.
+        TypeError
+            For a kernel that is not a kernelcomp kernel, or non-numeric input.
+        """
+        kernel = _resolve_kernel(self.kernel)
+        self._check_params()
+        X, y = self._validate_fit_X(X, y)
+        check_classification_targets(y)
+        K = self._train_gram(kernel, X)
+        svc = SVC(
+            kernel="precomputed",
+            C=float(self.C),
+            tol=float(self.tol),
+            class_weight=self.class_weight,
+            decision_function_shape=self.decision_function_shape,
+            break_ties=self.break_ties,
+            max_iter=int(self.max_iter),
+        )
+        svc.fit(np.asarray(K, dtype=np.float64), y, sample_weight=sample_weight)
+        del K
+        self.svc_ = svc
+        self.kernel_ = kernel
+        self.classes_ = svc.classes_
+        self.support_ = svc.support_
+        self.n_support_ = svc.n_support_
+        self.dual_coef_ = svc.dual_coef_
+        self.intercept_ = svc.intercept_
+        self.fit_status_ = svc.fit_status_
+        self.n_iter_ = svc.n_iter_
+        if _is_precomputed(kernel):
+            self.support_vectors_ = np.empty((0, 0), dtype=np.float64)
+        else:
+            self.support_vectors_ = X[svc.support_]
+        self._n_train = X.shape[0]
+        self._gram_dtype = result_dtype(X, dtype=self.dtype)
+        return self
+
+    def _apply(self, X: Any, name: str) -> np.ndarray:
+        """Run the SVC method ``name`` on the test Gram matrix of ``X``, block by block."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        method: Callable[[np.ndarray], np.ndarray] = getattr(self.svc_, name)
+        if _is_precomputed(self.kernel_):
+            return method(X)
+        n_train, sv = self._n_train, self.support_
+        rows = _rows_per_block(n_train, 8)
+        # libsvm reads only the support-vector columns of a precomputed row:
+        # compute those and leave the rest of the (reused) buffer at zero
+        buffer = np.zeros((min(rows, X.shape[0]), n_train), dtype=np.float64)
+        parts = []
+        if len(sv) == 0:
+            for start in range(0, X.shape[0], rows):
+                stop = min(X.shape[0], start + rows)
+                parts.append(method(buffer[: stop - start]))
+        else:
+            for start, stop, block in self._iter_test_gram(
+                X, self.support_vectors_, self._gram_dtype
+            ):
+                view = buffer[: stop - start]
+                view[:, sv] = block
+                parts.append(method(view))
+        return np.concatenate(parts, axis=0)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Signed distance to the margin, as ``SVC.decision_function``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Samples, or their (n_test, n_train) Gram matrix against the
+            training samples when ``kernel="precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_test,) or (n_test, n_classes) / (n_test, n_pairs)
+            Binary: positive values predict ``classes_[1]``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            For NaN/inf or a wrong number of features (columns).
+        """
+        return self._apply(X, "decision_function")
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels, as ``SVC.predict``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Samples, or their Gram matrix when ``kernel="precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_test,)
+            Labels from ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            For NaN/inf or a wrong number of features (columns).
+        """
+        return self._apply(X, "predict")

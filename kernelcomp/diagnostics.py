@@ -546,8 +546,11 @@ def mutual_information(
        ``P(class+ | phi_i)``; ``r+ = r- = 0`` gives ``q = 1/2``);
     4. ``I = 1 - mean_i H2(q_i)`` bits, ``H2(q) = -q log2 q - (1-q) log2(1-q)``.
 
-    It is 0 for an uninformative eigenvector and 1 bit for one that separates
-    the classes. ``1`` stands for the label entropy ``H(Y)`` of balanced classes:
+    It is about 1 bit for an eigenvector that separates the classes and close to
+    0 for an uninformative one: with ``k = 5`` a random vector scores about 0.08
+    bits, a bias of the estimator (the own class counts the point itself) that
+    does not shrink with ``n``. ``1`` stands for the label entropy ``H(Y)`` of
+    balanced classes:
     with unbalanced classes the estimate is biased by ``1 - H2(fraction)``. The
     z-scoring does not change the result for ``D = 1`` (``q`` is scale free); it
     is kept for fidelity. The nearest-neighbour distances use a sorted 1-D
@@ -648,7 +651,7 @@ def mutual_information(
         )
     counts = np.bincount(codes, minlength=2)
     if counts.min() < k:
-        small = classes[int(np.argmin(counts))]
+        small = classes[int(np.argmin(counts))].item()
         raise ValueError(
             f"every class needs at least k = {k} points for method='paper'; class "
             f"{small!r} has {int(counts.min())}"

@@ -1,0 +1,578 @@
+"""Tests of kernelcomp.diagnostics against plain references (tests/naive_diagnostics.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernelcomp as kc
+from kernelcomp import diagnostics as dg
+from tests import naive_diagnostics as naive
+
+DTYPES = [np.float64, np.float32]
+#: tolerances for eigenpairs / reductions, per dtype
+TOL = {np.float64: 1e-9, np.float32: 2e-4}
+
+
+def spd_with_spectrum(rng, n, lam, dtype=np.float64):
+    """A symmetric matrix Q diag(lam) Q^T with a random orthogonal Q."""
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    K = (Q * lam) @ Q.T
+    K = (K + K.T) / 2
+    return K.astype(dtype), Q
+
+
+def distinct_gram(rng, n, dtype=np.float64):
+    lam = 10.0 * 0.8 ** np.arange(n)  # well separated, positive
+    return spd_with_spectrum(rng, n, lam, dtype)
+
+
+# ---------------------------------------------------------------------------
+# kernel_pca
+# ---------------------------------------------------------------------------
+# arpack needs n_components < n (the error path is tested below)
+PCA_ROUTES = [
+    (method, k)
+    for method in ("auto", "subset", "full", "arpack")
+    for k in (None, 1, 6, 39)
+    if not (method == "arpack" and k is None)
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("method", "n_components"), PCA_ROUTES)
+def test_kernel_pca_matches_full_eigh(rng, dtype, method, n_components):
+    n = 40
+    K, _ = distinct_gram(rng, n, dtype)
+    ev = dg.kernel_pca(K, n_components=n_components, method=method)
+    k = n if n_components is None else n_components
+    w_ref, V_ref = scipy.linalg.eigh(K.astype(np.float64))
+    w_ref, V_ref = w_ref[::-1][:k], V_ref[:, ::-1][:, :k]
+    assert ev.eigenvalues.dtype == dtype and ev.eigenvectors.dtype == dtype
+    assert ev.eigenvalues.shape == (k,) and ev.eigenvectors.shape == (n, k)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(ev.eigenvalues, w_ref, rtol=tol * 10, atol=tol * 10 * w_ref[0])
+    # same vectors up to sign, then the sign convention: largest |entry| positive
+    overlap = np.abs(np.sum(ev.eigenvectors.astype(np.float64) * V_ref, axis=0))
+    np.testing.assert_allclose(overlap, 1.0, atol=tol * 100)
+    cols = np.arange(k)
+    big = ev.eigenvectors[np.argmax(np.abs(ev.eigenvectors), axis=0), cols]
+    assert np.all(big > 0)
+    np.testing.assert_allclose(np.linalg.norm(ev.eigenvectors, axis=0), 1.0, atol=tol * 10)
+    # residual K v = lambda v
+    V64 = ev.eigenvectors.astype(np.float64)
+    resid = K.astype(np.float64) @ V64 - V64 * ev.eigenvalues.astype(np.float64)
+    assert np.abs(resid).max() < tol * 100 * w_ref[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_pca_ntk_gram_descending_and_trace(rng, dtype):
+    X = rng.standard_normal((60, 4))
+    K = kc.NTK(depth=2)(X).astype(dtype)
+    ev = dg.kernel_pca(K, n_components=10)
+    assert np.all(np.diff(ev.eigenvalues) <= 0)
+    assert ev.center is False and ev.n_samples == 60 and ev.n_components == 10
+    np.testing.assert_allclose(ev.trace, np.trace(K.astype(np.float64)), rtol=1e-6)
+    full = dg.kernel_pca(K)
+    np.testing.assert_allclose(full.explained_ratio.sum(), 1.0, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:10], rtol=TOL[dtype] * 10)
+    assert "KernelPCAResult(n_samples=60, n_components=10" in repr(ev)
+
+
+def test_kernel_pca_sign_is_deterministic(rng):
+    n = 30
+    lam = 5.0 * 0.7 ** np.arange(n)
+    K, Q = spd_with_spectrum(rng, n, lam)
+    flips = rng.choice([-1.0, 1.0], size=n)
+    K2 = ((Q * flips) * lam) @ (Q * flips).T  # the same matrix, built from flipped vectors
+    K2 = (K2 + K2.T) / 2
+    a = dg.kernel_pca(K, n_components=8)
+    b = dg.kernel_pca(K2, n_components=8)
+    np.testing.assert_allclose(a.eigenvectors, b.eigenvectors, atol=1e-9)
+    # and the subset, full and arpack routes agree entry by entry (not only up to sign)
+    for method in ("full", "arpack"):
+        c = dg.kernel_pca(K, n_components=8, method=method)
+        np.testing.assert_allclose(a.eigenvectors, c.eigenvectors, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_pca_center_equals_explicit_centring(rng, dtype):
+    X = rng.standard_normal((35, 3))
+    K = kc.NTK()(X).astype(dtype)
+    n = K.shape[0]
+    H = np.eye(n) - np.ones((n, n)) / n
+    Kc = H @ K.astype(np.float64) @ H
+    ev = dg.kernel_pca(K, n_components=5, center=True)
+    w_ref = np.linalg.eigvalsh(Kc)[::-1][:5]
+    assert ev.center is True
+    np.testing.assert_allclose(ev.eigenvalues, w_ref, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(ev.trace, np.trace(Kc), rtol=TOL[dtype] * 10)
+    # centred eigenvectors of non-zero eigenvalues are orthogonal to the constant vector
+    np.testing.assert_allclose(ev.eigenvectors.sum(axis=0), 0.0, atol=TOL[dtype] * 100)
+    assert not np.shares_memory(ev.eigenvectors, K)
+
+
+def test_kernel_pca_integer_input_and_input_untouched(rng):
+    K = np.array([[2, 1], [1, 2]])
+    ev = dg.kernel_pca(K)
+    assert ev.eigenvalues.dtype == np.float64
+    np.testing.assert_allclose(ev.eigenvalues, [3.0, 1.0])
+    np.testing.assert_allclose(ev.eigenvectors[:, 0], [1 / math.sqrt(2)] * 2)
+    K2, _ = distinct_gram(rng, 20)
+    before = K2.copy()
+    dg.kernel_pca(K2, n_components=3, center=True)
+    dg.kernel_pca(K2, n_components=3)
+    np.testing.assert_array_equal(K2, before)
+
+
+def test_kernel_pca_accepts_roundoff_asymmetry(rng):
+    K, _ = distinct_gram(rng, 20)
+    K[3, 5] += 1e-12
+    dg.kernel_pca(K, n_components=2)
+    K32 = K.astype(np.float32)
+    K32[1, 2] *= 1 + 1e-6
+    dg.kernel_pca(K32, n_components=2)
+
+
+@pytest.mark.parametrize(
+    ("K", "kwargs", "exc", "match"),
+    [
+        (np.ones((3, 4)), {}, ValueError, r"square Gram matrix, got shape \(3, 4\)"),
+        (np.array([[1.0, 2.0], [0.0, 1.0]]), {}, ValueError, "must be symmetric"),
+        (np.array([[1.0, np.nan], [np.nan, 1.0]]), {}, ValueError, "contains NaN"),
+        (np.ones(3), {}, ValueError, "2-D array"),
+        (np.eye(3), {"n_components": 0}, ValueError, "n_components must be >= 1"),
+        (np.eye(3), {"n_components": 4}, ValueError, r"n_components must be <= .* n = 3"),
+        (np.eye(3), {"n_components": 2.0}, TypeError, "n_components must be an integer"),
+        (np.eye(3), {"method": "lanczos"}, ValueError, "method must be one of"),
+        (np.eye(3), {"method": "arpack"}, ValueError, "arpack' needs n_components < n"),
+        (np.eye(3, dtype=complex), {}, TypeError, "real numbers"),
+        (np.zeros((0, 0)), {}, ValueError, "0 samples"),
+    ],
+)
+def test_kernel_pca_errors(K, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        dg.kernel_pca(K, **kwargs)
+
+
+def test_kernel_pca_symmetry_check_can_be_skipped():
+    K = np.array([[2.0, 1.0], [0.0, 2.0]])  # lower triangle read: [[2, 0], [0, 2]]
+    ev = dg.kernel_pca(K, check_symmetric=False)
+    np.testing.assert_allclose(ev.eigenvalues, [2.0, 2.0])
+
+
+# ---------------------------------------------------------------------------
+# label projection
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_label_projection_parseval_and_loop(rng, dtype):
+    n = 50
+    K, _ = distinct_gram(rng, n, dtype)
+    ev = dg.kernel_pca(K)
+    y = rng.choice([-1, 1], size=n)
+    c = dg.label_projection(ev.eigenvectors, y)
+    assert c.shape == (n,) and c.dtype == np.float64
+    loop = [sum(float(ev.eigenvectors[i, r]) * y[i] for i in range(n)) for r in range(n)]
+    np.testing.assert_allclose(c, loop, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.sum(c**2), np.sum(y**2), rtol=TOL[dtype] * 10)
+    P = dg.cumulative_projection(c, y)
+    assert P.shape == (n,)
+    assert np.all(np.diff(P) >= 0)
+    np.testing.assert_allclose(P[-1], 1.0, rtol=TOL[dtype] * 10)
+    expected = np.cumsum(np.array(loop) ** 2) / n
+    np.testing.assert_allclose(P, expected, rtol=1e-12)
+
+
+def test_label_projection_multicolumn_and_single_vector(rng):
+    n = 30
+    K, _ = distinct_gram(rng, n)
+    V = dg.kernel_pca(K).eigenvectors
+    Y = np.eye(3)[rng.integers(0, 3, size=n)]  # one-hot, three classes
+    C = dg.label_projection(V, Y)
+    assert C.shape == (n, 3)
+    for j in range(3):
+        np.testing.assert_allclose(C[:, j], dg.label_projection(V, Y[:, j]))
+    P = dg.cumulative_projection(C, Y)
+    np.testing.assert_allclose(P[-1], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(P, np.cumsum((C**2).sum(axis=1)) / n)
+    # a single eigenvector as a 1-D array, booleans as 0/1
+    c1 = dg.label_projection(V[:, 0], Y[:, 0] > 0)
+    np.testing.assert_allclose(c1, [V[:, 0] @ Y[:, 0]])
+    # a partial basis: P_k below 1
+    Pk = dg.cumulative_projection(C[:5], Y)
+    assert Pk[-1] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("V", "y", "exc", "match"),
+    [
+        (np.eye(3), [1.0, 2.0], ValueError, "y has 2 samples, but the eigenvectors have 3"),
+        (np.eye(3), ["a", "b", "a"], TypeError, "label_binarize"),
+        (np.eye(3), [1.0, np.nan, 1.0], ValueError, "y contains NaN"),
+        (np.eye(3), np.ones((3, 1, 1)), ValueError, "y must be 1-D"),
+        (np.eye(3), np.ones((3, 0)), ValueError, "0 columns"),
+        (np.array([[1.0, np.inf]]), [1.0], ValueError, "eigenvectors contains infinity"),
+    ],
+)
+def test_label_projection_errors(V, y, exc, match):
+    with pytest.raises(exc, match=match):
+        dg.label_projection(V, y)
+
+
+@pytest.mark.parametrize(
+    ("c", "y", "exc", "match"),
+    [
+        ([1.0, 2.0], [0.0, 0.0], ValueError, "y is all zero"),
+        (np.ones((2, 2)), [1.0, 1.0], ValueError, "c has 2 column"),
+        ([1.0, np.nan], [1.0, 1.0], ValueError, "c contains NaN"),
+        (["a"], [1.0], TypeError, "c must hold real numbers"),
+        ([], [1.0], ValueError, "non-empty"),
+        ([1.0], 3.0, ValueError, "y must be 1-D"),
+    ],
+)
+def test_cumulative_projection_errors(c, y, exc, match):
+    with pytest.raises(exc, match=match):
+        dg.cumulative_projection(c, y)
+
+
+# ---------------------------------------------------------------------------
+# mutual information
+# ---------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(
+    vals=st.lists(st.integers(-6, 6), min_size=1, max_size=25),
+    queries=st.lists(st.integers(-8, 8), min_size=1, max_size=10),
+    k=st.integers(1, 25),
+)
+def test_kth_distance_is_brute_force(vals, queries, k):
+    """The sorted-window search equals sorting all distances (ties included)."""
+    if k > len(vals):
+        k = len(vals)
+    a = np.sort(np.array(vals, dtype=np.float64) / 2)
+    x = np.array(queries, dtype=np.float64) / 2
+    got = dg._kth_distance(a, x, k)
+    want = [sorted(abs(q - t) for t in a)[k - 1] for q in x]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [2, 5])
+def test_mutual_information_matches_naive(rng, dtype, k):
+    n = 120
+    y = rng.choice([-1, 1], size=n)
+    V = np.column_stack(
+        [
+            y + 1.5 * rng.standard_normal(n),  # partly informative
+            rng.standard_normal(n),  # uninformative
+            np.round(y + rng.standard_normal(n), 1),  # ties / duplicates
+            np.where(y > 0, 1.0, 2.0),  # duplicates only: r_own = 0
+            np.full(n, 3.0),  # constant: 0 bits
+        ]
+    ).astype(dtype)
+    got = dg.mutual_information(V, y, k=k)
+    want = [naive.mutual_information_paper(V[:, r].astype(np.float64), y, k) for r in range(5)]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert got.shape == (5,) and got.dtype == np.float64
+    assert got[3] == pytest.approx(1.0) and got[4] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mutual_information_separating_and_random(rng, dtype):
+    n = 1000
+    y = np.repeat([-1, 1], n // 2)
+    separating = y * (1.0 + rng.uniform(size=n))  # a gap between the classes
+    V = np.column_stack([separating, rng.standard_normal((n, 12))]).astype(dtype)
+    mi = dg.mutual_information(V, y)  # n_components=10 by default
+    assert mi.shape == (10,)
+    assert mi[0] > 0.95
+    # uninformative eigenvectors: the estimator's small positive bias (~0.08 bit at k=5)
+    assert 0.0 < mi[1:].mean() < 0.12
+    assert mi[1:].max() < 0.2
+
+
+def test_mutual_information_label_types_and_symmetry(rng):
+    n = 90
+    codes = rng.integers(0, 2, size=n)
+    V = codes[:, None] + rng.standard_normal((n, 3))
+    ref = dg.mutual_information(V, codes * 2 - 1, k=4)
+    for labels in (codes, codes.astype(bool), np.array(["cat", "dog"])[codes], 1 - codes):
+        np.testing.assert_allclose(dg.mutual_information(V, labels, k=4), ref, rtol=1e-14)
+    # sign of an eigenvector does not matter
+    np.testing.assert_allclose(dg.mutual_information(-V, codes, k=4), ref, rtol=1e-12)
+    # n_components: clipped to the columns available; None takes all; 1-D vector
+    assert dg.mutual_information(V, codes, n_components=100, k=4).shape == (3,)
+    np.testing.assert_allclose(dg.mutual_information(V, codes, n_components=None, k=4), ref)
+    np.testing.assert_allclose(dg.mutual_information(V, codes, n_components=2, k=4), ref[:2])
+    np.testing.assert_allclose(dg.mutual_information(V[:, 1], codes, k=4), ref[1:2])
+
+
+def test_mutual_information_ksg_matches_sklearn(rng):
+    from sklearn.feature_selection import mutual_info_classif
+
+    n = 300
+    y = rng.integers(0, 3, size=n)  # three classes: fine for ksg
+    V = y[:, None] + rng.standard_normal((n, 4))
+    got = dg.mutual_information(V, y, k=3, method="ksg", random_state=7)
+    want = mutual_info_classif(V, y, n_neighbors=3, random_state=7) / math.log(2)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got.shape == (4,)
+    yb = np.repeat([0, 1], 200)
+    sep = dg.mutual_information(yb * 3.0 + rng.uniform(size=400), yb, method="ksg")
+    assert sep[0] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("V", "y", "kwargs", "exc", "match"),
+    [
+        (np.ones((9, 2)), np.arange(9) % 3, {"k": 2}, ValueError, "exactly 2 classes.*ksg"),
+        (np.ones((9, 2)), np.r_[np.zeros(7), 1, 1], {"k": 3}, ValueError, "class 1.0 has 2"),
+        (np.ones((9, 2)), np.arange(9) % 2, {"k": 1}, ValueError, "k must be >= 2"),
+        (np.ones((9, 2)), np.arange(9) % 2, {"k": 9, "method": "ksg"}, ValueError, "k must be <"),
+        (np.ones((9, 2)), np.zeros(9), {"k": 2, "method": "ksg"}, ValueError, "at least 2 cl"),
+        (np.ones((9, 2)), np.ones((9, 1)), {}, ValueError, r"1-D array.*y.ravel\(\)"),
+        (np.ones((9, 2)), np.ones(8), {}, ValueError, "y has 8 samples"),
+        (np.ones((9, 2)), np.arange(9) % 2, {"method": "kraskov"}, ValueError, "method must"),
+        (np.ones((9, 2)), np.arange(9) % 2, {"n_components": 0}, ValueError, "n_components"),
+        (np.ones((9, 2)), np.arange(9) % 2, {"k": 2.5}, TypeError, "k must be an integer"),
+        (np.full((9, 2), np.nan), np.arange(9) % 2, {}, ValueError, "contains NaN"),
+        (np.ones((9, 2)), np.r_[np.zeros(8), np.nan], {}, ValueError, "y contains NaN"),
+    ],
+)
+def test_mutual_information_errors(V, y, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        dg.mutual_information(V, y, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# compression
+# ---------------------------------------------------------------------------
+def test_compression_hand_computation():
+    W = np.array([[4.0, 1.0, -1.0], [-4.0, 1.0, 1.0]])
+    assert dg.compression(W, informative=[0]) == pytest.approx(4.0, rel=1e-15)
+    # <w^2> = [16, 1, 1] ; informative {0, 1}: sqrt(8.5 / 1)
+    assert dg.compression(W, [0, 1]) == pytest.approx(math.sqrt(8.5), rel=1e-15)
+    assert dg.compression(W, [True, False, False]) == pytest.approx(4.0, rel=1e-15)
+    assert dg.compression(W, 0) == pytest.approx(4.0)
+    assert dg.compression(W, [-3]) == pytest.approx(4.0)
+    assert dg.compression(W.tolist(), [0]) == pytest.approx(4.0)
+    W0 = np.array([[1.0, 0.0], [2.0, 0.0]])
+    assert dg.compression(W0, [0]) == math.inf
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compression_matches_naive_and_network(rng, dtype):
+    W = rng.standard_normal((40, 6)).astype(dtype)
+    W[:, 2] *= 5.0
+    for informative in ([2], [0, 2], [1, 3, 5]):
+        assert dg.compression(W, informative) == pytest.approx(
+            naive.compression(W.astype(np.float64), informative), rel=1e-12
+        )
+    # a global rescaling cancels
+    assert dg.compression(3.0 * W, [2]) == pytest.approx(dg.compression(W, [2]), rel=TOL[dtype])
+    net = kc.FCNetwork.init(6, widths=[4000], parameterization="mean_field", seed=0)
+    assert dg.compression(net, [0]) == pytest.approx(
+        naive.compression(net.weights[0], [0]), rel=1e-12
+    )
+    assert 0.9 < dg.compression(net, [0]) < 1.1  # isotropic at initialisation
+
+
+class _NoWeights:
+    weights = 3
+
+
+@pytest.mark.parametrize(
+    ("net", "informative", "exc", "match"),
+    [
+        (np.ones((2, 3)), [], ValueError, "informative is empty"),
+        (np.ones((2, 3)), [0, 1, 2], ValueError, "covers all 3 input directions"),
+        (np.ones((2, 3)), [3], ValueError, r"in \[0, 3\).*\[3\]"),
+        (np.ones((2, 3)), [0, 0], ValueError, "repeated indices"),
+        (np.ones((2, 3)), [0.5], TypeError, "informative must be an int"),
+        (np.ones((2, 3)), [True, False], ValueError, r"boolean mask must have shape \(3,\)"),
+        (np.zeros((2, 3)), [0], ValueError, "all zero"),
+        (np.full((2, 3), np.nan), [0], ValueError, "net contains NaN"),
+        ("weights", [0], TypeError, "net must be a network with .weights"),
+        (_NoWeights(), [0], TypeError, "net.weights must be a sequence"),
+        (np.ones(3), [0], ValueError, "2-D array"),
+    ],
+)
+def test_compression_errors(net, informative, exc, match):
+    with pytest.raises(exc, match=match):
+        dg.compression(net, informative)
+
+
+# ---------------------------------------------------------------------------
+# kernel alignment, kernel change, effective rank
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("center", [False, True])
+def test_kernel_alignment_matches_naive(rng, dtype, center, monkeypatch):
+    X = rng.standard_normal((25, 3))
+    K = kc.NTK()(X).astype(dtype)
+    y = np.sign(X[:, 0])
+    want = naive.kernel_alignment(K, y, center=center)
+    got = dg.kernel_alignment(K, y, center=center)
+    assert got == pytest.approx(want, rel=TOL[dtype] * 10)
+    Y = np.column_stack([y, X[:, 1]])
+    assert dg.kernel_alignment(K, Y, center=center) == pytest.approx(
+        naive.kernel_alignment(K, Y, center=center), rel=TOL[dtype] * 10
+    )
+    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 60)  # several row blocks
+    assert dg.kernel_alignment(K, y, center=center) == pytest.approx(got, rel=1e-12)
+
+
+def test_kernel_alignment_perfect_and_errors():
+    y = np.array([1.0, -1.0, 1.0, 1.0])
+    assert dg.kernel_alignment(np.outer(y, y), y) == pytest.approx(1.0, rel=1e-15)
+    assert dg.kernel_alignment(np.outer(y, y), -y) == pytest.approx(1.0, rel=1e-15)
+    with pytest.raises(ValueError, match="K is zero"):
+        dg.kernel_alignment(np.zeros((4, 4)), y)
+    with pytest.raises(ValueError, match="y is zero after centring"):
+        dg.kernel_alignment(np.eye(4), np.ones(4), center=True)
+    with pytest.raises(ValueError, match="K is zero after centring"):
+        dg.kernel_alignment(np.ones((4, 4)), y, center=True)
+    with pytest.raises(ValueError, match="y has 3 samples"):
+        dg.kernel_alignment(np.eye(4), y[:3])
+    with pytest.raises(ValueError, match="must be symmetric"):
+        dg.kernel_alignment(np.triu(np.ones((4, 4))), y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_change(rng, dtype, monkeypatch):
+    K0 = rng.standard_normal((30, 20)).astype(dtype)
+    K1 = (K0 + 0.1 * rng.standard_normal((30, 20))).astype(dtype)
+    want = np.linalg.norm(K1.astype(np.float64) - K0) / np.linalg.norm(K0.astype(np.float64))
+    assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=TOL[dtype])
+    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 50)
+    assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=TOL[dtype])
+    assert dg.kernel_change(K0, K0) == 0.0
+    with pytest.raises(ValueError, match=r"same shape, got \(30, 20\) and \(20, 30\)"):
+        dg.kernel_change(K0, K1.T)
+    with pytest.raises(ValueError, match="K0 is zero"):
+        dg.kernel_change(np.zeros((2, 2)), np.eye(2))
+    with pytest.raises(ValueError, match="K1 contains NaN"):
+        dg.kernel_change(np.eye(2), np.full((2, 2), np.nan))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_effective_rank(rng, dtype):
+    lam = (rng.uniform(size=20) ** 3).astype(dtype)
+    assert dg.effective_rank(lam) == pytest.approx(naive.effective_rank_entropy(lam), rel=1e-6)
+    want_pr = float(lam.astype(np.float64).sum() ** 2 / (lam.astype(np.float64) ** 2).sum())
+    assert dg.effective_rank(lam, "participation") == pytest.approx(want_pr, rel=1e-6)
+    assert dg.effective_rank(np.ones(7, dtype=dtype)) == pytest.approx(7.0, rel=1e-6)
+    assert dg.effective_rank([5.0, 0.0, -1e-17]) == pytest.approx(1.0)
+    K, _ = distinct_gram(rng, 12, dtype)
+    ev = dg.kernel_pca(K)
+    assert dg.effective_rank(ev) == pytest.approx(dg.effective_rank(ev.eigenvalues))
+    with pytest.raises(ValueError, match="no positive value"):
+        dg.effective_rank([0.0, -1.0])
+    with pytest.raises(ValueError, match="method must be one of"):
+        dg.effective_rank([1.0], method="renyi")
+    with pytest.raises(ValueError, match="eigenvalues is empty"):
+        dg.effective_rank([])
+    with pytest.raises(ValueError, match="1-D array"):
+        dg.effective_rank(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        dg.effective_rank([1.0, np.inf])
+    with pytest.raises(TypeError, match="real numbers"):
+        dg.effective_rank(["a"])
+
+
+# ---------------------------------------------------------------------------
+# power law, intrinsic dimension
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_spectrum_power_law_exact_and_vs_polyfit(rng, dtype):
+    r = np.arange(1, 201.0)
+    lam = (2.5 * r**-1.7).astype(dtype)
+    fit = dg.spectrum_power_law(lam[::-1], fit_range=(1, 200))  # order does not matter
+    assert fit.exponent == pytest.approx(1.7, rel=TOL[dtype] * 10)
+    assert fit.amplitude == pytest.approx(2.5, rel=TOL[dtype] * 100)
+    assert fit.r_squared == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(fit(r), 2.5 * r**-1.7, rtol=TOL[dtype] * 1000)
+    noisy = 2.5 * r**-1.2 * np.exp(0.1 * rng.standard_normal(200))
+    noisy = np.sort(noisy)[::-1].astype(dtype)
+    fit = dg.spectrum_power_law(noisy, fit_range=(5, 120))
+    a, A = naive.power_law_fit(noisy, 5, 120)
+    assert fit.exponent == pytest.approx(a, rel=1e-9)
+    assert fit.amplitude == pytest.approx(A, rel=1e-9)
+    assert fit.fit_range == (5, 120) and fit.stderr > 0
+
+
+def test_spectrum_power_law_default_range(rng):
+    X = rng.standard_normal((200, 3))
+    ev = dg.kernel_pca(kc.NTK()(X))
+    fit = dg.spectrum_power_law(ev)
+    lo, hi = fit.fit_range
+    assert lo == 2 and 2 < hi <= 100
+    a, _ = naive.power_law_fit(ev.eigenvalues, lo, hi)
+    assert fit.exponent == pytest.approx(a, rel=1e-9)
+    # round-off floor: the default range stops above it
+    lam = np.r_[1.0, 0.5, 0.25, 0.125, np.full(20, 1e-20)]
+    assert dg.spectrum_power_law(lam).fit_range == (2, 4)
+    assert dg.spectrum_power_law([3.0, 1.0]).fit_range == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("lam", "kwargs", "match"),
+    [
+        ([1.0, 0.5, 0.2], {"fit_range": (2, 2)}, "1 <= first < last <= 3"),
+        ([1.0, 0.5, 0.2], {"fit_range": (1, 4)}, "1 <= first < last <= 3"),
+        ([1.0, 0.5, 0.2], {"fit_range": (1,)}, "pair"),
+        ([1.0, 0.0, 0.0], {"fit_range": (1, 3)}, "at least 2 positive"),
+        ([1.0], {}, "at least 2 positive"),
+    ],
+)
+def test_spectrum_power_law_errors(lam, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dg.spectrum_power_law(lam, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_intrinsic_dimension_matches_naive(rng, dtype, monkeypatch):
+    X = rng.standard_normal((80, 3))
+    K = kc.NTK()(X).astype(dtype)
+    want = naive.twonn(K)
+    assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=TOL[dtype] * 100)
+    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 200)  # row blocks
+    assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=TOL[dtype] * 100)
+    assert dg.intrinsic_dimension(K, discard_fraction=0.0) == pytest.approx(
+        naive.twonn(K, 0.0), rel=TOL[dtype] * 100
+    )
+
+
+def test_intrinsic_dimension_of_a_plane(rng):
+    # 2-D data embedded linearly in 6-D: the linear kernel sees dimension 2
+    Z = rng.uniform(size=(1500, 2))
+    X = Z @ rng.standard_normal((2, 6))
+    assert 1.8 < dg.intrinsic_dimension(X @ X.T) < 2.2
+    # duplicates are left out, not fatal
+    Xd = np.vstack([X[:200], X[:5]])
+    assert np.isfinite(dg.intrinsic_dimension(Xd @ Xd.T))
+
+
+@pytest.mark.parametrize(
+    ("K", "kwargs", "match"),
+    [
+        (np.eye(2), {}, "at least 3 rows"),
+        (np.eye(4), {"discard_fraction": 1.0}, r"in \[0, 1\)"),
+        (np.eye(4), {"discard_fraction": -0.1}, "discard_fraction must be >= 0"),
+        (np.ones((4, 4)), {}, "fewer than 3 points"),
+        (np.ones((4, 3)), {}, "square"),
+    ],
+)
+def test_intrinsic_dimension_errors(K, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dg.intrinsic_dimension(K, **kwargs)
+
+
+def test_public_names_and_lazy_module():
+    assert kc.diagnostics is dg
+    for name in dg.__all__:
+        assert getattr(dg, name).__doc__

@@ -1,0 +1,574 @@
+"""Empirical (frozen) tangent kernels of finite networks: ``EmpiricalNTK``, ``EmpiricalNNGP``.
+
+For an :class:`~kernelcomp.network.FCNetwork` with layers
+``z_l = c_l W_l a_l + s_l b_l`` (DESIGN §1.2), the tangent kernel over the
+parameters of a set of layers is exactly
+
+.. code-block:: text
+
+    Theta(x, y) = sum_l  <delta_l(x), delta_l(y)> * (c_l^2 a_l(x).a_l(y) + s_l^2 [bias])
+
+with ``delta_l = df/dz_l`` (``delta_L = 1`` at the readout). Each term is the
+Hadamard product of two Gram matrices of n x n_l blocks, so the n x P Jacobian
+is never built: per layer, one BLAS product of the back-propagated vectors and
+one of the (scaled, bias-augmented) activations ``[c_l a_l, s_l]``. For a
+one-hidden-layer network this is the two-GEMM closed form
+``Theta = Phi Phi^T + (Psi Psi^T) o (c_1^2 X X^T + s_1^2)``.
+
+For K outputs the default is the mean of the K per-output kernels (the trace
+over outputs divided by K, neural-tangents' default); ``output=k`` selects one.
+The back-propagated vectors of all outputs share the activation derivatives, so
+the last hidden layer's term costs one GEMM whatever K is.
+
+Pre-activations are always computed in float64, also when float32 is asked:
+a ReLU derivative would otherwise flip for pre-activations that round across
+zero (DESIGN §1.2 note). The O(n^2) products then run in the requested dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kernelcomp._base import Kernel
+from kernelcomp.network import FCNetwork, activate, activate_grad
+
+__all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
+
+#: named parameter selections (layer sets)
+PARAM_SELECTIONS = ("all", "last", "headless")
+#: scratch budget of one row block of the O(n^2) pass, in elements
+_BLOCK_ELEMENTS = 4 * 2**20
+
+
+# ---------------------------------------------------------------------------
+# BLAS helpers (C-contiguous arrays in, results written in place)
+# ---------------------------------------------------------------------------
+def _blas(dtype: np.dtype) -> tuple[Any, Any]:
+    from scipy.linalg import blas
+
+    return blas.get_blas_funcs(("gemm", "syrk"), dtype=dtype)
+
+
+def _gemm(out: np.ndarray, A: np.ndarray, B: np.ndarray, beta: float = 0.0) -> None:
+    """``out = A @ B.T + beta * out`` for C-contiguous ``out``, ``A``, ``B``."""
+    gemm, _ = _blas(out.dtype)
+    # out^T (Fortran order) = B A^T; A.T and B.T are Fortran-ordered views: no copies
+    res = gemm(1.0, B.T, A.T, beta=beta, c=out.T, trans_a=1, trans_b=0, overwrite_c=1)
+    if not np.shares_memory(res, out):  # pragma: no cover - defensive (odd strides)
+        out[...] = res.T
+
+
+def _syrk_upper(out: np.ndarray, A: np.ndarray, beta: float = 0.0) -> None:
+    """Upper triangle of ``out = A @ A.T + beta * out`` (lower triangle untouched)."""
+    _, syrk = _blas(out.dtype)
+    res = syrk(1.0, A.T, beta=beta, c=out.T, trans=1, lower=1, overwrite_c=1)
+    if not np.shares_memory(res, out):  # pragma: no cover - defensive
+        out[...] = np.triu(res.T) + np.tril(out, -1)
+
+
+def _mirror_upper(out: np.ndarray, block: int) -> None:
+    """Copy the strict upper triangle of a square C-contiguous matrix onto the lower one."""
+    n = out.shape[0]
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        d = out[i0:i1, i0:i1]
+        lo = np.tril_indices(i1 - i0, -1)
+        d[lo] = d.T[lo]
+        if i1 < n:
+            out[i1:, i0:i1] = out[i0:i1, i1:].T
+
+
+@contextmanager
+def _blas_threads() -> Iterator[None]:
+    """Limit BLAS threads to numba's current thread count (set by ``n_jobs``)."""
+    import numba
+
+    n = numba.get_num_threads()
+    if n >= int(numba.config.NUMBA_NUM_THREADS):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+# ---------------------------------------------------------------------------
+# prepared per-sample state
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Prepared:
+    """Per-sample factors of the kernel for ``n`` rows.
+
+    ``terms[t] = (delta, feat)``: the kernel is
+    ``sum_t (delta delta^T) o (feat feat^T)``, ``delta=None`` meaning 1.
+    """
+
+    n: int
+    terms: tuple[tuple[np.ndarray | None, np.ndarray], ...]
+
+
+def _rows(A: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if A is None else A[start:stop]
+
+
+class _EmpiricalKernel(Kernel):
+    """Shared machinery of :class:`EmpiricalNTK` and :class:`EmpiricalNNGP`."""
+
+    _kind = "EmpiricalNTK"
+
+    def __init__(self, net: FCNetwork, layers: tuple[int, ...], output: int | None) -> None:
+        if not isinstance(net, FCNetwork):
+            raise TypeError(
+                f"net must be a kc.FCNetwork, got {type(net).__name__} (import PyTorch models "
+                "with kc.FCNetwork.from_torch)"
+            )
+        frozen = net.copy()
+        for arr in [*frozen.weights, *(b for b in frozen.biases if b is not None)]:
+            arr.flags.writeable = False
+        self._net = frozen
+        self._layers = layers
+        self._output = output
+        self.n_features_in = frozen.input_dim
+        self._fingerprint = frozen.fingerprint()  # set last: the object is frozen from here
+
+    # -- immutability, equality, copies ----------------------------------------
+    @property
+    def net(self) -> FCNetwork:
+        """The kernel's frozen copy of the network (read-only arrays)."""
+        return self._net
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Indices of the layers whose parameters (weights and bias) enter the kernel."""
+        return self._layers
+
+    @property
+    def output(self) -> int | None:
+        """The output whose kernel is computed (None: mean over outputs)."""
+        return self._output
+
+    @property
+    def fingerprint(self) -> str:
+        """The network's SHA-256 fingerprint (see :meth:`FCNetwork.fingerprint`)."""
+        return self._fingerprint
+
+    def _key(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self._layers, self._output, self._fingerprint)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _EmpiricalKernel):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(self, "_fingerprint"):
+            raise AttributeError(f"{type(self).__name__} is immutable")
+        object.__setattr__(self, name, value)
+
+    def __copy__(self) -> _EmpiricalKernel:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _EmpiricalKernel:
+        # immutable (read-only arrays, no setters): a copy may share everything
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self._net, self._layers, self._output))
+
+    # -- description ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON description (the weights themselves are summarised by a fingerprint).
+
+        Returns
+        -------
+        dict
+            ``{"kernel": name, "params": {"layers": [...], "output": k or None,
+            "network": {...}}}``; rebuild with :meth:`from_dict` and the network.
+        """
+        net = self._net
+        return {
+            "kernel": type(self).__name__,
+            "params": {
+                "layers": list(self._layers),
+                "output": self._output,
+                "network": {
+                    "fingerprint": self._fingerprint,
+                    "input_dim": net.input_dim,
+                    "widths": list(net.widths),
+                    "n_outputs": net.n_outputs,
+                    "activation": net.activation,
+                    "parameterization": net.parameterization,
+                    "weight_mult": list(net.weight_mult),
+                    "bias_mult": list(net.bias_mult),
+                    "has_bias": list(net.has_bias),
+                },
+            },
+        }
+
+    @staticmethod
+    def from_dict(desc: dict[str, Any], net: FCNetwork) -> _EmpiricalKernel:
+        """Rebuild a kernel from :meth:`to_dict`'s output and its network.
+
+        Raises
+        ------
+        ValueError
+            If the description is not an empirical kernel's, or ``net`` is not
+            the network it was computed with (fingerprints differ).
+        """
+        classes = {"EmpiricalNTK": EmpiricalNTK, "EmpiricalNNGP": EmpiricalNNGP}
+        name = desc.get("kernel")
+        if name not in classes:
+            raise ValueError(
+                f"unknown kernel {name!r} in description; expected EmpiricalNTK or EmpiricalNNGP"
+            )
+        params = desc.get("params", {})
+        if name == "EmpiricalNTK":
+            k: _EmpiricalKernel = EmpiricalNTK(
+                net, params=list(params.get("layers", "all")), output=params.get("output")
+            )
+        else:
+            k = EmpiricalNNGP(net)
+        want = params.get("network", {}).get("fingerprint")
+        if want is not None and want != k.fingerprint:
+            raise ValueError(
+                "net is not the network this kernel was described with (fingerprint "
+                f"{k.fingerprint[:12]}..., expected {str(want)[:12]}...)"
+            )
+        return k
+
+    # -- hooks ------------------------------------------------------------------
+    def _prepare(self, X: np.ndarray) -> _Prepared:
+        with _blas_threads():
+            return self._prepare_impl(X)
+
+    def _prepare_impl(self, X: np.ndarray) -> _Prepared:
+        net = self._net
+        dt = X.dtype
+        n = X.shape[0]
+        L = net.depth
+        layers = set(self._layers)
+        lowest = min(self._layers)
+        feats: dict[int, np.ndarray] = {}
+        dact: dict[int, np.ndarray] = {}
+        a = X.astype(np.float64, copy=False)  # forward pass in float64 (signs of z)
+        for l in range(L + 1):
+            c, s, b = net.weight_mult[l], net.bias_mult[l], net.biases[l]
+            if l in layers:
+                use_bias = b is not None and s != 0.0
+                f = np.empty((n, a.shape[1] + int(use_bias)), dtype=dt)
+                np.multiply(a, c, out=f[:, : a.shape[1]], casting="same_kind")
+                if use_bias:
+                    f[:, -1] = s
+                feats[l] = f
+            if l == L:
+                break
+            z = a @ net.weights[l].T
+            if c != 1.0:
+                z *= c
+            if b is not None and s != 0.0:
+                z += s * b
+            if l >= lowest:
+                dact[l] = activate_grad(net.activation, z).astype(dt, copy=False)
+            a = activate(net.activation, z)
+            del z
+        terms: list[tuple[np.ndarray | None, np.ndarray]] = []
+        if L in layers:
+            terms.append((None, feats[L]))
+        K = net.n_outputs
+        WL = net.weights[L].astype(dt)
+        cL = net.weight_mult[L]
+        delta: np.ndarray | None = None  # (n, Kc, n_l) back-propagated vectors
+        for l in range(L - 1, lowest - 1, -1):
+            D = dact.pop(l)
+            if l == L - 1:
+                if self._output is None:
+                    if l in layers:  # shared derivatives: one GEMM whatever K is
+                        scale = cL * np.sqrt(np.mean(WL.astype(np.float64) ** 2, axis=0))
+                        terms.append((D * scale.astype(dt), feats[l]))
+                    if l > lowest:
+                        delta = (cL / math.sqrt(K)) * D[:, None, :] * WL[None, :, :]
+                else:
+                    delta = (cL * D * WL[self._output])[:, None, :]
+                    if l in layers:
+                        terms.append((delta[:, 0, :], feats[l]))
+            else:
+                assert delta is not None
+                Kc, width = delta.shape[1], delta.shape[2]
+                W = net.weights[l + 1].astype(dt)
+                nxt = (delta.reshape(n * Kc, width) @ W).reshape(n, Kc, W.shape[1])
+                nxt *= net.weight_mult[l + 1]
+                nxt *= D[:, None, :]
+                delta = nxt
+                if l in layers:
+                    terms.append((delta.reshape(n, -1), feats[l]))
+        terms = [(None if d is None else np.ascontiguousarray(d), f) for d, f in terms]
+        return _Prepared(n, tuple(terms))
+
+    def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
+        return _Prepared(
+            stop - start, tuple((_rows(d, start, stop), f[start:stop]) for d, f in prep.terms)
+        )
+
+    def _fill(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
+        with _blas_threads():
+            self._fill_impl(px, py, out, symmetric)
+
+    def _fill_impl(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
+        n, m = out.shape
+        if not px.terms:  # pragma: no cover - layers are never empty
+            out[...] = 0
+            return
+        c_out = out if out.flags.c_contiguous else np.empty((n, m), dtype=out.dtype)
+        block = max(1, min(n, _BLOCK_ELEMENTS // max(1, m)))
+        # terms with delta (Hadamard products) first: the first one is computed in
+        # place, the others through row-block scratch; then the readout term(s)
+        terms = sorted(zip(px.terms, py.terms, strict=True), key=lambda t: t[0][0] is None)
+        if symmetric:
+            # syrk leaves the strict lower triangle unwritten: clear the part of it that
+            # the row-block passes below read (inside the diagonal blocks)
+            for i0 in range(0, n, block):
+                i1 = min(n, i0 + block)
+                c_out[i0:i1, i0:i1][np.tril_indices(i1 - i0, -1)] = 0
+        started = False
+        for (dx, fx), (dy, fy) in terms:
+            if dx is None:
+                beta = 1.0 if started else 0.0
+                if symmetric:
+                    _syrk_upper(c_out, fx, beta)
+                else:
+                    _gemm(c_out, fx, fy, beta)
+                started = True
+                continue
+            if not started:
+                if symmetric:
+                    _syrk_upper(c_out, dx)
+                else:
+                    _gemm(c_out, dx, dy)
+                for i0 in range(0, n, block):
+                    i1 = min(n, i0 + block)
+                    j0 = i0 if symmetric else 0
+                    scratch = np.empty((i1 - i0, m - j0), dtype=out.dtype)
+                    _gemm(scratch, fx[i0:i1], fy[j0:])
+                    c_out[i0:i1, j0:] *= scratch
+                started = True
+                continue
+            for i0 in range(0, n, block):
+                i1 = min(n, i0 + block)
+                j0 = i0 if symmetric else 0
+                s1 = np.empty((i1 - i0, m - j0), dtype=out.dtype)
+                s2 = np.empty_like(s1)
+                _gemm(s1, dx[i0:i1], dy[j0:])
+                _gemm(s2, fx[i0:i1], fy[j0:])
+                s1 *= s2
+                c_out[i0:i1, j0:] += s1
+        if symmetric:
+            _mirror_upper(c_out, block)
+        if c_out is not out:
+            out[...] = c_out
+
+    def _diag(self, px: _Prepared) -> np.ndarray:
+        dt = px.terms[0][1].dtype
+        acc = np.zeros(px.n, dtype=np.float64)
+        for d, f in px.terms:
+            ff = np.einsum("ij,ij->i", f, f, dtype=np.float64)
+            if d is not None:
+                ff *= np.einsum("ij,ij->i", d, d, dtype=np.float64)
+            acc += ff
+        return acc.astype(dt, copy=False)
+
+    def __repr__(self) -> str:
+        net = self._net
+        return (
+            f"{type(self).__name__}(net=<FCNetwork d={net.input_dim} widths={list(net.widths)} "
+            f"K={net.n_outputs} {net.activation} {net.parameterization} "
+            f"#{self._fingerprint[:8]}>, layers={list(self._layers)}, output={self._output})"
+        )
+
+
+def _rebuild(
+    cls: type, net: FCNetwork, layers: tuple[int, ...], output: int | None
+) -> _EmpiricalKernel:
+    if cls is EmpiricalNNGP:
+        return EmpiricalNNGP(net)
+    return cls(net, params=list(layers), output=output)
+
+
+def _resolve_layers(params: Any, n_layers: int) -> tuple[int, ...]:
+    L = n_layers - 1
+    if isinstance(params, str):
+        if params == "all":
+            return tuple(range(n_layers))
+        if params == "last":
+            return (L,)
+        if params == "headless":
+            if n_layers == 1:
+                raise ValueError(
+                    "params='headless' (all layers but the first) is empty for a network "
+                    "without hidden layers"
+                )
+            return tuple(range(1, n_layers))
+        raise ValueError(
+            f"unknown params {params!r}; expected one of {list(PARAM_SELECTIONS)} or a list of "
+            "layer indices"
+        )
+    if isinstance(params, numbers.Integral) or not isinstance(params, Sequence | np.ndarray):
+        raise TypeError(
+            f"params must be one of {list(PARAM_SELECTIONS)} or a list of layer indices, got "
+            f"{type(params).__name__}"
+        )
+    idx = list(np.ravel(params)) if isinstance(params, np.ndarray) else list(params)
+    if not idx:
+        raise ValueError("params is an empty list; select at least one layer")
+    out = set()
+    for i in idx:
+        if isinstance(i, bool | np.bool_) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"params must hold layer indices (ints), got {i!r}")
+        i = int(i)
+        if not -n_layers <= i < n_layers:
+            raise ValueError(
+                f"layer index {i} in params is out of range for a network with {n_layers} "
+                f"layers (valid: {-n_layers} .. {n_layers - 1})"
+            )
+        out.add(i % n_layers)
+    return tuple(sorted(out))
+
+
+class EmpiricalNTK(_EmpiricalKernel):
+    """Empirical (frozen) neural tangent kernel of a finite network.
+
+    ``Theta(x, y) = sum_theta df(x)/dtheta . df(y)/dtheta`` over the parameters
+    of the selected layers, exactly, computed layer by layer from activations
+    and back-propagated vectors (BLAS products of n x n_l blocks) without the
+    n x P Jacobian (DESIGN §1.2).
+
+    Parameters
+    ----------
+    net : FCNetwork
+        The network (e.g. a training checkpoint). The kernel keeps a frozen
+        copy: later changes to ``net`` do not affect it.
+    params : {"all", "last", "headless"} or sequence of int, default "all"
+        Whose parameters the kernel sums over: ``"all"`` every layer;
+        ``"last"`` the readout only (the "last-layer kernel"); ``"headless"``
+        every layer but the first (the paper's third variant); or layer indices
+        (``0`` the first layer, ``-1`` the readout). A layer's weights and bias
+        are selected together.
+    output : int, optional
+        For a K-output network, the output whose kernel is computed; None
+        (default) gives the mean of the K per-output kernels (the trace over
+        outputs divided by K, neural-tangents' default).
+
+    Attributes
+    ----------
+    net : FCNetwork
+        The frozen copy.
+    layers : tuple of int
+        The selected layers.
+    n_features_in : int
+        Input dimension; ``k(X)`` checks it.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-network ``net``, an unknown ``params`` or an out-of-range
+        layer or output index.
+
+    Notes
+    -----
+    Use like any kernelcomp kernel: ``k(X)``, ``k(X, Y)``, ``k.diag(X)``, or
+    :func:`kernelcomp.gram` for tiles, threads, progress and out-of-core output.
+    float64 by default; with float32 the pre-activations (hence ReLU masks) are
+    still computed in float64. Kernels are immutable, hashable by content and
+    cheap to copy (copies share the frozen network) and pickle.
+
+    References
+    ----------
+    Jacot, Gabriel, Hongler (2018), *Neural Tangent Kernel*; Paccolat et al.
+    (2021), *Geometric compression of invariant manifolds in neural networks*,
+    §5 (kernel PCA of the empirical NTK along training; readout-only and
+    all-but-first-layer variants).
+
+    Examples
+    --------
+    >>> import numpy as np, kernelcomp as kc
+    >>> net = kc.FCNetwork.init(3, [50], activation="relu_unit",
+    ...                         parameterization="mean_field", seed=0)
+    >>> X = np.random.default_rng(1).standard_normal((6, 3))
+    >>> k = kc.EmpiricalNTK(net)
+    >>> K = k(X)
+    >>> K.shape, bool(np.allclose(np.diag(K), k.diag(X)))
+    ((6, 6), True)
+    >>> kc.EmpiricalNTK(net, params="last")(X, X[:2]).shape
+    (6, 2)
+    """
+
+    def __init__(self, net: FCNetwork, params: Any = "all", output: int | None = None) -> None:
+        if not isinstance(net, FCNetwork):
+            raise TypeError(
+                f"net must be a kc.FCNetwork, got {type(net).__name__} (import PyTorch models "
+                "with kc.FCNetwork.from_torch)"
+            )
+        layers = _resolve_layers(params, net.n_layers)
+        if output is not None:
+            if isinstance(output, bool) or not isinstance(output, numbers.Integral):
+                raise TypeError(f"output must be an int or None, got {type(output).__name__}")
+            K = net.n_outputs
+            if not -K <= int(output) < K:
+                raise ValueError(
+                    f"output={output} is out of range for a network with {K} output(s)"
+                )
+            output = int(output) % K
+            if K == 1:
+                output = None  # the same kernel; keeps equality simple
+        super().__init__(net, layers, output)
+
+
+class EmpiricalNNGP(_EmpiricalKernel):
+    """Empirical NNGP kernel: the Gram of the network's last-hidden-layer features.
+
+    ``K(x, y) = c_L^2 a_L(x) . a_L(y) + s_L^2 [readout bias]``: the covariance of
+    the output over unit-variance readout weights (and bias) with the hidden
+    layers frozen. It equals ``EmpiricalNTK(net, params="last")`` and, for a wide
+    network in the ``"ntk"`` parameterization, approaches ``kc.NNGP`` with the
+    same stds.
+
+    Parameters
+    ----------
+    net : FCNetwork
+        The network; the kernel keeps a frozen copy.
+
+    Raises
+    ------
+    TypeError
+        If ``net`` is not an FCNetwork.
+
+    References
+    ----------
+    Lee et al. (2018), *Deep neural networks as Gaussian processes*.
+
+    Examples
+    --------
+    >>> import numpy as np, kernelcomp as kc
+    >>> net = kc.FCNetwork.init(3, [50], seed=0)
+    >>> X = np.random.default_rng(1).standard_normal((4, 3))
+    >>> bool(np.allclose(kc.EmpiricalNNGP(net)(X), kc.EmpiricalNTK(net, params="last")(X)))
+    True
+    """
+
+    def __init__(self, net: FCNetwork) -> None:
+        if not isinstance(net, FCNetwork):
+            raise TypeError(
+                f"net must be a kc.FCNetwork, got {type(net).__name__} (import PyTorch models "
+                "with kc.FCNetwork.from_torch)"
+            )
+        super().__init__(net, (net.depth,), None)

@@ -263,6 +263,7 @@ def _loads(value: Any) -> Any:
 
 def _write_value(group: h5py.Group, name: str, value: Any, what: str) -> None:
     """Arrays become datasets, scalars and strings attributes, dicts JSON."""
+    _check_storable(value, name, what)
     if value is None:
         return
     if isinstance(value, str | bool | numbers.Number | np.generic):
@@ -271,13 +272,7 @@ def _write_value(group: h5py.Group, name: str, value: Any, what: str) -> None:
         group.attrs[name] = _dumps(value, f"{what} {name!r}")
         group.attrs[f"{name}.__json__"] = True
     else:
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(
-                f"{what} {name!r} must be a number, a string, a dict or a numeric array, got "
-                f"{type(value).__name__} of dtype {arr.dtype}"
-            )
-        group.create_dataset(name, data=arr)
+        group.create_dataset(name, data=np.asarray(value))
 
 
 def _read_values(group: h5py.Group, skip: Sequence[str] = ()) -> dict[str, Any]:
@@ -1049,26 +1044,43 @@ class RunWriter:
                 f"net must be a kc.FCNetwork (with to_hdf5), got {type(net).__name__}"
             )
         step = check_int(step, "step", minimum=0)
-        index = self._n
-        with h5py.File(self.partial, "r+") as f:
-            g = f["checkpoints"].create_group(f"{index:06d}")
-            g.attrs["index"] = index
-            g.attrs["step"] = step
+        scalars = {
+            name: _float(value, name)
             for name, value in (
                 ("time", time),
                 ("loss", loss),
                 ("train_error", train_error),
                 ("test_error", test_error),
-            ):
-                if value is not None:
-                    g.attrs[name] = _float(value, name)
-            if margins is not None:
-                g.create_dataset("margins", data=np.asarray(margins, dtype=np.float64))
-            for name, value in extra.items():
-                if name in g or name in g.attrs or name == "network":
-                    raise TypeError(f"extra checkpoint value {name!r} clashes with a field")
-                _write_value(g, name, value, "checkpoint value")
-            net.to_hdf5(g.create_group("network"))
+            )
+            if value is not None
+        }
+        arrays = {}
+        if margins is not None:
+            arrays["margins"] = _float_array(margins, "margins")
+        reserved = {"index", "step", "network", *scalars, "time", "loss", "train_error",
+                    "test_error", "margins"}
+        for name, value in extra.items():
+            if name in reserved:
+                raise TypeError(f"extra checkpoint value {name!r} clashes with a field")
+            _check_storable(value, name, "checkpoint value")
+        index = self._n
+        name = f"{index:06d}"
+        with h5py.File(self.partial, "r+") as f:
+            try:
+                g = f["checkpoints"].create_group(name)
+                g.attrs["index"] = index
+                g.attrs["step"] = step
+                for key, value in scalars.items():
+                    g.attrs[key] = value
+                for key, value in arrays.items():
+                    g.create_dataset(key, data=value)
+                for key, value in extra.items():
+                    _write_value(g, key, value, "checkpoint value")
+                net.to_hdf5(g.create_group("network"))
+            except BaseException:
+                if name in f["checkpoints"]:
+                    del f["checkpoints"][name]
+                raise
             f.flush()
         self._n += 1
         return index
@@ -1102,6 +1114,28 @@ class RunWriter:
             os.replace(self.partial, self.path)
             self._closed = True
         return self.path
+
+
+def _float_array(value: Any, name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _check_storable(value: Any, name: str, what: str) -> None:
+    """Raise the error :func:`_write_value` would raise, before anything is written."""
+    if value is None or isinstance(value, str | bool | numbers.Number | np.generic):
+        return
+    if isinstance(value, Mapping):
+        _dumps(value, f"{what} {name!r}")
+        return
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{what} {name!r} must be a number, a string, a dict or a numeric array, got "
+            f"{type(value).__name__} of dtype {arr.dtype}"
+        )
 
 
 def _float(value: Any, name: str) -> float:

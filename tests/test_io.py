@@ -1,0 +1,590 @@
+"""Tests of kc.io: versioned HDF5 Gram, run and diagnostics files."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+import kernelcomp as kc
+from kernelcomp import io
+
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20210414)
+
+
+def _no_temp_files(folder) -> bool:
+    return not [p for p in os.listdir(folder) if ".tmp-" in p]
+
+
+def _gram_reference(kernel, X, Y=None, dtype=None):
+    """The in-memory Gram of the same kernel: the oracle of the file writer."""
+    return kernel(X, Y, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# Gram files
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compute_gram_file_symmetric_equals_in_memory(tmp_path, rng, dtype):
+    X = rng.standard_normal((530, 7)).astype(dtype)
+    k = kc.NTK(depth=2, bias_std=0.3)
+    info = io.compute_gram_file(k, X, None, tmp_path / "K.h5", block_rows=128)
+    assert info.complete and info.symmetric
+    assert info.n_blocks == 5 and info.blocks_done == 5 and info.block_rows == 128
+    assert info.dtype == dtype and info.shape == (530, 530)
+    K = io.load_gram(tmp_path / "K.h5")
+    assert K.dtype == dtype
+    np.testing.assert_array_equal(K, _gram_reference(k, X))
+    np.testing.assert_array_equal(K, K.T)
+    assert not (tmp_path / "K.h5.partial").exists()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compute_gram_file_cross_and_dtype_request(tmp_path, rng, dtype):
+    X = rng.standard_normal((300, 5))
+    Y = rng.standard_normal((170, 5))
+    k = kc.NNGP(depth=3, activation="erf", weight_std=1.3)
+    info = io.compute_gram_file(k, X, Y, tmp_path / "K.h5", dtype=dtype, block_rows=64)
+    assert not info.symmetric and info.shape == (300, 170) and info.dtype == dtype
+    K = io.load_gram(tmp_path / "K.h5")
+    ref = _gram_reference(k, X, Y, dtype=dtype)
+    np.testing.assert_array_equal(K, ref)
+
+
+def test_gram_file_chunks_are_tiles_aligned_with_blocks(tmp_path, rng):
+    X = rng.standard_normal((700, 3))
+    info = io.compute_gram_file(kc.NTK(), X, None, tmp_path / "K.h5", block_rows=600)
+    # block rows are rounded down to a multiple of the tile edge
+    assert info.block_rows == 512 and info.n_blocks == 2
+    with h5py.File(tmp_path / "K.h5", "r") as f:
+        assert f["gram"].chunks == (io.TILE, io.TILE)
+    small = io.compute_gram_file(kc.NTK(), X[:50], None, tmp_path / "S.h5", block_rows=20)
+    assert small.block_rows == 20
+    with h5py.File(tmp_path / "S.h5", "r") as f:
+        assert f["gram"].chunks == (20, 20)
+
+
+def test_gram_file_readable_with_plain_h5py(tmp_path, rng):
+    X = rng.standard_normal((40, 4))
+    k = kc.NTK(depth=2, weight_std=[1.0, 1.5, 0.5])
+    io.compute_gram_file(k, X, None, tmp_path / "K.h5")
+    with h5py.File(tmp_path / "K.h5", "r") as f:
+        assert f.attrs["kernelcomp_format"] == "gram"
+        assert f.attrs["kernelcomp_format_version"] == io.FORMAT_VERSIONS["gram"]
+        assert f.attrs["kernelcomp_version"] == kc.__version__
+        assert "T" in f.attrs["created"]
+        np.testing.assert_array_equal(f["gram"][()], _gram_reference(k, X))
+        assert f["completed_blocks"][()].all()
+        import json
+
+        desc = json.loads(f.attrs["kernel"])
+    assert desc == k.to_dict()
+    assert io.read_gram_info(tmp_path / "K.h5").kernel == k
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_save_load_gram_round_trip(tmp_path, rng, dtype):
+    X = rng.standard_normal((25, 3)).astype(dtype)
+    k = kc.NTK(depth=1)
+    K = k(X)
+    path = io.save_gram(tmp_path / "K.h5", K, kernel=k, X=X, inputs={"X": "somewhere.npy"})
+    out = io.load_gram(path)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, K)
+    info = io.read_gram_info(path)
+    assert info.kernel == k and info.symmetric and info.complete
+    assert info.input_hash == io.hash_inputs(X)
+    assert info.inputs == {"X": "somewhere.npy"}
+    # the same hash as the resumable writer stores for the same inputs
+    computed = io.compute_gram_file(k, X, None, tmp_path / "K2.h5")
+    assert computed.input_hash == info.input_hash
+
+
+def test_save_gram_without_kernel_and_errors(tmp_path, rng):
+    K = rng.standard_normal((4, 6))
+    io.save_gram(tmp_path / "K.h5", K)
+    info = io.read_gram_info(tmp_path / "K.h5")
+    assert info.kernel is None and info.input_hash is None and not info.symmetric
+    with pytest.raises(FileExistsError, match="exists; pass force=True"):
+        io.save_gram(tmp_path / "K.h5", K)
+    io.save_gram(tmp_path / "K.h5", 2 * K, force=True)
+    np.testing.assert_array_equal(io.load_gram(tmp_path / "K.h5"), 2 * K)
+    with pytest.raises(ValueError, match="K contains NaN"):
+        io.save_gram(tmp_path / "N.h5", np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"K has shape \(4, 6\), but X and Y give a \(3, 3\)"):
+        io.save_gram(tmp_path / "N.h5", K, X=np.ones((3, 2)))
+    with pytest.raises(TypeError, match="kernel must be a kernelcomp kernel"):
+        io.save_gram(tmp_path / "N.h5", K, kernel="ntk")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        io.save_gram(tmp_path / "nodir" / "K.h5", K)
+    assert not (tmp_path / "N.h5").exists()
+    assert _no_temp_files(tmp_path)
+
+
+def test_hash_inputs_sensitivity(rng):
+    X = rng.standard_normal((5, 3))
+    h = io.hash_inputs(X)
+    assert h.startswith("sha256:") and h == io.hash_inputs(X.copy())
+    X2 = X.copy()
+    X2[4, 2] = np.nextafter(X2[4, 2], 10)
+    assert io.hash_inputs(X2) != h
+    assert io.hash_inputs(X.astype(np.float32)) != h
+    assert io.hash_inputs(X.reshape(3, 5)) != h
+    assert io.hash_inputs(X, X) != h
+
+
+# -- interruption and resume ------------------------------------------------
+class _Boom(RuntimeError):
+    pass
+
+
+def _failing_after(n_ok: int, exc: BaseException):
+    """A wrapper of iter_gram_blocks that raises after ``n_ok`` blocks."""
+    real = io.iter_gram_blocks
+
+    def wrapper(*args, **kwargs):
+        for i, block in enumerate(real(*args, **kwargs)):
+            if i == n_ok:
+                raise exc
+            yield block
+
+    return wrapper
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_interrupted_gram_resumes_to_the_exact_matrix(
+    tmp_path, rng, monkeypatch, dtype, symmetric
+):
+    X = rng.standard_normal((450, 9)).astype(dtype)
+    Y = None if symmetric else rng.standard_normal((130, 9)).astype(dtype)
+    k = kc.NTK(depth=3, activation="erf", bias_std=0.2)
+    full = io.compute_gram_file(k, X, Y, tmp_path / "full.h5", block_rows=64)
+    out = tmp_path / "K.h5"
+    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(3, _Boom("stop")))
+    with pytest.raises(_Boom, match="stop"):
+        io.compute_gram_file(k, X, Y, out, block_rows=64)
+    monkeypatch.undo()
+    partial = tmp_path / "K.h5.partial"
+    assert not out.exists() and partial.exists()
+    info = io.read_gram_info(partial)
+    assert not info.complete and info.blocks_done == 3 and info.n_blocks == full.n_blocks
+    with pytest.raises(io.FormatError, match=r"incomplete Gram file .*3/8 row blocks"):
+        io.load_gram(partial)
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        io.compute_gram_file(k, X, Y, out, block_rows=64)
+    # resume: only the missing blocks are computed
+    calls = []
+    real = io.iter_gram_blocks
+
+    def spy(*args, **kwargs):
+        calls.append(set(kwargs["skip"]))
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(io, "iter_gram_blocks", spy)
+    done = io.compute_gram_file(k, X, Y, out, block_rows=999, resume=True)
+    assert calls == [{0, 1, 2}]
+    assert done.complete and done.block_rows == 64  # the partial file's own layout
+    assert not partial.exists()
+    np.testing.assert_array_equal(io.load_gram(out), io.load_gram(tmp_path / "full.h5"))
+
+
+def test_keyboard_interrupt_and_should_stop_keep_completed_blocks(tmp_path, rng, monkeypatch):
+    X = rng.standard_normal((300, 4))
+    k = kc.NNGP(depth=2)
+    out = tmp_path / "K.h5"
+    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(1, KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        io.compute_gram_file(k, X, None, out, block_rows=32)
+    monkeypatch.undo()
+    assert io.read_gram_info(tmp_path / "K.h5.partial").blocks_done == 1
+    polls = []
+
+    def stop() -> bool:
+        polls.append(1)
+        return len(polls) >= 2
+
+    with pytest.raises(io.GramInterrupted, match="after 3/10 row blocks") as err:
+        io.compute_gram_file(k, X, None, out, resume=True, should_stop=stop)
+    assert err.value.partial == tmp_path / "K.h5.partial"
+    assert (err.value.done, err.value.total) == (3, 10)
+    info = io.compute_gram_file(k, X, None, out, resume=True, should_stop=lambda: False)
+    assert info.complete
+    np.testing.assert_array_equal(io.load_gram(out), kc.NNGP(depth=2)(X))
+
+
+def test_resume_refuses_other_inputs_kernel_or_dtype(tmp_path, rng, monkeypatch):
+    X = rng.standard_normal((200, 4))
+    k = kc.NTK(depth=2)
+    out = tmp_path / "K.h5"
+    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(1, _Boom()))
+    with pytest.raises(_Boom):
+        io.compute_gram_file(k, X, None, out, block_rows=50)
+    monkeypatch.undo()
+    X2 = X.copy()
+    X2[0, 0] += 1e-9
+    with pytest.raises(io.FormatError, match=r"cannot be resumed .*other inputs"):
+        io.compute_gram_file(k, X2, None, out, resume=True)
+    with pytest.raises(io.FormatError, match="another kernel"):
+        io.compute_gram_file(kc.NTK(depth=3), X, None, out, resume=True)
+    with pytest.raises(io.FormatError, match="dtype float64 != float32"):
+        io.compute_gram_file(k, X, None, out, resume=True, dtype="float32")
+    with pytest.raises(io.FormatError, match=r"shape \(200, 200\) != \(200, 10\)"):
+        io.compute_gram_file(k, X, X[:10], out, resume=True)
+    # force restarts from scratch with the new inputs
+    info = io.compute_gram_file(k, X2, None, out, force=True)
+    assert info.complete
+    np.testing.assert_array_equal(io.load_gram(out), k(X2))
+
+
+def test_existing_output_kept_unless_force_and_resume_of_a_complete_file(
+    tmp_path, rng, monkeypatch
+):
+    X = rng.standard_normal((60, 3))
+    k = kc.NTK()
+    out = tmp_path / "K.h5"
+    io.compute_gram_file(k, X, None, out)
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match="exists; pass force=True"):
+        io.compute_gram_file(k, X, None, out)
+    # resume on a complete file with the same inputs: nothing to compute
+    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(0, _Boom("computed")))
+    info = io.compute_gram_file(k, X, None, out, resume=True)
+    assert info.complete and out.read_bytes() == before
+    with pytest.raises(io.FormatError, match="other inputs"):
+        io.compute_gram_file(k, 2 * X, None, out, resume=True)
+    # a forced run that fails keeps the old file intact
+    with pytest.raises(_Boom):
+        io.compute_gram_file(k, 2 * X, None, out, force=True)
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    io.compute_gram_file(k, 2 * X, None, out, force=True)
+    np.testing.assert_array_equal(io.load_gram(out), k(2 * X))
+
+
+def test_compute_gram_file_validates_before_writing(tmp_path, rng):
+    out = tmp_path / "K.h5"
+    with pytest.raises(TypeError, match="kernel must be a kernelcomp kernel"):
+        io.compute_gram_file("ntk", np.ones((3, 2)), None, out)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        io.compute_gram_file(kc.NTK(), np.full((3, 2), np.nan), None, out)
+    with pytest.raises(ValueError, match="Y has 3 features, but 2 are expected"):
+        io.compute_gram_file(kc.NTK(), np.ones((3, 2)), np.ones((3, 3)), out)
+    with pytest.raises(ValueError, match="block_rows must be >= 1"):
+        io.compute_gram_file(kc.NTK(), np.ones((3, 2)), None, out, block_rows=0)
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike"):
+        io.compute_gram_file(kc.NTK(), np.ones((3, 2)), None, 3)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        io.compute_gram_file(kc.NTK(), np.ones((3, 2)), None, tmp_path / "no" / "K.h5")
+    assert os.listdir(tmp_path) == []
+
+
+# -- headers ----------------------------------------------------------------
+def _gram_file(tmp_path, name="K.h5"):
+    return io.save_gram(tmp_path / name, np.eye(3))
+
+
+def test_foreign_and_non_hdf5_files_are_refused_naming_the_file(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.ones(3)
+    with pytest.raises(io.FormatError, match=r"foreign\.h5 is not a kernelcomp file"):
+        io.load_gram(foreign)
+    text = tmp_path / "notes.h5"
+    text.write_text("hello")
+    with pytest.raises(io.FormatError, match=r"notes\.h5 is not an HDF5 file"):
+        io.open_run(text)
+    with pytest.raises(FileNotFoundError, match=r"missing\.h5: no such file"):
+        io.load_diagnostics(tmp_path / "missing.h5")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        io.file_info(tmp_path)
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike"):
+        io.load_gram(42)
+
+
+def test_format_and_version_checks(tmp_path):
+    path = _gram_file(tmp_path)
+    with pytest.raises(
+        io.FormatError, match=r"K\.h5 is a kernelcomp 'gram' file, expected a 'run'"
+    ):
+        io.open_run(path)
+    with pytest.raises(io.FormatError, match="expected a 'diagnostics' file"):
+        io.load_diagnostics(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["kernelcomp_format_version"] = "1.7"  # newer minor: still readable
+    np.testing.assert_array_equal(io.load_gram(path), np.eye(3))
+    with h5py.File(path, "r+") as f:
+        f.attrs["kernelcomp_format_version"] = "2.0"
+    with pytest.raises(
+        io.FormatError, match=r"K\.h5 has 'gram' format version 2\.0.*reads version 1"
+    ):
+        io.load_gram(path)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["kernelcomp_format_version"]
+    with pytest.raises(io.FormatError, match=r"version \(missing\)"):
+        io.read_gram_info(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["kernelcomp_format"] = "spreadsheet"
+    with pytest.raises(io.FormatError, match="unknown kernelcomp_format 'spreadsheet'"):
+        io.file_info(path)
+
+
+def test_atomic_write_leaves_nothing_after_a_failure(tmp_path):
+    with pytest.raises(TypeError, match=r"entries\[1\] 'bad' must be a number"):
+        io.save_diagnostics(
+            tmp_path / "d.h5",
+            [{"ok": np.ones(3)}, {"bad": np.array(["a", "b"], dtype=object)}],
+        )
+    assert os.listdir(tmp_path) == []
+    good = io.save_diagnostics(tmp_path / "d.h5", [{"x": np.arange(3.0)}])
+    before = good.read_bytes()
+    with pytest.raises(TypeError, match="config must be JSON serialisable"):
+        io.save_diagnostics(good, [{"x": np.zeros(3)}], config={"f": object()}, force=True)
+    with pytest.raises(TypeError, match=r"entries\[0\] 'x'"):
+        io.save_diagnostics(good, [{"x": {1, 2}}], force=True)
+    assert good.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["d.h5"]
+    # files get the usual permissions, not mkstemp's private 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (good.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+# ---------------------------------------------------------------------------
+# run files
+# ---------------------------------------------------------------------------
+def _run_data(rng, p=30, d=4):
+    X = rng.standard_normal((p, d))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    Xt = rng.standard_normal((12, d))
+    yt = np.where(Xt[:, 0] > 0, 1.0, -1.0)
+    return X, y, Xt, yt
+
+
+def test_run_writer_round_trip(tmp_path, rng):
+    X, y, Xt, yt = _run_data(rng)
+    nets = [kc.FCNetwork.init(4, [16], activation="relu_unit", parameterization="mean_field",
+                              seed=s) for s in range(3)]
+    path = tmp_path / "run.h5"
+    config = {"alpha": 1e-3, "loss": "hinge", "h": 16, "seeds": [0, 1]}
+    with io.RunWriter(path, X_train=X, y_train=y, X_test=Xt, y_test=yt, config=config) as w:
+        assert (tmp_path / "run.h5.partial").exists() and not path.exists()
+        for i, net in enumerate(nets):
+            idx = w.add_checkpoint(
+                net, step=10 * i, time=0.5 * i, loss=1.0 / (i + 1),
+                train_error=0.1 * i, test_error=None if i == 0 else 0.2,
+                margins=y * net(X), dt=0.25, grad_norm=np.arange(3.0),
+            )
+            assert idx == i
+        w.set_summary(stop_reason="converged", steps=20)
+        assert w.n_checkpoints == 3
+    assert path.exists() and not (tmp_path / "run.h5.partial").exists()
+    run = io.open_run(path)
+    assert run.complete and run.config == config
+    assert run.summary == {"stop_reason": "converged", "steps": 20}
+    np.testing.assert_array_equal(run.data["X_train"], X)
+    np.testing.assert_array_equal(run.data["y_test"], yt)
+    assert [c.step for c in run.checkpoints] == [0, 10, 20]
+    assert [c.time for c in run.checkpoints] == [0.0, 0.5, 1.0]
+    assert run.checkpoints[0].test_error is None and run.checkpoints[2].test_error == 0.2
+    assert run.checkpoints[1].extra["dt"] == 0.25
+    np.testing.assert_array_equal(run.checkpoints[1].extra["grad_norm"], np.arange(3.0))
+    for c, net in zip(run.checkpoints, nets, strict=True):
+        np.testing.assert_array_equal(c.margins, y * net(X))
+        loaded = c.network
+        assert loaded == net
+        np.testing.assert_array_equal(loaded(X), net(X))
+    # no handle is kept: the file can be opened for writing again
+    with h5py.File(path, "r+") as f:
+        assert f.attrs["kernelcomp_format"] == "run"
+        assert len(f["checkpoints"]) == 3
+    assert "step=10" in repr(run.checkpoints[1])
+
+
+def test_run_writer_failure_keeps_checkpoints_in_the_partial_file(tmp_path, rng):
+    X, y, _, _ = _run_data(rng)
+    net = kc.FCNetwork.init(4, [8], seed=1)
+    path = tmp_path / "run.h5"
+    with pytest.raises(_Boom), io.RunWriter(path, X_train=X, y_train=y) as w:
+        w.add_checkpoint(net, step=0, time=0.0, loss=1.0)
+        w.add_checkpoint(net, step=5, time=1.0, loss=0.5)
+        raise _Boom("training diverged")
+    assert not path.exists()
+    partial = tmp_path / "run.h5.partial"
+    run = io.open_run(partial)
+    assert not run.complete and [c.step for c in run.checkpoints] == [0, 5]
+    assert run.checkpoints[1].network == net
+    with pytest.raises(FileExistsError, match=r"run\.h5\.partial exists"):
+        io.RunWriter(path, X_train=X, y_train=y)
+    with io.RunWriter(path, X_train=X, y_train=y, force=True) as w:
+        w.add_checkpoint(net, step=0, time=0.0, loss=1.0)
+    assert io.open_run(path).complete and len(io.open_run(path).checkpoints) == 1
+    with pytest.raises(FileExistsError, match=r"run\.h5 exists; pass force=True"):
+        io.RunWriter(path, X_train=X, y_train=y)
+
+
+def test_run_writer_errors(tmp_path, rng):
+    X, y, Xt, yt = _run_data(rng)
+    path = tmp_path / "run.h5"
+    with pytest.raises(ValueError, match="X_test and y_test must be given together"):
+        io.RunWriter(path, X_train=X, y_train=y, X_test=Xt)
+    with pytest.raises(ValueError, match=r"y_train must have shape \(30,\) or \(30, K\)"):
+        io.RunWriter(path, X_train=X, y_train=y[:5])
+    with pytest.raises(ValueError, match="X_test has 3 features, but 4 are expected"):
+        io.RunWriter(path, X_train=X, y_train=y, X_test=Xt[:, :3], y_test=yt)
+    with pytest.raises(TypeError, match="config must be JSON serialisable"):
+        io.RunWriter(path, X_train=X, y_train=y, config={"f": print})
+    with pytest.raises(TypeError, match="config must be a mapping"):
+        io.RunWriter(path, X_train=X, y_train=y, config=[1, 2])
+    with pytest.raises(TypeError, match="y_train must hold numbers"):
+        io.RunWriter(path, X_train=X, y_train=np.array(["a"] * 30))
+    assert os.listdir(tmp_path) == []
+    w = io.RunWriter(path, X_train=X, y_train=y)
+    with pytest.raises(TypeError, match=r"net must be a kc\.FCNetwork"):
+        w.add_checkpoint(np.ones((2, 2)), step=0, time=0.0, loss=1.0)
+    with pytest.raises(TypeError, match="loss must be a real number"):
+        w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=0, time=0.0, loss="low")
+    with pytest.raises(ValueError, match="step must be >= 0"):
+        w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=-1, time=0.0, loss=1.0)
+    with pytest.raises(TypeError, match="'network' clashes"):
+        w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=0, time=0.0, loss=1.0,
+                         margins=np.ones(30), **{"network": 1})
+    with pytest.raises(TypeError, match="margins must be a numeric array"):
+        w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=0, time=0.0, loss=1.0,
+                         margins=["a", "b"])
+    with pytest.raises(TypeError, match="checkpoint value 'tag' must be a number"):
+        w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=0, time=0.0, loss=1.0,
+                         tag=object())
+
+    class Broken:
+        def to_hdf5(self, group):
+            group.create_dataset("W0", data=np.ones(2))
+            raise _Boom("disk full")
+
+    with pytest.raises(_Boom, match="disk full"):
+        w.add_checkpoint(Broken(), step=0, time=0.0, loss=1.0)
+    # failed checkpoints leave nothing behind: the next one is number 0
+    assert w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=0, time=0.0, loss=1.0) == 0
+    w.close()
+    assert [c.step for c in io.open_run(path).checkpoints] == [0]
+    assert w.close() == path  # idempotent
+    with pytest.raises(RuntimeError, match="is closed"):
+        w.add_checkpoint(kc.FCNetwork.init(4, [3], seed=0), step=0, time=0.0, loss=1.0)
+    with pytest.raises(RuntimeError, match="is closed"):
+        w.set_summary(a=1)
+
+
+# ---------------------------------------------------------------------------
+# diagnostics files and file_info
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_diagnostics_round_trip(tmp_path, rng, dtype):
+    ev = np.sort(rng.random(10).astype(dtype))[::-1]
+    entries = [
+        {"label": "init", "step": 0, "eigenvalues": ev, "mi": np.zeros(3), "skip": None},
+        {"label": "final", "step": 99, "eigenvalues": ev / 2, "meta": {"a": [1, 2]},
+         "flag": True},
+    ]
+    path = io.save_diagnostics(tmp_path / "d.h5", entries, config={"n_components": 10})
+    d = io.load_diagnostics(path)
+    assert d.config == {"n_components": 10} and len(d.entries) == 2
+    assert d.entries[0]["label"] == "init" and d.entries[1]["step"] == 99
+    assert "skip" not in d.entries[0] and d.entries[1]["meta"] == {"a": [1, 2]}
+    assert d.entries[1]["flag"] is True
+    assert d.entries[0]["eigenvalues"].dtype == dtype
+    np.testing.assert_array_equal(d.entries[1]["eigenvalues"], ev / 2)
+    with h5py.File(path, "r") as f:  # plain h5py layout
+        np.testing.assert_array_equal(f["entries/000000/eigenvalues"][()], ev)
+        assert f["entries/000001"].attrs["label"] == "final"
+
+
+def test_save_diagnostics_errors(tmp_path):
+    with pytest.raises(TypeError, match="entries must be a sequence of mappings, got dict"):
+        io.save_diagnostics(tmp_path / "d.h5", {"a": 1})
+    with pytest.raises(TypeError, match=r"entries\[0\] must be a mapping, got int"):
+        io.save_diagnostics(tmp_path / "d.h5", [1])
+    with pytest.raises(TypeError, match="invalid name 'a/b'"):
+        io.save_diagnostics(tmp_path / "d.h5", [{"a/b": 1}])
+    with pytest.raises(TypeError, match="config must be a mapping"):
+        io.save_diagnostics(tmp_path / "d.h5", [], config="x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_file_info_for_every_format(tmp_path, rng):
+    X, y, _, _ = _run_data(rng)
+    io.compute_gram_file(kc.NTK(depth=2), X, None, tmp_path / "K.h5")
+    with io.RunWriter(tmp_path / "run.h5", X_train=X, y_train=y, config={"a": 1}) as w:
+        w.add_checkpoint(kc.FCNetwork.init(4, [5], seed=0), step=3, time=2.0, loss=0.5)
+    io.save_diagnostics(tmp_path / "d.h5", [{"label": "x", "v": np.ones(4)}])
+    g = io.file_info(tmp_path / "K.h5")
+    assert g["format"] == "gram" and g["shape"] == [30, 30] and g["blocks"] == "1/1"
+    assert g["kernel"] == kc.NTK(depth=2).to_dict() and g["complete"] is True
+    r = io.file_info(tmp_path / "run.h5")
+    assert r["format"] == "run" and r["config"] == {"a": 1}
+    assert r["data"] == {"X_train": [30, 4], "y_train": [30]}
+    assert r["checkpoints"] == [{"step": 3, "time": 2.0, "loss": 0.5}]
+    d = io.file_info(tmp_path / "d.h5")
+    assert d["entries"] == [{"label": "x", "arrays": {"v": [4]}}]
+    for info in (g, r, d):
+        assert info["kernelcomp_version"] == kc.__version__
+        assert info["format_version"] == "1.0"
+
+
+# ---------------------------------------------------------------------------
+# read_array
+# ---------------------------------------------------------------------------
+def test_read_array_formats(tmp_path, rng):
+    A = rng.standard_normal((6, 3))
+    np.save(tmp_path / "a.npy", A)
+    np.testing.assert_array_equal(io.read_array(tmp_path / "a.npy"), A)
+    np.savez(tmp_path / "one.npz", data=A)
+    np.testing.assert_array_equal(io.read_array(tmp_path / "one.npz"), A)
+    np.savez(tmp_path / "two.npz", X=A, y=A[:, 0])
+    np.testing.assert_array_equal(io.read_array(tmp_path / "two.npz"), A)
+    np.testing.assert_array_equal(io.read_array(tmp_path / "two.npz", key="y"), A[:, 0])
+    np.savetxt(tmp_path / "h.csv", A, delimiter=",", header="a,b,c", comments="")
+    np.testing.assert_allclose(io.read_array(tmp_path / "h.csv"), A, rtol=1e-15)
+    np.savetxt(tmp_path / "n.csv", A[:1], delimiter=",")
+    assert io.read_array(tmp_path / "n.csv").shape == (1, 3)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["group/inner"] = A
+    np.testing.assert_array_equal(io.read_array(tmp_path / "a.h5"), A)
+    np.testing.assert_array_equal(io.read_array(tmp_path / "a.h5", key="group/inner"), A)
+
+
+def test_read_array_errors(tmp_path, rng):
+    with pytest.raises(FileNotFoundError, match=r"nope\.npy: no such file"):
+        io.read_array(tmp_path / "nope.npy")
+    np.savez(tmp_path / "two.npz", a=np.ones(2), b=np.ones(2))
+    with pytest.raises(ValueError, match=r"INPUT: .*two\.npz holds 2 arrays \['a', 'b'\]; choose"):
+        io.read_array(tmp_path / "two.npz")
+    with pytest.raises(ValueError, match=r"--data: .* has no array 'c'"):
+        io.read_array(tmp_path / "two.npz", key="c", name="--data")
+    np.save(tmp_path / "a.npy", np.ones(2))
+    with pytest.raises(ValueError, match=r"a \.npy file holds one array"):
+        io.read_array(tmp_path / "a.npy", key="x")
+    (tmp_path / "a.txt").write_text("1 2 3")
+    with pytest.raises(ValueError, match=r"unsupported file type '\.txt'.*expected \.npy"):
+        io.read_array(tmp_path / "a.txt")
+    (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
+    with pytest.raises(ValueError, match=r"cannot read .* as numeric CSV"):
+        io.read_array(tmp_path / "bad.csv")
+    (tmp_path / "bad.npy").write_text("not numpy")
+    with pytest.raises(ValueError, match=r"cannot read .*bad\.npy as \.npy"):
+        io.read_array(tmp_path / "bad.npy")
+    (tmp_path / "bad.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="is not an HDF5 file"):
+        io.read_array(tmp_path / "bad.h5")
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        f.create_group("empty")
+    with pytest.raises(ValueError, match="holds no datasets"):
+        io.read_array(tmp_path / "e.h5")
+    with pytest.raises(ValueError, match="has no dataset 'empty'"):
+        io.read_array(tmp_path / "e.h5", key="empty")

@@ -29,7 +29,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "Kernel": "kernelcomp.kernels",
     "NTK": "kernelcomp.kernels",
     "NNGP": "kernelcomp.kernels",
-    "gram": "kernelcomp.gram",
+    "gram": "kernelcomp._gram",
     "FCNetwork": "kernelcomp.network",
     "EmpiricalNTK": "kernelcomp.empirical",
     "EmpiricalNNGP": "kernelcomp.empirical",

@@ -39,6 +39,8 @@ FUSED_MAX_FEATURES = 64
 #: tile edge of the O(n^2) pass
 TILE = 128
 _EPS64 = float(np.finfo(np.float64).eps)
+#: correlations within this distance of +-1 are rounding noise and snap to +-1
+_SNAP = 32.0 * _EPS64
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class _Prepared:
     a: np.ndarray  # (L, n)
     b: np.ndarray  # (L, n)
     dg: np.ndarray  # (n,) diagonal, float64
+    sqn: np.ndarray  # (n,) squared input norms, float64
+    rsq: np.ndarray  # (n,) 1 / input norms (0 for zero rows)
 
     @property
     def n(self) -> int:
@@ -168,8 +172,10 @@ class _AnalyticKernel(Kernel):
         a = np.empty((self.depth, n), dtype=np.float64)
         b = np.empty((self.depth, n), dtype=np.float64)
         dg = np.empty(n, dtype=np.float64)
-        _core.prepare(X, snap=4.0 * _EPS64, a=a, b=b, dg=dg, **p)
-        return _Prepared(X, np.ascontiguousarray(X.T), a, b, dg)
+        sqn = np.empty(n, dtype=np.float64)
+        rsq = np.empty(n, dtype=np.float64)
+        _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
+        return _Prepared(X, np.ascontiguousarray(X.T), a, b, dg, sqn, rsq)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         return _Prepared(
@@ -178,31 +184,37 @@ class _AnalyticKernel(Kernel):
             np.ascontiguousarray(prep.a[:, start:stop]),
             np.ascontiguousarray(prep.b[:, start:stop]),
             prep.dg[start:stop],
+            prep.sqn[start:stop],
+            prep.rsq[start:stop],
         )
 
     def _fill(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
         d = px.X.shape[1]
         p = self._layer_params(d)
         fused = d <= FUSED_MAX_FEATURES
-        if fused:
-            snap = 32.0 * _EPS64
-        else:
+        snap_dot = 0.0
+        if not fused:
             np.matmul(px.X, px.X.T if symmetric else py.X.T, out=out)
-            eps = float(np.finfo(out.dtype).eps)
-            snap = 32.0 * _EPS64 + 8.0 * eps * math.sqrt(d)
+            # BLAS sums in its own order: allow its rounding when snapping +-1
+            snap_dot = _SNAP + 8.0 * float(np.finfo(out.dtype).eps) * math.sqrt(d)
         _core.tiles(
             px.X,
             py.Xt,
             px.a,
             px.b,
             px.dg,
+            px.sqn,
+            px.rsq,
             py.a,
             py.b,
+            py.sqn,
+            py.rsq,
             symmetric=symmetric,
             use_out_dot=not fused,
             tile=TILE,
             out=out,
-            snap=snap,
+            snap=_SNAP,
+            snap_dot=snap_dot,
             **p,
         )
 

@@ -9,6 +9,9 @@ floating-point flags are set in one place:
 * No eager signatures: each function compiles lazily, once per argument type;
   the public layer normalises inputs to C-contiguous float32/float64 so a
   kernel compiles at most twice.
+* ``error_model="numpy"``: float division by zero gives inf/NaN as in NumPy
+  instead of a Python exception; the check it avoids blocks vectorisation of
+  every loop that divides. Kernels guard their divisions explicitly.
 * ``fastmath`` is off: the element-wise loops vectorise without it, and keeping
   IEEE semantics makes every entry bit-identical whatever the tiling or the
   thread count (and keeps NaN/inf checks meaningful).
@@ -49,6 +52,13 @@ def jit(
     """
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        return numba.njit(f, cache=CACHE, parallel=parallel, fastmath=False, nogil=True)
+        return numba.njit(
+            f,
+            cache=CACHE,
+            parallel=parallel,
+            fastmath=False,
+            nogil=True,
+            error_model="numpy",
+        )
 
     return wrap if func is None else wrap(func)

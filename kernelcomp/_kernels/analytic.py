@@ -89,15 +89,18 @@ def relu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float)
 
     ``ai = sqrt(S_ii)``, ``bi = 1/sqrt(S_ii)`` (0 for a zero variance).
     Correlations within ``snap`` of +-1 are set to +-1: they are rounding noise,
-    and this makes identical rows reproduce the diagonal exactly.
+    and this makes identical rows reproduce the diagonal exactly. Per-sample
+    factors are multiplied pairwise first, so ``k(x, y)`` and ``k(y, x)`` are
+    bit-identical.
     """
-    rho = s * bi * bj
-    rho = min(1.0, max(-1.0, rho))
-    if 1.0 - abs(rho) <= snap:
-        rho = 1.0 if rho > 0.0 else -1.0
-    sin_t = math.sqrt(max((1.0 - rho) * (1.0 + rho), 0.0))
+    rho = s * (bi * bj)
+    arho = abs(rho)
+    # clip to [-1, 1] and snap rounding-level distances from +-1 (selects, no branches)
+    rho = math.copysign(1.0, rho) if 1.0 - arho <= snap else rho
+    c = (1.0 - rho) * (1.0 + rho)
+    sin_t = math.sqrt(c if c > 0.0 else 0.0)
     pi_minus_t = _PI - acos(rho)
-    k = ai * aj * (sin_t + pi_minus_t * rho) * _INV_2PI
+    k = (ai * aj) * (sin_t + pi_minus_t * rho) * _INV_2PI
     kd = pi_minus_t * _INV_2PI
     return k, kd
 
@@ -107,14 +110,15 @@ def erf_step(s: float, ai: float, aj: float):
     """Erf expectations ``(K, Kdot)``; ``ai = 1/sqrt(1 + 2 S_ii)``."""
     u = ai * aj
     r = 2.0 * s * u
-    r = min(1.0, max(-1.0, r))
+    r = math.copysign(1.0, r) if abs(r) > 1.0 else r
+    c = (1.0 - r) * (1.0 + r)
     k = _2_OVER_PI * asin(r)
-    kd = _4_OVER_PI * u / math.sqrt(max((1.0 - r) * (1.0 + r), _TINY))
+    kd = _4_OVER_PI * u / math.sqrt(c if c > _TINY else _TINY)
     return k, kd
 
 
 @jit
-def _row_dot(X: np.ndarray, i: int, Xt_or_Y: np.ndarray) -> float:
+def _row_sqnorm(X: np.ndarray, i: int) -> float:
     """Sequential ``x_i . x_i`` in float64 (the same order as the tile loop)."""
     acc = 0.0
     for k in range(X.shape[1]):
@@ -139,8 +143,13 @@ def prepare(
     a: np.ndarray,
     b: np.ndarray,
     dg: np.ndarray,
+    sqn: np.ndarray,
+    rsq: np.ndarray,
 ) -> None:
     """Per-sample recursion: fills ``a``, ``b`` (L, n) and the diagonal ``dg`` (n,).
+
+    Also the squared input norms ``sqn`` and ``rsq = 1/sqrt(sqn)`` (0 for a zero
+    row), which the tile pass uses to snap BLAS dot products of parallel rows.
 
     Layer ``l`` (0-based, 0..L) has covariance update ``S' = w2[l] K + b2[l]``
     (``S = s0a x.x' + b2[0]`` for the first Dense layer) and tangent update
@@ -149,7 +158,9 @@ def prepare(
     n = X.shape[0]
     L = a.shape[0]
     for i in numba.prange(n):
-        acc = _row_dot(X, i, X)
+        acc = _row_sqnorm(X, i)
+        sqn[i] = acc
+        rsq[i] = 1.0 / math.sqrt(acc) if acc > 0.0 else 0.0
         s = s0a * acc + b2[0]
         t = t0a * acc + t0b
         for l in range(L):
@@ -176,8 +187,12 @@ def tiles(
     ax: np.ndarray,
     bx: np.ndarray,
     dgx: np.ndarray,
+    sqx: np.ndarray,
+    rsx: np.ndarray,
     ay: np.ndarray,
     by: np.ndarray,
+    sqy: np.ndarray,
+    rsy: np.ndarray,
     act: int,
     ntk: bool,
     s0a: float,
@@ -188,6 +203,7 @@ def tiles(
     ta: np.ndarray,
     tb: np.ndarray,
     snap: float,
+    snap_dot: float,
     symmetric: bool,
     use_out_dot: bool,
     tile: int,
@@ -197,8 +213,12 @@ def tiles(
 
     ``Yt`` is the transposed second input (d, m), C-contiguous. With
     ``use_out_dot``, ``out`` already holds the dot products (e.g. from BLAS)
-    and ``X``/``Yt`` are not read. With ``symmetric``, rows and columns are the
-    same samples: tiles above the diagonal are computed and mirrored.
+    and ``X``/``Yt`` are not read; a dot product within ``snap_dot`` (relative)
+    of ``+-|x||y|`` is then replaced by ``+-sqrt(|x|^2 |y|^2)``, which is exactly
+    the squared norm for identical rows, so they reproduce the diagonal exactly
+    although BLAS sums in another order than the per-sample pass. With
+    ``symmetric``, rows and columns are the same samples: tiles above the
+    diagonal are computed and mirrored.
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -233,41 +253,55 @@ def tiles(
             js = i + 1 if on_diag else j0
             w = j1 - js
             if w > 0:
+                orow = out[i, js:j1]
                 if use_out_dot:
+                    ri = rsx[i]
+                    ni = sqx[i]
+                    rsyr = rsy[js:j1]
+                    sqyr = sqy[js:j1]
                     for jj in range(w):
-                        acc[jj] = out[i, js + jj]
+                        g = np.float64(orow[jj])
+                        c = g * (ri * rsyr[jj])
+                        e = math.copysign(math.sqrt(ni * sqyr[jj]), g)
+                        acc[jj] = e if 1.0 - abs(c) <= snap_dot else g
                 else:
                     for jj in range(w):
                         acc[jj] = 0.0
                     for k in range(d):
                         xik = np.float64(X[i, k])
+                        ycol = Yt[k, js:j1]
                         for jj in range(w):
-                            acc[jj] += xik * np.float64(Yt[k, js + jj])
+                            acc[jj] += xik * np.float64(ycol[jj])
                 for jj in range(w):
                     s[jj] = s0a * acc[jj] + b2[0]
                     t[jj] = t0a * acc[jj] + t0b
                 for l in range(L):
                     ai = ax[l, i]
                     bi = bx[l, i]
+                    ayl = ay[l, js:j1]
+                    byl = by[l, js:j1]
                     w2n = w2[l + 1]
                     b2n = b2[l + 1]
                     tal = ta[l]
                     tbl = tb[l]
                     if act == RELU:
                         for jj in range(w):
-                            k, kd = relu_step(s[jj], ai, ay[l, js + jj], bi, by[l, js + jj], snap)
+                            k, kd = relu_step(
+                                s[jj], ai, ayl[jj], bi, byl[jj], snap
+                            )
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
                     else:
                         for jj in range(w):
-                            k, kd = erf_step(s[jj], ai, ay[l, js + jj])
+                            k, kd = erf_step(s[jj], ai, ayl[jj])
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
                 res = t if ntk else s
                 for jj in range(w):
-                    out[i, js + jj] = res[jj]
+                    orow[jj] = res[jj]
                 if symmetric:
+                    ocol = out[js:j1, i]
                     for jj in range(w):
-                        out[js + jj, i] = res[jj]
+                        ocol[jj] = res[jj]
             if on_diag:
                 out[i, i] = dgx[i]

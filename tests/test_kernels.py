@@ -1,0 +1,235 @@
+"""Analytic NTK/NNGP: reference values, the NumPy recursion, degenerate inputs, errors."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kernelcomp as kc
+from kernelcomp._kernels import analytic as core
+from tests.naive import analytic_diag, analytic_kernel, relative_error, symmetric_error
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOL = {np.float64: 1e-10, np.float32: 2e-6}
+
+
+def _fixture_cases():
+    index = json.loads((FIXTURES / "nt_reference_index.json").read_text())
+    return index["configs"]
+
+
+@pytest.fixture(scope="module")
+def nt_reference():
+    return np.load(FIXTURES / "nt_reference.npz")
+
+
+def _kwargs(cfg):
+    kw = dict(
+        depth=cfg["L"],
+        activation=cfg["activation"],
+        weight_std=cfg["W_std"],
+        bias_std=cfg["b_std"],
+        parameterization=cfg["parameterization"],
+    )
+    if cfg["parameterization"] == "standard":
+        kw["width"] = 512
+    return kw
+
+
+# ---------------------------------------------------------------- neural-tangents
+
+
+@pytest.mark.parametrize("cfg", _fixture_cases(), ids=lambda c: f"c{c['id']:02d}")
+def test_matches_neural_tangents(cfg, nt_reference):
+    X, Y = nt_reference["X"], nt_reference["Y"]
+    for name, cls in (("nngp", kc.NNGP), ("ntk", kc.NTK)):
+        k = cls(**_kwargs(cfg))
+        for part, args in (("xx", (X,)), ("xy", (X, Y))):
+            ref = nt_reference[cfg["keys"][f"{name}_{part}"]]
+            assert relative_error(k(*args), ref) <= 1e-6, (name, part)
+        # our diagonal is exact (neural-tangents' own is only ~1e-8 accurate)
+        exact = nt_reference[cfg["keys"][f"{name}_xx_diag_exact"]]
+        assert relative_error(k.diag(X), exact) <= 1e-13
+        assert relative_error(np.diag(k(X)), exact) <= 1e-13
+
+
+# ---------------------------------------------------------------- NumPy reference
+
+CONFIGS = [
+    dict(depth=0),
+    dict(depth=1),
+    dict(depth=1, activation="erf", bias_std=0.5),
+    dict(depth=2, weight_std=1.4, bias_std=0.2),
+    dict(depth=3, weight_std=[1.0, 2.0, 0.5, 1.2], bias_std=[0.1, 0.0, 0.3, None]),
+    dict(depth=4, activation="erf", weight_std=1.3, bias_std=0.1),
+    dict(depth=2, parameterization="standard", width=[100, 30], bias_std=0.3),
+    dict(depth=2, parameterization="standard", width=64, bias_std=None, activation="erf"),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: json.dumps(c, sort_keys=True))
+@pytest.mark.parametrize("d", [5, 100])  # fused dot products, and BLAS
+@pytest.mark.parametrize("cls,want", [(kc.NTK, "ntk"), (kc.NNGP, "nngp")])
+def test_matches_numpy_recursion(rng, cfg, d, cls, want):
+    X = rng.standard_normal((37, d))
+    Y = rng.standard_normal((23, d)) * 2.0
+    k = cls(**cfg)
+    ref_xy = analytic_kernel(X, Y, want=want, **cfg)
+    assert symmetric_error(k(X), X, want=want, **cfg) <= TOL[np.float64]
+    assert relative_error(k(X, Y), ref_xy) <= TOL[np.float64]
+    assert relative_error(k.diag(X), analytic_diag(X, want=want, **cfg)) <= TOL[np.float64]
+
+
+@pytest.mark.parametrize("d", [6, 90])
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_float32(rng, d, activation):
+    X = rng.standard_normal((60, d)).astype(np.float32)
+    Y = rng.standard_normal((20, d)).astype(np.float32)
+    k = kc.NTK(depth=3, activation=activation, bias_std=0.2)
+    K32, C32, D32 = k(X), k(X, Y), k.diag(X)
+    assert K32.dtype == C32.dtype == D32.dtype == np.float32
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    assert relative_error(K32, k(X64)) <= TOL[np.float32]
+    assert relative_error(C32, k(X64, Y64)) <= TOL[np.float32]
+    assert relative_error(D32, k.diag(X64)) <= TOL[np.float32]
+    # mixed inputs and explicit dtypes
+    assert k(X, Y64).dtype == np.float64
+    assert k(X64, dtype="float32").dtype == np.float32
+    assert k(X, dtype=np.float64).dtype == np.float64
+
+
+# ---------------------------------------------------------------- degenerate inputs
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("d", [4, 80])
+def test_degenerate_inputs(rng, activation, d):
+    x = rng.standard_normal(d)
+    X = np.stack([x, x, 2.0 * x, -x, np.zeros(d), rng.standard_normal(d), x])
+    for cls, want in ((kc.NTK, "ntk"), (kc.NNGP, "nngp")):
+        for bias_std in (0.0, 0.4):
+            k = cls(depth=3, activation=activation, bias_std=bias_std)
+            K = k(X)
+            assert np.isfinite(K).all()
+            cfg = dict(depth=3, activation=activation, bias_std=bias_std, want=want)
+            # the NumPy oracle itself is only ~1e-8 accurate at correlations of +-1
+            # (sqrt of a cancelling determinant); exact checks follow
+            assert symmetric_error(K, X, **cfg) <= 1e-7
+            # identical rows reproduce the diagonal exactly, in both paths
+            diag = k.diag(X)
+            for i, j in ((0, 1), (0, 6), (1, 6)):
+                assert K[i, j] == diag[i] == K[j, j] == K[j, i]
+            C = k(X[:2], X)
+            assert C[0, 0] == C[0, 1] == C[1, 6] == diag[0]
+            assert np.isfinite(C).all()
+
+
+def test_zero_rows_without_bias_follow_neural_tangents(rng):
+    X = np.zeros((3, 5))
+    K = kc.NTK(depth=2, bias_std=0.0)(X)
+    assert np.array_equal(K, np.zeros((3, 3)))
+    # theta = pi/2 convention: Kdot = 1/4 multiplies the incoming tangent kernel
+    Z = np.vstack([np.zeros(5), rng.standard_normal(5)])
+    K = kc.NTK(depth=1, bias_std=0.0)(Z)
+    assert K[0, 1] == 0.0 and np.isfinite(K).all()
+
+
+def test_scalar_and_parallel_correlations():
+    # correlations of exactly +-1 for vectors of different norms
+    x = np.array([[1.0, 2.0, 3.0]])
+    X = np.vstack([x, 3.0 * x, -0.5 * x])
+    K = kc.NNGP(depth=1)(X)
+    norms = np.linalg.norm(X, axis=1) / math.sqrt(3)
+    assert K[0, 1] == pytest.approx(norms[0] * norms[1] / 2, rel=1e-15)
+    assert K[0, 2] == 0.0  # anti-parallel: E[relu(u) relu(-u)] = 0
+
+
+def test_compiled_arccos_arcsin_accuracy():
+    xs = np.concatenate([np.linspace(-1, 1, 20001), [1 - 1e-16, -1 + 1e-16, 0.5, -0.5, 1e-300]])
+    ac = np.array([core.acos(v) for v in xs])
+    asn = np.array([core.asin(v) for v in xs])
+    assert np.max(np.abs(ac - np.arccos(xs))) <= 4.5e-16
+    assert np.max(np.abs(asn - np.arcsin(xs))) <= 4.5e-16
+    assert core.acos(1.0) == 0.0 and core.acos(-1.0) == math.pi
+
+
+# ---------------------------------------------------------------- kernel objects
+
+
+def test_kernel_objects_are_values():
+    k = kc.NTK(depth=2, weight_std=[1.0, 2.0, 3.0], bias_std=0.1)
+    assert k == kc.NTK(depth=2, weight_std=(1.0, 2.0, 3.0), bias_std=0.1)
+    assert hash(k) == hash(kc.NTK(depth=2, weight_std=(1.0, 2.0, 3.0), bias_std=0.1))
+    assert k != kc.NNGP(depth=2, weight_std=[1.0, 2.0, 3.0], bias_std=0.1)
+    assert k != kc.NTK(depth=3)
+    assert pickle.loads(pickle.dumps(k)) == k
+    assert copy.deepcopy(k) == k
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        k.depth = 3  # type: ignore[misc]
+    assert "NTK(depth=2" in repr(k)
+    assert kc.NTK.from_dict(json.loads(json.dumps(k.to_dict()))) == k
+    s = kc.NNGP(depth=1, parameterization="standard", width=[7], bias_std=None)
+    assert kc.NTK.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+# ---------------------------------------------------------------- errors
+
+BAD_KERNELS = [
+    (dict(depth=-1), ValueError, "depth must be >= 0"),
+    (dict(depth=1.5), TypeError, "depth must be an integer"),
+    (dict(activation="softplus"), ValueError, "unknown activation 'softplus'"),
+    (dict(activation=3), TypeError, "activation must be a string"),
+    (dict(weight_std=[1.0, 2.0, 3.0]), ValueError, r"weight_std must have one value per Dense"),
+    (dict(bias_std=[0.1]), ValueError, r"bias_std must have one value per Dense"),
+    (dict(weight_std=-1.0), ValueError, "weight_std must be >= 0"),
+    (dict(weight_std=float("nan")), ValueError, "weight_std must be finite"),
+    (dict(weight_std="big"), TypeError, "weight_std must be a number or a sequence"),
+    (dict(parameterization="mean_field"), ValueError, "unknown parameterization"),
+    (dict(parameterization="standard"), ValueError, "needs the hidden width"),
+    (dict(parameterization="standard", width=0), ValueError, "width must be >= 1"),
+    (dict(parameterization="standard", depth=2, width=[3]), ValueError, "one value per hidden"),
+    (dict(width=10), ValueError, "width is only used with parameterization='standard'"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,match", BAD_KERNELS)
+def test_bad_kernel_parameters(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        kc.NTK(**kwargs)
+
+
+BAD_INPUTS = [
+    (np.array([[1.0, np.nan]]), None, ValueError, "X contains NaN"),
+    (np.array([[1.0, np.inf]]), None, ValueError, "X contains infinity"),
+    (np.ones(3), None, ValueError, r"X must be a 2-D array.*got 1-D"),
+    (np.ones((2, 2, 2)), None, ValueError, r"X must be a 2-D array.*got 3-D"),
+    (np.ones((0, 3)), None, ValueError, "X has 0 samples"),
+    (np.ones((2, 0)), None, ValueError, "X has 0 features"),
+    (np.ones((2, 3)), np.ones((2, 4)), ValueError, "Y has 4 features, but 3 are expected"),
+    (np.array([["a", "b"]]), None, TypeError, "X must hold real numbers"),
+    (np.ones((2, 2), dtype=bool), None, TypeError, "got dtype bool"),
+    (np.ones((2, 2), dtype=complex), None, TypeError, "complex"),
+    (np.ones((2, 3)), np.array([[1.0, 2.0, np.nan]]), ValueError, "Y contains NaN"),
+]
+
+
+@pytest.mark.parametrize("X,Y,exc,match", BAD_INPUTS)
+def test_bad_inputs(X, Y, exc, match):
+    k = kc.NTK()
+    with pytest.raises(exc, match=match):
+        k(X, Y)
+    if Y is None:
+        with pytest.raises(exc, match=match):
+            k.diag(X)
+
+
+def test_integer_and_list_inputs_are_accepted():
+    K = kc.NTK()([[1, 2], [3, 4]])
+    assert K.dtype == np.float64 and K.shape == (2, 2)

@@ -445,8 +445,10 @@ def _describe(info: dict[str, Any]) -> list[str]:
         lines.append(f"  config:     {json.dumps(info['config'])}")
         lines.append(f"  entries:    {len(info['entries'])}")
         for i, e in enumerate(info["entries"]):
+            values = ", ".join(f"{k}={_fmt(v)}" for k, v in e.get("values", {}).items())
             arrays = ", ".join(f"{k} {tuple(v)}" for k, v in e["arrays"].items())
-            lines.append(f"    {i:4d}  {e['label']}: {arrays}")
+            lines.append(f"    {i:4d}  {e['label']}: {values}")
+            lines.append(f"          arrays: {arrays}")
     return lines
 
 
@@ -667,8 +669,11 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
     params = args.params
     if params not in ("all", "last", "headless"):
         raise UsageError(f"--params must be all, last or headless, got {params!r}")
+    if args.plot is not None:
+        import kernelcomp.plotting  # noqa: F401  (fail before the work, not after it)
     sources = _sources(args)
-    entries = []
+    entries: list[dict[str, Any]] = []
+    ys: list[np.ndarray | None] = []
     iterator: Any = sources
     bar = None
     if _progress(args) and len(sources) > 1:
@@ -689,6 +694,7 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
             entry = {"label": s.label, "source": s.origin, **s.meta}
             entry.update(_analyse(K, s.y, net, args))
             entries.append(entry)
+            ys.append(s.y)
     finally:
         if bar is not None:
             bar.close()
@@ -708,7 +714,7 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
     io.save_diagnostics(out, entries, config=config, force=args.force)
     _say(args, f"wrote {out}: kernel PCA of {len(entries)} Gram matrices")
     if args.plot is not None:
-        written = _plots(entries, Path(args.plot))
+        written = _plots(entries, ys, Path(args.plot))
         _say(args, f"wrote {len(written)} figures into {args.plot}")
     for e in entries:
         if "cumulative_projection" in e and not getattr(args, "quiet", False):
@@ -720,43 +726,39 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plots(entries: list[dict[str, Any]], folder: Path) -> list[Path]:
-    """PNG figures of the diagnostics (spectrum, projections, MI), one per quantity."""
+def _plots(
+    entries: list[dict[str, Any]], ys: list[np.ndarray | None], folder: Path
+) -> list[Path]:
+    """PNG figures of the diagnostics across entries (init -> final), one per quantity."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     from kernelcomp import plotting
 
     folder.mkdir(parents=True, exist_ok=True)
-    labels = [e["label"] for e in entries]
+    labels = [str(e["label"]) for e in entries]
+    figures: list[tuple[str, Callable[[Any], Any]]] = [
+        ("spectrum.png", lambda ax: plotting.plot_spectra(
+            [e["eigenvalues"] for e in entries], labels, ax=ax,
+            power_law=len(entries) == 1)),
+    ]
+    y0 = ys[0]
+    same_y = y0 is not None and all(
+        y is not None and y.shape == y0.shape and float(y @ y) == float(y0 @ y0) for y in ys
+    )
+    if same_y:
+        projections = [e["label_projection"] for e in entries]
+        figures.append(("label_projection.png", lambda ax: plotting.plot_label_projections(
+            projections, y0, labels, ax=ax)))
+        figures.append(("cumulative_projection.png",
+                        lambda ax: plotting.plot_cumulative_projections(
+                            projections, y0, labels, ax=ax)))
+    if all("mutual_information" in e for e in entries):
+        figures.append(("mutual_information.png", lambda ax: plotting.plot_mutual_informations(
+            [e["mutual_information"] for e in entries], labels, ax=ax)))
     written = []
-    figures: list[tuple[str, str, Callable[[Any], Any]]] = []
-    if hasattr(plotting, "plot_spectrum"):
-        def spectrum(ax: Any) -> Any:
-            for e, lab in zip(entries, labels, strict=True):
-                plotting.plot_spectrum(e["eigenvalues"], ax=ax, label=lab)
-            return ax
-        figures.append(("spectrum.png", "eigenvalues", spectrum))
-    have_y = all("label_projection" in e for e in entries)
-    if have_y and hasattr(plotting, "plot_label_projection"):
-        def projection(ax: Any) -> Any:
-            for e, lab in zip(entries, labels, strict=True):
-                plotting.plot_label_projection(e["label_projection"], ax=ax, label=lab)
-            return ax
-        figures.append(("label_projection.png", "projection", projection))
-    have_mi = all("mutual_information" in e for e in entries)
-    if have_mi and hasattr(plotting, "plot_mutual_information"):
-        def mi(ax: Any) -> Any:
-            for e, lab in zip(entries, labels, strict=True):
-                plotting.plot_mutual_information(e["mutual_information"], ax=ax, label=lab)
-            return ax
-        figures.append(("mutual_information.png", "mi", mi))
-    for fname, _, draw in figures:
-        fig = Figure(figsize=(5, 4))
-        ax = fig.add_subplot()
-        draw(ax)
-        if len(entries) > 1:
-            ax.legend(fontsize="small")
-        fig.tight_layout()
+    for fname, draw in figures:
+        fig = Figure(figsize=(5.5, 4), layout="constrained")
+        draw(fig.add_subplot())
         fig.savefig(folder / fname, dpi=120)
         written.append(folder / fname)
     return written

@@ -488,10 +488,14 @@ class GramInfo:
 
     @property
     def kernel(self) -> Kernel | None:
-        """The kernel rebuilt from its description (None if not describable)."""
+        """The analytic kernel rebuilt from its description.
+
+        None for a matrix saved without a kernel or made by a kernel that its
+        description cannot rebuild (an empirical NTK needs its network).
+        """
         from kernelcomp.kernels import _AnalyticKernel
 
-        if self.kernel_desc.get("params") is None:
+        if self.kernel_desc.get("kernel") not in ("NTK", "NNGP"):
             return None
         return _AnalyticKernel.from_dict(self.kernel_desc)
 
@@ -1482,6 +1486,11 @@ def file_info(path: Any) -> dict[str, Any]:
                             n: list(v.shape)
                             for n, v in entries[k].items()
                             if isinstance(v, h5py.Dataset)
+                        },
+                        "values": {
+                            n: v.item()
+                            for n, v in entries[k].attrs.items()
+                            if isinstance(v, np.generic) and v.dtype.kind in "biuf"
                         },
                     }
                     for k in sorted(entries)

@@ -128,6 +128,18 @@ def test_save_gram_without_kernel_and_errors(tmp_path, rng):
     assert _no_temp_files(tmp_path)
 
 
+def test_gram_file_of_an_empirical_ntk(tmp_path, rng):
+    X = rng.standard_normal((90, 3))
+    net = kc.FCNetwork.init(3, [20], seed=4)
+    e = kc.EmpiricalNTK(net)
+    info = io.compute_gram_file(e, X, None, tmp_path / "E.h5", block_rows=40)
+    assert info.kernel is None and info.kernel_desc == e.to_dict()
+    np.testing.assert_allclose(io.load_gram(tmp_path / "E.h5"), e(X), rtol=1e-12, atol=1e-12)
+    other = kc.EmpiricalNTK(kc.FCNetwork.init(3, [20], seed=5))
+    with pytest.raises(io.FormatError, match="another kernel"):
+        io.compute_gram_file(other, X, None, tmp_path / "E.h5", resume=True)
+
+
 def test_hash_inputs_sensitivity(rng):
     X = rng.standard_normal((5, 3))
     h = io.hash_inputs(X)
@@ -522,7 +534,7 @@ def test_file_info_for_every_format(tmp_path, rng):
     io.compute_gram_file(kc.NTK(depth=2), X, None, tmp_path / "K.h5")
     with io.RunWriter(tmp_path / "run.h5", X_train=X, y_train=y, config={"a": 1}) as w:
         w.add_checkpoint(kc.FCNetwork.init(4, [5], seed=0), step=3, time=2.0, loss=0.5)
-    io.save_diagnostics(tmp_path / "d.h5", [{"label": "x", "v": np.ones(4)}])
+    io.save_diagnostics(tmp_path / "d.h5", [{"label": "x", "v": np.ones(4), "rank": 2.5}])
     g = io.file_info(tmp_path / "K.h5")
     assert g["format"] == "gram" and g["shape"] == [30, 30] and g["blocks"] == "1/1"
     assert g["kernel"] == kc.NTK(depth=2).to_dict() and g["complete"] is True
@@ -531,7 +543,7 @@ def test_file_info_for_every_format(tmp_path, rng):
     assert r["data"] == {"X_train": [30, 4], "y_train": [30]}
     assert r["checkpoints"] == [{"step": 3, "time": 2.0, "loss": 0.5}]
     d = io.file_info(tmp_path / "d.h5")
-    assert d["entries"] == [{"label": "x", "arrays": {"v": [4]}}]
+    assert d["entries"] == [{"label": "x", "arrays": {"v": [4]}, "values": {"rank": 2.5}}]
     for info in (g, r, d):
         assert info["kernelcomp_version"] == kc.__version__
         assert info["format_version"] == "1.0"

@@ -1,0 +1,491 @@
+"""Tests of the ``kernelcomp`` command line, in-process through ``main([...])``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import scipy.linalg
+
+import kernelcomp as kc
+from kernelcomp import io
+from kernelcomp.cli import build_parser, main
+
+DTYPES = ["float64", "float32"]
+#: eigenvalue tolerance (relative to the largest) per dtype of the Gram matrix
+EIG_RTOL = {"float64": 1e-10, "float32": 2e-5}
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(7)
+
+
+@pytest.fixture
+def data(tmp_path, rng):
+    """A small stripe-like problem saved as X.npy / y.npy."""
+    X = rng.standard_normal((90, 5))
+    y = np.where((X[:, 0] > -0.3) & (X[:, 0] < 1.18549), -1.0, 1.0)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    return X, y
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _user_error(argv, capsys, pattern):
+    """Exit status 2 and exactly one line on stderr matching ``pattern``."""
+    code, _, err = _run(argv, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------
+# the program
+# ---------------------------------------------------------------------------
+def test_python_m_kernelcomp_help_smoke():
+    proc = subprocess.run(
+        [sys.executable, "-m", "kernelcomp", "--help"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("gram", "kpca", "info"):
+        assert command in proc.stdout
+
+
+def test_help_version_and_no_command(capsys):
+    code, out, _ = _run(["--version"], capsys)
+    assert code == 0 and out.strip() == f"kernelcomp {kc.__version__}"
+    code, out, _ = _run(["gram", "--help"], capsys)
+    assert code == 0 and "--resume" in out and "--weight-std" in out
+    code, _, err = _run([], capsys)
+    assert code == 2 and "usage: kernelcomp" in err
+    _user_error(["frobnicate"], capsys, r"^kernelcomp: error: argument COMMAND: invalid choice")
+
+
+def test_parser_dispatch_and_demo_registration():
+    parser = build_parser()
+    for argv in (["gram", "X.npy", "-o", "K.h5"], ["kpca", "K.h5", "-o", "d.h5"],
+                 ["info", "K.h5"]):
+        args = parser.parse_args(argv)
+        assert callable(args.func) and args.command == argv[0]
+    choices = parser._subparsers._group_actions[0].choices
+    has_demo = importlib.util.find_spec("kernelcomp.demo") is not None
+    assert ("demo" in choices and "train" in choices) == has_demo
+
+
+# ---------------------------------------------------------------------------
+# gram
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_happy_path(tmp_path, data, capsys, dtype):
+    X, _ = data
+    out = tmp_path / "K.h5"
+    code, stdout, _ = _run(
+        ["gram", tmp_path / "X.npy", "--kernel", "ntk", "--depth", 3, "--activation", "relu",
+         "--weight-std", "1.5", "--bias-std", "0.1", "-o", out, "--dtype", dtype,
+         "--n-jobs", 1, "--block-rows", 32],
+        capsys,
+    )
+    assert code == 0 and f"wrote {out}: 90 x 90 {dtype}" in stdout
+    k = kc.NTK(depth=3, weight_std=1.5, bias_std=0.1)
+    K = io.load_gram(out)
+    assert K.dtype == dtype
+    np.testing.assert_array_equal(K, k(X, dtype=dtype))
+    info = io.read_gram_info(out)
+    assert info.kernel == k and info.n_blocks == 3
+    assert info.inputs["X"] == str(tmp_path / "X.npy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_cross_with_npz_csv_h5_inputs_and_layer_lists(tmp_path, rng, capsys, dtype):
+    X = rng.standard_normal((40, 3))
+    Y = rng.standard_normal((25, 3))
+    np.savez(tmp_path / "in.npz", train=X, other=np.ones(2))
+    np.savetxt(tmp_path / "Y.csv", Y, delimiter=",", header="a,b,c", comments="", fmt="%.17g")
+    with h5py.File(tmp_path / "Y.h5", "w") as f:
+        f["samples"] = Y
+    for second, extra in ((tmp_path / "Y.csv", []), (tmp_path / "Y.h5", ["--y-key", "samples"])):
+        out = tmp_path / f"K{second.suffix}.h5"
+        code, _, err = _run(
+            ["gram", tmp_path / "in.npz", "--key", "train", "--y", second, *extra, "-q",
+             "--kernel", "nngp", "--depth", 2, "--activation", "erf",
+             "--weight-std", "1,2,0.5", "--bias-std", "none,0.3,0.1", "-o", out,
+             "--dtype", dtype],
+            capsys,
+        )
+        assert code == 0, err
+        k = kc.NNGP(depth=2, activation="erf", weight_std=(1.0, 2.0, 0.5),
+                    bias_std=(None, 0.3, 0.1))
+        np.testing.assert_array_equal(io.load_gram(out), k(X, Y, dtype=dtype))
+        assert not io.read_gram_info(out).symmetric
+
+
+def test_gram_standard_parameterization_needs_width(tmp_path, data, capsys):
+    out = tmp_path / "K.h5"
+    _user_error(["gram", tmp_path / "X.npy", "--parameterization", "standard", "-o", out],
+                capsys, r"needs the hidden width")
+    code, _, _ = _run(["gram", tmp_path / "X.npy", "--parameterization", "standard",
+                       "--width", 64, "-o", out, "-q"], capsys)
+    assert code == 0
+    assert io.read_gram_info(out).kernel == kc.NTK(parameterization="standard", width=64)
+
+
+def test_gram_user_errors(tmp_path, data, capsys):
+    X, _ = data
+    x = tmp_path / "X.npy"
+    out = tmp_path / "K.h5"
+    np.save(tmp_path / "nan.npy", np.where(X > 2, np.nan, X))
+    np.save(tmp_path / "Y3.npy", X[:, :3])
+    np.save(tmp_path / "v.npy", X[:, 0])
+    (tmp_path / "X.txt").write_text("1,2")
+    cases = [
+        (["gram", tmp_path / "missing.npy", "-o", out], r"missing\.npy: no such file"),
+        (["gram", tmp_path / "X.txt", "-o", out], r"unsupported file type '\.txt'"),
+        (["gram", tmp_path / "nan.npy", "-o", out], r"X contains NaN"),
+        (["gram", x, "--y", tmp_path / "Y3.npy", "-o", out],
+         r"Y has 3 features, but 5 are expected"),
+        (["gram", tmp_path / "v.npy", "-o", out], r"X must be a 2-D array"),
+        (["gram", x, "--depth", "-1", "-o", out], r"depth must be >= 0"),
+        (["gram", x, "--weight-std", "big", "-o", out], r"argument --weight-std: expected a num"),
+        (["gram", x, "--weight-std", "1,2,3", "-o", out], r"weight_std must have one value per"),
+        (["gram", x, "--dtype", "float16", "-o", out], r"argument --dtype: invalid choice"),
+        (["gram", x, "--n-jobs", "0", "-o", out], r"argument --n-jobs: expected a non-zero"),
+        (["gram", x, "--block-rows", "0", "-o", out], r"--block-rows: expected a positive"),
+        (["gram", x, "--kernel", "rbf", "-o", out], r"argument --kernel: invalid choice"),
+        (["gram", x], r"required: -o/--output"),
+        (["gram", x, "-o", tmp_path / "nodir" / "K.h5"], r"does not exist"),
+    ]
+    for argv, pattern in cases:
+        _user_error(argv, capsys, rf"^kernelcomp( gram)?: error: .*{pattern}")
+    assert sorted(os.listdir(tmp_path)) == ["X.npy", "X.txt", "Y3.npy", "nan.npy", "v.npy",
+                                            "y.npy"]
+
+
+def test_gram_keeps_existing_output_unless_force(tmp_path, data, capsys):
+    X, _ = data
+    out = tmp_path / "K.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(out), "-q"]) == 0
+    before = out.read_bytes()
+    _user_error(["gram", tmp_path / "X.npy", "--depth", 2, "-o", out], capsys,
+                r"K\.h5 exists; pass --force")
+    assert out.read_bytes() == before
+    assert main(["gram", str(tmp_path / "X.npy"), "--depth", "2", "-o", str(out), "-q",
+                 "--force"]) == 0
+    np.testing.assert_array_equal(io.load_gram(out), kc.NTK(depth=2)(X))
+    # --resume on the complete file of the same inputs: nothing to do, success
+    code, _, _ = _run(["gram", tmp_path / "X.npy", "--depth", 2, "-o", out, "--resume"],
+                      capsys)
+    assert code == 0
+
+
+def _interrupt_after(n_ok, action):
+    real = io.iter_gram_blocks
+
+    def wrapper(*args, **kwargs):
+        for i, block in enumerate(real(*args, **kwargs)):
+            if i == n_ok:
+                action()
+            yield block
+
+    return wrapper
+
+
+def _raise_keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_interrupt_then_resume_equals_uninterrupted(tmp_path, data, capsys, monkeypatch,
+                                                         dtype):
+    x = tmp_path / "X.npy"
+    common = ["--kernel", "ntk", "--depth", "2", "--activation", "erf", "--bias-std", "0.2",
+              "--block-rows", "16", "--dtype", dtype, "-q"]
+    assert main(["gram", str(x), "-o", str(tmp_path / "full.h5"), *common]) == 0
+    out = tmp_path / "K.h5"
+    monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(2, _raise_keyboard_interrupt))
+    code, _, err = _run(["gram", x, "-o", out, *common], capsys)
+    monkeypatch.undo()
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and (tmp_path / "K.h5.partial").exists()
+    assert io.read_gram_info(tmp_path / "K.h5.partial").blocks_done == 2
+    _user_error(["gram", x, "-o", out, *common], capsys, r"pass resume=True \(--resume\)")
+    code, _, err = _run(["gram", x, "-o", out, *common, "--resume"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(io.load_gram(out), io.load_gram(tmp_path / "full.h5"))
+    assert not (tmp_path / "K.h5.partial").exists()
+
+
+def test_gram_ctrl_c_stops_at_a_block_boundary(tmp_path, data, capsys, monkeypatch):
+    """A real SIGINT mid-run: the block in progress finishes, then the command stops."""
+    X, _ = data
+    x = tmp_path / "X.npy"
+    out = tmp_path / "K.h5"
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(
+        io, "iter_gram_blocks",
+        _interrupt_after(1, lambda: os.kill(os.getpid(), signal.SIGINT)),
+    )
+    code, _, err = _run(["gram", x, "-o", out, "--block-rows", "16"], capsys)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+    assert code == 130 and "Traceback" not in err
+    assert "stopping after the current block" in err
+    assert "interrupted after 2/6 row blocks" in err and "--resume" in err
+    assert io.read_gram_info(tmp_path / "K.h5.partial").blocks_done == 2
+    assert main(["gram", str(x), "-o", str(out), "--block-rows", "16", "--resume", "-q"]) == 0
+    np.testing.assert_array_equal(io.load_gram(out), kc.NTK()(X))
+
+
+def test_gram_resume_refused_with_other_inputs(tmp_path, data, capsys, monkeypatch):
+    X, _ = data
+    np.save(tmp_path / "X2.npy", X + 1e-12)
+    out = tmp_path / "K.h5"
+    monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(1, _raise_keyboard_interrupt))
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(out), "--block-rows", "16",
+                 "-q"]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    _user_error(["gram", tmp_path / "X2.npy", "-o", out, "--resume"], capsys,
+                r"cannot be resumed .*other inputs")
+    _user_error(["gram", tmp_path / "X.npy", "--depth", 4, "-o", out, "--resume"], capsys,
+                r"another kernel")
+    assert main(["gram", str(tmp_path / "X2.npy"), "-o", str(out), "--force", "-q"]) == 0
+    np.testing.assert_array_equal(io.load_gram(out), kc.NTK()(X + 1e-12))
+
+
+def test_traceback_flag_shows_the_exception(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main(["--traceback", "gram", str(tmp_path / "none.npy"), "-o", str(tmp_path / "K.h5")])
+
+
+# ---------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------
+def _make_run(tmp_path, X, y, seeds=(0, 1), name="run.h5"):
+    nets = [kc.FCNetwork.init(X.shape[1], [40], activation="relu_unit",
+                              parameterization="mean_field", seed=s) for s in seeds]
+    with io.RunWriter(tmp_path / name, X_train=X, y_train=y, X_test=X[:30], y_test=y[:30],
+                      config={"alpha": 0.01}) as w:
+        for i, net in enumerate(nets):
+            w.add_checkpoint(net, step=5 * i, time=float(i), loss=1.0 - 0.1 * i,
+                             margins=y * net(X))
+    return tmp_path / name, nets
+
+
+def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
+    X, y = data
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "K.h5"), "-q"]) == 0
+    run, _ = _make_run(tmp_path, X, y)
+    io.save_diagnostics(tmp_path / "d.h5", [{"label": "init", "eigenvalues": np.ones(3),
+                                             "effective_rank": 2.5}])
+    monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(1, _raise_keyboard_interrupt))
+    main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "P.h5"), "--block-rows", "32"])
+    monkeypatch.undo()
+    capsys.readouterr()
+    code, out, _ = _run(["info", tmp_path / "K.h5", run, tmp_path / "d.h5",
+                         tmp_path / "P.h5.partial"], capsys)
+    assert code == 0
+    assert "kernelcomp gram file (format 1.0" in out and "90 x 90 float64, symmetric" in out
+    assert "kernel:     NTK(" in out and "depth=1" in out
+    assert "kernelcomp run file" in out and "checkpoints: 2" in out and '"alpha": 0.01' in out
+    assert "kernelcomp diagnostics file" in out and "effective_rank=2.5" in out
+    assert "INCOMPLETE (resume with --resume), blocks 1/3" in out
+    code, out, _ = _run(["info", "--json", run], capsys)
+    assert code == 0
+    info = json.loads(out)
+    assert info["format"] == "run" and len(info["checkpoints"]) == 2
+    assert info["data"]["X_test"] == [30, 5]
+
+
+def test_info_errors(tmp_path, capsys):
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["x"] = np.ones(2)
+    np.save(tmp_path / "X.npy", np.ones((2, 2)))
+    _user_error(["info", tmp_path / "foreign.h5"], capsys,
+                r"^kernelcomp info: error: .*foreign\.h5 is not a kernelcomp file")
+    _user_error(["info", tmp_path / "X.npy"], capsys, r"X\.npy is not an HDF5 file")
+    _user_error(["info", tmp_path / "gone.h5"], capsys, r"gone\.h5: no such file")
+    _user_error(["info"], capsys, r"required: FILE")
+
+
+# ---------------------------------------------------------------------------
+# kpca
+# ---------------------------------------------------------------------------
+def _check_entry(entry, K, y, rtol):
+    w = scipy.linalg.eigh(K.astype(np.float64), eigvals_only=True)[::-1]
+    k = entry["eigenvalues"].size
+    np.testing.assert_allclose(entry["eigenvalues"], w[:k], rtol=0, atol=rtol * w[0])
+    if y is not None:
+        c = entry["label_projection"]
+        P = entry["cumulative_projection"]
+        if k == K.shape[0]:
+            np.testing.assert_allclose(np.sum(c**2), y @ y, rtol=10 * rtol)
+            np.testing.assert_allclose(P[-1], 1.0, rtol=10 * rtol)
+        np.testing.assert_allclose(P, np.cumsum(c**2) / (y @ y), rtol=1e-6)
+        assert np.all(np.diff(P) >= -1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kpca_on_a_gram_file(tmp_path, data, capsys, dtype):
+    _, y = data
+    gram_file = tmp_path / "K.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "--depth", "2", "-o", str(gram_file),
+                 "--dtype", dtype, "-q"]) == 0
+    code, out, err = _run(["kpca", gram_file, "--labels", tmp_path / "y.npy",
+                           "-o", tmp_path / "d.h5"], capsys)
+    assert code == 0, err
+    assert "wrote" in out and "K.h5: P_10 =" in out
+    d = io.load_diagnostics(tmp_path / "d.h5")
+    assert len(d.entries) == 1 and d.config["files"] == [str(gram_file)]
+    e = d.entries[0]
+    assert e["label"] == "K.h5" and e["n_samples"] == 90
+    _check_entry(e, io.load_gram(gram_file), y, EIG_RTOL[dtype])
+    assert e["mutual_information"].shape == (10,)
+    assert np.all((e["mutual_information"] >= 0) & (e["mutual_information"] <= 1))
+    np.testing.assert_allclose(
+        e["mutual_information"],
+        kc.diagnostics.mutual_information(
+            kc.diagnostics.kernel_pca(io.load_gram(gram_file)).eigenvectors, y
+        ),
+        atol=1e-6 if dtype == "float64" else 1e-3,
+    )
+    # without labels: the spectrum only; top-k only
+    code, _, _ = _run(["kpca", gram_file, "-o", tmp_path / "s.h5", "--n-components", 7],
+                      capsys)
+    assert code == 0
+    e = io.load_diagnostics(tmp_path / "s.h5").entries[0]
+    assert e["eigenvalues"].shape == (7,) and "label_projection" not in e
+    _check_entry(e, io.load_gram(gram_file), None, EIG_RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kpca_on_a_run_file_every_checkpoint(tmp_path, data, capsys, dtype):
+    X, y = data
+    run, nets = _make_run(tmp_path, X, y)
+    code, out, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--informative", "0",
+                           "--dtype", dtype, "--eigenvectors", "--n-jobs", 1], capsys)
+    assert code == 0, err
+    assert "run:step 0: P_10" in out and "run:step 5: P_10" in out
+    d = io.load_diagnostics(tmp_path / "d.h5")
+    assert [e["step"] for e in d.entries] == [0, 5]
+    assert [e["time"] for e in d.entries] == [0.0, 1.0]
+    for e, net in zip(d.entries, nets, strict=True):
+        K = kc.EmpiricalNTK(net)(X, dtype=dtype)
+        _check_entry(e, K, y, EIG_RTOL[dtype])
+        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        V = e["eigenvectors"]
+        assert V.shape == (90, 90) and V.dtype == dtype
+        np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0,
+                                   rtol=1e-10 if dtype == "float64" else 1e-5)
+    # the test split and the readout-only kernel
+    code, _, err = _run(["kpca", run, "-o", tmp_path / "t.h5", "--split", "test",
+                         "--params", "last", "--dtype", dtype], capsys)
+    assert code == 0, err
+    t = io.load_diagnostics(tmp_path / "t.h5")
+    for e, net in zip(t.entries, nets, strict=True):
+        assert e["n_samples"] == 30
+        _check_entry(e, kc.EmpiricalNTK(net, params="last")(X[:30], dtype=dtype), y[:30],
+                     EIG_RTOL[dtype])
+
+
+def test_kpca_on_checkpoint_files_with_data(tmp_path, data, capsys):
+    X, y = data
+    net = kc.FCNetwork.init(5, [30], activation="relu", parameterization="ntk", seed=3)
+    net.save(tmp_path / "net.npz")
+    net.save(tmp_path / "net.h5")
+    run, nets = _make_run(tmp_path, X, y, seeds=(9,))
+    Xn = X[::-1].copy()
+    np.save(tmp_path / "Xn.npy", Xn)
+    np.save(tmp_path / "yn.npy", y[::-1].copy())
+    code, _, err = _run(["kpca", tmp_path / "net.npz", tmp_path / "net.h5", run,
+                         "--data", tmp_path / "Xn.npy", "--labels", tmp_path / "yn.npy",
+                         "-o", tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    d = io.load_diagnostics(tmp_path / "d.h5")
+    assert [e["label"] for e in d.entries] == ["net.npz", "net.h5", "run:step 0"]
+    for e, n in zip(d.entries, [net, net, nets[0]], strict=True):
+        _check_entry(e, kc.EmpiricalNTK(n)(Xn), y[::-1], EIG_RTOL["float64"])
+    # a state-dict .npz (PyTorch key names) with its activation given on the command line
+    np.savez(tmp_path / "sd.npz", **{"0.weight": net.weights[0], "0.bias": net.biases[0],
+                                     "2.weight": net.weights[1], "2.bias": net.biases[1]})
+    code, _, err = _run(["kpca", tmp_path / "sd.npz", "--activation", "relu", "--data",
+                         tmp_path / "X.npy", "-o", tmp_path / "sd.h5", "-q"], capsys)
+    assert code == 0, err
+    sd_net = kc.FCNetwork.load(tmp_path / "sd.npz", activation="relu")
+    _check_entry(io.load_diagnostics(tmp_path / "sd.h5").entries[0], kc.EmpiricalNTK(sd_net)(X),
+                 None, EIG_RTOL["float64"])
+
+
+def test_kpca_plots(tmp_path, data, capsys):
+    X, y = data
+    run, _ = _make_run(tmp_path, X, y)
+    code, out, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--plot", tmp_path / "figs"],
+                          capsys)
+    assert code == 0, err
+    pngs = sorted(os.listdir(tmp_path / "figs"))
+    assert pngs and all(p.endswith(".png") for p in pngs)
+    for p in pngs:
+        assert (tmp_path / "figs" / p).read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {len(pngs)} figures" in out
+
+
+def test_kpca_user_errors(tmp_path, data, capsys):
+    X, y = data
+    gram_file = tmp_path / "K.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(gram_file), "-q"]) == 0
+    np.save(tmp_path / "Y.npy", X[:7])
+    assert main(["gram", str(tmp_path / "X.npy"), "--y", str(tmp_path / "Y.npy"),
+                 "-o", str(tmp_path / "C.h5"), "-q"]) == 0
+    net = kc.FCNetwork.init(5, [10], seed=0)
+    net.save(tmp_path / "net.npz")
+    np.save(tmp_path / "y_short.npy", y[:10])
+    io.save_diagnostics(tmp_path / "diag.h5", [{"a": 1}])
+    (tmp_path / "w.bin").write_bytes(b"\0")
+    (tmp_path / "existing.h5").write_bytes(b"")
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["x"] = np.ones(2)
+    o = tmp_path / "d.h5"
+    cases = [
+        (["kpca", tmp_path / "net.npz", "-o", o], r"net\.npz is a network checkpoint: pass --data"),
+        (["kpca", gram_file, "--data", tmp_path / "X.npy", "-o", o],
+         r"Gram file: --data does not apply"),
+        (["kpca", gram_file, "--labels", tmp_path / "y_short.npy", "-o", o],
+         r"--labels has 10 labels, but there are 90 samples"),
+        (["kpca", tmp_path / "C.h5", "-o", o], r"90 x 7 cross Gram; kpca needs a square one"),
+        (["kpca", gram_file, "-o", tmp_path / "existing.h5"], r"existing\.h5 exists; pass --force"),
+        (["kpca", tmp_path / "w.bin", "-o", o], r"unsupported file type '\.bin'"),
+        (["kpca", tmp_path / "diag.h5", "-o", o], r"'diagnostics' file; kpca reads Gram, run"),
+        (["kpca", tmp_path / "foreign.h5", "-o", o], r"foreign\.h5 is not a kernelcomp file"),
+        (["kpca", tmp_path / "gone.h5", "-o", o], r"gone\.h5: no such file"),
+        (["kpca", tmp_path / "net.npz", "--data", tmp_path / "X.npy", "--params", "first",
+          "-o", o], r"--params must be all, last or headless"),
+        (["kpca", tmp_path / "net.npz", "--data", tmp_path / "Y.npy", "--labels",
+          tmp_path / "y.npy", "-o", o], r"--labels has 90 labels, but there are 7 samples"),
+        (["kpca", gram_file, "--n-components", "0", "-o", o], r"--n-components: expected a pos"),
+    ]
+    if importlib.util.find_spec("torch") is None:
+        (tmp_path / "m.pt").write_bytes(b"\0")
+        cases.append((["kpca", tmp_path / "m.pt", "--data", tmp_path / "X.npy", "-o", o],
+                      r"m\.pt: reading \.pt checkpoints needs PyTorch"))
+    for argv, pattern in cases:
+        _user_error(argv, capsys, rf"^kernelcomp( kpca)?: error: .*{pattern}")
+    assert not o.exists()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]

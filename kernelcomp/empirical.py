@@ -43,8 +43,9 @@ __all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
 
 #: named parameter selections (layer sets)
 PARAM_SELECTIONS = ("all", "last", "headless")
-#: scratch budget of one row block of the O(n^2) pass, in elements
-_BLOCK_ELEMENTS = 4 * 2**20
+#: bytes of one scratch row block of the O(n^2) pass (networks with several
+#: hidden layers use two): large blocks keep the BLAS products efficient
+_SCRATCH_BYTES = 128 * 2**20
 
 
 # ---------------------------------------------------------------------------
@@ -71,6 +72,33 @@ def _syrk_upper(out: np.ndarray, A: np.ndarray, beta: float = 0.0) -> None:
     res = syrk(1.0, A.T, beta=beta, c=out.T, trans=1, lower=1, overwrite_c=1)
     if not np.shares_memory(res, out):  # pragma: no cover - defensive
         out[...] = np.triu(res.T) + np.tril(out, -1)
+
+
+def _clear_lower(a: np.ndarray) -> None:
+    """Zero the strict lower triangle of a square block (left unwritten by syrk)."""
+    a[np.tril_indices(a.shape[0], -1)] = 0
+
+
+def _block_row(
+    P: np.ndarray, Q: np.ndarray, i0: int, i1: int, symmetric: bool, dtype: np.dtype
+) -> np.ndarray:
+    """Rows ``i0:i1`` of ``P @ Q.T``: all columns, or (symmetric, ``P is Q``) the
+    columns ``i0:`` with the strict lower triangle of the diagonal block zeroed."""
+    if not symmetric:
+        s = np.empty((i1 - i0, Q.shape[0]), dtype=dtype)
+        _gemm(s, P[i0:i1], Q)
+        return s
+    m = Q.shape[0]
+    s = np.empty((i1 - i0, m - i0), dtype=dtype)
+    diag = np.empty((i1 - i0, i1 - i0), dtype=dtype)
+    _syrk_upper(diag, P[i0:i1])
+    _clear_lower(diag)
+    s[:, : i1 - i0] = diag
+    if i1 < m:
+        rest = np.empty((i1 - i0, m - i1), dtype=dtype)
+        _gemm(rest, P[i0:i1], Q[i1:])
+        s[:, i1 - i0 :] = rest
+    return s
 
 
 def _mirror_upper(out: np.ndarray, block: int) -> None:
@@ -326,20 +354,11 @@ class _EmpiricalKernel(Kernel):
 
     def _fill_impl(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
         n, m = out.shape
-        if not px.terms:  # pragma: no cover - layers are never empty
-            out[...] = 0
-            return
         c_out = out if out.flags.c_contiguous else np.empty((n, m), dtype=out.dtype)
-        block = max(1, min(n, _BLOCK_ELEMENTS // max(1, m)))
-        # terms with delta (Hadamard products) first: the first one is computed in
-        # place, the others through row-block scratch; then the readout term(s)
+        block = max(1, min(n, _SCRATCH_BYTES // max(1, m * out.itemsize)))
+        # terms with delta (Hadamard products) first: the first one in place, the
+        # others through row-block scratch; then the readout term(s), accumulated
         terms = sorted(zip(px.terms, py.terms, strict=True), key=lambda t: t[0][0] is None)
-        if symmetric:
-            # syrk leaves the strict lower triangle unwritten: clear the part of it that
-            # the row-block passes below read (inside the diagonal blocks)
-            for i0 in range(0, n, block):
-                i1 = min(n, i0 + block)
-                c_out[i0:i1, i0:i1][np.tril_indices(i1 - i0, -1)] = 0
         started = False
         for (dx, fx), (dy, fy) in terms:
             if dx is None:
@@ -348,30 +367,25 @@ class _EmpiricalKernel(Kernel):
                     _syrk_upper(c_out, fx, beta)
                 else:
                     _gemm(c_out, fx, fy, beta)
-                started = True
-                continue
-            if not started:
+            elif not started:
                 if symmetric:
                     _syrk_upper(c_out, dx)
-                else:
-                    _gemm(c_out, dx, dy)
                 for i0 in range(0, n, block):
                     i1 = min(n, i0 + block)
-                    j0 = i0 if symmetric else 0
-                    scratch = np.empty((i1 - i0, m - j0), dtype=out.dtype)
-                    _gemm(scratch, fx[i0:i1], fy[j0:])
-                    c_out[i0:i1, j0:] *= scratch
-                started = True
-                continue
-            for i0 in range(0, n, block):
-                i1 = min(n, i0 + block)
-                j0 = i0 if symmetric else 0
-                s1 = np.empty((i1 - i0, m - j0), dtype=out.dtype)
-                s2 = np.empty_like(s1)
-                _gemm(s1, dx[i0:i1], dy[j0:])
-                _gemm(s2, fx[i0:i1], fy[j0:])
-                s1 *= s2
-                c_out[i0:i1, j0:] += s1
+                    if symmetric:
+                        _clear_lower(c_out[i0:i1, i0:i1])
+                    else:
+                        _gemm(c_out[i0:i1], dx[i0:i1], dy)
+                    c_out[i0:i1, i0 if symmetric else 0 :] *= _block_row(
+                        fx, fy, i0, i1, symmetric, out.dtype
+                    )
+            else:
+                for i0 in range(0, n, block):
+                    i1 = min(n, i0 + block)
+                    s1 = _block_row(dx, dy, i0, i1, symmetric, out.dtype)
+                    s1 *= _block_row(fx, fy, i0, i1, symmetric, out.dtype)
+                    c_out[i0:i1, i0 if symmetric else 0 :] += s1
+            started = True
         if symmetric:
             _mirror_upper(c_out, block)
         if c_out is not out:

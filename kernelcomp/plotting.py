@@ -60,10 +60,12 @@ _CMAP_RANGE = (0.0, 0.85)
 # helpers
 # ---------------------------------------------------------------------------
 def _axes(ax: Any) -> Axes:
-    import matplotlib.pyplot as plt
+    """``ax``, or new axes in a new pyplot figure (pyplot is imported only then)."""
     from matplotlib.axes import Axes
 
     if ax is None:
+        import matplotlib.pyplot as plt
+
         _, ax = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
         return ax
     if not isinstance(ax, Axes):

@@ -227,3 +227,16 @@ def test_summary_mi_count_mismatch(kpca):
     ev, y = kpca
     with pytest.raises(ValueError, match="mutual_information has 2 entries, but there are 1"):
         kp.plot_kpca_summary([ev], y, mutual_information=[[0.1], [0.2]])
+
+
+def test_given_axes_need_no_pyplot(kpca):
+    """With ``ax`` given, drawing works on a pyplot-free Figure (as the CLI does)."""
+    from matplotlib.figure import Figure
+
+    ev, y = kpca
+    plt.close("all")
+    fig = Figure()
+    ax1, ax2 = fig.subplots(1, 2)
+    assert kp.plot_spectra([ev], ax=ax1) is ax1
+    assert kp.plot_cumulative_projection(dg.label_projection(ev.eigenvectors, y), y, ax=ax2) is ax2
+    assert ax1.figure is fig and plt.get_fignums() == []

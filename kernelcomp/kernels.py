@@ -48,7 +48,7 @@ class _Prepared:
     """Per-sample state of the analytic recursion for ``n`` rows."""
 
     X: np.ndarray  # (n, d) rows
-    Xt: np.ndarray  # (d, n) C-contiguous transpose
+    Xt: np.ndarray  # (d, n) C-contiguous transpose (fused path only, else empty)
     a: np.ndarray  # (L, n)
     b: np.ndarray  # (L, n)
     dg: np.ndarray  # (n,) diagonal, float64
@@ -175,12 +175,14 @@ class _AnalyticKernel(Kernel):
         sqn = np.empty(n, dtype=np.float64)
         rsq = np.empty(n, dtype=np.float64)
         _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
-        return _Prepared(X, np.ascontiguousarray(X.T), a, b, dg, sqn, rsq)
+        # the transpose feeds the fused dot products; BLAS needs none
+        Xt = np.ascontiguousarray(X.T) if d <= FUSED_MAX_FEATURES else np.empty((0, 0), X.dtype)
+        return _Prepared(X, Xt, a, b, dg, sqn, rsq)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         return _Prepared(
             prep.X[start:stop],
-            np.ascontiguousarray(prep.Xt[:, start:stop]),
+            np.ascontiguousarray(prep.Xt[:, start:stop]) if prep.Xt.size else prep.Xt,
             np.ascontiguousarray(prep.a[:, start:stop]),
             np.ascontiguousarray(prep.b[:, start:stop]),
             prep.dg[start:stop],

@@ -814,7 +814,14 @@ def compute_gram_file(
         nb = n_blocks(n, block_rows)
         with h5py.File(partial, "w") as f:
             _stamp(f, "gram")
-            f.create_dataset("gram", shape=(n, m), dtype=dt, chunks=chunks)
+            # all chunks allocated now (a sparse file, nothing filled): block writes then
+            # touch raw data only, never the file's metadata, so even a killed process
+            # leaves a readable file whose record lists the blocks that are stored
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            f.create_dataset(
+                "gram", shape=(n, m), dtype=dt, chunks=chunks, dcpl=dcpl, fill_time="never"
+            )
             f.create_dataset("completed_blocks", data=np.zeros(nb, dtype=np.uint8))
             f.attrs["kernel"] = _dumps(desc, "kernel")
             f.attrs["kernel_fingerprint"] = fingerprint
@@ -846,6 +853,7 @@ def compute_gram_file(
                 ):
                     for key, value in block.writes:
                         ds[key] = value
+                    f.flush()  # the block's data reaches the file before its record
                     record[block.index] = 1
                     f.flush()
                     done.add(block.index)

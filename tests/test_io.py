@@ -232,6 +232,42 @@ def test_keyboard_interrupt_and_should_stop_keep_completed_blocks(tmp_path, rng,
     np.testing.assert_array_equal(io.load_gram(out), kc.NNGP(depth=2)(X))
 
 
+_KILL_SCRIPT = """
+import os, signal, sys
+import numpy as np
+import kernelcomp as kc
+from kernelcomp import io
+real = io.iter_gram_blocks
+def dying(*args, **kwargs):
+    for i, block in enumerate(real(*args, **kwargs)):
+        if i == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no close, no flush
+        yield block
+io.iter_gram_blocks = dying
+X = np.load(sys.argv[1])
+io.compute_gram_file(kc.NTK(depth=2), X, None, sys.argv[2], block_rows=32)
+"""
+
+
+def test_killed_process_leaves_a_resumable_partial_file(tmp_path, rng):
+    """SIGKILL with the file open: the record still lists the blocks stored."""
+    import subprocess
+    import sys
+
+    X = rng.standard_normal((150, 6))
+    np.save(tmp_path / "X.npy", X)
+    out = tmp_path / "K.h5"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, str(tmp_path / "X.npy"), str(out)],
+        capture_output=True, timeout=300, check=False,
+    )
+    assert proc.returncode == -9, proc.stderr.decode()
+    info = io.read_gram_info(tmp_path / "K.h5.partial")
+    assert not out.exists() and info.blocks_done == 2 and not info.complete
+    io.compute_gram_file(kc.NTK(depth=2), X, None, out, resume=True)
+    np.testing.assert_array_equal(io.load_gram(out), kc.NTK(depth=2)(X))
+
+
 def test_resume_refuses_other_inputs_kernel_or_dtype(tmp_path, rng, monkeypatch):
     X = rng.standard_normal((200, 4))
     k = kc.NTK(depth=2)

@@ -43,6 +43,26 @@ _EPS64 = float(np.finfo(np.float64).eps)
 _SNAP = 32.0 * _EPS64
 
 
+def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
+    """Dot products into ``out``: ``X @ Y.T``, or the upper triangle of ``X @ X.T``.
+
+    The symmetric case calls BLAS ``syrk`` directly on the Fortran view of the
+    C-ordered output, which writes one triangle only (numpy's ``X @ X.T``
+    also mirrors it, an n^2 pass the tile pass makes anyway).
+    """
+    if Y is not None:
+        np.matmul(X, Y.T, out=out)
+        return
+    from scipy.linalg import blas
+
+    syrk = blas.ssyrk if out.dtype == np.float32 else blas.dsyrk
+    # C-ordered X (n, d) is Fortran X.T (d, n); trans=1 gives (X.T).T @ X.T = X @ X.T,
+    # and the Fortran lower triangle of out.T is the C upper triangle of out.
+    res = syrk(1.0, X.T, trans=1, lower=1, c=out.T, overwrite_c=1)
+    if not np.shares_memory(res, out):  # pragma: no cover - f2py copied
+        out[...] = res.T
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """Per-sample state of the analytic recursion for ``n`` rows."""
@@ -196,7 +216,7 @@ class _AnalyticKernel(Kernel):
         fused = d <= FUSED_MAX_FEATURES
         snap_dot = 0.0
         if not fused:
-            np.matmul(px.X, px.X.T if symmetric else py.X.T, out=out)
+            _blas_dots(px.X, None if symmetric else py.X, out)
             # BLAS sums in its own order: allow its rounding when snapping +-1
             snap_dot = _SNAP + 8.0 * float(np.finfo(out.dtype).eps) * math.sqrt(d)
         _core.tiles(

@@ -262,7 +262,6 @@ def _center_gram(K: np.ndarray) -> np.ndarray:
         i1 = min(n, i0 + step)
         block = K[i0:i1].astype(np.float64) - r[i0:i1, None] - r[None, :] + m
         out[i0:i1] = block
-    # exact symmetry (the row means were computed once, but keep it watertight)
     return out
 
 
@@ -358,7 +357,10 @@ def kernel_pca(
     if method == "arpack":
         from scipy.sparse.linalg import eigsh
 
-        w, V = eigsh(K, k=k, which="LA")
+        # a fixed pseudo-random start vector: reproducible results (never the constant
+        # vector, which a centred Gram annihilates)
+        v0 = np.random.default_rng(0).standard_normal(n).astype(K.dtype)
+        w, V = eigsh(K, k=k, which="LA", v0=v0)
         w = w.astype(K.dtype, copy=False)
         V = V.astype(K.dtype, copy=False)
     elif method == "subset" and k < n:

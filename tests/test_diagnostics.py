@@ -576,3 +576,15 @@ def test_public_names_and_lazy_module():
     assert kc.diagnostics is dg
     for name in dg.__all__:
         assert getattr(dg, name).__doc__
+
+
+def test_kernel_pca_arpack_is_reproducible_and_handles_centring(rng):
+    X = rng.standard_normal((50, 3))
+    K = kc.NTK(bias_std=1.0)(X)
+    a = dg.kernel_pca(K, n_components=4, method="arpack")
+    b = dg.kernel_pca(K, n_components=4, method="arpack")
+    np.testing.assert_array_equal(a.eigenvectors, b.eigenvectors)
+    c = dg.kernel_pca(K, n_components=4, center=True, method="arpack")
+    d = dg.kernel_pca(K, n_components=4, center=True, method="full")
+    np.testing.assert_allclose(c.eigenvalues, d.eigenvalues, rtol=1e-10)
+    np.testing.assert_allclose(c.eigenvectors, d.eigenvectors, atol=1e-8)

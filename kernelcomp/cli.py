@@ -6,6 +6,7 @@
                     --weight-std S --bias-std S -o OUT.h5 [--dtype float32|float64]
                     [--n-jobs N] [--resume] [--force]
     kernelcomp kpca RUN_OR_GRAM.h5 -o DIAG.h5 [--n-components K] [--plot DIR]
+    kernelcomp kpca RUN.h5 --into-run [--name kpca]      (diagnostics inside the run file)
     kernelcomp kpca CKPT [CKPT ...] --data X.npy --labels y.npy -o DIAG.h5
     kernelcomp info FILE.h5
     kernelcomp train ... / kernelcomp demo ...   (from kernelcomp.demo, when present)
@@ -161,7 +162,13 @@ def _add_kpca(sub: Any) -> None:
         ),
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz or .pt files")
-    p.add_argument("-o", "--output", required=True, metavar="DIAG.h5")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", metavar="DIAG.h5", help="diagnostics file to write")
+    where.add_argument(
+        "--into-run", action="store_true",
+        help="store the diagnostics inside the (single) run file, as group diagnostics/NAME",
+    )
+    p.add_argument("--name", default="kpca", help="group name for --into-run (default kpca)")
     p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
     p.add_argument("--labels", metavar="Y", help="labels (+-1) of --data or of a Gram file")
     p.add_argument("--data-key", help="array name inside an .npz/.h5 --data")
@@ -435,6 +442,8 @@ def _describe(info: dict[str, Any]) -> list[str]:
         lines.append(f"  config:     {json.dumps(info['config'])}")
         if info["summary"]:
             lines.append(f"  summary:    {json.dumps(info['summary'])}")
+        if info["diagnostics"]:
+            lines.append(f"  diagnostics: {', '.join(info['diagnostics'])}")
         lines.append(f"  checkpoints: {len(info['checkpoints'])}")
         for i, c in enumerate(info["checkpoints"]):
             lines.append(
@@ -659,11 +668,20 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
     from kernelcomp import io
     from kernelcomp._gram import gram
 
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out}: directory {out.parent} does not exist")
+    if args.into_run:
+        if len(args.files) != 1 or _h5_format(Path(args.files[0])) != "run":
+            raise UsageError("--into-run needs exactly one FILE, a run file")
+        out = Path(args.files[0])
+        if args.name in io.file_info(out).get("diagnostics", []) and not args.force:
+            raise UsageError(
+                f"{out} already holds diagnostics {args.name!r}; pass --force to replace them"
+            )
+    else:
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise UsageError(f"{out} exists; pass --force to overwrite it")
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"{out}: directory {out.parent} does not exist")
     if args.plot is not None and Path(args.plot).exists() and not Path(args.plot).is_dir():
         raise UsageError(f"--plot {args.plot} exists and is not a directory")
     params = args.params
@@ -711,8 +729,13 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
         "informative": args.informative,
         "dtype": args.dtype,
     }
-    io.save_diagnostics(out, entries, config=config, force=args.force)
-    _say(args, f"wrote {out}: kernel PCA of {len(entries)} Gram matrices")
+    if args.into_run:
+        io.add_run_diagnostics(out, entries, name=args.name, config=config, force=args.force)
+        _say(args, f"added diagnostics/{args.name} to {out}: kernel PCA of {len(entries)} "
+             "Gram matrices")
+    else:
+        io.save_diagnostics(out, entries, config=config, force=args.force)
+        _say(args, f"wrote {out}: kernel PCA of {len(entries)} Gram matrices")
     if args.plot is not None:
         written = _plots(entries, ys, Path(args.plot))
         _say(args, f"wrote {len(written)} figures into {args.plot}")

@@ -406,6 +406,33 @@ def test_kpca_on_a_run_file_every_checkpoint(tmp_path, data, capsys, dtype):
                      EIG_RTOL[dtype])
 
 
+def test_kpca_into_the_run_file(tmp_path, data, capsys):
+    X, y = data
+    run, nets = _make_run(tmp_path, X, y)
+    code, out, err = _run(["kpca", run, "--into-run", "--n-components", 12], capsys)
+    assert code == 0, err
+    assert f"added diagnostics/kpca to {run}" in out
+    d = io.load_diagnostics(run, name="kpca")
+    assert [e["step"] for e in d.entries] == [0, 5]
+    for e, net in zip(d.entries, nets, strict=True):
+        _check_entry(e, kc.EmpiricalNTK(net)(X), y, EIG_RTOL["float64"])
+    assert len(io.open_run(run).checkpoints) == 2
+    code, out, _ = _run(["info", run], capsys)
+    assert "diagnostics: kpca" in out
+    _user_error(["kpca", run, "--into-run"], capsys, r"already holds diagnostics 'kpca'; pass")
+    assert main(["kpca", str(run), "--into-run", "--force", "-q"]) == 0
+    assert main(["kpca", str(run), "--into-run", "--name", "last", "--params", "last",
+                 "-q"]) == 0
+    assert io.file_info(run)["diagnostics"] == ["kpca", "last"]
+    gram_file = tmp_path / "K.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(gram_file), "-q"]) == 0
+    _user_error(["kpca", gram_file, "--into-run"], capsys, r"needs exactly one FILE, a run")
+    _user_error(["kpca", run, run, "--into-run"], capsys, r"needs exactly one FILE, a run")
+    _user_error(["kpca", run, "--into-run", "-o", tmp_path / "d.h5"], capsys,
+                r"argument -o/--output: not allowed with argument --into-run")
+    _user_error(["kpca", run], capsys, r"one of the arguments -o/--output --into-run is required")
+
+
 def test_kpca_on_checkpoint_files_with_data(tmp_path, data, capsys):
     X, y = data
     net = kc.FCNetwork.init(5, [30], activation="relu", parameterization="ntk", seed=3)

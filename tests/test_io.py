@@ -363,7 +363,7 @@ def test_format_and_version_checks(tmp_path):
         io.FormatError, match=r"K\.h5 is a kernelcomp 'gram' file, expected a 'run'"
     ):
         io.open_run(path)
-    with pytest.raises(io.FormatError, match="expected a 'diagnostics' file"):
+    with pytest.raises(io.FormatError, match="expected a 'diagnostics' or 'run' file"):
         io.load_diagnostics(path)
     with h5py.File(path, "r+") as f:
         f.attrs["kernelcomp_format_version"] = "1.7"  # newer minor: still readable
@@ -397,6 +397,26 @@ def test_atomic_write_leaves_nothing_after_a_failure(tmp_path):
         io.save_diagnostics(good, [{"x": np.zeros(3)}], config={"f": object()}, force=True)
     with pytest.raises(TypeError, match=r"entries\[0\] 'x'"):
         io.save_diagnostics(good, [{"x": {1, 2}}], force=True)
+    assert good.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["d.h5"]
+
+
+def test_failure_in_the_middle_of_a_write_leaves_the_old_file(tmp_path, monkeypatch):
+    good = io.save_diagnostics(tmp_path / "d.h5", [{"x": np.arange(3.0)}])
+    before = good.read_bytes()
+    real = io._write_value
+
+    def failing(group, name, value, what):
+        if name == "c":  # the last value: "a" and "b" are already written
+            raise _Boom("disk full")
+        real(group, name, value, what)
+
+    monkeypatch.setattr(io, "_write_value", failing)
+    entries = [{"a": np.ones(2), "b": 1.0}, {"c": np.zeros(4)}]
+    with pytest.raises(_Boom, match="disk full"):
+        io.save_diagnostics(good, entries, force=True)
+    with pytest.raises(_Boom, match="disk full"):
+        io.save_diagnostics(tmp_path / "new.h5", entries)
     assert good.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["d.h5"]
     # files get the usual permissions, not mkstemp's private 0600
@@ -551,6 +571,51 @@ def test_diagnostics_round_trip(tmp_path, rng, dtype):
     with h5py.File(path, "r") as f:  # plain h5py layout
         np.testing.assert_array_equal(f["entries/000000/eigenvalues"][()], ev)
         assert f["entries/000001"].attrs["label"] == "final"
+
+
+def test_diagnostics_inside_a_run_file(tmp_path, rng, monkeypatch):
+    X, y, _, _ = _run_data(rng)
+    path = tmp_path / "run.h5"
+    with io.RunWriter(path, X_train=X, y_train=y, config={"alpha": 2.0}) as w:
+        w.add_checkpoint(kc.FCNetwork.init(4, [5], seed=0), step=0, time=0.0, loss=1.0)
+    with pytest.raises(io.FormatError, match=r"holding 0 diagnostics groups \[\]"):
+        io.load_diagnostics(path)
+    ev = np.linspace(2.0, 0.5, 4)
+    io.add_run_diagnostics(path, [{"label": "init", "eigenvalues": ev}], config={"k": 4})
+    d = io.load_diagnostics(path)
+    assert d.config == {"k": 4} and d.entries[0]["label"] == "init"
+    np.testing.assert_array_equal(d.entries[0]["eigenvalues"], ev)
+    assert d.attrs["kernelcomp_format"] == "diagnostics"
+    # the run itself is untouched
+    run = io.open_run(path)
+    assert run.config == {"alpha": 2.0} and len(run.checkpoints) == 1
+    np.testing.assert_array_equal(run.data["X_train"], X)
+    with pytest.raises(FileExistsError, match="already holds diagnostics 'kpca'"):
+        io.add_run_diagnostics(path, [{"v": 1}])
+    io.add_run_diagnostics(path, [{"v": 1}], name="other")
+    assert io.file_info(path)["diagnostics"] == ["kpca", "other"]
+    with pytest.raises(io.FormatError, match=r"holding 2 diagnostics groups .*choose one"):
+        io.load_diagnostics(path)
+    assert io.load_diagnostics(path, name="other").entries == [{"v": 1}]
+    with pytest.raises(io.FormatError, match="holds no diagnostics 'third'"):
+        io.load_diagnostics(path, name="third")
+    io.add_run_diagnostics(path, [{"v": 2}], name="other", force=True)
+    assert io.load_diagnostics(path, name="other").entries == [{"v": 2}]
+    # a failure while adding leaves the run file as it was
+    before = path.read_bytes()
+    monkeypatch.setattr(io, "_write_entries", lambda *a: (_ for _ in ()).throw(_Boom("full")))
+    with pytest.raises(_Boom):
+        io.add_run_diagnostics(path, [{"v": 3}], name="third")
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["run.h5"]
+    monkeypatch.undo()
+    diag = io.save_diagnostics(tmp_path / "d.h5", [{"v": 1}])
+    with pytest.raises(io.FormatError, match="kernelcomp 'diagnostics' file, expected a 'run'"):
+        io.add_run_diagnostics(diag, [{"v": 1}])
+    with pytest.raises(io.FormatError, match="diagnostics file: name='x' does not apply"):
+        io.load_diagnostics(diag, name="x")
+    with pytest.raises(ValueError, match="name must be a non-empty string without '/'"):
+        io.add_run_diagnostics(path, [{"v": 1}], name="a/b")
 
 
 def test_save_diagnostics_errors(tmp_path):

@@ -562,6 +562,8 @@ def _sources(args: argparse.Namespace) -> list[_Source]:
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file")
         ext = p.suffix.lower()
+        if ext == ".partial":  # the partial file of a run that did not finish
+            ext = Path(p.stem).suffix.lower()
         if ext in (".h5", ".hdf5"):
             fmt = _h5_format(p)
             if fmt == "gram":

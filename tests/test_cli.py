@@ -406,6 +406,23 @@ def test_kpca_on_a_run_file_every_checkpoint(tmp_path, data, capsys, dtype):
                      EIG_RTOL[dtype])
 
 
+def test_kpca_on_the_partial_file_of_an_unfinished_run(tmp_path, data, capsys):
+    X, y = data
+    net = kc.FCNetwork.init(5, [20], seed=2)
+    with pytest.raises(KeyboardInterrupt), io.RunWriter(tmp_path / "run.h5", X_train=X,
+                                                         y_train=y) as w:
+        w.add_checkpoint(net, step=0, time=0.0, loss=1.0)
+        raise KeyboardInterrupt
+    partial = tmp_path / "run.h5.partial"
+    code, _, err = _run(["kpca", partial, "-o", tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    e = io.load_diagnostics(tmp_path / "d.h5").entries[0]
+    assert e["label"] == "run.h5:step 0"
+    _check_entry(e, kc.EmpiricalNTK(net)(X), y, EIG_RTOL["float64"])
+    code, out, _ = _run(["info", partial], capsys)
+    assert code == 0 and "INCOMPLETE (the run did not finish)" in out
+
+
 def test_kpca_into_the_run_file(tmp_path, data, capsys):
     X, y = data
     run, nets = _make_run(tmp_path, X, y)

@@ -357,6 +357,22 @@ def _deferred_sigint() -> Iterator[Callable[[], bool]]:
 # ---------------------------------------------------------------------------
 # gram
 # ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _report_partial(out: Path) -> Iterator[None]:
+    """Turn a hard interrupt into GramInterrupted, which says what is kept and where."""
+    from kernelcomp import io
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        partial = out.with_name(out.name + io.PARTIAL_SUFFIX)
+        try:
+            info = io.read_gram_info(partial)
+        except (OSError, ValueError):
+            raise KeyboardInterrupt from None
+        raise io.GramInterrupted(partial, info.blocks_done, info.n_blocks) from None
+
+
 def _cmd_gram(args: argparse.Namespace) -> int:
     from kernelcomp import io
     from kernelcomp.kernels import NNGP, NTK
@@ -379,7 +395,7 @@ def _cmd_gram(args: argparse.Namespace) -> int:
     if args.y is not None:
         inputs.update(Y=os.fspath(args.y), Y_key=args.y_key)
     t0 = time.perf_counter()
-    with _deferred_sigint() as should_stop:
+    with _deferred_sigint() as should_stop, _report_partial(out):
         info = io.compute_gram_file(
             kernel,
             X,

@@ -223,7 +223,8 @@ def test_gram_interrupt_then_resume_equals_uninterrupted(tmp_path, data, capsys,
     monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(2, _raise_keyboard_interrupt))
     code, _, err = _run(["gram", x, "-o", out, *common], capsys)
     monkeypatch.undo()
-    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err
+    assert "interrupted after 2/6 row blocks; the completed blocks are kept in" in err
     assert not out.exists() and (tmp_path / "K.h5.partial").exists()
     assert io.read_gram_info(tmp_path / "K.h5.partial").blocks_done == 2
     _user_error(["gram", x, "-o", out, *common], capsys, r"pass resume=True \(--resume\)")
@@ -231,6 +232,16 @@ def test_gram_interrupt_then_resume_equals_uninterrupted(tmp_path, data, capsys,
     assert code == 0, err
     np.testing.assert_array_equal(io.load_gram(out), io.load_gram(tmp_path / "full.h5"))
     assert not (tmp_path / "K.h5.partial").exists()
+
+
+def test_interrupt_before_any_block_exits_130(tmp_path, data, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "read_array", interrupted)
+    code, _, err = _run(["gram", tmp_path / "X.npy", "-o", tmp_path / "K.h5"], capsys)
+    assert code == 130 and err.strip() == "kernelcomp gram: interrupted"
+    assert sorted(os.listdir(tmp_path)) == ["X.npy", "y.npy"]
 
 
 def test_gram_ctrl_c_stops_at_a_block_boundary(tmp_path, data, capsys, monkeypatch):

@@ -544,3 +544,26 @@ def test_kpca_user_errors(tmp_path, data, capsys):
         _user_error(argv, capsys, rf"^kernelcomp( kpca)?: error: .*{pattern}")
     assert not o.exists()
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+@pytest.mark.torch
+def test_kpca_on_a_pytorch_state_dict(tmp_path, data, capsys):
+    torch = pytest.importorskip("torch")
+    X, y = data
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 24), torch.nn.Tanh(), torch.nn.Linear(24, 1)
+    ).double()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
+    code, _, err = _run(["kpca", tmp_path / "model.pt", tmp_path / "wrapped.pt",
+                         "--activation", "tanh", "--data", tmp_path / "X.npy",
+                         "--labels", tmp_path / "y.npy", "-o", tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    net = kc.FCNetwork.from_torch(model, activation="tanh")
+    K = kc.EmpiricalNTK(net)(X)
+    for e in io.load_diagnostics(tmp_path / "d.h5").entries:
+        _check_entry(e, K, y, EIG_RTOL["float64"])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    _user_error(["kpca", tmp_path / "junk.pt", "--data", tmp_path / "X.npy", "-o",
+                 tmp_path / "j.h5"], capsys, r"junk\.pt: cannot read as a PyTorch state dict")

@@ -5,6 +5,7 @@
     kernelcomp gram INPUT [--y INPUT2] --kernel {ntk,nngp} --depth L --activation A
                     --weight-std S --bias-std S -o OUT.h5 [--dtype float32|float64]
                     [--n-jobs N] [--resume] [--force]
+    kernelcomp gram INPUT --network CKPT [--checkpoint I] [--params P] -o OUT.h5 ...
     kernelcomp kpca RUN_OR_GRAM.h5 -o DIAG.h5 [--n-components K] [--plot DIR]
     kernelcomp kpca RUN.h5 --into-run [--name kpca]      (diagnostics inside the run file)
     kernelcomp kpca CKPT [CKPT ...] --data X.npy --labels y.npy -o DIAG.h5
@@ -113,10 +114,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _add_gram(sub: Any) -> None:
     p = sub.add_parser(
         "gram",
-        help="compute an analytic NTK/NNGP Gram matrix into an HDF5 file",
+        help="compute an NTK/NNGP Gram matrix (analytic or of a network) into HDF5",
         description=(
-            "Compute the Gram matrix of an analytic kernel on the rows of INPUT "
-            "(against the rows of --y if given) into an HDF5 Gram file, block by block. "
+            "Compute the Gram matrix of an analytic kernel, or of the empirical kernel of a "
+            "network checkpoint (--network), on the rows of INPUT (against the rows of --y "
+            "if given) into an HDF5 Gram file, block by block. "
             "Ctrl-C stops at a block boundary and keeps the completed blocks in "
             "OUT.partial; --resume continues them."
         ),
@@ -126,18 +128,46 @@ def _add_gram(sub: Any) -> None:
     p.add_argument("--y", metavar="INPUT2", help="second samples (m x d): cross Gram")
     p.add_argument("--y-key", help="array name inside an .npz/.h5 INPUT2")
     p.add_argument("--kernel", choices=("ntk", "nngp"), default="ntk", help="default: ntk")
-    p.add_argument("--depth", type=int, default=1, help="hidden layers (default 1)")
-    p.add_argument("--activation", choices=("relu", "erf"), default="relu")
-    p.add_argument(
-        "--weight-std", type=_stds, default=1.0, metavar="S",
+    analytic = p.add_argument_group("analytic kernel (infinite width)")
+    analytic.add_argument(
+        "--depth", type=int, default=argparse.SUPPRESS, help="hidden layers (default 1)"
+    )
+    analytic.add_argument(
+        "--activation", choices=("relu", "erf"), default=argparse.SUPPRESS,
+        help="default: relu",
+    )
+    analytic.add_argument(
+        "--weight-std", type=_stds, metavar="S", default=argparse.SUPPRESS,
         help="sigma_w, one value or one per Dense layer, comma separated (default 1.0)",
     )
-    p.add_argument(
-        "--bias-std", type=_stds, default=0.0, metavar="S",
+    analytic.add_argument(
+        "--bias-std", type=_stds, metavar="S", default=argparse.SUPPRESS,
         help="sigma_b, as --weight-std; 'none' for no bias (default 0.0)",
     )
-    p.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk")
-    p.add_argument("--width", type=_widths, help="hidden width(s), for --parameterization standard")
+    analytic.add_argument(
+        "--parameterization", choices=("ntk", "standard"), default=argparse.SUPPRESS,
+        help="default: ntk",
+    )
+    analytic.add_argument(
+        "--width", type=_widths, default=argparse.SUPPRESS,
+        help="hidden width(s), for --parameterization standard",
+    )
+    empirical = p.add_argument_group("empirical kernel of a finite network")
+    empirical.add_argument(
+        "--network", metavar="CKPT",
+        help="network file (.npz, .pt, .h5 network or run file): its empirical NTK/NNGP",
+    )
+    empirical.add_argument(
+        "--checkpoint", type=int, default=-1,
+        help="checkpoint index in a run file --network (default -1: the last)",
+    )
+    empirical.add_argument(
+        "--params", default="all", help="empirical NTK parameters: all, last, headless"
+    )
+    empirical.add_argument(
+        "--network-activation", metavar="A",
+        help="activation of a .pt / state-dict .npz --network (default relu)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="Gram file to write")
     p.add_argument("--dtype", choices=("float32", "float64"), help="default: from the input")
     p.add_argument("--n-jobs", type=_n_jobs, help="threads (default: all)")
@@ -373,25 +403,74 @@ def _report_partial(out: Path) -> Iterator[None]:
         raise io.GramInterrupted(partial, info.blocks_done, info.n_blocks) from None
 
 
+def _load_network(p: Path, activation: str | None, checkpoint: int = -1) -> Any:
+    """A network from a .npz, .pt, network .h5 or run file (one of its checkpoints)."""
+    from kernelcomp import io
+    from kernelcomp.network import FCNetwork
+
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file")
+    ext = p.suffix.lower()
+    if ext == ".partial":
+        ext = Path(p.stem).suffix.lower()
+    if ext in (".pt", ".pth"):
+        return _load_torch(p, activation)
+    if activation is not None and ext != ".npz":
+        raise UsageError(f"{p}: the activation option applies to .pt / state-dict .npz files")
+    if ext == ".npz":
+        return FCNetwork.load(p, **({} if activation is None else {"activation": activation}))
+    if ext in (".h5", ".hdf5"):
+        fmt = _h5_format(p)
+        if fmt == "network":
+            return FCNetwork.load(p)
+        if fmt == "run":
+            run = io.open_run(p)
+            n = len(run.checkpoints)
+            if not -n <= checkpoint < n:
+                raise ValueError(f"{p} has {n} checkpoints; --checkpoint {checkpoint} is out "
+                                 "of range")
+            return run.checkpoints[checkpoint].network
+        raise ValueError(f"{p} is not a kernelcomp network or run file")
+    raise ValueError(f"{p}: unsupported network file type {p.suffix or '(none)'!r}; expected "
+                     ".npz, .pt or .h5")
+
+
 def _cmd_gram(args: argparse.Namespace) -> int:
     from kernelcomp import io
     from kernelcomp.kernels import NNGP, NTK
 
-    cls = NTK if args.kernel == "ntk" else NNGP
-    kernel = cls(
-        depth=args.depth,
-        activation=args.activation,
-        weight_std=args.weight_std,
-        bias_std=args.bias_std,
-        parameterization=args.parameterization,
-        width=args.width,
-    )
+    # analytic options default to "not given" (argparse.SUPPRESS): --bias-std none is a value
+    names = ("depth", "activation", "weight_std", "bias_std", "parameterization", "width")
+    given = {k: getattr(args, k) for k in names if hasattr(args, k)}
+    if args.network is not None:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{flags} describe an analytic kernel; they do not apply with "
+                             "--network")
+        from kernelcomp.empirical import EmpiricalNNGP, EmpiricalNTK
+
+        net = _load_network(Path(args.network), args.network_activation, args.checkpoint)
+        if args.kernel == "ntk":
+            kernel: Any = EmpiricalNTK(net, params=args.params)
+        else:
+            if args.params != "all":
+                raise UsageError("--params applies to --kernel ntk only")
+            kernel = EmpiricalNNGP(net)
+    else:
+        if args.params != "all" or args.network_activation is not None:
+            raise UsageError("--params and --network-activation need --network")
+        defaults = {"depth": 1, "activation": "relu", "weight_std": 1.0, "bias_std": 0.0,
+                    "parameterization": "ntk", "width": None}
+        cls = NTK if args.kernel == "ntk" else NNGP
+        kernel = cls(**{**defaults, **given})
     out = Path(args.output)
     if out.exists() and not (args.force or args.resume):
         raise UsageError(f"{out} exists; pass --force to overwrite it")
     X = io.read_array(args.input, key=args.key, name="INPUT")
     Y = None if args.y is None else io.read_array(args.y, key=args.y_key, name="INPUT2")
     inputs = {"X": os.fspath(args.input), "X_key": args.key}
+    if args.network is not None:
+        inputs.update(network=os.fspath(args.network), checkpoint=args.checkpoint)
     if args.y is not None:
         inputs.update(Y=os.fspath(args.y), Y_key=args.y_key)
     t0 = time.perf_counter()
@@ -561,7 +640,6 @@ def _load_torch(path: Path, activation: str | None) -> Any:
 
 def _sources(args: argparse.Namespace) -> list[_Source]:
     from kernelcomp import io
-    from kernelcomp.network import FCNetwork
 
     X_cli = None if args.data is None else io.read_array(args.data, key=args.data_key,
                                                          name="--data")
@@ -617,7 +695,7 @@ def _sources(args: argparse.Namespace) -> list[_Source]:
                         )
                     )
             elif fmt == "network":
-                sources.append(_checkpoint_source(p, lambda p=p: FCNetwork.load(p), X_cli,
+                sources.append(_checkpoint_source(p, lambda p=p: _load_network(p, None), X_cli,
                                                   y_cli))
             elif fmt is None:
                 raise ValueError(f"{p} is not a kernelcomp file (no 'kernelcomp_format' attribute)")
@@ -625,14 +703,10 @@ def _sources(args: argparse.Namespace) -> list[_Source]:
                 raise ValueError(
                     f"{p} is a kernelcomp {fmt!r} file; kpca reads Gram, run or network files"
                 )
-        elif ext == ".npz":
-            kw = {} if args.activation is None else {"activation": args.activation}
+        elif ext in (".npz", ".pt", ".pth"):
             sources.append(
-                _checkpoint_source(p, lambda p=p, kw=kw: FCNetwork.load(p, **kw), X_cli, y_cli)
-            )
-        elif ext in (".pt", ".pth"):
-            sources.append(
-                _checkpoint_source(p, lambda p=p: _load_torch(p, args.activation), X_cli, y_cli)
+                _checkpoint_source(p, lambda p=p: _load_network(p, args.activation), X_cli,
+                                   y_cli)
             )
         else:
             raise ValueError(

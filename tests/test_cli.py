@@ -138,6 +138,50 @@ def test_gram_cross_with_npz_csv_h5_inputs_and_layer_lists(tmp_path, rng, capsys
         assert not io.read_gram_info(out).symmetric
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_of_a_network_checkpoint(tmp_path, data, capsys, dtype):
+    X, y = data
+    net = kc.FCNetwork.init(5, [30, 20], activation="erf", parameterization="ntk",
+                            bias_std=0.5, seed=11)
+    net.save(tmp_path / "net.npz")
+    run, nets = _make_run(tmp_path, X, y, seeds=(1, 2, 3))
+    tol = {"float64": 1e-12, "float32": 1e-5}[dtype]
+    cases = [
+        (["--network", tmp_path / "net.npz"], kc.EmpiricalNTK(net)),
+        (["--network", tmp_path / "net.npz", "--params", "last"],
+         kc.EmpiricalNTK(net, params="last")),
+        (["--network", tmp_path / "net.npz", "--kernel", "nngp"], kc.EmpiricalNNGP(net)),
+        (["--network", run], kc.EmpiricalNTK(nets[-1])),
+        (["--network", run, "--checkpoint", "0"], kc.EmpiricalNTK(nets[0])),
+    ]
+    for i, (extra, kernel) in enumerate(cases):
+        out = tmp_path / f"K{i}.h5"
+        code, _, err = _run(["gram", tmp_path / "X.npy", *extra, "-o", out, "--dtype", dtype,
+                             "--block-rows", 40, "-q"], capsys)
+        assert code == 0, err
+        info = io.read_gram_info(out)
+        assert info.kernel_desc == kernel.to_dict() and info.kernel is None
+        assert info.dtype == dtype and info.n_blocks == 3
+        ref = kernel(X, dtype="float64")
+        np.testing.assert_allclose(io.load_gram(out), ref, rtol=tol, atol=tol * np.abs(ref).max())
+    o = tmp_path / "E.h5"
+    x = tmp_path / "X.npy"
+    npz = tmp_path / "net.npz"
+    for argv, pattern in [
+        (["--network", npz, "--depth", "2", "--bias-std", "none"],
+         r"--depth, --bias-std describe an analytic kernel; they do not apply with --network"),
+        (["--params", "last"], r"--params and --network-activation need --network"),
+        (["--network", run, "--checkpoint", "3"], r"has 3 checkpoints; --checkpoint 3 is out"),
+        (["--network", npz, "--kernel", "nngp", "--params", "last"], r"applies to --kernel ntk"),
+        (["--network", tmp_path / "gone.npz"], r"gone\.npz: no such file"),
+        (["--network", tmp_path / "y.npy"], r"unsupported network file type '\.npy'"),
+        (["--network", npz, "--params", "middle"], r"unknown params 'middle'"),
+        (["--network", run, "--network-activation", "tanh"], r"applies to \.pt / state-dict"),
+    ]:
+        _user_error(["gram", x, *argv, "-o", o], capsys, rf"^kernelcomp gram: error: .*{pattern}")
+    assert not o.exists()
+
+
 def test_gram_standard_parameterization_needs_width(tmp_path, data, capsys):
     out = tmp_path / "K.h5"
     _user_error(["gram", tmp_path / "X.npy", "--parameterization", "standard", "-o", out],

@@ -87,6 +87,15 @@ def _widths(text: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers (input directions), got {text!r}"
+        ) from exc
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -124,13 +133,14 @@ def _add_gram(sub: Any) -> None:
         ),
     )
     p.add_argument("input", metavar="INPUT", help="samples (.npy, .npz, .csv or .h5), n x d")
-    p.add_argument("--key", help="array name inside an .npz/.h5 INPUT")
+    p.add_argument("--key", metavar="NAME", help="array name inside an .npz/.h5 INPUT")
     p.add_argument("--y", metavar="INPUT2", help="second samples (m x d): cross Gram")
-    p.add_argument("--y-key", help="array name inside an .npz/.h5 INPUT2")
+    p.add_argument("--y-key", metavar="NAME", help="array name inside an .npz/.h5 INPUT2")
     p.add_argument("--kernel", choices=("ntk", "nngp"), default="ntk", help="default: ntk")
     analytic = p.add_argument_group("analytic kernel (infinite width)")
     analytic.add_argument(
-        "--depth", type=int, default=argparse.SUPPRESS, help="hidden layers (default 1)"
+        "--depth", type=int, default=argparse.SUPPRESS, metavar="L",
+        help="hidden layers (default 1)",
     )
     analytic.add_argument(
         "--activation", choices=("relu", "erf"), default=argparse.SUPPRESS,
@@ -149,7 +159,7 @@ def _add_gram(sub: Any) -> None:
         help="default: ntk",
     )
     analytic.add_argument(
-        "--width", type=_widths, default=argparse.SUPPRESS,
+        "--width", type=_widths, default=argparse.SUPPRESS, metavar="N",
         help="hidden width(s), for --parameterization standard",
     )
     empirical = p.add_argument_group("empirical kernel of a finite network")
@@ -158,11 +168,12 @@ def _add_gram(sub: Any) -> None:
         help="network file (.npz, .pt, .h5 network or run file): its empirical NTK/NNGP",
     )
     empirical.add_argument(
-        "--checkpoint", type=int, default=-1,
+        "--checkpoint", type=int, default=-1, metavar="I",
         help="checkpoint index in a run file --network (default -1: the last)",
     )
     empirical.add_argument(
-        "--params", default="all", help="empirical NTK parameters: all, last, headless"
+        "--params", default="all", metavar="P",
+        help="empirical NTK parameters: all (default), last, headless",
     )
     empirical.add_argument(
         "--network-activation", metavar="A",
@@ -170,9 +181,9 @@ def _add_gram(sub: Any) -> None:
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="Gram file to write")
     p.add_argument("--dtype", choices=("float32", "float64"), help="default: from the input")
-    p.add_argument("--n-jobs", type=_n_jobs, help="threads (default: all)")
+    p.add_argument("--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all)")
     p.add_argument(
-        "--block-rows", type=_positive_int,
+        "--block-rows", type=_positive_int, metavar="N",
         help="rows per block (default: about 64 MiB of output per block)",
     )
     p.add_argument("--resume", action="store_true", help="continue OUT.h5.partial")
@@ -201,28 +212,32 @@ def _add_kpca(sub: Any) -> None:
     p.add_argument("--name", default="kpca", help="group name for --into-run (default kpca)")
     p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
     p.add_argument("--labels", metavar="Y", help="labels (+-1) of --data or of a Gram file")
-    p.add_argument("--data-key", help="array name inside an .npz/.h5 --data")
-    p.add_argument("--labels-key", help="array name inside an .npz/.h5 --labels")
+    p.add_argument("--data-key", metavar="NAME", help="array name inside an .npz/.h5 --data")
+    p.add_argument("--labels-key", metavar="NAME", help="array name inside an .npz/.h5 --labels")
     p.add_argument(
         "--split", choices=("train", "test"), default="train",
         help="which data of a run file (default: train)",
     )
     p.add_argument(
-        "--params", default="all",
+        "--params", default="all", metavar="P",
         help="parameters of the empirical NTK: all (default), last, headless",
     )
     p.add_argument(
-        "--activation",
+        "--activation", metavar="A",
         help="activation of .pt / state-dict .npz checkpoints (default relu)",
     )
-    p.add_argument("--n-components", type=_positive_int, help="top eigenpairs (default: all)")
     p.add_argument(
-        "--mi-components", type=_positive_int, default=10,
+        "--n-components", type=_positive_int, metavar="K", help="top eigenpairs (default: all)"
+    )
+    p.add_argument(
+        "--mi-components", type=_positive_int, default=10, metavar="K",
         help="eigenvectors for the mutual information (default 10)",
     )
-    p.add_argument("--mi-k", type=_positive_int, default=5, help="kNN k of the MI (default 5)")
     p.add_argument(
-        "--informative", type=lambda s: [int(v) for v in s.split(",")],
+        "--mi-k", type=_positive_int, default=5, metavar="K", help="kNN k of the MI (default 5)"
+    )
+    p.add_argument(
+        "--informative", type=_int_list, metavar="J[,J...]",
         help="informative input directions (e.g. 0 or 0,1): also compute compression",
     )
     p.add_argument(
@@ -230,7 +245,7 @@ def _add_kpca(sub: Any) -> None:
     )
     p.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
     p.add_argument("--dtype", choices=("float32", "float64"), help="dtype of the Gram matrices")
-    p.add_argument("--n-jobs", type=_n_jobs, help="threads (default: all)")
+    p.add_argument("--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all)")
     p.add_argument("--force", action="store_true", help="overwrite DIAG.h5")
     _common(p)
     p.set_defaults(func=_cmd_kpca)

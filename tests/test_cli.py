@@ -579,6 +579,7 @@ def test_kpca_user_errors(tmp_path, data, capsys):
         (["kpca", tmp_path / "net.npz", "--data", tmp_path / "Y.npy", "--labels",
           tmp_path / "y.npy", "-o", o], r"--labels has 90 labels, but there are 7 samples"),
         (["kpca", gram_file, "--n-components", "0", "-o", o], r"--n-components: expected a pos"),
+        (["kpca", gram_file, "--informative", "x", "-o", o], r"--informative: expected comma-sep"),
     ]
     if importlib.util.find_spec("torch") is None:
         (tmp_path / "m.pt").write_bytes(b"\0")

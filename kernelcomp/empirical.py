@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._base import Kernel
-from kernelcomp.network import FCNetwork, activate, activate_grad
+from kernelcomp._kernels import empirical as _core
+from kernelcomp.network import FCNetwork
 
 __all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
 
@@ -285,51 +286,75 @@ class _EmpiricalKernel(Kernel):
         dt = X.dtype
         n = X.shape[0]
         L = net.depth
+        K = net.n_outputs
         layers = set(self._layers)
         lowest = min(self._layers)
+        act = _core.CODES[net.activation]
+        empty = np.empty((0, 0), dtype=dt)
+        cL = net.weight_mult[L]
+        WL = net.weights[L]
+        # the last hidden layer's derivative scale: with it, phi'(z) * scale is
+        # already that layer's back-propagated vector (or, for the mean over K
+        # outputs, a vector with the same Gram: the derivatives are shared)
+        if self._output is not None:
+            last_scale = cL * WL[self._output]
+        elif K == 1:
+            last_scale = cL * WL[0]
+        else:
+            last_scale = cL * np.sqrt(np.mean(WL**2, axis=0))
+        last_is_delta = self._output is not None or K == 1
+
+        def features(width: int, l: int) -> np.ndarray:
+            use_bias = net.biases[l] is not None and net.bias_mult[l] != 0.0
+            f = np.empty((n, width + int(use_bias)), dtype=dt)
+            if use_bias:
+                f[:, -1] = net.bias_mult[l]
+            return f
+
         feats: dict[int, np.ndarray] = {}
         dact: dict[int, np.ndarray] = {}
         a = X.astype(np.float64, copy=False)  # forward pass in float64 (signs of z)
-        for l in range(L + 1):
-            c, s, b = net.weight_mult[l], net.bias_mult[l], net.biases[l]
-            if l in layers:
-                use_bias = b is not None and s != 0.0
-                f = np.empty((n, a.shape[1] + int(use_bias)), dtype=dt)
-                np.multiply(a, c, out=f[:, : a.shape[1]], casting="same_kind")
-                if use_bias:
-                    f[:, -1] = s
-                feats[l] = f
-            if l == L:
-                break
-            z = a @ net.weights[l].T
-            if c != 1.0:
-                z *= c
-            if b is not None and s != 0.0:
-                z += s * b
+        if 0 in layers:
+            feats[0] = features(a.shape[1], 0)
+            np.multiply(a, net.weight_mult[0], out=feats[0][:, : a.shape[1]], casting="same_kind")
+        for l in range(L):
+            W, b = net.weights[l], net.biases[l]
+            h = W.shape[0]
+            P = a @ W.T  # BLAS, float64
+            sb = np.zeros(h) if b is None else net.bias_mult[l] * b
+            a_out = np.empty((n, h)) if l + 1 < L else np.empty((0, 0))
+            f_out = features(h, l + 1) if l + 1 in layers else empty
             if l >= lowest:
-                dact[l] = activate_grad(net.activation, z).astype(dt, copy=False)
-            a = activate(net.activation, z)
-            del z
+                d_out = np.empty((n, h), dtype=dt)
+                d_scale = last_scale if (l == L - 1 and last_is_delta) else np.ones(h)
+            else:
+                d_out, d_scale = empty, np.ones(0)
+            _core.post_activation(
+                P, float(net.weight_mult[l]), sb, act, a_out, f_out,
+                float(net.weight_mult[l + 1]), d_out, np.ascontiguousarray(d_scale),
+            )  # fmt: skip
+            del P
+            if f_out.shape[0]:
+                feats[l + 1] = f_out
+            if d_out.shape[0]:
+                dact[l] = d_out
+            a = a_out
         terms: list[tuple[np.ndarray | None, np.ndarray]] = []
         if L in layers:
             terms.append((None, feats[L]))
-        K = net.n_outputs
-        WL = net.weights[L].astype(dt)
-        cL = net.weight_mult[L]
         delta: np.ndarray | None = None  # (n, Kc, n_l) back-propagated vectors
         for l in range(L - 1, lowest - 1, -1):
             D = dact.pop(l)
             if l == L - 1:
-                if self._output is None:
-                    if l in layers:  # shared derivatives: one GEMM whatever K is
-                        scale = cL * np.sqrt(np.mean(WL.astype(np.float64) ** 2, axis=0))
-                        terms.append((D * scale.astype(dt), feats[l]))
-                    if l > lowest:
-                        delta = (cL / math.sqrt(K)) * D[:, None, :] * WL[None, :, :]
-                else:
-                    delta = (cL * D * WL[self._output])[:, None, :]
+                if last_is_delta:
+                    delta = D[:, None, :]
                     if l in layers:
-                        terms.append((delta[:, 0, :], feats[l]))
+                        terms.append((D, feats[l]))
+                else:
+                    if l in layers:
+                        terms.append((D * last_scale.astype(dt), feats[l]))
+                    if l > lowest:
+                        delta = (cL / math.sqrt(K)) * D[:, None, :] * WL.astype(dt)[None, :, :]
             else:
                 assert delta is not None
                 Kc, width = delta.shape[1], delta.shape[2]
@@ -340,7 +365,7 @@ class _EmpiricalKernel(Kernel):
                 delta = nxt
                 if l in layers:
                     terms.append((delta.reshape(n, -1), feats[l]))
-        terms = [(None if d is None else np.ascontiguousarray(d), f) for d, f in terms]
+            del D
         return _Prepared(n, tuple(terms))
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:

@@ -1,0 +1,108 @@
+"""Compiled per-sample pass of the empirical NTK: one fused sweep over a layer's pre-activations.
+
+Given the BLAS product ``P = a_l @ W_l.T`` (float64), :func:`post_activation`
+forms ``z = c P + sb`` and writes, in one parallel pass over the rows and
+without temporaries,
+
+* ``a_out = phi(z)`` (float64, the next layer's input),
+* ``f_out[:, :h] = f_scale * phi(z)`` (the next layer's scaled features, in
+  the working dtype; an extra last column, when present, is left alone),
+* ``d_out = phi'(z) * d_scale`` (activation derivatives, working dtype).
+
+Each output is skipped when it has zero rows. Pre-activations are always
+float64, so float32 requests keep the float64 ReLU masks (DESIGN §1.2).
+Activations are chosen by an integer code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from kernelcomp._kernels._config import jit
+
+RELU = 0
+RELU_UNIT = 1
+ERF = 2
+TANH = 3
+LINEAR = 4
+
+CODES = {"relu": RELU, "relu_unit": RELU_UNIT, "erf": ERF, "tanh": TANH, "linear": LINEAR}
+
+_SQRT2 = math.sqrt(2.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+@jit
+def _phi(z: float, act: int) -> float:
+    if act == RELU:
+        return z if z > 0.0 else 0.0
+    if act == RELU_UNIT:
+        return _SQRT2 * z if z > 0.0 else 0.0
+    if act == ERF:
+        return math.erf(z)
+    if act == TANH:
+        return math.tanh(z)
+    return z
+
+
+@jit
+def _dphi(z: float, act: int) -> float:
+    if act == RELU:
+        return 1.0 if z > 0.0 else 0.0
+    if act == RELU_UNIT:
+        return _SQRT2 if z > 0.0 else 0.0
+    if act == ERF:
+        return _TWO_OVER_SQRT_PI * math.exp(-z * z)
+    if act == TANH:
+        t = math.tanh(z)
+        return 1.0 - t * t
+    return 1.0
+
+
+@jit(parallel=True)
+def post_activation(
+    P: np.ndarray,
+    c: float,
+    sb: np.ndarray,
+    act: int,
+    a_out: np.ndarray,
+    f_out: np.ndarray,
+    f_scale: float,
+    d_out: np.ndarray,
+    d_scale: np.ndarray,
+) -> None:
+    """Fused ``z = c P + sb``, then ``a_out = phi(z)``, ``f_out = f_scale phi(z)`` and
+    ``d_out = phi'(z) d_scale``.
+
+    Parameters
+    ----------
+    P : float64 array (n, h)
+    c : float
+    sb : float64 array (h,)
+        ``s_l * b_l`` (zeros without bias).
+    act : int
+        Activation code.
+    a_out : float64 array (n, h) or (0, 0)
+    f_out : float32/float64 array (n, >= h) or (0, 0)
+    f_scale : float
+    d_out : array (n, h) or (0, 0), same dtype as ``f_out``
+    d_scale : float64 array (h,)
+    """
+    n, h = P.shape
+    want_a = a_out.shape[0] > 0
+    want_f = f_out.shape[0] > 0
+    want_d = d_out.shape[0] > 0
+    for i in numba.prange(n):
+        for j in range(h):
+            z = c * P[i, j] + sb[j]
+            if want_a or want_f:
+                y = _phi(z, act)
+                if want_a:
+                    a_out[i, j] = y
+                if want_f:
+                    f_out[i, j] = f_scale * y
+            if want_d:
+                d_out[i, j] = _dphi(z, act) * d_scale[j]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernelcomp as kc
 from kernelcomp import io
@@ -56,6 +59,26 @@ def test_compute_gram_file_cross_and_dtype_request(tmp_path, rng, dtype):
     K = io.load_gram(tmp_path / "K.h5")
     ref = _gram_reference(k, X, Y, dtype=dtype)
     np.testing.assert_array_equal(K, ref)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 70),
+    m=st.one_of(st.none(), st.integers(1, 40)),
+    block_rows=st.integers(1, 300),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_gram_file_is_invariant_to_the_block_size(n, m, block_rows, dtype, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3)).astype(dtype)
+    Y = None if m is None else rng.standard_normal((m, 3)).astype(dtype)
+    k = kc.NNGP(depth=2, bias_std=0.1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "K.h5")
+        info = io.compute_gram_file(k, X, Y, path, block_rows=block_rows)
+        assert info.n_blocks == -(-n // info.block_rows)
+        np.testing.assert_array_equal(io.load_gram(path), k(X, Y))
 
 
 def test_gram_file_chunks_are_tiles_aligned_with_blocks(tmp_path, rng):

@@ -329,7 +329,12 @@ class _EmpiricalKernel(Kernel):
                 d_scale = last_scale if (l == L - 1 and last_is_delta) else np.ones(h)
             else:
                 d_out, d_scale = empty, np.ones(0)
-            _core.post_activation(
+            fused = (
+                _core.post_activation
+                if n * h >= _core.PARALLEL_MIN_SIZE
+                else _core.post_activation_serial
+            )
+            fused(
                 P, float(net.weight_mult[l]), sb, act, a_out, f_out,
                 float(net.weight_mult[l + 1]), d_out, np.ascontiguousarray(d_scale),
             )  # fmt: skip

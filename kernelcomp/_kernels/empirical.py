@@ -62,8 +62,7 @@ def _dphi(z: float, act: int) -> float:
     return 1.0
 
 
-@jit(parallel=True)
-def post_activation(
+def _post_activation(
     P: np.ndarray,
     c: float,
     sb: np.ndarray,
@@ -106,3 +105,11 @@ def post_activation(
                     f_out[i, j] = f_scale * y
             if want_d:
                 d_out[i, j] = _dphi(z, act) * d_scale[j]
+
+
+#: row-parallel version (for large layers) and serial version (small ones: a
+#: parallel region costs more than the work there, especially on busy cores)
+post_activation = jit(parallel=True)(_post_activation)
+post_activation_serial = jit(_post_activation)
+#: elements (n * h) from which the parallel version is used
+PARALLEL_MIN_SIZE = 2**18

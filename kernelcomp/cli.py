@@ -529,7 +529,13 @@ def _describe(info: dict[str, Any]) -> list[str]:
         f"{info['path']}: kernelcomp {info['format']} file (format {info['format_version']}, "
         f"written by kernelcomp {info['kernelcomp_version']} at {info['created']})"
     ]
-    if info["format"] == "gram":
+    if info["format"] == "network":
+        lines.append(
+            f"  network:    d={info['input_dim']}, widths {info['widths']}, "
+            f"{info['n_outputs']} output(s), {info['activation']}, {info['parameterization']}, "
+            f"{info['n_params']} parameters"
+        )
+    elif info["format"] == "gram":
         n, m = info["shape"]
         state = "complete" if info["complete"] else "INCOMPLETE (resume with --resume)"
         sym = "symmetric, " if info["symmetric"] else ""

@@ -1542,6 +1542,35 @@ def load_diagnostics(path: Any, name: str | None = None) -> Diagnostics:
 # ---------------------------------------------------------------------------
 # any file
 # ---------------------------------------------------------------------------
+def _network_file_info(p: Any) -> dict[str, Any] | None:
+    """Description of a network file (``FCNetwork.save(".h5")``), else None."""
+    if not isinstance(p, Path) or not p.is_file():
+        return None
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        return None
+    with f:
+        if _as_str(f.attrs.get("kernelcomp_format")) != "network":
+            return None
+        from kernelcomp.network import FCNetwork
+
+        net = FCNetwork.from_hdf5(f)  # checks the network encoding's own version
+        return {
+            "path": os.fspath(p),
+            "format": "network",
+            "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
+            "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
+            "created": _as_str(f.attrs.get("created")),
+            "input_dim": net.input_dim,
+            "widths": list(net.widths),
+            "n_outputs": net.n_outputs,
+            "activation": net.activation,
+            "parameterization": net.parameterization,
+            "n_params": net.n_params,
+        }
+
+
 def file_info(path: Any) -> dict[str, Any]:
     """Describe any kernelcomp file: header plus a summary of its contents.
 
@@ -1553,7 +1582,8 @@ def file_info(path: Any) -> dict[str, Any]:
     -------
     dict
         ``format``, ``format_version``, ``kernelcomp_version``, ``created``,
-        ``path`` and format-specific fields (JSON serialisable).
+        ``path`` and format-specific fields (JSON serialisable). Network files
+        written by ``FCNetwork.save`` (format ``"network"``) are described too.
 
     Raises
     ------
@@ -1571,6 +1601,9 @@ def file_info(path: Any) -> dict[str, Any]:
     'gram'
     """
     p = Path(path) if isinstance(path, str | os.PathLike) else path
+    net_info = _network_file_info(p)
+    if net_info is not None:
+        return net_info
     with _open_checked(path, None) as f:
         fmt = _as_str(f.attrs["kernelcomp_format"])
         info: dict[str, Any] = {

@@ -370,6 +370,14 @@ def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
     assert info["data"]["X_test"] == [30, 5]
 
 
+def test_info_on_a_network_file(tmp_path, capsys):
+    net = kc.FCNetwork.init(6, [12, 7], activation="erf", parameterization="ntk", seed=0)
+    net.save(tmp_path / "net.h5")
+    code, out, _ = _run(["info", tmp_path / "net.h5"], capsys)
+    assert code == 0 and "kernelcomp network file" in out
+    assert f"d=6, widths [12, 7], 1 output(s), erf, ntk, {net.n_params} parameters" in out
+
+
 def test_info_errors(tmp_path, capsys):
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f["x"] = np.ones(2)

@@ -64,6 +64,13 @@ def ntk_gram(n: int, d: int, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.
 # ---------------------------------------------------------------------------
 # kernel PCA
 # ---------------------------------------------------------------------------
+def auto_route(n: int, k: int) -> str:
+    """The route ``kernel_pca(method="auto")`` takes (mirrors its rule)."""
+    if n >= dg.ARPACK_MIN_SAMPLES and k <= dg.ARPACK_MAX_FRACTION * n:
+        return "arpack"
+    return "subset" if k <= dg.SUBSET_MAX_FRACTION * n else "full"
+
+
 def bench_kpca(args: argparse.Namespace) -> None:
     k = args.k
     print(f"\n== kernel PCA: top-{k} eigenpairs of an NTK Gram (stripe, d={args.d}) ==")
@@ -100,7 +107,7 @@ def bench_kpca(args: argparse.Namespace) -> None:
             ),
             ("eigsh (ARPACK, k)", lambda K=K: eigsh(K, k=k, which="LA")),
             (
-                f"kernel_pca (auto={'subset' if k <= dg.SUBSET_MAX_FRACTION * n else 'full'})",
+                f"kernel_pca (auto: {auto_route(n, k)})",
                 lambda K=K: (lambda r: (r.eigenvalues, r.eigenvectors))(
                     dg.kernel_pca(K, n_components=k)
                 ),

@@ -588,3 +588,41 @@ def test_kernel_pca_arpack_is_reproducible_and_handles_centring(rng):
     d = dg.kernel_pca(K, n_components=4, center=True, method="full")
     np.testing.assert_allclose(c.eigenvalues, d.eigenvalues, rtol=1e-10)
     np.testing.assert_allclose(c.eigenvectors, d.eigenvectors, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
+    """auto takes ARPACK for a few eigenpairs of a large Gram, LAPACK otherwise."""
+    import scipy.sparse.linalg
+
+    X = rng.standard_normal((dg.ARPACK_MIN_SAMPLES, 4))
+    K = kc.NTK(bias_std=1.0)(X).astype(dtype)
+    n = K.shape[0]
+    full = dg.kernel_pca(K, method="full")
+    calls = []
+    real_eigsh = scipy.sparse.linalg.eigsh
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["k"])
+        return real_eigsh(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", spy)
+    k_small = int(dg.ARPACK_MAX_FRACTION * n)
+    for k in (3, k_small, k_small + 1, int(dg.SUBSET_MAX_FRACTION * n) + 1):
+        ev = dg.kernel_pca(K, n_components=k)
+        rtol = TOL[dtype] * 10
+        np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:k], rtol=rtol)
+        top = ev.eigenvalues > 1e-3 * ev.eigenvalues[0]  # well separated part
+        np.testing.assert_allclose(
+            ev.eigenvectors[:, top], full.eigenvectors[:, :k][:, top], atol=TOL[dtype] * 100
+        )
+    assert calls == [3, k_small]  # ARPACK only for k <= ARPACK_MAX_FRACTION * n
+
+    def no_convergence(*args, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("no convergence", np.ones(1), None)
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", no_convergence)
+    ev = dg.kernel_pca(K, n_components=3)  # auto falls back to LAPACK
+    np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:3], rtol=TOL[dtype] * 10)
+    with pytest.raises(scipy.sparse.linalg.ArpackNoConvergence, match="no convergence"):
+        dg.kernel_pca(K, n_components=3, method="arpack")

@@ -27,6 +27,7 @@ zero (DESIGN §1.2 note). The O(n^2) products then run in the requested dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,8 @@ PARAM_SELECTIONS = ("all", "last", "headless")
 #: bytes of one scratch row block of the O(n^2) pass (networks with several
 #: hidden layers use two): large blocks keep the BLAS products efficient
 _SCRATCH_BYTES = 128 * 2**20
+#: tile edge of the triangle copies
+_MIRROR_TILE = 256
 
 
 # ---------------------------------------------------------------------------
@@ -77,7 +80,11 @@ def _syrk_upper(out: np.ndarray, A: np.ndarray, beta: float = 0.0) -> None:
 
 def _clear_lower(a: np.ndarray) -> None:
     """Zero the strict lower triangle of a square block (left unwritten by syrk)."""
-    a[np.tril_indices(a.shape[0], -1)] = 0
+    n = a.shape[0]
+    for i0 in range(0, n, _MIRROR_TILE):
+        i1 = min(n, i0 + _MIRROR_TILE)
+        a[i0:i1, i0:i1][_tril(i1 - i0)] = 0
+        a[i1:, i0:i1] = 0
 
 
 def _block_row(
@@ -102,16 +109,22 @@ def _block_row(
     return s
 
 
-def _mirror_upper(out: np.ndarray, block: int) -> None:
+def _mirror_upper(out: np.ndarray) -> None:
     """Copy the strict upper triangle of a square C-contiguous matrix onto the lower one."""
     n = out.shape[0]
-    for i0 in range(0, n, block):
-        i1 = min(n, i0 + block)
+    for i0 in range(0, n, _MIRROR_TILE):
+        i1 = min(n, i0 + _MIRROR_TILE)
         d = out[i0:i1, i0:i1]
-        lo = np.tril_indices(i1 - i0, -1)
+        lo = _tril(i1 - i0)
         d[lo] = d.T[lo]
         if i1 < n:
             out[i1:, i0:i1] = out[i0:i1, i1:].T
+
+
+@functools.lru_cache(maxsize=4)
+def _tril(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the strict lower triangle of an n x n tile (cached)."""
+    return np.tril_indices(n, -1)
 
 
 @contextmanager
@@ -417,7 +430,7 @@ class _EmpiricalKernel(Kernel):
                     c_out[i0:i1, i0 if symmetric else 0 :] += s1
             started = True
         if symmetric:
-            _mirror_upper(c_out, block)
+            _mirror_upper(c_out)
         if c_out is not out:
             out[...] = c_out
 

@@ -276,6 +276,25 @@ def test_small_scratch_blocks_give_the_same_kernel(budget, monkeypatch, rng):
         assert _rel(k(X.astype(dt), Y.astype(dt)), Rxy) < tol
 
 
+@pytest.mark.parametrize("budget", [None, 8 * 600 * 100])
+def test_symmetric_path_on_many_tiles_matches_cross_path(budget, monkeypatch, rng):
+    """n larger than the triangle-copy tile (ragged), one and several row blocks."""
+    if budget is not None:
+        monkeypatch.setattr(emp, "_SCRATCH_BYTES", budget)
+    X = rng.standard_normal((600, 4))
+    one = kc.FCNetwork.init(4, [40], activation="relu", bias_std=0.5, seed=1)
+    deep = _net("ntk", "erf", (12, 9), K=2)
+    for net in (one, deep):
+        k = kc.EmpiricalNTK(net)
+        for dt, tol in TOL.items():
+            Xd = X.astype(dt)
+            K = k(Xd)
+            np.testing.assert_array_equal(K, K.T)
+            assert _rel(K, k(Xd, Xd.copy()).astype(np.float64)) < tol
+            if net is one:
+                assert _rel(K, naive.one_hidden_closed_form(net, X)) < tol
+
+
 def test_psd_and_duplicates(rng):
     net = _net("mean_field", "relu_unit", (30,))
     X = rng.standard_normal((25, 4))

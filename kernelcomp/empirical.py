@@ -48,6 +48,8 @@ PARAM_SELECTIONS = ("all", "last", "headless")
 #: bytes of one scratch row block of the O(n^2) pass (networks with several
 #: hidden layers use two): large blocks keep the BLAS products efficient
 _SCRATCH_BYTES = 128 * 2**20
+#: float64 pre-activations computed at once in the per-sample pass (elements)
+_PREACT_ELEMENTS = 4 * 2**20
 #: tile edge of the triangle copies
 _MIRROR_TILE = 256
 
@@ -333,7 +335,6 @@ class _EmpiricalKernel(Kernel):
         for l in range(L):
             W, b = net.weights[l], net.biases[l]
             h = W.shape[0]
-            P = a @ W.T  # BLAS, float64
             sb = np.zeros(h) if b is None else net.bias_mult[l] * b
             a_out = np.empty((n, h)) if l + 1 < L else np.empty((0, 0))
             f_out = features(h, l + 1) if l + 1 in layers else empty
@@ -342,16 +343,22 @@ class _EmpiricalKernel(Kernel):
                 d_scale = last_scale if (l == L - 1 and last_is_delta) else np.ones(h)
             else:
                 d_out, d_scale = empty, np.ones(0)
+            d_scale = np.ascontiguousarray(d_scale, dtype=np.float64)
             fused = (
                 _core.post_activation
                 if n * h >= _core.PARALLEL_MIN_SIZE
                 else _core.post_activation_serial
             )
-            fused(
-                P, float(net.weight_mult[l]), sb, act, a_out, f_out,
-                float(net.weight_mult[l + 1]), d_out, np.ascontiguousarray(d_scale),
-            )  # fmt: skip
-            del P
+            # pre-activations in row chunks: only a bounded float64 block lives at once
+            rows = max(1, _PREACT_ELEMENTS // h)
+            for r0 in range(0, n, rows):
+                r1 = min(n, r0 + rows)
+                P = a[r0:r1] @ W.T  # BLAS, float64
+                fused(
+                    P, float(net.weight_mult[l]), sb, act, a_out[r0:r1], f_out[r0:r1],
+                    float(net.weight_mult[l + 1]), d_out[r0:r1], d_scale,
+                )  # fmt: skip
+                del P
             if f_out.shape[0]:
                 feats[l + 1] = f_out
             if d_out.shape[0]:

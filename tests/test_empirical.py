@@ -262,12 +262,13 @@ def test_gram_driver_blocks_out_and_threads(dtype, rng):
 
 @pytest.mark.parametrize("budget", [8, 200, 8 * 37 * 9])
 def test_small_scratch_blocks_give_the_same_kernel(budget, monkeypatch, rng):
-    """Row-block scratch (deep nets) with ragged edge blocks, symmetric and not."""
+    """Row-block scratch (deep nets) and pre-activation chunks with ragged edges."""
     net = _net("standard", "erf", (5, 4, 3), K=2)
     X = rng.standard_normal((37, 4))
     Y = rng.standard_normal((13, 4))
     R, Rxy = naive.ntk(net, X), naive.ntk(net, X, Y)
     monkeypatch.setattr(emp, "_SCRATCH_BYTES", budget)
+    monkeypatch.setattr(emp, "_PREACT_ELEMENTS", budget // 8)  # pre-activation row chunks
     k = kc.EmpiricalNTK(net)
     for dt, tol in TOL.items():
         Kxx = k(X.astype(dt))

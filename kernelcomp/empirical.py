@@ -166,8 +166,6 @@ def _rows(A: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
 class _EmpiricalKernel(Kernel):
     """Shared machinery of :class:`EmpiricalNTK` and :class:`EmpiricalNNGP`."""
 
-    _kind = "EmpiricalNTK"
-
     def __init__(self, net: FCNetwork, layers: tuple[int, ...], output: int | None) -> None:
         if not isinstance(net, FCNetwork):
             raise TypeError(

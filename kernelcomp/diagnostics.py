@@ -126,7 +126,9 @@ def _check_vectors(V: Any, name: str = "eigenvectors") -> np.ndarray:
     return check_matrix(arr, name)
 
 
-def _check_targets(y: Any, n: int, name: str = "y") -> np.ndarray:
+def _check_targets(
+    y: Any, n: int, name: str = "y", *, against: str = "the eigenvectors have"
+) -> np.ndarray:
     """Real targets of shape (n,) or (n, m), as float64."""
     try:
         arr = np.asarray(y)
@@ -143,7 +145,7 @@ def _check_targets(y: Any, n: int, name: str = "y") -> np.ndarray:
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, m), got shape {arr.shape}")
     if arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} samples, but the eigenvectors have {n} rows")
+        raise ValueError(f"{name} has {arr.shape[0]} samples, but {against} {n} rows")
     if arr.ndim == 2 and arr.shape[1] == 0:
         raise ValueError(f"{name} has 0 columns (shape {arr.shape}); at least 1 is required")
     arr = arr.astype(np.float64)
@@ -164,9 +166,16 @@ def _check_classes(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndar
         raise ValueError(f"{name} has {arr.shape[0]} samples, but the eigenvectors have {n} rows")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity; class labels must be finite")
-    if arr.dtype.kind in "cO":
+    if arr.dtype.kind == "c":
         raise TypeError(f"{name} must hold class labels (numbers or strings), got {arr.dtype}")
-    classes, codes = np.unique(arr, return_inverse=True)
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:  # object arrays of mixed, unorderable types
+        raise TypeError(
+            f"{name} must hold class labels of one orderable type (numbers or strings): {exc}"
+        ) from exc
+    if classes.dtype.kind == "f" and not np.isfinite(classes).all():
+        raise ValueError(f"{name} contains NaN or infinity; class labels must be finite")
     return classes, codes.ravel()
 
 
@@ -849,7 +858,7 @@ def kernel_alignment(K: Any, y: Any, *, center: bool = False) -> float:
     """
     K = _check_gram(K, "K")
     n = K.shape[0]
-    Y = _check_targets(y, n)
+    Y = _check_targets(y, n, against="K has")
     if Y.ndim == 1:
         Y = Y[:, None]
     if center:

@@ -300,7 +300,8 @@ def test_mutual_information_label_types_and_symmetry(rng):
     codes = rng.integers(0, 2, size=n)
     V = codes[:, None] + rng.standard_normal((n, 3))
     ref = dg.mutual_information(V, codes * 2 - 1, k=4)
-    for labels in (codes, codes.astype(bool), np.array(["cat", "dog"])[codes], 1 - codes):
+    names = np.array(["cat", "dog"])[codes]
+    for labels in (codes, codes.astype(bool), names, names.astype(object), 1 - codes):
         np.testing.assert_allclose(dg.mutual_information(V, labels, k=4), ref, rtol=1e-14)
     # sign of an eigenvector does not matter
     np.testing.assert_allclose(dg.mutual_information(-V, codes, k=4), ref, rtol=1e-12)
@@ -341,6 +342,8 @@ def test_mutual_information_ksg_matches_sklearn(rng):
         (np.ones((9, 2)), np.arange(9) % 2, {"k": 2.5}, TypeError, "k must be an integer"),
         (np.full((9, 2), np.nan), np.arange(9) % 2, {}, ValueError, "contains NaN"),
         (np.ones((9, 2)), np.r_[np.zeros(8), np.nan], {}, ValueError, "y contains NaN"),
+        (np.ones((2, 2)), np.array([1, "a"], dtype=object), {}, TypeError, "orderable type"),
+        (np.ones((2, 2)), np.array([1j, 2j]), {}, TypeError, "class labels"),
     ],
 )
 def test_mutual_information_errors(V, y, kwargs, exc, match):
@@ -436,7 +439,7 @@ def test_kernel_alignment_perfect_and_errors():
         dg.kernel_alignment(np.eye(4), np.ones(4), center=True)
     with pytest.raises(ValueError, match="K is zero after centring"):
         dg.kernel_alignment(np.ones((4, 4)), y, center=True)
-    with pytest.raises(ValueError, match="y has 3 samples"):
+    with pytest.raises(ValueError, match="y has 3 samples, but K has 4 rows"):
         dg.kernel_alignment(np.eye(4), y[:3])
     with pytest.raises(ValueError, match="must be symmetric"):
         dg.kernel_alignment(np.triu(np.ones((4, 4))), y)

@@ -612,7 +612,7 @@ class FCNetwork:
         return self.forward(X)
 
     def gradients(
-        self, X: Any, grad_output: Any
+        self, X: Any, grad_output: Any, *, cache: ForwardCache | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
         """Gradient of ``sum_mu grad_output[mu] . f(x_mu)`` with respect to every parameter.
 
@@ -624,6 +624,9 @@ class FCNetwork:
         X : array-like of shape (n, d)
         grad_output : array-like of shape (n,) or (n, K)
             Weights of each output; ``(n,)`` is accepted for a single output.
+        cache : ForwardCache, optional
+            The cache of ``forward(X, cache=True)`` with the current weights, to
+            skip the forward pass (training computes the outputs first anyway).
 
         Returns
         -------
@@ -644,9 +647,23 @@ class FCNetwork:
         >>> gW, gb = net.gradients(np.ones((4, 3)), np.ones(4))
         >>> [g.shape for g in gW], [g.shape for g in gb]
         ([(5, 3), (1, 5)], [(5,), (1,)])
+        >>> out, cache = net.forward(np.ones((4, 3)), cache=True)
+        >>> gW2, _ = net.gradients(np.ones((4, 3)), np.ones(4), cache=cache)
+        >>> all(np.array_equal(a, b) for a, b in zip(gW, gW2))
+        True
         """
-        out, c = self.forward(X, cache=True)
-        n, K = out.shape[0], self.n_outputs
+        if cache is None:
+            _, c = self.forward(X, cache=True)
+        else:
+            c = cache
+            if not isinstance(c, ForwardCache) or len(c.inputs) != self.n_layers:
+                raise ValueError(
+                    "cache must be the ForwardCache of this network's forward(X, cache=True)"
+                )
+            Xc = self._check_X(X)
+            if c.inputs[0].shape != Xc.shape or not np.array_equal(c.inputs[0], Xc):
+                raise ValueError("cache was computed for another X")
+        n, K = c.inputs[0].shape[0], self.n_outputs
         g = np.asarray(grad_output)
         if g.dtype.kind not in "fiu":
             raise TypeError(f"grad_output must hold real numbers, got dtype {g.dtype}")

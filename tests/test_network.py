@@ -189,6 +189,19 @@ def test_gradients_match_explicit_jacobian(par, act, rng):
         np.testing.assert_allclose(np.concatenate(flat), ref, rtol=1e-11, atol=1e-12)
 
 
+def test_gradients_reuse_a_forward_cache(rng):
+    net = _net("mean_field", "relu_unit", (6,), 1)
+    X = rng.standard_normal((5, 4))
+    g = rng.standard_normal(5)
+    _, cache = net.forward(X, cache=True)
+    for a, b in zip(net.gradients(X, g, cache=cache)[0], net.gradients(X, g)[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="cache was computed for another X"):
+        net.gradients(X + 1, g, cache=cache)
+    with pytest.raises(ValueError, match="cache must be the ForwardCache"):
+        net.gradients(X, g, cache=([X], [X]))
+
+
 def test_gradients_accept_float32_inputs(rng):
     net = _net("ntk", "erf", (5,), 1)
     X = rng.standard_normal((4, 4)).astype(np.float32)

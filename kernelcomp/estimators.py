@@ -287,10 +287,14 @@ class _KernelEstimator(BaseEstimator):
         return gram(kernel, X, dtype=self.dtype, n_jobs=self.n_jobs)
 
     def _iter_test_gram(
-        self, X: np.ndarray, Y: np.ndarray, dtype: np.dtype
+        self, X: np.ndarray, Y: np.ndarray, dtype: np.dtype, rows: int | None = None
     ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Row blocks ``(start, stop, K[start:stop])`` of ``kernel_(X, Y)``."""
-        rows = _rows_per_block(Y.shape[0], np.dtype(dtype).itemsize)
+        """Row blocks ``(start, stop, K[start:stop])`` of ``kernel_(X, Y)``.
+
+        ``rows`` defaults to about ``_PREDICT_BLOCK_BYTES`` of output per block.
+        """
+        if rows is None:
+            rows = _rows_per_block(Y.shape[0], np.dtype(dtype).itemsize)
         with n_jobs_context(self.n_jobs):
             for block in iter_gram_blocks(self.kernel_, X, Y, dtype=dtype, block_rows=rows):
                 ((_, values),) = block.writes
@@ -467,38 +471,58 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
 
 
 # --------------------------------------------------------------------------- classifier
+_SOLVERS = ("svc", "gradient_flow")
+
+
 class NTKClassifier(ClassifierMixin, _KernelEstimator):
     """Support vector machine (hinge loss) with a frozen neural tangent kernel.
 
-    The SVM of the paper's frozen-kernel experiments: ``F(x) = sum_mu a_mu
-    k(x, x_mu) + b`` trained with the hinge loss; the paper uses a hard margin,
-    i.e. a very large ``C`` (``C=1e20`` in the authors' code). The solver is
-    ``sklearn.svm.SVC(kernel="precomputed")`` on the kernelcomp Gram matrix, so
-    labels may be any hashable values and multiclass problems are handled as
-    in :class:`~sklearn.svm.SVC` (one-vs-one, ``decision_function_shape``).
-    At test time only the columns of the support vectors are computed.
+    The kernel machine of the paper's frozen-kernel experiments, ``F(x) =
+    sum_mu a_mu k(x, x_mu) + b`` trained with the hinge loss. Two solvers:
+
+    ``solver="svc"`` (default)
+        ``sklearn.svm.SVC(kernel="precomputed")`` on the kernelcomp Gram matrix:
+        soft margin ``C`` (the paper's hard margin is a very large ``C``,
+        ``C=1e20`` in the authors' code); labels may be any hashable values and
+        multiclass problems are handled as in :class:`~sklearn.svm.SVC`
+        (one-vs-one, ``decision_function_shape``). At test time only the
+        columns of the support vectors are computed.
+    ``solver="gradient_flow"``
+        The paper's other route: gradient flow of the hinge loss on
+        ``F(x) = sum_mu a_mu k(x, x_mu)`` (no intercept) from ``a = 0``, with the
+        adaptive step of the authors' code, until every training margin is
+        ``>= 1`` (:func:`kernelcomp.training.kernel_gradient_flow`). Binary
+        problems only; ``C``, ``tol``, ``class_weight`` and
+        ``decision_function_shape`` do not apply (the stop rule is a hard
+        margin). ``flow_options`` are passed to the flow (``loss``, ``alpha``,
+        ``max_time``, ``max_wall``...).
 
     Parameters
     ----------
     kernel : None, "precomputed" or kernelcomp kernel, default None
         ``None`` means ``kc.NTK()``; any ``kc.NTK``, ``kc.NNGP`` or
-        ``kc.EmpiricalNTK(net)``; with ``"precomputed"``, ``X`` is a Gram matrix.
+        ``kc.EmpiricalNTK(net)``; with ``"precomputed"``, ``X`` is a Gram matrix:
+        ``(n_train, n_train)`` in ``fit``, ``(n_test, n_train)`` afterwards.
     C : float, default 1.0
         Inverse regularisation of the soft margin, > 0 (as in ``SVC``). Use a
         large value (e.g. ``1e20``) for the paper's hard margin.
+    solver : {"svc", "gradient_flow"}, default "svc"
     tol : float, default 1e-3
         Stopping tolerance of the SVC solver.
     class_weight : dict, "balanced" or None, default None
-        As in ``SVC``.
+        As in ``SVC`` (``"svc"`` only).
     decision_function_shape : {"ovr", "ovo"}, default "ovr"
         As in ``SVC`` (multiclass only).
     break_ties : bool, default False
         As in ``SVC``.
     max_iter : int, default -1
-        Solver iteration limit (-1: none).
+        Iteration limit (-1: none): SVC solver iterations, or accepted flow steps.
+    flow_options : dict, optional
+        Keyword arguments of :func:`kernelcomp.training.kernel_gradient_flow`
+        (``"gradient_flow"`` only).
     dtype : {None, "float32", "float64"}, default None
-        dtype of the Gram matrices computed by kernelcomp (libsvm itself works
-        in float64).
+        dtype of the Gram matrices computed by kernelcomp; None gives float32
+        when ``X`` is float32 (the solvers themselves work in float64).
     n_jobs : int, optional
         Threads for the Gram computation (None or -1: all).
 
@@ -506,16 +530,23 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     support_ : ndarray of shape (n_SV,)
-        Indices of the support vectors in the training set.
+        Indices of the support vectors (training points with a non-zero
+        coefficient) in the training set.
     support_vectors_ : ndarray of shape (n_SV, n_features)
         The support vectors (empty when precomputed, as in ``SVC``).
     n_support_ : ndarray of shape (n_classes,)
     dual_coef_ : ndarray of shape (n_classes - 1, n_SV)
+        Binary: ``decision_function(x) = k(x, support_vectors_) @ dual_coef_[0]
+        + intercept_[0]``.
     intercept_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
     fit_status_ : int
+        0 when the solver converged.
     n_iter_ : ndarray
+        Solver iterations (per pair of classes for ``"svc"``; flow steps).
     svc_ : sklearn.svm.SVC
-        The fitted precomputed-kernel SVC.
+        The fitted precomputed-kernel SVC (``"svc"`` only).
+    flow_result_ : kernelcomp.training.KernelFlowResult
+        The flow's result, with its history (``"gradient_flow"`` only).
     kernel_ : Kernel or "precomputed"
     n_features_in_ : int
 
@@ -523,17 +554,24 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
     ------
     ValueError, TypeError
         From ``fit``/``predict`` for invalid parameters or inputs (one class,
-        continuous targets, NaN, wrong shapes, unknown kernel).
+        continuous targets, NaN, wrong shapes, unknown kernel or solver).
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When the gradient flow stops before every margin reached 1.
 
     See Also
     --------
     NTKRegressor : kernel ridge regression with the same kernels.
     sklearn.svm.SVC
+    kernelcomp.training.kernel_gradient_flow
 
     References
     ----------
-    Paccolat et al. (2021), J. Stat. Mech. 044001, §5 ("kernel machines with
-    the NTK at initialisation and at the end of training").
+    Paccolat et al. (2021), J. Stat. Mech. 044001, §4-5 (kernel machines with
+    the NTK frozen at initialisation and at the end of training; hard-margin
+    SVM and gradient flow of the hinge loss).
 
     Examples
     --------
@@ -546,6 +584,9 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
     ['neg', 'pos']
     >>> float(clf.score(X, y))
     1.0
+    >>> flow = kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow").fit(X, y)
+    >>> float(flow.score(X, y))
+    1.0
     """
 
     def __init__(
@@ -553,25 +594,37 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         kernel: Any = None,
         C: float = 1.0,
         *,
+        solver: str = "svc",
         tol: float = 1e-3,
         class_weight: Any = None,
         decision_function_shape: str = "ovr",
         break_ties: bool = False,
         max_iter: int = -1,
+        flow_options: dict[str, Any] | None = None,
         dtype: Any = None,
         n_jobs: int | None = None,
     ) -> None:
         self.kernel = kernel
         self.C = C
+        self.solver = solver
         self.tol = tol
         self.class_weight = class_weight
         self.decision_function_shape = decision_function_shape
         self.break_ties = break_ties
         self.max_iter = max_iter
+        self.flow_options = flow_options
         self.dtype = dtype
         self.n_jobs = n_jobs
 
-    def _check_params(self) -> None:
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        if self.solver == "gradient_flow":
+            tags.classifier_tags.multi_class = False
+        return tags
+
+    def _check_params(self) -> dict[str, Any]:
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; expected one of {list(_SOLVERS)}")
         C = check_real(self.C, "C")
         if C <= 0:
             raise ValueError(f"C must be > 0, got {C}")
@@ -588,9 +641,33 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         if self.max_iter < -1 or self.max_iter == 0:
             raise ValueError(f"max_iter must be -1 (no limit) or >= 1, got {self.max_iter}")
         self._check_common_params()
+        options: dict[str, Any] = {}
+        if self.flow_options is not None:
+            if not isinstance(self.flow_options, dict):
+                raise TypeError(
+                    "flow_options must be a dict of kernel_gradient_flow keyword arguments, "
+                    f"got {type(self.flow_options).__name__}"
+                )
+            options = dict(self.flow_options)
+        if self.solver == "gradient_flow":
+            import inspect
+
+            from kernelcomp.training import kernel_gradient_flow
+
+            valid = set(inspect.signature(kernel_gradient_flow).parameters) - {"K", "y"}
+            unknown = sorted(set(options) - valid)
+            if unknown:
+                raise ValueError(
+                    f"unknown flow_options {unknown}; kernel_gradient_flow accepts {sorted(valid)}"
+                )
+            if self.max_iter != -1:
+                options.setdefault("max_steps", int(self.max_iter))
+        elif options:
+            raise ValueError("flow_options only apply to solver='gradient_flow'")
+        return options
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NTKClassifier:
-        """Fit the SVM on the Gram matrix of ``X``.
+        """Fit the kernel machine on the Gram matrix of ``X``.
 
         Parameters
         ----------
@@ -598,9 +675,9 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             Training samples, or their (n_samples, n_samples) Gram matrix when
             ``kernel="precomputed"``.
         y : array-like of shape (n_samples,)
-            Class labels (any two or more values).
+            Class labels (any two or more values; two for ``"gradient_flow"``).
         sample_weight : array-like of shape (n_samples,), optional
-            Per-sample multipliers of ``C`` (as in ``SVC``).
+            Per-sample multipliers of ``C`` (as in ``SVC``; ``"svc"`` only).
 
         Returns
         -------
@@ -610,16 +687,37 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         ------
         ValueError
             For NaN/inf, empty or mismatched inputs, continuous or single-class
-            targets, invalid ``C``/``tol``, a non-square precomputed matrix or
-            an unknown kernel string.
+            targets, more than two classes with ``"gradient_flow"``, invalid
+            ``C``/``tol``/``solver``, a non-square precomputed matrix or an
+            unknown kernel string.
         TypeError
             For a kernel that is not a kernelcomp kernel, or non-numeric input.
         """
         kernel = _resolve_kernel(self.kernel)
-        self._check_params()
+        options = self._check_params()
         X, y = self._validate_fit_X(X, y)
         check_classification_targets(y)
+        if self.solver == "gradient_flow":
+            self._check_flow_inputs(y, sample_weight)
         K = self._train_gram(kernel, X)
+        for stale in ("svc_", "flow_result_"):  # from an earlier fit with the other solver
+            self.__dict__.pop(stale, None)
+        self._solver = self.solver
+        if self.solver == "svc":
+            self._fit_svc(K, y, sample_weight)
+        else:
+            self._fit_flow(K, y, options)
+        del K
+        self.kernel_ = kernel
+        if _is_precomputed(kernel):
+            self.support_vectors_ = np.empty((0, 0), dtype=np.float64)
+        else:
+            self.support_vectors_ = X[self.support_]
+        self._n_train = X.shape[0]
+        self._gram_dtype = result_dtype(X, dtype=self.dtype)
+        return self
+
+    def _fit_svc(self, K: np.ndarray, y: np.ndarray, sample_weight: Any) -> None:
         svc = SVC(
             kernel="precomputed",
             C=float(self.C),
@@ -630,9 +728,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             max_iter=int(self.max_iter),
         )
         svc.fit(np.asarray(K, dtype=np.float64), y, sample_weight=sample_weight)
-        del K
         self.svc_ = svc
-        self.kernel_ = kernel
         self.classes_ = svc.classes_
         self.support_ = svc.support_
         self.n_support_ = svc.n_support_
@@ -640,18 +736,76 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         self.intercept_ = svc.intercept_
         self.fit_status_ = svc.fit_status_
         self.n_iter_ = svc.n_iter_
-        if _is_precomputed(kernel):
-            self.support_vectors_ = np.empty((0, 0), dtype=np.float64)
-        else:
-            self.support_vectors_ = X[svc.support_]
-        self._n_train = X.shape[0]
-        self._gram_dtype = result_dtype(X, dtype=self.dtype)
-        return self
 
-    def _apply(self, X: Any, name: str) -> np.ndarray:
-        """Run the SVC method ``name`` on the test Gram matrix of ``X``, block by block."""
+    def _check_flow_inputs(self, y: np.ndarray, sample_weight: Any) -> None:
+        if sample_weight is not None:
+            raise ValueError(
+                "sample_weight is not supported by solver='gradient_flow' (the paper's flow "
+                "weighs every sample equally); use solver='svc'"
+            )
+        if self.class_weight is not None:
+            raise ValueError(
+                "class_weight is not supported by solver='gradient_flow'; use solver='svc'"
+            )
+        n_classes = len(np.unique(y))
+        if n_classes == 1:
+            raise ValueError("solver='gradient_flow' needs two classes in y, got 1 class")
+        if n_classes != 2:
+            raise ValueError(
+                "Only binary classification is supported by solver='gradient_flow'. The "
+                f"target has {n_classes} classes; use solver='svc' for multiclass problems."
+            )
+
+    def _fit_flow(self, K: np.ndarray, y: np.ndarray, options: dict[str, Any]) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+
+        from kernelcomp.training import kernel_gradient_flow
+
+        classes, index = np.unique(y, return_inverse=True)
+        signs = np.where(index == 1, 1.0, -1.0)
+        result = kernel_gradient_flow(np.asarray(K, dtype=np.float64), signs, **options)
+        if result.status != "converged":
+            warnings.warn(
+                f"The gradient flow stopped before every training margin reached 1 "
+                f"(status {result.status!r} after {result.final.step} steps, "
+                f"{result.final.n_unsat} of {len(y)} points below the margin, training error "
+                f"{result.final.train_error:.3g}); relax the limits in flow_options or max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        coef = np.asarray(result.coef, dtype=np.float64)
+        support = np.flatnonzero(coef)
+        self.flow_result_ = result
+        self.classes_ = classes
+        self.support_ = support.astype(np.int32)
+        self.n_support_ = np.array(
+            [np.count_nonzero(index[support] == 0), np.count_nonzero(index[support] == 1)],
+            dtype=np.int32,
+        )
+        self.dual_coef_ = coef[support][None, :]
+        self.intercept_ = np.zeros(1)
+        self.fit_status_ = 0 if result.status == "converged" else 1
+        self.n_iter_ = np.array([result.final.step], dtype=np.int32)
+
+    # -- prediction -----------------------------------------------------------------
+    def _test_input(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        return validate_data(self, X, reset=False, dtype=_FLOATS)
+
+    def _flow_decision(self, X: np.ndarray) -> np.ndarray:
+        coef = self.dual_coef_[0]
+        if _is_precomputed(self.kernel_):
+            return np.asarray(X[:, self.support_], dtype=np.float64) @ coef
+        out = np.zeros(X.shape[0], dtype=np.float64)
+        if len(coef):
+            for start, stop, block in self._iter_test_gram(
+                X, self.support_vectors_, self._gram_dtype
+            ):
+                out[start:stop] = block @ coef
+        return out
+
+    def _svc_apply(self, X: np.ndarray, name: str) -> np.ndarray:
+        """Run the SVC method ``name`` on the test Gram matrix of ``X``, block by block."""
         method: Callable[[np.ndarray], np.ndarray] = getattr(self.svc_, name)
         if _is_precomputed(self.kernel_):
             return method(X)
@@ -667,7 +821,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
                 parts.append(method(buffer[: stop - start]))
         else:
             for start, stop, block in self._iter_test_gram(
-                X, self.support_vectors_, self._gram_dtype
+                X, self.support_vectors_, self._gram_dtype, rows
             ):
                 view = buffer[: stop - start]
                 view[:, sv] = block
@@ -695,7 +849,10 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         ValueError
             For NaN/inf or a wrong number of features (columns).
         """
-        return self._apply(X, "decision_function")
+        X = self._test_input(X)
+        if self._solver == "gradient_flow":
+            return self._flow_decision(X)
+        return self._svc_apply(X, "decision_function")
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, as ``SVC.predict``.
@@ -717,4 +874,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         ValueError
             For NaN/inf or a wrong number of features (columns).
         """
-        return self._apply(X, "predict")
+        X = self._test_input(X)
+        if self._solver == "gradient_flow":
+            return self.classes_[(self._flow_decision(X) > 0).astype(np.intp)]
+        return self._svc_apply(X, "predict")

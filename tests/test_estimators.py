@@ -1,0 +1,547 @@
+"""NTKRegressor / NTKClassifier: parity with sklearn on the same Gram, the sklearn contract."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import kernelcomp as kc
+from kernelcomp import estimators as est
+from kernelcomp._gram import gram
+
+DTYPES = (np.float64, np.float32)
+#: relative tolerance of predictions against sklearn on the same Gram matrix
+RTOL = {np.float64: 1e-8, np.float32: 2e-3}
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def _data(rng, n=60, m=25, d=4, dtype=np.float64):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    Xt = rng.standard_normal((m, d)).astype(dtype)
+    return X, Xt
+
+
+# ----------------------------------------------------------------------- sklearn checks
+def _expected_failures(estimator):
+    if isinstance(estimator, kc.NTKClassifier):
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "delegated to SVC, whose libsvm sample_weight rescales C per sample and is "
+                "not equivalent to repeating samples (sklearn lists the same failure for SVC)"
+            ),
+        }
+    return {}
+
+
+# check_positive_only_tag_during_fit feeds the precomputed estimators iris minus its
+# mean as a "Gram matrix": not positive definite, so the regressor warns and falls back
+@pytest.mark.filterwarnings("ignore::kernelcomp.estimators.SingularKernelWarning")
+@parametrize_with_checks(
+    [
+        kc.NTKRegressor(),
+        kc.NTKClassifier(),
+        kc.NTKRegressor(kernel="precomputed"),
+        kc.NTKClassifier(kernel="precomputed"),
+    ],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_common_checks(estimator, check):
+    check(estimator)
+
+
+# ----------------------------------------------------------------------- regressor parity
+# float32 solves need a ridge well above eps32 * ||K||: no float32 case at alpha=1e-6
+@pytest.mark.parametrize(
+    ("dtype", "alpha"),
+    [
+        (np.float64, 1e-6),
+        (np.float64, 1e-2),
+        (np.float64, 1.0),
+        (np.float32, 1e-2),
+        (np.float32, 1.0),
+    ],
+)
+@pytest.mark.parametrize(
+    "kernel",
+    [kc.NTK(), kc.NNGP(depth=2, bias_std=0.3), kc.NTK(depth=3, activation="erf")],
+    ids=["ntk1", "nngp2", "ntk3erf"],
+)
+@pytest.mark.parametrize("n_targets", [None, 3])
+def test_regressor_matches_kernel_ridge(rng, dtype, alpha, kernel, n_targets):
+    X, Xt = _data(rng, dtype=dtype)
+    y = rng.standard_normal(X.shape[0] if n_targets is None else (X.shape[0], n_targets))
+    model = kc.NTKRegressor(kernel, alpha=alpha).fit(X, y)
+    K, Kt = gram(kernel, X), gram(kernel, Xt, X)
+    assert K.dtype == dtype and model.dual_coef_.dtype == dtype
+    ref = KernelRidge(alpha=alpha, kernel="precomputed").fit(K, y)
+    pred = model.predict(Xt)
+    assert pred.dtype == dtype and pred.shape == ref.predict(Kt).shape
+    assert _rel(pred, ref.predict(Kt)) <= RTOL[dtype]
+    assert _rel(model.dual_coef_, ref.dual_coef_) <= RTOL[dtype] * (1e2 if alpha < 1e-3 else 1)
+    # the slow obvious oracle: a dense float64 solve
+    coef = np.linalg.solve(K.astype(np.float64) + alpha * np.eye(len(K)), y)
+    assert _rel(pred, Kt.astype(np.float64) @ coef) <= RTOL[dtype]
+    # "precomputed" gives the same model
+    pre = kc.NTKRegressor("precomputed", alpha=alpha).fit(K, y)
+    assert _rel(pre.predict(Kt), pred) <= RTOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regressor_sample_weight_matches_kernel_ridge(rng, dtype):
+    X, Xt = _data(rng, dtype=dtype)
+    y = rng.standard_normal((X.shape[0], 2))
+    sw = rng.uniform(0.0, 3.0, X.shape[0])
+    sw[:5] = 0.0
+    k = kc.NTK(depth=2)
+    pred = kc.NTKRegressor(k, alpha=0.1).fit(X, y, sample_weight=sw).predict(Xt)
+    ref = KernelRidge(alpha=0.1, kernel="precomputed").fit(gram(k, X), y, sample_weight=sw)
+    assert _rel(pred, ref.predict(gram(k, Xt, X))) <= RTOL[dtype]
+
+
+def test_regressor_dtype_option(rng):
+    X, Xt = _data(rng)
+    y = rng.standard_normal(X.shape[0])
+    m32 = kc.NTKRegressor(alpha=0.1, dtype="float32").fit(X, y)
+    assert m32.dual_coef_.dtype == np.float32 and m32.predict(Xt).dtype == np.float32
+    m64 = kc.NTKRegressor(alpha=0.1, dtype="float64").fit(X.astype(np.float32), y)
+    assert m64.dual_coef_.dtype == np.float64
+    assert _rel(m32.predict(Xt), m64.predict(Xt)) <= RTOL[np.float32]
+
+
+def test_regressor_n_jobs_does_not_change_results(rng):
+    X, Xt = _data(rng)
+    y = rng.standard_normal(X.shape[0])
+    a = kc.NTKRegressor(kc.NTK(depth=2), alpha=1e-3, n_jobs=1).fit(X, y).predict(Xt)
+    b = kc.NTKRegressor(kc.NTK(depth=2), alpha=1e-3, n_jobs=-1).fit(X, y).predict(Xt)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regressor_predict_in_row_blocks(rng, dtype, monkeypatch):
+    X, Xt = _data(rng, n=50, m=37, dtype=dtype)
+    y = rng.standard_normal((50, 2))
+    k = kc.NNGP(depth=2)
+    model = kc.NTKRegressor(k, alpha=0.1).fit(X, y)
+    full = gram(k, Xt, X) @ model.dual_coef_
+    seen = []
+    original = est.iter_gram_blocks
+
+    def spy(*args, **kwargs):
+        for block in original(*args, **kwargs):
+            seen.append(block.stop - block.start)
+            yield block
+
+    monkeypatch.setattr(est, "iter_gram_blocks", spy)
+    itemsize = np.dtype(dtype).itemsize
+    monkeypatch.setattr(est, "_PREDICT_BLOCK_BYTES", 8 * 50 * itemsize)  # 8 rows per block
+    pred = model.predict(Xt)
+    assert seen == [8, 8, 8, 8, 5]
+    assert _rel(pred, full) <= 10 * np.finfo(dtype).eps
+
+
+# ----------------------------------------------------------------------- singular systems
+def _pinv_solution(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    w, V = np.linalg.eigh(A.astype(np.float64))
+    keep = np.abs(w) > len(w) * np.finfo(A.dtype).eps * np.abs(w).max()
+    return V[:, keep] @ ((V[:, keep].T @ y) / w[keep][:, None])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regressor_singular_system_warns_and_falls_back(rng, dtype):
+    X0 = rng.standard_normal((15, 3)).astype(dtype)
+    X = np.vstack([X0, X0])  # every sample twice: K is singular, alpha=0
+    y = rng.standard_normal((30, 2))
+    k = kc.NTK(depth=2)
+    with pytest.warns(est.SingularKernelWarning, match="singular or not positive definite"):
+        model = kc.NTKRegressor(k, alpha=0.0).fit(X, y)
+    assert np.isfinite(model.dual_coef_).all()
+    K = gram(k, X)
+    np.testing.assert_allclose(
+        model.dual_coef_, _pinv_solution(K, y), rtol=0, atol=RTOL[dtype] * 10
+    )
+    Xt = rng.standard_normal((10, 3)).astype(dtype)
+    pred = model.predict(Xt)
+    assert np.isfinite(pred).all()
+    # averaging duplicates is the least-squares answer at the training points
+    y_mean = 0.5 * (y[:15] + y[15:])
+    assert _rel(model.predict(X0), y_mean) <= 100 * RTOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regressor_indefinite_precomputed_warns_and_matches_pinv(rng, dtype):
+    A = rng.standard_normal((20, 20))
+    K = ((A + A.T) / 2).astype(dtype)  # symmetric, indefinite
+    K_before = K.copy()
+    y = rng.standard_normal(20)
+    with pytest.warns(est.SingularKernelWarning, match="smallest eigenvalue is -"):
+        model = kc.NTKRegressor("precomputed", alpha=0.5).fit(K, y)
+    np.testing.assert_array_equal(K, K_before)  # the user's matrix is untouched
+    ref = _pinv_solution(K + 0.5 * np.eye(20, dtype=dtype), y[:, None])[:, 0]
+    assert _rel(model.dual_coef_, ref) <= RTOL[dtype] * 10
+    assert np.isfinite(model.predict(K[:5])).all()
+
+
+def test_regressor_does_not_modify_precomputed_input(rng):
+    X, _ = _data(rng)
+    K = gram(kc.NTK(), X)
+    K_before = K.copy()
+    kc.NTKRegressor("precomputed", alpha=1e-3).fit(K, rng.standard_normal(len(K)))
+    np.testing.assert_array_equal(K, K_before)
+
+
+@pytest.mark.parametrize("n", [1, 5, 511, 512, 513, 1100])
+def test_mirror_lower_matches_tril_reference(rng, n):
+    A = rng.standard_normal((n, n))
+    expected = np.tril(A) + np.tril(A, -1).T
+    est._mirror_lower(A)
+    np.testing.assert_array_equal(A, expected)
+
+
+# ----------------------------------------------------------------------- classifier parity
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [0.1, 1.0, 1e20])
+@pytest.mark.parametrize("labels", ["strings", "multiclass"])
+def test_classifier_matches_svc(rng, dtype, C, labels):
+    X, Xt = _data(rng, n=80, m=30, dtype=dtype)
+    if labels == "strings":
+        y = np.where(X[:, 0] * X[:, 1] > 0, "same", "diff")
+    else:
+        y = np.digitize(X[:, 0] + 0.5 * X[:, 2], [-0.5, 0.5]) * 10 - 3  # -3, 7, 17
+    k = kc.NTK(depth=2, bias_std=0.2)
+    clf = kc.NTKClassifier(k, C=C).fit(X, y)
+    K, Kt = gram(k, X).astype(np.float64), gram(k, Xt, X).astype(np.float64)
+    ref = SVC(kernel="precomputed", C=C).fit(K, y)
+    np.testing.assert_array_equal(clf.classes_, ref.classes_)
+    np.testing.assert_array_equal(clf.support_, ref.support_)
+    np.testing.assert_array_equal(clf.predict(Xt), ref.predict(Kt))
+    np.testing.assert_allclose(clf.decision_function(Xt), ref.decision_function(Kt), atol=1e-6)
+    np.testing.assert_allclose(clf.dual_coef_, ref.dual_coef_)
+    np.testing.assert_array_equal(clf.support_vectors_, X[ref.support_])
+    pre = kc.NTKClassifier("precomputed", C=C).fit(K, y)
+    np.testing.assert_array_equal(pre.predict(Kt), ref.predict(Kt))
+    np.testing.assert_allclose(pre.decision_function(Kt), ref.decision_function(Kt), atol=1e-6)
+
+
+def test_classifier_binary_decision_formula(rng):
+    X, Xt = _data(rng, n=70)
+    y = np.where(X[:, 0] > 0.2, 1, -1)
+    k = kc.NTK(depth=1)
+    clf = kc.NTKClassifier(k, C=10.0).fit(X, y)
+    manual = gram(k, Xt, clf.support_vectors_) @ clf.dual_coef_[0] + clf.intercept_[0]
+    np.testing.assert_allclose(clf.decision_function(Xt), manual, atol=1e-10)
+    assert set(clf.predict(Xt)) <= {-1, 1}
+
+
+@pytest.mark.parametrize("shape", ["ovr", "ovo"])
+def test_classifier_multiclass_options_match_svc(rng, shape):
+    X, Xt = _data(rng, n=90, m=20)
+    y = np.argmax(X[:, :4], axis=1)
+    k = kc.NNGP(depth=1)
+    clf = kc.NTKClassifier(k, C=5.0, decision_function_shape=shape, break_ties=shape == "ovr")
+    clf.fit(X, y)
+    ref = SVC(kernel="precomputed", C=5.0, decision_function_shape=shape)
+    ref.set_params(break_ties=shape == "ovr").fit(gram(k, X), y)
+    Kt = gram(k, Xt, X)
+    assert clf.decision_function(Xt).shape == ref.decision_function(Kt).shape
+    np.testing.assert_allclose(clf.decision_function(Xt), ref.decision_function(Kt), atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(Xt), ref.predict(Kt))
+
+
+def test_classifier_predict_in_row_blocks(rng, monkeypatch):
+    X, Xt = _data(rng, n=60, m=41)
+    y = np.where(X[:, 0] > 0, "a", "b")
+    k = kc.NTK(depth=2)
+    clf = kc.NTKClassifier(k, C=1e3).fit(X, y)
+    full_dec, full_pred = clf.decision_function(Xt), clf.predict(Xt)
+    monkeypatch.setattr(est, "_PREDICT_BLOCK_BYTES", 60 * 8 * 7)  # 7 rows per block
+    np.testing.assert_allclose(clf.decision_function(Xt), full_dec, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(Xt), full_pred)
+
+
+def test_classifier_sample_and_class_weight_match_svc(rng):
+    X, Xt = _data(rng, n=70)
+    y = np.where(X[:, 1] > 0.3, 1, 0)
+    sw = rng.uniform(0.5, 2.0, len(y))
+    k = kc.NTK()
+    clf = kc.NTKClassifier(k, C=2.0, class_weight="balanced").fit(X, y, sample_weight=sw)
+    ref = SVC(kernel="precomputed", C=2.0, class_weight="balanced")
+    ref.fit(gram(k, X), y, sample_weight=sw)
+    np.testing.assert_allclose(
+        clf.decision_function(Xt), ref.decision_function(gram(k, Xt, X)), atol=1e-6
+    )
+
+
+# ----------------------------------------------------------------------- gradient flow solver
+def _stripe(n, seed):
+    X, y = kc.datasets.stripe(n, 3, seed=seed)
+    return np.asarray(X, dtype=np.float64), np.asarray(y)
+
+
+def test_gradient_flow_matches_kernel_gradient_flow():
+    from kernelcomp.training import kernel_gradient_flow
+
+    X, y = _stripe(40, 0)
+    Xt, _ = _stripe(30, 1)
+    labels = np.where(y > 0, "out", "in")  # classes_ = ["in", "out"]: "out" is +1
+    k = kc.NTK(depth=1)
+    clf = kc.NTKClassifier(k, solver="gradient_flow").fit(X, labels)
+    ref = kernel_gradient_flow(gram(k, X), np.where(labels == "out", 1.0, -1.0))
+    assert clf.flow_result_.status == ref.status == "converged"
+    np.testing.assert_array_equal(clf.classes_, ["in", "out"])
+    dec = clf.decision_function(Xt)
+    assert _rel(dec, ref.decision_function(gram(k, Xt, X))) <= 1e-12
+    np.testing.assert_array_equal(clf.predict(Xt), np.where(dec > 0, "out", "in"))
+    assert clf.score(X, labels) == 1.0  # every training margin >= 1
+    assert clf.fit_status_ == 0 and clf.n_iter_[0] == ref.final.step
+    pre = kc.NTKClassifier("precomputed", solver="gradient_flow").fit(gram(k, X), labels)
+    assert _rel(pre.decision_function(gram(k, Xt, X)), dec) <= 1e-12
+    # refitting with the other solver forgets the flow
+    clf.set_params(solver="svc", C=1e20).fit(X, labels)
+    assert not hasattr(clf, "flow_result_")
+    assert clf.score(X, labels) == 1.0
+
+
+def test_gradient_flow_options_and_warning():
+    X, y = _stripe(40, 0)
+    clf = kc.NTKClassifier(solver="gradient_flow", max_iter=2)
+    with pytest.warns(ConvergenceWarning, match="stopped before every training margin"):
+        clf.fit(X, y)
+    assert clf.fit_status_ == 1 and clf.flow_result_.final.step == 2
+    soft = kc.NTKClassifier(solver="gradient_flow", flow_options={"loss": "soft_hinge"})
+    assert soft.fit(X, y).flow_result_.status == "converged"
+
+
+def test_gradient_flow_errors():
+    X, y = _stripe(30, 0)
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        kc.NTKClassifier(solver="gradient_flow").fit(X, np.arange(30) % 3)
+    with pytest.raises(ValueError, match="two classes in y, got 1 class"):
+        kc.NTKClassifier(solver="gradient_flow").fit(X, np.ones(30))
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        kc.NTKClassifier(solver="gradient_flow").fit(X, y, sample_weight=np.ones(30))
+    with pytest.raises(ValueError, match="class_weight is not supported"):
+        kc.NTKClassifier(solver="gradient_flow", class_weight="balanced").fit(X, y)
+    with pytest.raises(ValueError, match=r"unknown flow_options \['step'\]"):
+        kc.NTKClassifier(solver="gradient_flow", flow_options={"step": 1}).fit(X, y)
+    with pytest.raises(ValueError, match="only apply to solver='gradient_flow'"):
+        kc.NTKClassifier(flow_options={"loss": "hinge"}).fit(X, y)
+    with pytest.raises(TypeError, match="flow_options must be a dict"):
+        kc.NTKClassifier(solver="gradient_flow", flow_options=[("loss", "hinge")]).fit(X, y)
+    with pytest.raises(ValueError, match="unknown solver 'smo'"):
+        kc.NTKClassifier(solver="smo").fit(X, y)
+
+
+# ----------------------------------------------------------------------- sklearn contract
+@pytest.mark.parametrize(
+    "model",
+    [
+        kc.NTKRegressor(kc.NNGP(depth=2), alpha=1e-3),
+        kc.NTKClassifier(kc.NTK(depth=2), C=3.0),
+        kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow"),
+    ],
+    ids=["regressor", "classifier", "flow"],
+)
+def test_clone_and_pickle(model):
+    X, y = _stripe(40, 0)
+    Xt, _ = _stripe(20, 1)
+    cloned = clone(model)
+    assert cloned.get_params() == model.get_params() and cloned is not model
+    fitted = cloned.fit(X, y)
+    assert not hasattr(model, "n_features_in_")  # fitting the clone left the original alone
+    method = "predict" if isinstance(model, kc.NTKRegressor) else "decision_function"
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(getattr(restored, method)(Xt), getattr(fitted, method)(Xt))
+    assert fitted.n_features_in_ == 3
+
+
+def test_nested_kernel_parameters():
+    model = kc.NTKRegressor()
+    params = model.get_params()
+    assert params["kernel__depth"] == 1 and params["kernel__activation"] == "relu"
+    assert "kernel__depth" not in model.get_params(deep=False)
+    model.set_params(kernel__depth=3, kernel__bias_std=0.5, alpha=0.2)
+    assert model.kernel == kc.NTK(depth=3, bias_std=0.5) and model.alpha == 0.2
+    clf = kc.NTKClassifier(kc.NNGP(depth=2)).set_params(kernel__activation="erf")
+    assert clf.kernel == kc.NNGP(depth=2, activation="erf")
+    with pytest.raises(ValueError, match=r"invalid kernel parameter\(s\) \['widht'\]"):
+        kc.NTKRegressor().set_params(kernel__widht=3)
+    with pytest.raises(ValueError, match="has no nested parameters"):
+        kc.NTKRegressor("precomputed").set_params(kernel__depth=2)
+    with pytest.raises(ValueError, match="Invalid parameter 'alhpa'"):
+        kc.NTKRegressor().set_params(alhpa=1.0)
+
+
+def test_pipeline_and_grid_search_regression(rng):
+    X = rng.standard_normal((80, 3))
+    # homogeneous of degree 1, like the bias-free ReLU NTK's functions
+    y = np.abs(X[:, 0]) + 0.5 * X[:, 1] + 0.05 * rng.standard_normal(80)
+    pipe = make_pipeline(StandardScaler(), kc.NTKRegressor())
+    search = GridSearchCV(
+        pipe,
+        {"ntkregressor__alpha": [1e-3, 1e-1], "ntkregressor__kernel__depth": [1, 3]},
+        cv=3,
+        n_jobs=1,
+    ).fit(X, y)
+    assert search.best_params_["ntkregressor__kernel__depth"] in (1, 3)
+    assert set(search.cv_results_["param_ntkregressor__alpha"]) == {1e-3, 1e-1}
+    best = search.best_estimator_[-1]
+    assert best.kernel_.depth == search.best_params_["ntkregressor__kernel__depth"]
+    assert search.best_score_ > 0.9
+
+
+def test_grid_search_over_kernel_objects(rng):
+    X = rng.standard_normal((90, 3))
+    y = np.where(X[:, 0] ** 2 + X[:, 1] ** 2 > 1.4, "out", "in")
+    kernels = [kc.NTK(depth=1), kc.NNGP(depth=2), kc.NTK(depth=2, activation="erf")]
+    search = GridSearchCV(
+        kc.NTKClassifier(), {"kernel": kernels, "C": [1.0, 100.0]}, cv=3, n_jobs=1
+    ).fit(X, y)
+    assert search.best_params_["kernel"] in kernels
+    assert len(search.cv_results_["params"]) == 6
+    assert search.best_score_ > 0.7
+
+
+def test_load_digits_parity_with_svc():
+    digits = load_digits()
+    X = digits.data[:600] - digits.data[:600].mean(axis=0)
+    X *= np.sqrt(X.shape[1]) / np.linalg.norm(X, axis=1, keepdims=True)  # PAPER.md scaling
+    y = np.where(digits.target[:600] % 2 == 0, "even", "odd")
+    Xtr, Xte, ytr, yte = X[:400], X[400:], y[:400], y[400:]
+    k = kc.NTK(depth=2)
+    clf = kc.NTKClassifier(k, C=1e20).fit(Xtr, ytr)
+    ref = SVC(kernel="precomputed", C=1e20).fit(gram(k, Xtr), ytr)
+    Kte = gram(k, Xte, Xtr)
+    np.testing.assert_array_equal(clf.predict(Xte), ref.predict(Kte))
+    np.testing.assert_allclose(clf.decision_function(Xte), ref.decision_function(Kte), atol=1e-6)
+    assert clf.score(Xte, yte) > 0.9
+    reg = kc.NTKRegressor(k, alpha=1e-2).fit(Xtr, (ytr == "even").astype(float))
+    krr = KernelRidge(alpha=1e-2, kernel="precomputed").fit(gram(k, Xtr), ytr == "even")
+    assert _rel(reg.predict(Xte), krr.predict(Kte)) <= 1e-8
+    scores = cross_val_score(make_pipeline(StandardScaler(), kc.NTKClassifier()), Xtr, ytr, cv=3)
+    assert scores.mean() > 0.85
+
+
+def test_empirical_ntk_kernel(rng):
+    net = kc.FCNetwork.init(4, widths=[32], seed=3)
+    e = kc.EmpiricalNTK(net)
+    X, Xt = _data(rng, n=40, m=15, d=4)
+    y = rng.standard_normal(40)
+    model = kc.NTKRegressor(e, alpha=1e-2).fit(X, y)
+    ref = KernelRidge(alpha=1e-2, kernel="precomputed").fit(e(X), y)
+    assert _rel(model.predict(Xt), ref.predict(e(Xt, X))) <= 1e-8
+    labels = np.where(X[:, 0] > 0, 1, -1)
+    clf = kc.NTKClassifier(e, C=10.0).fit(X, labels)
+    svc = SVC(kernel="precomputed", C=10.0).fit(e(X), labels)
+    np.testing.assert_allclose(
+        clf.decision_function(Xt), svc.decision_function(e(Xt, X)), atol=1e-6
+    )
+    np.testing.assert_array_equal(clone(model).fit(X, y).predict(Xt), model.predict(Xt))
+    with pytest.raises(ValueError, match="X has 3 features, but the kernel EmpiricalNTK expects 4"):
+        kc.NTKRegressor(e).fit(X[:, :3], y)
+
+
+# ----------------------------------------------------------------------- bad input
+def test_errors_at_fit(rng):
+    X, _ = _data(rng, n=20)
+    y = rng.standard_normal(20)
+    labels = np.where(y > 0, 1, 0)
+    Xnan = X.copy()
+    Xnan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        kc.NTKRegressor().fit(Xnan, y)
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        kc.NTKRegressor().fit(X, np.where(y > 1, np.nan, y))
+    with pytest.raises(ValueError, match="unknown kernel 'rbf'"):
+        kc.NTKRegressor("rbf").fit(X, y)
+    with pytest.raises(TypeError, match="must be None, 'precomputed' or a kernelcomp kernel"):
+        kc.NTKClassifier(lambda a, b: a @ b.T).fit(X, labels)
+    with pytest.raises(ValueError, match=r"must be a square matrix.*Input is a 20x4 matrix"):
+        kc.NTKRegressor("precomputed").fit(X, y)
+    with pytest.raises(ValueError, match=r"must be a square matrix.*Input is a 20x4 matrix"):
+        kc.NTKClassifier("precomputed").fit(X, labels)
+    with pytest.raises(ValueError, match=r"alpha must be >= 0\.0, got -1\.0"):
+        kc.NTKRegressor(alpha=-1.0).fit(X, y)
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        kc.NTKRegressor(alpha="small").fit(X, y)
+    with pytest.raises(ValueError, match=r"C must be > 0, got 0\.0"):
+        kc.NTKClassifier(C=0.0).fit(X, labels)
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        kc.NTKClassifier(tol=-1.0).fit(X, labels)
+    with pytest.raises(ValueError, match="decision_function_shape must be 'ovr' or 'ovo'"):
+        kc.NTKClassifier(decision_function_shape="ova").fit(X, labels)
+    with pytest.raises(ValueError, match=r"max_iter must be -1 \(no limit\) or >= 1"):
+        kc.NTKClassifier(max_iter=0).fit(X, labels)
+    with pytest.raises(ValueError, match="n_jobs must be a non-zero integer"):
+        kc.NTKRegressor(n_jobs=0).fit(X, y)
+    with pytest.raises(ValueError, match="dtype must be float32, float64 or None"):
+        kc.NTKRegressor(dtype="int32").fit(X, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        kc.NTKClassifier().fit(X, y)
+    with pytest.raises(ValueError, match="1 class"):
+        kc.NTKClassifier().fit(X, np.zeros(20))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        kc.NTKRegressor().fit(X, y[:10])
+    with pytest.raises(TypeError, match="dense data is required"):
+        kc.NTKRegressor().fit(scipy.sparse.csr_matrix(X), y)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [kc.NTKRegressor(alpha=0.1), kc.NTKClassifier(), kc.NTKClassifier(solver="gradient_flow")],
+    ids=["regressor", "classifier", "flow"],
+)
+def test_errors_at_predict(rng, model):
+    X, _ = _stripe(30, 0)
+    y = X[:, 0] if isinstance(model, kc.NTKRegressor) else np.where(X[:, 0] > 0, 1, -1)
+    method = "predict" if isinstance(model, kc.NTKRegressor) else "decision_function"
+    with pytest.raises(NotFittedError, match="is not fitted yet"):
+        getattr(model, method)(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    with pytest.raises(ValueError, match=r"X has 2 features, but .* is expecting 3 features"):
+        getattr(model, method)(X[:, :2])
+    bad = X[:4].copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        getattr(model, method)(bad)
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        getattr(model, method)(X[0])
+
+
+def test_precomputed_predict_needs_n_train_columns(rng):
+    X, Xt = _data(rng, n=30)
+    k = kc.NTK()
+    K = gram(k, X)
+    y = np.where(X[:, 0] > 0, 1, -1)
+    for model in (kc.NTKRegressor("precomputed"), kc.NTKClassifier("precomputed")):
+        model.fit(K, y)
+        with pytest.raises(ValueError, match=r"X has 29 features, but .* is expecting 30"):
+            model.predict(gram(k, Xt, X[:29]))
+
+
+def test_gp_kernel_wrapper_is_accepted(rng):
+    X, Xt = _data(rng, n=30)
+    y = rng.standard_normal(30)
+    wrapped = kc.gp.KernelcompKernel(kc.NNGP(depth=2))
+    a = kc.NTKRegressor(wrapped, alpha=0.1).fit(X, y)
+    b = kc.NTKRegressor(kc.NNGP(depth=2), alpha=0.1).fit(X, y)
+    assert a.kernel_ == kc.NNGP(depth=2)
+    np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))

@@ -243,6 +243,9 @@ class _KernelEstimator(BaseEstimator):
         super().set_params(**params)
         if nested:
             kernel = self.kernel if self.kernel is not None else _resolve_kernel(None)
+            if hasattr(kernel, "set_params") and not dataclasses.is_dataclass(kernel):
+                kernel.set_params(**nested)  # e.g. a kc.gp.KernelcompKernel wrapper
+                return self
             if not (dataclasses.is_dataclass(kernel) and not isinstance(kernel, type)):
                 raise ValueError(
                     f"cannot set kernel parameters {sorted(nested)}: the kernel "

@@ -545,3 +545,8 @@ def test_gp_kernel_wrapper_is_accepted(rng):
     b = kc.NTKRegressor(kc.NNGP(depth=2), alpha=0.1).fit(X, y)
     assert a.kernel_ == kc.NNGP(depth=2)
     np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
+    # nested parameters reach the wrapper the sklearn way
+    assert a.get_params()["kernel__kernel"] == kc.NNGP(depth=2)
+    a.set_params(kernel__kernel=kc.NTK(depth=3))
+    assert a.kernel.kernel == kc.NTK(depth=3)
+    assert a.fit(X, y).kernel_ == kc.NTK(depth=3)

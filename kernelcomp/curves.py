@@ -1,0 +1,516 @@
+"""Learning curves ``test error vs p`` over seeds, fitted exponents and theory values.
+
+:func:`learning_curve` runs any estimator (sklearn contract) or any training
+recipe (a function of the data) over training-set sizes ``p`` and seeds;
+:func:`fit_exponent` fits ``error ~ p^(-beta)`` by least squares on log-log axes
+over a chosen range, drops points with too few test errors to be measured, and
+bootstraps over seeds for the interval; :func:`beta_lazy` and
+:func:`beta_feature` are the paper's predictions.
+
+References
+----------
+Paccolat, Petrini, Geiger, Tyloo, Wyart, *Geometric compression of invariant
+manifolds in neural networks*, J. Stat. Mech. (2021) 044001, §4 (learning
+curves, eqs. for beta_lazy and beta_feature) and §6 (experiments).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kernelcomp._validation import check_int, check_real
+
+__all__ = [
+    "ExponentFit",
+    "LearningCurve",
+    "beta_feature",
+    "beta_lazy",
+    "estimator_recipe",
+    "fit_exponent",
+    "learning_curve",
+]
+
+
+# ---------------------------------------------------------------------------
+# theory
+# ---------------------------------------------------------------------------
+def beta_lazy(d: int) -> float:
+    """Learning-curve exponent of the lazy regime (NTK): ``beta = d / (3d - 2)``.
+
+    Parameters
+    ----------
+    d : int
+        Input dimension, >= 1.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``d`` is not an integer >= 1.
+
+    References
+    ----------
+    Paccolat et al. (2021), §4 (eq. for the lazy regime).
+
+    Examples
+    --------
+    >>> round(beta_lazy(5), 3)
+    0.385
+    """
+    d = check_int(d, "d", minimum=1)
+    return d / (3 * d - 2)
+
+
+def beta_feature(d: int, d_par: int = 1) -> float:
+    """Learning-curve exponent of the feature regime.
+
+    ``(2d - 1)/(3d - 2)`` for one informative direction (stripe) and
+    ``(d + d_perp/2)/(3d - 2)`` with ``d_perp = d - d_par`` otherwise (1/2 for a
+    cylinder with ``d_par = 2``).
+
+    Parameters
+    ----------
+    d : int
+        Input dimension, >= 1.
+    d_par : int, default 1
+        Informative directions, 1 <= d_par <= d.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the arguments are not integers in range.
+
+    References
+    ----------
+    Paccolat et al. (2021), §4 (feature regime, stripe and cylinder).
+
+    Examples
+    --------
+    >>> round(beta_feature(5), 3), beta_feature(7, d_par=2)
+    (0.692, 0.5)
+    """
+    d = check_int(d, "d", minimum=1)
+    d_par = check_int(d_par, "d_par", minimum=1)
+    if d_par > d:
+        raise ValueError(f"d_par must be <= d ({d}), got {d_par}")
+    if d_par == 1:
+        return (2 * d - 1) / (3 * d - 2)
+    return (d + (d - d_par) / 2) / (3 * d - 2)
+
+
+# ---------------------------------------------------------------------------
+# exponent fits
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExponentFit:
+    """A fitted power law ``error = A p^(-beta)``.
+
+    Attributes
+    ----------
+    beta : float
+        Fitted exponent (minus the log-log slope of the mean error).
+    ci : tuple of float
+        Bootstrap interval over seeds (``level`` quantiles).
+    intercept : float
+        ``log A`` (natural log).
+    p : numpy.ndarray
+        The sizes used in the fit.
+    mean_error : numpy.ndarray
+        Mean test error over seeds at those sizes.
+    dropped : numpy.ndarray
+        Sizes in range left out for having fewer than ``min_errors`` test errors.
+    level : float
+        Coverage of ``ci``.
+    n_bootstrap : int
+    """
+
+    beta: float
+    ci: tuple[float, float]
+    intercept: float
+    p: np.ndarray
+    mean_error: np.ndarray
+    dropped: np.ndarray
+    level: float
+    n_bootstrap: int
+
+    def predict(self, p: Any) -> np.ndarray:
+        """The fitted law at sizes ``p``."""
+        return np.exp(self.intercept) * np.asarray(p, dtype=np.float64) ** (-self.beta)
+
+
+def _slope(logp: np.ndarray, logerr: np.ndarray) -> tuple[float, float]:
+    A = np.column_stack([logp, np.ones_like(logp)])
+    (slope, icpt), *_ = np.linalg.lstsq(A, logerr, rcond=None)
+    return float(slope), float(icpt)
+
+
+def fit_exponent(
+    p: Any,
+    errors: Any,
+    *,
+    n_test: int | None = None,
+    p_range: tuple[float, float] | None = None,
+    min_errors: float = 10.0,
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> ExponentFit:
+    """Fit ``mean error ~ p^(-beta)`` with a bootstrap over seeds.
+
+    Least squares of ``log(mean over seeds of the test error)`` on ``log p``
+    over the sizes in ``p_range``, leaving out sizes whose mean number of test
+    errors (``mean error * n_test``) is below ``min_errors``: a handful of
+    errors does not measure a rate. The interval resamples the seeds with
+    replacement (the same resample at every ``p``) and refits.
+
+    Parameters
+    ----------
+    p : array-like of shape (n_p,)
+        Training-set sizes, > 0.
+    errors : array-like of shape (n_p, n_seeds)
+        Test error of each size and seed, in [0, 1].
+    n_test : int, optional
+        Test-set size, to count errors; None keeps every size with a positive
+        mean error.
+    p_range : (float, float), optional
+        Inclusive range of sizes to fit (the asymptotic range); default all.
+    min_errors : float, default 10
+        Minimum mean number of test errors for a size to count.
+    n_bootstrap : int, default 1000
+        Bootstrap resamples (0: no interval, ``ci = (beta, beta)``).
+    level : float, default 0.95
+        Coverage of the interval.
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    ExponentFit
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree, values are out of range, or fewer than two sizes
+        remain to fit.
+
+    References
+    ----------
+    Paccolat et al. (2021), §6 (fits of the learning curves).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([100, 200, 400, 800])
+    >>> err = 2.0 * p[:, None] ** -0.5 * np.ones((1, 5))
+    >>> round(fit_exponent(p, err, n_test=10_000).beta, 6)
+    0.5
+    """
+    p = np.asarray(p, dtype=np.float64)
+    errors = np.asarray(errors, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"p must be a non-empty 1-D array of sizes, got shape {p.shape}")
+    if errors.ndim == 1:
+        errors = errors[:, None]
+    if errors.ndim != 2 or errors.shape[0] != p.size:
+        raise ValueError(
+            f"errors must have shape (len(p), n_seeds) = ({p.size}, n_seeds), got "
+            f"{errors.shape}"
+        )
+    if not (np.isfinite(p).all() and (p > 0).all()):
+        raise ValueError("p must hold finite sizes > 0")
+    if not np.isfinite(errors).all() or errors.min() < 0 or errors.max() > 1:
+        raise ValueError("errors must hold test errors in [0, 1] (no NaN)")
+    if n_test is not None:
+        n_test = check_int(n_test, "n_test", minimum=1)
+    min_errors = check_real(min_errors, "min_errors", minimum=0.0)
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", minimum=0)
+    level = check_real(level, "level")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    keep = np.ones(p.size, dtype=bool)
+    if p_range is not None:
+        if not isinstance(p_range, Sequence) or len(p_range) != 2:
+            raise ValueError(f"p_range must be a pair (low, high), got {p_range!r}")
+        lo, hi = (check_real(v, "p_range") for v in p_range)
+        if lo > hi:
+            raise ValueError(f"p_range must have low <= high, got {p_range!r}")
+        keep &= (p >= lo) & (p <= hi)
+    mean = errors.mean(axis=1)
+    enough = mean > 0 if n_test is None else (mean * n_test >= max(min_errors, 1e-300))
+    dropped = p[keep & ~enough]
+    keep &= enough
+    if keep.sum() < 2:
+        raise ValueError(
+            f"fewer than two sizes left to fit ({int(keep.sum())}): widen p_range or use a "
+            f"larger test set (sizes dropped for < {min_errors:g} test errors: "
+            f"{dropped.astype(int).tolist()})"
+        )
+    lp = np.log(p[keep])
+    slope, icpt = _slope(lp, np.log(mean[keep]))
+    beta = -slope
+    if n_bootstrap == 0:
+        ci = (beta, beta)
+    else:
+        rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+        n_seeds = errors.shape[1]
+        sub = errors[keep]
+        betas = []
+        for _ in range(n_bootstrap):
+            m = sub[:, rng.integers(0, n_seeds, n_seeds)].mean(axis=1)
+            if (m > 0).all():
+                betas.append(-_slope(lp, np.log(m))[0])
+        if betas:
+            q = (1 - level) / 2
+            lo_b, hi_b = np.quantile(betas, [q, 1 - q])
+            ci = (float(lo_b), float(hi_b))
+        else:
+            ci = (math.nan, math.nan)
+    return ExponentFit(beta, ci, icpt, p[keep], mean[keep], dropped, level, n_bootstrap)
+
+
+# ---------------------------------------------------------------------------
+# learning curves
+# ---------------------------------------------------------------------------
+@dataclass
+class LearningCurve:
+    """Test errors (and other metrics) over sizes and seeds.
+
+    Attributes
+    ----------
+    p : numpy.ndarray of shape (n_p,)
+    seeds : numpy.ndarray of shape (n_seeds,)
+    test_error : numpy.ndarray of shape (n_p, n_seeds)
+    n_test : int
+    metrics : dict of str to numpy.ndarray of shape (n_p, n_seeds)
+        Other numbers a recipe returned (e.g. ``compression``); NaN where a run
+        did not return it.
+    """
+
+    p: np.ndarray
+    seeds: np.ndarray
+    test_error: np.ndarray
+    n_test: int
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def mean(self, name: str = "test_error") -> np.ndarray:
+        """Mean over seeds of ``test_error`` or of a metric, one value per ``p``."""
+        arr = self.test_error if name == "test_error" else self.metrics[name]
+        return np.nanmean(arr, axis=1)
+
+    def fit_exponent(self, **kwargs: Any) -> ExponentFit:
+        """:func:`fit_exponent` on this curve (``n_test`` filled in)."""
+        kwargs.setdefault("n_test", self.n_test)
+        return fit_exponent(self.p, self.test_error, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable content."""
+        return {
+            "p": self.p.tolist(),
+            "seeds": self.seeds.tolist(),
+            "n_test": self.n_test,
+            "test_error": self.test_error.tolist(),
+            "metrics": {k: v.tolist() for k, v in self.metrics.items()},
+        }
+
+
+Recipe = Callable[..., Any]
+Data = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def estimator_recipe(estimator: Any) -> Recipe:
+    """A recipe that fits a fresh clone of an sklearn-style estimator.
+
+    Parameters
+    ----------
+    estimator : estimator instance or callable
+        An object with ``fit``/``predict`` (cloned with ``sklearn.base.clone``
+        for every run) or a zero-argument factory returning one.
+
+    Returns
+    -------
+    callable
+        ``recipe(X_train, y_train, X_test, y_test, seed) -> float``, the
+        fraction of test points predicted wrong.
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is neither.
+
+    Examples
+    --------
+    >>> from sklearn.svm import SVC
+    >>> r = estimator_recipe(SVC())
+    >>> callable(r)
+    True
+    """
+    if hasattr(estimator, "fit"):
+        from sklearn.base import clone
+
+        def make() -> Any:
+            return clone(estimator)
+    elif callable(estimator):
+        make = estimator
+    else:
+        raise TypeError(
+            "estimator must have fit/predict or be a factory returning such an object, got "
+            f"{type(estimator).__name__}"
+        )
+
+    def recipe(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, seed: int) -> float:
+        model = make()
+        if "random_state" in getattr(model, "get_params", dict)():
+            model.set_params(random_state=seed)
+        model.fit(X, y)
+        return float(np.mean(model.predict(Xt) != yt))
+
+    return recipe
+
+
+def _dataset(data: Any, d: int | None, d_par: int) -> Data:
+    if callable(data):
+        return data
+    if isinstance(data, str):
+        from kernelcomp import datasets
+
+        if data not in datasets.DATASETS:
+            raise ValueError(f"data must be one of {sorted(datasets.DATASETS)} or a callable, "
+                             f"got {data!r}")
+        if d is None:
+            raise ValueError(f"d (the input dimension) is required with data={data!r}")
+
+        def draw(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+            return datasets.load(data, n, d, seed, split=split, d_par=d_par)
+
+        return draw
+    raise TypeError(f"data must be a dataset name or a callable, got {type(data).__name__}")
+
+
+def learning_curve(
+    model: Any,
+    data: Any,
+    p: Sequence[int],
+    *,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    n_test: int = 10_000,
+    d: int | None = None,
+    d_par: int = 2,
+    progress: bool = False,
+) -> LearningCurve:
+    """Test error over training-set sizes and seeds.
+
+    For every seed, one test set of ``n_test`` points is drawn (split
+    ``"test"``), and for every size ``p`` a training set of ``p`` points (split
+    ``"train"``; training sets of one seed are nested). The model is then fitted
+    and scored on each.
+
+    Parameters
+    ----------
+    model : estimator, factory or callable
+        An object with ``fit``/``predict`` (cloned per run), or a *recipe*
+        ``model(X_train, y_train, X_test, y_test, seed)`` returning the test
+        error as a float or a dict with ``"test_error"`` and any other numbers
+        (e.g. ``"compression"``), which are collected in ``metrics``.
+        A zero-argument factory of estimators can be wrapped with
+        :func:`estimator_recipe`.
+    data : {"stripe", "cylinder", "sphere"} or callable
+        A model of :mod:`kernelcomp.datasets` (with ``d``), or
+        ``data(n, seed, split) -> (X, y)``.
+    p : sequence of int
+        Training-set sizes.
+    seeds : sequence of int, default (0, 1, 2, 3, 4)
+        Seeds (data and, through the recipe, initialisation).
+    n_test : int, default 10000
+        Test points per seed.
+    d : int, optional
+        Input dimension, with a dataset name.
+    d_par : int, default 2
+        Informative directions of the cylinder.
+    progress : bool, default False
+        Show a progress bar over runs.
+
+    Returns
+    -------
+    LearningCurve
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid sizes, seeds, data or a recipe returning something else than
+        a number or a dict with ``"test_error"``.
+
+    References
+    ----------
+    Paccolat et al. (2021), §6 (learning curves, 5 seeds).
+
+    Examples
+    --------
+    >>> from sklearn.svm import SVC
+    >>> lc = learning_curve(SVC(), "stripe", [20, 40], seeds=[0, 1], n_test=200, d=3)
+    >>> lc.test_error.shape
+    (2, 2)
+    """
+    if isinstance(p, str | numbers.Integral) or not isinstance(p, Sequence | np.ndarray):
+        raise TypeError(f"p must be a sequence of sizes, got {type(p).__name__}")
+    sizes = np.array([check_int(v, f"p[{i}]", minimum=1) for i, v in enumerate(p)], dtype=np.int64)
+    if sizes.size == 0:
+        raise ValueError("p must hold at least one size")
+    if isinstance(seeds, str) or not isinstance(seeds, Sequence | np.ndarray):
+        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
+    seed_arr = np.array([check_int(s, f"seeds[{i}]", minimum=0) for i, s in enumerate(seeds)],
+                        dtype=np.int64)
+    if seed_arr.size == 0:
+        raise ValueError("seeds must hold at least one seed")
+    n_test = check_int(n_test, "n_test", minimum=1)
+    draw = _dataset(data, d, d_par)
+    recipe = estimator_recipe(model) if hasattr(model, "fit") else model
+    if not callable(recipe):
+        raise TypeError(
+            f"model must be an estimator or a callable recipe, got {type(model).__name__}"
+        )
+    err = np.full((sizes.size, seed_arr.size), np.nan)
+    metrics: dict[str, np.ndarray] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=err.size, desc="learning curve", unit="run", leave=False)
+    try:
+        for j, s in enumerate(seed_arr):
+            Xt, yt = draw(n_test, int(s), "test")
+            X_all, y_all = draw(int(sizes.max()), int(s), "train")
+            for i, n in enumerate(sizes):
+                res = recipe(X_all[:n], y_all[:n], Xt, yt, int(s))
+                if isinstance(res, Mapping):
+                    if "test_error" not in res:
+                        raise ValueError("a recipe's dict must hold 'test_error'")
+                    for k, v in res.items():
+                        if k == "test_error":
+                            continue
+                        metrics.setdefault(k, np.full(err.shape, np.nan))[i, j] = float(v)
+                    res = res["test_error"]
+                if isinstance(res, bool) or not isinstance(res, numbers.Real):
+                    raise TypeError(
+                        "a recipe must return a test error (float) or a dict with "
+                        f"'test_error', got {type(res).__name__}"
+                    )
+                err[i, j] = float(res)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return LearningCurve(sizes, seed_arr, err, n_test, metrics)

@@ -130,6 +130,17 @@ def test_kernel_pca_integer_input_and_input_untouched(rng):
     np.testing.assert_array_equal(K2, before)
 
 
+def test_symmetry_check_covers_every_tile(rng, monkeypatch):
+    monkeypatch.setattr(dg, "_SYM_TILE", 3)  # ragged tiles: 10 = 3 + 3 + 3 + 1
+    K, _ = distinct_gram(rng, 10)
+    dg.kernel_pca(K, n_components=2)
+    for i, j in [(0, 9), (9, 0), (4, 5), (8, 3), (9, 8)]:
+        bad = K.copy()
+        bad[i, j] += 1e-3
+        with pytest.raises(ValueError, match=r"max \|K - K.T\| = 0.001 exceeds"):
+            dg.kernel_pca(bad, n_components=2)
+
+
 def test_kernel_pca_accepts_roundoff_asymmetry(rng):
     K, _ = distinct_gram(rng, 20)
     K[3, 5] += 1e-12

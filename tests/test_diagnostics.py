@@ -640,3 +640,21 @@ def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
     np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:3], rtol=TOL[dtype] * 10)
     with pytest.raises(scipy.sparse.linalg.ArpackNoConvergence, match="no convergence"):
         dg.kernel_pca(K, n_components=3, method="arpack")
+
+
+def test_permutation_equivariance_and_affine_invariance(rng):
+    """Relabelling the samples permutes eigenvector rows; MI ignores order and affine maps."""
+    n = 60
+    K, _ = distinct_gram(rng, n)
+    perm = rng.permutation(n)
+    a = dg.kernel_pca(K, n_components=5)
+    b = dg.kernel_pca(K[np.ix_(perm, perm)], n_components=5)
+    np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-12)
+    np.testing.assert_allclose(b.eigenvectors, a.eigenvectors[perm], atol=1e-10)
+    y = rng.choice([-1, 1], size=n)
+    V = y[:, None] + rng.standard_normal((n, 4))
+    mi = dg.mutual_information(V, y, k=3)
+    np.testing.assert_allclose(dg.mutual_information(V[perm], y[perm], k=3), mi, rtol=1e-12)
+    np.testing.assert_allclose(dg.mutual_information(-3.0 * V + 7.0, y, k=3), mi, rtol=1e-9)
+    c = dg.label_projection(a.eigenvectors, y)
+    np.testing.assert_allclose(dg.label_projection(b.eigenvectors, y[perm]), c, atol=1e-10)

@@ -31,7 +31,9 @@ from kernelcomp._validation import check_int, per_layer
 
 __all__ = ["NNGP", "NTK", "Kernel"]
 
-_ACTIVATIONS = {"relu": _core.RELU, "erf": _core.ERF}
+_ACTIVATIONS = {"relu": _core.RELU, "relu_unit": _core.RELU, "erf": _core.ERF}
+#: phi = scale * base activation: K and Kdot are multiplied by scale^2
+_ACTIVATION_SCALE2 = {"relu_unit": 2.0}
 _PARAMETERIZATIONS = ("ntk", "standard")
 #: input dimension up to which dot products are computed inside the tile pass
 #: (above it, BLAS writes them into the output first)
@@ -173,6 +175,10 @@ class _AnalyticKernel(Kernel):
             t0a, t0b = 1.0, has_bias[0]
             ta = np.array(widths, dtype=np.float64)
             tb = has_bias[1:].copy()
+        # a scaled activation multiplies K and Kdot, i.e. every term after layer 0
+        scale2 = _ACTIVATION_SCALE2.get(self.activation, 1.0)
+        w2[1:] *= scale2
+        ta = ta * scale2
         return {
             "act": _ACTIVATIONS[self.activation],
             "ntk": self._ntk,
@@ -287,7 +293,9 @@ class NTK(_AnalyticKernel):
     ----------
     depth : int, default 1
         Number of hidden layers (0: the linear readout alone).
-    activation : {"relu", "erf"}, default "relu"
+    activation : {"relu", "relu_unit", "erf"}, default "relu"
+        ``"relu_unit"`` is ``sqrt(2) max(z, 0)``, the ReLU of unit second
+        moment used by Paccolat et al. (2021) (same as ``kc.FCNetwork``'s).
     weight_std : float or sequence of float, default 1.0
         sigma_w, one value or one per Dense layer (``depth + 1``).
     bias_std : float, None or sequence, default 0.0
@@ -335,7 +343,7 @@ class NNGP(_AnalyticKernel):
     Parameters
     ----------
     depth : int, default 1
-    activation : {"relu", "erf"}, default "relu"
+    activation : {"relu", "relu_unit", "erf"}, default "relu"
     weight_std : float or sequence of float, default 1.0
     bias_std : float, None or sequence, default 0.0
     parameterization : {"ntk", "standard"}, default "ntk"

@@ -87,6 +87,21 @@ def test_matches_numpy_recursion(rng, cfg, d, cls, want):
     assert relative_error(k.diag(X), analytic_diag(X, want=want, **cfg)) <= TOL[np.float64]
 
 
+@pytest.mark.parametrize("cls", [kc.NTK, kc.NNGP])
+def test_unit_relu_is_relu_with_scaled_weights(rng, cls):
+    # sqrt(2) relu(z) feeding a Dense layer of std s == relu(z) feeding std sqrt(2) s
+    X = rng.standard_normal((30, 4))
+    s2 = 1.2 * math.sqrt(2)
+    unit = cls(depth=2, activation="relu_unit", weight_std=1.2, bias_std=0.3)
+    plain = cls(depth=2, activation="relu", weight_std=[1.2, s2, s2], bias_std=0.3)
+    assert relative_error(unit(X), plain(X)) <= 1e-14
+    assert relative_error(unit.diag(X), plain.diag(X)) <= 1e-14
+    std = cls(depth=1, activation="relu_unit", parameterization="standard", width=50)
+    cfg = dict(depth=1, parameterization="standard", width=100, weight_std=[1.0, math.sqrt(2)])
+    # standard: the width term n_l K doubles too, i.e. width 50 of sqrt(2) relu == width 100
+    assert symmetric_error(std(X), X, want=cls.__name__.lower(), **cfg) <= 1e-10
+
+
 @pytest.mark.parametrize("d", [6, 90])
 @pytest.mark.parametrize("activation", ["relu", "erf"])
 def test_float32(rng, d, activation):

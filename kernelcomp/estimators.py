@@ -112,6 +112,27 @@ def _mirror_lower(K: np.ndarray, block: int = 512) -> None:
             K[i0:i1, i1:] = K[i1:, i0:i1].T
 
 
+def _symmetrize(K: np.ndarray, block: int = 512) -> float:
+    """Replace square ``K`` by its symmetric part ``(K + K.T) / 2`` in place.
+
+    Exact (a no-op) for a symmetric matrix. Returns the largest asymmetry
+    ``max |K - K.T|`` found, block by block without an n x n temporary.
+    """
+    n = K.shape[0]
+    defect = 0.0
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        upper = K[i0:i1, i0:]
+        lower_t = K[i0:, i0:i1].T
+        diff = upper - lower_t
+        if diff.size:
+            defect = max(defect, float(np.max(np.abs(diff))))
+        sym = 0.5 * (upper + lower_t)  # commutative: exactly symmetric, exact if symmetric
+        K[i0:i1, i0:] = sym
+        K[i0:, i0:i1] = sym.T
+    return defect
+
+
 def _eigh_solve(A: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, int, float]:
     """Minimum-norm least-squares solution of the symmetric system ``A x = Y``.
 
@@ -139,7 +160,7 @@ def _solve_kernel_ridge(
     ``K`` (C-contiguous, symmetric, owned by the caller and free to be
     destroyed) is factorised in place by LAPACK ``potrf``: ``K.T`` is the same
     symmetric matrix in Fortran order, so no n x n copy is made. ``Y`` is an
-    (n, t) Fortran-ordered array in ``K``'s dtype, overwritten. When the
+    (n, t) Fortran-ordered array in ``K``'s dtype (scaled in place by the weights). When the
     factorisation fails (singular or indefinite system) or gives a non-finite
     solution, the matrix is restored from its untouched lower triangle and
     solved by a symmetric eigendecomposition pseudo-inverse, with a
@@ -276,12 +297,32 @@ class _KernelEstimator(BaseEstimator):
         X, y = validate_data(self, X, y, dtype=_FLOATS, **kwargs)
         return X, y
 
-    def _train_gram(self, kernel: Kernel | str, X: np.ndarray) -> np.ndarray:
-        """The training Gram matrix, owned (free to be overwritten), C-contiguous."""
+    def _train_gram(
+        self, kernel: Kernel | str, X: np.ndarray, symmetrize: bool = False
+    ) -> np.ndarray:
+        """The training Gram matrix, owned (free to be overwritten), C-contiguous.
+
+        With ``symmetrize``, a precomputed matrix is replaced by its symmetric
+        part (with a warning when it was not symmetric): the in-place Cholesky
+        reads one triangle and its fallback the other.
+        """
         if _is_precomputed(kernel):
             _check_square(X)
             dt = result_dtype(X, dtype=self.dtype)
-            return np.array(X, dtype=dt, order="C", copy=True)
+            K = np.array(X, dtype=dt, order="C", copy=True)
+            if not symmetrize:
+                return K
+            defect = _symmetrize(K)
+            scale = float(np.max(np.abs(np.diagonal(K)))) if len(K) else 0.0
+            if defect > 1e3 * np.finfo(dt).eps * max(scale, np.finfo(dt).tiny):
+                warnings.warn(
+                    f"The precomputed Gram matrix is not symmetric (max |K - K.T| = "
+                    f"{defect:.3g}, largest diagonal value {scale:.3g}); using its symmetric "
+                    "part (K + K.T) / 2.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return K
         if kernel.n_features_in is not None and X.shape[1] != kernel.n_features_in:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the kernel {type(kernel).__name__} expects "
@@ -358,6 +399,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
     SingularKernelWarning
         When ``K + alpha I`` is singular or indefinite: the minimum-norm
         least-squares solution (eigendecomposition pseudo-inverse) is used.
+    UserWarning
+        When a precomputed training Gram matrix is not symmetric: its
+        symmetric part ``(K + K.T) / 2`` is used.
 
     See Also
     --------
@@ -422,7 +466,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         alpha = check_real(self.alpha, "alpha", minimum=0.0)
         self._check_common_params()
         X, y = self._validate_fit_X(X, y, multi_output=True, y_numeric=True)
-        K = self._train_gram(kernel, X)
+        K = self._train_gram(kernel, X, symmetrize=True)
         dt = K.dtype
         n = K.shape[0]
         Y = np.array(np.reshape(y, (n, -1)), dtype=dt, order="F")

@@ -214,6 +214,31 @@ def test_mirror_lower_matches_tril_reference(rng, n):
     np.testing.assert_array_equal(A, expected)
 
 
+@pytest.mark.parametrize("n", [1, 7, 512, 1030])
+def test_symmetrize_matches_reference(rng, n):
+    A = rng.standard_normal((n, n))
+    expected, defect = (A + A.T) / 2, np.max(np.abs(A - A.T))
+    assert est._symmetrize(A) == defect
+    np.testing.assert_array_equal(A, expected)
+    S = A + A.T
+    S_before = S.copy()
+    assert est._symmetrize(S) == 0.0
+    np.testing.assert_array_equal(S, S_before)  # symmetric input: bit-for-bit unchanged
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regressor_asymmetric_precomputed_uses_symmetric_part(rng, dtype):
+    X, _ = _data(rng, n=30, dtype=dtype)
+    k = kc.NTK()
+    K = gram(k, X)
+    noisy = K + (0.01 * rng.standard_normal(K.shape)).astype(dtype)
+    y = rng.standard_normal(30)
+    with pytest.warns(UserWarning, match=r"not symmetric .* using its symmetric part"):
+        model = kc.NTKRegressor("precomputed", alpha=0.1).fit(noisy, y)
+    ref = KernelRidge(alpha=0.1, kernel="precomputed").fit((noisy + noisy.T) / 2, y)
+    assert _rel(model.dual_coef_, ref.dual_coef_) <= RTOL[dtype]
+
+
 # ----------------------------------------------------------------------- classifier parity
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("C", [0.1, 1.0, 1e20])

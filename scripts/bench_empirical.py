@@ -119,8 +119,8 @@ def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float
         ref64 = None
         for dt in (np.float64, np.float32):
             X = X64.astype(dt)
-            first, t_kc, mem_kc, K = measure(lambda X=X: k(X), repeat)
-            _, t_ref, mem_ref, R = measure(lambda X=X: two_gemm(net, X), repeat)
+            first, t_kc, mem_kc, K = measure(lambda X=X, k=k: k(X), repeat)
+            _, t_ref, mem_ref, R = measure(lambda X=X, net=net: two_gemm(net, X), repeat)
             if dt == np.float64:
                 ref64 = R.astype(np.float64)
             del R
@@ -129,7 +129,7 @@ def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float
             P = net.n_params
             jac = ""
             if n * P * np.dtype(dt).itemsize / 1e9 <= budget_gb:
-                _, t_jac, _, J = measure(lambda X=X: jacobian_ntk(net, X), 1)
+                _, t_jac, _, J = measure(lambda X=X, net=net: jacobian_ntk(net, X), 1)
                 del J
                 jac = f"{t_jac:8.2f} {t_jac / t_kc:7.1f}"
             else:

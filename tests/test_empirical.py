@@ -169,7 +169,7 @@ def _mean_errors(widths, make_pair, seeds=3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("act", ["relu", "erf"])
+@pytest.mark.parametrize("act", ["relu", "erf", "relu_unit"])
 def test_wide_ntk_parameterized_nets_approach_kc_ntk(act, rng):
     X = rng.standard_normal((20, 5))
     ws, bs = 1.4, 0.3

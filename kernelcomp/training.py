@@ -65,6 +65,8 @@ MAX_DGRAD: float = 1e-4
 MAX_DOUT: float = 0.1
 #: consecutive rejected steps (dt divided by 10 each time) before giving up
 MAX_REJECTIONS: int = 40
+#: accepted steps in a row advancing the time by < 1e-9 of itself before giving up
+STALL_STEPS: int = 1000
 
 
 # ---------------------------------------------------------------------------
@@ -148,8 +150,9 @@ def loss_derivative(z: Any, loss: str = "hinge", beta: float = 20.0) -> np.ndarr
     if name == "hinge":
         return np.where(z < 1.0, -1.0, 0.0)
     beta = _check_beta(beta)
-    # -sigmoid(beta (1 - z)), written to stay finite for any z
-    return -0.5 * (1.0 + np.tanh(0.5 * beta * (1.0 - z)))
+    from scipy.special import expit
+
+    return -expit(beta * (1.0 - z))  # -sigmoid(beta (1 - z)), accurate in both tails
 
 
 def _check_beta(beta: Any) -> float:
@@ -214,6 +217,9 @@ class _Problem:
     ``step(params, g, dt) -> params``: the tentative point ``theta - dt g``.
     ``norms(g, g2) -> (|g|^2, |g2|^2, |g - g2|^2)`` in the flow's metric.
     ``sub(g, g2) -> g - g2``.
+    ``pair(new_params, new_u, old_params, ref_u) -> (g, g_ref)`` (optional): the
+    new gradient and the step control's reference gradient in one pass (see
+    :func:`_flow`).
     """
 
     forward: Callable[[Any], np.ndarray]
@@ -221,6 +227,7 @@ class _Problem:
     step: Callable[[Any, Any, float], Any]
     norms: Callable[[Any, Any], tuple[float, float, float]]
     sub: Callable[[Any, Any], Any]
+    pair: Callable[[Any, np.ndarray, Any, np.ndarray], tuple[Any, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -257,13 +264,21 @@ def _flow(
 
     The last state yielded carries its ``status``.
 
-    For the hinge, ``l'`` jumps where a margin crosses 1, so the gradient jumps
-    by ``~1/p`` however small the step: PAPER.md's ``dgrad`` would reject every
-    step across the kink and the flow would creep towards it forever. There,
+    Kinks. For the hinge, ``l'`` jumps where a margin crosses 1, so the
+    gradient jumps by ``~1/p`` however small the step: PAPER.md's ``dgrad``
+    would reject every step across the kink and the flow would creep towards it
+    forever (measured: ``dt`` collapses to 1e-16 on a 40-point problem). There,
     ``dgrad`` compares ``g`` with the new point's gradient under the *old*
-    ``l'`` (the smooth part of the change; the kink is left to ``dout``), and
-    the flow itself always uses the new point's true gradient. For the soft
-    hinge this is exactly PAPER.md's rule.
+    ``l'`` (the smooth part of the change; the crossing itself is bounded by
+    ``dout``). ReLU units crossing zero make the same kind of jump; problems
+    with a ReLU network therefore also freeze the ReLU pattern of the step's
+    start in the reference gradient (``pair`` hook). The flow
+    itself always follows the new point's true gradient, and for the soft hinge
+    with a smooth activation this is exactly PAPER.md's rule.
+
+    A run whose ``dt`` keeps collapsing (``MAX_REJECTIONS`` rejections in a row,
+    or ``STALL_STEPS`` accepted steps in a row that each advance the time by
+    less than ``1e-9`` of itself) stops with status ``"stalled"``.
     """
     wall0 = time.perf_counter()
     kink = c.loss == "hinge"
@@ -272,7 +287,7 @@ def _flow(
     g = problem.backward(params, u, None)
     loss, err, unsat = _summary(out, y, c)
     state = FlowState(0, 0.0, 0.0, 0.0, 0.0, loss, err, unsat)
-    dt, t, step = 1.0, 0.0, 0
+    dt, t, step, creeping = 1.0, 0.0, 0, 0
     while True:
         if not (np.isfinite(out).all() and np.isfinite(loss)):
             state.status = "nan"
@@ -284,6 +299,8 @@ def _flow(
             state.status = "max_steps"
         elif c.max_wall is not None and time.perf_counter() - wall0 >= c.max_wall:
             state.status = "max_wall"
+        elif creeping >= STALL_STEPS:
+            state.status = "stalled"
         if state.status is not None:
             yield state, params, out
             return
@@ -295,11 +312,12 @@ def _flow(
             new_params = problem.step(params, g, dt_try)
             new_out = problem.forward(new_params)
             new_u = _output_gradient(new_out, y, c)
-            new_g = problem.backward(new_params, new_u, None)
-            ref_g = new_g
-            if kink:
-                rows = np.flatnonzero(new_u != u)
-                if rows.size:
+            if problem.pair is not None:
+                new_g, ref_g = problem.pair(new_params, new_u, params, u if kink else new_u)
+            else:
+                new_g = ref_g = problem.backward(new_params, new_u, None)
+                rows = np.flatnonzero(new_u != u) if kink else ()
+                if len(rows):
                     ref_g = problem.sub(new_g, problem.backward(new_params, new_u - u, rows))
             dout = float(np.max(np.abs(out - new_out)))
             g2, h2, d2 = problem.norms(g, ref_g)
@@ -320,6 +338,7 @@ def _flow(
                 yield state, params, out
                 return
         step += 1
+        creeping = creeping + 1 if dt_try <= 1e-9 * t else 0
         t += dt_try
         params, out, u, g = new_params, new_out, new_u, new_g
         loss, err, unsat = _summary(out, y, c)
@@ -672,15 +691,21 @@ def _geometric_schedule(per_decade: int) -> Iterator[int]:
     yield 0
     last, k = 0, 0
     while True:
+        last = max(last + 1, round(10.0 ** (k / per_decade)))
         k += 1
-        s = max(last + 1, round(10.0 ** (k / per_decade)))
-        if s > last:
-            last = s
-            yield s
+        yield last
+
+
+#: piecewise-linear activations and their slope where active
+_KINKED: dict[str, float] = {"relu": 1.0, "relu_unit": math.sqrt(2.0)}
 
 
 def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
-    """Flow hooks for an FCNetwork: params and gradients are lists of arrays."""
+    """Flow hooks for an FCNetwork: params and gradients are lists of arrays.
+
+    For ReLU networks the ``pair`` hook gives the step control's reference
+    gradient with the activation pattern of the step's start (see :func:`_flow`).
+    """
     work = net.copy()
     slots = [("w", l) for l in range(len(work.weights))] + [
         ("b", l) for l, b in enumerate(work.biases) if b is not None
@@ -718,7 +743,40 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
     def sub(g1: list[np.ndarray], g2: list[np.ndarray]) -> list[np.ndarray]:
         return [x - z for x, z in zip(g1, g2, strict=True)]
 
-    return _Problem(forward, backward, step, norms, sub)
+    if work.activation not in _KINKED:
+        return _Problem(forward, backward, step, norms, sub)
+
+    slope = _KINKED[work.activation]
+
+    def pair(params: list[np.ndarray], u: np.ndarray, old: list[np.ndarray],
+             uref: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        g = backward(params, u, None)
+        load(old)
+        _, old_cache = work.forward(X, cache=True)
+        masks = [z > 0 for z in old_cache.preactivations[:-1]]
+        load(params)
+        # backpropagation through the network linearised on the old ReLU pattern
+        L = len(work.weights) - 1
+        a, inputs = X, []
+        for l in range(L):
+            inputs.append(a)
+            z = work.weight_mult[l] * (a @ work.weights[l].T)
+            if work.biases[l] is not None:
+                z += work.bias_mult[l] * work.biases[l]
+            a = slope * z * masks[l]
+        inputs.append(a)
+        delta = uref[:, None]
+        gW: list[Any] = [None] * (L + 1)
+        gb: list[Any] = [None] * (L + 1)
+        for l in range(L, -1, -1):
+            gW[l] = work.weight_mult[l] * (delta.T @ inputs[l])
+            if work.biases[l] is not None:
+                gb[l] = work.bias_mult[l] * delta.sum(axis=0)
+            if l > 0:
+                delta = (delta @ work.weights[l]) * (work.weight_mult[l] * slope) * masks[l - 1]
+        return g, [gW[l] if kind == "w" else gb[l] for kind, l in slots]
+
+    return _Problem(forward, backward, step, norms, sub, pair)
 
 
 def _fused_eligible(net: Any) -> bool:
@@ -769,8 +827,26 @@ def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
             g.append(np.array([s2 * float(u[rows].sum())]))
         return g
 
+    def pair(params: list[np.ndarray], u: np.ndarray, old: list[np.ndarray],
+             uref: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        W1, beta, b1, _ = unpack(params)
+        W1o, _, b1o, _ = unpack(old)
+        g = [np.empty_like(W1), np.empty(h), np.empty(h)]
+        r = [np.empty_like(W1), np.empty(h), np.empty(h)]
+        core.backward_pair(X, W1, b1, beta, W1o, b1o, c1, s1, c2, act,
+                           np.ascontiguousarray(u), np.ascontiguousarray(uref), *g, *r)
+        out = []
+        for (gW1, gb1, gbeta), uu in ((g, u), (r, uref)):
+            lst = [gW1, gbeta[None, :]]
+            if has_b1:
+                lst.append(gb1)
+            if has_b2:
+                lst.append(np.array([s2 * float(uu.sum())]))
+            out.append(lst)
+        return out[0], out[1]
+
     generic = _network_problem(net, X, out0)
-    return _Problem(forward, backward, generic.step, generic.norms, generic.sub)
+    return _Problem(forward, backward, generic.step, generic.norms, generic.sub, pair)
 
 
 def _params_of(net: Any) -> list[np.ndarray]:

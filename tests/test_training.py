@@ -1,0 +1,413 @@
+"""kc.training: losses, the adaptive gradient flow, networks and frozen kernels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import kernelcomp as kc
+from kernelcomp import training
+from kernelcomp._kernels import training as core
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(2021)
+
+
+def _paper_net(d, h, seed=0, **kw):
+    return kc.FCNetwork.init(d, [h], activation="relu_unit", parameterization="mean_field",
+                             seed=seed, **kw)
+
+
+# ---------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------
+def test_losses_against_their_formulas(rng):
+    z = np.concatenate([rng.normal(0, 3, 50), [1.0, -40.0, 40.0]])
+    for zi, l, dl in zip(z, training.loss_value(z, "hinge"), training.loss_derivative(z),
+                         strict=True):
+        assert l == max(0.0, 1.0 - zi)
+        assert dl == (-1.0 if zi < 1 else 0.0)
+    beta = 20.0
+    l = training.loss_value(z, "soft_hinge", beta)
+    dl = training.loss_derivative(z, "softhinge", beta)
+    for zi, li, dli in zip(z, l, dl, strict=True):
+        ref = math.log1p(math.exp(beta * (1 - zi))) / beta if beta * (1 - zi) < 700 else 1 - zi
+        assert li == pytest.approx(ref, rel=1e-12, abs=1e-300)
+        x = beta * (1 - zi)
+        sig = 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+        assert dli == pytest.approx(-sig, rel=1e-12, abs=1e-300)
+    # the derivative is the derivative (central differences)
+    eps = 1e-6
+    num = (training.loss_value(z + eps, "soft_hinge", 3.0)
+           - training.loss_value(z - eps, "soft_hinge", 3.0)) / (2 * eps)
+    np.testing.assert_allclose(training.loss_derivative(z, "soft_hinge", 3.0), num, atol=1e-7)
+
+
+def test_loss_errors():
+    with pytest.raises(ValueError, match="loss must be one of"):
+        training.loss_value([0.0], "square")
+    with pytest.raises(TypeError, match="loss must be a string"):
+        training.loss_derivative([0.0], 3)
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        training.loss_value([0.0], "soft_hinge", beta=0.0)
+
+
+# ---------------------------------------------------------------------------
+# the step rule, checked on histories
+# ---------------------------------------------------------------------------
+def _check_step_rule(res, alpha, max_dgrad=1e-4, max_dout=0.1):
+    h = res.history
+    assert h["step"].tolist() == list(range(len(h["step"])))
+    assert h["dt"][0] == 0 and h["time"][0] == 0
+    np.testing.assert_allclose(np.cumsum(h["dt"]), h["time"], rtol=1e-12)
+    assert (h["dgrad"][1:] < max_dgrad).all()
+    assert (h["dout"][1:] < max_dout / alpha).all()
+    assert h["dt"][1] == pytest.approx(1.0) or h["dt"][1] < 1.0  # starts at dt = 1
+    ratio = h["dt"][2:] / h["dt"][1:-1]
+    # between accepted steps dt is kept, grown by 1.1, or cut by powers of 10
+    k = np.round(-np.log10(ratio / np.where(np.isclose(ratio * 10 ** np.round(
+        -np.log10(ratio)), 1.1), 1.1, 1.0)))
+    rebuilt = 10.0 ** -k * np.where(np.isclose(ratio * 10**k, 1.1), 1.1, 1.0)
+    np.testing.assert_allclose(ratio, rebuilt, rtol=1e-9)
+    assert (k >= 0).all()
+
+
+def _naive_kernel_flow(K, y, alpha=1.0, max_dgrad=1e-4, max_dout=0.1):
+    """PAPER.md's rule written out for F = K a (hinge; kink frozen in dgrad)."""
+    p = len(y)
+    a = np.zeros(p)
+    dt = 1.0
+    steps = 0
+    while (alpha * y * (K @ a) < 1).any():
+        F = K @ a
+        v = np.where(alpha * y * F < 1, -1.0, 0.0) * y / p
+        for _ in range(100):
+            a2 = a - dt * v
+            F2 = K @ a2
+            v2 = np.where(alpha * y * F2 < 1, -1.0, 0.0) * y / p
+            ref = np.where(alpha * y * F < 1, -1.0, 0.0) * y / p  # same l' as the start
+            num = (v - ref) @ K @ (v - ref)
+            den = math.sqrt((v @ K @ v) * (ref @ K @ ref))
+            dgrad = 0.0 if den == 0 else num / den
+            dout = np.abs(F2 - F).max()
+            if dgrad < max_dgrad and dout < max_dout / alpha:
+                if dgrad < max_dgrad / 2 and dout < max_dout / alpha / 2:
+                    dt *= 1.1
+                break
+            dt /= 10
+        a = a2
+        del v2
+        steps += 1
+    return a, steps
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_kernel_flow_matches_the_naive_rule(alpha):
+    X, y = kc.datasets.stripe(30, 3, seed=4)
+    K = kc.NTK(depth=1)(X)
+    res = training.kernel_gradient_flow(K, y, alpha=alpha)
+    a, steps = _naive_kernel_flow(K, y, alpha)
+    assert res.status == "converged"
+    assert res.final.step == steps
+    np.testing.assert_allclose(res.coef, a, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.train_output, K @ res.coef, rtol=1e-9, atol=1e-9)
+    assert (alpha * y * res.train_output >= 1).all()
+    assert (res.coef * y >= 0).all()  # the hinge only ever pushes a_mu along y_mu
+    _check_step_rule(res, alpha)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_flow_soft_hinge_and_prediction(dtype):
+    X, y = kc.datasets.stripe(60, 3, seed=1)
+    Xt, yt = kc.datasets.stripe(400, 3, seed=1, split="test")
+    k = kc.NTK(depth=1)
+    K, Kt = k(X.astype(dtype)), k(Xt.astype(dtype), X.astype(dtype))
+    res = training.kernel_gradient_flow(K, y, loss="soft_hinge")
+    assert res.status == "converged" and res.final.n_unsat == 0
+    _check_step_rule(res, 1.0)
+    F = Kt.astype(np.float64) @ res.coef
+    np.testing.assert_allclose(res.decision_function(Kt), F, rtol=1e-12)
+    assert res.test_error(Kt, yt) == np.mean(yt * F <= 0)
+    np.testing.assert_array_equal(res.predict(Kt), np.where(F > 0, 1.0, -1.0))
+    assert res.test_error(Kt, yt) < 0.35
+
+
+def test_kernel_flow_limits_and_errors():
+    X, y = kc.datasets.stripe(30, 3, seed=0)
+    K = kc.NTK()(X)
+    assert training.kernel_gradient_flow(K, y, max_steps=5).status == "max_steps"
+    r = training.kernel_gradient_flow(K, y, max_time=3.0)
+    assert r.status == "max_time" and r.final.time == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="K must be a square Gram matrix"):
+        training.kernel_gradient_flow(K[:, :5], y)
+    with pytest.raises(ValueError, match="y must hold labels -1 and \\+1 only"):
+        training.kernel_gradient_flow(K, (y > 0).astype(float))
+    with pytest.raises(ValueError, match="y has 29 labels, but there are 30 samples"):
+        training.kernel_gradient_flow(K, y[:-1])
+    with pytest.raises(ValueError, match="K contains NaN"):
+        training.kernel_gradient_flow(np.full((3, 3), np.nan), [1, -1, 1])
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        training.kernel_gradient_flow(K, y, alpha=0.0)
+    with pytest.raises(ValueError, match="max_time must be > 0"):
+        training.kernel_gradient_flow(K, y, max_time=-1.0)
+    with pytest.raises(ValueError, match="max_dgrad must be > 0"):
+        training.kernel_gradient_flow(K, y, max_dgrad=0.0)
+    with pytest.raises(ValueError, match="K_test has 3 features, but 30 are expected"):
+        training.kernel_gradient_flow(K, y, max_steps=1).decision_function(np.ones((2, 3)))
+
+
+# ---------------------------------------------------------------------------
+# compiled passes against the NumPy network
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", ["relu", "relu_unit", "tanh", "erf", "linear"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_passes_match_the_network(rng, activation, bias):
+    d, h, p = 4, 37, 23
+    net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field",
+                            bias=bias, seed=3)
+    X = rng.standard_normal((p, d))
+    out0 = rng.standard_normal(p)
+    fused = training._fused_problem(net, X, out0)
+    ref = training._network_problem(net, X, out0)
+    prm = training._params_of(net)
+    np.testing.assert_allclose(fused.forward(prm), ref.forward(prm), rtol=1e-12, atol=1e-14)
+    u = rng.standard_normal(p)
+    u[::4] = 0.0
+    for rows in (None, np.array([0, 5, 7])):
+        for a, b in zip(fused.backward(prm, u, rows), ref.backward(prm, u, rows), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+    # the pair pass: the new gradient, and the reference with the old ReLU pattern
+    old = [q + 0.3 * rng.standard_normal(q.shape) for q in prm]
+    uref = rng.standard_normal(p)
+    g, r = fused.pair(prm, u, old, uref)
+    for a, b in zip(g, ref.backward(prm, u, None), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+    expect = _frozen_pattern_gradient(net, prm, old, X, uref)
+    for a, b in zip(r, expect, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+
+
+def _frozen_pattern_gradient(net, prm, old, X, u):
+    """Explicit loops: gradient at prm of sum u f, ReLU pattern taken at old."""
+    W, beta = prm[0], prm[1][0]
+    Wo = old[0]
+    has_b = net.biases[0] is not None
+    b = prm[2] if has_b else np.zeros(W.shape[0])
+    bo = old[2] if has_b else np.zeros(W.shape[0])
+    c1, c2 = net.weight_mult
+    s1 = net.bias_mult[0] if has_b else 0.0
+    act = net.activation
+    gW, gb, gbeta = np.zeros_like(W), np.zeros(W.shape[0]), np.zeros(W.shape[0])
+    for n in range(W.shape[0]):
+        for mu in range(X.shape[0]):
+            z = c1 * W[n] @ X[mu] + s1 * b[n]
+            if act in ("relu", "relu_unit"):
+                k = math.sqrt(2) if act == "relu_unit" else 1.0
+                on = c1 * Wo[n] @ X[mu] + s1 * bo[n] > 0
+                phi, dphi = (k * z, k) if on else (0.0, 0.0)
+            elif act == "tanh":
+                phi, dphi = math.tanh(z), 1 - math.tanh(z) ** 2
+            elif act == "erf":
+                phi, dphi = math.erf(z), 2 / math.sqrt(math.pi) * math.exp(-z * z)
+            else:
+                phi, dphi = z, 1.0
+            gbeta[n] += c2 * u[mu] * phi
+            gW[n] += c2 * beta[n] * u[mu] * dphi * c1 * X[mu]
+            gb[n] += c2 * beta[n] * u[mu] * dphi * s1
+    out = [gW, gbeta[None, :]]
+    if has_b:
+        out.append(gb)
+    return out
+
+
+def test_activation_codes_cover_the_network_names():
+    assert set(core.CODES) <= set(kc.network.ACTIVATIONS)
+
+
+# ---------------------------------------------------------------------------
+# training networks
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["fused", "numpy"])
+def test_tiny_problem_reaches_zero_hinge_loss(method):
+    X, y = kc.datasets.stripe(24, 3, seed=0)
+    net = _paper_net(3, 64, seed=1)
+    w0 = [W.copy() for W in net.weights]
+    res = training.train(net, X, y, alpha=1.0, method=method, max_steps=20_000)
+    assert res.status == "converged"
+    assert res.final.loss == 0.0 and res.final.n_unsat == 0
+    assert (res.margins(X, y) >= 1).all()
+    assert res.test_error(X, y) == 0.0
+    _check_step_rule(res, 1.0)
+    # the input network is f0, untouched
+    assert all(np.array_equal(a, b) for a, b in zip(w0, net.weights, strict=True))
+    np.testing.assert_array_equal(res.net0.weights[0], w0[0])
+    F = res.alpha * (res.net(X) - res.net0(X))
+    np.testing.assert_allclose(res.decision_function(X), F, rtol=1e-12)
+
+
+def test_fused_and_numpy_follow_the_same_smooth_flow():
+    # smooth activation and loss: both step rules are PAPER.md's exactly
+    X, y = kc.datasets.stripe(20, 3, seed=2)
+    net = kc.FCNetwork.init(3, [30], activation="tanh", parameterization="mean_field", seed=0)
+    a = training.train(net, X, y, alpha=1.0, loss="soft_hinge", method="fused", max_steps=60)
+    b = training.train(net, X, y, alpha=1.0, loss="soft_hinge", method="numpy", max_steps=60)
+    np.testing.assert_allclose(a.history["dt"], b.history["dt"], rtol=1e-9)
+    for wa, wb in zip(a.net.weights, b.net.weights, strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float32_inputs_train_in_float64(dtype):
+    X, y = kc.datasets.stripe(16, 2, seed=5)
+    net = _paper_net(2, 20)
+    a = training.train(net, X.astype(dtype), y.astype(dtype), alpha=1.0, max_steps=30)
+    b = training.train(net, X.astype(dtype).astype(np.float64), y, alpha=1.0, max_steps=30)
+    assert a.net.weights[0].dtype == np.float64
+    np.testing.assert_array_equal(a.net.weights[0], b.net.weights[0])
+
+
+def test_lazy_kernel_barely_moves_feature_kernel_moves_a_lot():
+    d, h = 3, 400
+    X, y = kc.datasets.stripe(30, d, seed=3)
+    net = _paper_net(d, h, seed=0)
+    K0 = kc.EmpiricalNTK(net)(X)
+    change = {}
+    for regime, alpha in (("lazy", 30.0), ("feature", 1e-2)):
+        res = training.train(net, X, y, alpha=alpha, max_wall=40.0)
+        assert res.status == "converged", regime
+        K1 = kc.EmpiricalNTK(res.net)(X)
+        change[regime] = np.linalg.norm(K1 - K0) / np.linalg.norm(K0)
+    assert change["lazy"] < 0.05
+    assert change["feature"] > 1.0
+
+
+def test_checkpoints_round_trip_through_the_run_file(tmp_path):
+    X, y = kc.datasets.stripe(20, 3, seed=0)
+    Xt, yt = kc.datasets.stripe(50, 3, seed=0, split="test")
+    net = _paper_net(3, 16)
+    path = tmp_path / "run.h5"
+    res = training.train(net, X, y, alpha=1.0, X_test=Xt, y_test=yt, path=path,
+                         config={"seed": 0, "dataset": "stripe"})
+    assert res.path == path and path.exists()
+    run = kc.io.open_run(path)
+    assert run.complete
+    assert run.config["alpha"] == 1.0 and run.config["dataset"] == "stripe"
+    assert run.summary["status"] == res.status
+    np.testing.assert_array_equal(run.data["X_train"], X)
+    np.testing.assert_array_equal(run.data["y_test"], yt)
+    assert len(run.checkpoints) == len(res.checkpoints) >= 3
+    assert res.checkpoints[0].reason.startswith("init")
+    assert res.checkpoints[-1].reason.endswith("final")
+    for rec, ck in zip(res.checkpoints, run.checkpoints, strict=True):
+        assert ck.step == rec.step and ck.time == rec.time and ck.loss == rec.loss
+        assert ck.test_error == rec.test_error and ck.train_error == rec.train_error
+        assert ck.extra["reason"] == rec.reason
+        stored = ck.network
+        for a, b in zip(stored.weights, rec.net.weights, strict=True):
+            np.testing.assert_array_equal(a, b)
+        F = stored(X) - run.checkpoints[0].network(X)
+        np.testing.assert_allclose(ck.margins, y * F, rtol=1e-12, atol=1e-12)
+    # geometric steps and loss milestones are there
+    reasons = "+".join(r.reason for r in res.checkpoints)
+    assert "step" in reasons and "loss<0.5" in reasons
+    with pytest.raises(FileExistsError):
+        training.train(net, X, y, alpha=1.0, path=path)
+
+
+def test_a_killed_run_keeps_its_checkpoints(tmp_path, monkeypatch):
+    X, y = kc.datasets.stripe(20, 3, seed=0)
+    net = _paper_net(3, 16)
+    calls = {"n": 0}
+    original = training._net_from_params
+
+    def dying(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(training, "_net_from_params", dying)
+    path = tmp_path / "run.h5"
+    with pytest.raises(KeyboardInterrupt):
+        training.train(net, X, y, alpha=1.0, path=path)
+    assert not path.exists()
+    run = kc.io.open_run(tmp_path / "run.h5.partial")
+    assert not run.complete and len(run.checkpoints) == 3
+
+
+def test_geometric_schedule():
+    it = training._geometric_schedule(4)
+    steps = [next(it) for _ in range(12)]
+    assert steps == [0, 1, 2, 3, 6, 10, 18, 32, 56, 100, 178, 316]
+    it = training._geometric_schedule(20)
+    first = [next(it) for _ in range(15)]
+    assert first == list(range(15))  # never repeats a step
+
+
+def test_explicit_checkpoint_steps():
+    X, y = kc.datasets.stripe(20, 3, seed=0)
+    res = training.train(_paper_net(3, 16), X, y, alpha=1.0, checkpoints=[0, 5, 7],
+                         loss_milestones=(), max_steps=10)
+    assert [r.step for r in res.checkpoints] == [0, 5, 7, 10]
+    assert res.status == "max_steps"
+
+
+def test_train_errors():
+    X, y = kc.datasets.stripe(10, 3, seed=0)
+    net = _paper_net(3, 8)
+    with pytest.raises(TypeError, match=r"net must be a kc\.FCNetwork"):
+        training.train(object(), X, y, alpha=1.0)
+    with pytest.raises(TypeError, match="net must have a single output"):
+        training.train(kc.FCNetwork.init(3, [4], n_outputs=2), X, y, alpha=1.0)
+    with pytest.raises(ValueError, match="X has 2 features, but 3 are expected"):
+        training.train(net, X[:, :2], y, alpha=1.0)
+    with pytest.raises(ValueError, match="y must hold labels -1 and \\+1 only"):
+        training.train(net, X, y * 2, alpha=1.0)
+    with pytest.raises(ValueError, match="X_test and y_test must be given together"):
+        training.train(net, X, y, alpha=1.0, X_test=X)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        training.train(net, X, y, alpha=-1.0)
+    with pytest.raises(ValueError, match=r"loss_milestones\[0\] must be in \(0, 1\)"):
+        training.train(net, X, y, alpha=1.0, loss_milestones=[2.0])
+    with pytest.raises(TypeError, match="checkpoints must be an int"):
+        training.train(net, X, y, alpha=1.0, checkpoints=True)
+    with pytest.raises(ValueError, match="method must be"):
+        training.train(net, X, y, alpha=1.0, method="torch")
+    with pytest.raises(ValueError, match="method='fused' needs a one-hidden-layer network"):
+        training.train(kc.FCNetwork.init(3, [4, 4]), X, y, alpha=1.0, method="fused")
+    with pytest.raises(TypeError, match="config must be a dict"):
+        training.train(net, X, y, alpha=1.0, config=[1])
+
+
+def test_deeper_networks_train_on_the_numpy_path():
+    X, y = kc.datasets.stripe(16, 3, seed=0)
+    net = kc.FCNetwork.init(3, [12, 12], activation="tanh", parameterization="ntk", seed=0)
+    res = training.train(net, X, y, alpha=1.0, loss="soft_hinge", max_steps=5000)
+    assert res.status == "converged"
+    assert (res.margins(X, y) >= 1).all()
+
+
+def test_progress_bar_runs(capsys):
+    X, y = kc.datasets.stripe(12, 2, seed=0)
+    res = training.train(_paper_net(2, 8), X, y, alpha=1.0, progress=True, max_steps=30)
+    assert res.final.step <= 30
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu_unit"])
+def test_numpy_pair_matches_the_explicit_frozen_pattern(rng, activation):
+    d, h, p = 3, 11, 9
+    net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field", seed=1)
+    X = rng.standard_normal((p, d))
+    prob = training._network_problem(net, X, np.zeros(p))
+    prm = training._params_of(net)
+    old = [q + 0.3 * rng.standard_normal(q.shape) for q in prm]
+    u, uref = rng.standard_normal(p), rng.standard_normal(p)
+    g, r = prob.pair(prm, u, old, uref)
+    for a, b in zip(g, prob.backward(prm, u, None), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    for a, b in zip(r, _frozen_pattern_gradient(net, prm, old, X, uref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)

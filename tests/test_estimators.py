@@ -322,7 +322,7 @@ def _stripe(n, seed):
 def test_gradient_flow_matches_kernel_gradient_flow():
     from kernelcomp.training import kernel_gradient_flow
 
-    X, y = _stripe(40, 0)
+    X, y = _stripe(30, 0)
     Xt, _ = _stripe(30, 1)
     labels = np.where(y > 0, "out", "in")  # classes_ = ["in", "out"]: "out" is +1
     k = kc.NTK(depth=1)
@@ -379,7 +379,9 @@ def test_gradient_flow_errors():
     [
         kc.NTKRegressor(kc.NNGP(depth=2), alpha=1e-3),
         kc.NTKClassifier(kc.NTK(depth=2), C=3.0),
-        kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow"),
+        kc.NTKClassifier(
+            kc.NTK(depth=1), solver="gradient_flow", flow_options={"loss": "soft_hinge"}
+        ),
     ],
     ids=["regressor", "classifier", "flow"],
 )

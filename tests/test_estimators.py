@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -131,6 +133,44 @@ def test_regressor_n_jobs_does_not_change_results(rng):
     a = kc.NTKRegressor(kc.NTK(depth=2), alpha=1e-3, n_jobs=1).fit(X, y).predict(Xt)
     b = kc.NTKRegressor(kc.NTK(depth=2), alpha=1e-3, n_jobs=-1).fit(X, y).predict(Xt)
     np.testing.assert_array_equal(a, b)
+
+
+def test_n_jobs_and_dtype_reach_the_kernel(rng, monkeypatch):
+    X, Xt = _data(rng, n=30)
+    y = np.where(X[:, 0] > 0, 1, -1)
+    calls = []
+    original_gram, original_context = est.gram, est.n_jobs_context
+
+    def spy_gram(*args, **kwargs):
+        calls.append(("gram", kwargs["n_jobs"], kwargs["dtype"]))
+        return original_gram(*args, **kwargs)
+
+    def spy_context(n_jobs):
+        calls.append(("predict", n_jobs, None))
+        return original_context(n_jobs)
+
+    monkeypatch.setattr(est, "gram", spy_gram)
+    monkeypatch.setattr(est, "n_jobs_context", spy_context)
+    for model in (kc.NTKRegressor(n_jobs=1, dtype="float32"), kc.NTKClassifier(n_jobs=1)):
+        calls.clear()
+        model.fit(X, y).predict(Xt)
+        assert calls == [("gram", 1, model.dtype), ("predict", 1, None)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 25), n_targets=st.integers(1, 3))
+def test_regressor_is_permutation_equivariant(seed, n, n_targets):
+    """Reordering the training set does not change the model (property test)."""
+    gen = np.random.default_rng(seed)
+    X = gen.standard_normal((n, 3))
+    y = gen.standard_normal((n, n_targets))
+    Xt = gen.standard_normal((5, 3))
+    perm = gen.permutation(n)
+    k = kc.NTK(depth=2, bias_std=0.1)
+    a = kc.NTKRegressor(k, alpha=0.05).fit(X, y)
+    b = kc.NTKRegressor(k, alpha=0.05).fit(X[perm], y[perm])
+    np.testing.assert_allclose(b.dual_coef_, a.dual_coef_[perm], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.predict(Xt), a.predict(Xt), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -300,18 +300,20 @@ class _KernelEstimator(BaseEstimator):
     def _train_gram(
         self, kernel: Kernel | str, X: np.ndarray, symmetrize: bool = False
     ) -> np.ndarray:
-        """The training Gram matrix, owned (free to be overwritten), C-contiguous.
+        """The training Gram matrix, C-contiguous.
 
-        With ``symmetrize``, a precomputed matrix is replaced by its symmetric
-        part (with a warning when it was not symmetric): the in-place Cholesky
-        reads one triangle and its fallback the other.
+        With ``symmetrize`` the result is owned (free to be overwritten) and a
+        precomputed matrix is replaced by a copy of its symmetric part (with a
+        warning when it was not symmetric): the in-place Cholesky reads one
+        triangle and its fallback the other. Without it, a precomputed matrix
+        is passed through as validated (SVC does not modify it).
         """
         if _is_precomputed(kernel):
             _check_square(X)
             dt = result_dtype(X, dtype=self.dtype)
-            K = np.array(X, dtype=dt, order="C", copy=True)
             if not symmetrize:
-                return K
+                return np.ascontiguousarray(X, dtype=dt)
+            K = np.array(X, dtype=dt, order="C", copy=True)
             defect = _symmetrize(K)
             scale = float(np.max(np.abs(np.diagonal(K)))) if len(K) else 0.0
             if defect > 1e3 * np.finfo(dt).eps * max(scale, np.finfo(dt).tiny):

@@ -244,6 +244,8 @@ def test_regressor_does_not_modify_precomputed_input(rng):
     K_before = K.copy()
     kc.NTKRegressor("precomputed", alpha=1e-3).fit(K, rng.standard_normal(len(K)))
     np.testing.assert_array_equal(K, K_before)
+    kc.NTKClassifier("precomputed").fit(K, np.where(X[:, 0] > 0, 1, 0))
+    np.testing.assert_array_equal(K, K_before)
 
 
 @pytest.mark.parametrize("n", [1, 5, 511, 512, 513, 1100])

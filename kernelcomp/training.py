@@ -799,6 +799,10 @@ def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
     s1 = float(net.bias_mult[0]) if has_b1 else 0.0
     s2 = float(net.bias_mult[1]) if has_b2 else 0.0
     h = net.weights[0].shape[0]
+    serial = X.shape[0] * h < core.PARALLEL_MIN_WORK
+    fwd = core.forward_serial if serial else core.forward
+    bwd = core.backward_serial if serial else core.backward
+    bwd_pair = core.backward_pair_serial if serial else core.backward_pair
     zeros_h = np.zeros(h)
     all_rows = np.arange(X.shape[0], dtype=np.int64)
 
@@ -811,14 +815,14 @@ def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
     def forward(params: list[np.ndarray]) -> np.ndarray:
         W1, beta, b1, bias2 = unpack(params)
         out = np.empty(X.shape[0])
-        core.forward(X, W1, b1, beta, c1, s1, c2, bias2, act, out)
+        fwd(X, W1, b1, beta, c1, s1, c2, bias2, act, out)
         return out - out0
 
     def backward(params: list[np.ndarray], u: np.ndarray, rows: np.ndarray | None) -> Any:
         W1, beta, b1, _ = unpack(params)
         gW1, gb1, gbeta = np.empty_like(W1), np.empty(h), np.empty(h)
         rows = all_rows if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        core.backward(X, W1, b1, beta, c1, s1, c2, act, np.ascontiguousarray(u), rows,
+        bwd(X, W1, b1, beta, c1, s1, c2, act, np.ascontiguousarray(u), rows,
                       gW1, gb1, gbeta)
         g = [gW1, gbeta[None, :]]
         if has_b1:
@@ -833,7 +837,7 @@ def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
         W1o, _, b1o, _ = unpack(old)
         g = [np.empty_like(W1), np.empty(h), np.empty(h)]
         r = [np.empty_like(W1), np.empty(h), np.empty(h)]
-        core.backward_pair(X, W1, b1, beta, W1o, b1o, c1, s1, c2, act,
+        bwd_pair(X, W1, b1, beta, W1o, b1o, c1, s1, c2, act,
                            np.ascontiguousarray(u), np.ascontiguousarray(uref), *g, *r)
         out = []
         for (gW1, gb1, gbeta), uu in ((g, u), (r, uref)):

@@ -276,12 +276,12 @@ def test_lazy_kernel_barely_moves_feature_kernel_moves_a_lot():
     net = _paper_net(d, h, seed=0)
     K0 = kc.EmpiricalNTK(net)(X)
     change = {}
-    for regime, alpha in (("lazy", 30.0), ("feature", 1e-2)):
+    for regime, alpha in (("lazy", 1e3), ("feature", 1e-2)):
         res = training.train(net, X, y, alpha=alpha, max_wall=40.0)
         assert res.status == "converged", regime
         K1 = kc.EmpiricalNTK(res.net)(X)
         change[regime] = np.linalg.norm(K1 - K0) / np.linalg.norm(K0)
-    assert change["lazy"] < 0.05
+    assert change["lazy"] < 0.02
     assert change["feature"] > 1.0
 
 

@@ -862,6 +862,10 @@ def _cmd_kpca(args: argparse.Namespace) -> int:
     return 0
 
 
+#: most curves drawn in one figure (checkpoints are subsampled evenly beyond it)
+_MAX_CURVES = 8
+
+
 def _plots(
     entries: list[dict[str, Any]], ys: list[np.ndarray | None], folder: Path
 ) -> list[Path]:
@@ -871,7 +875,15 @@ def _plots(
     from kernelcomp import plotting
 
     folder.mkdir(parents=True, exist_ok=True)
-    labels = [str(e["label"]) for e in entries]
+    if len(entries) > _MAX_CURVES:  # evenly spaced, always init and final
+        keep = np.unique(np.linspace(0, len(entries) - 1, _MAX_CURVES).round().astype(int))
+        entries = [entries[i] for i in keep]
+        ys = [ys[i] for i in keep]
+    sources = {e.get("source") for e in entries}
+    if len(sources) == 1 and all("step" in e for e in entries):
+        labels = [f"step {e['step']}" for e in entries]  # one run: the file is in the title
+    else:
+        labels = [str(e["label"]) for e in entries]
     figures: list[tuple[str, Callable[[Any], Any]]] = [
         ("spectrum.png", lambda ax: plotting.plot_spectra(
             [e["eigenvalues"] for e in entries], labels, ax=ax,
@@ -891,10 +903,13 @@ def _plots(
     if all("mutual_information" in e for e in entries):
         figures.append(("mutual_information.png", lambda ax: plotting.plot_mutual_informations(
             [e["mutual_information"] for e in entries], labels, ax=ax)))
+    title = os.path.basename(sources.pop()) if len(sources) == 1 else None
     written = []
     for fname, draw in figures:
         fig = Figure(figsize=(5.5, 4), layout="constrained")
-        draw(fig.add_subplot())
+        ax = draw(fig.add_subplot())
+        if title:
+            ax.set_title(title, fontsize="medium")
         fig.savefig(folder / fname, dpi=120)
         written.append(folder / fname)
     return written

@@ -554,6 +554,26 @@ def test_kpca_plots(tmp_path, data, capsys):
     assert f"wrote {len(pngs)} figures" in out
 
 
+def test_kpca_plots_subsample_many_checkpoints(tmp_path, data, capsys, monkeypatch):
+    from kernelcomp import plotting
+
+    X, y = data
+    run, _ = _make_run(tmp_path, X[:30], y[:30], seeds=tuple(range(11)))
+    drawn = []
+    real = plotting.plot_spectra
+
+    def spy(spectra, labels=None, **kwargs):
+        drawn.append(list(labels))
+        return real(spectra, labels, **kwargs)
+
+    monkeypatch.setattr(plotting, "plot_spectra", spy)
+    code, _, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--plot", tmp_path / "f", "-q"],
+                        capsys)
+    assert code == 0, err
+    assert len(io.load_diagnostics(tmp_path / "d.h5").entries) == 11  # all stored
+    assert drawn == [[f"step {5 * i}" for i in (0, 1, 3, 4, 6, 7, 9, 10)]]
+
+
 def test_kpca_user_errors(tmp_path, data, capsys):
     X, y = data
     gram_file = tmp_path / "K.h5"

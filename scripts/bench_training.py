@@ -1,0 +1,100 @@
+"""Benchmark of kernelcomp.training: one gradient-flow step and whole runs.
+
+Figures and ratios against reference runs in the same process:
+
+1. one tentative step (forward pass + gradient + the step control's reference
+   gradient) of the paper's one-hidden-layer net: the fused compiled passes
+   (``method="fused"``) against ``FCNetwork.forward``/``gradients`` (BLAS,
+   ``method="numpy"``);
+2. whole training runs (``kc.training.train``, feature and lazy regime) at
+   h = 10^4, p = 10^3 with both methods, under a wall-clock cap: steps per
+   second, final status, loss and margins.
+
+Usage::
+
+    python scripts/bench_training.py            # h = 10000, p = 1000, d = 5
+    python scripts/bench_training.py --small    # h = 1000, p = 200 (development)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+import kernelcomp as kc
+from kernelcomp import training
+
+
+def _best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_step(d: int, h: int, p: int, repeat: int) -> None:
+    X, y = kc.datasets.stripe(p, d, seed=0)
+    net = kc.FCNetwork.init(d, [h], activation="relu_unit", parameterization="mean_field",
+                            seed=0)
+    out0 = net(X)
+    prm = training._params_of(net)
+    old = [q * (1 + 1e-3) for q in prm]
+    u = y / p
+    print(f"one step (forward + gradient + reference gradient), d={d} h={h} p={p}")
+    res = {}
+    for name, make in (("fused", training._fused_problem), ("numpy", training._network_problem)):
+        prob = make(net, X, out0)
+        t0 = time.perf_counter()
+        prob.forward(prm)
+        prob.pair(prm, u, old, u)
+        first = time.perf_counter() - t0
+        res[name] = _best(lambda prob=prob: (prob.forward(prm), prob.pair(prm, u, old, u)),
+                          repeat)
+        print(f"  {name:6s} first call {first * 1e3:8.1f} ms   steady {res[name] * 1e3:8.2f} ms")
+    print(f"  ratio numpy / fused: {res['numpy'] / res['fused']:.2f}x")
+
+
+def bench_runs(d: int, h: int, p: int, wall: float) -> None:
+    X, y = kc.datasets.stripe(p, d, seed=0)
+    Xt, yt = kc.datasets.stripe(10_000, d, seed=0, split="test")
+    net = kc.FCNetwork.init(d, [h], activation="relu_unit", parameterization="mean_field",
+                            seed=0)
+    print(f"\nwhole runs, d={d} h={h} p={p}, wall cap {wall:g} s each (hinge loss)")
+    rates = {}
+    for regime, a_sqrt_h in (("feature", 0.05), ("lazy", 1000.0)):
+        alpha = a_sqrt_h / math.sqrt(h)
+        for method in ("fused", "numpy"):
+            res = training.train(net, X, y, alpha=alpha, method=method, max_wall=wall,
+                                 checkpoints=2)
+            rate = res.final.step / res.wall_time
+            rates[regime, method] = rate
+            lam = kc.diagnostics.compression(res.net, informative=[0])
+            print(f"  {regime:7s} {method:6s} {res.status:9s} steps={res.final.step:6d} "
+                  f"t={res.final.time:9.3g} wall={res.wall_time:6.1f} s ({rate:7.1f} steps/s) "
+                  f"unsat={res.final.n_unsat:4d}/{p} test_error={res.test_error(Xt, yt):.4f} "
+                  f"lambda={lam:6.2f}")
+        print(f"  {regime}: fused / numpy steps per second = "
+              f"{rates[regime, 'fused'] / rates[regime, 'numpy']:.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", action="store_true", help="h = 1000, p = 200")
+    ap.add_argument("--wall", type=float, default=None, help="seconds per run")
+    args = ap.parse_args()
+    d = 5
+    h, p = (1000, 200) if args.small else (10_000, 1000)
+    wall = args.wall if args.wall is not None else (10.0 if args.small else 60.0)
+    print(f"numba threads: {kc._parallel.max_threads()}")
+    bench_step(d, h, p, repeat=5)
+    bench_runs(d, h, p, wall)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

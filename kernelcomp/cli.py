@@ -46,6 +46,7 @@ __all__ = ["build_parser", "main"]
 #: exit status of a user error / of an interrupted command
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -359,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"kernelcomp {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into e.g. `head`, which has exited
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_BROKEN_PIPE
     except (UsageError, ValueError, TypeError, OSError, KeyError, ImportError) as exc:
         if show_tb:
             raise

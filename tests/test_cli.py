@@ -370,6 +370,19 @@ def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
     assert info["data"]["X_test"] == [30, 5]
 
 
+def test_broken_pipe_is_quiet(tmp_path, capsys, monkeypatch):
+    import kernelcomp.cli as cli
+
+    io.save_gram(tmp_path / "K.h5", np.eye(2))
+
+    def closed_pipe(info):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_describe", closed_pipe)
+    code, _, err = _run(["info", tmp_path / "K.h5"], capsys)
+    assert code == 141 and err == ""
+
+
 def test_info_on_a_network_file(tmp_path, capsys):
     net = kc.FCNetwork.init(6, [12, 7], activation="erf", parameterization="ntk", seed=0)
     net.save(tmp_path / "net.h5")

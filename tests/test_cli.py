@@ -80,15 +80,18 @@ def test_help_version_and_no_command(capsys):
     _user_error(["frobnicate"], capsys, r"^kernelcomp: error: argument COMMAND: invalid choice")
 
 
-def test_parser_dispatch_and_demo_registration():
+def test_parser_dispatch_and_demo_registration(capsys):
     parser = build_parser()
-    for argv in (["gram", "X.npy", "-o", "K.h5"], ["kpca", "K.h5", "-o", "d.h5"],
-                 ["info", "K.h5"]):
+    argvs = [["gram", "X.npy", "-o", "K.h5"], ["kpca", "K.h5", "-o", "d.h5"], ["info", "K.h5"]]
+    has_demo = importlib.util.find_spec("kernelcomp.demo") is not None
+    if has_demo:
+        argvs += [["demo", "--out", "d"], ["train", "stripe", "--p", "10", "--d", "3", "-o", "r"]]
+    for argv in argvs:
         args = parser.parse_args(argv)
         assert callable(args.func) and args.command == argv[0]
-    choices = parser._subparsers._group_actions[0].choices
-    has_demo = importlib.util.find_spec("kernelcomp.demo") is not None
-    assert ("demo" in choices and "train" in choices) == has_demo
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    assert ("demo" in out and "train" in out) == has_demo
 
 
 # ---------------------------------------------------------------------------

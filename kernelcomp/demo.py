@@ -306,6 +306,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _p_ticks(ax: Any, p: Any) -> None:
+    """Label the x axis with the sizes themselves (no crowded minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xticks([float(v) for v in p])
+    ax.set_xticklabels([str(int(v)) for v in p])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[Any],
              y: np.ndarray) -> list[str]:
     import matplotlib
@@ -332,6 +341,7 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
     ax.plot(p, lf[-1] * np.sqrt(p / p[-1]), "k--", lw=1, label=r"$\propto\sqrt{p}$")
     ax.set(xscale="log", yscale="log", xlabel="training set size p",
            ylabel=r"compression $\lambda$", title="First-layer compression (stripe)")
+    _p_ticks(ax, p)
     ax.legend(fontsize=8)
     fig.savefig(out / "compression.png", dpi=110)
     plt.close(fig)
@@ -353,6 +363,7 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
                 label=f"{regime} theory $\\beta$={theory:.3f}")
     ax.set(xscale="log", yscale="log", xlabel="training set size p", ylabel="test error",
            title="Learning curves (stripe)")
+    _p_ticks(ax, lcs["feature"].p)
     ax.legend(fontsize=7)
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)

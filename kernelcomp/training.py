@@ -419,7 +419,7 @@ class KernelFlowResult:
         The last state.
     history : dict of str to numpy.ndarray
         Per accepted step: ``step``, ``time``, ``dt``, ``dgrad``, ``dout``,
-        ``loss``, ``train_error``, ``n_unsat``.
+        ``loss``, ``train_error``, ``n_unsat``, ``rejected``.
     """
 
     coef: np.ndarray
@@ -461,7 +461,7 @@ class KernelFlowResult:
 
 
 def _history(states: list[FlowState]) -> dict[str, np.ndarray]:
-    keys = ("step", "time", "dt", "dgrad", "dout", "loss", "train_error", "n_unsat")
+    keys = ("step", "time", "dt", "dgrad", "dout", "loss", "train_error", "n_unsat", "rejected")
     return {k: np.array([getattr(s, k) for s in states]) for k in keys}
 
 
@@ -636,7 +636,7 @@ class TrainResult:
     final : FlowState
     history : dict of str to numpy.ndarray
         Per accepted step: ``step``, ``time``, ``dt``, ``dgrad``, ``dout``,
-        ``loss``, ``train_error``, ``n_unsat``.
+        ``loss``, ``train_error``, ``n_unsat``, ``rejected``.
     checkpoints : list of CheckpointRecord
     path : pathlib.Path or None
         The run file, when one was written.

@@ -411,3 +411,16 @@ def test_numpy_pair_matches_the_explicit_frozen_pattern(rng, activation):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     for a, b in zip(r, _frozen_pattern_gradient(net, prm, old, X, uref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+
+
+def test_history_counts_rejected_steps():
+    X, y = kc.datasets.stripe(40, 3, seed=0)
+    res = training.kernel_gradient_flow(kc.NTK()(X), y)
+    h = res.history
+    assert h["rejected"][0] == 0 and h["rejected"].sum() > 0
+    # every rejection divides dt by 10 before the step is accepted
+    ratio = h["dt"][2:] / h["dt"][1:-1]
+    cut = h["rejected"][2:] > 0
+    np.testing.assert_allclose(ratio[cut] * 10.0 ** h["rejected"][2:][cut],
+                               np.where(np.isclose(ratio[cut] * 10.0 ** h["rejected"][2:][cut],
+                                                   1.1), 1.1, 1.0), rtol=1e-9)

@@ -26,6 +26,7 @@ import numpy as np
 
 import kernelcomp as kc
 from kernelcomp import training
+from kernelcomp._parallel import max_threads
 
 
 def _best(fn, repeat: int) -> float:
@@ -90,7 +91,7 @@ def main() -> None:
     d = 5
     h, p = (1000, 200) if args.small else (10_000, 1000)
     wall = args.wall if args.wall is not None else (10.0 if args.small else 60.0)
-    print(f"numba threads: {kc._parallel.max_threads()}")
+    print(f"numba threads: {max_threads()}")
     bench_step(d, h, p, repeat=5)
     bench_runs(d, h, p, wall)
 

@@ -424,3 +424,23 @@ def test_history_counts_rejected_steps():
     np.testing.assert_allclose(ratio[cut] * 10.0 ** h["rejected"][2:][cut],
                                np.where(np.isclose(ratio[cut] * 10.0 ** h["rejected"][2:][cut],
                                                    1.1), 1.1, 1.0), rtol=1e-9)
+
+
+def test_parallel_and_serial_passes_agree_exactly(rng):
+    p, d, h = 50, 4, 30
+    X = rng.standard_normal((p, d))
+    W, Wo = rng.standard_normal((h, d)), rng.standard_normal((h, d))
+    b, bo, beta = rng.standard_normal(h), rng.standard_normal(h), rng.standard_normal(h)
+    u, uref = rng.standard_normal(p), rng.standard_normal(p)
+    args = (0.5, 1.0, 1.0 / h)
+    outs = []
+    for fwd, bwd in ((core.forward, core.backward_pair),
+                     (core.forward_serial, core.backward_pair_serial)):
+        out = np.empty(p)
+        fwd(X, W, b, beta, *args, 0.0, core.RELU_UNIT, out)
+        g = [np.empty((h, d)), np.empty(h), np.empty(h), np.empty((h, d)), np.empty(h),
+             np.empty(h)]
+        bwd(X, W, b, beta, Wo, bo, *args, core.RELU_UNIT, u, uref, *g)
+        outs.append([out, *g])
+    for a, c in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, c)

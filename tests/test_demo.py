@@ -67,6 +67,19 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
         assert run.checkpoints[-1].test_error == pytest.approx(r["test_error"])
         lam = kc.diagnostics.compression(run.checkpoints[-1].network, informative=[0])
         assert lam == pytest.approx(r["compression"], rel=1e-12)
+    # notes explain what the numbers cannot show: one per unfinished regime, and
+    # one per exponent whose interval misses the theory
+    notes = on_disk["notes"]
+    assert all(isinstance(n, str) and n for n in notes)
+    for regime, r in on_disk["regimes"].items():
+        stopped = any(f"{regime} runs stopped on the step budget" in n for n in notes)
+        assert stopped == (r["converged_runs"] < r["runs"])
+    for regime in ("feature", "lazy"):
+        e, theory = on_disk["exponents"][regime], on_disk["exponents"]["theory"][regime]
+        if e["beta"] is not None:
+            misses = not (e["ci"][0] <= theory <= e["ci"][1])
+            assert misses == any(n.startswith(f"beta_{regime} =") for n in notes)
+    assert all(f"note: {n}" in text for n in notes)
     # the per-p means are the means of the runs
     for regime in ("feature", "lazy"):
         for i, p in enumerate(TINY.p):

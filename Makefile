@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# PyTorch is an optional extra. Where a CPU wheel is on disk (the CI machines keep one),
+# the test venv gets it so the torch interop tests run; elsewhere they are skipped.
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-cp311-*.whl))
 
 .PHONY: test demo lint bench clean venv
 
@@ -14,7 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+$(VENV)/.torch: $(STAMP)
+	@if [ -n "$(TORCH_WHEEL)" ] && $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+		echo "installing the optional PyTorch extra from $(TORCH_WHEEL)"; \
+		$(PY) -m pip install -q "$(TORCH_WHEEL)"; \
+	fi
+	touch $@
+
+test: $(STAMP) $(VENV)/.torch
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -16,50 +16,13 @@ Activations are chosen by an integer code.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
-
-RELU = 0
-RELU_UNIT = 1
-ERF = 2
-TANH = 3
-LINEAR = 4
-
-CODES = {"relu": RELU, "relu_unit": RELU_UNIT, "erf": ERF, "tanh": TANH, "linear": LINEAR}
-
-_SQRT2 = math.sqrt(2.0)
-_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-
-
-@jit
-def _phi(z: float, act: int) -> float:
-    if act == RELU:
-        return z if z > 0.0 else 0.0
-    if act == RELU_UNIT:
-        return _SQRT2 * z if z > 0.0 else 0.0
-    if act == ERF:
-        return math.erf(z)
-    if act == TANH:
-        return math.tanh(z)
-    return z
-
-
-@jit
-def _dphi(z: float, act: int) -> float:
-    if act == RELU:
-        return 1.0 if z > 0.0 else 0.0
-    if act == RELU_UNIT:
-        return _SQRT2 if z > 0.0 else 0.0
-    if act == ERF:
-        return _TWO_OVER_SQRT_PI * math.exp(-z * z)
-    if act == TANH:
-        t = math.tanh(z)
-        return 1.0 - t * t
-    return 1.0
+from kernelcomp._kernels.activations import CODES  # noqa: F401 (used by kernelcomp.empirical)
+from kernelcomp._kernels.activations import dphi as _dphi
+from kernelcomp._kernels.activations import phi as _phi
 
 
 def _post_activation(

@@ -9,45 +9,18 @@ depend on the thread count. Inputs are validated by ``kernelcomp.training``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 
 from kernelcomp._kernels._config import jit
-
-#: activation codes (``kernelcomp.network.ACTIVATIONS`` names)
-RELU, RELU_UNIT, LINEAR, TANH, ERF = 0, 1, 2, 3, 4
-CODES = {"relu": RELU, "relu_unit": RELU_UNIT, "linear": LINEAR, "tanh": TANH, "erf": ERF}
-_SQRT2 = math.sqrt(2.0)
-_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-
-
-@jit
-def _phi(z: float, act: int) -> float:
-    if act == RELU:
-        return z if z > 0.0 else 0.0
-    if act == RELU_UNIT:
-        return _SQRT2 * z if z > 0.0 else 0.0
-    if act == TANH:
-        return math.tanh(z)
-    if act == ERF:
-        return math.erf(z)
-    return z
-
-
-@jit
-def _dphi(z: float, act: int) -> float:
-    if act == RELU:
-        return 1.0 if z > 0.0 else 0.0
-    if act == RELU_UNIT:
-        return _SQRT2 if z > 0.0 else 0.0
-    if act == TANH:
-        t = math.tanh(z)
-        return 1.0 - t * t
-    if act == ERF:
-        return _TWO_OVER_SQRT_PI * math.exp(-z * z)
-    return 1.0
+from kernelcomp._kernels.activations import (  # noqa: F401 (CODES: used by kernelcomp.training)
+    CODES,
+    RELU,
+    RELU_UNIT,
+)
+from kernelcomp._kernels.activations import SQRT2 as _SQRT2
+from kernelcomp._kernels.activations import dphi as _dphi
+from kernelcomp._kernels.activations import phi as _phi
 
 
 def _forward(

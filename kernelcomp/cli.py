@@ -144,7 +144,7 @@ def _add_gram(sub: Any) -> None:
         help="hidden layers (default 1)",
     )
     analytic.add_argument(
-        "--activation", choices=("relu", "erf"), default=argparse.SUPPRESS,
+        "--activation", choices=("relu", "relu_unit", "erf"), default=argparse.SUPPRESS,
         help="default: relu",
     )
     analytic.add_argument(

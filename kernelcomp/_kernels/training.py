@@ -1,10 +1,19 @@
 """Fused forward/backward passes of a one-hidden-layer network for training.
 
 ``f(x) = c2 sum_n beta_n phi(c1 w_n . x + s1 b_n) + s2 b2`` on C-contiguous
-float64 arrays, without materialising the (p, h) pre-activations: the forward
-pass owns one sample per iteration, the backward pass one neuron per iteration
-(its rows of the gradient), so both are race-free and their results do not
-depend on the thread count. Inputs are validated by ``kernelcomp.training``.
+float64 arrays, without materialising the (p, h) pre-activations.
+
+Layout. Each pass works on blocks whose innermost loops run over a contiguous
+vector of samples (forward) or of neurons (backward), with the activation
+dispatch hoisted out of them, so LLVM vectorises them without fastmath: the
+forward pass owns a block of ``_SAMPLE_BLOCK`` samples per iteration (a
+transposed copy of its inputs, ``(d, block)``, accumulated neuron by neuron),
+the backward passes a block of ``_NEURON_BLOCK`` neurons (a transposed copy of
+their weights and ``(d, block)`` gradient accumulators, in L1, updated sample
+by sample). Every output element is owned by one iteration and summed in the
+same order as the plain loop ``sum_n`` / ``sum_mu`` (pre-activations
+``sum_j`` in ``j`` order), so the results do not depend on the thread count or
+on the block sizes. Inputs are validated by ``kernelcomp.training``.
 """
 
 from __future__ import annotations
@@ -15,12 +24,63 @@ from numba import prange
 from kernelcomp._kernels._config import jit
 from kernelcomp._kernels.activations import (  # noqa: F401 (CODES: used by kernelcomp.training)
     CODES,
+    LINEAR,
     RELU,
     RELU_UNIT,
 )
 from kernelcomp._kernels.activations import SQRT2 as _SQRT2
 from kernelcomp._kernels.activations import dphi as _dphi
 from kernelcomp._kernels.activations import phi as _phi
+
+#: samples per forward iteration and neurons per backward iteration: the
+#: block's transposed inputs/weights, accumulators and pre-activations stay in
+#: L1 (backward pair at d = 5: 4 (d, 64) arrays + 8 vectors = 14 KiB)
+_SAMPLE_BLOCK = 256
+_NEURON_BLOCK = 256
+
+
+@jit
+def _combine(coef: np.ndarray, V: np.ndarray, z: np.ndarray) -> None:
+    """``z[i] = sum_j coef[j] V[j, i]``, summed in ``j`` order from 0.0.
+
+    Up to four ``j`` per sweep over ``z``; each sweep is a vectorised loop over
+    ``i`` (the sweeps are load/store bound, so fewer sweeps is faster).
+    """
+    d = coef.shape[0]
+    m = z.shape[0]
+    if d >= 4:
+        c0, c1, c2, c3 = coef[0], coef[1], coef[2], coef[3]
+        for i in range(m):
+            z[i] = (((0.0 + c0 * V[0, i]) + c1 * V[1, i]) + c2 * V[2, i]) + c3 * V[3, i]
+        j = 4
+    else:
+        c0 = coef[0]
+        for i in range(m):
+            z[i] = 0.0 + c0 * V[0, i]
+        j = 1
+    while j + 3 < d:
+        c0, c1, c2, c3 = coef[j], coef[j + 1], coef[j + 2], coef[j + 3]
+        for i in range(m):
+            z[i] = (((z[i] + c0 * V[j, i]) + c1 * V[j + 1, i]) + c2 * V[j + 2, i]) + c3 * V[
+                j + 3, i
+            ]
+        j += 4
+    while j < d:
+        c0 = coef[j]
+        for i in range(m):
+            z[i] += c0 * V[j, i]
+        j += 1
+
+
+@jit
+def _transpose_block(A: np.ndarray, r0: int, m: int) -> np.ndarray:
+    """``A[r0:r0 + m].T`` as a C-contiguous ``(d, m)`` copy."""
+    d = A.shape[1]
+    out = np.empty((d, m))
+    for i in range(m):
+        for j in range(d):
+            out[j, i] = A[r0 + i, j]
+    return out
 
 
 def _forward(
@@ -36,16 +96,222 @@ def _forward(
     out: np.ndarray,
 ) -> None:
     """``out[mu] = c2 sum_n beta_n phi(c1 W[n] . X[mu] + s1 b[n]) + bias2``."""
-    p, d = X.shape
+    p = X.shape[0]
     h = W.shape[0]
-    for mu in prange(p):
-        acc = 0.0
+    kinked = act == RELU or act == RELU_UNIT
+    slope = _SQRT2 if act == RELU_UNIT else 1.0
+    nblk = (p + _SAMPLE_BLOCK - 1) // _SAMPLE_BLOCK
+    for blk in prange(nblk):
+        m0 = blk * _SAMPLE_BLOCK
+        m = min(_SAMPLE_BLOCK, p - m0)
+        xt = _transpose_block(X, m0, m)
+        z = np.empty(m)
+        acc = np.zeros(m)
         for n in range(h):
-            z = 0.0
-            for j in range(d):
-                z += W[n, j] * X[mu, j]
-            acc += beta[n] * _phi(c1 * z + s1 * b[n], act)
-        out[mu] = c2 * acc + bias2
+            _combine(W[n], xt, z)
+            bn = s1 * b[n]
+            bt = beta[n]
+            if kinked:
+                for i in range(m):
+                    zz = c1 * z[i] + bn
+                    acc[i] += bt * (slope * zz if zz > 0.0 else 0.0)
+            elif act == LINEAR:
+                for i in range(m):
+                    acc[i] += bt * (c1 * z[i] + bn)
+            else:
+                for i in range(m):
+                    acc[i] += bt * _phi(c1 * z[i] + bn, act)
+        for i in range(m):
+            out[m0 + i] = c2 * acc[i] + bias2
+
+
+@jit
+def _store_gradient(
+    n0: int,
+    gwt: np.ndarray,
+    gbv: np.ndarray,
+    gbetav: np.ndarray,
+    beta: np.ndarray,
+    c1: float,
+    s1: float,
+    c2: float,
+    gW: np.ndarray,
+    gb: np.ndarray,
+    gbeta: np.ndarray,
+) -> None:
+    """Scale a block's sums into the gradient rows ``n0 .. n0 + m``."""
+    d, m = gwt.shape
+    for i in range(m):
+        n = n0 + i
+        scale = c2 * beta[n]
+        for j in range(d):
+            gW[n, j] = gwt[j, i] * (scale * c1)
+        gb[n] = scale * s1 * gbv[i]
+        gbeta[n] = c2 * gbetav[i]
+
+
+@jit
+def _terms(
+    z: np.ndarray,
+    zo: np.ndarray,
+    c1: float,
+    sb: np.ndarray,
+    um: float,
+    ur: float,
+    act: int,
+    sr: np.ndarray,
+    acc: np.ndarray,
+) -> None:
+    """One sample's per-neuron terms of the gradient (and of the reference).
+
+    ``z``: the block's ``W . x`` (``zo``: ``Wold . x``, read for the ReLUs only,
+    and only when ``sr`` has a second row). Writes ``sr[0] = um phi'(zz)``
+    (``sr[1]``: the reference's ``ur phi'``, with the frozen pattern for the
+    ReLUs) and adds ``um phi(zz)`` to ``acc[0]``, ``sr[0]`` to ``acc[1]`` (and
+    the reference's to ``acc[2]``, ``acc[3]``), where ``zz = c1 z + sb[0]``.
+    Stacked 2-D work arrays keep the loops vectorisable (LLVM gives up on a
+    loop that needs too many run-time alias checks between separate arrays).
+    """
+    m = z.shape[0]
+    pair = sr.shape[0] == 2
+    if act == RELU or act == RELU_UNIT:
+        slope = _SQRT2 if act == RELU_UNIT else 1.0
+        if pair:
+            rs = ur * slope
+            for i in range(m):
+                zz = c1 * z[i] + sb[0, i]
+                pos = zz > 0.0
+                si = um * (slope if pos else 0.0)
+                ri = rs if c1 * zo[i] + sb[1, i] > 0.0 else 0.0
+                acc[0, i] += um * (slope * zz if pos else 0.0)
+                acc[1, i] += si
+                acc[2, i] += ri * zz
+                acc[3, i] += ri
+                sr[0, i] = si
+                sr[1, i] = ri
+        else:
+            for i in range(m):
+                zz = c1 * z[i] + sb[0, i]
+                pos = zz > 0.0
+                si = um * (slope if pos else 0.0)
+                acc[0, i] += um * (slope * zz if pos else 0.0)
+                acc[1, i] += si
+                sr[0, i] = si
+    elif act == LINEAR:
+        si = um * 1.0
+        ri = ur * 1.0
+        for i in range(m):
+            zz = c1 * z[i] + sb[0, i]
+            acc[0, i] += um * zz
+            acc[1, i] += si
+            sr[0, i] = si
+            if pair:
+                acc[2, i] += ur * zz
+                acc[3, i] += ri
+                sr[1, i] = ri
+    else:
+        for i in range(m):
+            zz = c1 * z[i] + sb[0, i]
+            fz = _phi(zz, act)
+            dz = _dphi(zz, act)
+            si = um * dz
+            acc[0, i] += um * fz
+            acc[1, i] += si
+            sr[0, i] = si
+            if pair:
+                ri = ur * dz
+                acc[2, i] += ur * fz
+                acc[3, i] += ri
+                sr[1, i] = ri
+
+
+@jit
+def _accumulate(x: np.ndarray, sr: np.ndarray, G: np.ndarray) -> None:
+    """``G[k, j, i] += sr[k, i] x[j]`` (the gradient's weight rows, transposed)."""
+    d = x.shape[0]
+    m = sr.shape[1]
+    if sr.shape[0] == 2:
+        for j in range(d):
+            xj = x[j]
+            for i in range(m):
+                G[0, j, i] += sr[0, i] * xj
+                G[1, j, i] += sr[1, i] * xj
+    else:
+        for j in range(d):
+            xj = x[j]
+            for i in range(m):
+                G[0, j, i] += sr[0, i] * xj
+
+
+@jit
+def _relu_terms4(
+    Z: np.ndarray,
+    ZO: np.ndarray,
+    c1: float,
+    sb: np.ndarray,
+    us: np.ndarray,
+    rs: np.ndarray,
+    slope: float,
+    SR: np.ndarray,
+    acc: np.ndarray,
+) -> None:
+    """:func:`_terms` of a ReLU pair pass for four samples in one sweep.
+
+    ``Z[k]``, ``ZO[k]``: sample ``k``'s ``W . x``, ``Wold . x``; ``us[k]`` its
+    ``um``, ``rs[k]`` its ``ur * slope``. Writes ``SR[2k] = s_k``,
+    ``SR[2k + 1] = r_k`` and adds the four samples' terms to ``acc`` in sample
+    order, so the sums are those of four single-sample sweeps with a quarter of
+    the accumulators' loads and stores.
+    """
+    m = Z.shape[1]
+    u0, u1, u2, u3 = us[0], us[1], us[2], us[3]
+    r0, r1, r2, r3 = rs[0], rs[1], rs[2], rs[3]
+    # two sweeps: one loop writing both SR and acc does not vectorise
+    for i in range(m):
+        sbi = sb[0, i]
+        sboi = sb[1, i]
+        SR[0, i] = u0 * (slope if c1 * Z[0, i] + sbi > 0.0 else 0.0)
+        SR[1, i] = r0 if c1 * ZO[0, i] + sboi > 0.0 else 0.0
+        SR[2, i] = u1 * (slope if c1 * Z[1, i] + sbi > 0.0 else 0.0)
+        SR[3, i] = r1 if c1 * ZO[1, i] + sboi > 0.0 else 0.0
+        SR[4, i] = u2 * (slope if c1 * Z[2, i] + sbi > 0.0 else 0.0)
+        SR[5, i] = r2 if c1 * ZO[2, i] + sboi > 0.0 else 0.0
+        SR[6, i] = u3 * (slope if c1 * Z[3, i] + sbi > 0.0 else 0.0)
+        SR[7, i] = r3 if c1 * ZO[3, i] + sboi > 0.0 else 0.0
+    for i in range(m):
+        sbi = sb[0, i]
+        z0 = c1 * Z[0, i] + sbi
+        z1 = c1 * Z[1, i] + sbi
+        z2 = c1 * Z[2, i] + sbi
+        z3 = c1 * Z[3, i] + sbi
+        acc[0, i] = (
+            (
+                (acc[0, i] + u0 * (slope * z0 if z0 > 0.0 else 0.0))
+                + u1 * (slope * z1 if z1 > 0.0 else 0.0)
+            )
+            + u2 * (slope * z2 if z2 > 0.0 else 0.0)
+        ) + u3 * (slope * z3 if z3 > 0.0 else 0.0)
+        acc[1, i] = (((acc[1, i] + SR[0, i]) + SR[2, i]) + SR[4, i]) + SR[6, i]
+        acc[2, i] = (((acc[2, i] + SR[1, i] * z0) + SR[3, i] * z1) + SR[5, i] * z2) + SR[7, i] * z3
+        acc[3, i] = (((acc[3, i] + SR[1, i]) + SR[3, i]) + SR[5, i]) + SR[7, i]
+
+
+@jit
+def _accumulate4(X: np.ndarray, mus: np.ndarray, SR: np.ndarray, G: np.ndarray) -> None:
+    """:func:`_accumulate` of four samples ``X[mus[k]]`` (``SR`` as in
+    :func:`_relu_terms4`), added in sample order in one sweep per ``j``."""
+    d = X.shape[1]
+    m = SR.shape[1]
+    m0, m1, m2, m3 = mus[0], mus[1], mus[2], mus[3]
+    for j in range(d):
+        a0, a1, a2, a3 = X[m0, j], X[m1, j], X[m2, j], X[m3, j]
+        for i in range(m):
+            G[0, j, i] = (((G[0, j, i] + SR[0, i] * a0) + SR[2, i] * a1) + SR[4, i] * a2) + SR[
+                6, i
+            ] * a3
+            G[1, j, i] = (((G[1, j, i] + SR[1, i] * a0) + SR[3, i] * a1) + SR[5, i] * a2) + SR[
+                7, i
+            ] * a3
 
 
 def _backward(
@@ -66,31 +332,28 @@ def _backward(
     """Gradient of ``sum_{mu in rows} u[mu] f(X[mu])`` w.r.t. ``W``, ``b``, ``beta``."""
     d = X.shape[1]
     h = W.shape[0]
-    for n in prange(h):
-        gbn = 0.0
-        gbetan = 0.0
-        for j in range(d):
-            gW[n, j] = 0.0
+    nblk = (h + _NEURON_BLOCK - 1) // _NEURON_BLOCK
+    for blk in prange(nblk):
+        n0 = blk * _NEURON_BLOCK
+        m = min(_NEURON_BLOCK, h - n0)
+        wt = _transpose_block(W, n0, m)
+        sb = np.empty((1, m))
+        for i in range(m):
+            sb[0, i] = s1 * b[n0 + i]
+        z = np.empty(m)
+        sr = np.empty((1, m))
+        acc = np.zeros((2, m))  # sums of um phi, um phi'
+        G = np.zeros((1, d, m))
         for k in range(rows.shape[0]):
             mu = rows[k]
             um = u[mu]
             if um == 0.0:
                 continue
-            z = 0.0
-            for j in range(d):
-                z += W[n, j] * X[mu, j]
-            z = c1 * z + s1 * b[n]
-            gbetan += um * _phi(z, act)
-            s = um * _dphi(z, act)
-            if s != 0.0:
-                gbn += s
-                for j in range(d):
-                    gW[n, j] += s * X[mu, j]
-        scale = c2 * beta[n]
-        for j in range(d):
-            gW[n, j] *= scale * c1
-        gb[n] = scale * s1 * gbn
-        gbeta[n] = c2 * gbetan
+            x = X[mu]
+            _combine(x, wt, z)
+            _terms(z, z, c1, sb, um, 0.0, act, sr, acc)
+            _accumulate(x, sr, G)
+        _store_gradient(n0, G[0], acc[1], acc[0], beta, c1, s1, c2, gW, gb, gbeta)
 
 
 def _backward_pair(
@@ -125,54 +388,63 @@ def _backward_pair(
     h = W.shape[0]
     kinked = act == RELU or act == RELU_UNIT
     slope = _SQRT2 if act == RELU_UNIT else 1.0
-    for n in prange(h):
-        gbn = 0.0
-        gbetan = 0.0
-        rbn = 0.0
-        rbetan = 0.0
-        for j in range(d):
-            gW[n, j] = 0.0
-            rW[n, j] = 0.0
-        for mu in range(p):
-            um = u[mu]
-            ur = uref[mu]
-            if um == 0.0 and ur == 0.0:
-                continue
-            z = 0.0
-            for j in range(d):
-                z += W[n, j] * X[mu, j]
-            z = c1 * z + s1 * b[n]
-            s = um * _dphi(z, act)
-            gbetan += um * _phi(z, act)
+    # the samples that contribute, in order (the others add exact zeros)
+    active = np.empty(p, dtype=np.int64)
+    na = 0
+    for mu in range(p):
+        if u[mu] != 0.0 or uref[mu] != 0.0:
+            active[na] = mu
+            na += 1
+    nblk = (h + _NEURON_BLOCK - 1) // _NEURON_BLOCK
+    for blk in prange(nblk):
+        n0 = blk * _NEURON_BLOCK
+        m = min(_NEURON_BLOCK, h - n0)
+        wt = _transpose_block(W, n0, m)
+        wot = _transpose_block(Wold, n0, m)
+        sb = np.empty((2, m))
+        for i in range(m):
+            sb[0, i] = s1 * b[n0 + i]
+            sb[1, i] = s1 * bold[n0 + i]
+        z = np.empty(m)
+        zo = np.empty(m)
+        sr = np.empty((2, m))
+        acc = np.zeros((4, m))  # sums of um phi, um phi', then the reference's
+        G = np.zeros((2, d, m))
+        k = 0
+        if kinked:
+            Z = np.empty((4, m))
+            ZO = np.empty((4, m))
+            SR = np.empty((8, m))
+            us = np.empty(4)
+            rs = np.empty(4)
+            while k + 4 <= na:
+                mus = active[k : k + 4]
+                for q in range(4):
+                    x = X[mus[q]]
+                    _combine(x, wt, Z[q])
+                    _combine(x, wot, ZO[q])
+                    us[q] = u[mus[q]]
+                    rs[q] = uref[mus[q]] * slope
+                _relu_terms4(Z, ZO, c1, sb, us, rs, slope, SR, acc)
+                _accumulate4(X, mus, SR, G)
+                k += 4
+        while k < na:
+            mu = active[k]
+            x = X[mu]
+            _combine(x, wt, z)
             if kinked:
-                zo = 0.0
-                for j in range(d):
-                    zo += Wold[n, j] * X[mu, j]
-                on = c1 * zo + s1 * bold[n] > 0.0
-                r = ur * slope if on else 0.0
-                rbetan += r * z
-            else:
-                r = ur * _dphi(z, act)
-                rbetan += ur * _phi(z, act)
-            if s != 0.0 or r != 0.0:
-                gbn += s
-                rbn += r
-                for j in range(d):
-                    gW[n, j] += s * X[mu, j]
-                    rW[n, j] += r * X[mu, j]
-        scale = c2 * beta[n]
-        for j in range(d):
-            gW[n, j] *= scale * c1
-            rW[n, j] *= scale * c1
-        gb[n] = scale * s1 * gbn
-        rb[n] = scale * s1 * rbn
-        gbeta[n] = c2 * gbetan
-        rbeta[n] = c2 * rbetan
+                _combine(x, wot, zo)
+            _terms(z, zo, c1, sb, u[mu], uref[mu], act, sr, acc)
+            _accumulate(x, sr, G)
+            k += 1
+        _store_gradient(n0, G[0], acc[1], acc[0], beta, c1, s1, c2, gW, gb, gbeta)
+        _store_gradient(n0, G[1], acc[3], acc[2], beta, c1, s1, c2, rW, rb, rbeta)
 
 
-#: parallel (prange over samples / neurons) and serial compilations of each pass:
-#: below ~PARALLEL_MIN_WORK pairs (sample, neuron) a thread launch costs more than
-#: the pass (measured: 1.7 ms vs 0.02 ms for p = h = 64 on a loaded 2-core machine)
+#: parallel (prange over sample / neuron blocks) and serial compilations of each
+#: pass: below ~PARALLEL_MIN_WORK pairs (sample, neuron) a thread launch costs
+#: more than the pass (measured: 1.7 ms vs 0.02 ms for p = h = 64 on a loaded
+#: 2-core machine)
 PARALLEL_MIN_WORK = 200_000
 forward = jit(_forward, parallel=True)
 backward = jit(_backward, parallel=True)

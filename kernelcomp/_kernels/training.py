@@ -9,11 +9,15 @@ dispatch hoisted out of them, so LLVM vectorises them without fastmath: the
 forward pass owns a block of ``_SAMPLE_BLOCK`` samples per iteration (a
 transposed copy of its inputs, ``(d, block)``, accumulated neuron by neuron),
 the backward passes a block of ``_NEURON_BLOCK`` neurons (a transposed copy of
-their weights and ``(d, block)`` gradient accumulators, in L1, updated sample
-by sample). Every output element is owned by one iteration and summed in the
-same order as the plain loop ``sum_n`` / ``sum_mu`` (pre-activations
-``sum_j`` in ``j`` order), so the results do not depend on the thread count or
-on the block sizes. Inputs are validated by ``kernelcomp.training``.
+their weights and ``(d, block)`` gradient accumulators, cache-resident, updated
+sample by sample; the ReLU pair pass adds four samples per accumulator sweep,
+since the sweeps are bound by loads and stores, not arithmetic). Samples whose
+output gradients are all zero are skipped, as before. Every output element is
+owned by one iteration and summed in the same order as the plain loops
+``sum_n`` / ``sum_mu`` (pre-activations ``sum_j`` in ``j`` order, from 0.0), so
+the results equal those of the plain scalar loops (checked on random inputs
+for every activation) and do not depend on the thread count or on the block
+sizes. Inputs are validated by ``kernelcomp.training``.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from kernelcomp._kernels.activations import phi as _phi
 
 #: samples per forward iteration and neurons per backward iteration: the
 #: block's transposed inputs/weights, accumulators and pre-activations stay in
-#: L1 (backward pair at d = 5: 4 (d, 64) arrays + 8 vectors = 14 KiB)
+#: L1/L2 (ReLU pair pass at d = 5, 128 neurons: ~42 KiB). Measured serial pair
+#: pass at d = 5, h = 1e4, p = 1e3: 64 -> 21, 128 -> 19, 256 -> 20, 512 -> 26 ms
 _SAMPLE_BLOCK = 256
-_NEURON_BLOCK = 256
+_NEURON_BLOCK = 128
 
 
 @jit
@@ -255,29 +260,25 @@ def _relu_terms4(
     SR: np.ndarray,
     acc: np.ndarray,
 ) -> None:
-    """:func:`_terms` of a ReLU pair pass for four samples in one sweep.
+    """:func:`_terms` of a ReLU pair pass for four samples.
 
     ``Z[k]``, ``ZO[k]``: sample ``k``'s ``W . x``, ``Wold . x``; ``us[k]`` its
     ``um``, ``rs[k]`` its ``ur * slope``. Writes ``SR[2k] = s_k``,
     ``SR[2k + 1] = r_k`` and adds the four samples' terms to ``acc`` in sample
-    order, so the sums are those of four single-sample sweeps with a quarter of
-    the accumulators' loads and stores.
+    order (``acc[0] = (((acc[0] + t_0) + t_1) + t_2) + t_3``), so the sums are
+    those of four single-sample calls with a quarter of the accumulators' loads
+    and stores.
     """
     m = Z.shape[1]
+    # one sweep per sample for SR, one for the accumulators: a loop writing
+    # both (or all of SR at once) does not vectorise as well (measured)
+    for q in range(4):
+        uq = us[q]
+        rq = rs[q]
+        for i in range(m):
+            SR[2 * q, i] = uq * (slope if c1 * Z[q, i] + sb[0, i] > 0.0 else 0.0)
+            SR[2 * q + 1, i] = rq if c1 * ZO[q, i] + sb[1, i] > 0.0 else 0.0
     u0, u1, u2, u3 = us[0], us[1], us[2], us[3]
-    r0, r1, r2, r3 = rs[0], rs[1], rs[2], rs[3]
-    # two sweeps: one loop writing both SR and acc does not vectorise
-    for i in range(m):
-        sbi = sb[0, i]
-        sboi = sb[1, i]
-        SR[0, i] = u0 * (slope if c1 * Z[0, i] + sbi > 0.0 else 0.0)
-        SR[1, i] = r0 if c1 * ZO[0, i] + sboi > 0.0 else 0.0
-        SR[2, i] = u1 * (slope if c1 * Z[1, i] + sbi > 0.0 else 0.0)
-        SR[3, i] = r1 if c1 * ZO[1, i] + sboi > 0.0 else 0.0
-        SR[4, i] = u2 * (slope if c1 * Z[2, i] + sbi > 0.0 else 0.0)
-        SR[5, i] = r2 if c1 * ZO[2, i] + sboi > 0.0 else 0.0
-        SR[6, i] = u3 * (slope if c1 * Z[3, i] + sbi > 0.0 else 0.0)
-        SR[7, i] = r3 if c1 * ZO[3, i] + sboi > 0.0 else 0.0
     for i in range(m):
         sbi = sb[0, i]
         z0 = c1 * Z[0, i] + sbi
@@ -291,8 +292,9 @@ def _relu_terms4(
             )
             + u2 * (slope * z2 if z2 > 0.0 else 0.0)
         ) + u3 * (slope * z3 if z3 > 0.0 else 0.0)
-        acc[1, i] = (((acc[1, i] + SR[0, i]) + SR[2, i]) + SR[4, i]) + SR[6, i]
         acc[2, i] = (((acc[2, i] + SR[1, i] * z0) + SR[3, i] * z1) + SR[5, i] * z2) + SR[7, i] * z3
+    for i in range(m):
+        acc[1, i] = (((acc[1, i] + SR[0, i]) + SR[2, i]) + SR[4, i]) + SR[6, i]
         acc[3, i] = (((acc[3, i] + SR[1, i]) + SR[3, i]) + SR[5, i]) + SR[7, i]
 
 

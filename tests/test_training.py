@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -444,3 +445,60 @@ def test_parallel_and_serial_passes_agree_exactly(rng):
         outs.append([out, *g])
     for a, c in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu_unit", "tanh", "erf", "linear"])
+def test_blocked_passes_do_not_depend_on_threads_or_blocks(rng, activation):
+    # several sample and neuron blocks, a neuron count that is no multiple of
+    # the block, zero output gradients, and a ragged tail of active samples
+    p, d, h = 2 * core._SAMPLE_BLOCK + 37, 7, 2 * core._NEURON_BLOCK + 45
+    net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field",
+                            seed=5)
+    X = rng.standard_normal((p, d))
+    prm = training._params_of(net)
+    old = [q + 0.1 * rng.standard_normal(q.shape) for q in prm]
+    W, b, beta = prm[0], prm[2], prm[1][0]
+    Wo, bo = old[0], old[2]
+    u, uref = rng.standard_normal(p), rng.standard_normal(p)
+    u[::3] = 0.0
+    uref[::5] = 0.0
+    u[-7:] = uref[-7:] = 0.0
+    rows = np.flatnonzero(rng.random(p) < 0.4)
+    c1, c2 = float(net.weight_mult[0]), float(net.weight_mult[1])
+    s1 = float(net.bias_mult[0])
+    act = core.CODES[activation]
+
+    def run(fwd, bwd, pair):
+        out = np.empty(p)
+        fwd(X, W, b, beta, c1, s1, c2, 0.25, act, out)
+        g = [np.empty((h, d)), np.empty(h), np.empty(h)]
+        bwd(X, W, b, beta, c1, s1, c2, act, u, rows, *g)
+        r = [np.empty((h, d)), np.empty(h), np.empty(h), np.empty((h, d)), np.empty(h),
+             np.empty(h)]
+        pair(X, W, b, beta, Wo, bo, c1, s1, c2, act, u, uref, *r)
+        return [out, *g, *r]
+
+    runs = [run(core.forward_serial, core.backward_serial, core.backward_pair_serial)]
+    n0 = numba.get_num_threads()
+    try:
+        for n in sorted({1, 2, n0}):
+            if n <= numba.config.NUMBA_NUM_THREADS:
+                numba.set_num_threads(n)
+                runs.append(run(core.forward, core.backward, core.backward_pair))
+    finally:
+        numba.set_num_threads(n0)
+    for other in runs[1:]:
+        for a, c in zip(runs[0], other, strict=True):
+            np.testing.assert_array_equal(a.view(np.int64), c.view(np.int64))
+    # and the blocked passes are right: against the NumPy network
+    out0 = np.zeros(p)
+    fused = training._fused_problem(net, X, out0)
+    ref = training._network_problem(net, X, out0)
+    np.testing.assert_allclose(fused.forward(prm), ref.forward(prm), rtol=1e-12, atol=1e-14)
+    for a, c in zip(fused.backward(prm, u, rows), ref.backward(prm, u, rows), strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-15)
+    g, r = fused.pair(prm, u, old, uref)
+    rg = ref.pair(prm, u, old, uref) if ref.pair is not None else (
+        ref.backward(prm, u, None), ref.backward(prm, uref, None))
+    for a, c in zip([*g, *r], [*rg[0], *rg[1]], strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-14)

@@ -5,7 +5,9 @@ Figures and ratios against reference runs in the same process:
 1. one tentative step (forward pass + gradient + the step control's reference
    gradient) of the paper's one-hidden-layer net: the fused compiled passes
    (``method="fused"``) against ``FCNetwork.forward``/``gradients`` (BLAS,
-   ``method="numpy"``);
+   ``method="numpy"``), with the fused forward pass and pair pass timed
+   separately, and a check that the parallel and serial compiled passes agree
+   bit for bit at this size;
 2. whole training runs (``kc.training.train``, feature and lazy regime) at
    h = 10^4, p = 10^3 with both methods, under a wall-clock cap: steps per
    second, final status, loss and margins.
@@ -58,6 +60,37 @@ def bench_step(d: int, h: int, p: int, repeat: int) -> None:
                           repeat)
         print(f"  {name:6s} first call {first * 1e3:8.1f} ms   steady {res[name] * 1e3:8.2f} ms")
     print(f"  ratio numpy / fused: {res['numpy'] / res['fused']:.2f}x")
+    fused = training._fused_problem(net, X, out0)
+    t_fwd = _best(lambda: fused.forward(prm), repeat)
+    t_pair = _best(lambda: fused.pair(prm, u, old, u), repeat)
+    pairs = p * h
+    print(f"  fused forward {t_fwd * 1e3:7.2f} ms ({t_fwd / pairs * 1e9:.2f} ns/pair), "
+          f"gradient + reference {t_pair * 1e3:7.2f} ms ({t_pair / pairs * 1e9:.2f} ns/pair)")
+    _check_threads(X, prm, old, u, net)
+
+
+def _check_threads(X, prm, old, u, net) -> None:
+    """The parallel and the serial compiled passes give the same bits."""
+    from kernelcomp._kernels import training as core
+
+    W, beta, b = prm[0], prm[1][0], prm[2]
+    c1, c2, s1 = float(net.weight_mult[0]), float(net.weight_mult[1]), float(net.bias_mult[0])
+    act = core.CODES[net.activation]
+    p, (h, d) = X.shape[0], W.shape
+    got = []
+    for fwd, pair in ((core.forward, core.backward_pair),
+                      (core.forward_serial, core.backward_pair_serial)):
+        out = np.empty(p)
+        fwd(X, W, b, beta, c1, s1, c2, 0.0, act, out)
+        g = [np.empty((h, d)), np.empty(h), np.empty(h), np.empty((h, d)), np.empty(h),
+             np.empty(h)]
+        pair(X, W, b, beta, old[0], old[2], c1, s1, c2, act, u, u, *g)
+        got.append([out, *g])
+    same = all(np.array_equal(a.view(np.int64), c.view(np.int64))
+               for a, c in zip(*got, strict=True))
+    print(f"  parallel ({max_threads()} threads) and serial passes bit-identical: {same}")
+    if not same:
+        raise SystemExit("parallel and serial compiled passes differ")
 
 
 def bench_runs(d: int, h: int, p: int, wall: float) -> None:

@@ -564,12 +564,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config={"dataset": args.dataset, "d": args.d, "d_par": args.d_par, "seed": args.seed,
                 "regime": args.regime},
     )
-    lam = diagnostics.compression(
-        res.net, informative=datasets.informative_dims(args.dataset, args.d, args.d_par))
+    informative = datasets.informative_dims(args.dataset, args.d, args.d_par)
+    # lambda compares informative with uninformative directions: the sphere (or a
+    # cylinder with d_par = d) has none of the latter
+    lam = (f"{diagnostics.compression(res.net, informative=informative):.3f}"
+           if len(informative) < args.d else "n/a (no uninformative direction)")
     if not args.quiet:
         print(f"{out}: {res.status} after {res.final.step} steps (t={res.final.time:.4g}, "
               f"{res.wall_time:.1f} s); train error {res.final.train_error:.4f}, test error "
-              f"{res.checkpoints[-1].test_error:.4f}, compression lambda {lam:.3f}, "
+              f"{res.checkpoints[-1].test_error:.4f}, compression lambda {lam}, "
               f"{len(res.checkpoints)} checkpoints")
     return 0
 

@@ -113,6 +113,10 @@ def test_cli_train(tmp_path, capsys):
     assert main(["train", "cylinder", "--p", "10", "--d", "3", "--h", "8", "--alpha", "0.5",
                  "-o", str(tmp_path / "c.h5"), "--max-steps", "5"]) == 0
     assert "c.h5:" in capsys.readouterr().out
+    # the sphere has no uninformative direction: no lambda, and still a success
+    assert main(["train", "sphere", "--p", "12", "--d", "3", "--h", "8",
+                 "-o", str(tmp_path / "s.h5"), "--n-test", "50", "--max-steps", "5"]) == 0
+    assert "compression lambda n/a" in capsys.readouterr().out
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -94,10 +94,21 @@ class Kernel(abc.ABC):
 
     # -- validation ---------------------------------------------------------
     def _check_input(self, X: Any, name: str, n_features: int | None = None) -> np.ndarray:
-        """Validate a sample matrix for this kernel (override to add checks)."""
+        """Validate a sample matrix for this kernel (override to add checks).
+
+        Besides :func:`check_matrix`'s checks, the squared norms must be finite
+        in float64: beyond |x| ~ 1e154 every dot product overflows to inf/NaN.
+        """
         if n_features is None:
             n_features = self.n_features_in
-        return check_matrix(X, name, n_features=n_features)
+        X = check_matrix(X, name, n_features=n_features)
+        big = float(np.max(np.abs(X)))
+        if not np.isfinite(big * big * X.shape[1]):
+            raise ValueError(
+                f"{name} has values too large for a Gram matrix (max |value| = {big:.3g}): "
+                "their squared norms overflow float64; rescale the inputs"
+            )
+        return X
 
     # -- hooks ----------------------------------------------------------------
     @abc.abstractmethod

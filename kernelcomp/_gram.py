@@ -161,7 +161,6 @@ def gram(
     kernel: Kernel,
     X: Any,
     Y: Any = None,
-    *,
     dtype: Any = None,
     n_jobs: int | None = None,
     progress: bool = False,

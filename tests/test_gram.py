@@ -49,6 +49,12 @@ def test_out_of_core_into_hdf5(tmp_path, X, symmetric):
         assert np.array_equal(f["K"][...], ref)
 
 
+def test_positional_options_follow_the_documented_order(X):
+    k = kc.NTK()
+    assert kc.gram(k, X, None, "float32").dtype == np.float32
+    assert np.array_equal(kc.gram(k, X, None, None, 1), k(X))
+
+
 def test_progress_bar(capsys, X):
     k = kc.NTK()
     K = kc.gram(k, X, progress=True, block_rows=20)

@@ -110,3 +110,11 @@ def test_large_thread_and_tile_invariance(rng, d):
             assert np.array_equal(k(X, n_jobs=2), ref)
     finally:
         kernels_module.TILE = old
+    for block in (1, 37, 100):
+        blocked = kc.gram(k, X, block_rows=block)
+        if d <= kernels_module.FUSED_MAX_FEATURES:
+            assert np.array_equal(blocked, ref)
+        else:
+            # BLAS sums a block's dot products in its own order: within an ulp or so
+            assert relative_error(blocked, ref) <= 4 * np.finfo(np.float64).eps
+            assert np.array_equal(blocked, blocked.T)

@@ -27,3 +27,6 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     # the examples leave their files behind, as a user would see them
     assert (tmp_path / "Kfile.h5").exists() and (tmp_path / "net.npz").exists()
     assert (tmp_path / "spectrum.png").exists() and (tmp_path / "run.h5").exists()
+    # and what the comments promise holds
+    assert namespace["lam"] > 5  # feature-regime compression (measured ~40)
+    assert namespace["K"].shape == (1000, 1000)

@@ -228,7 +228,8 @@ def _add_kpca(sub: Any) -> None:
         help="activation of .pt / state-dict .npz checkpoints (default relu)",
     )
     p.add_argument(
-        "--n-components", type=_positive_int, metavar="K", help="top eigenpairs (default: all)"
+        "--n-components", type=_positive_int, metavar="K",
+        help="top eigenpairs (default: all up to n = 3000, else the top 200)"
     )
     p.add_argument(
         "--mi-components", type=_positive_int, default=10, metavar="K",
@@ -634,14 +635,37 @@ class _Source:
         self.meta = meta or {}
 
 
+#: without --n-components, kpca decomposes fully up to this n, else the top _DEFAULT_TOP
+_ALL_COMPONENTS_UP_TO = 3000
+_DEFAULT_TOP = 200
+
+
 def _labels(y: Any, name: str, n: int) -> np.ndarray:
+    """Labels as float64; two classes other than -1/+1 are mapped to -1/+1.
+
+    The paper's projections and MI use +-1 labels: with 0/1 labels the label
+    vector has a large mean and the projections measure something else.
+    """
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    if arr.dtype.kind not in "biuf" or arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D numeric array of labels, got shape {arr.shape}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of labels, got shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} labels, but there are {n} samples")
+    classes = np.unique(arr)
+    if classes.size == 2 and not (arr.dtype.kind in "iuf" and set(classes.tolist()) == {-1, 1}):
+        print(
+            f"kernelcomp: {name}: classes {classes[0]!r} -> -1 and {classes[1]!r} -> +1 "
+            "(the paper's +-1 labels)",
+            file=sys.stderr,
+        )
+        return np.where(arr == classes[1], 1.0, -1.0)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be numeric (real targets) or have two classes, got dtype {arr.dtype} "
+            f"with {classes.size} classes"
+        )
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return arr.astype(np.float64)
@@ -756,7 +780,16 @@ def _analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Names
     from kernelcomp import diagnostics as dg
 
     n = K.shape[0]
-    k = None if args.n_components is None else min(args.n_components, n)
+    if args.n_components is None and n > _ALL_COMPONENTS_UP_TO:
+        # a full decomposition of a large Gram takes minutes per checkpoint
+        k = min(_DEFAULT_TOP, n)
+        print(
+            f"kernelcomp kpca: n = {n}: computing the top {k} eigenpairs "
+            "(pass --n-components N for more)",
+            file=sys.stderr,
+        )
+    else:
+        k = None if args.n_components is None else min(args.n_components, n)
     ev = dg.kernel_pca(K, n_components=k)
     entry: dict[str, Any] = {
         "n_samples": n,

@@ -422,6 +422,37 @@ def _check_entry(entry, K, y, rtol):
         assert np.all(np.diff(P) >= -1e-12)
 
 
+def test_kpca_maps_two_class_labels_to_pm1_and_caps_large_decompositions(
+    tmp_path, data, capsys, monkeypatch
+):
+    _, y = data
+    gram_file = tmp_path / "K.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(gram_file), "-q"]) == 0
+    ref = tmp_path / "ref.h5"
+    assert _run(["kpca", gram_file, "--labels", tmp_path / "y.npy", "-o", ref], capsys)[0] == 0
+    expected = io.load_diagnostics(ref).entries[0]
+    for name, labels in (("y01.npy", (y > 0).astype(int)),
+                         ("ystr.npy", np.where(y > 0, "odd", "even"))):
+        np.save(tmp_path / name, labels)
+        code, _, err = _run(["kpca", gram_file, "--labels", tmp_path / name,
+                             "-o", tmp_path / f"{name}.h5"], capsys)
+        assert code == 0, err
+        assert "-> -1" in err and "-> +1" in err
+        got = io.load_diagnostics(tmp_path / f"{name}.h5").entries[0]
+        # the same diagnostics as with the +-1 labels
+        np.testing.assert_allclose(got["cumulative_projection"], expected["cumulative_projection"])
+        np.testing.assert_allclose(got["mutual_information"], expected["mutual_information"])
+    np.save(tmp_path / "ys3.npy", np.array(["a", "b", "c"])[np.arange(y.size) % 3])
+    _user_error(["kpca", gram_file, "--labels", tmp_path / "ys3.npy", "-o", tmp_path / "e.h5"],
+                capsys, r"--labels must be numeric .* got dtype <U1 with 3 classes")
+    # large Gram matrices get the top eigenpairs unless --n-components asks otherwise
+    monkeypatch.setattr("kernelcomp.cli._ALL_COMPONENTS_UP_TO", 50)
+    monkeypatch.setattr("kernelcomp.cli._DEFAULT_TOP", 12)
+    code, _, err = _run(["kpca", gram_file, "-o", tmp_path / "top.h5"], capsys)
+    assert code == 0 and "n = 90: computing the top 12 eigenpairs" in err
+    assert io.load_diagnostics(tmp_path / "top.h5").entries[0]["eigenvalues"].shape == (12,)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kpca_on_a_gram_file(tmp_path, data, capsys, dtype):
     _, y = data

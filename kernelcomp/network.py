@@ -892,12 +892,16 @@ class FCNetwork:
         ----------
         path : str or path-like
             A file written by :meth:`save`; an HDF5 file holding a network group
-            (use ``group``); or a ``.npz`` of a PyTorch-style state dict (keys
-            ``"<layer>.weight"``/``"<layer>.bias"``), read as by :meth:`from_torch`.
+            (use ``group``); a ``.npz`` of a PyTorch-style state dict (keys
+            ``"<layer>.weight"``/``"<layer>.bias"``), read as by :meth:`from_torch`;
+            or a ``.npz`` weight list, ``np.savez(f, W0, b0, W1, b1, ...)`` or keys
+            ``W0, b0, W1, ...`` (each bias optional), read as a ``"standard"`` stack
+            (weights used as stored) of ``activation`` layers.
         group : str, optional
             Path of the network's group inside an HDF5 file (default: the root).
         activation : str, optional
-            Only for state-dict ``.npz`` files, which do not record it (default "relu").
+            Only for state-dict and weight-list ``.npz`` files, which do not record it
+            (default "relu").
 
         Returns
         -------
@@ -931,9 +935,13 @@ class FCNetwork:
                 return cls._from_arrays(data, data, f"file {str(path)!r}")
             if data and all(k.endswith((".weight", ".bias")) for k in data):
                 return cls.from_torch(data, activation=activation or "relu")
+            layers = _weight_list(data)
+            if layers is not None:
+                return cls.from_torch(layers, activation=activation or "relu")
             raise ValueError(
-                f"{str(path)!r} holds neither a kernelcomp network nor a state dict "
-                f"('<layer>.weight'/'<layer>.bias' keys); found keys {sorted(data)[:8]}"
+                f"{str(path)!r} holds neither a kernelcomp network, a state dict "
+                "('<layer>.weight'/'<layer>.bias' keys) nor a weight list (np.savez(f, W0, b0, "
+                f"W1, b1, ...) or keys W0, b0, ...); found keys {sorted(data)[:8]}"
             )
         if suffix in (".h5", ".hdf5"):
             import h5py
@@ -1068,6 +1076,37 @@ class FCNetwork:
             raise ValueError(
                 f"the state dict's layers {list(layers)} do not form a network: {exc}"
             ) from exc
+
+
+def _weight_list(data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """A state dict from a ``.npz`` weight list, or None if ``data`` is not one.
+
+    Accepts ``np.savez(f, W0, b0, W1, b1, ...)`` (keys ``arr_0, arr_1, ...``) and
+    keys ``W0, b0, W1, ...``; a 1-D array right after a weight matrix with one
+    value per output is that layer's bias.
+    """
+    import re
+
+    positional = {k: int(k[4:]) for k in data if re.fullmatch(r"arr_\d+", k)}
+    if data and len(positional) == len(data):
+        arrays = [data[k] for k in sorted(data, key=positional.__getitem__)]
+    else:
+        named = [re.fullmatch(r"([Wb])(\d+)", k) for k in data]
+        if not data or not all(named):
+            return None
+        order = sorted(data, key=lambda k: (int(k[1:]), k[0] != "W"))
+        arrays = [data[k] for k in order]
+    sd: dict[str, np.ndarray] = {}
+    layer = -1
+    for arr in arrays:
+        if arr.ndim == 2:
+            layer += 1
+            sd[f"{layer}.weight"] = arr
+        elif arr.ndim == 1 and layer >= 0 and f"{layer}.bias" not in sd:
+            sd[f"{layer}.bias"] = arr
+        else:
+            return None
+    return sd or None
 
 
 def _plain(v: Any) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
-from kernelcomp.network import ACTIVATIONS, activate, activate_grad
+from kernelcomp.network import ACTIVATIONS, FCNetwork, activate, activate_grad
 from tests import naive_empirical as naive
 
 PARAMETERIZATIONS = ("ntk", "mean_field", "standard")
@@ -404,7 +404,9 @@ def test_save_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no network file"):
         kc.FCNetwork.load(tmp_path / "absent.npz")
     np.savez(tmp_path / "foreign.npz", x=np.ones(3))
-    with pytest.raises(ValueError, match="holds neither a kernelcomp network nor a state dict"):
+    with pytest.raises(
+        ValueError, match=r"holds neither a kernelcomp network, a state dict .* nor a weight list"
+    ):
         kc.FCNetwork.load(tmp_path / "foreign.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"not a readable \.npz file"):
@@ -470,3 +472,33 @@ def test_from_state_dict_errors(rng):
 def test_from_torch_rejects_other_objects():
     with pytest.raises(TypeError, match=r"from_torch needs a torch\.nn\.Module"):
         kc.FCNetwork.from_torch([np.ones((2, 2))])
+
+
+@pytest.mark.parametrize("layout", ["positional", "named", "no_bias"])
+def test_load_npz_weight_lists(tmp_path, rng, layout):
+    # DESIGN §1.2: checkpoints also come from .npz weight lists
+    bias = layout != "no_bias"
+    net = FCNetwork.init(4, [6, 5], parameterization="standard", bias=bias, seed=1)
+    path = tmp_path / "w.npz"
+    if layout == "positional":
+        np.savez(path, *[a for W, b in zip(net.weights, net.biases, strict=True) for a in (W, b)])
+    elif layout == "named":
+        arrays = {f"W{l}": W for l, W in enumerate(net.weights)}
+        arrays |= {f"b{l}": b for l, b in enumerate(net.biases)}
+        np.savez(path, **arrays)
+    else:
+        np.savez(path, *net.weights)
+    loaded = FCNetwork.load(path, activation="relu")
+    X = rng.standard_normal((7, 4))
+    assert loaded.parameterization == "standard"
+    np.testing.assert_array_equal(loaded(X), net(X))
+    assert loaded.has_bias == net.has_bias
+
+
+def test_load_npz_weight_list_errors(tmp_path):
+    np.savez(tmp_path / "bad.npz", np.ones((3, 4)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"weights\[1\] has shape \(2, 2\)"):
+        FCNetwork.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "odd.npz", np.ones(3), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="nor a weight list"):
+        FCNetwork.load(tmp_path / "odd.npz")

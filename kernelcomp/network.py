@@ -1030,6 +1030,16 @@ class FCNetwork:
         if not weights:
             raise ValueError("the module has no Linear layer")
         positions = [p for p, _ in acts]
+        custom = not isinstance(module_or_state_dict, nn.Sequential)
+        if not acts and len(weights) > 1 and custom:
+            # a custom module applying its activations in forward() (e.g. F.relu):
+            # its Linear layers, in registration order, with the activation named here
+            if activation is None:
+                raise ValueError(
+                    "the module has Linear layers but no activation modules (activations "
+                    "applied in forward()?); pass activation=... to import it"
+                )
+            positions = list(range(1, len(weights)))
         if positions != list(range(1, len(weights))):
             raise ValueError(
                 "the module must alternate Linear and activation layers (one activation "

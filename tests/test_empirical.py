@@ -493,3 +493,26 @@ def test_from_torch_module_errors():
         kc.FCNetwork.from_torch(nn.Sequential(nn.ReLU(), nn.Linear(2, 1)))
     with pytest.raises(TypeError, match=r"needs a torch\.nn\.Module or a state dict"):
         kc.FCNetwork.from_torch(3.0)
+
+
+@pytest.mark.torch
+def test_from_torch_custom_module_with_functional_activations(rng):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(3, 8), nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+    torch.manual_seed(0)
+    model = Net().double()
+    with pytest.raises(ValueError, match=r"no activation modules .* pass activation="):
+        kc.FCNetwork.from_torch(model)
+    net = kc.FCNetwork.from_torch(model, activation="tanh")
+    X = rng.standard_normal((5, 3))
+    expected = model(torch.from_numpy(X)).detach().numpy()[:, 0]
+    np.testing.assert_allclose(net(X), expected, rtol=1e-12)

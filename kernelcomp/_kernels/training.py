@@ -249,6 +249,56 @@ def _accumulate(x: np.ndarray, sr: np.ndarray, G: np.ndarray) -> None:
 
 
 @jit
+def _combine4(X: np.ndarray, mus: np.ndarray, V: np.ndarray, Z: np.ndarray) -> None:
+    """:func:`_combine` of four samples: ``Z[q, i] = sum_j X[mus[q], j] V[j, i]``.
+
+    One sweep per two ``j`` updates the four rows, so each ``V[j]`` is loaded
+    once for the four samples; per element the sums are :func:`_combine`'s.
+    """
+    d = X.shape[1]
+    m = Z.shape[1]
+    m0, m1, m2, m3 = mus[0], mus[1], mus[2], mus[3]
+    a0, a1, a2, a3 = X[m0, 0], X[m1, 0], X[m2, 0], X[m3, 0]
+    if d >= 2:
+        e0, e1, e2, e3 = X[m0, 1], X[m1, 1], X[m2, 1], X[m3, 1]
+        for i in range(m):
+            v = V[0, i]
+            w = V[1, i]
+            Z[0, i] = (0.0 + a0 * v) + e0 * w
+            Z[1, i] = (0.0 + a1 * v) + e1 * w
+            Z[2, i] = (0.0 + a2 * v) + e2 * w
+            Z[3, i] = (0.0 + a3 * v) + e3 * w
+        j = 2
+    else:
+        for i in range(m):
+            v = V[0, i]
+            Z[0, i] = 0.0 + a0 * v
+            Z[1, i] = 0.0 + a1 * v
+            Z[2, i] = 0.0 + a2 * v
+            Z[3, i] = 0.0 + a3 * v
+        j = 1
+    while j + 1 < d:
+        a0, a1, a2, a3 = X[m0, j], X[m1, j], X[m2, j], X[m3, j]
+        e0, e1, e2, e3 = X[m0, j + 1], X[m1, j + 1], X[m2, j + 1], X[m3, j + 1]
+        for i in range(m):
+            v = V[j, i]
+            w = V[j + 1, i]
+            Z[0, i] = (Z[0, i] + a0 * v) + e0 * w
+            Z[1, i] = (Z[1, i] + a1 * v) + e1 * w
+            Z[2, i] = (Z[2, i] + a2 * v) + e2 * w
+            Z[3, i] = (Z[3, i] + a3 * v) + e3 * w
+        j += 2
+    if j < d:
+        a0, a1, a2, a3 = X[m0, j], X[m1, j], X[m2, j], X[m3, j]
+        for i in range(m):
+            v = V[j, i]
+            Z[0, i] += a0 * v
+            Z[1, i] += a1 * v
+            Z[2, i] += a2 * v
+            Z[3, i] += a3 * v
+
+
+@jit
 def _relu_terms4(
     Z: np.ndarray,
     ZO: np.ndarray,
@@ -421,10 +471,9 @@ def _backward_pair(
             rs = np.empty(4)
             while k + 4 <= na:
                 mus = active[k : k + 4]
+                _combine4(X, mus, wt, Z)
+                _combine4(X, mus, wot, ZO)
                 for q in range(4):
-                    x = X[mus[q]]
-                    _combine(x, wt, Z[q])
-                    _combine(x, wot, ZO[q])
                     us[q] = u[mus[q]]
                     rs[q] = uref[mus[q]] * slope
                 _relu_terms4(Z, ZO, c1, sb, us, rs, slope, SR, acc)

@@ -683,6 +683,12 @@ def _load_torch(path: Path, activation: str | None) -> Any:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if "weights_only" in str(exc):
+            # a whole pickled model: loading it would run arbitrary code
+            raise ValueError(
+                f"{path} holds a pickled model, not a state dict; save it with "
+                "torch.save(model.state_dict(), path) and pass that file"
+            ) from exc
         raise ValueError(f"{path}: cannot read as a PyTorch state dict ({exc})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]

@@ -687,3 +687,8 @@ def test_kpca_on_a_pytorch_state_dict(tmp_path, data, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     _user_error(["kpca", tmp_path / "junk.pt", "--data", tmp_path / "X.npy", "-o",
                  tmp_path / "j.h5"], capsys, r"junk\.pt: cannot read as a PyTorch state dict")
+    torch.save(model, tmp_path / "whole.pt")  # a pickled model, not a state dict
+    _user_error(["kpca", tmp_path / "whole.pt", "--data", tmp_path / "X.npy", "-o",
+                 tmp_path / "w.h5"], capsys,
+                r"whole\.pt holds a pickled model, not a state dict; save it with "
+                r"torch\.save\(model\.state_dict\(\), path\)")

@@ -683,8 +683,8 @@ def _load_torch(path: Path, activation: str | None) -> Any:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights_only" in str(exc):
-            # a whole pickled model: loading it would run arbitrary code
+        if "Unsupported global" in str(exc):
+            # a whole pickled model (classes to import): loading it would run arbitrary code
             raise ValueError(
                 f"{path} holds a pickled model, not a state dict; save it with "
                 "torch.save(model.state_dict(), path) and pass that file"

@@ -448,7 +448,7 @@ def test_parallel_and_serial_passes_agree_exactly(rng):
 
 
 @pytest.mark.parametrize("activation", ["relu", "relu_unit", "tanh", "erf", "linear"])
-def test_blocked_passes_do_not_depend_on_threads_or_blocks(rng, activation):
+def test_blocked_passes_do_not_depend_on_the_thread_count(rng, activation):
     # several sample and neuron blocks, a neuron count that is no multiple of
     # the block, zero output gradients, and a ragged tail of active samples
     p, d, h = 2 * core._SAMPLE_BLOCK + 37, 7, 2 * core._NEURON_BLOCK + 45

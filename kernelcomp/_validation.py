@@ -60,6 +60,8 @@ def check_matrix(
         if arr.dtype.kind == "c":
             raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
         if arr.dtype.kind == "O":
+            if any(v is None for v in arr.ravel()):
+                raise TypeError(f"{name} contains None; all values must be real numbers")
             try:
                 arr = arr.astype(np.float64)
             except (TypeError, ValueError) as exc:

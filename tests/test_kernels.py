@@ -238,6 +238,7 @@ BAD_INPUTS = [
     (np.ones((2, 2), dtype=complex), None, TypeError, "complex"),
     (np.ones((2, 3)), np.array([[1.0, 2.0, np.nan]]), ValueError, "Y contains NaN"),
     (np.full((2, 3), 1e160), None, ValueError, "X has values too large.*overflow float64"),
+    (np.array([[1.0, None]], dtype=object), None, TypeError, "X contains None"),
     (np.ones((2, 3)), np.full((1, 3), 1e200), ValueError, "Y has values too large"),
 ]
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp.cli import _positive_int
+
 __all__ = ["DemoConfig", "register", "run_demo"]
 
 #: default ``alpha sqrt(h)`` of each regime (feature << 1 << lazy)
@@ -472,16 +474,6 @@ def report(summary: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
 def _positive_float(text: str) -> float:
     try:
         v = float(text)

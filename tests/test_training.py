@@ -110,7 +110,7 @@ def _naive_kernel_flow(K, y, alpha=1.0, max_dgrad=1e-4, max_dout=0.1):
 def test_kernel_flow_matches_the_naive_rule(alpha):
     X, y = kc.datasets.stripe(30, 3, seed=4)
     K = kc.NTK(depth=1)(X)
-    res = training.kernel_gradient_flow(K, y, alpha=alpha)
+    res = training.kernel_gradient_flow(K, y, alpha=alpha, integrator="euler")
     a, steps = _naive_kernel_flow(K, y, alpha)
     assert res.status == "converged"
     assert res.final.step == steps
@@ -502,3 +502,169 @@ def test_blocked_passes_do_not_depend_on_the_thread_count(rng, activation):
         ref.backward(prm, u, None), ref.backward(prm, uref, None))
     for a, c in zip([*g, *r], [*rg[0], *rg[1]], strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# the "sliding" integrator: the hinge's kink taken implicitly
+# ---------------------------------------------------------------------------
+def _box_qp_bruteforce(Q, q):
+    """Minimum of 1/2 w^T Q w + q^T w on [0, 1]^k over every face of the box."""
+    import itertools
+
+    k = len(q)
+    best = math.inf
+    for code in itertools.product((0, 1, 2), repeat=k):  # 0, 1 or free
+        code = np.array(code)
+        w = np.where(code == 1, 1.0, 0.0)
+        free = np.flatnonzero(code == 2)
+        if len(free):
+            fixed = np.flatnonzero(code != 2)
+            rhs = -(q[free] + Q[np.ix_(free, fixed)] @ w[fixed])
+            w[free] = np.linalg.lstsq(Q[np.ix_(free, free)], rhs, rcond=None)[0]
+            if (w[free] < -1e-12).any() or (w[free] > 1 + 1e-12).any():
+                continue
+        best = min(best, 0.5 * w @ Q @ w + q @ w)
+    return best
+
+
+@pytest.mark.parametrize("rank", [6, 3])
+def test_kink_multipliers_solve_the_box_qp(rng, rank):
+    for _ in range(20):
+        B = rng.standard_normal((6, rank))
+        Q = B @ B.T * 10.0 ** rng.uniform(-3, 3)  # PSD, singular when rank < 6
+        q = rng.standard_normal(6) * np.sqrt(np.diag(Q).max())
+        w = training._kink_multipliers(Q, q)
+        assert ((w >= 0) & (w <= 1)).all()
+        r = Q @ w + q
+        tol = 1e-8 * (np.abs(q).max() + np.abs(Q).max())
+        # KKT: the hinge's complementarity at the kink
+        assert (r[w == 0] >= -tol).all() and (r[w == 1] <= tol).all()
+        inside = (w > 1e-9) & (w < 1 - 1e-9)
+        assert (np.abs(r[inside]) <= tol).all()
+        obj = 0.5 * w @ Q @ w + q @ w
+        assert obj == pytest.approx(_box_qp_bruteforce(Q, q), abs=tol)
+    # a zero or empty problem: the explicit hinge
+    w = training._kink_multipliers(np.zeros((2, 2)), np.array([-1.0, 1.0]))
+    np.testing.assert_array_equal(w, [1.0, 0.0])
+    assert training._kink_multipliers(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
+
+
+def _naive_sliding_kernel_flow(K, y, alpha=1.0, max_dout=0.1):
+    """The sliding step written out for F = K a, with projected Gauss-Seidel for the kink."""
+    p = len(y)
+    a, dt, steps = np.zeros(p), 1.0, 0
+    target = 1.0 + 1e-3
+    while (alpha * y * (K @ a) < 1).any():
+        F = K @ a
+        m = alpha * y * F
+        kink = np.flatnonzero(np.abs(m - 1) <= max_dout)
+        while True:
+            v = np.where(m < 1 - max_dout, -1.0, 0.0) * y / p
+            if len(kink):
+                yk = y[kink]
+                M = alpha * dt / p * yk[:, None] * K[np.ix_(kink, kink)] * yk[None, :]
+                q = m[kink] - target - alpha * dt * yk * (K[kink] @ v)
+                w = np.zeros(len(kink))
+                for _ in range(100_000):  # projected Gauss-Seidel to convergence
+                    w_old = w.copy()
+                    for i in range(len(kink)):
+                        if M[i, i] > 0:
+                            w[i] = min(1.0, max(0.0, w[i] - (M[i] @ w + q[i]) / M[i, i]))
+                        else:
+                            w[i] = float(q[i] < 0)
+                    if np.abs(w - w_old).max() < 1e-15:
+                        break
+                v[kink] = -w * yk / p
+            a2 = a - dt * v
+            dout = np.abs(K @ a2 - F).max()  # dgrad is 0: the model is linear in a
+            if dout < max_dout / alpha:
+                if dout < max_dout / alpha / 2:
+                    dt *= 1.1
+                break
+            dt /= 10
+        a = a2
+        steps += 1
+    return a, steps
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_sliding_kernel_flow_matches_the_naive_step(alpha):
+    X, y = kc.datasets.stripe(30, 3, seed=4)
+    K = kc.NTK(depth=1)(X)
+    res = training.kernel_gradient_flow(K, y, alpha=alpha)  # "sliding" is the default
+    a, steps = _naive_sliding_kernel_flow(K, y, alpha)
+    assert res.status == "converged"
+    assert res.final.step == steps
+    np.testing.assert_allclose(res.coef, a, rtol=1e-7, atol=1e-9 * np.abs(a).max())
+    assert (alpha * y * res.train_output >= 1).all()
+    assert (res.coef * y >= 0).all()
+    _check_step_rule(res, alpha)
+    euler = training.kernel_gradient_flow(K, y, alpha=alpha, integrator="euler")
+    assert res.final.step < euler.final.step / 5
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", ["relu_unit", "tanh"])
+def test_tangent_kernel_hooks_match_the_explicit_jacobian(rng, activation, bias):
+    d, h, p = 3, 13, 10
+    net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field",
+                            bias=bias, seed=2)
+    X = rng.standard_normal((p, d))
+    prm = [q + 0.2 * rng.standard_normal(q.shape) for q in training._params_of(net)]
+    fused = training._fused_problem(net, X, np.zeros(p))
+    generic = training._network_problem(net, X, np.zeros(p))
+    rows = np.array([7, 1, 4, 5])
+    J = np.stack([np.concatenate([a.ravel() for a in generic.backward(prm, e, None)])
+                  for e in np.eye(p)[rows]])  # row mu of the Jacobian = gradient of Ft(x_mu)
+    g = generic.backward(prm, rng.standard_normal(p), None)
+    gflat = np.concatenate([a.ravel() for a in g])
+    for prob in (fused, generic):
+        np.testing.assert_allclose(prob.ntk(prm, rows), J @ J.T, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(prob.jvp(prm, g, rows), J @ gflat, rtol=1e-12, atol=1e-14)
+    # and it is the empirical NTK of the network at those parameters
+    trained = training._net_from_params(net, prm)
+    np.testing.assert_allclose(fused.ntk(prm, rows), kc.EmpiricalNTK(trained)(X[rows]),
+                               rtol=1e-10, atol=1e-13)
+
+
+def test_sliding_and_fine_euler_reach_the_same_network():
+    # PAPER.md's explicit step with a 10x tighter dout is the reference flow; the
+    # sliding integrator at the default control lands on it in far fewer steps
+    d, h, p = 3, 40, 40
+    X, y = kc.datasets.stripe(p, d, seed=0)
+    Xt, _ = kc.datasets.stripe(2000, d, seed=0, split="test")
+    net = _paper_net(d, h, seed=0)
+    alpha = 0.05 / math.sqrt(h)
+    slide = training.train(net, X, y, alpha=alpha)
+    fine = training.train(net, X, y, alpha=alpha, integrator="euler", max_dout=0.01)
+    coarse = training.train(net, X, y, alpha=alpha, integrator="euler")
+    for res in (slide, fine, coarse):
+        assert res.status == "converged"
+        assert (res.margins(X, y) >= 1).all()
+    _check_step_rule(slide, alpha)
+    assert slide.final.step * 5 < coarse.final.step < fine.final.step
+    lam = {k: kc.diagnostics.compression(r.net, informative=[0])
+           for k, r in (("slide", slide), ("fine", fine))}
+    assert lam["slide"] == pytest.approx(lam["fine"], rel=0.02)
+    assert slide.final.time == pytest.approx(fine.final.time, rel=0.02)
+    agree = np.mean(np.sign(slide.decision_function(Xt)) == np.sign(fine.decision_function(Xt)))
+    assert agree > 0.99
+
+
+def test_sliding_reaches_the_stop_rule_exactly_and_is_recorded(tmp_path):
+    X, y = kc.datasets.stripe(30, 3, seed=1)
+    res = training.train(_paper_net(3, 50), X, y, alpha=1e-2, path=tmp_path / "r.h5")
+    assert res.status == "converged"
+    m = res.margins(X, y)
+    assert m.min() >= 1.0
+    # points held on the kink sit at KINK_TARGET, within the step's second-order error
+    assert m.min() < training.KINK_TARGET + 1e-2
+    assert kc.io.open_run(res.path).config["integrator"] == "sliding"
+
+
+def test_integrator_errors():
+    X, y = kc.datasets.stripe(10, 2, seed=0)
+    with pytest.raises(ValueError, match="integrator must be one of"):
+        training.train(_paper_net(2, 5), X, y, alpha=1.0, integrator="rk4")
+    with pytest.raises(ValueError, match="integrator must be one of"):
+        training.kernel_gradient_flow(np.eye(10), y, integrator=None)

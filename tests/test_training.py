@@ -533,16 +533,23 @@ def test_kink_multipliers_solve_the_box_qp(rng, rank):
         B = rng.standard_normal((6, rank))
         Q = B @ B.T * 10.0 ** rng.uniform(-3, 3)  # PSD, singular when rank < 6
         q = rng.standard_normal(6) * np.sqrt(np.diag(Q).max())
-        w = training._kink_multipliers(Q, q)
-        assert ((w >= 0) & (w <= 1)).all()
-        r = Q @ w + q
-        tol = 1e-8 * (np.abs(q).max() + np.abs(Q).max())
-        # KKT: the hinge's complementarity at the kink
-        assert (r[w == 0] >= -tol).all() and (r[w == 1] <= tol).all()
-        inside = (w > 1e-9) & (w < 1 - 1e-9)
-        assert (np.abs(r[inside]) <= tol).all()
-        obj = 0.5 * w @ Q @ w + q @ w
-        assert obj == pytest.approx(_box_qp_bruteforce(Q, q), abs=tol)
+        scale = np.diag(Q).max()
+        best = _box_qp_bruteforce(Q, q)
+        # active-set iteration (cold and warm started) and the BVLS fallback
+        candidates = [training._kink_multipliers(Q, q),
+                      training._kink_multipliers(Q, q, rng.uniform(0, 1, 6))]
+        if rank == 6:  # the last resort, exact where Q is not singular
+            candidates.append(training._box_qp_bvls(Q / scale, q / scale))
+        for w in candidates:
+            assert ((w >= 0) & (w <= 1)).all()
+            r = Q @ w + q
+            tol = 1e-8 * (np.abs(q).max() + np.abs(Q).max())
+            # KKT: the hinge's complementarity at the kink
+            assert (r[w == 0] >= -tol).all() and (r[w == 1] <= tol).all()
+            inside = (w > 1e-9) & (w < 1 - 1e-9)
+            assert (np.abs(r[inside]) <= tol).all()
+            obj = 0.5 * w @ Q @ w + q @ w
+            assert obj == pytest.approx(best, abs=tol)
     # a zero or empty problem: the explicit hinge
     w = training._kink_multipliers(np.zeros((2, 2)), np.array([-1.0, 1.0]))
     np.testing.assert_array_equal(w, [1.0, 0.0])

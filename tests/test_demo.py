@@ -67,6 +67,23 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
         assert run.checkpoints[-1].test_error == pytest.approx(r["test_error"])
         lam = kc.diagnostics.compression(run.checkpoints[-1].network, informative=[0])
         assert lam == pytest.approx(r["compression"], rel=1e-12)
+        # mid-training compression: the first checkpoint below MID_LOSS of the initial loss
+        mid = next((ck for ck in run.checkpoints
+                    if f"loss<{demo.MID_LOSS:g}" in ck.extra["reason"]), run.checkpoints[-1])
+        assert mid.step == r["mid_step"]
+        assert mid.loss < demo.MID_LOSS * run.checkpoints[0].loss or mid is run.checkpoints[-1]
+        lam_mid = kc.diagnostics.compression(mid.network, informative=[0])
+        assert lam_mid == pytest.approx(r["compression_mid"], rel=1e-12)
+    # slopes of log lambda vs log p, and the claims read from them
+    key = f"compression_at_loss_{demo.MID_LOSS:g}"
+    for r in on_disk["regimes"].values():
+        for lam, slope in ((r["compression"], r["compression_slope"]),
+                           (r[key], r[f"compression_slope_at_loss_{demo.MID_LOSS:g}"])):
+            fit = np.polyfit(np.log(r["p"]), np.log(lam), 1)[0]
+            assert slope == pytest.approx(fit, rel=1e-9)
+    f = on_disk["regimes"]["feature"]
+    assert on_disk["claims"]["feature_compression_grows_with_p"] == (
+        f["compression_slope"] >= demo.GROWTH_SLOPE)
     # notes explain what the numbers cannot show: one per unfinished regime, and
     # one per exponent whose interval misses the theory
     notes = on_disk["notes"]
@@ -110,6 +127,8 @@ def test_cli_train(tmp_path, capsys):
     assert main(argv) == 2  # the output is kept without --force
     assert "exists" in capsys.readouterr().err
     assert main([*argv[:-1], "--force"]) == 0
+    assert main([*argv[:-1], "--force", "--integrator", "euler"]) == 0
+    assert kc.io.open_run(out).config["integrator"] == "euler"
     assert main(["train", "cylinder", "--p", "10", "--d", "3", "--h", "8", "--alpha", "0.5",
                  "-o", str(tmp_path / "c.h5"), "--max-steps", "5"]) == 0
     assert "c.h5:" in capsys.readouterr().out

@@ -470,8 +470,9 @@ def _flow_sliding(
     * points with margin below ``1 - band`` get ``l' = -1`` and points above
       ``1 + band`` get ``l' = 0``, as in the explicit step (``band`` is
       ``max_dout`` in margin units, since no other point can cross 1 in an accepted
-      step; narrowed to twice the 1.1x-grown last step's largest margin change when
-      that is smaller, but not below 10 (``KINK_TARGET`` - 1));
+      step; narrowed, point by point, to four times the change of that point's
+      margin in the last step, but not below 10 (``KINK_TARGET`` - 1): points
+      near the kink move much less than the largest margins that bound ``dout``);
     * the points within ``band`` of 1 (the kink set ``K``) get ``l' = -w`` with
       ``w`` in [0, 1] chosen so that, to first order in the step, each ends
       at ``KINK_TARGET`` if ``0 < w < 1``, above it if ``w = 0``, below it if
@@ -490,8 +491,9 @@ def _flow_sliding(
     widest = c.max_dout * c.alpha  # max_dout in margin units
     narrowest = 10.0 * (KINK_TARGET - 1.0)
 
-    def split(out: np.ndarray, dout: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        band = min(widest, max(2.2 * c.alpha * dout, narrowest))
+    def split(out: np.ndarray, moved: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # per point: four times its margin's last change, within [narrowest, widest]
+        band = np.clip(4.0 * c.alpha * np.abs(moved), narrowest, widest)
         m = _margins(out, y, c.alpha)
         u_a = np.where(m < 1.0 - band, -y / p, 0.0)
         return m, u_a, np.flatnonzero(np.abs(m - 1.0) <= band)
@@ -501,7 +503,7 @@ def _flow_sliding(
         return problem.backward(params, u, rows if len(rows) < p else None)
 
     out = problem.forward(params)
-    m, u_a, kink = split(out, math.inf)
+    m, u_a, kink = split(out, math.inf)  # the first step: the widest band
     g_a = grad(params, u_a)
     w_last = np.zeros(p)  # the multipliers of the last step, to start the next one's
     loss, err, unsat = _summary(out, y, c)
@@ -533,7 +535,7 @@ def _flow_sliding(
             new_params = problem.step(params, g, dt_try)
             new_out = problem.forward(new_params)
             dout = float(np.max(np.abs(out - new_out)))
-            new_m, new_u_a, new_kink = split(new_out, dout)
+            new_m, new_u_a, new_kink = split(new_out, new_out - out)
             if problem.pair is not None:
                 new_g_a, ref_g = problem.pair(new_params, new_u_a, params, u)
             else:

@@ -223,6 +223,16 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
 
     # 2. kernel PCA of the feature run's empirical NTK, init vs end ----------------
     feat = kept[("feature", p_kernel, cfg.seeds[0])]
+    loss0 = feat.checkpoints[0].loss
+    trajectory = {
+        "p": int(p_kernel), "seed": int(cfg.seeds[0]),
+        "step": [ck.step for ck in feat.checkpoints],
+        "time": [ck.time for ck in feat.checkpoints],
+        "loss_fraction": [ck.loss / loss0 for ck in feat.checkpoints],
+        "test_error": [ck.test_error for ck in feat.checkpoints],
+        "compression": [diagnostics.compression(ck.net, informative=informative)
+                        for ck in feat.checkpoints],
+    }
     X_tr, y_tr = datasets.stripe(p_kernel, cfg.d, cfg.seeds[0])
     kpca = {}
     evs = []
@@ -301,6 +311,7 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
                  "kernel_change": kpca["kernel_change"], "p": int(p_kernel),
                  "run": f"runs/feature_p{p_kernel}_seed{cfg.seeds[0]}.h5"},
         "claims": claims,
+        "compression_trajectory": trajectory,
         "config": {**asdict(cfg), "dataset": "stripe", "quick": bool(quick),
                    "activation": "relu_unit", "parameterization": "mean_field"},
         "runs": runs,
@@ -374,6 +385,31 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
     fig.savefig(out / "compression.png", dpi=110)
     plt.close(fig)
     names.append("compression.png")
+
+    # compression and test error along the largest feature run
+    tr = summary["compression_trajectory"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")
+    t = np.asarray(tr["time"], dtype=float)
+    keep = t > 0
+    ax.plot(t[keep], np.asarray(tr["compression"])[keep], "o-", color="tab:red", ms=3,
+            label=r"compression $\lambda$")
+    ax.set(xscale="log", yscale="log", xlabel="flow time t", ylabel=r"compression $\lambda$",
+           title=f"Along training (feature, p={tr['p']}, seed {tr['seed']})")
+    frac = np.asarray(tr["loss_fraction"])
+    below = np.flatnonzero(frac < MID_LOSS)
+    if below.size:
+        ax.axvline(t[below[0]], color="gray", ls=":", lw=1,
+                   label=f"loss < {MID_LOSS:g} $L_0$")
+    ax2 = ax.twinx()
+    ax2.plot(t[keep], np.asarray(tr["test_error"], dtype=float)[keep], "s-", color="k", ms=3,
+             lw=1, label="test error")
+    ax2.set(ylabel="test error", yscale="log")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="center left")
+    fig.savefig(out / "compression_vs_time.png", dpi=110)
+    plt.close(fig)
+    names.append("compression_vs_time.png")
 
     # learning curves with fitted and theory slopes
     fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")

@@ -81,6 +81,14 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
                            (r[key], r[f"compression_slope_at_loss_{demo.MID_LOSS:g}"])):
             fit = np.polyfit(np.log(r["p"]), np.log(lam), 1)[0]
             assert slope == pytest.approx(fit, rel=1e-9)
+    # lambda and test error along the largest feature run are its checkpoints'
+    tr = on_disk["compression_trajectory"]
+    run = kc.io.open_run(tmp_path / on_disk["kpca"]["run"])
+    assert tr["step"] == [ck.step for ck in run.checkpoints]
+    assert tr["test_error"] == [ck.test_error for ck in run.checkpoints]
+    for ck, lam in zip(run.checkpoints, tr["compression"], strict=True):
+        assert kc.diagnostics.compression(ck.network, informative=[0]) == pytest.approx(lam)
+    assert tr["loss_fraction"][0] == 1.0
     f = on_disk["regimes"]["feature"]
     assert on_disk["claims"]["feature_compression_grows_with_p"] == (
         f["compression_slope"] >= demo.GROWTH_SLOPE)

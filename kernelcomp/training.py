@@ -995,25 +995,33 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
     def sub(g1: list[np.ndarray], g2: list[np.ndarray]) -> list[np.ndarray]:
         return [x - z for x, z in zip(g1, g2, strict=True)]
 
-    def jacobian(params: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        """Rows of the Jacobian of Ft (one backward pass per row; rows are few)."""
-        key = (id(params), rows.tobytes())
-        if last.get("jac_key") != key:
-            load(params)
-            J = np.empty((len(rows), sum(a.size for a in params)))
-            for i, r in enumerate(rows):
-                gW, gb = work.gradients(X[r:r + 1], np.ones(1))
-                J[i] = np.concatenate([(gW[l] if kind == "w" else gb[l]).ravel()
-                                       for kind, l in slots])
-            last["jac_key"], last["jac"] = key, J
-        return last["jac"]
-
     def ntk(params: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        J = jacobian(params, rows)
-        return J @ J.T
+        """Tangent kernel on ``rows``, layer by layer (never the Jacobian)."""
+        from kernelcomp.empirical import EmpiricalNTK
+
+        load(params)
+        return EmpiricalNTK(work)(X[rows])
 
     def jvp(params: list[np.ndarray], g: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        return jacobian(params, rows) @ np.concatenate([a.ravel() for a in g])
+        """Forward-mode derivative of Ft on ``rows`` along ``g``."""
+        from kernelcomp.network import activate, activate_grad
+
+        load(params)
+        dW: list[Any] = [None] * len(work.weights)
+        db: list[Any] = [None] * len(work.biases)
+        for (kind, l), arr in zip(slots, g, strict=True):
+            (dW if kind == "w" else db)[l] = arr
+        a = X[rows]
+        da = np.zeros_like(a)
+        for l, (W, b) in enumerate(zip(work.weights, work.biases, strict=True)):
+            z = work.weight_mult[l] * (a @ W.T)
+            dz = work.weight_mult[l] * (a @ dW[l].T + da @ W.T)
+            if b is not None:
+                z += work.bias_mult[l] * b
+                dz += work.bias_mult[l] * db[l]
+            if l < work.depth:
+                a, da = activate(work.activation, z), activate_grad(work.activation, z) * dz
+        return dz[:, 0]
 
     if work.activation not in _KINKED:
         return _Problem(forward, backward, step, norms, sub, ntk=ntk, jvp=jvp)

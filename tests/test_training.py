@@ -634,6 +634,22 @@ def test_tangent_kernel_hooks_match_the_explicit_jacobian(rng, activation, bias)
                                rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("par", ["ntk", "standard", "mean_field"])
+def test_tangent_kernel_hooks_of_deeper_networks(rng, par):
+    d, p = 4, 9
+    net = kc.FCNetwork.init(d, [7, 5], activation="erf", parameterization=par, seed=3)
+    X = rng.standard_normal((p, d))
+    prm = [q + 0.1 * rng.standard_normal(q.shape) for q in training._params_of(net)]
+    prob = training._network_problem(net, X, np.zeros(p))
+    rows = np.array([2, 8, 0])
+    J = np.stack([np.concatenate([a.ravel() for a in prob.backward(prm, e, None)])
+                  for e in np.eye(p)[rows]])
+    g = prob.backward(prm, rng.standard_normal(p), None)
+    np.testing.assert_allclose(prob.ntk(prm, rows), J @ J.T, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(prob.jvp(prm, g, rows),
+                               J @ np.concatenate([a.ravel() for a in g]), rtol=1e-11, atol=1e-14)
+
+
 def test_sliding_and_fine_euler_reach_the_same_network():
     # PAPER.md's explicit step with a 10x tighter dout is the reference flow; the
     # sliding integrator at the default control lands on it in far fewer steps

@@ -361,8 +361,9 @@ class FCNetwork:
         bias : bool or sequence of bool, default True
             Whether layers have a bias (one value or one per layer). Under
             ``"mean_field"`` the readout never has one.
-        seed : int, numpy.random.Generator or None
-            Seed of ``np.random.default_rng``.
+        seed : int, numpy.random.Generator, numpy.random.SeedSequence or None
+            Seed of ``np.random.default_rng`` (a non-negative int); anything else
+            raises ``TypeError``.
 
         Returns
         -------
@@ -421,6 +422,14 @@ class FCNetwork:
             has_bias = [bool(b) for b in has_bias]
         if parameterization == "mean_field":
             has_bias[-1] = False
+        if not (seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence)
+                or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool))):
+            raise TypeError(
+                f"seed must be an int, a numpy Generator or SeedSequence, or None, got "
+                f"{type(seed).__name__} {seed!r}"
+            )
+        if isinstance(seed, numbers.Integral) and seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
         rng = np.random.default_rng(seed)
         fan_in = [d, *hidden]
         fan_out = [*hidden, K]
@@ -863,6 +872,7 @@ class FCNetwork:
                 import h5py
 
                 from kernelcomp._version import __version__
+                from kernelcomp.io import _now
 
                 os.close(fd)
                 with h5py.File(tmp, "w") as f:
@@ -1125,9 +1135,3 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.ndarray) and v.ndim == 0:
         return v.item()
     return v
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -502,3 +502,16 @@ def test_load_npz_weight_list_errors(tmp_path):
     np.savez(tmp_path / "odd.npz", np.ones(3), np.ones((3, 4)))
     with pytest.raises(ValueError, match="nor a weight list"):
         FCNetwork.load(tmp_path / "odd.npz")
+
+
+def test_init_seed_errors():
+    for bad in ("a", 1.5, True, [1, 2.5]):
+        with pytest.raises(TypeError, match="seed must be an int"):
+            kc.FCNetwork.init(3, [4], seed=bad)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        kc.FCNetwork.init(3, [4], seed=-1)
+    # every accepted form gives numpy's stream
+    a = kc.FCNetwork.init(3, [4], seed=7)
+    for same in (np.int64(7), np.random.SeedSequence(7), np.random.default_rng(7)):
+        b = kc.FCNetwork.init(3, [4], seed=same)
+        assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))

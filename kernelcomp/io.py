@@ -61,6 +61,7 @@ import json
 import numbers
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -400,11 +401,19 @@ def _read_csv(p: Path, name: str) -> np.ndarray:
     try:
         [float(v) for v in first.strip().split(",") if v.strip()]
     except ValueError:
-        skip = 1  # a header line
+        # a header names columns; numbers with another separator are not one
+        try:
+            [float(v) for v in re.split(r"[;\t ]+", first.strip()) if v]
+        except ValueError:
+            skip = 1
+    hint = ""
+    for sep, word in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in first and "," not in first:
+            hint = f"; its first line is separated by {word}, CSV files must use commas"
     try:
         return np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"{name}: cannot read {p} as numeric CSV ({exc})") from exc
+        raise ValueError(f"{name}: cannot read {p} as numeric CSV ({exc}){hint}") from exc
 
 
 # ---------------------------------------------------------------------------

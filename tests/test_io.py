@@ -712,6 +712,11 @@ def test_read_array_errors(tmp_path, rng):
     (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
     with pytest.raises(ValueError, match=r"cannot read .* as numeric CSV"):
         io.read_array(tmp_path / "bad.csv")
+    # numbers with another separator are data, not a header: refused with the reason
+    for sep, word in ((";", "semicolons"), ("\t", "tabs")):
+        (tmp_path / "semi.csv").write_text(f"1e-3{sep}2{sep}3\n4{sep}5{sep}6\n")
+        with pytest.raises(ValueError, match=f"separated by {word}, CSV files must use commas"):
+            io.read_array(tmp_path / "semi.csv")
     (tmp_path / "bad.npy").write_text("not numpy")
     with pytest.raises(ValueError, match=r"cannot read .*bad\.npy as \.npy"):
         io.read_array(tmp_path / "bad.npy")

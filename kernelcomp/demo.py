@@ -604,7 +604,7 @@ def register(subparsers: Any) -> None:
                    help="output scale (default: alpha sqrt(h) = 0.05 feature, 1000 lazy)")
     t.add_argument("--loss", choices=["hinge", "soft_hinge"], default="hinge")
     t.add_argument("--integrator", choices=["sliding", "euler"], default="sliding",
-                   help="sliding: the hinge's kink taken implicitly (default, ~50x fewer "
+                   help="sliding: the hinge's kink taken implicitly (default, 60-80x fewer "
                         "steps); euler: PAPER.md's literal explicit step")
     t.add_argument("--d-par", type=_positive_int, default=2, help="cylinder: informative dims")
     t.add_argument("--seed", type=int, default=0)

@@ -529,18 +529,18 @@ def _box_qp_bruteforce(Q, q):
 
 @pytest.mark.parametrize("rank", [6, 3])
 def test_kink_multipliers_solve_the_box_qp(rng, rank):
+    from kernelcomp._kernels.qp import box_qp_gauss_seidel
+
     for _ in range(20):
         B = rng.standard_normal((6, rank))
         Q = B @ B.T * 10.0 ** rng.uniform(-3, 3)  # PSD, singular when rank < 6
         q = rng.standard_normal(6) * np.sqrt(np.diag(Q).max())
-        scale = np.diag(Q).max()
         best = _box_qp_bruteforce(Q, q)
-        # active-set iteration (cold and warm started) and the BVLS fallback
-        candidates = [training._kink_multipliers(Q, q),
-                      training._kink_multipliers(Q, q, rng.uniform(0, 1, 6))]
-        if rank == 6:  # the last resort, exact where Q is not singular
-            candidates.append(training._box_qp_bvls(Q / scale, q / scale))
-        for w in candidates:
+        # active-set iteration (cold and warm started) and the Gauss-Seidel fallback
+        gs = rng.uniform(0, 1, 6)
+        box_qp_gauss_seidel(Q, q, gs, 100_000, 1e-15)
+        for w in (training._kink_multipliers(Q, q),
+                  training._kink_multipliers(Q, q, rng.uniform(0, 1, 6)), gs):
             assert ((w >= 0) & (w <= 1)).all()
             r = Q @ w + q
             tol = 1e-8 * (np.abs(q).max() + np.abs(Q).max())
@@ -556,17 +556,37 @@ def test_kink_multipliers_solve_the_box_qp(rng, rank):
     assert training._kink_multipliers(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
 
 
+def test_kink_multipliers_on_singular_problems(rng):
+    # duplicated points (equal rows of Q) and low rank: the cases where least squares
+    # and, failing it, Gauss-Seidel must still find the optimum
+    for seed in range(30):
+        r = np.random.default_rng(seed)
+        k = int(r.integers(4, 13))
+        B = r.standard_normal((k, int(r.integers(1, 4))))
+        B[1] = B[0]
+        Q, q = B @ B.T, r.standard_normal(k)
+        w = training._kink_multipliers(Q, q)
+        ref = rng.uniform(0, 1, k)
+        from kernelcomp._kernels.qp import box_qp_gauss_seidel
+
+        box_qp_gauss_seidel(Q, q, ref, 1_000_000, 1e-15)
+        value = 0.5 * w @ Q @ w + q @ w
+        assert value <= 0.5 * ref @ Q @ ref + q @ ref + 1e-9 * (1 + abs(value))
+
+
 def _naive_sliding_kernel_flow(K, y, alpha=1.0, max_dout=0.1):
     """The sliding step written out for F = K a, with projected Gauss-Seidel for the kink."""
     p = len(y)
     a, dt, steps = np.zeros(p), 1.0, 0
-    target = 1.0 + 1e-3
+    target = 1.0 + min(1e-3, max_dout / 10)
+    moved = np.full(p, np.inf)  # each margin's last change sets its band
     while (alpha * y * (K @ a) < 1).any():
         F = K @ a
         m = alpha * y * F
-        kink = np.flatnonzero(np.abs(m - 1) <= max_dout)
+        band = np.clip(4 * alpha * moved, min(10 * (target - 1), max_dout), max_dout)
+        kink = np.flatnonzero(np.abs(m - 1) <= band)
         while True:
-            v = np.where(m < 1 - max_dout, -1.0, 0.0) * y / p
+            v = np.where(m < 1 - band, -1.0, 0.0) * y / p
             if len(kink):
                 yk = y[kink]
                 M = alpha * dt / p * yk[:, None] * K[np.ix_(kink, kink)] * yk[None, :]
@@ -583,7 +603,8 @@ def _naive_sliding_kernel_flow(K, y, alpha=1.0, max_dout=0.1):
                         break
                 v[kink] = -w * yk / p
             a2 = a - dt * v
-            dout = np.abs(K @ a2 - F).max()  # dgrad is 0: the model is linear in a
+            moved = np.abs(K @ a2 - F)
+            dout = moved.max()  # dgrad is 0: the model is linear in a
             if dout < max_dout / alpha:
                 if dout < max_dout / alpha / 2:
                     dt *= 1.1
@@ -608,6 +629,45 @@ def test_sliding_kernel_flow_matches_the_naive_step(alpha):
     _check_step_rule(res, alpha)
     euler = training.kernel_gradient_flow(K, y, alpha=alpha, integrator="euler")
     assert res.final.step < euler.final.step / 5
+    # sliding points end held at the target margin; the explicit step's do not
+    target = training.KINK_TARGET
+    near = [np.sum(np.abs(alpha * y * r.train_output - target) < 1e-4) for r in (res, euler)]
+    assert near[0] >= 3 > near[1]
+
+
+def test_sliding_with_a_small_dout_limit():
+    # the target offset shrinks with the band, so held points do not zigzag again
+    X, y = kc.datasets.stripe(12, 3, seed=4)
+    K = kc.NTK(depth=1)(X)
+    res = training.kernel_gradient_flow(K, y, max_dout=0.002, max_steps=60_000)
+    a, steps = _naive_sliding_kernel_flow(K, y, max_dout=0.002)
+    assert res.status == "converged" and res.final.step == steps
+    np.testing.assert_allclose(res.coef, a, rtol=1e-6, atol=1e-9 * np.abs(a).max())
+    assert (y * res.train_output >= 1).all()
+    _check_step_rule(res, 1.0, max_dout=0.002)
+    coarse = training.kernel_gradient_flow(K, y, max_dout=0.02)
+    assert res.final.step < 20 * coarse.final.step  # ~10x for a 10x tighter limit
+
+
+def test_sliding_stops_where_the_flow_stops():
+    # a duplicated point with the opposite label: the hinge flow has a stationary
+    # point with a non-zero loss; the sliding step finds it and stops there
+    X, y = kc.datasets.stripe(30, 3, seed=4)
+    X, y = np.vstack([X, X[:1]]), np.append(y, -y[0])
+    K = kc.NTK(depth=1)(X)
+    res = training.kernel_gradient_flow(K, y, max_steps=3000)
+    euler = training.kernel_gradient_flow(K, y, integrator="euler", max_steps=3000)
+    assert res.status == "stationary" and euler.status == "max_steps"
+    np.testing.assert_allclose(K @ res.coef, res.train_output, atol=1e-10)
+    assert np.diff(res.history["loss"]).max() <= 1e-12  # the loss never goes up
+    assert res.final.loss <= euler.final.loss
+    # a linear kernel and labels it cannot separate
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5))
+    y = np.sign(X[:, 0] + 0.8 * rng.standard_normal(60))
+    res = training.kernel_gradient_flow(X @ X.T, y, max_steps=1000)
+    assert res.status == "stationary"
+    np.testing.assert_allclose(X @ X.T @ res.coef, res.train_output, atol=1e-10)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -691,3 +751,41 @@ def test_integrator_errors():
         training.train(_paper_net(2, 5), X, y, alpha=1.0, integrator="rk4")
     with pytest.raises(ValueError, match="integrator must be one of"):
         training.kernel_gradient_flow(np.eye(10), y, integrator=None)
+
+
+@pytest.mark.parametrize("widths,method", [([20, 20], "auto"), ([30], "numpy")])
+def test_sliding_trains_smooth_networks_on_the_numpy_path(widths, method):
+    # no pair hook: the reference gradient is a backward pass on the changed rows
+    X, y = kc.datasets.stripe(20, 3, seed=0)
+    net = kc.FCNetwork.init(3, widths, activation="tanh", parameterization="mean_field", seed=0)
+    slide = training.train(net, X, y, alpha=1.0, method=method, max_steps=20_000)
+    euler = training.train(net, X, y, alpha=1.0, method=method, integrator="euler",
+                           max_steps=200_000)
+    for res in (slide, euler):
+        assert res.status == "converged"
+        assert (res.margins(X, y) >= 1).all()
+    _check_step_rule(slide, 1.0)
+    assert slide.final.step < euler.final.step
+    assert slide.final.time == pytest.approx(euler.final.time, rel=0.05)
+
+
+def test_soft_hinge_ignores_the_integrator():
+    X, y = kc.datasets.stripe(20, 3, seed=1)
+    net = _paper_net(3, 16)
+    a = training.train(net, X, y, alpha=1.0, loss="soft_hinge", max_steps=300)
+    b = training.train(net, X, y, alpha=1.0, loss="soft_hinge", max_steps=300, integrator="euler")
+    np.testing.assert_array_equal(a.history["dt"], b.history["dt"])
+    for wa, wb in zip(a.net.weights, b.net.weights, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_fused_tangent_kernel_is_not_cached_across_parameter_lists(rng):
+    net = _paper_net(3, 9, bias=True)
+    X = rng.standard_normal((8, 3))
+    fused = training._fused_problem(net, X, np.zeros(8))
+    generic = training._network_problem(net, X, np.zeros(8))
+    rows = np.array([1, 4, 7])
+    for _ in range(5):  # freed lists give their ids to the next ones
+        prm = [q + 0.5 * rng.standard_normal(q.shape) for q in training._params_of(net)]
+        np.testing.assert_allclose(fused.ntk(prm, rows), generic.ntk(prm, rows), rtol=1e-10)
+        del prm

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from kernelcomp.demo import ALPHA_SQRT_H, DemoConfig, run_demo
+from kernelcomp.demo import ALPHA_SQRT_H, LAZY_MIN_ALPHA, DemoConfig, run_demo
 
 
 def main() -> None:
@@ -31,12 +31,16 @@ def main() -> None:
     ap.add_argument("--loss", choices=["hinge", "soft_hinge"], default="hinge")
     ap.add_argument("--feature-alpha-sqrt-h", type=float, default=ALPHA_SQRT_H["feature"])
     ap.add_argument("--lazy-alpha-sqrt-h", type=float, default=ALPHA_SQRT_H["lazy"])
+    ap.add_argument("--lazy-min-alpha", type=float, default=LAZY_MIN_ALPHA,
+                    help="floor of the lazy alpha (0: none); alpha sqrt(h) alone is not lazy "
+                         "at large h")
     ap.add_argument("--max-steps", type=int, default=100_000)
     args = ap.parse_args()
     cfg = DemoConfig(
         d=args.d, h=args.h, p=tuple(args.p), seeds=tuple(args.seeds), n_test=args.n_test,
         loss=args.loss, max_steps=args.max_steps, kpca_components=100,
         alpha_sqrt_h={"feature": args.feature_alpha_sqrt_h, "lazy": args.lazy_alpha_sqrt_h},
+        lazy_min_alpha=args.lazy_min_alpha,
     )
     run_demo(args.out, config=cfg, progress=True)
 

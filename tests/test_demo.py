@@ -163,3 +163,12 @@ def test_quick_config_is_smaller_than_the_full_one():
     q, f = demo.DemoConfig.quick(), demo.DemoConfig()
     assert q.h < f.h and max(q.p) < max(f.p) and len(q.seeds) <= len(f.seeds)
     assert f.alpha("feature") * math.sqrt(f.h) == pytest.approx(demo.ALPHA_SQRT_H["feature"])
+
+
+def test_default_alpha_keeps_the_lazy_regime_lazy_at_large_widths():
+    assert demo.default_alpha("feature", 10_000) == pytest.approx(0.05 / 100)
+    assert demo.default_alpha("lazy", 200) == pytest.approx(1000 / 200**0.5)  # 70.7
+    assert demo.default_alpha("lazy", 10_000) == demo.LAZY_MIN_ALPHA
+    assert demo.default_alpha("lazy", 10_000, lazy_min_alpha=0.0) == pytest.approx(10.0)
+    cfg = demo.DemoConfig(h=10_000)
+    assert cfg.alpha("lazy") == demo.LAZY_MIN_ALPHA and cfg.alpha("feature") < 1e-3

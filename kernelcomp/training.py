@@ -293,9 +293,8 @@ def _flow(
     "sliding" applies to the hinge on problems with ``ntk``/``jvp`` hooks; the
     soft hinge is smooth and always takes the explicit step.
     """
-    if c.integrator == "sliding" and c.loss == "hinge" and problem.ntk is not None:
-        return _flow_sliding(problem, params, y, c)
-    return _flow_euler(problem, params, y, c)
+    sliding = c.integrator == "sliding" and c.loss == "hinge" and problem.ntk is not None
+    return _integrate(problem, params, y, c, "sliding" if sliding else "euler")
 
 
 def _stop_reason(state: FlowState, out: np.ndarray, t: float, step: int, c: _Control,
@@ -326,12 +325,8 @@ def _judge(problem: _Problem, g: Any, ref_g: Any, dout: float,
     return dgrad, ok, ok and dgrad < 0.5 * c.max_dgrad and dout < 0.5 * c.max_dout
 
 
-def _flow_euler(
-    problem: _Problem, params: Any, y: np.ndarray, c: _Control
-) -> Iterator[tuple[FlowState, Any, np.ndarray]]:
-    """Run the adaptive gradient flow with PAPER.md's explicit step, yielding every accepted state.
-
-    The last state yielded carries its ``status``.
+class _Euler:
+    """PAPER.md's explicit step ``theta <- theta - dt g`` (``integrator="euler"``).
 
     Kinks. For the hinge, ``l'`` jumps where a margin crosses 1, so the
     gradient jumps by ``~1/p`` however small the step: PAPER.md's ``dgrad``
@@ -344,39 +339,78 @@ def _flow_euler(
     start in the reference gradient (``pair`` hook). The flow
     itself always follows the new point's true gradient, and for the soft hinge
     with a smooth activation this is exactly PAPER.md's rule.
+    """
 
-    A run whose ``dt`` keeps collapsing (``MAX_REJECTIONS`` rejections in a row,
-    or ``STALL_STEPS`` accepted steps in a row that each advance the time by
-    less than ``1e-9`` of itself) stops with status ``"stalled"``.
+    def __init__(self, problem: _Problem, params: Any, out: np.ndarray, y: np.ndarray,
+                 c: _Control) -> None:
+        self.problem, self.y, self.c = problem, y, c
+        self.kink = c.loss == "hinge"
+        self.u = _output_gradient(out, y, c)
+        self.g = problem.backward(params, self.u, None)
+
+    def prepare(self, params: Any, out: np.ndarray) -> None:
+        """Nothing to do: the gradient comes with the last accepted step."""
+
+    def trial(self, params: Any, out: np.ndarray, dt: float) -> Any:
+        problem, u = self.problem, self.u
+        new_params = problem.step(params, self.g, dt)
+        new_out = problem.forward(new_params)
+        new_u = _output_gradient(new_out, self.y, self.c)
+        ref_u = u if self.kink else new_u
+        if problem.pair is not None:
+            new_g, ref_g = problem.pair(new_params, new_u, params, ref_u)
+        else:
+            new_g = problem.backward(new_params, new_u, None)
+            ref_g = _reference(problem, new_params, new_g, new_u, ref_u)
+        self.next = new_u, new_g
+        return new_params, new_out, self.g, ref_g
+
+    def commit(self) -> None:
+        self.u, self.g = self.next
+
+
+def _reference(problem: _Problem, params: Any, g: Any, u: np.ndarray, ref_u: np.ndarray) -> Any:
+    """Gradient of ``sum ref_u Ft`` at ``params`` from the one ``g`` of ``sum u Ft``:
+    one backward pass over the rows where the two weights differ."""
+    rows = np.flatnonzero(u != ref_u)
+    if not len(rows):
+        return g
+    return problem.sub(g, problem.backward(params, u - ref_u, rows))
+
+
+def _integrate(problem: _Problem, params: Any, y: np.ndarray, c: _Control,
+               integrator: str) -> Iterator[tuple[FlowState, Any, np.ndarray]]:
+    """The adaptive gradient flow: PAPER.md's step control around either integrator.
+
+    Yields every accepted state; the last one carries its ``status``. A
+    tentative step of ``dt`` is accepted when ``dgrad < max_dgrad`` and
+    ``dout < max_dout / alpha`` (:func:`_judge`), and ``dt`` then grows by 1.1
+    if both are below half their limits; otherwise it is undone and ``dt``
+    divided by 10. A run whose ``dt`` keeps collapsing (``MAX_REJECTIONS``
+    rejections in a row, or ``STALL_STEPS`` accepted steps in a row that each
+    advance the time by less than ``1e-9`` of itself) stops as ``"stalled"``.
     """
     wall0 = time.perf_counter()
-    kink = c.loss == "hinge"
     out = problem.forward(params)
-    u = _output_gradient(out, y, c)
-    g = problem.backward(params, u, None)
+    stepper = (_Sliding if integrator == "sliding" else _Euler)(problem, params, out, y, c)
     loss, err, unsat = _summary(out, y, c)
     state = FlowState(0, 0.0, 0.0, 0.0, 0.0, loss, err, unsat)
     dt, t, step, creeping = 1.0, 0.0, 0, 0
     while True:
         state.status = _stop_reason(state, out, t, step, c, wall0, creeping)
-        if state.status is not None:
-            yield state, params, out
-            return
         yield state, params, out
+        if state.status is not None:
+            return
+        stepper.prepare(params, out)
         rejected = 0
         while True:
-            # a tentative step, never past the time limit
-            dt_try = min(dt, c.max_time - t)
-            new_params = problem.step(params, g, dt_try)
-            new_out = problem.forward(new_params)
-            new_u = _output_gradient(new_out, y, c)
-            if problem.pair is not None:
-                new_g, ref_g = problem.pair(new_params, new_u, params, u if kink else new_u)
-            else:
-                new_g = ref_g = problem.backward(new_params, new_u, None)
-                rows = np.flatnonzero(new_u != u) if kink else ()
-                if len(rows):
-                    ref_g = problem.sub(new_g, problem.backward(new_params, new_u - u, rows))
+            dt_try = min(dt, c.max_time - t)  # a tentative step, never past the time limit
+            tried = stepper.trial(params, out, dt_try)
+            if tried is None:
+                state.status = "stationary"
+                yield state, params, out
+                return
+            new_params, new_out, g, ref_g = tried
             dout = float(np.max(np.abs(out - new_out)))
             dgrad, ok, grow = _judge(problem, g, ref_g, dout, c)
             if ok:
@@ -390,10 +424,11 @@ def _flow_euler(
                 state.rejected = rejected
                 yield state, params, out
                 return
+        stepper.commit()
         step += 1
         creeping = creeping + 1 if dt_try <= 1e-9 * t else 0
         t += dt_try
-        params, out, u, g = new_params, new_out, new_u, new_g
+        params, out = new_params, new_out
         loss, err, unsat = _summary(out, y, c)
         state = FlowState(step, t, dt_try, dgrad, dout, loss, err, unsat, rejected)
 
@@ -464,10 +499,8 @@ def _box_qp_active_set(Q: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarra
     return np.clip(w, 0.0, 1.0)
 
 
-def _flow_sliding(
-    problem: _Problem, params: Any, y: np.ndarray, c: _Control
-) -> Iterator[tuple[FlowState, Any, np.ndarray]]:
-    """The hinge flow with the kink treated implicitly (Moreau time-stepping).
+class _Sliding:
+    """The hinge's kink taken implicitly (Moreau time-stepping; ``integrator="sliding"``).
 
     With PAPER.md's explicit step, points whose margin sits at the hinge's kink
     hop across it every step (the true flow *slides* along ``margin = 1``): the
@@ -491,7 +524,7 @@ def _flow_sliding(
       kernel of ``K``, :func:`_kink_multipliers`).
 
     The step is then accepted or rejected by PAPER.md's ``dgrad``/``dout`` rule
-    and ``dt`` adapted as in :func:`_flow_euler`; ``dgrad``'s reference gradient
+    and ``dt`` adapted as for :class:`_Euler`; ``dgrad``'s reference gradient
     keeps the step's multipliers and ReLU pattern. As ``dt -> 0`` both
     integrators converge to the same flow (the Filippov solution, whose
     multipliers hold sliding points on the kink), up to the 1e-3 offset of the
@@ -500,90 +533,71 @@ def _flow_sliding(
     multipliers cancel the rest of the gradient (to ``STATIONARY``), the flow has
     stopped short of separating the data and the run ends as "stationary".
     """
-    wall0 = time.perf_counter()
-    p = len(y)
-    widest = c.max_dout * c.alpha  # max_dout in margin units
-    target = 1.0 + min(KINK_TARGET - 1.0, widest / 10.0)
-    narrowest = min(10.0 * (target - 1.0), widest)
 
-    def split(out: np.ndarray, moved: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __init__(self, problem: _Problem, params: Any, out: np.ndarray, y: np.ndarray,
+                 c: _Control) -> None:
+        self.problem, self.y, self.c = problem, y, c
+        self.p = len(y)
+        self.widest = c.max_dout * c.alpha  # max_dout in margin units
+        self.target = 1.0 + min(KINK_TARGET - 1.0, self.widest / 10.0)
+        self.narrowest = min(10.0 * (self.target - 1.0), self.widest)
+        self.m, self.u_a, self.kink = self._split(out, math.inf)  # first step: widest band
+        self.g_a = self._grad(params, self.u_a)
+        self.w_last = np.zeros(self.p)  # the last multipliers, to start the next QP from
+
+    def _split(self, out: np.ndarray, moved: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Margins, the explicit part of dL/dFt, and the kink set."""
+        c, y = self.c, self.y
         # per point: four times its margin's last change, within [narrowest, widest]
-        band = np.clip(4.0 * c.alpha * np.abs(moved), narrowest, widest)
+        band = np.clip(4.0 * c.alpha * np.abs(moved), self.narrowest, self.widest)
         m = _margins(out, y, c.alpha)
-        u_a = np.where(m < 1.0 - band, -y / p, 0.0)
+        u_a = np.where(m < 1.0 - band, -y / self.p, 0.0)
         return m, u_a, np.flatnonzero(np.abs(m - 1.0) <= band)
 
-    def grad(params: Any, u: np.ndarray) -> Any:
+    def _grad(self, params: Any, u: np.ndarray) -> Any:
         rows = np.flatnonzero(u)
-        return problem.backward(params, u, rows if 0 < len(rows) < p else None)
+        return self.problem.backward(params, u, rows if 0 < len(rows) < self.p else None)
 
-    out = problem.forward(params)
-    m, u_a, kink = split(out, math.inf)  # the first step: the widest band
-    g_a = grad(params, u_a)
-    w_last = np.zeros(p)  # the multipliers of the last step, to start the next one's
-    loss, err, unsat = _summary(out, y, c)
-    state = FlowState(0, 0.0, 0.0, 0.0, 0.0, loss, err, unsat)
-    dt, t, step, creeping = 1.0, 0.0, 0, 0
-    while True:
-        state.status = _stop_reason(state, out, t, step, c, wall0, creeping)
-        yield state, params, out
-        if state.status is not None:
-            return
+    def prepare(self, params: Any, out: np.ndarray) -> None:
+        """The kink set's tangent kernel and drift under the explicit part, once per state."""
+        if len(self.kink):
+            yk = self.y[self.kink]
+            self.theta = (yk[:, None] * self.problem.ntk(params, self.kink)) * yk[None, :]
+            self.drift = self.c.alpha * yk * self.problem.jvp(params, self.g_a, self.kink)
+
+    def trial(self, params: Any, out: np.ndarray, dt: float) -> Any:
+        problem, c, p, kink = self.problem, self.c, self.p, self.kink
+        u, g = self.u_a, self.g_a
         if len(kink):
-            yk = y[kink]
-            theta = (yk[:, None] * problem.ntk(params, kink)) * yk[None, :]
-            drift = c.alpha * yk * problem.jvp(params, g_a, kink)
-        rejected = 0
-        while True:
-            dt_try = min(dt, c.max_time - t)
-            u, g = u_a, g_a
-            if len(kink):
-                w = _kink_multipliers((c.alpha * dt_try / p) * theta,
-                                      m[kink] - target - dt_try * drift, w_last[kink])
-                w_last[kink] = w
-                if w.any():
-                    u = u_a.copy()
-                    u[kink] = -w * yk / p
-                    u_k = np.zeros(p)
-                    u_k[kink] = w * yk / p
-                    g_k = problem.backward(params, u_k, kink)
-                    g = problem.sub(g_a, g_k)
-                    ga2, gk2, g2 = problem.norms(g_a, g_k)
-                    if g2 <= STATIONARY**2 * (ga2 + gk2):
-                        # the kink's multipliers cancel the rest: the flow has stopped
-                        # short of every margin reaching 1 (non-separable data)
-                        state.status = "stationary"
-                        yield state, params, out
-                        return
-            new_params = problem.step(params, g, dt_try)
-            new_out = problem.forward(new_params)
-            dout = float(np.max(np.abs(out - new_out)))
-            new_m, new_u_a, new_kink = split(new_out, new_out - out)
-            if problem.pair is not None:
-                new_g_a, ref_g = problem.pair(new_params, new_u_a, params, u)
-            else:
-                new_g_a = ref_g = grad(new_params, new_u_a)
-                rows = np.flatnonzero(new_u_a != u)
-                if len(rows):
-                    ref_g = problem.sub(new_g_a, problem.backward(new_params, new_u_a - u, rows))
-            dgrad, ok, grow = _judge(problem, g, ref_g, dout, c)
-            if ok:
-                if grow and dt_try == dt:
-                    dt *= 1.1
-                break
-            rejected += 1
-            dt /= 10.0
-            if rejected >= MAX_REJECTIONS:
-                state.status = "stalled"
-                state.rejected = rejected
-                yield state, params, out
-                return
-        step += 1
-        creeping = creeping + 1 if dt_try <= 1e-9 * t else 0
-        t += dt_try
-        params, out, m, u_a, kink, g_a = new_params, new_out, new_m, new_u_a, new_kink, new_g_a
-        loss, err, unsat = _summary(out, y, c)
-        state = FlowState(step, t, dt_try, dgrad, dout, loss, err, unsat, rejected)
+            yk = self.y[kink]
+            w = _kink_multipliers((c.alpha * dt / p) * self.theta,
+                                  self.m[kink] - self.target - dt * self.drift, self.w_last[kink])
+            self.w_last[kink] = w
+            if w.any():
+                u = self.u_a.copy()
+                u[kink] = -w * yk / p
+                u_k = np.zeros(p)
+                u_k[kink] = w * yk / p
+                g_k = problem.backward(params, u_k, kink)
+                g = problem.sub(self.g_a, g_k)
+                ga2, gk2, g2 = problem.norms(self.g_a, g_k)
+                if g2 <= STATIONARY**2 * (ga2 + gk2):
+                    # the kink's multipliers cancel the rest: the flow has stopped
+                    # short of every margin reaching 1 (non-separable data)
+                    return None
+        new_params = problem.step(params, g, dt)
+        new_out = problem.forward(new_params)
+        new_m, new_u_a, new_kink = self._split(new_out, new_out - out)
+        if problem.pair is not None:
+            new_g_a, ref_g = problem.pair(new_params, new_u_a, params, u)
+        else:
+            new_g_a = self._grad(new_params, new_u_a)
+            ref_g = _reference(problem, new_params, new_g_a, new_u_a, u)
+        self.next = new_m, new_u_a, new_kink, new_g_a
+        return new_params, new_out, g, ref_g
+
+    def commit(self) -> None:
+        self.m, self.u_a, self.kink, self.g_a = self.next
 
 
 def _control(

@@ -769,17 +769,9 @@ def kernel_gradient_flow(
     max_wall : float, optional
         Stop after this many seconds of wall-clock time.
     integrator : {"sliding", "euler"}, default "sliding"
-        How a step is taken (the step control is PAPER.md's either way).
-        "euler": PAPER.md's literal explicit step ``theta - dt g``. "sliding":
-        the same, except that points near the hinge's kink get the hinge's
-        subgradient at the *end* of the step (implicit, Moreau time-stepping),
-        so that points sliding along margin 1 no longer zigzag across it. Both
-        integrate the same flow (up to holding sliding points at margin 1.001);
-        "sliding" takes 60-80x fewer steps (h = 1000, p = 200: 2,889 steps
-        against 179,474; h = 1e4, p = 1e3 converges in 5,057 steps, where
-        "euler" still had 44 margins below 1 after 16,272). It can also end as
-        "stationary" (data the flow cannot separate). The soft hinge is smooth
-        and is integrated explicitly in both cases.
+        How a step is taken, as in :func:`train` (the kink points' tangent
+        kernel is ``K`` itself). On a stripe of 30 points "sliding" converges
+        in 219 steps, "euler" in 4,972.
 
     Returns
     -------

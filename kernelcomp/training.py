@@ -294,7 +294,7 @@ def _flow(
     soft hinge is smooth and always takes the explicit step.
     """
     sliding = c.integrator == "sliding" and c.loss == "hinge" and problem.ntk is not None
-    return _integrate(problem, params, y, c, "sliding" if sliding else "euler")
+    return _integrate(problem, params, y, c, _Sliding if sliding else _Euler)
 
 
 def _stop_reason(state: FlowState, out: np.ndarray, t: float, step: int, c: _Control,
@@ -379,7 +379,7 @@ def _reference(problem: _Problem, params: Any, g: Any, u: np.ndarray, ref_u: np.
 
 
 def _integrate(problem: _Problem, params: Any, y: np.ndarray, c: _Control,
-               integrator: str) -> Iterator[tuple[FlowState, Any, np.ndarray]]:
+               integrator: type) -> Iterator[tuple[FlowState, Any, np.ndarray]]:
     """The adaptive gradient flow: PAPER.md's step control around either integrator.
 
     Yields every accepted state; the last one carries its ``status``. A
@@ -392,7 +392,7 @@ def _integrate(problem: _Problem, params: Any, y: np.ndarray, c: _Control,
     """
     wall0 = time.perf_counter()
     out = problem.forward(params)
-    stepper = (_Sliding if integrator == "sliding" else _Euler)(problem, params, out, y, c)
+    stepper = integrator(problem, params, out, y, c)  # _Euler or _Sliding
     loss, err, unsat = _summary(out, y, c)
     state = FlowState(0, 0.0, 0.0, 0.0, 0.0, loss, err, unsat)
     dt, t, step, creeping = 1.0, 0.0, 0, 0

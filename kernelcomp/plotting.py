@@ -135,6 +135,17 @@ def checkpoint_labels(n: int) -> list[str]:
     return ["init", *[f"checkpoint {i}" for i in range(1, n - 1)], "final"]
 
 
+def _overlay(draw: Any, values: Any, what: str, labels: Any, cmap: Any, ax: Any, *args: Any,
+             **kwargs: Any) -> Axes:
+    """One ``draw(item, *args, ax=, label=, color=, **kwargs)`` per checkpoint, init -> final."""
+    items = _sequence(values, what)
+    names, colors = _labels_and_colors(len(items), labels, cmap)
+    ax = _axes(ax)
+    for item, name, color in zip(items, names, colors, strict=True):
+        draw(item, *args, ax=ax, label=name, color=color, **kwargs)
+    return ax
+
+
 def _labels_and_colors(n: int, labels: Any, cmap: Any) -> tuple[list[str], list[Any]]:
     import matplotlib
 
@@ -453,12 +464,7 @@ def plot_spectra(
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['init', 'final']
     """
-    items = _sequence(spectra, "spectra")
-    names, colors = _labels_and_colors(len(items), labels, cmap)
-    ax = _axes(ax)
-    for item, name, col in zip(items, names, colors, strict=True):
-        plot_spectrum(item, power_law=power_law, ax=ax, label=name, color=col)
-    return ax
+    return _overlay(plot_spectrum, spectra, "spectra", labels, cmap, ax, power_law=power_law)
 
 
 def plot_label_projections(
@@ -504,12 +510,8 @@ def plot_label_projections(
     >>> len(ax.lines)
     2
     """
-    items = _sequence(projections, "projections")
-    names, colors = _labels_and_colors(len(items), labels, cmap)
-    ax = _axes(ax)
-    for item, name, col in zip(items, names, colors, strict=True):
-        plot_label_projection(item, y, n_components=n_components, ax=ax, label=name, color=col)
-    return ax
+    return _overlay(plot_label_projection, projections, "projections", labels, cmap, ax, y,
+                    n_components=n_components)
 
 
 def plot_cumulative_projections(
@@ -554,12 +556,8 @@ def plot_cumulative_projections(
     >>> [round(float(v), 2) for v in ax.lines[1].get_ydata()]
     [0.98, 1.0]
     """
-    items = _sequence(projections, "projections")
-    names, colors = _labels_and_colors(len(items), labels, cmap)
-    ax = _axes(ax)
-    for item, name, col in zip(items, names, colors, strict=True):
-        plot_cumulative_projection(item, y, n_components=n_components, ax=ax, label=name, color=col)
-    return ax
+    return _overlay(plot_cumulative_projection, projections, "projections", labels, cmap, ax, y,
+                    n_components=n_components)
 
 
 def plot_mutual_informations(
@@ -599,12 +597,7 @@ def plot_mutual_informations(
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['t=0', 't=T']
     """
-    items = _sequence(mis, "mis")
-    names, colors = _labels_and_colors(len(items), labels, cmap)
-    ax = _axes(ax)
-    for item, name, col in zip(items, names, colors, strict=True):
-        plot_mutual_information(item, ax=ax, label=name, color=col)
-    return ax
+    return _overlay(plot_mutual_information, mis, "mis", labels, cmap, ax)
 
 
 def plot_kpca_summary(

@@ -171,36 +171,22 @@ def _as_bias(b: Any, n_out: int, name: str) -> np.ndarray | None:
     return arr
 
 
-def _multipliers(value: Any, name: str, n_layers: int) -> tuple[float, ...]:
+def _per_layer(value: Any, name: str, n_layers: int, *, minimum: float | None = None,
+               count: str = "") -> tuple[float, ...]:
+    """A number or one per layer (``count`` says how many, in messages) as a tuple."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        v = check_real(value, name)
-        return (v,) * n_layers
+        return (check_real(value, name, minimum=minimum),) * n_layers
     if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(
-            f"{name} must be a number or a sequence of {n_layers} numbers (one per layer), "
-            f"got {type(value).__name__}"
-        )
-    values = list(np.ravel(value)) if isinstance(value, np.ndarray) else list(value)
-    if len(values) != n_layers:
-        raise ValueError(f"{name} must have {n_layers} values (one per layer), got {len(values)}")
-    return tuple(check_real(v, f"{name}[{i}]") for i, v in enumerate(values))
-
-
-def _per_layer_std(value: Any, name: str, n_layers: int) -> tuple[float, ...]:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return (check_real(value, name, minimum=0.0),) * n_layers
-    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(
-            f"{name} must be a number or a sequence of {n_layers} numbers (one per layer: "
-            f"len(widths) + 1), got {type(value).__name__}"
+            f"{name} must be a number or a sequence of {n_layers} numbers (one per layer"
+            f"{count}), got {type(value).__name__}"
         )
     values = list(np.ravel(value)) if isinstance(value, np.ndarray) else list(value)
     if len(values) != n_layers:
         raise ValueError(
-            f"{name} must have {n_layers} values (one per layer: len(widths) + 1), got "
-            f"{len(values)}"
+            f"{name} must have {n_layers} values (one per layer{count}), got {len(values)}"
         )
-    return tuple(check_real(v, f"{name}[{i}]", minimum=0.0) for i, v in enumerate(values))
+    return tuple(check_real(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values))
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -310,8 +296,8 @@ class FCNetwork:
         self.weights: list[np.ndarray] = Ws
         self.biases: list[np.ndarray | None] = bs
         self.activation: str = check_activation(activation)
-        self.weight_mult: tuple[float, ...] = _multipliers(weight_mult, "weight_mult", n_layers)
-        self.bias_mult: tuple[float, ...] = _multipliers(bias_mult, "bias_mult", n_layers)
+        self.weight_mult: tuple[float, ...] = _per_layer(weight_mult, "weight_mult", n_layers)
+        self.bias_mult: tuple[float, ...] = _per_layer(bias_mult, "bias_mult", n_layers)
         if not isinstance(parameterization, str) or parameterization not in PARAMETERIZATIONS:
             raise ValueError(
                 f"unknown parameterization {parameterization!r}; expected one of "
@@ -400,10 +386,12 @@ class FCNetwork:
                 f"{list(PARAMETERIZATIONS)}"
             )
         n_layers = len(hidden) + 1
-        ws = _per_layer_std(weight_std, "weight_std", n_layers)
+        ws = _per_layer(weight_std, "weight_std", n_layers, minimum=0.0,
+                        count=": len(widths) + 1")
         if bias_std is None:
             bias_std = 1.0 if parameterization == "mean_field" else 0.0
-        bstd = _per_layer_std(bias_std, "bias_std", n_layers)
+        bstd = _per_layer(bias_std, "bias_std", n_layers, minimum=0.0,
+                          count=": len(widths) + 1")
         if isinstance(bias, bool | np.bool_):
             has_bias = [bool(bias)] * n_layers
         else:

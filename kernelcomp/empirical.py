@@ -27,7 +27,6 @@ zero (DESIGN §1.2 note). The O(n^2) products then run in the requested dtype.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Iterator, Sequence
@@ -39,6 +38,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._kernels import empirical as _core
+from kernelcomp._linalg import MIRROR_TILE, gemm_nt, mirror_upper, syrk_upper, tril_indices
 from kernelcomp.network import FCNetwork
 
 __all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
@@ -50,42 +50,18 @@ PARAM_SELECTIONS = ("all", "last", "headless")
 _SCRATCH_BYTES = 128 * 2**20
 #: float64 pre-activations computed at once in the per-sample pass (elements)
 _PREACT_ELEMENTS = 4 * 2**20
-#: tile edge of the triangle copies
-_MIRROR_TILE = 256
 
 
 # ---------------------------------------------------------------------------
-# BLAS helpers (C-contiguous arrays in, results written in place)
+# BLAS helpers (C-contiguous arrays in, results written in place; the products
+# themselves are kernelcomp._linalg's, blocked so that no BLAS call crashes)
 # ---------------------------------------------------------------------------
-def _blas(dtype: np.dtype) -> tuple[Any, Any]:
-    from scipy.linalg import blas
-
-    return blas.get_blas_funcs(("gemm", "syrk"), dtype=dtype)
-
-
-def _gemm(out: np.ndarray, A: np.ndarray, B: np.ndarray, beta: float = 0.0) -> None:
-    """``out = A @ B.T + beta * out`` for C-contiguous ``out``, ``A``, ``B``."""
-    gemm, _ = _blas(out.dtype)
-    # out^T (Fortran order) = B A^T; A.T and B.T are Fortran-ordered views: no copies
-    res = gemm(1.0, B.T, A.T, beta=beta, c=out.T, trans_a=1, trans_b=0, overwrite_c=1)
-    if not np.shares_memory(res, out):  # pragma: no cover - defensive (odd strides)
-        out[...] = res.T
-
-
-def _syrk_upper(out: np.ndarray, A: np.ndarray, beta: float = 0.0) -> None:
-    """Upper triangle of ``out = A @ A.T + beta * out`` (lower triangle untouched)."""
-    _, syrk = _blas(out.dtype)
-    res = syrk(1.0, A.T, beta=beta, c=out.T, trans=1, lower=1, overwrite_c=1)
-    if not np.shares_memory(res, out):  # pragma: no cover - defensive
-        out[...] = np.triu(res.T) + np.tril(out, -1)
-
-
 def _clear_lower(a: np.ndarray) -> None:
     """Zero the strict lower triangle of a square block (left unwritten by syrk)."""
     n = a.shape[0]
-    for i0 in range(0, n, _MIRROR_TILE):
-        i1 = min(n, i0 + _MIRROR_TILE)
-        a[i0:i1, i0:i1][_tril(i1 - i0)] = 0
+    for i0 in range(0, n, MIRROR_TILE):
+        i1 = min(n, i0 + MIRROR_TILE)
+        a[i0:i1, i0:i1][tril_indices(i1 - i0)] = 0
         a[i1:, i0:i1] = 0
 
 
@@ -96,37 +72,15 @@ def _block_row(
     columns ``i0:`` with the strict lower triangle of the diagonal block zeroed."""
     if not symmetric:
         s = np.empty((i1 - i0, Q.shape[0]), dtype=dtype)
-        _gemm(s, P[i0:i1], Q)
+        gemm_nt(s, P[i0:i1], Q)
         return s
     m = Q.shape[0]
     s = np.empty((i1 - i0, m - i0), dtype=dtype)
-    diag = np.empty((i1 - i0, i1 - i0), dtype=dtype)
-    _syrk_upper(diag, P[i0:i1])
-    _clear_lower(diag)
-    s[:, : i1 - i0] = diag
+    syrk_upper(s[:, : i1 - i0], P[i0:i1])
+    _clear_lower(s[:, : i1 - i0])
     if i1 < m:
-        rest = np.empty((i1 - i0, m - i1), dtype=dtype)
-        _gemm(rest, P[i0:i1], Q[i1:])
-        s[:, i1 - i0 :] = rest
+        gemm_nt(s[:, i1 - i0 :], P[i0:i1], Q[i1:])
     return s
-
-
-def _mirror_upper(out: np.ndarray) -> None:
-    """Copy the strict upper triangle of a square C-contiguous matrix onto the lower one."""
-    n = out.shape[0]
-    for i0 in range(0, n, _MIRROR_TILE):
-        i1 = min(n, i0 + _MIRROR_TILE)
-        d = out[i0:i1, i0:i1]
-        lo = _tril(i1 - i0)
-        d[lo] = d.T[lo]
-        if i1 < n:
-            out[i1:, i0:i1] = out[i0:i1, i1:].T
-
-
-@functools.lru_cache(maxsize=4)
-def _tril(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the strict lower triangle of an n x n tile (cached)."""
-    return np.tril_indices(n, -1)
 
 
 @contextmanager
@@ -412,18 +366,18 @@ class _EmpiricalKernel(Kernel):
             if dx is None:
                 beta = 1.0 if started else 0.0
                 if symmetric:
-                    _syrk_upper(c_out, fx, beta)
+                    syrk_upper(c_out, fx, beta=beta)
                 else:
-                    _gemm(c_out, fx, fy, beta)
+                    gemm_nt(c_out, fx, fy, beta=beta)
             elif not started:
                 if symmetric:
-                    _syrk_upper(c_out, dx)
+                    syrk_upper(c_out, dx)
                 for i0 in range(0, n, block):
                     i1 = min(n, i0 + block)
                     if symmetric:
                         _clear_lower(c_out[i0:i1, i0:i1])
                     else:
-                        _gemm(c_out[i0:i1], dx[i0:i1], dy)
+                        gemm_nt(c_out[i0:i1], dx[i0:i1], dy)
                     c_out[i0:i1, i0 if symmetric else 0 :] *= _block_row(
                         fx, fy, i0, i1, symmetric, out.dtype
                     )
@@ -435,7 +389,7 @@ class _EmpiricalKernel(Kernel):
                     c_out[i0:i1, i0 if symmetric else 0 :] += s1
             started = True
         if symmetric:
-            _mirror_upper(c_out)
+            mirror_upper(c_out)
         if c_out is not out:
             out[...] = c_out
 

@@ -10,8 +10,8 @@ as nested parameters (``kernel__depth``, ``kernel__bias_std``...), so a grid
 search can tune the architecture behind the kernel.
 
 - :class:`NTKRegressor`: kernel ridge regression, ``(K + alpha I) a = y`` solved by
-  an in-place LAPACK Cholesky factorisation, with a warned eigendecomposition
-  fallback for singular or indefinite systems. Predictions equal
+  an in-place blocked Cholesky factorisation (LAPACK/BLAS blocks, safe at any n),
+  with a warned eigendecomposition fallback for singular or indefinite systems. Predictions equal
   ``sklearn.kernel_ridge.KernelRidge(kernel="precomputed")`` on the same Gram.
 - :class:`NTKClassifier`: support vector machine (hinge loss) on the frozen
   kernel, delegated to ``sklearn.svm.SVC(kernel="precomputed")``; the paper's
@@ -44,6 +44,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from kernelcomp._base import Kernel
 from kernelcomp._gram import gram, iter_gram_blocks
+from kernelcomp._linalg import cholesky_inplace, mirror_upper
 from kernelcomp._parallel import n_jobs_context, resolve_n_jobs
 from kernelcomp._validation import check_dtype, check_real, result_dtype
 
@@ -100,18 +101,6 @@ def _rows_per_block(n_cols: int, itemsize: int) -> int:
     return max(1, _PREDICT_BLOCK_BYTES // max(1, n_cols * itemsize))
 
 
-def _mirror_lower(K: np.ndarray, block: int = 512) -> None:
-    """Copy the strict lower triangle of square ``K`` onto its upper triangle, in place."""
-    n = K.shape[0]
-    for i0 in range(0, n, block):
-        i1 = min(n, i0 + block)
-        diag_block = K[i0:i1, i0:i1]
-        low = np.tril(diag_block, -1)
-        diag_block[...] = low + low.T + np.diag(np.diagonal(diag_block))
-        if i1 < n:
-            K[i0:i1, i1:] = K[i1:, i0:i1].T
-
-
 def _symmetrize(K: np.ndarray, block: int = 512) -> float:
     """Replace square ``K`` by its symmetric part ``(K + K.T) / 2`` in place.
 
@@ -158,7 +147,8 @@ def _solve_kernel_ridge(
     """Solve ``(S K S + alpha I) b = S Y`` and return ``S b`` (``S = diag(sqrt_sw)``).
 
     ``K`` (C-contiguous, symmetric, owned by the caller and free to be
-    destroyed) is factorised in place by LAPACK ``potrf``: ``K.T`` is the same
+    destroyed) is factorised in place by a blocked Cholesky
+    (:func:`kernelcomp._linalg.cholesky_inplace`, safe at any n): ``K.T`` is the same
     symmetric matrix in Fortran order, so no n x n copy is made. ``Y`` is an
     (n, t) Fortran-ordered array in ``K``'s dtype (scaled in place by the weights). When the
     factorisation fails (singular or indefinite system) or gives a non-finite
@@ -175,10 +165,10 @@ def _solve_kernel_ridge(
     K.flat[:: n + 1] += alpha
     reason = ""
     try:
-        # potrf on the Fortran view K.T writes the factor over K's upper triangle
-        # and diagonal only; the strict lower triangle keeps the matrix.
-        factor = scipy.linalg.cho_factor(K.T, lower=True, overwrite_a=True, check_finite=False)
-        coef = scipy.linalg.cho_solve(factor, Y, overwrite_b=False, check_finite=False)
+        # the blocked Cholesky on the Fortran view K.T writes the factor over K's upper
+        # triangle and diagonal only; the strict lower triangle keeps the matrix.
+        cholesky_inplace(K.T)
+        coef = scipy.linalg.cho_solve((K.T, True), Y, overwrite_b=False, check_finite=False)
         if np.isfinite(coef).all():
             if sqrt_sw is not None:
                 coef *= sqrt_sw[:, None]
@@ -186,7 +176,7 @@ def _solve_kernel_ridge(
         reason = "the Cholesky solution is not finite"
     except np.linalg.LinAlgError as exc:
         reason = f"the Cholesky factorisation failed ({exc})"
-    _mirror_lower(K)
+    mirror_upper(K.T)  # restore the upper triangle from the lower one
     K.flat[:: n + 1] = diagonal + alpha
     coef, n_cut, w_min = _eigh_solve(K, Y)
     warnings.warn(

@@ -27,6 +27,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._kernels import analytic as _core
+from kernelcomp._linalg import syrk_upper
 from kernelcomp._validation import check_int, per_layer
 
 __all__ = ["NNGP", "NTK", "Kernel"]
@@ -48,21 +49,14 @@ _SNAP = 32.0 * _EPS64
 def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
     """Dot products into ``out``: ``X @ Y.T``, or the upper triangle of ``X @ X.T``.
 
-    The symmetric case calls BLAS ``syrk`` directly on the Fortran view of the
-    C-ordered output, which writes one triangle only (numpy's ``X @ X.T``
-    also mirrors it, an n^2 pass the tile pass makes anyway).
+    The symmetric case writes one triangle only, by row blocks (``syrk`` on
+    the diagonal blocks, GEMM right of them: :func:`kernelcomp._linalg.syrk_upper`,
+    safe at any n where one large ``syrk`` crashes).
     """
     if Y is not None:
         np.matmul(X, Y.T, out=out)
         return
-    from scipy.linalg import blas
-
-    syrk = blas.ssyrk if out.dtype == np.float32 else blas.dsyrk
-    # C-ordered X (n, d) is Fortran X.T (d, n); trans=1 gives (X.T).T @ X.T = X @ X.T,
-    # and the Fortran lower triangle of out.T is the C upper triangle of out.
-    res = syrk(1.0, X.T, trans=1, lower=1, c=out.T, overwrite_c=1)
-    if not np.shares_memory(res, out):  # pragma: no cover - f2py copied
-        out[...] = res.T
+    syrk_upper(out, X)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp._linalg import gram_nt
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = [
@@ -1170,8 +1171,8 @@ def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
     def ntk(params: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
         # sum_n [c2^2 phi phi' + c2^2 beta^2 phi'(z) phi'(z') (c1^2 x.x' + s1^2)] + s2^2
         Xk, phi, a = hidden(params, rows)
-        inner = (c1 * c1) * (Xk @ Xk.T) + (s1 * s1 if has_b1 else 0.0)
-        theta = (c2 * c2) * (phi @ phi.T) + (a @ a.T) * inner
+        inner = (c1 * c1) * gram_nt(Xk) + (s1 * s1 if has_b1 else 0.0)
+        theta = (c2 * c2) * gram_nt(phi) + gram_nt(a) * inner
         return theta + s2 * s2 if has_b2 else theta
 
     def jvp(params: list[np.ndarray], g: list[np.ndarray], rows: np.ndarray) -> np.ndarray:

@@ -248,14 +248,6 @@ def test_regressor_does_not_modify_precomputed_input(rng):
     np.testing.assert_array_equal(K, K_before)
 
 
-@pytest.mark.parametrize("n", [1, 5, 511, 512, 513, 1100])
-def test_mirror_lower_matches_tril_reference(rng, n):
-    A = rng.standard_normal((n, n))
-    expected = np.tril(A) + np.tril(A, -1).T
-    est._mirror_lower(A)
-    np.testing.assert_array_equal(A, expected)
-
-
 @pytest.mark.parametrize("n", [1, 7, 512, 1030])
 def test_symmetrize_matches_reference(rng, n):
     A = rng.standard_normal((n, n))

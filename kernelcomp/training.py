@@ -875,10 +875,13 @@ class CheckpointRecord:
         None without a test set.
     reason : str
         ``"init"``, ``"step"`` (geometric schedule), ``"loss<FRAC"`` (first time
-        the loss fell below ``FRAC`` times its initial value) or ``"final"``;
-        several joined by ``+`` when they coincide.
+        the loss fell below ``FRAC`` times its initial value), ``"fitted>FRAC"``
+        (first time more than ``FRAC`` of the training margins were >= 1) or
+        ``"final"``; several joined by ``+`` when they coincide.
     net : FCNetwork or None
         The network at that point (None with ``keep_networks=False``).
+    fitted_fraction : float
+        Fraction of the training points with margin ``alpha y Ft >= 1``.
     """
 
     step: int
@@ -888,6 +891,7 @@ class CheckpointRecord:
     test_error: float | None
     reason: str
     net: Any = None
+    fitted_fraction: float = math.nan
 
 
 @dataclass
@@ -915,6 +919,9 @@ class TrainResult:
         The run file, when one was written.
     wall_time : float
         Seconds spent training.
+    config : dict
+        The training configuration (as stored in the run file), with the
+        ``config`` passed to :func:`train`.
     """
 
     net: Any
@@ -927,6 +934,7 @@ class TrainResult:
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     path: Any = None
     wall_time: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The trained model ``F(x) = alpha (f(x) - f0(x))`` (``alpha f`` if not centred).
@@ -1200,19 +1208,24 @@ def _net_from_params(net: Any, params: list[np.ndarray]) -> Any:
     return out
 
 
-def _check_milestones(loss_milestones: Any) -> tuple[float, ...]:
-    if isinstance(loss_milestones, str) or not isinstance(loss_milestones, Sequence):
+def _check_fractions(values: Any, name: str) -> tuple[float, ...]:
+    """A sequence of fractions in (0, 1), sorted ascending."""
+    if isinstance(values, str) or not isinstance(values, Sequence):
         raise TypeError(
-            "loss_milestones must be a sequence of fractions in (0, 1), got "
-            f"{type(loss_milestones).__name__}"
+            f"{name} must be a sequence of fractions in (0, 1), got {type(values).__name__}"
         )
     out = []
-    for i, v in enumerate(loss_milestones):
-        v = check_real(v, f"loss_milestones[{i}]")
+    for i, v in enumerate(values):
+        v = check_real(v, f"{name}[{i}]")
         if not 0 < v < 1:
-            raise ValueError(f"loss_milestones[{i}] must be in (0, 1), got {v}")
+            raise ValueError(f"{name}[{i}] must be in (0, 1), got {v}")
         out.append(v)
-    return tuple(sorted(out, reverse=True))
+    return tuple(sorted(out))
+
+
+#: default ``margin_fractions`` of :func:`train`: t* (the first checkpoint with
+#: more than 10 % of the margins >= 1, where the paper reads lambda) among them
+MARGIN_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.9)
 
 
 def train(
@@ -1227,6 +1240,7 @@ def train(
     y_test: Any = None,
     checkpoints: int | Sequence[int] = 4,
     loss_milestones: Sequence[float] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01),
+    margin_fractions: Sequence[float] = MARGIN_FRACTIONS,
     path: Any = None,
     config: dict[str, Any] | None = None,
     force: bool = False,
@@ -1251,7 +1265,10 @@ def train(
 
     Checkpoints (network, time, loss, train/test error, margins) are taken at
     step 0, at geometrically spaced steps, when the loss first falls below each
-    fraction of ``loss_milestones`` times its initial value, and at the end; with
+    fraction of ``loss_milestones`` times its initial value, when the fraction
+    of training margins ``>= 1`` first exceeds each of ``margin_fractions`` (so
+    that ``t*``, where the paper reads the compression, is a checkpoint: see
+    :func:`kernelcomp.diagnostics.compression_at`), and at the end; with
     ``path`` they are appended to a run file (:class:`kernelcomp.io.RunWriter`)
     as training goes, so a killed run keeps what it did (``PATH.partial``).
 
@@ -1279,6 +1296,10 @@ def train(
         100, ... for 4), or an explicit sequence of step numbers.
     loss_milestones : sequence of float, default (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
         Fractions of the initial loss whose first crossing is checkpointed.
+    margin_fractions : sequence of float, default (0.05, 0.1, 0.25, 0.5, 0.9)
+        A checkpoint is taken at the first step where more than each of these
+        fractions of the training points have margin ``alpha y Ft >= 1``
+        (reason ``"fitted>FRAC"``); 0.1 gives the paper's ``t*``.
     path : str or os.PathLike, optional
         Run file to write (through ``kernelcomp.io.RunWriter``).
     config : dict, optional
@@ -1365,7 +1386,10 @@ def train(
         y_test = _check_labels(y_test, X_test.shape[0], "y_test")
     c = _control(alpha, loss, beta, max_dgrad, max_dout, max_time, max_steps, max_wall,
                  integrator)
-    milestones = _check_milestones(loss_milestones)
+    milestones = tuple(reversed(_check_fractions(loss_milestones, "loss_milestones")))
+    fractions = _check_fractions(margin_fractions, "margin_fractions")
+    if method not in ("auto", "fused", "numpy"):
+        raise ValueError(f"method must be 'auto', 'fused' or 'numpy', got {method!r}")
     if isinstance(checkpoints, bool):
         raise TypeError("checkpoints must be an int or a sequence of step numbers, got bool")
     if isinstance(checkpoints, numbers.Integral):
@@ -1382,6 +1406,10 @@ def train(
         )
 
     net0 = net.copy()
+    if method == "fused" and not _fused_eligible(net0):
+        raise ValueError(
+            f"method='fused' needs a one-hidden-layer network, got widths {net0.widths}"
+        )
     out0 = net0(X) if center else np.zeros(X.shape[0])
     out0_test = None
     if X_test is not None:
@@ -1391,7 +1419,7 @@ def train(
         "max_dgrad": c.max_dgrad, "max_dout": max_dout, "max_time": c.max_time,
         "integrator": c.integrator,
         "max_steps": c.max_steps, "max_wall": c.max_wall,
-        "loss_milestones": list(milestones),
+        "loss_milestones": list(milestones), "margin_fractions": list(fractions),
         "checkpoints": checkpoints if isinstance(checkpoints, int) else list(checkpoints),
         "network": {"input_dim": net.input_dim, "widths": list(net.widths),
                     "activation": net.activation, "parameterization": net.parameterization},
@@ -1415,6 +1443,8 @@ def train(
     states: list[FlowState] = []
     next_step = next(schedule, None)
     pending = list(milestones)
+    pending_fit = list(fractions)
+    p_train = X.shape[0]
     loss0: float | None = None
     bar = None
     if progress:
@@ -1422,12 +1452,6 @@ def train(
 
         bar = tqdm(desc="train", unit="step", leave=False)
     wall0 = time.perf_counter()
-    if method not in ("auto", "fused", "numpy"):
-        raise ValueError(f"method must be 'auto', 'fused' or 'numpy', got {method!r}")
-    if method == "fused" and not _fused_eligible(net0):
-        raise ValueError(
-            f"method='fused' needs a one-hidden-layer network, got widths {net0.widths}"
-        )
     test_outputs = None
     if method == "numpy" or not _fused_eligible(net0):
         problem = _network_problem(net0, X, out0)
@@ -1449,6 +1473,9 @@ def train(
                 next_step = next(schedule, None)
             while pending and loss0 is not None and state.loss < pending[0] * loss0:
                 reasons.append(f"loss<{pending.pop(0):g}")
+            fitted = 1.0 - state.n_unsat / p_train
+            while pending_fit and fitted > pending_fit[0]:
+                reasons.append(f"fitted>{pending_fit.pop(0):g}")
             if state.status is not None:
                 reasons.append("final")
             if bar is not None:
@@ -1465,7 +1492,7 @@ def train(
             reason = "+".join(reasons)
             records.append(CheckpointRecord(
                 state.step, state.time, state.loss, state.train_error, test_err, reason,
-                snapshot if keep_networks else None,
+                snapshot if keep_networks else None, fitted,
             ))
             if writer is not None:
                 writer.add_checkpoint(
@@ -1488,5 +1515,5 @@ def train(
     return TrainResult(
         net=_net_from_params(net0, params), net0=net0, alpha=c.alpha, center=bool(center),
         status=str(final.status), final=final, history=_history(states),
-        checkpoints=records, path=result_path, wall_time=wall,
+        checkpoints=records, path=result_path, wall_time=wall, config=settings,
     )

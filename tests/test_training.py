@@ -789,3 +789,57 @@ def test_fused_tangent_kernel_is_not_cached_across_parameter_lists(rng):
         prm = [q + 0.5 * rng.standard_normal(q.shape) for q in training._params_of(net)]
         np.testing.assert_allclose(fused.ntk(prm, rows), generic.ntk(prm, rows), rtol=1e-10)
         del prm
+
+
+# ---------------------------------------------------------------------------
+# checkpoints where the margins' fitted fraction first passes each level (t*)
+# ---------------------------------------------------------------------------
+def _first_steps_past(history, p, levels):
+    fitted = 1.0 - np.asarray(history["n_unsat"]) / p
+    steps = np.asarray(history["step"])
+    return {lv: int(steps[np.flatnonzero(fitted > lv)[0]]) for lv in levels
+            if (fitted > lv).any()}
+
+
+@pytest.mark.parametrize("levels", [(0.05, 0.1, 0.25, 0.5, 0.9), (0.3, 0.7)])
+def test_margin_fraction_checkpoints_land_where_the_fraction_first_passes(tmp_path, levels):
+    X, y = kc.datasets.stripe(80, 3, seed=2)
+    net = kc.FCNetwork.init(3, [60], activation="relu_unit", parameterization="mean_field",
+                            seed=2)
+    path = tmp_path / "run.h5"
+    res = training.train(net, X, y, alpha=1e-2, checkpoints=[0], margin_fractions=levels,
+                         path=path, max_steps=5000)
+    assert res.status == "converged"
+    expected = _first_steps_past(res.history, len(y), levels)
+    assert set(expected) == set(levels)
+    saved = kc.io.open_run(path)
+    for lv, step in expected.items():
+        tag = f"fitted>{lv:g}"
+        hits = [i for i, ck in enumerate(res.checkpoints) if tag in ck.reason.split("+")]
+        assert len(hits) == 1, (tag, [ck.reason for ck in res.checkpoints])
+        ck = res.checkpoints[hits[0]]
+        assert ck.step == step
+        assert ck.fitted_fraction > lv
+        # the run file's margins at that checkpoint give the same fraction
+        stored = saved.checkpoints[hits[0]]
+        assert stored.step == step
+        assert np.mean(stored.margins >= 1.0) == pytest.approx(ck.fitted_fraction)
+    # every checkpoint records its fraction, and the fractions never skip a level unseen
+    fr = np.array([ck.fitted_fraction for ck in res.checkpoints])
+    assert np.isfinite(fr).all() and fr[0] == 0.0 and fr[-1] == 1.0
+
+
+def test_margin_fractions_validated_before_any_file(tmp_path):
+    X, y = kc.datasets.stripe(20, 3, seed=0)
+    net = kc.FCNetwork.init(3, [10], seed=0)
+    path = tmp_path / "run.h5"
+    with pytest.raises(ValueError, match=r"margin_fractions\[1\] must be in \(0, 1\)"):
+        training.train(net, X, y, alpha=1.0, margin_fractions=[0.1, 1.0], path=path)
+    with pytest.raises(TypeError, match="margin_fractions must be a sequence"):
+        training.train(net, X, y, alpha=1.0, margin_fractions=0.1, path=path)
+    # an unknown method used to be refused only after RunWriter had created PATH.partial
+    with pytest.raises(ValueError, match="method must be"):
+        training.train(net, X, y, alpha=1.0, method="bogus", path=path)
+    assert list(tmp_path.iterdir()) == []
+    res = training.train(net, X, y, alpha=1.0, path=path, max_steps=3)  # then works
+    assert res.path is not None

@@ -658,3 +658,102 @@ def test_permutation_equivariance_and_affine_invariance(rng):
     np.testing.assert_allclose(dg.mutual_information(-3.0 * V + 7.0, y, k=3), mi, rtol=1e-9)
     c = dg.label_projection(a.eigenvectors, y)
     np.testing.assert_allclose(dg.label_projection(b.eigenvectors, y[perm]), c, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# compression conventions, lambda at t*, stretched inputs
+# ---------------------------------------------------------------------------
+def test_compression_conventions_against_their_formulas(rng):
+    W = rng.standard_normal((50, 6)) * np.array([5.0, 3.0, 1.0, 2.0, 0.5, 1.5])
+    rms = np.sqrt(np.mean(W**2, axis=0))
+    par, perp = [0, 1], [2, 3, 4, 5]
+    assert dg.compression(W, par) == pytest.approx(
+        math.sqrt(np.mean(rms[par] ** 2) / np.mean(rms[perp] ** 2)), rel=1e-14)
+    assert dg.compression(W, par, convention="figures") == pytest.approx(
+        np.mean(rms[par]) / np.mean(rms[perp]), rel=1e-14)
+    assert dg.compression(W, par, convention="norm") == pytest.approx(
+        math.sqrt(np.mean(rms[par] ** 2) / np.sum(rms[perp] ** 2)), rel=1e-14)
+    with pytest.raises(ValueError, match="convention"):
+        dg.compression(W, par, convention="mean")
+
+
+@pytest.fixture(scope="module")
+def feature_run(tmp_path_factory):
+    X, y = kc.datasets.stripe(96, 4, seed=1)
+    net = kc.FCNetwork.init(4, [80], activation="relu_unit", parameterization="mean_field",
+                            seed=1)
+    path = tmp_path_factory.mktemp("run") / "run.h5"
+    res = kc.training.train(net, X, y, alpha=1e-2, path=path, max_steps=5000,
+                            config={"dataset": "stripe", "d": 4})
+    return res, path
+
+
+def test_compression_at_t_star_equals_a_direct_computation(feature_run):
+    res, path = feature_run
+    # t* by hand: the first checkpoint with more than 10 % of the margins >= 1
+    saved = kc.io.open_run(path)
+    fractions = [np.mean(ck.margins >= 1.0) for ck in saved.checkpoints]
+    k = next(i for i, f in enumerate(fractions) if f > 0.1)
+    assert "fitted>0.1" in res.checkpoints[k].reason
+    assert dg.t_star(res) == dg.t_star(path) == dg.t_star(saved) == k
+    W = saved.checkpoints[k].network.weights[0]
+    rms = np.sqrt(np.mean(W**2, axis=0))
+    direct = rms[0] / np.mean(rms[1:])
+    for run in (res, path, saved):
+        assert dg.compression_at(run) == pytest.approx(direct, rel=1e-12)
+        assert dg.compression_at(run, informative=[0]) == pytest.approx(direct, rel=1e-12)
+    assert dg.compression_at(res, convention="rms") == pytest.approx(
+        dg.compression(res.checkpoints[k].net, [0]), rel=1e-12)
+    # another level, and lambda at t* differs from lambda at the end
+    k5 = dg.t_star(res, 0.5)
+    assert k5 > k and res.checkpoints[k5].fitted_fraction > 0.5
+    assert dg.compression_at(res) != dg.compression(res.net, [0], convention="figures")
+
+
+def test_t_star_errors(feature_run):
+    res, _ = feature_run
+    X, y = kc.datasets.stripe(40, 3, seed=0)
+    short = kc.training.train(kc.FCNetwork.init(3, [20], seed=0), X, y, alpha=1e-2,
+                              max_steps=1)
+    with pytest.raises(ValueError, match="stopped before t"):
+        dg.t_star(short)
+    with pytest.raises(ValueError, match=r"margin_fraction must be in \[0, 1\)"):
+        dg.t_star(res, 1.0)
+    with pytest.raises(TypeError, match="run must be"):
+        dg.t_star(object())
+    with pytest.raises(ValueError, match="informative is required"):
+        dg.compression_at(kc.training.train(kc.FCNetwork.init(3, [20], seed=0), X, y,
+                                            alpha=1e-2))
+
+
+def test_stretch_inputs_and_the_stretched_kernel_on_a_tiny_problem(rng):
+    X = rng.standard_normal((30, 4))
+    S = dg.stretch_inputs(X, [0], 5.0)
+    np.testing.assert_array_equal(S[:, 0], X[:, 0])
+    np.testing.assert_allclose(S[:, 1:], X[:, 1:] / 5.0, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lam must be a finite number > 0"):
+        dg.stretch_inputs(X, [0], 0.0)
+    # the demo's stretched machine: the initial NTK on stretched train and test inputs
+    from kernelcomp.demo import frozen_kernel_errors
+
+    Xk, yk = kc.datasets.stripe(60, 4, seed=3, split="kernel")
+    Xt, yt = kc.datasets.stripe(400, 4, seed=3, split="test")
+    net0 = kc.FCNetwork.init(4, [50], activation="relu_unit", parameterization="mean_field",
+                             seed=3)
+    net1 = net0.copy()
+    net1.weights[0][:, 1:] *= 0.1  # a "trained" net insensitive to the perp directions
+    out = frozen_kernel_errors(net0, net1, [0], 4.0, Xk, yk, Xt, yt)
+    Kx = kc.EmpiricalNTK(net0)(dg.stretch_inputs(Xk, [0], 4.0))
+    Kt = kc.EmpiricalNTK(net0)(dg.stretch_inputs(Xt, [0], 4.0),
+                               dg.stretch_inputs(Xk, [0], 4.0))
+    from sklearn.svm import SVC
+
+    svc = SVC(kernel="precomputed", C=1e20).fit(Kx, yk)
+    assert out["stretched_ntk_test_error"] == np.mean(svc.predict(Kt) != yt)
+    lo, hi = out["stretched_ntk_test_error_ci"]
+    assert lo <= out["stretched_ntk_test_error"] <= hi
+    assert out["stretch_lambda"] == 4.0
+    gain = out["init_ntk_test_error"] - out["final_ntk_test_error"]
+    if gain > 0:
+        assert out["gain_explained"] == pytest.approx(
+            (out["init_ntk_test_error"] - out["stretched_ntk_test_error"]) / gain)

@@ -4,8 +4,11 @@
 recipe (a function of the data) over training-set sizes ``p`` and seeds;
 :func:`fit_exponent` fits ``error ~ p^(-beta)`` by least squares on log-log axes
 over a chosen range, drops points with too few test errors to be measured, and
-bootstraps over seeds for the interval; :func:`beta_lazy` and
-:func:`beta_feature` are the paper's predictions.
+bootstraps over seeds for the interval (optionally dropping failed runs, as the
+authors do); :func:`beta_lazy` and :func:`beta_feature` are the paper's
+predictions and :func:`compression_theory` the authors' ODE estimate of the
+compression. :func:`frozen_kernel_curve` is the lazy-regime curve of the paper's
+protocol from a kernel machine on the frozen initial NTK (:func:`paper_ntk`).
 
 References
 ----------
@@ -31,9 +34,12 @@ __all__ = [
     "LearningCurve",
     "beta_feature",
     "beta_lazy",
+    "compression_theory",
     "estimator_recipe",
     "fit_exponent",
+    "frozen_kernel_curve",
     "learning_curve",
+    "paper_ntk",
 ]
 
 
@@ -111,6 +117,71 @@ def beta_feature(d: int, d_par: int = 1) -> float:
     return (d + (d - d_par) / 2) / (3 * d - 2)
 
 
+def compression_theory(p: Any, x_min: float = -0.3, x_max: float = 1.18549) -> Any:
+    """The authors' ODE estimate of the feature-regime compression of the stripe model.
+
+    ``lambda_ODE = sqrt((2/pi) (exp(-x_min^2/2) - exp(-x_max^2/2))^2 p)``: the
+    authors' ODE estimate (the paper's ``lambda_ODE``) of the compression that
+    feature learning reaches for the stripe ``x_min < x_1 < x_max`` after ``p``
+    training points, read at ``t*`` (the first checkpoint where more than 10%
+    of the training margins are >= 1). For the default stripe
+    ``-0.3 < x_1 < 1.18549`` (the stripe that holds half of the Gaussian mass,
+    :func:`kernelcomp.datasets.stripe`) it is ``sqrt(0.1351 p)``, about
+    ``0.368 sqrt(p)``.
+
+    Parameters
+    ----------
+    p : float or array-like of float
+        Training-set sizes, finite and > 0.
+    x_min : float, default -0.3
+        Lower edge of the stripe.
+    x_max : float, default 1.18549
+        Upper edge of the stripe, > ``x_min``.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        A float for a scalar ``p``, else an array of the shape of ``p``.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is not numeric or an edge is not a real number.
+    ValueError
+        If a size is not finite and > 0, or ``x_min >= x_max``.
+
+    References
+    ----------
+    Paccolat, Petrini, Geiger, Tyloo, Wyart, *Geometric compression of invariant
+    manifolds in neural networks*, J. Stat. Mech. (2021) 044001 (arXiv:2007.11471),
+    §5 (compression of the stripe model, the ODE estimate ``lambda_ODE``).
+
+    Examples
+    --------
+    >>> round(compression_theory(1.0) ** 2, 4)
+    0.1351
+    >>> compression_theory([100, 400]).round(3)
+    array([3.676, 7.352])
+    """
+    x_min = check_real(x_min, "x_min")
+    x_max = check_real(x_max, "x_max")
+    if not x_min < x_max:
+        raise ValueError(f"x_min must be < x_max, got x_min={x_min} and x_max={x_max}")
+    scalar = np.ndim(p) == 0
+    if scalar:
+        arr = np.float64(check_real(p, "p"))
+    else:
+        arr = np.asarray(p)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"p must hold real numbers, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError(f"p must hold finite sizes > 0, got {p!r}")
+    c = (2 / math.pi) * (math.exp(-x_min**2 / 2) - math.exp(-x_max**2 / 2)) ** 2
+    out = np.sqrt(c * arr)
+    return float(out) if scalar else out
+
+
 # ---------------------------------------------------------------------------
 # exponent fits
 # ---------------------------------------------------------------------------
@@ -131,7 +202,8 @@ class ExponentFit:
     mean_error : numpy.ndarray
         Mean test error over seeds at those sizes.
     dropped : numpy.ndarray
-        Sizes in range left out for having fewer than ``min_errors`` test errors.
+        Sizes in range left out for having fewer than ``min_errors`` test errors
+        (or, with ``max_error``, for having every run dropped).
     level : float
         Coverage of ``ci``.
     n_bootstrap : int
@@ -167,6 +239,7 @@ def fit_exponent(
     n_bootstrap: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    max_error: float | None = None,
 ) -> ExponentFit:
     """Fit ``mean error ~ p^(-beta)`` with a bootstrap over seeds.
 
@@ -175,6 +248,13 @@ def fit_exponent(
     errors (``mean error * n_test``) is below ``min_errors``: a handful of
     errors does not measure a rate. The interval resamples the seeds with
     replacement (the same resample at every ``p``) and refits.
+
+    With ``max_error``, runs (one size and seed) whose test error is
+    ``>= max_error`` are dropped, as the authors drop failed runs (0.25 in their
+    code): the mean at each size is over its remaining seeds, a size with no
+    run left is left out (and listed in ``dropped``), and a bootstrap resample
+    averages the runs it holds that are not dropped (a resample leaving a size
+    without a run is skipped, like one with a zero mean).
 
     Parameters
     ----------
@@ -195,6 +275,9 @@ def fit_exponent(
         Coverage of the interval.
     seed : int, default 0
         Seed of the bootstrap.
+    max_error : float, optional
+        In (0, 1]: drop the runs with a test error ``>= max_error`` (the authors
+        use 0.25). None keeps every run.
 
     Returns
     -------
@@ -208,7 +291,8 @@ def fit_exponent(
 
     References
     ----------
-    Paccolat et al. (2021), §6 (fits of the learning curves).
+    Paccolat et al. (2021), §6 (fits of the learning curves; the authors' code
+    leaves out the runs with a test error >= 0.25).
 
     Examples
     --------
@@ -240,6 +324,12 @@ def fit_exponent(
     level = check_real(level, "level")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    run_ok = None
+    if max_error is not None:
+        max_error = check_real(max_error, "max_error")
+        if not 0 < max_error <= 1:
+            raise ValueError(f"max_error must be in (0, 1], got {max_error}")
+        run_ok = errors < max_error
     keep = np.ones(p.size, dtype=bool)
     if p_range is not None:
         if not isinstance(p_range, Sequence) or len(p_range) != 2:
@@ -248,15 +338,25 @@ def fit_exponent(
         if lo > hi:
             raise ValueError(f"p_range must have low <= high, got {p_range!r}")
         keep &= (p >= lo) & (p <= hi)
-    mean = errors.mean(axis=1)
-    enough = mean > 0 if n_test is None else (mean * n_test >= max(min_errors, 1e-300))
+    if run_ok is None:
+        mean = errors.mean(axis=1)
+        runs = np.full(p.size, errors.shape[1])
+    else:
+        runs = run_ok.sum(axis=1)
+        total = np.where(run_ok, errors, 0.0).sum(axis=1)
+        mean = np.divide(total, runs, out=np.full(p.size, np.nan), where=runs > 0)
+    with np.errstate(invalid="ignore"):
+        enough = mean > 0 if n_test is None else (mean * n_test >= max(min_errors, 1e-300))
+    enough &= runs > 0
     dropped = p[keep & ~enough]
     keep &= enough
     if keep.sum() < 2:
+        why = f"< {min_errors:g} test errors"
+        if run_ok is not None:
+            why += f" or every run >= max_error={max_error:g}"
         raise ValueError(
             f"fewer than two sizes left to fit ({int(keep.sum())}): widen p_range or use a "
-            f"larger test set (sizes dropped for < {min_errors:g} test errors: "
-            f"{dropped.astype(int).tolist()})"
+            f"larger test set (sizes dropped for {why}: {dropped.astype(int).tolist()})"
         )
     lp = np.log(p[keep])
     slope, icpt = _slope(lp, np.log(mean[keep]))
@@ -267,9 +367,18 @@ def fit_exponent(
         rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
         n_seeds = errors.shape[1]
         sub = errors[keep]
+        sub_ok = None if run_ok is None else run_ok[keep]
         betas = []
         for _ in range(n_bootstrap):
-            m = sub[:, rng.integers(0, n_seeds, n_seeds)].mean(axis=1)
+            idx = rng.integers(0, n_seeds, n_seeds)
+            if sub_ok is None:
+                m = sub[:, idx].mean(axis=1)
+            else:
+                ok = sub_ok[:, idx]
+                cnt = ok.sum(axis=1)
+                if (cnt == 0).any():
+                    continue
+                m = np.where(ok, sub[:, idx], 0.0).sum(axis=1) / cnt
             if (m > 0).all():
                 betas.append(-_slope(lp, np.log(m))[0])
         if betas:
@@ -311,7 +420,11 @@ class LearningCurve:
         return np.nanmean(arr, axis=1)
 
     def fit_exponent(self, **kwargs: Any) -> ExponentFit:
-        """:func:`fit_exponent` on this curve (``n_test`` filled in)."""
+        """:func:`fit_exponent` on this curve (``n_test`` filled in).
+
+        Every keyword of :func:`fit_exponent` is forwarded, ``max_error``
+        included (``max_error=0.25``: the authors' rule of dropping failed runs).
+        """
         kwargs.setdefault("n_test", self.n_test)
         return fit_exponent(self.p, self.test_error, **kwargs)
 
@@ -514,3 +627,175 @@ def learning_curve(
         if bar is not None:
             bar.close()
     return LearningCurve(sizes, seed_arr, err, n_test, metrics)
+
+
+# ---------------------------------------------------------------------------
+# lazy-regime curves from the frozen initial NTK
+# ---------------------------------------------------------------------------
+#: ``kernel`` names of :func:`frozen_kernel_curve`
+FROZEN_KERNELS: tuple[str, ...] = ("analytic", "empirical")
+#: ``machine`` names of :func:`frozen_kernel_curve`
+FROZEN_MACHINES: tuple[str, ...] = ("svc", "gradient_flow")
+
+
+def paper_ntk() -> Any:
+    """The infinite-width NTK of the paper's network.
+
+    The network is ``f(x) = (1/h) sum_n beta_n sigma(omega_n . x / sqrt(d) + b_n)``
+    with omega, b, beta ~ N(0, 1), ``sigma(z) = sqrt(2) max(z, 0)`` and no readout
+    bias; its kernel is ``kc.NTK(depth=1, activation="relu_unit", weight_std=1.0,
+    bias_std=[1.0, None])``: one hidden layer, unit weight and bias variances,
+    no readout bias. The paper's ``1/h`` readout (instead of ``1/sqrt(h)``) only
+    rescales the kernel (``h`` times the empirical NTK of the width-``h``
+    network tends to it), which a hard-margin machine ignores.
+
+    Returns
+    -------
+    kernelcomp.kernels.NTK
+
+    References
+    ----------
+    Paccolat et al. (2021), §2 (the network) and §4 (the lazy regime: a kernel
+    machine on the NTK at initialisation).
+
+    Examples
+    --------
+    >>> from kernelcomp.kernels import NTK
+    >>> paper_ntk() == NTK(depth=1, activation="relu_unit", bias_std=[1.0, None])
+    True
+    """
+    from kernelcomp.kernels import NTK
+
+    return NTK(depth=1, activation="relu_unit", weight_std=1.0, bias_std=[1.0, None])
+
+
+def frozen_kernel_curve(
+    data: Any,
+    p: Sequence[int],
+    *,
+    kernel: Any = "analytic",
+    machine: str = "svc",
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    n_test: int = 10_000,
+    d: int | None = None,
+    d_par: int = 2,
+    h: int = 1000,
+    progress: bool = False,
+) -> LearningCurve:
+    """The lazy-regime learning curve from a kernel machine on the frozen initial NTK.
+
+    The lazy curve of the paper's protocol: the infinite-``alpha`` limit of
+    lazy training is a kernel machine on the tangent kernel of the network at
+    initialisation, which reaches ``p ~ 1e4`` cheaply. The network is the
+    paper's ``f(x) = (1/h) sum_n beta_n sigma(omega_n . x / sqrt(d) + b_n)``
+    (omega, b, beta ~ N(0, 1), ``sigma(z) = sqrt(2) max(z, 0)``, no readout
+    bias). Runs :func:`learning_curve` with a recipe that fits the machine and
+    returns the fraction of test points misclassified; the kernel and machine
+    used are not recorded in the returned curve (its fields are the sizes,
+    seeds and errors). Fit it with ``fit_exponent(max_error=0.25)`` to drop
+    failed runs as the authors do.
+
+    Parameters
+    ----------
+    data : {"stripe", "cylinder", "sphere"} or callable
+        As in :func:`learning_curve`.
+    p : sequence of int
+        Training-set sizes.
+    kernel : {"analytic", "empirical"} or kernelcomp kernel, default "analytic"
+        ``"analytic"``: the infinite-width NTK of the paper's network,
+        :func:`paper_ntk`. ``"empirical"``: the empirical NTK at initialisation
+        of the paper's network of width ``h``, a fresh network per seed
+        (``kc.EmpiricalNTK(kc.FCNetwork.init(d, [h], activation="relu_unit",
+        parameterization="mean_field", bias=True, seed=seed))``). A kernel
+        object (``kc.NTK(...)``, ``kc.EmpiricalNTK(net)``...) is used as is.
+    machine : {"svc", "gradient_flow"}, default "svc"
+        ``"svc"``: the hard-margin SVM ``kc.NTKClassifier(kernel, C=1e20)``, the
+        max-margin alternative to the authors' machine (fast).
+        ``"gradient_flow"``: the authors' kernel machine,
+        ``kc.NTKClassifier(kernel, solver="gradient_flow")``, gradient flow of
+        the hinge loss from zero until every training margin is >= 1 (slower).
+    seeds : sequence of int, default (0, 1, 2, 3, 4)
+        Seeds of the data and, with ``"empirical"``, of the network.
+    n_test : int, default 10000
+        Test points per seed.
+    d : int, optional
+        Input dimension, with a dataset name.
+    d_par : int, default 2
+        Informative directions of the cylinder.
+    h : int, default 1000
+        Width of the network of ``kernel="empirical"`` (unused otherwise), >= 1.
+    progress : bool, default False
+        Show a progress bar over runs.
+
+    Returns
+    -------
+    LearningCurve
+
+    Raises
+    ------
+    TypeError
+        If ``kernel`` is neither a name nor a kernelcomp kernel, ``machine`` is
+        not a string, or :func:`learning_curve` rejects an argument.
+    ValueError
+        If ``kernel`` or ``machine`` is an unknown name, ``h`` < 1, or
+        :func:`learning_curve` rejects an argument.
+
+    See Also
+    --------
+    learning_curve, paper_ntk, fit_exponent
+    kernelcomp.estimators.NTKClassifier
+
+    References
+    ----------
+    Paccolat et al. (2021), §4 (lazy regime: kernel machine on the NTK at
+    initialisation) and §6 (learning curves; the authors' code leaves the runs
+    with a test error >= 0.25 out of the fits).
+
+    Examples
+    --------
+    >>> lc = frozen_kernel_curve("stripe", [32, 64], seeds=[0], n_test=500, d=3)
+    >>> lc.test_error.shape
+    (2, 1)
+    """
+    from kernelcomp._base import Kernel
+
+    h = check_int(h, "h", minimum=1)
+    if isinstance(kernel, str):
+        if kernel not in FROZEN_KERNELS:
+            raise ValueError(
+                f"kernel must be one of {list(FROZEN_KERNELS)} or a kernelcomp kernel object, "
+                f"got {kernel!r}"
+            )
+    elif not isinstance(kernel, Kernel):
+        raise TypeError(
+            f"kernel must be one of {list(FROZEN_KERNELS)} or a kernelcomp kernel object "
+            f"(kc.NTK(), kc.EmpiricalNTK(net)...), got {type(kernel).__name__}"
+        )
+    if not isinstance(machine, str):
+        raise TypeError(
+            f"machine must be one of {list(FROZEN_MACHINES)}, got {type(machine).__name__}"
+        )
+    if machine not in FROZEN_MACHINES:
+        raise ValueError(f"machine must be one of {list(FROZEN_MACHINES)}, got {machine!r}")
+    fixed = paper_ntk() if isinstance(kernel, str) and kernel == "analytic" else kernel
+
+    def recipe(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, seed: int) -> float:
+        from kernelcomp.estimators import NTKClassifier
+
+        k = fixed
+        if isinstance(k, str):  # "empirical": the paper's network at initialisation
+            from kernelcomp.empirical import EmpiricalNTK
+            from kernelcomp.network import FCNetwork
+
+            net = FCNetwork.init(X.shape[1], [h], activation="relu_unit",
+                                 parameterization="mean_field", bias=True, seed=seed)
+            k = EmpiricalNTK(net)
+        if machine == "svc":
+            clf = NTKClassifier(k, C=1e20)
+        else:
+            clf = NTKClassifier(k, solver="gradient_flow")
+        clf.fit(X, y)
+        return float(np.mean(clf.predict(Xt) != yt))
+
+    return learning_curve(recipe, data, p, seeds=seeds, n_test=n_test, d=d, d_par=d_par,
+                          progress=progress)

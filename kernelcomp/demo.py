@@ -52,6 +52,12 @@ MID_LOSS: float = 0.05
 #: a regime's compression "grows with p" when log lambda vs log p has at least
 #: this slope (half of the paper's sqrt(p))
 GROWTH_SLOPE: float = 0.25
+#: lambda is read at t*, the first checkpoint with more than this fraction of the
+#: training margins >= 1 (the authors' figures), in the figures' convention
+T_STAR_FRACTION: float = 0.1
+COMPRESSION_CONVENTION: str = "figures"
+#: the authors drop runs whose test error is >= this from learning-curve fits
+MAX_ERROR: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,14 @@ class DemoConfig:
         p = 512) steps; PAPER.md's literal explicit step needs 10^4-10^5.
     kpca_components : int
         Eigenpairs computed for the kernel PCA.
+    frozen_p : tuple of int
+        Training-set sizes of the lazy learning curve from a hard-margin SVM on
+        the frozen initial (infinite-width) NTK of the paper's network, which
+        reaches larger p than the lazy networks.
+    dataset : {"stripe", "cylinder"}
+        The data model (the cylinder has ``d_par`` informative directions).
+    d_par : int
+        Informative directions of the cylinder.
     """
 
     d: int = 5
@@ -96,12 +110,15 @@ class DemoConfig:
     lazy_min_alpha: float = LAZY_MIN_ALPHA
     max_steps: int = 10_000
     kpca_components: int = 50
+    frozen_p: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096, 8192)
+    dataset: str = "stripe"
+    d_par: int = 2
 
     @classmethod
     def quick(cls) -> DemoConfig:
         """The ``--quick`` scale (well under a minute; for CI)."""
         return cls(h=64, p=(16, 32, 64), seeds=(0, 1), n_test=2000, max_steps=1500,
-                   kpca_components=30)
+                   kpca_components=30, frozen_p=(32, 64, 128, 256))
 
     def alpha(self, regime: str) -> float:
         """``alpha`` of a regime at this width (see ``lazy_min_alpha``)."""
@@ -131,7 +148,7 @@ def _say(progress: bool, text: str) -> None:
 def _fit(curve: Any) -> dict[str, Any]:
     """Exponent fit of a learning curve, or the reason it could not be fitted."""
     try:
-        fit = curve.fit_exponent()
+        fit = curve.fit_exponent(max_error=MAX_ERROR)
     except ValueError as exc:
         return {"beta": None, "ci": [None, None], "error": str(exc)}
     return {
@@ -190,7 +207,14 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    informative = datasets.informative_dims("stripe", cfg.d)
+    if cfg.dataset not in ("stripe", "cylinder"):
+        raise ValueError(f"dataset must be 'stripe' or 'cylinder', got {cfg.dataset!r}")
+    d_par = 1 if cfg.dataset == "stripe" else cfg.d_par
+    informative = datasets.informative_dims(cfg.dataset, cfg.d, cfg.d_par)
+
+    def draw(n: int, seed: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        return datasets.load(cfg.dataset, n, cfg.d, seed, split=split, d_par=cfg.d_par)
+
     runs: list[dict[str, Any]] = []
     kept: dict[tuple[str, int, int], Any] = {}
     p_kernel = max(cfg.p)
@@ -207,27 +231,38 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
             res = training.train(
                 net, X, y, alpha=alpha, loss=cfg.loss, X_test=Xt, y_test=yt, path=path,
                 force=True, max_steps=cfg.max_steps, checkpoints=3,
-                config={"dataset": "stripe", "d": cfg.d, "seed": seed, "regime": regime},
+                config={"dataset": cfg.dataset, "d": cfg.d, "d_par": cfg.d_par, "seed": seed,
+                        "regime": regime},
             )
             err = res.test_error(Xt, yt)
-            lam = diagnostics.compression(res.net, informative=informative)
+            conv = COMPRESSION_CONVENTION
+            lam_end = diagnostics.compression(res.net, informative=informative, convention=conv)
+            # lambda at t* (the paper's), or NaN for a run stopped before t*
+            k_star = _t_star_or_none(res)
+            lam = math.nan if k_star is None else diagnostics.compression(
+                res.checkpoints[k_star].net, informative=informative, convention=conv)
             # lambda when the loss first fell below MID_LOSS of its initial value (or
             # at the end, for a run that never got there)
             mid = next((ck for ck in res.checkpoints if f"loss<{MID_LOSS:g}" in ck.reason),
                        res.checkpoints[-1])
-            lam_mid = diagnostics.compression(mid.net, informative=informative)
+            lam_mid = diagnostics.compression(mid.net, informative=informative, convention=conv)
             runs.append({"regime": regime, "p": p, "seed": seed, "status": res.status,
                          "steps": res.final.step, "time": res.final.time,
                          "train_error": res.final.train_error, "unsatisfied": res.final.n_unsat,
-                         "test_error": err, "compression": lam,
+                         "test_error": err, "compression": _finite_or_none(lam),
+                         "t_star_step": (None if k_star is None
+                                         else res.checkpoints[k_star].step),
+                         "compression_end": lam_end,
                          "compression_mid": lam_mid, "mid_step": mid.step,
                          "wall_s": time.perf_counter() - t0, "file": str(path.relative_to(out))})
             _say(progress, f"  {regime:7s} p={p:5d} seed={seed}: {res.status:9s} "
-                           f"steps={res.final.step:6d} test_error={err:.4f} lambda={lam:7.2f} "
+                           f"steps={res.final.step:6d} test_error={err:.4f} "
+                           f"lambda(t*)={lam:7.2f} lambda(end)={lam_end:7.2f} "
                            f"({time.perf_counter() - t0:.1f} s)")
             if p == p_kernel and seed == cfg.seeds[0]:
                 kept[(regime, p, seed)] = res
-            return {"test_error": err, "compression": lam, "compression_mid": lam_mid}
+            return {"test_error": err, "compression": lam, "compression_end": lam_end,
+                    "compression_mid": lam_mid}
 
         return recipe
 
@@ -236,9 +271,15 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     for regime in ("feature", "lazy"):
         _say(progress, f"[{regime}] alpha sqrt(h) = {cfg.alpha(regime) * math.sqrt(cfg.h):g}, "
                        f"h = {cfg.h}, p = {list(cfg.p)}, seeds = {list(cfg.seeds)}")
-        lcs[regime] = curves.learning_curve(recipe_for(regime), "stripe", list(cfg.p),
-                                            seeds=list(cfg.seeds), n_test=cfg.n_test, d=cfg.d)
+        lcs[regime] = curves.learning_curve(recipe_for(regime), cfg.dataset, list(cfg.p),
+                                            seeds=list(cfg.seeds), n_test=cfg.n_test, d=cfg.d,
+                                            d_par=cfg.d_par)
     t_curves = time.perf_counter()
+    # the lazy curve from the frozen initial NTK (the infinite-alpha limit), to larger p
+    _say(progress, f"[lazy, frozen initial NTK] hard-margin SVM, p = {list(cfg.frozen_p)}")
+    lc_frozen = curves.frozen_kernel_curve(cfg.dataset, list(cfg.frozen_p), kernel="analytic",
+                                           machine="svc", seeds=list(cfg.seeds),
+                                           n_test=cfg.n_test, d=cfg.d, d_par=cfg.d_par)
 
     # 2. kernel PCA of the feature run's empirical NTK, init vs end ----------------
     feat = kept[("feature", p_kernel, cfg.seeds[0])]
@@ -248,15 +289,19 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
         "step": [ck.step for ck in feat.checkpoints],
         "time": [ck.time for ck in feat.checkpoints],
         "loss_fraction": [ck.loss / loss0 for ck in feat.checkpoints],
+        "fitted_fraction": [ck.fitted_fraction for ck in feat.checkpoints],
         "test_error": [ck.test_error for ck in feat.checkpoints],
-        "compression": [diagnostics.compression(ck.net, informative=informative)
+        "compression": [diagnostics.compression(ck.net, informative=informative,
+                                                convention=COMPRESSION_CONVENTION)
                         for ck in feat.checkpoints],
+        "t_star_index": _t_star_or_none(feat),
     }
-    X_tr, y_tr = datasets.stripe(p_kernel, cfg.d, cfg.seeds[0])
+    X_tr, y_tr = draw(p_kernel, cfg.seeds[0])
     kpca = {}
     evs = []
+    grams = {}
     for when, net in (("init", feat.net0), ("final", feat.net)):
-        K = EmpiricalNTK(net)(X_tr)
+        K = grams[when] = EmpiricalNTK(net)(X_tr)
         ev = diagnostics.kernel_pca(K, n_components=min(cfg.kpca_components, p_kernel))
         c = diagnostics.label_projection(ev.eigenvectors, y_tr)
         P = diagnostics.cumulative_projection(c, y_tr)
@@ -266,18 +311,30 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
                       "cumulative_projection": [float(v) for v in P],
                       "eigenvalues_top10": [float(v) for v in ev.eigenvalues[:10]]}
         evs.append(ev)
-    kpca["kernel_change"] = float(diagnostics.kernel_change(
-        EmpiricalNTK(feat.net0)(X_tr), EmpiricalNTK(feat.net)(X_tr)))
+    kpca["kernel_change"] = float(diagnostics.kernel_change(grams["init"], grams["final"]))
+    del grams
 
-    # 3. SVMs on the initial and the final frozen NTK, trained on fresh points ------
-    from kernelcomp.estimators import NTKClassifier
+    # 3. SVMs on the initial, the stretched initial and the final frozen NTK, trained
+    # on fresh points ----------------------------------------------------------------
+    X_k, y_k = draw(p_kernel, cfg.seeds[0], split="kernel")
+    X_te, y_te = draw(cfg.n_test, cfg.seeds[0], split="test")
+    # lambda* = lambda(t*) of that run (at its end, said in the notes, if it stopped first)
+    k_star = trajectory["t_star_index"]
+    lam_star = diagnostics.compression(feat.checkpoints[-1 if k_star is None else k_star].net,
+                                       informative=informative,
+                                       convention=COMPRESSION_CONVENTION)
+    frozen = {"p": int(p_kernel), "seed": int(cfg.seeds[0]), "n_test": int(cfg.n_test),
+              "machine": "hard-margin SVM (SVC, C=1e20) on fresh training points",
+              **frozen_kernel_errors(feat.net0, feat.net, informative, lam_star,
+                                     X_k, y_k, X_te, y_te)}
+    from kernelcomp import io
 
-    X_k, y_k = datasets.stripe(p_kernel, cfg.d, cfg.seeds[0], split="kernel")
-    X_te, y_te = datasets.stripe(cfg.n_test, cfg.d, cfg.seeds[0], split="test")
-    frozen = {"p": int(p_kernel)}
-    for when, net in (("init", feat.net0), ("final", feat.net)):
-        clf = NTKClassifier(kernel=EmpiricalNTK(net), C=1e20).fit(X_k, y_k)
-        frozen[f"{when}_ntk_test_error"] = float(np.mean(clf.predict(X_te) != y_te))
+    io.add_run_diagnostics(out / "runs" / f"feature_p{p_kernel}_seed{cfg.seeds[0]}.h5",
+                           [{k: np.asarray(v) if isinstance(v, list) else v
+                             for k, v in frozen.items()}],
+                           name="frozen_kernel", force=True,
+                           config={"margin_fraction": T_STAR_FRACTION,
+                                   "convention": COMPRESSION_CONVENTION})
     for regime in ("lazy",):
         lazy = kept.get((regime, p_kernel, cfg.seeds[0]))
         if lazy is not None:
@@ -287,40 +344,60 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     # 4. summary -------------------------------------------------------------------
     regimes = {}
     exponents: dict[str, Any] = {}
+    mid_key = f"compression_at_loss_{MID_LOSS:g}"
     for regime, lc in lcs.items():
+        slope, slope_ci = _slope_ci(lc.p, lc.metrics["compression"])
+        slope_end, slope_end_ci = _slope_ci(lc.p, lc.metrics["compression_end"])
+        slope_mid, slope_mid_ci = _slope_ci(lc.p, lc.metrics["compression_mid"])
         regimes[regime] = {
             "alpha": cfg.alpha(regime),
             "alpha_sqrt_h": cfg.alpha(regime) * math.sqrt(cfg.h),
             "p": lc.p.tolist(),
             "test_error": lc.mean().tolist(),
-            "compression": lc.mean("compression").tolist(),
+            "compression": _clean(_nanmean_rows(lc.metrics["compression"])),
+            "compression_slope": slope, "compression_slope_ci": slope_ci,
             "test_error_per_seed": lc.test_error.tolist(),
-            "compression_per_seed": lc.metrics["compression"].tolist(),
-            "compression_slope": _slope(lc.p, lc.mean("compression")),
-            f"compression_at_loss_{MID_LOSS:g}": lc.mean("compression_mid").tolist(),
-            f"compression_slope_at_loss_{MID_LOSS:g}": _slope(lc.p, lc.mean("compression_mid")),
+            "compression_per_seed": _clean(lc.metrics["compression"]),
+            "compression_end": lc.mean("compression_end").tolist(),
+            "compression_end_per_seed": lc.metrics["compression_end"].tolist(),
+            "compression_end_slope": slope_end, "compression_end_slope_ci": slope_end_ci,
+            mid_key: lc.mean("compression_mid").tolist(),
+            f"compression_slope_at_loss_{MID_LOSS:g}": slope_mid,
+            f"compression_slope_ci_at_loss_{MID_LOSS:g}": slope_mid_ci,
             "converged_runs": sum(r["status"] == "converged" for r in runs
                                   if r["regime"] == regime),
             "runs": sum(r["regime"] == regime for r in runs),
         }
         exponents[regime] = _fit(lc)
-    exponents["theory"] = {"feature": curves.beta_feature(cfg.d, 1),
+    if cfg.dataset == "stripe":  # the authors' lambda_ODE is the stripe's
+        regimes["feature"]["compression_theory"] = curves.compression_theory(
+            lcs["feature"].p).tolist()
+    exponents["lazy_frozen_ntk"] = {
+        **_fit(lc_frozen), "p": lc_frozen.p.tolist(), "test_error": lc_frozen.mean().tolist(),
+        "test_error_per_seed": lc_frozen.test_error.tolist(),
+        "machine": "hard-margin SVM (SVC, C=1e20) on the frozen initial infinite-width NTK "
+                   "of the paper's network (curves.paper_ntk())"}
+    exponents["theory"] = {"feature": curves.beta_feature(cfg.d, d_par),
                            "lazy": curves.beta_lazy(cfg.d)}
-    lam_l = regimes["lazy"]["compression"]
-    bf, bl = exponents["feature"]["beta"], exponents["lazy"]["beta"]
+    lam_l = [v for v in regimes["lazy"]["compression"] if v is not None]
+    bf = exponents["feature"]["beta"]
+    bl, bln = exponents["lazy_frozen_ntk"]["beta"], exponents["lazy"]["beta"]
+    slope_f = regimes["feature"]["compression_slope"]
     claims = {
-        "feature_compression_grows_with_p": bool(
-            regimes["feature"]["compression_slope"] >= GROWTH_SLOPE),
-        f"feature_compression_grows_with_p_at_loss_{MID_LOSS:g}": bool(
-            regimes["feature"][f"compression_slope_at_loss_{MID_LOSS:g}"] >= GROWTH_SLOPE),
-        "lazy_compression_near_1": bool(max(abs(v - 1) for v in lam_l) < 0.2),
+        "feature_compression_grows_with_p": bool(slope_f is not None
+                                                 and slope_f >= GROWTH_SLOPE),
+        "lazy_compression_near_1": bool(lam_l and max(abs(v - 1) for v in lam_l) < 0.2),
         "final_ntk_beats_initial_ntk": bool(
             frozen["final_ntk_test_error"] < frozen["init_ntk_test_error"]),
+        "stretched_ntk_beats_initial_ntk": bool(
+            frozen["stretched_ntk_test_error"] < frozen["init_ntk_test_error"]),
         "projection_top10_grows": bool(kpca["final"]["cumulative_projection_top10"]
                                        > kpca["init"]["cumulative_projection_top10"]),
         "mutual_information_grows": bool(np.mean(kpca["final"]["mutual_information"])
                                          > np.mean(kpca["init"]["mutual_information"])),
         "beta_feature_above_beta_lazy": bool(bf is not None and bl is not None and bf > bl),
+        "beta_feature_above_beta_lazy_networks": bool(
+            bf is not None and bln is not None and bf > bln),
     }
     summary = {
         "regimes": regimes,
@@ -331,8 +408,11 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
                  "run": f"runs/feature_p{p_kernel}_seed{cfg.seeds[0]}.h5"},
         "claims": claims,
         "compression_trajectory": trajectory,
-        "config": {**asdict(cfg), "dataset": "stripe", "quick": bool(quick),
-                   "activation": "relu_unit", "parameterization": "mean_field"},
+        "config": {**asdict(cfg), "quick": bool(quick),
+                   "activation": "relu_unit", "parameterization": "mean_field",
+                   "t_star_margin_fraction": T_STAR_FRACTION,
+                   "compression_convention": COMPRESSION_CONVENTION,
+                   "fit_max_error": MAX_ERROR},
         "runs": runs,
         "timing": {"curves_s": t_curves - t_start,
                    "total_s": time.perf_counter() - t_start},
@@ -349,6 +429,109 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     if progress:
         print(report(summary))
     return summary
+
+
+def frozen_kernel_errors(net0: Any, net: Any, informative: Any, lam: float,
+                         X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
+                         y_test: np.ndarray) -> dict[str, Any]:
+    """Test errors of hard-margin SVMs on the initial, stretched-initial and final NTK.
+
+    The paper's test of whether compression alone explains the feature regime's
+    gain: the *initial* network's empirical NTK on inputs whose uninformative
+    coordinates are divided by ``lam = lambda(t*)``
+    (:func:`kernelcomp.diagnostics.stretch_inputs`), next to the initial and the
+    final NTK on the raw inputs. ``X, y`` should be fresh points (not the
+    network's own training set).
+
+    Returns
+    -------
+    dict
+        ``init_ntk_test_error``, ``stretched_ntk_test_error``,
+        ``final_ntk_test_error`` with 95 % Wilson intervals (``*_ci``),
+        ``stretch_lambda``, and ``gain_explained``: the share of the final NTK's
+        gain over the initial one that the stretch recovers,
+        ``(init - stretched) / (init - final)`` (None without a gain).
+    """
+    from kernelcomp.diagnostics import stretch_inputs
+    from kernelcomp.empirical import EmpiricalNTK
+    from kernelcomp.estimators import NTKClassifier
+
+    out: dict[str, Any] = {"stretch_lambda": float(lam)}
+    cases = (("init", net0, X, X_test), ("final", net, X, X_test),
+             ("stretched", net0, stretch_inputs(X, informative, lam),
+              stretch_inputs(X_test, informative, lam)))
+    for when, n, Xa, Xb in cases:
+        clf = NTKClassifier(kernel=EmpiricalNTK(n), C=1e20).fit(Xa, y)
+        wrong = int(np.count_nonzero(clf.predict(Xb) != y_test))
+        out[f"{when}_ntk_test_error"] = wrong / len(y_test)
+        out[f"{when}_ntk_test_error_ci"] = _wilson(wrong, len(y_test))
+    gain = out["init_ntk_test_error"] - out["final_ntk_test_error"]
+    out["gain_explained"] = (
+        (out["init_ntk_test_error"] - out["stretched_ntk_test_error"]) / gain if gain > 0
+        else None)
+    return out
+
+
+def _t_star_or_none(run: Any) -> int | None:
+    """The checkpoint index of t*, or None for a run that stopped before it."""
+    from kernelcomp.diagnostics import t_star
+
+    try:
+        return t_star(run, T_STAR_FRACTION)
+    except ValueError:
+        return None
+
+
+def _wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
+    """95 % Wilson score interval of a binomial proportion ``k / n``."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Mean of each row over its finite entries (NaN where there is none)."""
+    ok = np.isfinite(a)
+    counts = ok.sum(axis=1)
+    sums = np.where(ok, a, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _clean(a: Any) -> Any:
+    """A nested list of an array, NaN as None (JSON has no NaN)."""
+    return [_clean(v) for v in a] if np.ndim(a) else _finite_or_none(float(a))
+
+
+def _slope_ci(p: Any, per_seed: np.ndarray, n_boot: int = 1000,
+              level: float = 0.95) -> tuple[float | None, list[float | None]]:
+    """Log-log slope of the seed mean against ``p``, with a seed-bootstrap interval.
+
+    Runs without a value (NaN, e.g. stopped before t*) are left out of the mean.
+    """
+    p = np.asarray(p, dtype=float)
+    per_seed = np.asarray(per_seed, dtype=float)
+
+    def slope(v: np.ndarray) -> float:
+        m = _nanmean_rows(np.where(v > 0, v, np.nan))
+        ok = np.isfinite(m)
+        return _slope(p[ok], m[ok]) if ok.sum() >= 2 else math.nan
+
+    s = slope(per_seed)
+    rng = np.random.default_rng(0)
+    n = per_seed.shape[1]
+    boots = np.array([slope(per_seed[:, rng.integers(0, n, n)]) for _ in range(n_boot)])
+    boots = boots[np.isfinite(boots)]
+    if not math.isfinite(s):
+        return None, [None, None]
+    if boots.size == 0:
+        return s, [s, s]
+    q = (1 - level) / 2
+    return s, [float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))]
 
 
 def _json_default(obj: Any) -> Any:
@@ -380,25 +563,25 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
     colors = {"feature": "tab:red", "lazy": "tab:blue"}
     names = []
 
-    # compression vs p
+    # compression vs p: at t* (the paper's), at the end, and the authors' theory
     fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")
     for regime, r in summary["regimes"].items():
         p = np.asarray(r["p"], dtype=float)
-        per_seed = np.asarray(r["compression_per_seed"])
+        per_seed = np.asarray(r["compression_per_seed"], dtype=float)
         ax.plot(np.repeat(p, per_seed.shape[1]), per_seed.ravel(), ".", color=colors[regime],
                 alpha=0.35)
-        ax.plot(p, r["compression"], "o-", color=colors[regime],
-                label=f"{regime} ($\\alpha\\sqrt{{h}}$={r['alpha_sqrt_h']:g}), end")
-        mid = r.get(f"compression_at_loss_{MID_LOSS:g}")
-        if mid is not None and regime == "feature":
-            ax.plot(p, mid, "s:", color=colors[regime], mfc="none",
-                    label=f"{regime}, when loss < {MID_LOSS:g} $L_0$")
+        ax.plot(p, np.asarray(r["compression"], dtype=float), "o-", color=colors[regime],
+                label=f"{regime} ($\\alpha\\sqrt{{h}}$={r['alpha_sqrt_h']:g}), $t^*$")
+        if regime == "feature":
+            ax.plot(p, r["compression_end"], "s:", color=colors[regime], mfc="none",
+                    label=f"{regime}, end of training")
     p = np.asarray(summary["regimes"]["feature"]["p"], dtype=float)
-    lf = summary["regimes"]["feature"].get(f"compression_at_loss_{MID_LOSS:g}",
-                                          summary["regimes"]["feature"]["compression"])
-    ax.plot(p, lf[-1] * np.sqrt(p / p[-1]), "k--", lw=1, label=r"$\propto\sqrt{p}$")
+    if "compression_theory" in summary["regimes"]["feature"]:
+        ax.plot(p, summary["regimes"]["feature"]["compression_theory"], "k--", lw=1,
+                label=r"theory $\lambda_{ODE} \approx 0.368\sqrt{p}$")
     ax.set(xscale="log", yscale="log", xlabel="training set size p",
-           ylabel=r"compression $\lambda$", title="First-layer compression (stripe)")
+           ylabel=r"compression $\lambda$",
+           title=f"First-layer compression at $t^*$ ({summary['config']['dataset']})")
     _p_ticks(ax, p)
     ax.legend(fontsize=8)
     fig.savefig(out / "compression.png", dpi=110)
@@ -414,11 +597,9 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
             label=r"compression $\lambda$")
     ax.set(xscale="log", yscale="log", xlabel="flow time t", ylabel=r"compression $\lambda$",
            title=f"Along training (feature, p={tr['p']}, seed {tr['seed']})")
-    frac = np.asarray(tr["loss_fraction"])
-    below = np.flatnonzero(frac < MID_LOSS)
-    if below.size:
-        ax.axvline(t[below[0]], color="gray", ls=":", lw=1,
-                   label=f"loss < {MID_LOSS:g} $L_0$")
+    if tr["t_star_index"] is not None:
+        ax.axvline(t[tr["t_star_index"]], color="gray", ls=":", lw=1,
+                   label=f"$t^*$ (> {T_STAR_FRACTION:.0%} of margins $\\geq$ 1)")
     ax2 = ax.twinx()
     ax2.plot(t[keep], np.asarray(tr["test_error"], dtype=float)[keep], "s-", color="k", ms=3,
              lw=1, label="test error")
@@ -444,9 +625,13 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
         anchor = mean[-1] if mean[-1] > 0 else np.max(mean)
         ax.plot(p, anchor * (p / p[-1]) ** (-theory), ":", color=colors[regime],
                 label=f"{regime} theory $\\beta$={theory:.3f}")
+    fz = ex["lazy_frozen_ntk"]
+    pf = np.asarray(fz["p"], dtype=float)
+    ax.plot(pf, fz["test_error"], "^--", color="tab:cyan", ms=4,
+            label="frozen initial NTK (SVM): fit $\\beta$="
+                  + ("n/a" if fz["beta"] is None else f"{fz['beta']:.2f}"))
     ax.set(xscale="log", yscale="log", xlabel="training set size p", ylabel="test error",
-           title="Learning curves (stripe)")
-    _p_ticks(ax, lcs["feature"].p)
+           title=f"Learning curves ({summary['config']['dataset']})")
     ax.legend(fontsize=7)
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)
@@ -461,11 +646,16 @@ def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[
 
     # frozen kernels
     fk = summary["frozen_kernel"]
-    fig, ax = plt.subplots(figsize=(4.2, 3.6), layout="constrained")
-    vals = [fk["init_ntk_test_error"], fk["final_ntk_test_error"]]
-    ax.bar(["initial NTK", "final NTK"], vals, color=["tab:gray", "tab:red"])
-    for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:.3f}", ha="center", va="bottom")
+    fig, ax = plt.subplots(figsize=(5.0, 3.8), layout="constrained")
+    keys = ("init", "stretched", "final")
+    vals = [fk[f"{k}_ntk_test_error"] for k in keys]
+    err = np.array([[v - fk[f"{k}_ntk_test_error_ci"][0], fk[f"{k}_ntk_test_error_ci"][1] - v]
+                    for k, v in zip(keys, vals, strict=True)]).T
+    ax.bar(["initial NTK", f"initial NTK,\nstretched by $\\lambda^*$={fk['stretch_lambda']:.1f}",
+            "final NTK"], vals, yerr=err, capsize=3,
+           color=["tab:gray", "tab:orange", "tab:red"])
+    for i, (k, v) in enumerate(zip(keys, vals, strict=True)):
+        ax.text(i, fk[f"{k}_ntk_test_error_ci"][1], f"{v:.3f}", ha="center", va="bottom")
     ax.set(ylabel="test error", title=f"SVM on the frozen NTK (p={fk['p']})")
     fig.savefig(out / "frozen_kernel.png", dpi=110)
     plt.close(fig)
@@ -497,35 +687,55 @@ def notes(summary: dict[str, Any]) -> list[str]:
                 "errors are those of an unfinished flow (mostly the larger p)."
             )
     ex = summary["exponents"]
-    for regime in ("feature", "lazy"):
-        e, theory = ex[regime], ex["theory"][regime]
+    for key, regime in (("feature", "feature"), ("lazy", "lazy"), ("lazy_frozen_ntk", "lazy")):
+        e, theory = ex[key], ex["theory"][regime]
         if e["beta"] is not None and not (e["ci"][0] <= theory <= e["ci"][1]):
+            top = max(ex[key]["p"]) if key == "lazy_frozen_ntk" else max(cfg["p"])
             out.append(
-                f"beta_{regime} = {e['beta']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}] misses "
+                f"beta_{key} = {e['beta']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}] misses "
                 f"the theory value {theory:.3f}: the theory is asymptotic (p -> infinity), "
-                f"p <= {max(cfg['p'])} is pre-asymptotic at d = {cfg['d']}, h = {cfg['h']}"
+                f"p <= {top} is pre-asymptotic at d = {cfg['d']}"
                 + (", and unfinished runs bias the large-p errors"
-                   if any(r["runs"] > r["converged_runs"] for r in summary["regimes"].values())
+                   if key != "lazy_frozen_ntk"
+                   and any(r["runs"] > r["converged_runs"] for r in summary["regimes"].values())
                    else "")
                 + "; scripts/reproduce_compression.py runs the paper's scale."
             )
     f = summary["regimes"]["feature"]
-    mid = f"compression_at_loss_{MID_LOSS:g}"
-    if (not summary["claims"]["feature_compression_grows_with_p"]
-            and summary["claims"][f"feature_compression_grows_with_p_at_loss_{MID_LOSS:g}"]):
-        k = int(np.argmax(f[mid]))
+    if f["compression_slope"] is not None:
+        lo, hi = f["compression_slope_ci"]
         out.append(
-            f"feature-regime lambda grows as p^{f[f'compression_slope_at_loss_{MID_LOSS:g}']:.2f} "
-            f"(theory p^0.5) while training (loss < {MID_LOSS:g} of its initial value: "
-            + ", ".join(f"{v:.1f}" for v in f[mid])
-            + f"), but at the end it is p^{f['compression_slope']:.2f} ("
-            + ", ".join(f"{v:.1f}" for v in f["compression"])
-            + f"): fitting the last few training points (the last {MID_LOSS:g} of the loss) "
-            f"grows weights along the uninformative directions, so lambda falls from "
-            f"{f[mid][k]:.1f} to {f['compression'][k]:.1f} at p = {f['p'][k]} (the runs' "
-            "checkpoints show it). Our reading: the stop rule (every margin >= 1) makes "
-            "the end of training fit the points nearest the stripe's boundaries one by one."
+            f"feature-regime lambda(t*) grows as p^{f['compression_slope']:.2f} "
+            f"[{lo:.2f}, {hi:.2f}] (theory p^0.5"
+            + (", lambda_ODE = sqrt(0.135 p)" if "compression_theory" in f else "") + "): "
+            + ", ".join("n/a" if v is None else f"{v:.1f}" for v in f["compression"])
+            + ("" if "compression_theory" not in f else
+               " against " + ", ".join(f"{v:.1f}" for v in f["compression_theory"]))
+            + f" for p = {f['p']}. At the end of training (every margin >= 1) it is "
+            f"p^{f['compression_end_slope']:.2f} ("
+            + ", ".join(f"{v:.1f}" for v in f["compression_end"]) + ")"
+            + (": fitting the last points (the authors' over-fitting phase) grows weights "
+               "along the uninformative directions; the paper reads lambda at t*."
+               if f["compression_end_slope"] < f["compression_slope"] else
+               "; the paper reads lambda at t*.")
         )
+    fk = summary["frozen_kernel"]
+    share = fk.get("gain_explained")
+    if summary["compression_trajectory"]["t_star_index"] is None:
+        out.append(
+            f"the feature run at p = {fk['p']} stopped before t*: the stretched kernel uses "
+            "lambda at its end instead."
+        )
+    out.append(
+        f"stretched kernel (initial NTK, uninformative inputs divided by lambda(t*) = "
+        f"{fk['stretch_lambda']:.1f}): test error {fk['stretched_ntk_test_error']:.4f}, "
+        f"initial {fk['init_ntk_test_error']:.4f}, final {fk['final_ntk_test_error']:.4f}"
+        + ("" if share is None else
+           f": the stretch recovers {share:.0%} of the final NTK's gain"
+           + (" (compression explains the gain)" if share >= 0.5
+              else " (compression alone does not explain the gain at this scale)"))
+        + "."
+    )
     for claim, shown in summary["claims"].items():
         if not shown:
             out.append(f"claim {claim} does not show at this scale (see the numbers above).")
@@ -536,9 +746,15 @@ def notes(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def cfg_name(summary: dict[str, Any]) -> str:
+    """The data model of a summary (``"stripe"``, or ``"cylinder (d_par = 2)"``)."""
+    cfg = summary["config"]
+    return "stripe" if cfg["dataset"] == "stripe" else f"{cfg['dataset']} (d_par = {cfg['d_par']})"
+
+
 def report(summary: dict[str, Any]) -> str:
     """A short text report of a demo summary."""
-    lines = ["", "kernelcomp demo: geometric compression on the stripe model", ""]
+    lines = ["", f"kernelcomp demo: geometric compression on the {cfg_name(summary)} model", ""]
     cfg = summary["config"]
     lines.append(f"d={cfg['d']} h={cfg['h']} p={cfg['p']} seeds={cfg['seeds']} "
                  f"loss={cfg['loss']} n_test={cfg['n_test']}")
@@ -547,24 +763,38 @@ def report(summary: dict[str, Any]) -> str:
                      f"converged {r['converged_runs']}/{r['runs']} runs")
         lines.append("   p        " + " ".join(f"{p:>8d}" for p in r["p"]))
         lines.append("   error    " + " ".join(f"{v:8.4f}" for v in r["test_error"]))
-        lines.append("   lambda   " + " ".join(f"{v:8.2f}" for v in r["compression"])
-                     + f"   ~ p^{r['compression_slope']:.2f} (end of training)")
-        mid = f"compression_at_loss_{MID_LOSS:g}"
-        if mid in r:
-            lines.append("   lambda*  " + " ".join(f"{v:8.2f}" for v in r[mid])
-                         + f"   ~ p^{r[f'compression_slope_at_loss_{MID_LOSS:g}']:.2f} "
-                         f"(* when the loss first fell below {MID_LOSS:g} of its initial value)")
+        def fmt(values: Any) -> str:
+            return " ".join("     n/a" if v is None else f"{v:8.2f}" for v in values)
+
+        def slope(value: Any, ci: Any) -> str:
+            return ("" if value is None else
+                    f"   ~ p^{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
+
+        lines.append("   lambda   " + fmt(r["compression"])
+                     + slope(r["compression_slope"], r["compression_slope_ci"]) + " (at t*)")
+        lines.append("   l(end)   " + fmt(r["compression_end"])
+                     + slope(r["compression_end_slope"], r["compression_end_slope_ci"])
+                     + " (end of training)")
+        if "compression_theory" in r:
+            lines.append("   theory   " + fmt(r["compression_theory"])
+                         + "   lambda_ODE = sqrt(0.135 p)")
     ex = summary["exponents"]
-    for regime in ("feature", "lazy"):
-        e = ex[regime]
+    for key, regime in (("feature", "feature"), ("lazy", "lazy"), ("lazy_frozen_ntk", "lazy")):
+        e = ex[key]
         if e["beta"] is None:
-            lines.append(f"beta_{regime}: not fitted ({e['error']})")
+            lines.append(f"beta_{key}: not fitted ({e['error']})")
         else:
-            lines.append(f"beta_{regime}: {e['beta']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"
+            lines.append(f"beta_{key}: {e['beta']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"
                          f"  theory {ex['theory'][regime]:.3f}")
     fk = summary["frozen_kernel"]
-    lines.append(f"SVM on frozen NTK (p={fk['p']}): initial {fk['init_ntk_test_error']:.4f}, "
-                 f"final {fk['final_ntk_test_error']:.4f}")
+
+    def err(key: str) -> str:
+        ci = fk[f"{key}_ntk_test_error_ci"]
+        return f"{fk[f'{key}_ntk_test_error']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+    lines.append(f"SVM on frozen NTK (p={fk['p']}, fresh points): initial {err('init')}, "
+                 f"stretched by lambda(t*)={fk['stretch_lambda']:.1f} {err('stretched')}, "
+                 f"final {err('final')}")
     k = summary["kpca"]
     lines.append(f"kernel PCA (feature run, p={k['p']}): P_10 init "
                  f"{k['init']['cumulative_projection_top10']:.3f} -> final "
@@ -672,8 +902,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     informative = datasets.informative_dims(args.dataset, args.d, args.d_par)
     # lambda compares informative with uninformative directions: the sphere (or a
     # cylinder with d_par = d) has none of the latter
-    lam = (f"{diagnostics.compression(res.net, informative=informative):.3f}"
-           if len(informative) < args.d else "n/a (no uninformative direction)")
+    if len(informative) == args.d:
+        lam = "n/a (no uninformative direction)"
+    else:
+        k = _t_star_or_none(res)
+
+        def lam_of(net: Any) -> str:
+            value = diagnostics.compression(net, informative, convention=COMPRESSION_CONVENTION)
+            return f"{value:.3f}"
+
+        at = "n/a (stopped before t*)" if k is None else lam_of(res.checkpoints[k].net)
+        lam = f"{at} at t*, {lam_of(res.net)} at the end"
     if not args.quiet:
         print(f"{out}: {res.status} after {res.final.step} steps (t={res.final.time:.4g}, "
               f"{res.wall_time:.1f} s); train error {res.final.train_error:.4f}, test error "

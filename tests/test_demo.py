@@ -12,8 +12,9 @@ import kernelcomp as kc
 from kernelcomp import demo
 from kernelcomp.cli import main
 
-TINY = demo.DemoConfig(h=32, p=(12, 24), seeds=(0, 1), n_test=400, max_steps=400,
-                       kpca_components=12)
+TINY = demo.DemoConfig(h=32, p=(12, 24), seeds=(0, 1), n_test=400, max_steps=3000,
+                       kpca_components=12, frozen_p=(24, 48, 96))
+FIG = {"convention": demo.COMPRESSION_CONVENTION}
 
 
 def _number(x):
@@ -40,7 +41,15 @@ def _check_schema(s, cfg):
     assert th["lazy"] == pytest.approx(kc.curves.beta_lazy(cfg.d))
     fk = s["frozen_kernel"]
     assert fk["p"] == max(cfg.p)
-    assert 0 <= fk["init_ntk_test_error"] <= 1 and 0 <= fk["final_ntk_test_error"] <= 1
+    for when in ("init", "stretched", "final"):
+        v, (lo, hi) = fk[f"{when}_ntk_test_error"], fk[f"{when}_ntk_test_error_ci"]
+        assert 0 <= lo <= v <= hi <= 1
+    assert _number(fk["stretch_lambda"]) and fk["stretch_lambda"] > 0
+    fz = s["exponents"]["lazy_frozen_ntk"]
+    assert fz["p"] == list(cfg.frozen_p) and len(fz["test_error"]) == len(cfg.frozen_p)
+    assert set(fz) >= {"beta", "ci", "machine"}
+    theory = s["regimes"]["feature"]["compression_theory"]
+    assert theory == pytest.approx(kc.curves.compression_theory(np.array(cfg.p)).tolist())
     for when in ("init", "final"):
         k = s["kpca"][when]
         assert 0 <= k["cumulative_projection_top10"] <= 1 + 1e-9
@@ -65,29 +74,48 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
         assert run.data["X_train"].shape == (r["p"], TINY.d)
         assert run.checkpoints[-1].step == r["steps"]
         assert run.checkpoints[-1].test_error == pytest.approx(r["test_error"])
-        lam = kc.diagnostics.compression(run.checkpoints[-1].network, informative=[0])
+        # lambda(t*): the first checkpoint with more than 10 % of the margins >= 1
+        k = next(i for i, ck in enumerate(run.checkpoints) if np.mean(ck.margins >= 1) > 0.1)
+        assert run.checkpoints[k].step == r["t_star_step"]
+        lam = kc.diagnostics.compression(run.checkpoints[k].network, informative=[0], **FIG)
         assert lam == pytest.approx(r["compression"], rel=1e-12)
+        assert kc.diagnostics.compression_at(run) == pytest.approx(lam, rel=1e-12)
+        lam_end = kc.diagnostics.compression(run.checkpoints[-1].network, [0], **FIG)
+        assert lam_end == pytest.approx(r["compression_end"], rel=1e-12)
         # mid-training compression: the first checkpoint below MID_LOSS of the initial loss
         mid = next((ck for ck in run.checkpoints
                     if f"loss<{demo.MID_LOSS:g}" in ck.extra["reason"]), run.checkpoints[-1])
         assert mid.step == r["mid_step"]
         assert mid.loss < demo.MID_LOSS * run.checkpoints[0].loss or mid is run.checkpoints[-1]
-        lam_mid = kc.diagnostics.compression(mid.network, informative=[0])
+        lam_mid = kc.diagnostics.compression(mid.network, informative=[0], **FIG)
         assert lam_mid == pytest.approx(r["compression_mid"], rel=1e-12)
-    # slopes of log lambda vs log p, and the claims read from them
+    # slopes of log lambda vs log p (with seed-bootstrap intervals), and the claims
     key = f"compression_at_loss_{demo.MID_LOSS:g}"
     for r in on_disk["regimes"].values():
-        for lam, slope in ((r["compression"], r["compression_slope"]),
-                           (r[key], r[f"compression_slope_at_loss_{demo.MID_LOSS:g}"])):
+        for lam, slope, ci in (
+            (r["compression"], r["compression_slope"], r["compression_slope_ci"]),
+            (r["compression_end"], r["compression_end_slope"], r["compression_end_slope_ci"]),
+            (r[key], r[f"compression_slope_at_loss_{demo.MID_LOSS:g}"],
+             r[f"compression_slope_ci_at_loss_{demo.MID_LOSS:g}"]),
+        ):
             fit = np.polyfit(np.log(r["p"]), np.log(lam), 1)[0]
             assert slope == pytest.approx(fit, rel=1e-9)
+            assert ci[0] <= ci[1]
+    # the stretched-kernel results are stored in the feature run's file too
+    diag = kc.io.load_diagnostics(tmp_path / on_disk["kpca"]["run"], name="frozen_kernel")
+    fk = on_disk["frozen_kernel"]
+    for key in ("init_ntk_test_error", "stretched_ntk_test_error", "final_ntk_test_error",
+                "stretch_lambda"):
+        assert diag.entries[0][key] == pytest.approx(fk[key])
     # lambda and test error along the largest feature run are its checkpoints'
     tr = on_disk["compression_trajectory"]
     run = kc.io.open_run(tmp_path / on_disk["kpca"]["run"])
     assert tr["step"] == [ck.step for ck in run.checkpoints]
     assert tr["test_error"] == [ck.test_error for ck in run.checkpoints]
     for ck, lam in zip(run.checkpoints, tr["compression"], strict=True):
-        assert kc.diagnostics.compression(ck.network, informative=[0]) == pytest.approx(lam)
+        assert kc.diagnostics.compression(ck.network, [0], **FIG) == pytest.approx(lam)
+    assert tr["t_star_index"] == kc.diagnostics.t_star(run)  # every TINY run reaches t*
+    assert fk["stretch_lambda"] == pytest.approx(tr["compression"][tr["t_star_index"]])
     assert tr["loss_fraction"][0] == 1.0
     f = on_disk["regimes"]["feature"]
     assert on_disk["claims"]["feature_compression_grows_with_p"] == (
@@ -99,11 +127,17 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
     for regime, r in on_disk["regimes"].items():
         stopped = any(f"{regime} runs stopped on the step budget" in n for n in notes)
         assert stopped == (r["converged_runs"] < r["runs"])
-    for regime in ("feature", "lazy"):
-        e, theory = on_disk["exponents"][regime], on_disk["exponents"]["theory"][regime]
+    for key, regime in (("feature", "feature"), ("lazy", "lazy"), ("lazy_frozen_ntk", "lazy")):
+        e, theory = on_disk["exponents"][key], on_disk["exponents"]["theory"][regime]
         if e["beta"] is not None:
             misses = not (e["ci"][0] <= theory <= e["ci"][1])
-            assert misses == any(n.startswith(f"beta_{regime} =") for n in notes)
+            assert misses == any(n.startswith(f"beta_{key} =") for n in notes)
+    assert on_disk["claims"]["beta_feature_above_beta_lazy"] == (
+        on_disk["exponents"]["feature"]["beta"] is not None
+        and on_disk["exponents"]["lazy_frozen_ntk"]["beta"] is not None
+        and on_disk["exponents"]["feature"]["beta"]
+        > on_disk["exponents"]["lazy_frozen_ntk"]["beta"])
+    assert any(n.startswith("stretched kernel") for n in notes)
     assert all(f"note: {n}" in text for n in notes)
     # the per-p means are the means of the runs
     for regime in ("feature", "lazy"):
@@ -172,3 +206,15 @@ def test_default_alpha_keeps_the_lazy_regime_lazy_at_large_widths():
     assert demo.default_alpha("lazy", 10_000, lazy_min_alpha=0.0) == pytest.approx(10.0)
     cfg = demo.DemoConfig(h=10_000)
     assert cfg.alpha("lazy") == demo.LAZY_MIN_ALPHA and cfg.alpha("feature") < 1e-3
+
+
+def test_demo_survives_runs_stopped_before_t_star(tmp_path):
+    cfg = demo.DemoConfig(h=16, p=(10, 20), seeds=(0, 1), n_test=200, max_steps=3,
+                          kpca_components=8, frozen_p=(20, 40))
+    s = demo.run_demo(tmp_path, config=cfg, progress=False)
+    f = s["regimes"]["feature"]
+    assert s["compression_trajectory"]["t_star_index"] is None
+    assert None in f["compression"]  # lambda(t*) is missing, not invented
+    assert all(r["t_star_step"] is None for r in s["runs"] if r["compression"] is None)
+    assert any("stopped before t*" in n for n in s["notes"])
+    json.loads((tmp_path / "summary.json").read_text())  # valid JSON: no NaN

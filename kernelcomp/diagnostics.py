@@ -69,14 +69,18 @@ __all__ = [
 ]
 
 #: ``kernel_pca(method="auto")`` picks the route with the least work, as measured by
-#: ``scripts/bench_diagnostics.py`` (NTK Grams, 1 and 2 threads): ARPACK's Lanczos
-#: iterations (O(k n^2), a few hundred matrix-vector products for k = 100) when
-#: ``n >= ARPACK_MIN_SAMPLES`` and ``k <= ARPACK_MAX_FRACTION * n`` (top-100 at
-#: n = 5000: 2.8x less CPU time than the LAPACK subset driver, top-10: 30x); LAPACK's
-#: subset driver (O(n^3) tridiagonal reduction, only k eigenvectors) up to
-#: ``k <= SUBSET_MAX_FRACTION * n``; the full divide-and-conquer beyond.
-ARPACK_MAX_FRACTION = 0.04
-ARPACK_MIN_SAMPLES = 500
+#: ``scripts/bench_diagnostics.py`` (NTK Grams, 2 threads): thick-restart block
+#: Lanczos (kernelcomp._eigsolve, O(k n^2) in BLAS-3 products, about ten matrix
+#: columns per eigenpair) when ``n >= LANCZOS_MIN_SAMPLES`` and
+#: ``k <= LANCZOS_MAX_FRACTION * n`` (falling back to LAPACK's subset driver if it
+#: does not reach its tolerance); LAPACK's subset driver (O(n^3) tridiagonal
+#: reduction, only k eigenvectors) up to ``k <= SUBSET_MAX_FRACTION * n``; the
+#: full divide-and-conquer beyond. ARPACK (``method="arpack"``) is memory-bound,
+#: one matrix-vector product at a time.
+LANCZOS_MAX_FRACTION = 0.05
+LANCZOS_MIN_SAMPLES = 500
+#: default residual tolerance of the block Lanczos route: ``||K v - l v|| <= tol * l_1``
+LANCZOS_TOL = 1e-9
 SUBSET_MAX_FRACTION = 0.25
 #: LAPACK driver of the subset route (``"evx"``: bisection + inverse iteration; as
 #: fast as ``"evr"`` (MRRR) for k <= n/5 in the benchmark, and more robust there)
@@ -85,7 +89,7 @@ SUBSET_DRIVER = "evx"
 _SYM_TILE = 256
 #: rows per block in the O(n^2) passes that would otherwise allocate an n x n temporary
 _BLOCK_ELEMS = 2**22
-_METHODS_KPCA = ("auto", "subset", "full", "arpack")
+_METHODS_KPCA = ("auto", "lanczos", "subset", "full", "arpack")
 _METHODS_MI = ("paper", "ksg")
 _METHODS_ERANK = ("entropy", "participation")
 
@@ -296,6 +300,8 @@ def kernel_pca(
     *,
     method: str = "auto",
     check_symmetric: bool = True,
+    tol: float = LANCZOS_TOL,
+    random_state: int = 0,
 ) -> KernelPCAResult:
     """Kernel PCA of a Gram matrix: its top eigenpairs, uncentred as in the paper.
 
@@ -309,20 +315,31 @@ def kernel_pca(
     center : bool, default False
         Centre the kernel in feature space (``H K H``, ``H = I - 11^T/n``) first,
         as in classical kernel PCA. The paper's diagnostic is uncentred.
-    method : {"auto", "subset", "full", "arpack"}, default "auto"
-        ``"subset"``: LAPACK's subset driver (``scipy.linalg.eigh`` with
-        ``subset_by_index``, driver :data:`SUBSET_DRIVER`), which never computes
-        the discarded eigenvectors; ``"full"``: the complete divide-and-conquer
-        decomposition, then truncation; ``"arpack"``: Lanczos iterations
+    method : {"auto", "lanczos", "subset", "full", "arpack"}, default "auto"
+        ``"lanczos"``: thick-restart block Lanczos (BLAS-3 products of ``K`` with
+        blocks of vectors, Rayleigh-Ritz, residual-based stopping; only for
+        ``n_components < n``); ``"subset"``: LAPACK's subset driver
+        (``scipy.linalg.eigh`` with ``subset_by_index``, driver
+        :data:`SUBSET_DRIVER`), which never computes the discarded eigenvectors;
+        ``"full"``: the complete divide-and-conquer decomposition, then
+        truncation; ``"arpack"``: ARPACK's Lanczos iterations
         (``scipy.sparse.linalg.eigsh``, only for ``n_components < n``).
-        ``"auto"`` takes ``"arpack"`` for a few leading eigenpairs of a large
-        matrix (``n >= ARPACK_MIN_SAMPLES``, ``n_components <= ARPACK_MAX_FRACTION
-        * n``; falling back to ``"subset"`` if ARPACK does not converge),
-        ``"subset"`` up to ``n_components <= SUBSET_MAX_FRACTION * n`` and
-        ``"full"`` beyond: the fastest correct routes measured by
-        ``scripts/bench_diagnostics.py``. All routes agree to round-off.
+        ``"auto"`` takes ``"lanczos"`` for a few leading eigenpairs of a large
+        matrix (``n >= LANCZOS_MIN_SAMPLES``, ``n_components <=
+        LANCZOS_MAX_FRACTION * n``; falling back to ``"subset"`` if it does not
+        reach ``tol``), ``"subset"`` up to ``n_components <= SUBSET_MAX_FRACTION
+        * n`` and ``"full"`` beyond: the fastest correct routes measured by
+        ``scripts/bench_diagnostics.py``.
     check_symmetric : bool, default True
         Check ``max |K - K.T| <= sqrt(eps) max |K|`` (one O(n^2) pass).
+    tol : float, default 1e-9
+        ``"lanczos"``: every returned pair has ``||K v - l v|| <= tol * l_1``
+        (``l_1`` the largest eigenvalue), so eigenvalues agree with LAPACK's to
+        about ``tol * l_1`` or better. Not below ``100 * eps`` of the dtype
+        (float32 defaults to ``1e-5``).
+    random_state : int, default 0
+        Seed of the ``"lanczos"`` starting block: results are deterministic for
+        a seed.
 
     Returns
     -------
@@ -367,15 +384,19 @@ def kernel_pca(
         if k > n:
             raise ValueError(f"n_components must be <= the number of samples n = {n}, got {k}")
     method = _check_choice(method, "method", _METHODS_KPCA)
-    if method == "arpack" and k >= n:
+    if method in ("arpack", "lanczos") and k >= n:
         raise ValueError(
-            f"method='arpack' needs n_components < n (got n_components={k}, n={n}); "
+            f"method={method!r} needs n_components < n (got n_components={k}, n={n}); "
             "use method='full' for the whole spectrum"
         )
+    tol = check_real(tol, "tol")
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    random_state = check_int(random_state, "random_state", minimum=0)
     auto = method == "auto"
     if auto:
-        if n >= ARPACK_MIN_SAMPLES and k <= ARPACK_MAX_FRACTION * n:
-            method = "arpack"
+        if n >= LANCZOS_MIN_SAMPLES and k <= LANCZOS_MAX_FRACTION * n:
+            method = "lanczos"
         elif k <= SUBSET_MAX_FRACTION * n:
             method = "subset"
         else:
@@ -387,6 +408,15 @@ def kernel_pca(
         owned = True
     trace = float(np.trace(K, dtype=np.float64))
 
+    if method == "lanczos":
+        from kernelcomp._eigsolve import block_lanczos_topk
+
+        eps = float(np.finfo(K.dtype).eps)
+        tol_used = max(tol, 100 * eps) if K.dtype == np.float64 else max(tol, 1e-5)
+        w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, K.dtype, tol=tol_used,
+                                        random_state=random_state)  # fmt: skip
+        if not info.converged:
+            method = "subset"  # LAPACK: exact to round-off
     if method == "arpack":
         from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
@@ -410,7 +440,7 @@ def kernel_pca(
             overwrite_a=owned,
             check_finite=False,
         )
-    elif method != "arpack":
+    elif method not in ("arpack", "lanczos"):
         w, V = scipy.linalg.eigh(K, driver="evd", overwrite_a=owned, check_finite=False)
         w, V = w[n - k :], V[:, n - k :]
     order = np.argsort(w, kind="stable")[::-1]

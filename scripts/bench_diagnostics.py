@@ -6,7 +6,7 @@ Sections (``--only`` picks some):
 ``kpca``
     Top-``k`` (default 100) eigenpairs of an analytic NTK Gram matrix at each
     ``n``: LAPACK's subset driver (``evx``, ``evr``), the full divide-and-conquer
-    ``eigh`` (``evd``, the reference), ARPACK ``eigsh(k)``, and
+    ``eigh`` (``evd``, the reference), ARPACK ``eigsh(k)``, kernelcomp's block Lanczos, and
     ``kc.diagnostics.kernel_pca`` with its default route, all in the same
     process. Prints median seconds, the ratio to the full ``eigh`` and the
     accuracy against it (largest relative eigenvalue error, smallest
@@ -72,8 +72,8 @@ def ntk_gram(n: int, d: int, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.
 # ---------------------------------------------------------------------------
 def auto_route(n: int, k: int) -> str:
     """The route ``kernel_pca(method="auto")`` takes (mirrors its rule)."""
-    if n >= dg.ARPACK_MIN_SAMPLES and k <= dg.ARPACK_MAX_FRACTION * n:
-        return "arpack"
+    if n >= dg.LANCZOS_MIN_SAMPLES and k <= dg.LANCZOS_MAX_FRACTION * n:
+        return "lanczos"
     return "subset" if k <= dg.SUBSET_MAX_FRACTION * n else "full"
 
 
@@ -117,6 +117,12 @@ def bench_kpca(args: argparse.Namespace) -> None:
                     ),
                 ),
                 ("eigsh (ARPACK)", lambda K=K, k=k, v0=v0: eigsh(K, k=k, which="LA", v0=v0)),
+                (
+                    "block Lanczos (kernelcomp)",
+                    lambda K=K, k=k: (lambda r: (r.eigenvalues, r.eigenvectors))(
+                        dg.kernel_pca(K, n_components=k, method="lanczos")
+                    ),
+                ),
                 (
                     f"kernel_pca (auto: {auto_route(n, k)})",
                     lambda K=K, k=k: (lambda r: (r.eigenvalues, r.eigenvectors))(

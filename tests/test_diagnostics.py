@@ -160,7 +160,7 @@ def test_kernel_pca_accepts_roundoff_asymmetry(rng):
         (np.eye(3), {"n_components": 0}, ValueError, "n_components must be >= 1"),
         (np.eye(3), {"n_components": 4}, ValueError, r"n_components must be <= .* n = 3"),
         (np.eye(3), {"n_components": 2.0}, TypeError, "n_components must be an integer"),
-        (np.eye(3), {"method": "lanczos"}, ValueError, "method must be one of"),
+        (np.eye(3), {"method": "bogus"}, ValueError, "method must be one of"),
         (np.eye(3), {"method": "arpack"}, ValueError, "arpack' needs n_components < n"),
         (np.eye(3, dtype=complex), {}, TypeError, "real numbers"),
         (np.zeros((0, 0)), {}, ValueError, "0 samples"),
@@ -606,22 +606,24 @@ def test_kernel_pca_arpack_is_reproducible_and_handles_centring(rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
-    """auto takes ARPACK for a few eigenpairs of a large Gram, LAPACK otherwise."""
+    """auto takes block Lanczos for a few eigenpairs of a large Gram, LAPACK otherwise."""
     import scipy.sparse.linalg
 
-    X = rng.standard_normal((dg.ARPACK_MIN_SAMPLES, 4))
+    from kernelcomp import _eigsolve
+
+    X = rng.standard_normal((dg.LANCZOS_MIN_SAMPLES, 4))
     K = kc.NTK(bias_std=1.0)(X).astype(dtype)
     n = K.shape[0]
     full = dg.kernel_pca(K, method="full")
     calls = []
-    real_eigsh = scipy.sparse.linalg.eigsh
+    real = _eigsolve.block_lanczos_topk
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs["k"])
-        return real_eigsh(*args, **kwargs)
+    def spy(matmul, n, k, *args, **kwargs):
+        calls.append(k)
+        return real(matmul, n, k, *args, **kwargs)
 
-    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", spy)
-    k_small = int(dg.ARPACK_MAX_FRACTION * n)
+    monkeypatch.setattr(_eigsolve, "block_lanczos_topk", spy)
+    k_small = int(dg.LANCZOS_MAX_FRACTION * n)
     for k in (3, k_small, k_small + 1, int(dg.SUBSET_MAX_FRACTION * n) + 1):
         ev = dg.kernel_pca(K, n_components=k)
         rtol = TOL[dtype] * 10
@@ -630,14 +632,21 @@ def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
         np.testing.assert_allclose(
             ev.eigenvectors[:, top], full.eigenvectors[:, :k][:, top], atol=TOL[dtype] * 100
         )
-    assert calls == [3, k_small]  # ARPACK only for k <= ARPACK_MAX_FRACTION * n
+    assert calls == [3, k_small]  # Lanczos only for k <= LANCZOS_MAX_FRACTION * n
+
+    def not_converged(matmul, n, k, dtype, **kwargs):
+        w, V, _ = real(matmul, n, k, dtype, **kwargs)
+        return np.zeros_like(w), np.zeros_like(V), _eigsolve.EigshInfo(False, 0, 0, 0, 1.0)
+
+    monkeypatch.setattr(_eigsolve, "block_lanczos_topk", not_converged)
+    for method in ("auto", "lanczos"):  # both fall back to LAPACK's subset driver
+        ev = dg.kernel_pca(K, n_components=3, method=method)
+        np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:3], rtol=TOL[dtype] * 10)
 
     def no_convergence(*args, **kwargs):
         raise scipy.sparse.linalg.ArpackNoConvergence("no convergence", np.ones(1), None)
 
     monkeypatch.setattr(scipy.sparse.linalg, "eigsh", no_convergence)
-    ev = dg.kernel_pca(K, n_components=3)  # auto falls back to LAPACK
-    np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:3], rtol=TOL[dtype] * 10)
     with pytest.raises(scipy.sparse.linalg.ArpackNoConvergence, match="no convergence"):
         dg.kernel_pca(K, n_components=3, method="arpack")
 

@@ -1,0 +1,125 @@
+"""The block Lanczos top-k eigensolver (kernelcomp._eigsolve) against LAPACK.
+
+Random symmetric PSD matrices with power-law, clustered, degenerate and
+rank-deficient spectra: eigenvalues against ``numpy.linalg.eigh``, residuals
+``||K v - l v||`` recomputed here, orthonormality, and eigenvectors (or, inside
+a cluster of equal eigenvalues, the spanned subspace) against LAPACK's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernelcomp as kc
+from kernelcomp import diagnostics as dg
+from kernelcomp._eigsolve import block_lanczos_topk
+
+
+def _matrix(rng, spectrum):
+    n = spectrum.size
+    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    K = (U * spectrum) @ U.T
+    return 0.5 * (K + K.T)
+
+
+def _spectra(n):
+    r = np.arange(1, n + 1, dtype=float)
+    spread = 1 + 1e-9 * np.tile(np.arange(5), n // 5)
+    clustered = np.repeat(np.logspace(0, -3, n // 5), 5) * spread
+    degenerate = np.r_[np.full(4, 2.0), np.full(8, 1.0), np.linspace(0.5, 0.01, n - 12)]
+    rank_deficient = np.r_[np.linspace(3, 1, 15), np.zeros(n - 15)]
+    return {"power_law": r**-1.5, "clustered": clustered, "degenerate": degenerate,
+            "rank_deficient": rank_deficient}  # fmt: skip
+
+
+def _check(K, w, V, k, tol):
+    w_ref, V_ref = np.linalg.eigh(K)
+    w_ref, V_ref = w_ref[::-1][:k], V_ref[:, ::-1][:, :k]
+    top = w_ref[0]
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-10 * top)
+    res = np.linalg.norm(K @ V - V * w, axis=0)
+    assert res.max() <= tol * top * 1.0001, res.max() / top
+    np.testing.assert_allclose(V.T @ V, np.eye(k), rtol=0, atol=1e-10)
+    # eigenvectors of well-separated eigenvalues match; clusters match as subspaces
+    groups = np.split(np.arange(k), np.flatnonzero(np.diff(w_ref) < -1e-6 * top) + 1)
+    full_w, full_V = np.linalg.eigh(K)
+    for g in groups:
+        if g[-1] == k - 1 and g.size > 1:
+            continue  # a cluster cut by the k-th eigenvalue is not defined by the top k
+        near = np.abs(full_w - w_ref[g[0]]) <= 1e-6 * top + 1e-3 * np.ptp(w_ref[g]) + 1e-9
+        P_ref = full_V[:, near] @ full_V[:, near].T
+        P = V[:, g] @ V[:, g].T
+        if near.sum() == g.size:
+            np.testing.assert_allclose(P, P_ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["power_law", "clustered", "degenerate", "rank_deficient"])
+@pytest.mark.parametrize("k", [5, 20])
+def test_block_lanczos_against_lapack(rng, name, k):
+    n = 400
+    K = _matrix(rng, _spectra(n)[name])
+    w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, np.float64, tol=1e-10)
+    assert info.converged and info.max_residual <= 1e-10
+    assert info.n_products >= k and info.n_passes >= 1
+    _check(K, w, V, k, 1e-10)
+
+
+def test_block_lanczos_is_deterministic_and_seeded(rng):
+    n = 300
+    K = _matrix(rng, _spectra(n)["power_law"])
+    a = block_lanczos_topk(lambda B: K @ B, n, 10, np.float64, random_state=3)
+    b = block_lanczos_topk(lambda B: K @ B, n, 10, np.float64, random_state=3)
+    c = block_lanczos_topk(lambda B: K @ B, n, 10, np.float64, random_state=4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(c[0], a[0], rtol=1e-9)
+    assert not np.array_equal(c[1], a[1])  # another start, the same answer to tol
+
+
+def test_block_lanczos_float32_and_small_blocks(rng):
+    n = 300
+    K = _matrix(rng, _spectra(n)["power_law"]).astype(np.float32)
+    w, V, info = block_lanczos_topk(lambda B: K @ B, n, 8, np.float32, tol=1e-5, block=3,
+                                    max_basis=30)  # fmt: skip
+    assert info.converged and w.dtype == V.dtype == np.float32
+    w_ref = np.linalg.eigvalsh(K.astype(np.float64))[::-1][:8]
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-5 * w_ref[0])
+
+
+def test_block_lanczos_reports_no_convergence(rng):
+    n = 300
+    K = _matrix(rng, _spectra(n)["clustered"])
+    *_, info = block_lanczos_topk(lambda B: K @ B, n, 20, np.float64, tol=1e-14, block=2,
+                                  max_basis=24, max_restarts=1)  # fmt: skip
+    assert not info.converged and info.restarts == 1 and info.max_residual > 1e-14
+
+
+def test_kernel_pca_lanczos_route_on_an_ntk_gram(rng):
+    X, _ = kc.datasets.stripe(1500, 5, seed=0)
+    K = kc.NTK(depth=2, bias_std=1.0)(X)
+    ev = dg.kernel_pca(K, n_components=30, method="lanczos", tol=1e-11)
+    ref = dg.kernel_pca(K, n_components=30, method="subset")
+    np.testing.assert_allclose(ev.eigenvalues, ref.eigenvalues, rtol=0,
+                               atol=1e-10 * ref.eigenvalues[0])  # fmt: skip
+    res = np.linalg.norm(K @ ev.eigenvectors - ev.eigenvectors * ev.eigenvalues, axis=0)
+    assert res.max() <= 1e-11 * ev.eigenvalues[0]
+    sep = np.r_[np.abs(np.diff(ref.eigenvalues)) > 1e-6 * ref.eigenvalues[0], False]
+    sep &= np.r_[True, sep[:-1]]
+    np.testing.assert_allclose(ev.eigenvectors[:, sep], ref.eigenvectors[:, sep], atol=1e-6)
+    with pytest.raises(ValueError, match=r"tol must be in \(0, 1\)"):
+        dg.kernel_pca(K, n_components=3, method="lanczos", tol=0.0)
+    with pytest.raises(ValueError, match="needs n_components < n"):
+        dg.kernel_pca(K[:5, :5], n_components=5, method="lanczos")
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_block_lanczos_is_scale_invariant(rng, scale):
+    n = 300
+    K = _matrix(rng, _spectra(n)["power_law"])
+    w1, V1, _ = block_lanczos_topk(lambda B: K @ B, n, 6, np.float64)
+    Ks = K * scale
+    w2, V2, info = block_lanczos_topk(lambda B: Ks @ B, n, 6, np.float64)
+    assert info.converged
+    np.testing.assert_allclose(w2 / scale, w1, rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(V1 * V2, axis=0)), 1.0, atol=1e-8)

@@ -8,7 +8,7 @@ the first-layer weights, learning curves with fitted exponents next to the
 theory, kernel PCA of the empirical NTK at initialisation and at the end of
 feature training (label projection, mutual information), and SVMs on the
 initial and on the final frozen NTK. It writes PNG figures, ``summary.json``
-(DESIGN §2 schema plus details) and prints a short report.
+(the schema in the README, plus details) and prints a short report.
 
 :func:`register` adds the ``train`` and ``demo`` subcommands to the
 ``kernelcomp`` command line (``kernelcomp.cli`` calls it).
@@ -39,7 +39,7 @@ __all__ = ["DemoConfig", "default_alpha", "register", "run_demo"]
 
 #: default ``alpha sqrt(h)`` of each regime (feature << 1 << lazy)
 ALPHA_SQRT_H: dict[str, float] = {"feature": 0.05, "lazy": 1000.0}
-#: smallest default ``alpha`` of the lazy regime. With PAPER.md's mean-field
+#: smallest default ``alpha`` of the lazy regime. With the paper's mean-field
 #: ``f = (1/h) sum ...``, how lazy a run is depends on ``alpha`` itself, not on
 #: ``alpha sqrt(h)``: measured (stripe, d = 5, p = 256) relative change of the
 #: empirical NTK 0.073 / 0.055 / 0.078 at alpha = 70.7 for h = 200 / 1000 / 3000,
@@ -84,10 +84,10 @@ class DemoConfig:
         The lazy regime's ``alpha`` is at least this (``LAZY_MIN_ALPHA``; 0 turns
         the floor off): ``alpha sqrt(h) = 1000`` alone is not lazy at large ``h``.
     max_steps : int
-        Step budget of one training run (PAPER.md's "time limit"); a run that
+        Step budget of one training run (the paper's "time limit"); a run that
         hits it is reported as not converged. With the default "sliding"
         integrator the demo's runs converge in 100 (lazy) to ~6,000 (feature,
-        p = 512) steps; PAPER.md's literal explicit step needs 10^4-10^5.
+        p = 512) steps; the paper's literal explicit step needs 10^4-10^5.
     kpca_components : int
         Eigenpairs computed for the kernel PCA.
     frozen_p : tuple of int
@@ -180,7 +180,7 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     -------
     dict
         The content of ``summary.json``: ``regimes``, ``exponents``,
-        ``frozen_kernel`` and ``kpca`` as in DESIGN §2, plus ``config``,
+        ``frozen_kernel`` and ``kpca`` as in the README's schema, plus ``config``,
         ``runs`` (status of every training run), ``claims`` and ``timing``.
 
     Raises
@@ -855,7 +855,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--loss", choices=["hinge", "soft_hinge"], default="hinge")
     t.add_argument("--integrator", choices=["sliding", "euler"], default="sliding",
                    help="sliding: the hinge's kink taken implicitly (default, 60-80x fewer "
-                        "steps); euler: PAPER.md's literal explicit step")
+                        "steps); euler: the paper's literal explicit step")
     t.add_argument("--d-par", type=_positive_int, default=2, help="cylinder: informative dims")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-test", type=_positive_int, default=10_000)

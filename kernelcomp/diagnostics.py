@@ -3,7 +3,7 @@
 The paper's central diagnostic is kernel PCA on the (empirical) neural tangent
 kernel along training: how much of the labels its top eigenvectors carry, and
 how much they know about the labels. This module implements those definitions
-exactly as the authors' experiments use them (see ``PAPER.md``), plus a few
+exactly as the authors' experiments use them (Paccolat et al. 2021, §5 and appendix), plus a few
 companions that help read a kernel:
 
 * :func:`kernel_pca` -- eigenpairs of the **uncentred** Gram matrix, eigenvalues

@@ -1,7 +1,7 @@
 """Empirical (frozen) tangent kernels of finite networks: ``EmpiricalNTK``, ``EmpiricalNNGP``.
 
 For an :class:`~kernelcomp.network.FCNetwork` with layers
-``z_l = c_l W_l a_l + s_l b_l`` (DESIGN §1.2), the tangent kernel over the
+``z_l = c_l W_l a_l + s_l b_l`` (see :mod:`kernelcomp.network`), the tangent kernel over the
 parameters of a set of layers is exactly
 
 .. code-block:: text
@@ -22,7 +22,8 @@ the last hidden layer's term costs one GEMM whatever K is.
 
 Pre-activations are always computed in float64, also when float32 is asked:
 a ReLU derivative would otherwise flip for pre-activations that round across
-zero (DESIGN §1.2 note). The O(n^2) products then run in the requested dtype.
+zero, which would cost several orders of magnitude of accuracy. The O(n^2)
+products then run in the requested dtype.
 """
 
 from __future__ import annotations
@@ -466,7 +467,7 @@ class EmpiricalNTK(_EmpiricalKernel):
     ``Theta(x, y) = sum_theta df(x)/dtheta . df(y)/dtheta`` over the parameters
     of the selected layers, exactly, computed layer by layer from activations
     and back-propagated vectors (BLAS products of n x n_l blocks) without the
-    n x P Jacobian (DESIGN §1.2).
+    n x P Jacobian.
 
     Parameters
     ----------

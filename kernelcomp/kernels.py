@@ -1,6 +1,6 @@
 """Analytic (infinite-width) kernels of fully connected networks: ``NTK`` and ``NNGP``.
 
-The recursion (DESIGN §1.1) is exactly neural-tangents' ``stax`` for
+The recursion is exactly neural-tangents' ``stax`` for
 ``stax.serial(*[Dense(N, W_std, b_std), Act()] * depth, Dense(1, W_std, b_std))``:
 
 .. code-block:: text

@@ -11,7 +11,7 @@ The trained model is the network's change from initialisation scaled by ``alpha`
 with ``l`` the hinge ``(1 - z)_+`` or the soft hinge ``softplus_beta(1 - z)``
 (``beta = 20``). Small ``alpha sqrt(h)`` is the feature regime, large the lazy one.
 Training is gradient flow integrated with the adaptive step of the authors' code
-(PAPER.md, "Training"):
+(Paccolat et al. 2021, appendix A; Geiger et al. 2020):
 
 * start with ``dt = 1``; take a tentative step ``theta <- theta - dt g``;
 * ``dgrad = |g - g'|^2 / (|g| |g'|)`` and ``dout = max |Ft - Ft'|`` over the
@@ -26,7 +26,7 @@ points near margin 1 get the hinge's subgradient at the end of the step (Moreau
 time-stepping), found by a small box QP on their tangent kernel. The explicit
 step makes them zigzag across the kink (the true flow slides along it), and that
 zigzag, not the cost of a step, made runs take 1e5 steps; the step control is
-PAPER.md's either way. ``integrator="euler"`` is the literal explicit step.
+the paper's either way. ``integrator="euler"`` is the literal explicit step.
 
 :func:`train` runs this on a :class:`kernelcomp.FCNetwork` and writes
 checkpoints into a run file as it goes; :func:`kernel_gradient_flow` runs the
@@ -69,11 +69,11 @@ __all__ = [
 
 #: supported losses ("softhinge" is accepted as an alias of "soft_hinge")
 LOSSES: tuple[str, ...] = ("hinge", "soft_hinge")
-#: PAPER.md step control: accept a step when dgrad < MAX_DGRAD and dout < MAX_DOUT / alpha
+#: The paper's step control: accept a step when dgrad < MAX_DGRAD and dout < MAX_DOUT / alpha
 MAX_DGRAD: float = 1e-4
 MAX_DOUT: float = 0.1
 #: integrators of the flow: "sliding" (default) treats the hinge's kink implicitly;
-#: "euler" is PAPER.md's literal explicit step everywhere
+#: "euler" is the paper's literal explicit step everywhere
 INTEGRATORS: tuple[str, ...] = ("sliding", "euler")
 #: margin the "sliding" integrator holds kink points at, just above the hinge's 1,
 #: so that the stop rule (every margin >= 1) holds exactly, not to rounding (the
@@ -317,7 +317,7 @@ def _stop_reason(state: FlowState, out: np.ndarray, t: float, step: int, c: _Con
 
 def _judge(problem: _Problem, g: Any, ref_g: Any, dout: float,
            c: _Control) -> tuple[float, bool, bool]:
-    """PAPER.md's test of a tentative step: ``(dgrad, accept, grow dt)``."""
+    """the paper's test of a tentative step: ``(dgrad, accept, grow dt)``."""
     g2, h2, d2 = problem.norms(g, ref_g)
     dgrad = 0.0 if g2 == 0.0 or h2 == 0.0 else d2 / math.sqrt(g2 * h2)
     if not (math.isfinite(dout) and math.isfinite(dgrad)):
@@ -327,10 +327,10 @@ def _judge(problem: _Problem, g: Any, ref_g: Any, dout: float,
 
 
 class _Euler:
-    """PAPER.md's explicit step ``theta <- theta - dt g`` (``integrator="euler"``).
+    """the paper's explicit step ``theta <- theta - dt g`` (``integrator="euler"``).
 
     Kinks. For the hinge, ``l'`` jumps where a margin crosses 1, so the
-    gradient jumps by ``~1/p`` however small the step: PAPER.md's ``dgrad``
+    gradient jumps by ``~1/p`` however small the step: the paper's ``dgrad``
     would reject every step across the kink and the flow would creep towards it
     forever (measured: ``dt`` collapses to 1e-16 on a 40-point problem). There,
     ``dgrad`` compares ``g`` with the new point's gradient under the *old*
@@ -339,7 +339,7 @@ class _Euler:
     with a ReLU network therefore also freeze the ReLU pattern of the step's
     start in the reference gradient (``pair`` hook). The flow
     itself always follows the new point's true gradient, and for the soft hinge
-    with a smooth activation this is exactly PAPER.md's rule.
+    with a smooth activation this is exactly the paper's rule.
     """
 
     def __init__(self, problem: _Problem, params: Any, out: np.ndarray, y: np.ndarray,
@@ -381,7 +381,7 @@ def _reference(problem: _Problem, params: Any, g: Any, u: np.ndarray, ref_u: np.
 
 def _integrate(problem: _Problem, params: Any, y: np.ndarray, c: _Control,
                integrator: type) -> Iterator[tuple[FlowState, Any, np.ndarray]]:
-    """The adaptive gradient flow: PAPER.md's step control around either integrator.
+    """The adaptive gradient flow: the paper's step control around either integrator.
 
     Yields every accepted state; the last one carries its ``status``. A
     tentative step of ``dt`` is accepted when ``dgrad < max_dgrad`` and
@@ -503,7 +503,7 @@ def _box_qp_active_set(Q: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarra
 class _Sliding:
     """The hinge's kink taken implicitly (Moreau time-stepping; ``integrator="sliding"``).
 
-    With PAPER.md's explicit step, points whose margin sits at the hinge's kink
+    With the paper's explicit step, points whose margin sits at the hinge's kink
     hop across it every step (the true flow *slides* along ``margin = 1``): the
     outputs zigzag (consecutive output changes anti-correlated, cosine -0.99),
     ``dout`` trips, and ``dt`` saws between its limit and a tenth of it; most of a
@@ -524,7 +524,7 @@ class _Sliding:
       hinge's subgradient at the *end* of the step: a box QP on the tangent
       kernel of ``K``, :func:`_kink_multipliers`).
 
-    The step is then accepted or rejected by PAPER.md's ``dgrad``/``dout`` rule
+    The step is then accepted or rejected by the paper's ``dgrad``/``dout`` rule
     and ``dt`` adapted as for :class:`_Euler`; ``dgrad``'s reference gradient
     keeps the step's multipliers and ReLU pattern. As ``dt -> 0`` both
     integrators converge to the same flow (the Filippov solution, whose
@@ -1260,7 +1260,7 @@ def train(
     The model is ``F = alpha (f - f0)`` with ``f0`` the network at
     initialisation (``net``, which is copied, never modified); the loss
     ``(1/p) sum l(alpha y Ft) / alpha`` is minimised by gradient flow with the
-    adaptive step of PAPER.md (see the module docstring) until every training
+    adaptive step of the paper (see the module docstring) until every training
     margin ``alpha y Ft`` reaches 1, a limit is hit, or NaN appears.
 
     Checkpoints (network, time, loss, train/test error, margins) are taken at
@@ -1316,8 +1316,8 @@ def train(
     max_wall : float, optional
         Stop after this many seconds.
     integrator : {"sliding", "euler"}, default "sliding"
-        How a step is taken (the step control is PAPER.md's either way).
-        "euler": PAPER.md's literal explicit step ``theta - dt g``. "sliding":
+        How a step is taken (the step control is the paper's either way).
+        "euler": the paper's literal explicit step ``theta - dt g``. "sliding":
         the same, except that points near the hinge's kink get the hinge's
         subgradient at the *end* of the step (implicit, Moreau time-stepping),
         so that points sliding along margin 1 no longer zigzag across it. Both

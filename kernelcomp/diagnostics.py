@@ -293,6 +293,92 @@ def _center_gram(K: np.ndarray) -> np.ndarray:
     return out
 
 
+def _is_dataset(K: Any) -> bool:
+    """An h5py-like dataset: sliceable, with shape and dtype, not in memory."""
+    return (not isinstance(K, np.ndarray) and hasattr(K, "shape") and hasattr(K, "dtype")
+            and hasattr(K, "chunks") and hasattr(K, "__getitem__"))  # fmt: skip
+
+
+#: bytes of one row block streamed from a Gram on disk
+_STREAM_BYTES = 64 * 2**20
+
+
+def _kernel_pca_out_of_core(
+    D: Any, n_components: Any, center: bool, method: str, check_symmetric: bool,
+    tol: float, random_state: int, progress: bool,
+) -> KernelPCAResult:  # fmt: skip
+    """:func:`kernel_pca` on a Gram held in an h5py dataset, by streamed row blocks."""
+    from kernelcomp._eigsolve import block_lanczos_topk
+
+    shape = tuple(D.shape)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"K must be a square Gram matrix, got shape {shape}")
+    if np.dtype(D.dtype).kind != "f":
+        raise TypeError(f"K must hold floating-point numbers, got dtype {D.dtype}")
+    n = shape[0]
+    dt = np.dtype(np.float32 if D.dtype == np.float32 else np.float64)
+    if n_components is None:
+        raise ValueError("a Gram on disk needs n_components (its top eigenpairs, < n)")
+    k = check_int(n_components, "n_components", minimum=1)
+    if k >= n:
+        raise ValueError(f"n_components must be < n = {n} for a Gram on disk, got {k}")
+    if _check_choice(method, "method", _METHODS_KPCA) not in ("auto", "lanczos"):
+        raise ValueError(f"a Gram on disk is read by method='lanczos' only, got {method!r}")
+    if center:
+        raise ValueError("center=True is not available for a Gram on disk")
+    tol = check_real(tol, "tol")
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    random_state = check_int(random_state, "random_state", minimum=0)
+    rows = max(1, _STREAM_BYTES // (n * dt.itemsize))
+    # one pass for the trace, the finiteness and the symmetry of the diagonal tiles
+    trace, scale, worst = 0.0, 0.0, 0.0
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        block = np.asarray(D[i0:i1], dtype=dt)
+        if not np.isfinite(block).all():
+            raise ValueError(f"K contains NaN or infinity (rows {i0}:{i1})")
+        scale = max(scale, float(np.abs(block).max()))
+        tile = block[:, i0:i1]
+        trace += float(np.trace(tile, dtype=np.float64))
+        if check_symmetric:
+            worst = max(worst, float(np.abs(tile - tile.T).max()))
+    if check_symmetric and worst > _sym_tol(dt) * scale:
+        raise ValueError(
+            f"K must be symmetric: max |K - K.T| on the diagonal blocks = {worst:.3g} exceeds "
+            f"{_sym_tol(dt) * scale:.3g} (sqrt(eps) x max|K|)"
+        )
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="kernel PCA passes", unit="pass")
+
+    def matmul(V: np.ndarray) -> np.ndarray:
+        out = np.empty_like(V)
+        for i0 in range(0, n, rows):
+            i1 = min(n, i0 + rows)
+            np.matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
+        if bar is not None:
+            bar.update(1)
+        return out
+
+    tol_used = max(tol, 100 * float(np.finfo(dt).eps)) if dt == np.float64 else max(tol, 1e-5)
+    try:
+        w, V, info = block_lanczos_topk(matmul, n, k, dt, tol=tol_used,
+                                        random_state=random_state)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    if not info.converged:
+        raise RuntimeError(
+            f"the block Lanczos iteration did not reach tol={tol_used:g} on the Gram on disk "
+            f"(largest residual {info.max_residual:.3g} x lambda_1); load the matrix into "
+            "memory for LAPACK, or raise tol"
+        )
+    return KernelPCAResult(eigenvalues=w, eigenvectors=_fix_signs(V), center=False, trace=trace)
+
+
 def kernel_pca(
     K: Any,
     n_components: int | None = None,
@@ -302,14 +388,19 @@ def kernel_pca(
     check_symmetric: bool = True,
     tol: float = LANCZOS_TOL,
     random_state: int = 0,
+    progress: bool = False,
 ) -> KernelPCAResult:
     """Kernel PCA of a Gram matrix: its top eigenpairs, uncentred as in the paper.
 
     Parameters
     ----------
-    K : array-like of shape (n, n)
+    K : array-like of shape (n, n), or an h5py dataset
         Symmetric Gram matrix (float32 stays float32; anything else becomes float64).
-        Only its lower triangle is read by LAPACK, after a symmetry check.
+        Only its lower triangle is read by LAPACK, after a symmetry check. An
+        h5py dataset (e.g. ``kc.io`` Gram file's ``"K"``) is read out of core:
+        row blocks of about 64 MiB are streamed from the file for every block
+        product of the ``"lanczos"`` route (the only one out of core), so the
+        peak memory is a few ``n x n_components`` panels, not the matrix.
     n_components : int, optional
         Number of leading eigenpairs, ``1 <= n_components <= n``. None: all ``n``.
     center : bool, default False
@@ -340,6 +431,8 @@ def kernel_pca(
     random_state : int, default 0
         Seed of the ``"lanczos"`` starting block: results are deterministic for
         a seed.
+    progress : bool, default False
+        Out of core: a progress bar over the passes through the file.
 
     Returns
     -------
@@ -375,6 +468,9 @@ def kernel_pca(
     """
     import scipy.linalg
 
+    if _is_dataset(K):
+        return _kernel_pca_out_of_core(K, n_components, center, method, check_symmetric, tol,
+                                       random_state, progress)  # fmt: skip
     K = _check_gram(K, "K", symmetric=bool(check_symmetric))
     n = K.shape[0]
     if n_components is None:

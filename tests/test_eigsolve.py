@@ -123,3 +123,59 @@ def test_block_lanczos_is_scale_invariant(rng, scale):
     assert info.converged
     np.testing.assert_allclose(w2 / scale, w1, rtol=1e-9)
     np.testing.assert_allclose(np.abs(np.sum(V1 * V2, axis=0)), 1.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_pca_out_of_core_matches_in_memory(tmp_path, monkeypatch, dtype):
+    import h5py
+
+    X, _ = kc.datasets.stripe(700, 4, seed=1)
+    K = kc.NTK(depth=1, bias_std=1.0)(X).astype(dtype)
+    with h5py.File(tmp_path / "K.h5", "w") as f:
+        f.create_dataset("K", data=K, chunks=(64, 700))
+    monkeypatch.setattr(dg, "_STREAM_BYTES", 100 * 700 * K.itemsize)  # 7 row blocks
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    mem = dg.kernel_pca(K, n_components=12, method="lanczos", tol=tol)
+    with h5py.File(tmp_path / "K.h5", "r") as f:
+        disk = dg.kernel_pca(f["K"], n_components=12, tol=tol, progress=True)
+        assert disk.eigenvalues.dtype == dtype
+        np.testing.assert_allclose(disk.eigenvalues, mem.eigenvalues, rtol=0,
+                                   atol=10 * tol * mem.eigenvalues[0])  # fmt: skip
+        assert disk.trace == pytest.approx(float(np.trace(K, dtype=np.float64)), rel=1e-6)
+        sep = np.abs(np.diff(mem.eigenvalues)) > 1e-3 * mem.eigenvalues[0]
+        sep = np.r_[sep, False] & np.r_[True, sep]
+        np.testing.assert_allclose(disk.eigenvectors[:, sep], mem.eigenvectors[:, sep],
+                                   atol=1e-6 if dtype == np.float64 else 2e-2)  # fmt: skip
+        with pytest.raises(ValueError, match="needs n_components"):
+            dg.kernel_pca(f["K"])
+        with pytest.raises(ValueError, match="method='lanczos' only"):
+            dg.kernel_pca(f["K"], n_components=3, method="subset")
+        with pytest.raises(ValueError, match="center=True is not available"):
+            dg.kernel_pca(f["K"], n_components=3, center=True)
+    asym = K.copy()
+    asym[0, 1] += 1.0
+    with h5py.File(tmp_path / "A.h5", "w") as f:
+        f.create_dataset("K", data=asym)
+        with pytest.raises(ValueError, match="must be symmetric"):
+            dg.kernel_pca(f["K"], n_components=3)
+
+
+@pytest.mark.slow
+def test_kernel_pca_lanczos_in_memory_and_on_disk_at_mnist_size(tmp_path):
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        import h5py
+        X = rng.standard_normal(({N_MNIST}, 10))
+        K = kc.NTK(depth=1)(X, dtype="float32")
+        ev = kc.diagnostics.kernel_pca(K, n_components=20)        # auto: block Lanczos
+        R = K @ ev.eigenvectors - ev.eigenvectors * ev.eigenvalues
+        assert float(np.abs(R).max()) < 1e-4 * ev.eigenvalues[0], np.abs(R).max()
+        path = {str(tmp_path / "K.h5")!r}
+        with h5py.File(path, "w") as f:
+            f.create_dataset("K", data=K, chunks=(256, {N_MNIST}))
+        del K
+        with h5py.File(path, "r") as f:
+            disk = kc.diagnostics.kernel_pca(f["K"], n_components=20)
+        close(disk.eigenvalues, ev.eigenvalues, 1e-4)
+    """)

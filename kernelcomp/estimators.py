@@ -46,7 +46,7 @@ from kernelcomp._base import Kernel
 from kernelcomp._gram import gram, iter_gram_blocks
 from kernelcomp._linalg import cholesky_inplace, mirror_upper
 from kernelcomp._parallel import n_jobs_context, resolve_n_jobs
-from kernelcomp._validation import check_dtype, check_real, result_dtype
+from kernelcomp._validation import check_dtype, check_int, check_real, result_dtype
 
 __all__ = ["NTKClassifier", "NTKRegressor", "SingularKernelWarning"]
 
@@ -338,6 +338,9 @@ class _KernelEstimator(BaseEstimator):
 
 
 # --------------------------------------------------------------------------- regressor
+_REG_SOLVERS = ("cholesky", "falkon")
+
+
 class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
     """Kernel ridge regression with a frozen (analytic or empirical) neural tangent kernel.
 
@@ -367,13 +370,47 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         the n x n system at float32 accuracy (use a larger ``alpha``).
     n_jobs : int, optional
         Threads for the Gram computation (None or -1: all).
+    solver : {"cholesky", "falkon"}, default "cholesky"
+        ``"cholesky"``: the exact solve, a blocked in-place Cholesky of the
+        n x n system (memory n^2). ``"falkon"``: Nystrom kernel ridge
+        regression on ``n_centers`` training points drawn uniformly at random
+        (``random_state``), ``f(x) = sum_j beta_j k(x, c_j)`` with ``beta``
+        minimising the same objective as ``KernelRidge(alpha)`` restricted to
+        the centres, solved by Falkon's preconditioned conjugate gradient
+        (memory n x m at most, and m^2); with ``n_centers >= n`` it is the
+        exact solution. For classification at scale, fit ±1 (or one-hot)
+        targets and take the sign (argmax) of ``predict``.
+    n_centers : int, default 10000
+        ``"falkon"``: number of Nystrom centres ``m`` (capped at n). The
+        empirical NTK of a network with fewer parameters than ``m`` has a
+        singular ``K_mm``, which the preconditioner handles poorly: keep ``m``
+        below the parameter count.
+    max_iter : int, default 50
+        ``"falkon"``: conjugate-gradient iterations at most.
+    tol : float, default 1e-7
+        ``"falkon"``: stop when the preconditioned residual of every target is
+        at most ``tol`` times its initial value.
+    random_state : int, RandomState or None, default None
+        ``"falkon"``: seed of the choice of centres.
+    max_memory : int, optional
+        ``"falkon"``: bytes allowed for keeping the n x m cross Gram ``K_nm``
+        between iterations (default half of the physical memory); beyond it
+        the blocks are recomputed at every iteration.
+    progress : bool, default False
+        ``"falkon"``: a progress bar over the iterations.
 
     Attributes
     ----------
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        The coefficients ``a``.
+        The coefficients ``a`` (``"falkon"``: ``beta``, one per centre).
     X_fit_ : ndarray of shape (n_samples, n_features)
-        Training samples (the training Gram matrix when precomputed).
+        Training samples (the training Gram matrix when precomputed);
+        ``"falkon"``: the centres (all training columns when precomputed,
+        ``dual_coef_`` being zero outside the centres).
+    center_indices_ : ndarray of int
+        ``"falkon"``: indices of the centres among the training samples.
+    n_iter_ : int
+        ``"falkon"``: conjugate-gradient iterations run.
     kernel_ : Kernel or "precomputed"
         The kernel used (``kc.NTK()`` when ``kernel=None``).
     n_features_in_ : int
@@ -404,7 +441,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
     ----------
     Jacot, Gabriel, Hongler (2018), *Neural Tangent Kernel*, §5 (training with
     the square loss converges to kernel regression with the NTK);
-    Paccolat et al. (2021), J. Stat. Mech. 044001, §5.
+    Paccolat et al. (2021), J. Stat. Mech. 044001, §5; Rudi, Carratino,
+    Rosasco (2017), *FALKON: An optimal large scale kernel method*, NeurIPS
+    (``solver="falkon"``).
 
     Examples
     --------
@@ -424,11 +463,25 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         *,
         dtype: Any = None,
         n_jobs: int | None = None,
+        solver: str = "cholesky",
+        n_centers: int = 10_000,
+        max_iter: int = 50,
+        tol: float = 1e-7,
+        random_state: Any = None,
+        max_memory: int | None = None,
+        progress: bool = False,
     ) -> None:
         self.kernel = kernel
         self.alpha = alpha
         self.dtype = dtype
         self.n_jobs = n_jobs
+        self.solver = solver
+        self.n_centers = n_centers
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.max_memory = max_memory
+        self.progress = progress
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NTKRegressor:
         """Fit kernel ridge regression.
@@ -457,7 +510,11 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         kernel = _resolve_kernel(self.kernel)
         alpha = check_real(self.alpha, "alpha", minimum=0.0)
         self._check_common_params()
+        if self.solver not in _REG_SOLVERS:
+            raise ValueError(f"solver must be one of {_REG_SOLVERS}, got {self.solver!r}")
         X, y = self._validate_fit_X(X, y, multi_output=True, y_numeric=True)
+        if self.solver == "falkon":
+            return self._fit_falkon(kernel, X, y, alpha, sample_weight)
         K = self._train_gram(kernel, X, symmetrize=True)
         dt = K.dtype
         n = K.shape[0]
@@ -470,6 +527,63 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         del K
         self.dual_coef_ = np.ascontiguousarray(coef.ravel() if np.ndim(y) == 1 else coef)
         self.X_fit_ = X
+        self.kernel_ = kernel
+        return self
+
+    def _fit_falkon(self, kernel: Kernel | str, X: np.ndarray, y: np.ndarray, alpha: float,
+                    sample_weight: Any) -> NTKRegressor:  # fmt: skip
+        """``solver="falkon"``: Nystrom centres and preconditioned conjugate gradient."""
+        from kernelcomp import _falkon
+
+        m_req = check_int(self.n_centers, "n_centers", minimum=1)
+        max_iter = check_int(self.max_iter, "max_iter", minimum=1)
+        tol = check_real(self.tol, "tol", minimum=0.0)
+        budget = (_falkon.default_max_memory() if self.max_memory is None
+                  else check_int(self.max_memory, "max_memory", minimum=0))  # fmt: skip
+        precomputed = _is_precomputed(kernel)
+        if precomputed:
+            _check_square(X)
+        n = X.shape[0]
+        dt = result_dtype(X, dtype=self.dtype)
+        idx = _falkon.sample_centers(n, m_req, self.random_state)
+        m = idx.size
+        Y = np.array(np.reshape(y, (n, -1)), dtype=dt)
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, X, dtype=dt, ensure_non_negative=True)
+        if precomputed:
+            Kfull = np.asarray(X, dtype=dt)
+            K_mm = np.ascontiguousarray(Kfull[np.ix_(idx, idx)])
+            K_mm = 0.5 * (K_mm + K_mm.T)
+            rows = _falkon.knm_rows(n, m, dt.itemsize)
+
+            def knm_blocks() -> Iterator[tuple[int, int, np.ndarray]]:
+                for i0 in range(0, n, rows):
+                    i1 = min(n, i0 + rows)
+                    yield i0, i1, np.ascontiguousarray(Kfull[i0:i1][:, idx])
+        else:
+            self.kernel_ = kernel
+            C = np.ascontiguousarray(X[idx], dtype=dt)
+            with n_jobs_context(self.n_jobs):
+                K_mm = gram(kernel, C, dtype=dt)
+            rows = _falkon.knm_rows(n, m, dt.itemsize)
+
+            def knm_blocks() -> Iterator[tuple[int, int, np.ndarray]]:
+                yield from self._iter_test_gram(X, C, dt, rows=rows)
+        res = _falkon.falkon(
+            knm_blocks, K_mm, Y, alpha, weights=weights, max_iter=max_iter, tol=tol,
+            store=_falkon.fits(n, m, dt.itemsize, budget), progress=bool(self.progress),
+        )
+        coef = res.coef
+        if precomputed:
+            full = np.zeros((n, coef.shape[1]), dtype=dt)
+            full[idx] = coef
+            coef, self.X_fit_ = full, X
+        else:
+            self.X_fit_ = C
+        self.dual_coef_ = np.ascontiguousarray(coef.ravel() if np.ndim(y) == 1 else coef)
+        self.center_indices_ = idx
+        self.n_iter_ = res.iterations
         self.kernel_ = kernel
         return self
 

@@ -42,6 +42,13 @@ def _data(rng, n=60, m=25, d=4, dtype=np.float64):
 
 # ----------------------------------------------------------------------- sklearn checks
 def _expected_failures(estimator):
+    if isinstance(estimator, kc.NTKRegressor) and estimator.solver == "falkon":
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "the Nystrom centres are drawn at random among the training rows, so a "
+                "dataset with repeated rows gets other centres than the weighted one"
+            ),
+        }
     if isinstance(estimator, kc.NTKClassifier):
         return {
             "check_sample_weight_equivalence_on_dense_data": (
@@ -61,6 +68,7 @@ def _expected_failures(estimator):
         kc.NTKClassifier(),
         kc.NTKRegressor(kernel="precomputed"),
         kc.NTKClassifier(kernel="precomputed"),
+        kc.NTKRegressor(solver="falkon", n_centers=15, random_state=0, tol=1e-10),
     ],
     expected_failed_checks=_expected_failures,
 )

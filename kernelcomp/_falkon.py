@@ -1,0 +1,231 @@
+"""Nystrom kernel ridge regression by preconditioned conjugate gradient (Falkon).
+
+With ``m`` centres ``C`` (a random subset of the training points), the model
+is ``f(x) = sum_j beta_j k(x, c_j)`` and ``beta`` minimises
+
+.. code-block:: text
+
+    sum_i w_i (f(x_i) - y_i)^2 + alpha beta^T K_mm beta,
+
+the objective of kernel ridge regression (``KernelRidge(alpha)``) restricted
+to the span of the centres: with every training point a centre it is exactly
+kernel ridge regression. The normal equations ``H beta = K_nm^T W y`` with
+``H = K_nm^T W K_nm + alpha K_mm`` are solved by conjugate gradient with
+Falkon's preconditioner ``P = T^T A^T A T``, ``K_mm = T^T T`` and
+``A^T A = (sum(w) / m) T T^T + alpha I``, which approximates ``H`` by
+replacing ``K_nm^T W K_nm`` with ``(sum(w) / m) K_mm^2`` (Rudi, Carratino,
+Rosasco, "FALKON: An optimal large scale kernel method", NeurIPS 2017;
+Meanti et al., "Kernel methods through the roof", NeurIPS 2020).
+
+``K_nm`` is computed by kernelcomp's Gram driver in row blocks; it is kept
+when it fits ``max_memory`` bytes, and recomputed at every iteration
+otherwise. Only ``m x m`` and ``m x t`` matrices are factorised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from kernelcomp._linalg import cholesky_inplace
+
+__all__ = ["FalkonResult", "default_max_memory", "falkon", "fits", "knm_rows", "sample_centers"]
+
+#: rows of one block of K_nm (bytes of output per block)
+_BLOCK_BYTES = 64 * 2**20
+
+
+def default_max_memory() -> int:
+    """Bytes allowed for a stored ``K_nm``: half of the machine's physical memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        total = 8 * 2**30
+    return int(total // 2)
+
+
+@dataclass(frozen=True)
+class FalkonResult:
+    """The outcome of :func:`falkon`.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (m, t)
+        ``beta``.
+    iterations : int
+        Conjugate-gradient iterations run.
+    residual : float
+        Largest relative residual of the preconditioned system at the end.
+    stored : bool
+        Whether ``K_nm`` was kept in memory (else recomputed per iteration).
+    """
+
+    coef: np.ndarray
+    iterations: int
+    residual: float
+    stored: bool
+
+
+def falkon(
+    knm_blocks: Callable[[], Iterator[tuple[int, int, np.ndarray]]],
+    K_mm: np.ndarray,
+    Y: np.ndarray,
+    alpha: float,
+    *,
+    weights: np.ndarray | None = None,
+    max_iter: int = 50,
+    tol: float = 1e-7,
+    store: bool = True,
+    progress: bool = False,
+) -> FalkonResult:
+    """Solve the Nystrom kernel ridge normal equations by preconditioned CG.
+
+    Parameters
+    ----------
+    knm_blocks : callable
+        ``knm_blocks()`` yields ``(start, stop, K_nm[start:stop])`` row blocks
+        (called once when ``store``, else at every iteration).
+    K_mm : ndarray of shape (m, m)
+        Gram matrix of the centres (not modified).
+    Y : ndarray of shape (n, t)
+        Targets, in the dtype of the blocks.
+    alpha : float
+        Ridge, >= 0.
+    weights : ndarray of shape (n,), optional
+        Sample weights ``w_i >= 0``.
+    max_iter : int
+    tol : float
+        Stop when every column's preconditioned residual is at most ``tol``
+        times its initial norm.
+    store : bool
+        Keep the blocks of ``K_nm`` from the first pass.
+    progress : bool
+        A progress bar over iterations.
+
+    Returns
+    -------
+    FalkonResult
+    """
+    m = K_mm.shape[0]
+    dt = K_mm.dtype
+    n, t = Y.shape
+    w_sum = float(n if weights is None else weights.sum())
+    # T: upper Cholesky factor of K_mm + jitter (the jitter only conditions the
+    # preconditioner; H keeps the exact K_mm)
+    eps = float(np.finfo(dt).eps)
+    jitter = eps * m * max(float(np.mean(np.diagonal(K_mm))), np.finfo(dt).tiny)
+    T = np.array(K_mm, dtype=dt, order="F", copy=True)
+    T.flat[:: m + 1] += jitter
+    _chol_upper(T)
+    A = (T @ T.T) * (w_sum / m)
+    A.flat[:: m + 1] += alpha
+    A = np.asfortranarray(A.astype(dt, copy=False))
+    A.flat[:: m + 1] += jitter * (w_sum / m)
+    _chol_upper(A)
+
+    def solve_T(v: np.ndarray, trans: str) -> np.ndarray:
+        return scipy.linalg.solve_triangular(T, v, trans=trans, lower=False, check_finite=False)
+
+    def solve_A(v: np.ndarray, trans: str) -> np.ndarray:
+        return scipy.linalg.solve_triangular(A, v, trans=trans, lower=False, check_finite=False)
+
+    def prec(v: np.ndarray) -> np.ndarray:  # beta = T^-1 A^-1 v
+        return solve_T(solve_A(v, "N"), "N")
+
+    def prec_t(v: np.ndarray) -> np.ndarray:  # A^-T T^-T v
+        return solve_A(solve_T(v, "T"), "T")
+
+    stored: list[tuple[int, int, np.ndarray]] | None = [] if store else None
+
+    def blocks() -> Iterator[tuple[int, int, np.ndarray]]:
+        if stored is not None and stored:
+            yield from stored
+            return
+        for start, stop, block in knm_blocks():
+            block = np.asarray(block, dtype=dt)
+            if stored is not None:
+                stored.append((start, stop, block))
+            yield start, stop, block
+
+    def weighted(u: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return u if weights is None else u * weights[start:stop, None]
+
+    # right-hand side K_nm^T W y (first pass over K_nm, which it stores)
+    rhs = np.zeros((m, t), dtype=dt)
+    for start, stop, block in blocks():
+        rhs += block.T @ weighted(Y[start:stop], start, stop)
+
+    def H(beta: np.ndarray) -> np.ndarray:
+        out = alpha * (K_mm @ beta)
+        for start, stop, block in blocks():
+            out += block.T @ weighted(block @ beta, start, stop)
+        return out
+
+    b = prec_t(rhs)
+    b_norm = np.linalg.norm(b, axis=0)
+    b_norm[b_norm == 0] = 1.0
+    gamma = np.zeros_like(b)
+    r = b.copy()
+    p = r.copy()
+    rs = np.sum(r * r, axis=0)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc="falkon CG", unit="it", leave=False)
+    it = 0
+    res = float(np.max(np.sqrt(rs) / b_norm))
+    try:
+        while it < max_iter and res > tol:
+            Ap = prec_t(H(prec(p)))
+            denom = np.sum(p * Ap, axis=0)
+            step = np.divide(rs, denom, out=np.zeros_like(rs), where=denom > 0)
+            gamma += p * step
+            r -= Ap * step
+            rs_new = np.sum(r * r, axis=0)
+            p = r + p * np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 0)
+            rs = rs_new
+            it += 1
+            res = float(np.max(np.sqrt(rs) / b_norm))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(residual=f"{res:.2e}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return FalkonResult(prec(gamma), it, res, stored is not None)
+
+
+def _chol_upper(F: np.ndarray) -> None:
+    """In-place upper Cholesky factor of a Fortran-ordered SPD matrix (zeroed below)."""
+    # the lower factor of the Fortran matrix is the upper factor of its transpose
+    cholesky_inplace(F)
+    L = np.tril(F)
+    F[...] = L.T
+
+
+def knm_rows(n: int, m: int, itemsize: int) -> int:
+    """Rows per block of ``K_nm`` (about 64 MiB of output)."""
+    return max(1, min(n, _BLOCK_BYTES // max(1, m * itemsize)))
+
+
+def fits(n: int, m: int, itemsize: int, max_memory: int) -> bool:
+    """Whether an ``n x m`` matrix of ``itemsize`` bytes fits ``max_memory``."""
+    return n * m * itemsize <= max_memory
+
+
+def sample_centers(n: int, n_centers: int, random_state: Any) -> np.ndarray:
+    """``min(n, n_centers)`` distinct indices, uniformly at random, sorted."""
+    from sklearn.utils import check_random_state
+
+    m = min(n, int(n_centers))
+    if m == n:
+        return np.arange(n)
+    rng = check_random_state(random_state)
+    return np.sort(rng.choice(n, size=m, replace=False))
+

@@ -45,6 +45,7 @@ _LAZY_MODULES = (
     "curves",
     "cli",
     "gp",
+    "distributed",
 )
 
 __all__ = ["__version__", *_LAZY_ATTRS, *_LAZY_MODULES]

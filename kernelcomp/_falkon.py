@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,14 @@ import scipy.linalg
 
 from kernelcomp._linalg import cholesky_inplace
 
-__all__ = ["FalkonResult", "default_max_memory", "falkon", "fits", "knm_rows", "sample_centers"]
+__all__ = [
+    "default_max_memory",
+    "falkon",
+    "fits",
+    "in_memory_normal",
+    "knm_rows",
+    "sample_centers",
+]
 
 #: rows of one block of K_nm (bytes of output per block)
 _BLOCK_BYTES = 64 * 2**20
@@ -49,124 +55,73 @@ def default_max_memory() -> int:
     return int(total // 2)
 
 
-@dataclass(frozen=True)
-class FalkonResult:
-    """The outcome of :func:`falkon`.
-
-    Attributes
-    ----------
-    coef : ndarray of shape (m, t)
-        ``beta``.
-    iterations : int
-        Conjugate-gradient iterations run.
-    residual : float
-        Largest relative residual of the preconditioned system at the end.
-    stored : bool
-        Whether ``K_nm`` was kept in memory (else recomputed per iteration).
-    """
-
-    coef: np.ndarray
-    iterations: int
-    residual: float
-    stored: bool
-
-
 def falkon(
-    knm_blocks: Callable[[], Iterator[tuple[int, int, np.ndarray]]],
     K_mm: np.ndarray,
-    Y: np.ndarray,
+    rhs: np.ndarray,
+    normal: Callable[[np.ndarray], np.ndarray],
     alpha: float,
+    w_sum: float,
     *,
-    weights: np.ndarray | None = None,
     max_iter: int = 50,
     tol: float = 1e-7,
-    store: bool = True,
     progress: bool = False,
-) -> FalkonResult:
-    """Solve the Nystrom kernel ridge normal equations by preconditioned CG.
+) -> tuple[np.ndarray, int, float]:
+    """Solve ``(K_nm^T W K_nm + alpha K_mm) beta = rhs`` by preconditioned CG.
 
     Parameters
     ----------
-    knm_blocks : callable
-        ``knm_blocks()`` yields ``(start, stop, K_nm[start:stop])`` row blocks
-        (called once when ``store``, else at every iteration).
     K_mm : ndarray of shape (m, m)
         Gram matrix of the centres (not modified).
-    Y : ndarray of shape (n, t)
-        Targets, in the dtype of the blocks.
+    rhs : ndarray of shape (m, t)
+        ``K_nm^T W Y``.
+    normal : callable
+        ``normal(beta) -> K_nm^T W K_nm beta`` for ``beta`` of shape (m, t):
+        the only access to the n x m cross Gram (in memory, recomputed by
+        blocks, or on a Dask cluster).
     alpha : float
         Ridge, >= 0.
-    weights : ndarray of shape (n,), optional
-        Sample weights ``w_i >= 0``.
+    w_sum : float
+        Sum of the sample weights (n without weights), for the preconditioner.
     max_iter : int
     tol : float
         Stop when every column's preconditioned residual is at most ``tol``
         times its initial norm.
-    store : bool
-        Keep the blocks of ``K_nm`` from the first pass.
     progress : bool
         A progress bar over iterations.
 
     Returns
     -------
-    FalkonResult
+    beta : ndarray of shape (m, t)
+    iterations : int
+    residual : float
+        Largest relative preconditioned residual at the end.
     """
     m = K_mm.shape[0]
     dt = K_mm.dtype
-    n, t = Y.shape
-    w_sum = float(n if weights is None else weights.sum())
     # T: upper Cholesky factor of K_mm + jitter (the jitter only conditions the
-    # preconditioner; H keeps the exact K_mm)
+    # preconditioner; the system keeps the exact K_mm)
     eps = float(np.finfo(dt).eps)
     jitter = eps * m * max(float(np.mean(np.diagonal(K_mm))), np.finfo(dt).tiny)
     T = np.array(K_mm, dtype=dt, order="F", copy=True)
     T.flat[:: m + 1] += jitter
     _chol_upper(T)
-    A = (T @ T.T) * (w_sum / m)
-    A.flat[:: m + 1] += alpha
-    A = np.asfortranarray(A.astype(dt, copy=False))
-    A.flat[:: m + 1] += jitter * (w_sum / m)
+    A = np.asfortranarray(((T @ T.T) * (w_sum / m)).astype(dt, copy=False))
+    A.flat[:: m + 1] += alpha + jitter * (w_sum / m)
     _chol_upper(A)
 
-    def solve_T(v: np.ndarray, trans: str) -> np.ndarray:
-        return scipy.linalg.solve_triangular(T, v, trans=trans, lower=False, check_finite=False)
-
-    def solve_A(v: np.ndarray, trans: str) -> np.ndarray:
-        return scipy.linalg.solve_triangular(A, v, trans=trans, lower=False, check_finite=False)
+    def solve(F: np.ndarray, v: np.ndarray, trans: str) -> np.ndarray:
+        return scipy.linalg.solve_triangular(F, v, trans=trans, lower=False, check_finite=False)
 
     def prec(v: np.ndarray) -> np.ndarray:  # beta = T^-1 A^-1 v
-        return solve_T(solve_A(v, "N"), "N")
+        return solve(T, solve(A, v, "N"), "N")
 
     def prec_t(v: np.ndarray) -> np.ndarray:  # A^-T T^-T v
-        return solve_A(solve_T(v, "T"), "T")
-
-    stored: list[tuple[int, int, np.ndarray]] | None = [] if store else None
-
-    def blocks() -> Iterator[tuple[int, int, np.ndarray]]:
-        if stored is not None and stored:
-            yield from stored
-            return
-        for start, stop, block in knm_blocks():
-            block = np.asarray(block, dtype=dt)
-            if stored is not None:
-                stored.append((start, stop, block))
-            yield start, stop, block
-
-    def weighted(u: np.ndarray, start: int, stop: int) -> np.ndarray:
-        return u if weights is None else u * weights[start:stop, None]
-
-    # right-hand side K_nm^T W y (first pass over K_nm, which it stores)
-    rhs = np.zeros((m, t), dtype=dt)
-    for start, stop, block in blocks():
-        rhs += block.T @ weighted(Y[start:stop], start, stop)
+        return solve(A, solve(T, v, "T"), "T")
 
     def H(beta: np.ndarray) -> np.ndarray:
-        out = alpha * (K_mm @ beta)
-        for start, stop, block in blocks():
-            out += block.T @ weighted(block @ beta, start, stop)
-        return out
+        return np.asarray(normal(beta), dtype=dt) + alpha * (K_mm @ beta)
 
-    b = prec_t(rhs)
+    b = prec_t(np.asarray(rhs, dtype=dt))
     b_norm = np.linalg.norm(b, axis=0)
     b_norm[b_norm == 0] = 1.0
     gamma = np.zeros_like(b)
@@ -198,7 +153,40 @@ def falkon(
     finally:
         if bar is not None:
             bar.close()
-    return FalkonResult(prec(gamma), it, res, stored is not None)
+    return prec(gamma), it, res
+
+
+def in_memory_normal(
+    knm_blocks: Callable[[], Iterator[tuple[int, int, np.ndarray]]],
+    Y: np.ndarray,
+    weights: np.ndarray | None,
+    store: bool,
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """``K_nm^T W Y`` and the ``normal`` product of :func:`falkon` from row blocks.
+
+    ``knm_blocks()`` yields ``(start, stop, K_nm[start:stop])``; it is called
+    once when ``store`` (the blocks are kept), else at every product.
+    """
+    kept: list[tuple[int, int, np.ndarray]] = []
+
+    def weighted(u: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return u if weights is None else u * weights[start:stop, None]
+
+    rhs = None
+    for start, stop, block in knm_blocks():
+        part = block.T @ weighted(Y[start:stop], start, stop)
+        rhs = part if rhs is None else rhs + part
+        if store:
+            kept.append((start, stop, block))
+
+    def normal(beta: np.ndarray) -> np.ndarray:
+        out = None
+        for start, stop, block in (kept if store else knm_blocks()):
+            part = block.T @ weighted(block @ beta, start, stop)
+            out = part if out is None else out + part
+        return out
+
+    return rhs, normal
 
 
 def _chol_upper(F: np.ndarray) -> None:

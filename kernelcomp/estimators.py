@@ -341,6 +341,16 @@ class _KernelEstimator(BaseEstimator):
 _REG_SOLVERS = ("cholesky", "falkon")
 
 
+def _cross_gram(xb: np.ndarray, kernel: Kernel, C: np.ndarray, dtype: str) -> np.ndarray:
+    """A row block of ``K_nm`` (a Dask task: runs on a worker)."""
+    return gram(kernel, xb, C, dtype=dtype)
+
+
+def _predict_block(xb: np.ndarray, kernel: Kernel, C: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Predictions of a row block of Dask inputs (a Dask task)."""
+    return gram(kernel, xb, C, dtype=coef.dtype) @ coef
+
+
 class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
     """Kernel ridge regression with a frozen (analytic or empirical) neural tangent kernel.
 
@@ -512,6 +522,15 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         self._check_common_params()
         if self.solver not in _REG_SOLVERS:
             raise ValueError(f"solver must be one of {_REG_SOLVERS}, got {self.solver!r}")
+        from kernelcomp.distributed import is_dask_array
+
+        if is_dask_array(X) or is_dask_array(y):
+            if self.solver != "falkon" or _is_precomputed(kernel):
+                raise ValueError(
+                    "Dask arrays are fitted by solver='falkon' with a kernel object; got "
+                    f"solver={self.solver!r}, kernel={self.kernel!r}"
+                )
+            return self._fit_falkon_dask(kernel, X, y, alpha, sample_weight)
         X, y = self._validate_fit_X(X, y, multi_output=True, y_numeric=True)
         if self.solver == "falkon":
             return self._fit_falkon(kernel, X, y, alpha, sample_weight)
@@ -570,11 +589,11 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
 
             def knm_blocks() -> Iterator[tuple[int, int, np.ndarray]]:
                 yield from self._iter_test_gram(X, C, dt, rows=rows)
-        res = _falkon.falkon(
-            knm_blocks, K_mm, Y, alpha, weights=weights, max_iter=max_iter, tol=tol,
-            store=_falkon.fits(n, m, dt.itemsize, budget), progress=bool(self.progress),
-        )
-        coef = res.coef
+        rhs, normal = _falkon.in_memory_normal(knm_blocks, Y, weights,
+                                               store=_falkon.fits(n, m, dt.itemsize, budget))
+        w_sum = float(n if weights is None else weights.sum())
+        coef, n_iter, _ = _falkon.falkon(K_mm, rhs, normal, alpha, w_sum, max_iter=max_iter,
+                                         tol=tol, progress=bool(self.progress))  # fmt: skip
         if precomputed:
             full = np.zeros((n, coef.shape[1]), dtype=dt)
             full[idx] = coef
@@ -583,8 +602,75 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
             self.X_fit_ = C
         self.dual_coef_ = np.ascontiguousarray(coef.ravel() if np.ndim(y) == 1 else coef)
         self.center_indices_ = idx
-        self.n_iter_ = res.iterations
+        self.n_iter_ = n_iter
         self.kernel_ = kernel
+        return self
+
+    def _fit_falkon_dask(self, kernel: Kernel, X: Any, y: Any, alpha: float,
+                         sample_weight: Any) -> NTKRegressor:  # fmt: skip
+        """``solver="falkon"`` on Dask arrays: K_nm blocks persisted on the workers."""
+        import dask.array as da
+
+        from kernelcomp import _falkon
+        from kernelcomp.distributed import is_dask_array
+
+        m_req = check_int(self.n_centers, "n_centers", minimum=1)
+        max_iter = check_int(self.max_iter, "max_iter", minimum=1)
+        tol = check_real(self.tol, "tol", minimum=0.0)
+        if not is_dask_array(X):
+            X = da.from_array(np.asarray(X), chunks=(y.chunks[0], -1))
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got {X.ndim}-D")
+        n = X.shape[0]
+        if not is_dask_array(y):
+            y = da.from_array(np.asarray(y), chunks=(X.chunks[0],) + ((-1,) * (np.ndim(y) - 1)))
+        if y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
+        if y.chunks[0] != X.chunks[0]:
+            raise ValueError(
+                f"the row chunks of X {X.chunks[0]} and y {y.chunks[0]} differ; rechunk them "
+                "alike (e.g. y.rechunk((X.chunks[0],)))"
+            )
+        if kernel.n_features_in is not None and X.shape[1] != kernel.n_features_in:
+            raise ValueError(f"X has {X.shape[1]} features, but the kernel expects "
+                             f"{kernel.n_features_in}")  # fmt: skip
+        x_dt = np.empty(0, dtype=X.dtype)
+        dt = result_dtype(x_dt if X.dtype == np.float32 else x_dt.astype(np.float64),
+                          dtype=self.dtype)  # fmt: skip
+        X = X.rechunk({1: -1}).astype(dt)
+        Y = (y if y.ndim == 2 else y[:, None]).rechunk({1: -1}).astype(dt)
+        idx = _falkon.sample_centers(n, m_req, self.random_state)
+        m = idx.size
+        C = np.ascontiguousarray(X[idx].compute(), dtype=dt)
+        if not np.isfinite(C).all():
+            raise ValueError("X contains NaN or infinity")
+        self.kernel_ = kernel
+        with n_jobs_context(self.n_jobs):
+            K_mm = gram(kernel, C, dtype=dt)
+        knm = X.map_blocks(_cross_gram, kernel, C, dt.name, chunks=(X.chunks[0], (m,)),
+                           dtype=dt).persist()  # fmt: skip
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=dt)
+            if w.shape != (n,) or (w < 0).any() or not np.isfinite(w).all():
+                raise ValueError("sample_weight must be n finite non-negative numbers")
+            W = da.from_array(w, chunks=(X.chunks[0],))[:, None]
+            w_sum = float(w.sum())
+        else:
+            W, w_sum = None, float(n)
+        WY = Y if W is None else Y * W
+        rhs = (knm.T @ WY).compute()
+
+        def normal(beta: np.ndarray) -> np.ndarray:
+            u = knm @ beta
+            return (knm.T @ (u if W is None else u * W)).compute()
+
+        coef, n_iter, _ = _falkon.falkon(K_mm, rhs, normal, alpha, w_sum, max_iter=max_iter,
+                                         tol=tol, progress=bool(self.progress))  # fmt: skip
+        self.X_fit_ = C
+        self.dual_coef_ = np.ascontiguousarray(coef.ravel() if y.ndim == 1 else coef)
+        self.center_indices_ = idx
+        self.n_iter_ = n_iter
+        self.n_features_in_ = X.shape[1]
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -612,9 +698,18 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
             For NaN/inf or a wrong number of features (columns).
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        from kernelcomp.distributed import is_dask_array
+
         coef = self.dual_coef_
         dt = coef.dtype
+        if is_dask_array(X) and not _is_precomputed(self.kernel_):
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X must have {self.n_features_in_} features")
+            shape = (X.chunks[0],) if coef.ndim == 1 else (X.chunks[0], (coef.shape[1],))
+            return X.rechunk({1: -1}).astype(dt).map_blocks(
+                _predict_block, self.kernel_, self.X_fit_, coef, chunks=shape,
+                drop_axis=1 if coef.ndim == 1 else None, dtype=dt)
+        X = validate_data(self, X, reset=False, dtype=_FLOATS)
         if _is_precomputed(self.kernel_):
             return np.asarray(X, dtype=dt) @ coef
         out = np.empty((X.shape[0], *coef.shape[1:]), dtype=dt)

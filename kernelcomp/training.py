@@ -413,6 +413,12 @@ def _integrate(problem: _Problem, params: Any, y: np.ndarray, c: _Control,
                 return
             new_params, new_out, g, ref_g = tried
             dout = float(np.max(np.abs(out - new_out)))
+            if dout == 0.0 and problem.norms(g, g)[0] == 0.0:
+                # a zero gradient with margins below 1: the flow cannot move (dt would
+                # grow by 1.1 per empty step until it overflows)
+                state.status = "stationary"
+                yield state, params, out
+                return
             dgrad, ok, grow = _judge(problem, g, ref_g, dout, c)
             if ok:
                 if grow and dt_try == dt:

@@ -44,29 +44,75 @@ import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = [
+    "Attractors",
+    "GaussNewtonSpectrum",
     "KernelPCAResult",
+    "LayerGeometry",
     "PowerLaw",
+    "TrajectoryEmbedding",
+    "attractor_network",
+    "attractors",
     "compression",
     "compression_at",
     "cumulative_projection",
     "effective_rank",
+    "gauss_newton_spectrum",
     "intrinsic_dimension",
     "kernel_alignment",
     "kernel_change",
     "kernel_pca",
     "label_projection",
+    "layer_geometry",
     "mutual_information",
     "spectrum_power_law",
     "stretch_inputs",
     "t_star",
+    "trajectory_embedding",
 ]
+
+if TYPE_CHECKING:
+    from kernelcomp._geometry import (
+        Attractors,
+        GaussNewtonSpectrum,
+        LayerGeometry,
+        TrajectoryEmbedding,
+        attractor_network,
+        attractors,
+        gauss_newton_spectrum,
+        layer_geometry,
+        trajectory_embedding,
+    )
+
+#: names defined in kernelcomp._geometry (neurons, layers, Gauss-Newton spectra,
+#: trajectories), imported on first use: that module builds on this one
+_GEOMETRY = (
+    "Attractors",
+    "GaussNewtonSpectrum",
+    "LayerGeometry",
+    "TrajectoryEmbedding",
+    "attractor_network",
+    "attractors",
+    "gauss_newton_spectrum",
+    "layer_geometry",
+    "trajectory_embedding",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _GEOMETRY:
+        from kernelcomp import _geometry
+
+        value = getattr(_geometry, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: ``kernel_pca(method="auto")`` picks the route with the least work, as measured by
 #: ``scripts/bench_diagnostics.py`` (NTK Grams, 2 threads): thick-restart block

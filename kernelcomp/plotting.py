@@ -45,11 +45,29 @@ __all__ = [
     "plot_kpca_summary",
     "plot_label_projection",
     "plot_label_projections",
+    "plot_layer_geometry",
     "plot_mutual_information",
     "plot_mutual_informations",
+    "plot_neurons",
     "plot_spectra",
     "plot_spectrum",
+    "plot_trajectory",
 ]
+
+if TYPE_CHECKING:
+    from kernelcomp._geometry_plots import plot_layer_geometry, plot_neurons, plot_trajectory
+
+_GEOMETRY = ("plot_layer_geometry", "plot_neurons", "plot_trajectory")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _GEOMETRY:  # kernelcomp._geometry_plots builds on this module
+        from kernelcomp import _geometry_plots
+
+        value = getattr(_geometry_plots, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: part of the colormap used for checkpoints (the light end of viridis is
 #: unreadable on white)

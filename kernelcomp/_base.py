@@ -19,6 +19,10 @@ implement:
 
 Threads are set by the caller (:func:`kernelcomp._parallel.n_jobs_context`);
 hooks never change them.
+
+This module sits below the Gram driver (:mod:`kernelcomp._gram`), which builds
+its tiled, out-of-core computation on :meth:`Kernel._gram_inputs` and
+:meth:`Kernel._fill_gram`; it never imports the driver.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp._parallel import n_jobs_context
 from kernelcomp._validation import check_matrix, result_dtype
 
 
@@ -67,9 +72,12 @@ class Kernel(abc.ABC):
         -------
         numpy.ndarray of shape (n, m)
         """
-        from kernelcomp._gram import gram
-
-        return gram(self, X, Y, dtype=dtype, n_jobs=n_jobs)
+        X, Yc, dt = self._gram_inputs(X, Y, dtype)
+        m = X.shape[0] if Yc is None else Yc.shape[0]
+        out = np.empty((X.shape[0], m), dtype=dt)
+        with n_jobs_context(n_jobs):
+            self._fill_gram(X, Yc, out)
+        return out
 
     def diag(self, X: Any, *, dtype: Any = None, n_jobs: int | None = None) -> np.ndarray:
         """The diagonal ``k(x_i, x_i)`` without forming the n x n matrix.
@@ -84,8 +92,6 @@ class Kernel(abc.ABC):
         -------
         numpy.ndarray of shape (n,)
         """
-        from kernelcomp._parallel import n_jobs_context
-
         X = self._check_input(X, "X")
         dt = result_dtype(X, dtype=dtype)
         X = X.astype(dt, copy=False)
@@ -98,10 +104,12 @@ class Kernel(abc.ABC):
 
         Besides :func:`check_matrix`'s checks, the squared norms must be finite
         in float64: beyond |x| ~ 1e154 every dot product overflows to inf/NaN.
+        The result is writeable (a read-only input is copied), so the compiled
+        hooks see one array type per dtype.
         """
         if n_features is None:
             n_features = self.n_features_in
-        X = check_matrix(X, name, n_features=n_features)
+        X = check_matrix(X, name, n_features=n_features, writeable=True)
         big = float(np.max(np.abs(X)))
         if not np.isfinite(big * big * X.shape[1]):
             raise ValueError(
@@ -109,6 +117,31 @@ class Kernel(abc.ABC):
                 "their squared norms overflow float64; rescale the inputs"
             )
         return X
+
+    def _gram_inputs(
+        self, X: Any, Y: Any, dtype: Any
+    ) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+        """Validate ``X`` (and ``Y``, or None) and cast them to the result dtype.
+
+        Returns ``(X, Y, dtype)``: C-contiguous arrays of that dtype (``Y`` None
+        for the symmetric Gram of ``X``).
+        """
+        X = self._check_input(X, "X")
+        Yc = None if Y is None else self._check_input(Y, "Y", n_features=X.shape[1])
+        dt = result_dtype(X, Yc, dtype=dtype)
+        X = X.astype(dt, copy=False)
+        if Yc is not None:
+            Yc = Yc.astype(dt, copy=False)
+        return X, Yc, dt
+
+    def _fill_gram(self, X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
+        """Write the whole Gram of validated ``X`` against ``Y`` (None: ``X``) into ``out``.
+
+        ``out`` is a C-contiguous array of the inputs' dtype; threads are the caller's.
+        """
+        px = self._prepare(X)
+        py = px if Y is None else self._prepare(Y)
+        self._fill(px, py, out, Y is None)
 
     # -- hooks ----------------------------------------------------------------
     @abc.abstractmethod

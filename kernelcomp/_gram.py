@@ -14,7 +14,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._parallel import n_jobs_context
-from kernelcomp._validation import check_int, result_dtype
+from kernelcomp._validation import check_int
 
 #: default size of one row block, in bytes of output (when blocks are used)
 _BLOCK_BYTES = 64 * 2**20
@@ -49,13 +49,7 @@ def _prepare_inputs(
             "kernel must be a kernelcomp kernel (e.g. kc.NTK(), kc.NNGP(), "
             f"kc.EmpiricalNTK(net)), got {type(kernel).__name__}"
         )
-    X = kernel._check_input(X, "X")
-    Yc = None if Y is None else kernel._check_input(Y, "Y", n_features=X.shape[1])
-    dt = result_dtype(X, Yc, dtype=dtype)
-    X = X.astype(dt, copy=False)
-    if Yc is not None:
-        Yc = Yc.astype(dt, copy=False)
-    return X, Yc, dt
+    return kernel._gram_inputs(X, Y, dtype)
 
 
 def default_block_rows(n_rows: int, n_cols: int, itemsize: int) -> int:
@@ -139,22 +133,28 @@ def _iter_prepared(
         yield GramBlock(b, i0, i1, writes)
 
 
-def _check_out(out: Any, shape: tuple[int, int], dt: np.dtype) -> None:
+def _check_out(out: Any, shape: tuple[int, int]) -> None:
+    """Refuse an ``out`` that cannot hold the Gram matrix (wrong kind, shape or dtype).
+
+    Any real floating dtype is accepted: the values, computed in the result
+    dtype, are cast to it when stored (numpy's ``casting="same_kind"`` rule of
+    ufunc outputs). Integer, bool, complex and other dtypes are refused.
+    """
     if isinstance(out, np.ndarray):
         if out.shape != shape:
             raise ValueError(f"out has shape {out.shape}, but the Gram matrix is {shape}")
         if not out.flags.writeable:
             raise ValueError("out is read-only")
-        if out.dtype.kind != "f":
-            raise TypeError(f"out must be a floating array, got dtype {out.dtype}")
-        return
-    if not (hasattr(out, "shape") and hasattr(out, "__setitem__") and hasattr(out, "dtype")):
+    elif not (hasattr(out, "shape") and hasattr(out, "__setitem__") and hasattr(out, "dtype")):
         raise TypeError(
             "out must be a numpy array or an h5py dataset (anything with shape, dtype and "
             f"slice assignment), got {type(out).__name__}"
         )
-    if tuple(out.shape) != shape:
+    elif tuple(out.shape) != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, but the Gram matrix is {shape}")
+    dtype = np.dtype(out.dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"out must be a floating array, got dtype {dtype}")
 
 
 def gram(
@@ -185,7 +185,12 @@ def gram(
         Show a tqdm progress bar over row blocks.
     out : numpy.ndarray or h5py.Dataset, optional
         Where to write the (n, m) result, block by block; a dataset larger
-        than memory is fine.
+        than memory is fine. Its dtype must be floating (an integer or bool
+        ``out`` is refused with a TypeError). The matrix is computed in the
+        result dtype (see ``dtype``) and cast to ``out``'s dtype when stored,
+        as numpy ufuncs do with ``out=`` (``casting="same_kind"``): a float32
+        ``out`` of a float64 Gram holds the float64 values rounded to float32.
+        To compute in float32, pass ``dtype="float32"``.
     block_rows : int, optional
         Rows per block when writing by blocks (default about 64 MiB of output).
 
@@ -210,7 +215,7 @@ def gram(
     n = X.shape[0]
     m = n if Yc is None else Yc.shape[0]
     if out is not None:
-        _check_out(out, (n, m), dt)
+        _check_out(out, (n, m))
     if block_rows is not None:
         block_rows = check_int(block_rows, "block_rows", minimum=1)
     one_shot = (
@@ -224,9 +229,7 @@ def gram(
     with n_jobs_context(n_jobs):
         if one_shot:
             result = np.empty((n, m), dtype=dt) if out is None else out
-            px = kernel._prepare(X)
-            py = px if Yc is None else kernel._prepare(Yc)
-            kernel._fill(px, py, result, Yc is None)
+            kernel._fill_gram(X, Yc, result)
             return result
         result = np.empty((n, m), dtype=dt) if out is None else out
         if block_rows is None:

@@ -18,6 +18,7 @@ def check_matrix(
     dtype: Any = None,
     n_features: int | None = None,
     allow_empty: bool = False,
+    writeable: bool = False,
 ) -> np.ndarray:
     """Validate a 2-D sample matrix and return it C-contiguous as float32/float64.
 
@@ -34,11 +35,19 @@ def check_matrix(
         Required number of columns.
     allow_empty : bool
         Accept zero rows.
+    writeable : bool
+        Also make the result aligned and writeable (copying a read-only or
+        unaligned ``X``). For arrays handed to compiled code: numba compiles a
+        separate specialisation for a read-only array, so this keeps one array
+        type per dtype (each compiled kernel specialised at most twice, for
+        float32 and float64).
 
     Returns
     -------
     numpy.ndarray
-        A C-contiguous float32 or float64 array (a copy only when needed).
+        A C-contiguous float32 or float64 array (a copy only when needed:
+        another dtype or memory layout, or with ``writeable=True`` a read-only
+        or unaligned array).
 
     Raises
     ------
@@ -94,7 +103,7 @@ def check_matrix(
         target = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
     else:
         target = np.dtype(dtype)
-    arr = np.ascontiguousarray(arr, dtype=target)
+    arr = np.require(arr, dtype=target, requirements=("C", "A", "W") if writeable else ("C",))
     if not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "infinity"
         raise ValueError(f"{name} contains {bad}; all values must be finite")

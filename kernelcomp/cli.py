@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp._argtypes import int_list, n_jobs, positive_int, stds, widths
 from kernelcomp._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -63,60 +64,6 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------
-def _stds(text: str) -> Any:
-    """``"1.0"`` -> 1.0, ``"1,2,1"`` -> (1.0, 2.0, 1.0), ``"none"`` -> None."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        values = [
-            None if v.strip().lower() == "none" else float(v) for v in text.split(",")
-        ]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or comma-separated numbers (one per Dense layer), got {text!r}"
-        ) from exc
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def _widths(text: str) -> Any:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer or comma-separated integers, got {text!r}"
-        ) from exc
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers (input directions), got {text!r}"
-        ) from exc
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _n_jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a non-zero integer (-1: all cores)")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
 
@@ -148,11 +95,11 @@ def _add_gram(sub: Any) -> None:
         help="default: relu",
     )
     analytic.add_argument(
-        "--weight-std", type=_stds, metavar="S", default=argparse.SUPPRESS,
+        "--weight-std", type=stds, metavar="S", default=argparse.SUPPRESS,
         help="sigma_w, one value or one per Dense layer, comma separated (default 1.0)",
     )
     analytic.add_argument(
-        "--bias-std", type=_stds, metavar="S", default=argparse.SUPPRESS,
+        "--bias-std", type=stds, metavar="S", default=argparse.SUPPRESS,
         help="sigma_b, as --weight-std; 'none' for no bias (default 0.0)",
     )
     analytic.add_argument(
@@ -160,7 +107,7 @@ def _add_gram(sub: Any) -> None:
         help="default: ntk",
     )
     analytic.add_argument(
-        "--width", type=_widths, default=argparse.SUPPRESS, metavar="N",
+        "--width", type=widths, default=argparse.SUPPRESS, metavar="N",
         help="hidden width(s), for --parameterization standard",
     )
     empirical = p.add_argument_group("empirical kernel of a finite network")
@@ -182,9 +129,9 @@ def _add_gram(sub: Any) -> None:
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="Gram file to write")
     p.add_argument("--dtype", choices=("float32", "float64"), help="default: from the input")
-    p.add_argument("--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all)")
+    p.add_argument("--n-jobs", type=n_jobs, metavar="N", help="threads (default: all)")
     p.add_argument(
-        "--block-rows", type=_positive_int, metavar="N",
+        "--block-rows", type=positive_int, metavar="N",
         help="rows per block (default: about 64 MiB of output per block)",
     )
     p.add_argument("--resume", action="store_true", help="continue OUT.h5.partial")
@@ -228,18 +175,18 @@ def _add_kpca(sub: Any) -> None:
         help="activation of .pt / state-dict .npz checkpoints (default relu)",
     )
     p.add_argument(
-        "--n-components", type=_positive_int, metavar="K",
+        "--n-components", type=positive_int, metavar="K",
         help="top eigenpairs (default: all up to n = 3000, else the top 200)"
     )
     p.add_argument(
-        "--mi-components", type=_positive_int, default=10, metavar="K",
+        "--mi-components", type=positive_int, default=10, metavar="K",
         help="eigenvectors for the mutual information (default 10)",
     )
     p.add_argument(
-        "--mi-k", type=_positive_int, default=5, metavar="K", help="kNN k of the MI (default 5)"
+        "--mi-k", type=positive_int, default=5, metavar="K", help="kNN k of the MI (default 5)"
     )
     p.add_argument(
-        "--informative", type=_int_list, metavar="J[,J...]",
+        "--informative", type=int_list, metavar="J[,J...]",
         help="informative input directions (e.g. 0 or 0,1): also compute compression",
     )
     p.add_argument(
@@ -247,7 +194,7 @@ def _add_kpca(sub: Any) -> None:
     )
     p.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
     p.add_argument("--dtype", choices=("float32", "float64"), help="dtype of the Gram matrices")
-    p.add_argument("--n-jobs", type=_n_jobs, metavar="N", help="threads (default: all)")
+    p.add_argument("--n-jobs", type=n_jobs, metavar="N", help="threads (default: all)")
     p.add_argument("--force", action="store_true", help="overwrite DIAG.h5")
     _common(p)
     p.set_defaults(func=_cmd_kpca)

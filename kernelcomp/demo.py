@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp.cli import _positive_int
+from kernelcomp._argtypes import positive_int as _positive_int
 
 __all__ = ["DemoConfig", "default_alpha", "register", "run_demo"]
 

@@ -55,7 +55,6 @@ checkpoints and kernels whose diagnostics these files hold).
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import numbers
@@ -63,7 +62,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +72,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._gram import _prepare_inputs, default_block_rows, iter_gram_blocks, n_blocks
+from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
 from kernelcomp._parallel import n_jobs_context
 from kernelcomp._validation import check_int, check_matrix
 from kernelcomp._version import __version__
@@ -102,6 +101,10 @@ __all__ = [
 
 #: current ``kernelcomp_format_version`` of each format ("MAJOR.MINOR")
 FORMAT_VERSIONS: dict[str, str] = {"gram": "1.0", "run": "1.0", "diagnostics": "1.0"}
+#: kernelcomp formats written elsewhere, which this module recognises but does not read
+_OTHER_FORMATS: dict[str, str] = {
+    NETWORK_FORMAT: "written by FCNetwork.save; read it with kc.FCNetwork.load",
+}
 #: edge of the square HDF5 chunks ("tiles") of a Gram dataset
 TILE = 256
 #: suffix of the file a resumable or incremental write works in
@@ -136,15 +139,8 @@ class GramInterrupted(Exception):
 # ---------------------------------------------------------------------------
 # headers, atomic writes
 # ---------------------------------------------------------------------------
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _stamp(f: h5py.File, fmt: str) -> None:
-    f.attrs["kernelcomp_format"] = fmt
-    f.attrs["kernelcomp_format_version"] = FORMAT_VERSIONS[fmt]
-    f.attrs["kernelcomp_version"] = __version__
-    f.attrs["created"] = _now()
+def _stamp(f: h5py.Group, fmt: str) -> None:
+    stamp(f, fmt, FORMAT_VERSIONS[fmt])
 
 
 def _as_str(value: Any) -> Any:
@@ -163,6 +159,12 @@ def _check_header(f: h5py.Group, path: Path, fmt: str | Sequence[str] | None) ->
             f"{path} is not a kernelcomp file (no 'kernelcomp_format' attribute at its root)"
         )
     allowed = [fmt] if isinstance(fmt, str) else (list(fmt) if fmt is not None else None)
+    if found in _OTHER_FORMATS:
+        want = " or ".join(repr(a) for a in (allowed or sorted(FORMAT_VERSIONS)))
+        raise FormatError(
+            f"{path} is a kernelcomp {found!r} file, expected a {want} file "
+            f"({_OTHER_FORMATS[found]})"
+        )
     if found not in FORMAT_VERSIONS:
         raise FormatError(
             f"{path} has unknown kernelcomp_format {found!r}; expected one of "
@@ -218,28 +220,13 @@ def _output_path(path: Any, force: bool) -> Path:
     return p
 
 
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 @contextlib.contextmanager
 def _atomic_h5(path: Any, fmt: str, *, force: bool = False) -> Iterator[h5py.File]:
     """Write a new HDF5 file under a temporary name, rename it when done."""
     p = _output_path(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".tmp-", dir=p.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _stamp(f, fmt)
-            yield f
-        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; use the usual umask mode
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(p) as tmp, h5py.File(tmp, "w") as f:
+        _stamp(f, fmt)
+        yield f
 
 
 def _json_default(obj: Any) -> Any:
@@ -1462,26 +1449,15 @@ def add_run_diagnostics(
         raise FileExistsError(
             f"{p} already holds diagnostics {name!r}; pass force=True (--force) to replace them"
         )
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".tmp-", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_write(p, mode_from=p) as tmp:
         shutil.copyfile(p, tmp)
         with h5py.File(tmp, "r+") as f:
             parent = f.require_group("diagnostics")
             if name in parent:
                 del parent[name]
             g = parent.create_group(name)
-            g.attrs["kernelcomp_format"] = "diagnostics"
-            g.attrs["kernelcomp_format_version"] = FORMAT_VERSIONS["diagnostics"]
-            g.attrs["kernelcomp_version"] = __version__
-            g.attrs["created"] = _now()
+            _stamp(g, "diagnostics")
             _write_entries(g, entries, config_json)
-        shutil.copymode(p, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return p
 
 
@@ -1560,14 +1536,14 @@ def _network_file_info(p: Any) -> dict[str, Any] | None:
     except OSError:
         return None
     with f:
-        if _as_str(f.attrs.get("kernelcomp_format")) != "network":
+        if _as_str(f.attrs.get("kernelcomp_format")) != NETWORK_FORMAT:
             return None
         from kernelcomp.network import FCNetwork
 
         net = FCNetwork.from_hdf5(f)  # checks the network encoding's own version
         return {
             "path": os.fspath(p),
-            "format": "network",
+            "format": NETWORK_FORMAT,
             "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
             "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
             "created": _as_str(f.attrs.get("created")),

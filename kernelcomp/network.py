@@ -2,7 +2,7 @@
 
 :class:`FCNetwork` holds the weights of a fully connected network as plain
 NumPy arrays together with per-layer multipliers, so that one class covers the
-usual parameterizations (DESIGN §1.2):
+usual parameterizations:
 
 .. code-block:: text
 
@@ -32,13 +32,13 @@ import hashlib
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = ["ACTIVATIONS", "PARAMETERIZATIONS", "FCNetwork", "ForwardCache"]
@@ -187,10 +187,6 @@ def _per_layer(value: Any, name: str, n_layers: int, *, minimum: float | None = 
             f"{name} must have {n_layers} values (one per layer{count}), got {len(values)}"
         )
     return tuple(check_real(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values))
-
-
-def _atomic_target(path: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
 
 
 # ---------------------------------------------------------------------------
@@ -814,7 +810,9 @@ class FCNetwork:
         """Save to ``.npz`` (or ``.h5``/``.hdf5`` via :meth:`to_hdf5` at the file root).
 
         The file is written under a temporary name and renamed when complete,
-        so an interrupted save never leaves a half-written file under ``path``.
+        so an interrupted save never leaves a half-written file under ``path``;
+        it gets the permissions of a newly created file (``0o666`` less the
+        umask), like every file kernelcomp writes.
 
         Parameters
         ----------
@@ -846,34 +844,21 @@ class FCNetwork:
             raise ValueError(
                 f"cannot save a network to {str(path)!r}: the extension must be .npz, .h5 or .hdf5"
             )
-        fd, tmp = _atomic_target(path)
-        try:
+        with atomic_write(path) as tmp:
             if suffix == ".npz":
-                with os.fdopen(fd, "wb") as fh:
-                    arrays: dict[str, Any] = dict(self._meta())
-                    for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-                        arrays[f"W{l}"] = W
-                        if b is not None:
-                            arrays[f"b{l}"] = b
+                arrays: dict[str, Any] = dict(self._meta())
+                for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+                    arrays[f"W{l}"] = W
+                    if b is not None:
+                        arrays[f"b{l}"] = b
+                with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to it
                     np.savez(fh, **arrays)
             else:
                 import h5py
 
-                from kernelcomp._version import __version__
-                from kernelcomp.io import _now
-
-                os.close(fd)
                 with h5py.File(tmp, "w") as f:
-                    f.attrs["kernelcomp_format"] = "network"
-                    f.attrs["kernelcomp_format_version"] = ENCODING_VERSION
-                    f.attrs["kernelcomp_version"] = __version__
-                    f.attrs["created"] = _now()
+                    stamp(f, NETWORK_FORMAT, ENCODING_VERSION)
                     self.to_hdf5(f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     @classmethod

@@ -158,7 +158,7 @@ def prepare(
     n = X.shape[0]
     L = a.shape[0]
     for i in numba.prange(n):
-        acc = _row_sqnorm(X, i)
+        acc = _row_sqnorm(X, np.int64(i))  # one index type (prange's is unsigned)
         sqn[i] = acc
         rsq[i] = 1.0 / math.sqrt(acc) if acc > 0.0 else 0.0
         s = s0a * acc + b2[0]

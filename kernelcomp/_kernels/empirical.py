@@ -10,7 +10,8 @@ without temporaries,
 * ``d_out = phi'(z) * d_scale`` (activation derivatives, working dtype).
 
 Each output is skipped when it has zero rows. Pre-activations are always
-float64, so float32 requests keep the float64 ReLU masks (DESIGN §1.2).
+float64, so a float32 request gets the same ReLU masks (signs of the float64
+pre-activations) as a float64 one.
 Activations are chosen by an integer code.
 """
 

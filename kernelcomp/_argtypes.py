@@ -1,0 +1,72 @@
+"""argparse ``type=`` converters of the command line (:mod:`kernelcomp.cli` and the
+``train``/``demo`` subcommands).
+
+Each takes the option's text and returns its value, or raises
+:class:`argparse.ArgumentTypeError` with a message that says what was expected
+(argparse prefixes it with the option's name).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["int_list", "n_jobs", "positive_int", "stds", "widths"]
+
+
+def stds(text: str) -> Any:
+    """``"1.0"`` -> 1.0, ``"1,2,1"`` -> (1.0, 2.0, 1.0), ``"none"`` -> None."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        values = [
+            None if v.strip().lower() == "none" else float(v) for v in text.split(",")
+        ]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or comma-separated numbers (one per Dense layer), got {text!r}"
+        ) from exc
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def widths(text: str) -> Any:
+    """``"64"`` -> 64, ``"64,32"`` -> (64, 32)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or comma-separated integers, got {text!r}"
+        ) from exc
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def int_list(text: str) -> list[int]:
+    """``"0,2"`` -> [0, 2]."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers (input directions), got {text!r}"
+        ) from exc
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def n_jobs(text: str) -> int:
+    """A non-zero integer thread count (negative: joblib style, -1 all cores)."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a non-zero integer (-1: all cores)")
+    return value

@@ -1,0 +1,83 @@
+"""Module layering: no import circles hidden behind function-level imports.
+
+* ``_base`` (the Kernel protocol) sits below ``_gram`` (the driver): ``_gram``
+  imports ``_base``, never the other way round, and calling a kernel does not
+  need the driver.
+* ``_h5`` is a leaf shared by ``io`` and ``network``; ``network`` never imports ``io``.
+* ``_argtypes`` is a leaf shared by the command lines.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import kernelcomp
+
+PACKAGE = Path(kernelcomp.__file__).parent
+
+
+def _imported_modules(name: str) -> set[str]:
+    """kernelcomp modules that module ``name`` imports, anywhere in its source."""
+    path = PACKAGE / (name.removeprefix("kernelcomp.").replace(".", "/") + ".py")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("kernelcomp")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kernelcomp"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if (PACKAGE.parent / (m.replace(".", "/") + ".py")).exists()}
+
+
+def test_leaf_modules_import_only_leaves():
+    assert _imported_modules("kernelcomp._h5") == {"kernelcomp._version"}
+    assert _imported_modules("kernelcomp._argtypes") == set()
+
+
+def test_no_back_edges():
+    assert "kernelcomp._gram" not in _imported_modules("kernelcomp._base")
+    assert "kernelcomp._base" in _imported_modules("kernelcomp._gram")
+    assert "kernelcomp.io" not in _imported_modules("kernelcomp.network")
+    assert "kernelcomp._h5" in _imported_modules("kernelcomp.network")
+    assert "kernelcomp._h5" in _imported_modules("kernelcomp.io")
+    assert "kernelcomp._argtypes" in _imported_modules("kernelcomp.cli")
+
+
+def test_kernels_and_network_files_need_neither_driver_nor_io(tmp_path):
+    probe = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np
+        import kernelcomp.kernels as kernels
+        import kernelcomp.network as network
+        X = np.random.default_rng(0).standard_normal((5, 3))
+        kernels.NTK()(X)
+        kernels.NNGP().diag(X)
+        net = network.FCNetwork.init(3, [4], seed=0)
+        for ext in ("npz", "h5"):
+            network.FCNetwork.load(net.save({str(tmp_path)!r} + "/net." + ext))
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("kernelcomp"))))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "kernelcomp._gram" not in loaded
+    assert "kernelcomp.io" not in loaded
+    assert "kernelcomp._h5" in loaded
+
+
+def test_cli_type_helpers_come_from_argtypes():
+    from kernelcomp import _argtypes, cli, demo
+
+    for name in _argtypes.__all__:
+        assert getattr(cli, name) is getattr(_argtypes, name)
+    # kernelcomp.demo's option types are the same objects, wherever it imports them from
+    assert demo._positive_int is _argtypes.positive_int

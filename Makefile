@@ -7,14 +7,14 @@ STAMP  := $(VENV)/.installed
 # the test venv gets it so the torch interop tests run; elsewhere they are skipped.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-cp311-*.whl))
 
-.PHONY: test demo lint bench clean venv
+.PHONY: test demo lint bench mutants clean venv
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,dask]"
 	touch $(STAMP)
 
 $(VENV)/.torch: $(STAMP)
@@ -35,6 +35,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_gram.py
+
+mutants: $(STAMP)
+	$(PY) scripts/mutants.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .hypothesis

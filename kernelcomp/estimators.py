@@ -420,7 +420,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
     center_indices_ : ndarray of int
         ``"falkon"``: indices of the centres among the training samples.
     n_iter_ : int
-        ``"falkon"``: conjugate-gradient iterations run.
+        ``"falkon"``: conjugate-gradient iterations run (1 for ``"cholesky"``).
     kernel_ : Kernel or "precomputed"
         The kernel used (``kc.NTK()`` when ``kernel=None``).
     n_features_in_ : int
@@ -547,6 +547,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         self.dual_coef_ = np.ascontiguousarray(coef.ravel() if np.ndim(y) == 1 else coef)
         self.X_fit_ = X
         self.kernel_ = kernel
+        self.n_iter_ = 1  # one direct solve
         return self
 
     def _fit_falkon(self, kernel: Kernel | str, X: np.ndarray, y: np.ndarray, alpha: float,

@@ -96,6 +96,13 @@ def test_falkon_in_sklearn_tools_and_errors(rng):
     np.testing.assert_array_equal(again.predict(Xt), clone(est).fit(X, y).predict(Xt))
     search = GridSearchCV(est, {"alpha": [1e-3, 1e-1], "n_centers": [20, 50]}, cv=3).fit(X, y)
     assert search.best_params_["n_centers"] in (20, 50)
+    # the centres are a uniform random subset, reproducible for a random_state
+    a = kc.NTKRegressor(solver="falkon", n_centers=50, random_state=0).fit(X, y)
+    b = kc.NTKRegressor(solver="falkon", n_centers=50, random_state=1).fit(X, y)
+    assert a.center_indices_.size == 50 and np.unique(a.center_indices_).size == 50
+    assert not np.array_equal(a.center_indices_, b.center_indices_)
+    assert a.center_indices_.max() > 100  # not the first rows
+    np.testing.assert_array_equal(a.X_fit_, X[a.center_indices_])
     with pytest.raises(ValueError, match="n_centers must be"):
         kc.NTKRegressor(solver="falkon", n_centers=0).fit(X, y)
     with pytest.raises(ValueError, match="solver must be one of"):

@@ -20,6 +20,11 @@ implement:
 Threads are set by the caller (:func:`kernelcomp._parallel.n_jobs_context`);
 hooks never change them.
 
+Devices: ``device="cuda"`` (``k(X, device="cuda")``, ``kc.gram(..., device="cuda")``)
+runs the same entry points on :meth:`Kernel._for_device`'s result, a kernel
+whose hooks compute on the GPU (:meth:`Kernel._cuda_backend`; kernels without
+one refuse ``"cuda"`` with a NotImplementedError).
+
 This module sits below the Gram driver (:mod:`kernelcomp._gram`), which builds
 its tiled, out-of-core computation on :meth:`Kernel._gram_inputs` and
 :meth:`Kernel._fill_gram`; it never imports the driver.
@@ -34,6 +39,28 @@ import numpy as np
 
 from kernelcomp._parallel import n_jobs_context
 from kernelcomp._validation import check_matrix, result_dtype
+
+#: values of the ``device`` argument
+DEVICES = ("cpu", "cuda")
+
+
+def is_device_array(obj: Any) -> bool:
+    """Whether ``obj`` lives on a GPU: a numba device array or any
+    ``__cuda_array_interface__`` object (cupy, torch...). Imports nothing."""
+    if isinstance(obj, np.ndarray):
+        return False
+    return bool(getattr(obj, "__cuda_ndarray__", False)) or (
+        getattr(obj, "__cuda_array_interface__", None) is not None
+    )
+
+
+def check_device(device: Any) -> str:
+    """Validate a ``device`` argument: ``"cpu"`` or ``"cuda"``."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'cpu' or 'cuda', got {type(device).__name__} {device!r}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    return device
 
 
 class Kernel(abc.ABC):
@@ -55,29 +82,63 @@ class Kernel(abc.ABC):
         *,
         dtype: Any = None,
         n_jobs: int | None = None,
+        device: str = "cpu",
     ) -> np.ndarray:
         """Gram matrix ``K[i, j] = k(x_i, y_j)`` (``Y=None``: of ``X`` with itself).
 
         Parameters
         ----------
         X : array-like of shape (n, d)
+            With ``device="cuda"``, also a GPU array (a numba device array or
+            any ``__cuda_array_interface__`` object: cupy, torch...).
         Y : array-like of shape (m, d), optional
         dtype : {None, "float32", "float64"}
             Output dtype; None gives float32 when every input is float32 and
             float64 otherwise.
         n_jobs : int, optional
             Threads to use (None: all).
+        device : {"cpu", "cuda"}, default "cpu"
+            Where the O(n m) work runs; ``"cuda"`` needs numba-cuda and a GPU
+            (``NTK``/``NNGP`` only). The result is a NumPy array either way.
 
         Returns
         -------
         numpy.ndarray of shape (n, m)
         """
-        X, Yc, dt = self._gram_inputs(X, Y, dtype)
+        k = self._for_device(device)
+        X, Yc, dt = k._gram_inputs(X, Y, dtype)
         m = X.shape[0] if Yc is None else Yc.shape[0]
         out = np.empty((X.shape[0], m), dtype=dt)
         with n_jobs_context(n_jobs):
-            self._fill_gram(X, Yc, out)
+            k._fill_gram(X, Yc, out)
         return out
+
+    def _for_device(self, device: Any) -> Kernel:
+        """The kernel whose hooks run on ``device``: ``self`` for ``"cpu"``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For an invalid ``device``.
+        NotImplementedError
+            For ``"cuda"`` with a kernel that has no GPU implementation.
+        kernelcomp._kernels._config.CudaUnavailableError
+            (a RuntimeError) for ``"cuda"`` without numba-cuda or a CUDA device.
+        """
+        if check_device(device) == "cpu":
+            return self
+        return self._cuda_backend()
+
+    def _cuda_backend(self) -> Kernel:
+        """A kernel computing this one's Gram matrices on the GPU (override to provide one).
+
+        Its ``_gram_inputs`` also accepts device arrays, and its ``_fill`` a
+        device array as ``out``.
+        """
+        raise NotImplementedError(
+            f"device='cuda' is not supported for {type(self).__name__} yet (only the analytic "
+            "NTK and NNGP run on the GPU); use device='cpu'"
+        )
 
     def diag(self, X: Any, *, dtype: Any = None, n_jobs: int | None = None) -> np.ndarray:
         """The diagonal ``k(x_i, x_i)`` without forming the n x n matrix.

@@ -1,7 +1,8 @@
 """The Gram driver: one entry point for big matrices.
 
 Row-block tiles, threads, a progress bar and out-of-core output (a
-preallocated array or an h5py dataset written block by block).
+preallocated array or an h5py dataset written block by block), on the CPU or,
+with ``device="cuda"``, on the GPU (the kernel's ``_cuda_backend``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._base import Kernel
+from kernelcomp._base import Kernel, is_device_array
 from kernelcomp._parallel import n_jobs_context
 from kernelcomp._validation import check_int
 
@@ -41,14 +42,18 @@ class GramBlock:
     writes: list[tuple[tuple[slice, slice], np.ndarray]]
 
 
-def _prepare_inputs(
-    kernel: Kernel, X: Any, Y: Any, dtype: Any
-) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+def _check_kernel(kernel: Any) -> None:
     if not isinstance(kernel, Kernel):
         raise TypeError(
             "kernel must be a kernelcomp kernel (e.g. kc.NTK(), kc.NNGP(), "
             f"kc.EmpiricalNTK(net)), got {type(kernel).__name__}"
         )
+
+
+def _prepare_inputs(
+    kernel: Kernel, X: Any, Y: Any, dtype: Any
+) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+    _check_kernel(kernel)
     return kernel._gram_inputs(X, Y, dtype)
 
 
@@ -71,6 +76,7 @@ def iter_gram_blocks(
     dtype: Any = None,
     block_rows: int | None = None,
     skip: Any = (),
+    device: str = "cpu",
 ) -> Iterator[GramBlock]:
     """Compute a Gram matrix one row block at a time.
 
@@ -87,11 +93,15 @@ def iter_gram_blocks(
         Rows per block; default about 64 MiB of output per block.
     skip : container of int
         Block indices not to compute (already stored).
+    device : {"cpu", "cuda"}, default "cpu"
+        As in :func:`gram` (blocks are host arrays either way).
 
     Yields
     ------
     GramBlock
     """
+    _check_kernel(kernel)
+    kernel = kernel._for_device(device)
     X, Yc, dt = _prepare_inputs(kernel, X, Y, dtype)
     yield from _iter_prepared(kernel, X, Yc, dt, block_rows, skip)
 
@@ -166,6 +176,7 @@ def gram(
     progress: bool = False,
     out: Any = None,
     block_rows: int | None = None,
+    device: str = "cpu",
 ) -> Any:
     """Gram matrix of a kernelcomp kernel, tiled, threaded and out-of-core if asked.
 
@@ -174,6 +185,8 @@ def gram(
     kernel : Kernel
         ``kc.NTK``, ``kc.NNGP``, ``kc.EmpiricalNTK``...
     X : array-like of shape (n, d)
+        With ``device="cuda"``, also a GPU array: a numba device array or any
+        ``__cuda_array_interface__`` object (cupy, torch...).
     Y : array-like of shape (m, d), optional
         Defaults to ``X``: the symmetric Gram (upper triangle computed once,
         mirrored, exactly symmetric).
@@ -191,8 +204,22 @@ def gram(
         as numpy ufuncs do with ``out=`` (``casting="same_kind"``): a float32
         ``out`` of a float64 Gram holds the float64 values rounded to float32.
         To compute in float32, pass ``dtype="float32"``.
+        With ``device="cuda"``, ``out`` may also be a GPU array (float32 or
+        float64, C-contiguous or not): the matrix is written there in one
+        launch and stays on the device.
     block_rows : int, optional
-        Rows per block when writing by blocks (default about 64 MiB of output).
+        Rows per block when writing by blocks (default about 64 MiB of output);
+        host outputs only (a device ``out`` is written in one launch).
+    device : {"cpu", "cuda"}, default "cpu"
+        ``"cuda"``: the O(n m) work runs on the GPU (``NTK``/``NNGP``; needs
+        numba-cuda and a CUDA device); the per-sample pass stays on the CPU.
+        Host outputs are computed in device buffers and copied back: one
+        buffer for the whole matrix when it takes at most a quarter of the free
+        device memory, else row chunks; where the CPU path writes by blocks
+        (``block_rows``, ``progress``, an h5py dataset, an ``out`` of another
+        dtype or layout), the same row blocks, each computed on the GPU, copied
+        back and written in turn (synchronously: a block's computation does not
+        overlap the previous block's copy and write).
 
     Returns
     -------
@@ -202,6 +229,10 @@ def gram(
     ------
     TypeError, ValueError
         For invalid kernels, inputs or outputs (before any compiled code runs).
+    NotImplementedError
+        For ``device="cuda"`` with a kernel that has no GPU implementation.
+    kernelcomp._kernels._config.CudaUnavailableError
+        A RuntimeError, for ``device="cuda"`` without numba-cuda or a CUDA device.
 
     Examples
     --------
@@ -211,13 +242,27 @@ def gram(
     >>> K.shape, bool((K == K.T).all())
     ((100, 100), True)
     """
+    _check_kernel(kernel)
+    label = f"{type(kernel).__name__} Gram"
+    kernel = kernel._for_device(device)
     X, Yc, dt = _prepare_inputs(kernel, X, Y, dtype)
     n = X.shape[0]
     m = n if Yc is None else Yc.shape[0]
+    dev_out = None
     if out is not None:
-        _check_out(out, (n, m))
+        if device == "cuda":
+            dev_out = kernel._device_out(out, (n, m))
+        if dev_out is None:
+            if is_device_array(out):
+                raise TypeError(
+                    f"out is a GPU array ({type(out).__name__}): pass device='cuda' to "
+                    "compute on the GPU, or give a host array"
+                )
+            _check_out(out, (n, m))
     if block_rows is not None:
         block_rows = check_int(block_rows, "block_rows", minimum=1)
+    if dev_out is not None:
+        return _gram_device_out(kernel, X, Yc, out, dev_out, n_jobs, progress, label)
     one_shot = (
         not progress
         and block_rows is None
@@ -238,7 +283,7 @@ def gram(
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, unit="row", desc=f"{type(kernel).__name__} Gram")
+            bar = tqdm(total=n, unit="row", desc=label)
         try:
             for block in _iter_prepared(kernel, X, Yc, dt, block_rows, ()):
                 for key, value in block.writes:
@@ -249,3 +294,31 @@ def gram(
             if bar is not None:
                 bar.close()
         return result
+
+
+def _gram_device_out(
+    kernel: Kernel,
+    X: np.ndarray,
+    Y: np.ndarray | None,
+    out: Any,
+    dev_out: Any,
+    n_jobs: int | None,
+    progress: bool,
+    label: str,
+) -> Any:
+    """The whole Gram in one launch into the device array ``dev_out`` (a view of ``out``)."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=X.shape[0], unit="row", desc=label)
+    try:
+        with n_jobs_context(n_jobs):
+            kernel._fill_gram(X, Y, dev_out)
+        kernel._synchronize()  # visible to other streams (cupy, torch) on return
+        if bar is not None:
+            bar.update(X.shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+    return out

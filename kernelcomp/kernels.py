@@ -15,6 +15,10 @@ Gaussian. In the ``"standard"`` parameterization (weights ``N(0, sw^2/fan_in)``,
 trained as stored) the NNGP is the same and the tangent update reads
 ``T(l+1) = n_l K(S(l)) + [bias] + sw_l^2 Kdot T(l)`` with ``n_l`` the width of
 hidden layer ``l`` (``T1 = x.x' + [bias]``), so the NTK grows with the width.
+
+``device="cuda"`` computes the O(n m) part on the GPU (:mod:`kernelcomp._kernels.cuda`,
+numba-cuda): the per-sample pass stays on the CPU and its results are copied
+to the device; inputs may be GPU arrays, and ``kc.gram``'s ``out`` a device array.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kernelcomp._base import Kernel
+from kernelcomp._base import Kernel, is_device_array
 from kernelcomp._kernels import analytic as _core
 from kernelcomp._linalg import syrk_upper
 from kernelcomp._validation import check_int, per_layer
@@ -243,6 +247,9 @@ class _AnalyticKernel(Kernel):
     def _diag(self, px: _Prepared) -> np.ndarray:
         return px.dg
 
+    def _cuda_backend(self) -> _CudaAnalytic:
+        return _CudaAnalytic(self)
+
     # -- description ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON description: ``{"kernel": "NTK", "params": {...}}``."""
@@ -274,6 +281,158 @@ class _AnalyticKernel(Kernel):
             if isinstance(params.get(key), list):
                 params[key] = tuple(params[key])
         return classes[name](**params)
+
+
+@dataclass(frozen=True)
+class _DevicePrepared:
+    """Rows ``start:stop`` of a CPU-prepared state whose arrays are also on the GPU."""
+
+    host: _Prepared  # all rows, on the host
+    dev: Any  # kernelcomp._kernels.cuda.DeviceSamples of all rows
+    start: int
+    stop: int
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.start
+
+
+class _CudaAnalytic(Kernel):
+    """The ``device="cuda"`` backend of an analytic kernel, made for one call.
+
+    Same validation and per-sample (CPU) pass as the kernel it wraps; ``_fill``
+    launches the fused CUDA kernel. Inputs may be device arrays (copied to the
+    host for validation and the per-sample pass; used in place on the device
+    when already C-contiguous in the result dtype). ``out`` may be a device
+    array (written in place) or a host array (through device buffers, in row
+    chunks when one buffer would take more than
+    :func:`kernelcomp._kernels.cuda.out_budget_bytes`).
+    """
+
+    def __init__(self, base: _AnalyticKernel) -> None:
+        from kernelcomp._kernels import cuda as _cuda  # numba-cuda, on demand
+
+        _cuda.require()
+        self.base = base
+        self.n_features_in = base.n_features_in
+        self._cuda = _cuda
+        self._device_inputs: dict[int, tuple[np.ndarray, Any]] = {}
+        self._buffers: dict[tuple[str, str], Any] = {}
+        self._recursions: dict[int, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"{self.base!r} on device='cuda'"
+
+    # -- inputs and outputs -----------------------------------------------------
+    def _check_input(self, X: Any, name: str, n_features: int | None = None) -> np.ndarray:
+        return self.base._check_input(X, name, n_features)
+
+    def _to_host(self, A: Any, name: str) -> tuple[Any, Any]:
+        """``(host copy, device array)`` of a device array; ``(A, None)`` otherwise."""
+        if A is None or not is_device_array(A):
+            return A, None
+        dev = self._cuda.as_device_array(A)
+        try:
+            host = dev.copy_to_host()
+        except NotImplementedError as exc:  # negative strides
+            raise ValueError(
+                f"{name} is a device array that cannot be copied to the host ({exc}); "
+                "pass a contiguous one"
+            ) from exc
+        return host, dev
+
+    def _gram_inputs(
+        self, X: Any, Y: Any, dtype: Any
+    ) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+        Xh, Xd = self._to_host(X, "X")
+        Yh, Yd = self._to_host(Y, "Y")
+        X, Yc, dt = self.base._gram_inputs(Xh, Yh, dtype)
+        for host, validated, dev in ((Xh, X, Xd), (Yh, Yc, Yd)):
+            # the device array itself serves when validation kept the host copy as is
+            if dev is not None and validated is host and dev.is_c_contiguous():
+                self._device_inputs[id(validated)] = (validated, dev)
+        return X, Yc, dt
+
+    def _device_out(self, out: Any, shape: tuple[int, int]) -> Any:
+        """A numba view of a device-array ``out`` after checks; None for a host ``out``."""
+        if not is_device_array(out):
+            return None
+        dev = self._cuda.as_device_array(out)
+        if tuple(dev.shape) != shape:
+            raise ValueError(
+                f"out has shape {tuple(dev.shape)}, but the Gram matrix is {shape}"
+            )
+        if np.dtype(dev.dtype) not in (np.float32, np.float64):
+            raise TypeError(
+                f"a device out must be float32 or float64, got dtype {np.dtype(dev.dtype)}"
+            )
+        return dev
+
+    def _synchronize(self) -> None:
+        self._cuda.synchronize()
+
+    # -- hooks --------------------------------------------------------------------
+    def _prepare(self, X: np.ndarray) -> _DevicePrepared:
+        host = self.base._prepare(X)
+        known = self._device_inputs.get(id(X))
+        Xd = known[1] if known is not None and known[0] is X else self._cuda.to_device(X)
+        dev = self._cuda.DeviceSamples(Xd, host.a, host.b, host.dg)
+        return _DevicePrepared(host, dev, 0, X.shape[0])
+
+    def _take(self, prep: _DevicePrepared, start: int, stop: int) -> _DevicePrepared:
+        return _DevicePrepared(prep.host, prep.dev, prep.start + start, prep.start + stop)
+
+    def _diag(self, px: _DevicePrepared) -> np.ndarray:
+        return px.host.dg[px.start : px.stop]
+
+    def _recursion(self, d: int) -> Any:
+        if d not in self._recursions:
+            self._recursions[d] = self._cuda.Recursion(self.base._layer_params(d), _SNAP)
+        return self._recursions[d]
+
+    def _buffer(self, key: str, shape: tuple[int, int], dtype: np.dtype) -> Any:
+        """A C-contiguous device array of ``shape``, reusing this call's allocation."""
+        size = shape[0] * shape[1]
+        flat = self._buffers.get((key, dtype.str))
+        if flat is None or flat.shape[0] < size:
+            flat = self._cuda.device_array((size,), dtype)
+            self._buffers[(key, dtype.str)] = flat
+        return flat[:size].reshape(shape)
+
+    def _fill(
+        self, px: _DevicePrepared, py: _DevicePrepared, out: Any, symmetric: bool
+    ) -> None:
+        cu = self._cuda
+        rec = self._recursion(px.host.X.shape[1])
+        if is_device_array(out):
+            cu.fill(rec, px.dev, py.dev, px.start, py.start, symmetric, out)
+            return
+        nr, nc = out.shape
+        dt = out.dtype
+        rows = max(1, int(cu.out_budget_bytes() // (nc * dt.itemsize)))
+        if rows >= nr:
+            buf = self._buffer("a", (nr, nc), dt)
+            cu.fill(rec, px.dev, py.dev, px.start, py.start, symmetric, buf)
+            buf.copy_to_host(out)
+            return
+        # larger than one device buffer: row chunks (symmetric: each chunk's
+        # upper-diagonal block, and the part right of it, mirrored on the host)
+        for i0 in range(0, nr, rows):
+            i1 = min(nr, i0 + rows)
+            if not symmetric:
+                buf = self._buffer("a", (i1 - i0, nc), dt)
+                cu.fill(rec, px.dev, py.dev, px.start + i0, py.start, False, buf)
+                buf.copy_to_host(out[i0:i1])
+                continue
+            buf = self._buffer("a", (i1 - i0, i1 - i0), dt)
+            cu.fill(rec, px.dev, px.dev, px.start + i0, px.start + i0, True, buf)
+            out[i0:i1, i0:i1] = buf.copy_to_host()
+            if i1 < nr:
+                off = self._buffer("b", (i1 - i0, nr - i1), dt)
+                cu.fill(rec, px.dev, px.dev, px.start + i0, px.start + i1, False, off)
+                h = off.copy_to_host()
+                out[i0:i1, i1:] = h
+                out[i1:, i0:i1] = h.T
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,19 @@ floating-point flags are set in one place:
 * ``fastmath`` is off: the element-wise loops vectorise without it, and keeping
   IEEE semantics makes every entry bit-identical whatever the tiling or the
   thread count (and keeps NaN/inf checks meaningful).
+
+GPU kernels go through :func:`cuda_jit`, the CUDA counterpart (numba's CUDA
+target, the optional package numba-cuda: ``pip install 'kernelcomp[cuda]'``).
+numba-cuda is imported only when a CUDA function is defined, so kernelcomp
+imports and runs on the CPU without it; where it is missing, :func:`cuda_jit`
+returns a placeholder that raises :class:`CudaUnavailableError` when used.
+Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is first imported to run the CUDA
+code in numba's simulator (no GPU needed; slow: for tests).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any
@@ -60,5 +69,94 @@ def jit(
             nogil=True,
             error_model="numpy",
         )
+
+    return wrap if func is None else wrap(func)
+
+
+# -- CUDA target -----------------------------------------------------------------
+
+
+class CudaUnavailableError(RuntimeError):
+    """``device="cuda"`` was asked for, but numba-cuda or a CUDA device is missing."""
+
+
+def cuda_module() -> Any:
+    """numba's CUDA target (``numba.cuda`` from the package numba-cuda), imported now.
+
+    Raises
+    ------
+    CudaUnavailableError
+        If numba-cuda is not installed (numba's own deprecated ``numba.cuda``
+        is not used).
+    """
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise CudaUnavailableError(
+            "device='cuda' needs numba-cuda, which is not installed: "
+            "pip install 'kernelcomp[cuda]' (or pip install numba-cuda)"
+        )
+    from numba import cuda
+
+    return cuda
+
+
+def cuda_simulator(cuda: Any) -> bool:
+    """Whether ``cuda`` (from :func:`cuda_module`) is numba's CUDA simulator."""
+    try:
+        from numba.cuda.core import config  # numba-cuda >= 0.20 keeps its own config
+    except ImportError:  # pragma: no cover - older numba-cuda
+        from numba.core import config
+    return bool(getattr(config, "ENABLE_CUDASIM", False))
+
+
+class _CudaMissing:
+    """Stands for a CUDA function where numba-cuda is not installed."""
+
+    def __init__(self, func: Callable[..., Any], reason: str) -> None:
+        self.py_func = func
+        self.reason = reason
+        self.__name__ = getattr(func, "__name__", "cuda_function")
+        self.__doc__ = getattr(func, "__doc__", None)
+
+    def __getitem__(self, config: Any) -> Any:
+        raise CudaUnavailableError(self.reason)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise CudaUnavailableError(self.reason)
+
+
+def cuda_jit(
+    func: Callable[..., Any] | None = None, *, device: bool = False
+) -> Callable[..., Any]:
+    """Compile ``func`` for numba's CUDA target with kernelcomp's shared options.
+
+    Compilation is lazy (on the first launch, once per argument types); on a
+    GPU, kernels use the on-disk cache like :func:`jit` (``KERNELCOMP_NUMBA_CACHE``).
+    ``fastmath`` is off: IEEE division and square roots (the compiler may still
+    contract a multiply and an add into one fused multiply-add; kernels that
+    must round like the CPU say so explicitly).
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function to compile. When omitted, returns a decorator.
+    device : bool, default False
+        A device function (called from kernels) rather than a kernel.
+
+    Returns
+    -------
+    callable
+        The CUDA dispatcher; where numba-cuda is not installed, a placeholder
+        raising :class:`CudaUnavailableError` when launched or called.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            cuda = cuda_module()
+        except CudaUnavailableError as exc:
+            return _CudaMissing(f, str(exc))
+        options: dict[str, Any] = {"device": device, "fastmath": False}
+        if not device:
+            options["cache"] = CACHE and not cuda_simulator(cuda)
+        return cuda.jit(f, **options)
 
     return wrap if func is None else wrap(func)

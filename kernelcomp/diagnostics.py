@@ -339,6 +339,17 @@ def _center_gram(K: np.ndarray) -> np.ndarray:
     return out
 
 
+def _lanczos_options(tol: Any, random_state: Any, dtype: np.dtype) -> tuple[float, int]:
+    """Validated ``tol`` (raised to the dtype's floor: ``100 eps`` in float64, ``1e-5``
+    in float32) and ``random_state`` of the block Lanczos route."""
+    tol = check_real(tol, "tol")
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    random_state = check_int(random_state, "random_state", minimum=0)
+    floor = 100 * float(np.finfo(np.float64).eps) if dtype == np.float64 else 1e-5
+    return max(tol, floor), random_state
+
+
 def _is_dataset(K: Any) -> bool:
     """An h5py-like dataset: sliceable, with shape and dtype, not in memory."""
     return (not isinstance(K, np.ndarray) and hasattr(K, "shape") and hasattr(K, "dtype")
@@ -372,10 +383,7 @@ def _kernel_pca_out_of_core(
         raise ValueError(f"a Gram on disk is read by method='lanczos' only, got {method!r}")
     if center:
         raise ValueError("center=True is not available for a Gram on disk")
-    tol = check_real(tol, "tol")
-    if not (0 < tol < 1):
-        raise ValueError(f"tol must be in (0, 1), got {tol}")
-    random_state = check_int(random_state, "random_state", minimum=0)
+    tol, random_state = _lanczos_options(tol, random_state, dt)
     rows = max(1, _STREAM_BYTES // (n * dt.itemsize))
     # one pass for the trace, the finiteness and the symmetry of the diagonal tiles
     trace, scale, worst = 0.0, 0.0, 0.0
@@ -409,16 +417,15 @@ def _kernel_pca_out_of_core(
             bar.update(1)
         return out
 
-    tol_used = max(tol, 100 * float(np.finfo(dt).eps)) if dt == np.float64 else max(tol, 1e-5)
     try:
-        w, V, info = block_lanczos_topk(matmul, n, k, dt, tol=tol_used,
+        w, V, info = block_lanczos_topk(matmul, n, k, dt, tol=tol,
                                         random_state=random_state)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
     if not info.converged:
         raise RuntimeError(
-            f"the block Lanczos iteration did not reach tol={tol_used:g} on the Gram on disk "
+            f"the block Lanczos iteration did not reach tol={tol:g} on the Gram on disk "
             f"(largest residual {info.max_residual:.3g} x lambda_1); load the matrix into "
             "memory for LAPACK, or raise tol"
         )
@@ -531,10 +538,7 @@ def kernel_pca(
             f"method={method!r} needs n_components < n (got n_components={k}, n={n}); "
             "use method='full' for the whole spectrum"
         )
-    tol = check_real(tol, "tol")
-    if not (0 < tol < 1):
-        raise ValueError(f"tol must be in (0, 1), got {tol}")
-    random_state = check_int(random_state, "random_state", minimum=0)
+    tol, random_state = _lanczos_options(tol, random_state, K.dtype)
     auto = method == "auto"
     if auto:
         if n >= LANCZOS_MIN_SAMPLES and k <= LANCZOS_MAX_FRACTION * n:
@@ -553,9 +557,7 @@ def kernel_pca(
     if method == "lanczos":
         from kernelcomp._eigsolve import block_lanczos_topk
 
-        eps = float(np.finfo(K.dtype).eps)
-        tol_used = max(tol, 100 * eps) if K.dtype == np.float64 else max(tol, 1e-5)
-        w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, K.dtype, tol=tol_used,
+        w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, K.dtype, tol=tol,
                                         random_state=random_state)  # fmt: skip
         if not info.converged:
             method = "subset"  # LAPACK: exact to round-off

@@ -550,14 +550,18 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         self.n_iter_ = 1  # one direct solve
         return self
 
+    def _falkon_params(self) -> tuple[int, int, float]:
+        """Validated ``n_centers``, ``max_iter`` and ``tol`` of ``solver="falkon"``."""
+        return (check_int(self.n_centers, "n_centers", minimum=1),
+                check_int(self.max_iter, "max_iter", minimum=1),
+                check_real(self.tol, "tol", minimum=0.0))  # fmt: skip
+
     def _fit_falkon(self, kernel: Kernel | str, X: np.ndarray, y: np.ndarray, alpha: float,
                     sample_weight: Any) -> NTKRegressor:  # fmt: skip
         """``solver="falkon"``: Nystrom centres and preconditioned conjugate gradient."""
         from kernelcomp import _falkon
 
-        m_req = check_int(self.n_centers, "n_centers", minimum=1)
-        max_iter = check_int(self.max_iter, "max_iter", minimum=1)
-        tol = check_real(self.tol, "tol", minimum=0.0)
+        m_req, max_iter, tol = self._falkon_params()
         budget = (_falkon.default_max_memory() if self.max_memory is None
                   else check_int(self.max_memory, "max_memory", minimum=0))  # fmt: skip
         precomputed = _is_precomputed(kernel)
@@ -615,9 +619,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         from kernelcomp import _falkon
         from kernelcomp.distributed import is_dask_array
 
-        m_req = check_int(self.n_centers, "n_centers", minimum=1)
-        max_iter = check_int(self.max_iter, "max_iter", minimum=1)
-        tol = check_real(self.tol, "tol", minimum=0.0)
+        m_req, max_iter, tol = self._falkon_params()
         if not is_dask_array(X):
             X = da.from_array(np.asarray(X), chunks=(y.chunks[0], -1))
         if X.ndim != 2:

@@ -62,7 +62,7 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,26 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._gram import _prepare_inputs, default_block_rows, iter_gram_blocks, n_blocks
-from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
+from kernelcomp._h5 import (
+    FORMAT_VERSIONS,
+    NETWORK_FORMAT,
+    FormatError,
+    _as_str,
+    _atomic_h5,
+    _check_header,
+    _check_storable,
+    _dumps,
+    _existing,
+    _loads,
+    _open_checked,
+    _output_path,
+    _read_values,
+    _write_value,
+    atomic_write,
+    stamp,
+)
 from kernelcomp._parallel import n_jobs_context
 from kernelcomp._validation import check_int, check_matrix
-from kernelcomp._version import __version__
 
 __all__ = [
     "FORMAT_VERSIONS",
@@ -99,20 +115,10 @@ __all__ = [
     "save_gram",
 ]
 
-#: current ``kernelcomp_format_version`` of each format ("MAJOR.MINOR")
-FORMAT_VERSIONS: dict[str, str] = {"gram": "1.0", "run": "1.0", "diagnostics": "1.0"}
-#: kernelcomp formats written elsewhere, which this module recognises but does not read
-_OTHER_FORMATS: dict[str, str] = {
-    NETWORK_FORMAT: "written by FCNetwork.save; read it with kc.FCNetwork.load",
-}
 #: edge of the square HDF5 chunks ("tiles") of a Gram dataset
 TILE = 256
 #: suffix of the file a resumable or incremental write works in
 PARTIAL_SUFFIX = ".partial"
-
-
-class FormatError(ValueError):
-    """A file is not a kernelcomp file of the expected format or version."""
 
 
 class GramInterrupted(Exception):
@@ -134,153 +140,6 @@ class GramInterrupted(Exception):
             f"interrupted after {done}/{total} row blocks; the completed blocks are kept in "
             f"{self.partial} (continue with resume=True / --resume)"
         )
-
-
-# ---------------------------------------------------------------------------
-# headers, atomic writes
-# ---------------------------------------------------------------------------
-def _stamp(f: h5py.Group, fmt: str) -> None:
-    stamp(f, fmt, FORMAT_VERSIONS[fmt])
-
-
-def _as_str(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.dtype.kind in "SO" and value.shape == ():
-        return _as_str(value[()])
-    return value
-
-
-def _check_header(f: h5py.Group, path: Path, fmt: str | Sequence[str] | None) -> str:
-    """Check the root attributes; return the file's format."""
-    found = _as_str(f.attrs.get("kernelcomp_format"))
-    if found is None:
-        raise FormatError(
-            f"{path} is not a kernelcomp file (no 'kernelcomp_format' attribute at its root)"
-        )
-    allowed = [fmt] if isinstance(fmt, str) else (list(fmt) if fmt is not None else None)
-    if found in _OTHER_FORMATS:
-        want = " or ".join(repr(a) for a in (allowed or sorted(FORMAT_VERSIONS)))
-        raise FormatError(
-            f"{path} is a kernelcomp {found!r} file, expected a {want} file "
-            f"({_OTHER_FORMATS[found]})"
-        )
-    if found not in FORMAT_VERSIONS:
-        raise FormatError(
-            f"{path} has unknown kernelcomp_format {found!r}; expected one of "
-            f"{sorted(FORMAT_VERSIONS)}"
-        )
-    if allowed is not None and found not in allowed:
-        want = " or ".join(repr(a) for a in allowed)
-        raise FormatError(f"{path} is a kernelcomp {found!r} file, expected a {want} file")
-    version = str(_as_str(f.attrs.get("kernelcomp_format_version", "")))
-    major = version.split(".", 1)[0]
-    ours = FORMAT_VERSIONS[found].split(".", 1)[0]
-    if major != ours:
-        raise FormatError(
-            f"{path} has {found!r} format version {version or '(missing)'}, but this kernelcomp "
-            f"({__version__}) reads version {ours}.x only"
-        )
-    return str(found)
-
-
-def _existing(path: Any, name: str = "path") -> Path:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file")
-    if p.is_dir():
-        raise IsADirectoryError(f"{p} is a directory, expected a file")
-    return p
-
-
-@contextlib.contextmanager
-def _open_checked(path: Any, fmt: str | Sequence[str] | None) -> Iterator[h5py.File]:
-    p = _existing(path)
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise FormatError(f"{p} is not an HDF5 file ({exc})") from exc
-    with f:
-        _check_header(f, p, fmt)
-        yield f
-
-
-def _output_path(path: Any, force: bool) -> Path:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"{p} is a directory, expected a file name")
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"{p}: directory {p.parent} does not exist")
-    if p.exists() and not force:
-        raise FileExistsError(f"{p} exists; pass force=True (--force) to overwrite it")
-    return p
-
-
-@contextlib.contextmanager
-def _atomic_h5(path: Any, fmt: str, *, force: bool = False) -> Iterator[h5py.File]:
-    """Write a new HDF5 file under a temporary name, rename it when done."""
-    p = _output_path(path, force)
-    with atomic_write(p) as tmp, h5py.File(tmp, "w") as f:
-        _stamp(f, fmt)
-        yield f
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _dumps(value: Any, name: str) -> str:
-    try:
-        return json.dumps(value, default=_json_default, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be JSON serialisable: {exc}") from exc
-
-
-def _loads(value: Any) -> Any:
-    value = _as_str(value)
-    return None if value is None else json.loads(value)
-
-
-def _write_value(group: h5py.Group, name: str, value: Any, what: str) -> None:
-    """Arrays become datasets, scalars and strings attributes, dicts JSON."""
-    _check_storable(value, name, what)
-    if value is None:
-        return
-    if isinstance(value, str | bool | numbers.Number | np.generic):
-        group.attrs[name] = value
-    elif isinstance(value, Mapping):
-        group.attrs[name] = _dumps(value, f"{what} {name!r}")
-        group.attrs[f"{name}.__json__"] = True
-    else:
-        group.create_dataset(name, data=np.asarray(value))
-
-
-def _read_values(group: h5py.Group, skip: Sequence[str] = ()) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in group.attrs.items():
-        if key in skip or key.endswith(".__json__"):
-            continue
-        if group.attrs.get(f"{key}.__json__", False):
-            out[key] = _loads(value)
-        else:
-            value = _as_str(value)
-            out[key] = value.item() if isinstance(value, np.generic) else value
-    for key, item in group.items():
-        if key in skip:
-            continue
-        if isinstance(item, h5py.Dataset):
-            out[key] = item[()]
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -811,7 +670,7 @@ def compute_gram_file(
             partial.unlink()
         nb = n_blocks(n, block_rows)
         with h5py.File(partial, "w") as f:
-            _stamp(f, "gram")
+            stamp(f, "gram")
             # all chunks allocated now (a sparse file, nothing filled): block writes then
             # touch raw data only, never the file's metadata, so even a killed process
             # leaves a readable file whose record lists the blocks that are stored
@@ -979,7 +838,7 @@ class RunWriter:
             partial.unlink()
         try:
             with h5py.File(partial, "w") as f:
-                _stamp(f, "run")
+                stamp(f, "run")
                 f.attrs["config"] = config_json
                 f.attrs["summary"] = "{}"
                 f.attrs["complete"] = False
@@ -1131,21 +990,6 @@ def _float_array(value: Any, name: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     return arr.astype(np.float64)
-
-
-def _check_storable(value: Any, name: str, what: str) -> None:
-    """Raise the error :func:`_write_value` would raise, before anything is written."""
-    if value is None or isinstance(value, str | bool | numbers.Number | np.generic):
-        return
-    if isinstance(value, Mapping):
-        _dumps(value, f"{what} {name!r}")
-        return
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{what} {name!r} must be a number, a string, a dict or a numeric array, got "
-            f"{type(value).__name__} of dtype {arr.dtype}"
-        )
 
 
 def _float(value: Any, name: str) -> float:
@@ -1456,7 +1300,7 @@ def add_run_diagnostics(
             if name in parent:
                 del parent[name]
             g = parent.create_group(name)
-            _stamp(g, "diagnostics")
+            stamp(g, "diagnostics")
             _write_entries(g, entries, config_json)
     return p
 

@@ -1,10 +1,17 @@
-"""Thread-count handling: ``n_jobs`` maps to numba's thread count."""
+"""Thread counts and progress bars of long computations.
+
+* :func:`resolve_n_jobs`, :func:`n_jobs_context`: ``n_jobs`` maps to numba's
+  thread count.
+* :func:`progress`: a tqdm bar when asked for, a stand-in that does nothing
+  otherwise, closed at the end either way.
+"""
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numba
 
@@ -60,3 +67,55 @@ def n_jobs_context(n_jobs: int | None) -> Iterator[int]:
         yield n
     finally:
         numba.set_num_threads(previous)
+
+
+class _NoBar:
+    """What :func:`progress` yields when no bar is shown: tqdm's methods, doing nothing."""
+
+    def update(self, n: float = 1) -> None:
+        """Ignore progress."""
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        """Ignore the bar's suffix."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@contextmanager
+def progress(enabled: bool, **tqdm_kwargs: Any) -> Iterator[Any]:
+    """A progress bar for a ``with`` block: tqdm when ``enabled``, a silent stand-in otherwise.
+
+    The caller calls ``bar.update(n)`` (and ``bar.set_postfix(...)``) without
+    checking whether a bar is shown; the bar is closed when the block ends,
+    also when it raises. tqdm is imported only when a bar is shown.
+
+    Parameters
+    ----------
+    enabled : bool
+        Show a bar (:func:`tqdm.auto.tqdm`).
+    **tqdm_kwargs
+        Passed to tqdm (``total``, ``initial``, ``unit``, ``desc``, ``leave``...).
+
+    Yields
+    ------
+    tqdm.tqdm or object
+        The bar, or an object whose ``update``, ``set_postfix`` and ``close``
+        do nothing.
+
+    Examples
+    --------
+    >>> with progress(False, total=3, unit="block") as bar:
+    ...     for _ in range(3):
+    ...         bar.update(1)
+    """
+    if not enabled:
+        yield _NoBar()
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(**tqdm_kwargs)
+    try:
+        yield bar
+    finally:
+        bar.close()

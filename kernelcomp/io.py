@@ -91,6 +91,7 @@ from kernelcomp._h5 import (
     stamp,
 )
 from kernelcomp._parallel import n_jobs_context
+from kernelcomp._parallel import progress as show_progress
 from kernelcomp._validation import check_int, check_matrix
 
 __all__ = [
@@ -695,34 +696,24 @@ def compute_gram_file(
     with h5py.File(partial, "r+") as f:
         record = f["completed_blocks"]
         done = {int(i) for i in np.flatnonzero(record[()])}
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=total, initial=len(done), unit="block", desc=f"{desc['kernel']} Gram"
-            )
-        try:
-            with n_jobs_context(n_jobs):
-                ds = f["gram"]
-                for block in iter_gram_blocks(
-                    kernel, Xc, Yc, dtype=dt, block_rows=block_rows, skip=done
-                ):
-                    for key, value in block.writes:
-                        ds[key] = value
-                    f.flush()  # the block's data reaches the file before its record
-                    record[block.index] = 1
-                    f.flush()
-                    done.add(block.index)
-                    if bar is not None:
-                        bar.update(1)
-                    if should_stop is not None and len(done) < total and should_stop():
-                        raise GramInterrupted(partial, len(done), total)
-            f.attrs["complete"] = True
-            f.flush()
-        finally:
-            if bar is not None:
-                bar.close()
+        bar_args = {"total": total, "initial": len(done), "unit": "block",
+                    "desc": f"{desc['kernel']} Gram"}
+        with show_progress(progress, **bar_args) as bar, n_jobs_context(n_jobs):
+            ds = f["gram"]
+            for block in iter_gram_blocks(
+                kernel, Xc, Yc, dtype=dt, block_rows=block_rows, skip=done
+            ):
+                for key, value in block.writes:
+                    ds[key] = value
+                f.flush()  # the block's data reaches the file before its record
+                record[block.index] = 1
+                f.flush()
+                done.add(block.index)
+                bar.update(1)
+                if should_stop is not None and len(done) < total and should_stop():
+                    raise GramInterrupted(partial, len(done), total)
+        f.attrs["complete"] = True
+        f.flush()
     os.replace(partial, final)
     return read_gram_info(final)
 

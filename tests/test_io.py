@@ -255,6 +255,19 @@ def test_keyboard_interrupt_and_should_stop_keep_completed_blocks(tmp_path, rng,
     np.testing.assert_array_equal(io.load_gram(out), kc.NNGP(depth=2)(X))
 
 
+def test_gram_file_progress_bar_counts_blocks_from_the_resume_point(tmp_path, rng, capsys):
+    X = rng.standard_normal((200, 3))
+    k = kc.NTK(depth=2)
+    out = tmp_path / "K.h5"
+    with pytest.raises(io.GramInterrupted):
+        io.compute_gram_file(k, X, None, out, block_rows=50, should_stop=lambda: True)
+    assert capsys.readouterr().err == ""  # no bar unless asked for
+    io.compute_gram_file(k, X, None, out, resume=True, progress=True)
+    err = capsys.readouterr().err
+    assert "NTK Gram" in err and "1/4" in err and "4/4" in err and "0/4" not in err
+    np.testing.assert_array_equal(io.load_gram(out), k(X))
+
+
 _KILL_SCRIPT = """
 import os, signal, sys
 import numpy as np

@@ -11,8 +11,9 @@ imports h5py only inside the functions that open files (so that
   (:class:`FormatError`).
 * Writing: :func:`atomic_write` (a temporary name, renamed when complete),
   :func:`_output_path` (the one policy for output paths: no directory, an
-  existing folder, no overwrite without ``force``) and :func:`_atomic_h5`
-  (both, for a new HDF5 file with its header).
+  existing folder, no overwrite without ``force``), :func:`_atomic_h5`
+  (both, for a new HDF5 file with its header) and the ``PATH.partial`` file
+  of the writes that take long (:func:`_partial_path`, :func:`_refuse_partial`).
 * Reading: :func:`_existing` and :func:`_open_checked`.
 * Attribute codecs: :func:`_dumps` / :func:`_loads` (JSON attributes),
   :func:`_write_value` / :func:`_read_values` (arrays as datasets, scalars and
@@ -47,6 +48,10 @@ FORMAT_VERSIONS: dict[str, str] = {"gram": "1.0", "run": "1.0", "diagnostics": "
 _OTHER_FORMATS: dict[str, str] = {
     NETWORK_FORMAT: "written by FCNetwork.save; read it with kc.FCNetwork.load",
 }
+
+
+#: suffix of the file a resumable or incremental write works in
+PARTIAL_SUFFIX = ".partial"
 
 
 class FormatError(ValueError):
@@ -177,6 +182,23 @@ def _output_path(path: Any, force: bool) -> Path:
     if p.exists() and not force:
         raise FileExistsError(f"{p} exists; pass force=True (--force) to overwrite it")
     return p
+
+
+def _partial_path(path: Path) -> Path:
+    """The file a long write works in before it is renamed to ``path`` (``PATH.partial``)."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _refuse_partial(partial: Path, force: bool, why: str) -> None:
+    """Refuse to start over a partial file unless ``force``; ``why`` says what it is and what to do.
+
+    Raises
+    ------
+    FileExistsError
+        If ``partial`` exists and ``force`` is False.
+    """
+    if partial.exists() and not force:
+        raise FileExistsError(f"{partial} exists {why}")
 
 
 def file_mode() -> int:

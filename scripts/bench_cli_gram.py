@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import kernelcomp as kc
     from kernelcomp import io
-    from kernelcomp._gram import gram
+    from kernelcomp._gram import gram, iter_gram_blocks
     from kernelcomp._parallel import resolve_n_jobs
     from kernelcomp.cli import main as cli_main
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     small = np.load(x_path, mmap_mode="r")[:64].astype(dt)
     t0 = time.perf_counter()
     gram(kernel, small)
-    for b in io.iter_gram_blocks(kernel, small, dtype=dt, block_rows=32):
+    for b in iter_gram_blocks(kernel, small, dtype=dt, block_rows=32):
         del b
     print(f"  compile (first call):           {time.perf_counter() - t0:8.2f} s")
     base = peak_rss_mb()

@@ -17,6 +17,7 @@ import scipy.linalg
 import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp.cli import build_parser, main
+from kernelcomp.io import _gram_file
 
 DTYPES = ["float64", "float32"]
 #: eigenvalue tolerance (relative to the largest) per dtype of the Gram matrix
@@ -244,7 +245,7 @@ def test_gram_keeps_existing_output_unless_force(tmp_path, data, capsys):
 
 
 def _interrupt_after(n_ok, action):
-    real = io.iter_gram_blocks
+    real = _gram_file.iter_gram_blocks
 
     def wrapper(*args, **kwargs):
         for i, block in enumerate(real(*args, **kwargs)):
@@ -267,7 +268,8 @@ def test_gram_interrupt_then_resume_equals_uninterrupted(tmp_path, data, capsys,
               "--block-rows", "16", "--dtype", dtype, "-q"]
     assert main(["gram", str(x), "-o", str(tmp_path / "full.h5"), *common]) == 0
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(2, _raise_keyboard_interrupt))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks",
+                        _interrupt_after(2, _raise_keyboard_interrupt))
     code, _, err = _run(["gram", x, "-o", out, *common], capsys)
     monkeypatch.undo()
     assert code == 130 and "Traceback" not in err
@@ -298,7 +300,7 @@ def test_gram_ctrl_c_stops_at_a_block_boundary(tmp_path, data, capsys, monkeypat
     out = tmp_path / "K.h5"
     before = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(
-        io, "iter_gram_blocks",
+        _gram_file, "iter_gram_blocks",
         _interrupt_after(1, lambda: os.kill(os.getpid(), signal.SIGINT)),
     )
     code, _, err = _run(["gram", x, "-o", out, "--block-rows", "16"], capsys)
@@ -316,7 +318,8 @@ def test_gram_resume_refused_with_other_inputs(tmp_path, data, capsys, monkeypat
     X, _ = data
     np.save(tmp_path / "X2.npy", X + 1e-12)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(1, _raise_keyboard_interrupt))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks",
+                        _interrupt_after(1, _raise_keyboard_interrupt))
     assert main(["gram", str(tmp_path / "X.npy"), "-o", str(out), "--block-rows", "16",
                  "-q"]) == 130
     monkeypatch.undo()
@@ -354,7 +357,8 @@ def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
     run, _ = _make_run(tmp_path, X, y)
     io.save_diagnostics(tmp_path / "d.h5", [{"label": "init", "eigenvalues": np.ones(3),
                                              "effective_rank": 2.5}])
-    monkeypatch.setattr(io, "iter_gram_blocks", _interrupt_after(1, _raise_keyboard_interrupt))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks",
+                        _interrupt_after(1, _raise_keyboard_interrupt))
     main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "P.h5"), "--block-rows", "32"])
     monkeypatch.undo()
     capsys.readouterr()

@@ -3,7 +3,8 @@
 * ``_base`` (the Kernel protocol) sits below ``_gram`` (the driver): ``_gram``
   imports ``_base``, never the other way round, and calling a kernel does not
   need the driver.
-* ``_h5`` is a leaf shared by ``io`` and ``network``; ``network`` never imports ``io``.
+* ``_h5`` is a leaf shared by ``io`` and ``network``; neither ``network`` nor ``_h5``
+  imports ``io`` or any of its modules.
 * ``_argtypes`` is a leaf shared by the command lines.
 """
 
@@ -21,17 +22,38 @@ import kernelcomp
 PACKAGE = Path(kernelcomp.__file__).parent
 
 
+def _source(name: str) -> Path:
+    """The file of module ``name``: ``pkg/mod.py``, or ``pkg/mod/__init__.py`` for a package."""
+    base = PACKAGE.parent / name.replace(".", "/")
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _is_module(name: str) -> bool:
+    return _source(name).exists()
+
+
 def _imported_modules(name: str) -> set[str]:
-    """kernelcomp modules that module ``name`` imports, anywhere in its source."""
-    path = PACKAGE / (name.removeprefix("kernelcomp.").replace(".", "/") + ".py")
+    """kernelcomp modules that module ``name`` imports, anywhere in its source.
+
+    Importing ``a.b.c`` imports the packages ``a.b`` and ``a`` too, so they are
+    listed as well.
+    """
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(_source(name).read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("kernelcomp")}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kernelcomp"):
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}
-    return {m for m in found if (PACKAGE.parent / (m.replace(".", "/") + ".py")).exists()}
+    parents = {m.rsplit(".", k)[0] for m in found for k in range(1, m.count(".") + 1)}
+    return {m for m in found | parents if m != "kernelcomp" and _is_module(m)}
+
+
+def _package_modules(package: str) -> list[str]:
+    """The modules of a kernelcomp package (``kernelcomp.io`` and ``kernelcomp.io._arrays``...)."""
+    folder = _source(package).parent
+    return [package] + [f"{package}.{p.stem}" for p in sorted(folder.glob("*.py"))
+                        if p.stem != "__init__"]
 
 
 def test_leaf_modules_import_only_leaves():
@@ -42,10 +64,22 @@ def test_leaf_modules_import_only_leaves():
 def test_no_back_edges():
     assert "kernelcomp._gram" not in _imported_modules("kernelcomp._base")
     assert "kernelcomp._base" in _imported_modules("kernelcomp._gram")
-    assert "kernelcomp.io" not in _imported_modules("kernelcomp.network")
     assert "kernelcomp._h5" in _imported_modules("kernelcomp.network")
-    assert "kernelcomp._h5" in _imported_modules("kernelcomp.io")
     assert "kernelcomp._argtypes" in _imported_modules("kernelcomp.cli")
+
+
+def test_the_file_layer_sits_below_io():
+    """``network`` and ``_h5`` never import ``io`` (nor any module of the package)."""
+    assert _is_module("kernelcomp.io") and _is_module("kernelcomp.io._gram_file")
+    # the helper sees an import of a package's module as an import of the package
+    assert "kernelcomp.io" in _imported_modules("kernelcomp.io._info")
+    for low in ("kernelcomp.network", "kernelcomp._h5"):
+        found = _imported_modules(low)
+        assert not {m for m in found if m == "kernelcomp.io" or m.startswith("kernelcomp.io.")}
+    io_modules = _package_modules("kernelcomp.io")
+    assert len(io_modules) >= 6
+    users_of_h5 = [m for m in io_modules if "kernelcomp._h5" in _imported_modules(m)]
+    assert users_of_h5 == io_modules  # every module of io reads or writes through _h5
 
 
 def test_kernels_and_network_files_need_neither_driver_nor_io(tmp_path):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import kernelcomp as kc
 from kernelcomp import io
+from kernelcomp.io import _diag_file, _gram_file
 
 DTYPES = [np.float64, np.float32]
 
@@ -182,7 +183,7 @@ class _Boom(RuntimeError):
 
 def _failing_after(n_ok: int, exc: BaseException):
     """A wrapper of iter_gram_blocks that raises after ``n_ok`` blocks."""
-    real = io.iter_gram_blocks
+    real = _gram_file.iter_gram_blocks
 
     def wrapper(*args, **kwargs):
         for i, block in enumerate(real(*args, **kwargs)):
@@ -203,7 +204,7 @@ def test_interrupted_gram_resumes_to_the_exact_matrix(
     k = kc.NTK(depth=3, activation="erf", bias_std=0.2)
     full = io.compute_gram_file(k, X, Y, tmp_path / "full.h5", block_rows=64)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(3, _Boom("stop")))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(3, _Boom("stop")))
     with pytest.raises(_Boom, match="stop"):
         io.compute_gram_file(k, X, Y, out, block_rows=64)
     monkeypatch.undo()
@@ -217,13 +218,13 @@ def test_interrupted_gram_resumes_to_the_exact_matrix(
         io.compute_gram_file(k, X, Y, out, block_rows=64)
     # resume: only the missing blocks are computed
     calls = []
-    real = io.iter_gram_blocks
+    real = _gram_file.iter_gram_blocks
 
     def spy(*args, **kwargs):
         calls.append(set(kwargs["skip"]))
         yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(io, "iter_gram_blocks", spy)
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", spy)
     done = io.compute_gram_file(k, X, Y, out, block_rows=999, resume=True)
     assert calls == [{0, 1, 2}]
     assert done.complete and done.block_rows == 64  # the partial file's own layout
@@ -235,7 +236,7 @@ def test_keyboard_interrupt_and_should_stop_keep_completed_blocks(tmp_path, rng,
     X = rng.standard_normal((300, 4))
     k = kc.NNGP(depth=2)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(1, KeyboardInterrupt()))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(1, KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         io.compute_gram_file(k, X, None, out, block_rows=32)
     monkeypatch.undo()
@@ -273,13 +274,14 @@ import os, signal, sys
 import numpy as np
 import kernelcomp as kc
 from kernelcomp import io
-real = io.iter_gram_blocks
+from kernelcomp.io import _gram_file
+real = _gram_file.iter_gram_blocks
 def dying(*args, **kwargs):
     for i, block in enumerate(real(*args, **kwargs)):
         if i == 2:
             os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no close, no flush
         yield block
-io.iter_gram_blocks = dying
+_gram_file.iter_gram_blocks = dying
 X = np.load(sys.argv[1])
 io.compute_gram_file(kc.NTK(depth=2), X, None, sys.argv[2], block_rows=32)
 """
@@ -308,7 +310,7 @@ def test_resume_refuses_other_inputs_kernel_or_dtype(tmp_path, rng, monkeypatch)
     X = rng.standard_normal((200, 4))
     k = kc.NTK(depth=2)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(1, _Boom()))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(1, _Boom()))
     with pytest.raises(_Boom):
         io.compute_gram_file(k, X, None, out, block_rows=50)
     monkeypatch.undo()
@@ -339,7 +341,7 @@ def test_existing_output_kept_unless_force_and_resume_of_a_complete_file(
     with pytest.raises(FileExistsError, match="exists; pass force=True"):
         io.compute_gram_file(k, X, None, out)
     # resume on a complete file with the same inputs: nothing to compute
-    monkeypatch.setattr(io, "iter_gram_blocks", _failing_after(0, _Boom("computed")))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(0, _Boom("computed")))
     info = io.compute_gram_file(k, X, None, out, resume=True)
     assert info.complete and out.read_bytes() == before
     with pytest.raises(io.FormatError, match="other inputs"):
@@ -371,7 +373,7 @@ def test_compute_gram_file_validates_before_writing(tmp_path, rng):
 
 
 # -- headers ----------------------------------------------------------------
-def _gram_file(tmp_path, name="K.h5"):
+def _saved_gram(tmp_path, name="K.h5"):
     return io.save_gram(tmp_path / name, np.eye(3))
 
 
@@ -394,7 +396,7 @@ def test_foreign_and_non_hdf5_files_are_refused_naming_the_file(tmp_path):
 
 
 def test_format_and_version_checks(tmp_path):
-    path = _gram_file(tmp_path)
+    path = _saved_gram(tmp_path)
     with pytest.raises(
         io.FormatError, match=r"K\.h5 is a kernelcomp 'gram' file, expected a 'run'"
     ):
@@ -440,14 +442,14 @@ def test_atomic_write_leaves_nothing_after_a_failure(tmp_path):
 def test_failure_in_the_middle_of_a_write_leaves_the_old_file(tmp_path, monkeypatch):
     good = io.save_diagnostics(tmp_path / "d.h5", [{"x": np.arange(3.0)}])
     before = good.read_bytes()
-    real = io._write_value
+    real = _diag_file._write_value
 
     def failing(group, name, value, what):
         if name == "c":  # the last value: "a" and "b" are already written
             raise _Boom("disk full")
         real(group, name, value, what)
 
-    monkeypatch.setattr(io, "_write_value", failing)
+    monkeypatch.setattr(_diag_file, "_write_value", failing)
     entries = [{"a": np.ones(2), "b": 1.0}, {"c": np.zeros(4)}]
     with pytest.raises(_Boom, match="disk full"):
         io.save_diagnostics(good, entries, force=True)
@@ -639,7 +641,8 @@ def test_diagnostics_inside_a_run_file(tmp_path, rng, monkeypatch):
     assert io.load_diagnostics(path, name="other").entries == [{"v": 2}]
     # a failure while adding leaves the run file as it was
     before = path.read_bytes()
-    monkeypatch.setattr(io, "_write_entries", lambda *a: (_ for _ in ()).throw(_Boom("full")))
+    failing = lambda *a: (_ for _ in ()).throw(_Boom("full"))  # noqa: E731
+    monkeypatch.setattr(_diag_file, "_write_entries", failing)
     with pytest.raises(_Boom):
         io.add_run_diagnostics(path, [{"v": 3}], name="third")
     assert path.read_bytes() == before

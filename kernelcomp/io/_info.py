@@ -1,0 +1,140 @@
+"""Any kernelcomp file: what it holds (:func:`file_info`) and the network it holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from kernelcomp._h5 import NETWORK_FORMAT, _as_str, _loads, _open_checked
+from kernelcomp.io._gram_file import _gram_info
+from kernelcomp.io._run_file import _opt_float
+
+
+def _network_file_info(p: Any) -> dict[str, Any] | None:
+    """Description of a network file (``FCNetwork.save(".h5")``), else None."""
+    if not isinstance(p, Path) or not p.is_file():
+        return None
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        return None
+    with f:
+        if _as_str(f.attrs.get("kernelcomp_format")) != NETWORK_FORMAT:
+            return None
+        from kernelcomp.network import FCNetwork
+
+        net = FCNetwork.from_hdf5(f)  # checks the network encoding's own version
+        return {
+            "path": os.fspath(p),
+            "format": NETWORK_FORMAT,
+            "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
+            "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
+            "created": _as_str(f.attrs.get("created")),
+            "input_dim": net.input_dim,
+            "widths": list(net.widths),
+            "n_outputs": net.n_outputs,
+            "activation": net.activation,
+            "parameterization": net.parameterization,
+            "n_params": net.n_params,
+        }
+
+
+def file_info(path: Any) -> dict[str, Any]:
+    """Describe any kernelcomp file: header plus a summary of its contents.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        ``format``, ``format_version``, ``kernelcomp_version``, ``created``,
+        ``path`` and format-specific fields (JSON serialisable). Network files
+        written by ``FCNetwork.save`` (format ``"network"``) are described too.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    FormatError
+        If it is not a kernelcomp file of a supported version.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, kernelcomp as kc
+    >>> path = os.path.join(tempfile.mkdtemp(), "K.h5")
+    >>> _ = kc.io.save_gram(path, np.eye(2))
+    >>> kc.io.file_info(path)["format"]
+    'gram'
+    """
+    p = Path(path) if isinstance(path, str | os.PathLike) else path
+    net_info = _network_file_info(p)
+    if net_info is not None:
+        return net_info
+    with _open_checked(path, None) as f:
+        fmt = _as_str(f.attrs["kernelcomp_format"])
+        info: dict[str, Any] = {
+            "path": os.fspath(p),
+            "format": fmt,
+            "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
+            "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
+            "created": _as_str(f.attrs.get("created")),
+        }
+        if fmt == "gram":
+            g = _gram_info(f, p)
+            info.update(
+                shape=list(g.shape),
+                dtype=g.dtype.name,
+                symmetric=g.symmetric,
+                kernel=g.kernel_desc,
+                input_hash=g.input_hash,
+                blocks=f"{g.blocks_done}/{g.n_blocks}",
+                complete=g.complete,
+                inputs=g.inputs,
+            )
+        elif fmt == "run":
+            data = f.get("data", {})
+            cks = f.get("checkpoints", {})
+            info.update(
+                complete=bool(f.attrs.get("complete", True)),
+                config=_loads(f.attrs.get("config")) or {},
+                summary=_loads(f.attrs.get("summary")) or {},
+                data={k: list(v.shape) for k, v in data.items()},
+                diagnostics=sorted(f.get("diagnostics", {})),
+                checkpoints=[
+                    {
+                        "step": int(cks[k].attrs.get("step", -1)),
+                        "time": _opt_float(cks[k].attrs.get("time")),
+                        "loss": _opt_float(cks[k].attrs.get("loss")),
+                    }
+                    for k in sorted(cks)
+                ],
+            )
+        else:
+            entries = f.get("entries", {})
+            info.update(
+                config=_loads(f.attrs.get("config")) or {},
+                entries=[
+                    {
+                        "label": _as_str(entries[k].attrs.get("label", k)),
+                        "arrays": {
+                            n: list(v.shape)
+                            for n, v in entries[k].items()
+                            if isinstance(v, h5py.Dataset)
+                        },
+                        "values": {
+                            n: v.item()
+                            for n, v in entries[k].attrs.items()
+                            if isinstance(v, np.generic) and v.dtype.kind in "biuf"
+                        },
+                    }
+                    for k in sorted(entries)
+                ],
+            )
+        return info
+

@@ -14,7 +14,8 @@ imports h5py only inside the functions that open files (so that
   existing folder, no overwrite without ``force``), :func:`_atomic_h5`
   (both, for a new HDF5 file with its header) and the ``PATH.partial`` file
   of the writes that take long (:func:`_partial_path`, :func:`_refuse_partial`).
-* Reading: :func:`_existing` and :func:`_open_checked`.
+* Reading: :func:`_existing`, :func:`_open_checked` (with the header check) and
+  :func:`_file_format` (any kernelcomp format, without one).
 * Attribute codecs: :func:`_dumps` / :func:`_loads` (JSON attributes),
   :func:`_write_value` / :func:`_read_values` (arrays as datasets, scalars and
   strings as attributes, dicts as JSON).
@@ -264,19 +265,39 @@ def _atomic_h5(path: Any, fmt: str, *, force: bool = False) -> Iterator[h5py.Fil
         yield f
 
 
+def _open_h5(p: Path) -> h5py.File:
+    """``h5py.File(p, "r")``; FormatError (not OSError) for a file that is not HDF5."""
+    import h5py
+
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise FormatError(f"{p} is not an HDF5 file ({exc})") from exc
+
+
 @contextlib.contextmanager
 def _open_checked(path: Any, fmt: str | Sequence[str] | None) -> Iterator[h5py.File]:
     """Open a kernelcomp HDF5 file for reading and check its header (:func:`_check_header`)."""
-    import h5py
-
     p = _existing(path)
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise FormatError(f"{p} is not an HDF5 file ({exc})") from exc
-    with f:
+    with _open_h5(p) as f:
         _check_header(f, p, fmt)
         yield f
+
+
+def _file_format(path: Any) -> str | None:
+    """The ``kernelcomp_format`` of an HDF5 file (any, ``"network"`` too); None if it has none.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    FormatError
+        If it is not an HDF5 file.
+    """
+    p = _existing(path)
+    with _open_h5(p) as f:
+        found = _as_str(f.attrs.get("kernelcomp_format"))
+    return None if found is None else str(found)
 
 
 # ---------------------------------------------------------------------------

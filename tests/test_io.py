@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp.io import _diag_file, _gram_file
+from kernelcomp.io._info import _read_network
 
 DTYPES = [np.float64, np.float32]
 
@@ -687,6 +688,54 @@ def test_file_info_for_every_format(tmp_path, rng):
     for info in (g, r, d):
         assert info["kernelcomp_version"] == kc.__version__
         assert info["format_version"] == "1.0"
+
+
+def test_read_network_from_any_file_that_holds_one(tmp_path, rng):
+    X, y, _, _ = _run_data(rng)
+    nets = [kc.FCNetwork.init(4, [5], seed=s) for s in range(3)]
+    assert _read_network(nets[0].save(tmp_path / "net.h5")) == nets[0]
+    assert _read_network(nets[1].save(tmp_path / "net.npz")) == nets[1]
+    with io.RunWriter(tmp_path / "run.h5", X_train=X, y_train=y) as w:
+        for i, net in enumerate(nets):
+            w.add_checkpoint(net, step=i, time=float(i), loss=1.0)
+    assert _read_network(tmp_path / "run.h5") == nets[2]  # the last checkpoint by default
+    assert _read_network(tmp_path / "run.h5", checkpoint=0) == nets[0]
+    assert _read_network(tmp_path / "run.h5", checkpoint=-3) == nets[0]
+    with pytest.raises(ValueError, match="has 3 checkpoints; checkpoint 3 is out of range"):
+        _read_network(tmp_path / "run.h5", checkpoint=3)
+    with pytest.raises(ValueError, match="checkpoint -4 is out of range"):
+        _read_network(tmp_path / "run.h5", checkpoint=-4)
+    # the partial file of a run that did not finish
+    with pytest.raises(_Boom), io.RunWriter(tmp_path / "cut.h5", X_train=X, y_train=y) as w:
+        w.add_checkpoint(nets[1], step=0, time=0.0, loss=1.0)
+        raise _Boom
+    assert _read_network(tmp_path / "cut.h5.partial") == nets[1]
+    state = {"0.weight": np.ones((3, 4)), "0.bias": np.zeros(3), "2.weight": np.ones((1, 3))}
+    np.savez(tmp_path / "sd.npz", **state)
+    assert _read_network(tmp_path / "sd.npz", activation="tanh").activation == "tanh"
+    with pytest.raises(ValueError, match=r"activation applies to .*\.npz files only"):
+        _read_network(tmp_path / "run.h5", activation="tanh")
+
+
+def test_read_network_names_what_it_cannot_read(tmp_path):
+    gram = io.save_gram(tmp_path / "K.h5", np.eye(2))
+    with pytest.raises(io.FormatError, match=r"K\.h5 is not a kernelcomp network or run file "
+                       r"\(its format is 'gram'\)"):
+        _read_network(gram)
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f["x"] = np.ones(2)
+    with pytest.raises(io.FormatError, match="it has no kernelcomp_format"):
+        _read_network(tmp_path / "plain.h5")
+    (tmp_path / "bad.h5").write_text("not hdf5")
+    with pytest.raises(io.FormatError, match="is not an HDF5 file"):
+        _read_network(tmp_path / "bad.h5")
+    (tmp_path / "net.txt").write_text("")
+    with pytest.raises(ValueError, match=r"unsupported network file type '\.txt'"):
+        _read_network(tmp_path / "net.txt")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        _read_network(tmp_path / "missing.h5")
+    with pytest.raises(TypeError, match="checkpoint must be an integer"):
+        _read_network(gram, checkpoint=1.0)
 
 
 # ---------------------------------------------------------------------------

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
-from kernelcomp._h5 import NETWORK_FORMAT, _as_str, _loads, _open_checked
+from kernelcomp._h5 import (
+    NETWORK_FORMAT,
+    PARTIAL_SUFFIX,
+    FormatError,
+    _as_str,
+    _existing,
+    _file_format,
+    _loads,
+    _open_checked,
+    _open_h5,
+)
+from kernelcomp._validation import check_int
 from kernelcomp.io._gram_file import _gram_info
-from kernelcomp.io._run_file import _opt_float
+from kernelcomp.io._run_file import _opt_float, open_run
+
+if TYPE_CHECKING:
+    from kernelcomp.network import FCNetwork
 
 
 def _network_file_info(p: Any) -> dict[str, Any] | None:
@@ -138,3 +152,70 @@ def file_info(path: Any) -> dict[str, Any]:
             )
         return info
 
+
+def _read_network(
+    path: Any, *, checkpoint: int = -1, activation: str | None = None
+) -> FCNetwork:
+    """The network a file holds: a network file, or one checkpoint of a run file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npz`` file (:meth:`FCNetwork.save <kernelcomp.FCNetwork.save>`, a
+        state dict or a weight list), a network ``.h5``/``.hdf5`` file, or a run
+        file (also the ``.partial`` file of a run that did not finish).
+    checkpoint : int, default -1
+        Which checkpoint of a run file, indexed as a Python list (-1: the last).
+    activation : str, optional
+        For state-dict and weight-list ``.npz`` files, which do not record it
+        (as in :meth:`FCNetwork.load <kernelcomp.FCNetwork.load>`).
+
+    Returns
+    -------
+    FCNetwork
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    FormatError
+        If an HDF5 file holds neither a network nor a run.
+    ValueError
+        For another extension, a checkpoint out of range, or ``activation``
+        with a file that records its own.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, kernelcomp as kc
+    >>> net = kc.FCNetwork.init(3, [4], seed=0)
+    >>> path = net.save(os.path.join(tempfile.mkdtemp(), "net.h5"))
+    >>> _read_network(path) == net
+    True
+    """
+    from kernelcomp.network import FCNetwork
+
+    p = _existing(path)
+    checkpoint = check_int(checkpoint, "checkpoint")
+    ext = p.suffix.lower()
+    if ext == PARTIAL_SUFFIX:
+        ext = Path(p.stem).suffix.lower()
+    if ext == ".npz":
+        return FCNetwork.load(p, activation=activation)
+    if ext not in (".h5", ".hdf5"):
+        raise ValueError(
+            f"{p}: unsupported network file type {p.suffix or '(none)'!r}; expected .npz or .h5"
+        )
+    if activation is not None:
+        raise ValueError(f"{p}: activation applies to state-dict and weight-list .npz files only")
+    fmt = _file_format(p)
+    if fmt == NETWORK_FORMAT:
+        with _open_h5(p) as f:
+            return FCNetwork.from_hdf5(f)
+    if fmt != "run":
+        found = "it has no kernelcomp_format" if fmt is None else f"its format is {fmt!r}"
+        raise FormatError(f"{p} is not a kernelcomp network or run file ({found})")
+    checkpoints = open_run(p).checkpoints
+    n = len(checkpoints)
+    if not -n <= checkpoint < n:
+        raise ValueError(f"{p} has {n} checkpoints; checkpoint {checkpoint} is out of range")
+    return checkpoints[checkpoint].network

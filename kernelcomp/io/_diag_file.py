@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from kernelcomp._h5 import (
     FormatError,
@@ -265,3 +266,25 @@ def load_diagnostics(path: Any, name: str | None = None) -> Diagnostics:
         g = f["diagnostics"][name]
         _check_header(g, p, "diagnostics")
         return _read_diagnostics(g, p)
+
+
+def _diagnostics_summary(f: h5py.File, p: Path) -> dict[str, Any]:
+    """The diagnostics-file fields of :func:`kernelcomp.io.file_info` (JSON serialisable)."""
+    entries = f.get("entries", {})
+    return {
+        "config": _loads(f.attrs.get("config")) or {},
+        "entries": [
+            {
+                "label": _as_str(entries[k].attrs.get("label", k)),
+                "arrays": {
+                    n: list(v.shape) for n, v in entries[k].items() if isinstance(v, h5py.Dataset)
+                },
+                "values": {
+                    n: v.item()
+                    for n, v in entries[k].attrs.items()
+                    if isinstance(v, np.generic) and v.dtype.kind in "biuf"
+                },
+            }
+            for k in sorted(entries)
+        ],
+    }

@@ -187,6 +187,21 @@ def _gram_info(f: h5py.File, p: Path) -> GramInfo:
     )
 
 
+def _gram_summary(f: h5py.File, p: Path) -> dict[str, Any]:
+    """The Gram-file fields of :func:`kernelcomp.io.file_info` (JSON serialisable)."""
+    g = _gram_info(f, p)
+    return {
+        "shape": list(g.shape),
+        "dtype": g.dtype.name,
+        "symmetric": g.symmetric,
+        "kernel": g.kernel_desc,
+        "input_hash": g.input_hash,
+        "blocks": f"{g.blocks_done}/{g.n_blocks}",
+        "complete": g.complete,
+        "inputs": g.inputs,
+    }
+
+
 def read_gram_info(path: Any) -> GramInfo:
     """Read a Gram file's description without loading its matrix.
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
-import numpy as np
 
 from kernelcomp._h5 import (
     NETWORK_FORMAT,
@@ -16,13 +16,13 @@ from kernelcomp._h5 import (
     _as_str,
     _existing,
     _file_format,
-    _loads,
     _open_checked,
     _open_h5,
 )
 from kernelcomp._validation import check_int
-from kernelcomp.io._gram_file import _gram_info
-from kernelcomp.io._run_file import _opt_float, open_run
+from kernelcomp.io._diag_file import _diagnostics_summary
+from kernelcomp.io._gram_file import _gram_summary
+from kernelcomp.io._run_file import _run_summary, open_run
 
 if TYPE_CHECKING:
     from kernelcomp.network import FCNetwork
@@ -43,11 +43,7 @@ def _network_file_info(p: Any) -> dict[str, Any] | None:
 
         net = FCNetwork.from_hdf5(f)  # checks the network encoding's own version
         return {
-            "path": os.fspath(p),
-            "format": NETWORK_FORMAT,
-            "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
-            "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
-            "created": _as_str(f.attrs.get("created")),
+            **_header_summary(f, p),
             "input_dim": net.input_dim,
             "widths": list(net.widths),
             "n_outputs": net.n_outputs,
@@ -92,66 +88,26 @@ def file_info(path: Any) -> dict[str, Any]:
         return net_info
     with _open_checked(path, None) as f:
         fmt = _as_str(f.attrs["kernelcomp_format"])
-        info: dict[str, Any] = {
-            "path": os.fspath(p),
-            "format": fmt,
-            "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
-            "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
-            "created": _as_str(f.attrs.get("created")),
-        }
-        if fmt == "gram":
-            g = _gram_info(f, p)
-            info.update(
-                shape=list(g.shape),
-                dtype=g.dtype.name,
-                symmetric=g.symmetric,
-                kernel=g.kernel_desc,
-                input_hash=g.input_hash,
-                blocks=f"{g.blocks_done}/{g.n_blocks}",
-                complete=g.complete,
-                inputs=g.inputs,
-            )
-        elif fmt == "run":
-            data = f.get("data", {})
-            cks = f.get("checkpoints", {})
-            info.update(
-                complete=bool(f.attrs.get("complete", True)),
-                config=_loads(f.attrs.get("config")) or {},
-                summary=_loads(f.attrs.get("summary")) or {},
-                data={k: list(v.shape) for k, v in data.items()},
-                diagnostics=sorted(f.get("diagnostics", {})),
-                checkpoints=[
-                    {
-                        "step": int(cks[k].attrs.get("step", -1)),
-                        "time": _opt_float(cks[k].attrs.get("time")),
-                        "loss": _opt_float(cks[k].attrs.get("loss")),
-                    }
-                    for k in sorted(cks)
-                ],
-            )
-        else:
-            entries = f.get("entries", {})
-            info.update(
-                config=_loads(f.attrs.get("config")) or {},
-                entries=[
-                    {
-                        "label": _as_str(entries[k].attrs.get("label", k)),
-                        "arrays": {
-                            n: list(v.shape)
-                            for n, v in entries[k].items()
-                            if isinstance(v, h5py.Dataset)
-                        },
-                        "values": {
-                            n: v.item()
-                            for n, v in entries[k].attrs.items()
-                            if isinstance(v, np.generic) and v.dtype.kind in "biuf"
-                        },
-                    }
-                    for k in sorted(entries)
-                ],
-            )
-        return info
+        return {**_header_summary(f, p), **_SUMMARIES[fmt](f, p)}
 
+
+def _header_summary(f: h5py.File, p: Path) -> dict[str, Any]:
+    """The fields of :func:`file_info` every kernelcomp file has (its header)."""
+    return {
+        "path": os.fspath(p),
+        "format": _as_str(f.attrs.get("kernelcomp_format")),
+        "format_version": _as_str(f.attrs.get("kernelcomp_format_version")),
+        "kernelcomp_version": _as_str(f.attrs.get("kernelcomp_version")),
+        "created": _as_str(f.attrs.get("created")),
+    }
+
+
+#: format -> the format-specific fields of :func:`file_info`
+_SUMMARIES: dict[str, Callable[[h5py.File, Path], dict[str, Any]]] = {
+    "gram": _gram_summary,
+    "run": _run_summary,
+    "diagnostics": _diagnostics_summary,
+}
 
 def _read_network(
     path: Any, *, checkpoint: int = -1, activation: str | None = None

@@ -413,3 +413,24 @@ def open_run(path: Any) -> Run:
             complete=bool(f.attrs.get("complete", True)),
             attrs={k: _as_str(v) for k, v in f.attrs.items()},
         )
+
+
+def _run_summary(f: h5py.File, p: Path) -> dict[str, Any]:
+    """The run-file fields of :func:`kernelcomp.io.file_info` (JSON serialisable)."""
+    data = f.get("data", {})
+    cks = f.get("checkpoints", {})
+    return {
+        "complete": bool(f.attrs.get("complete", True)),
+        "config": _loads(f.attrs.get("config")) or {},
+        "summary": _loads(f.attrs.get("summary")) or {},
+        "data": {k: list(v.shape) for k, v in data.items()},
+        "diagnostics": sorted(f.get("diagnostics", {})),
+        "checkpoints": [
+            {
+                "step": int(cks[k].attrs.get("step", -1)),
+                "time": _opt_float(cks[k].attrs.get("time")),
+                "loss": _opt_float(cks[k].attrs.get("loss")),
+            }
+            for k in sorted(cks)
+        ],
+    }

@@ -307,6 +307,46 @@ def test_killed_process_leaves_a_resumable_partial_file(tmp_path, rng):
     np.testing.assert_array_equal(io.load_gram(out), kc.NTK(depth=2)(X))
 
 
+@pytest.mark.slow
+def test_gram_file_at_mnist_size_interrupted_and_resumed(tmp_path):
+    """n = 20000 (a 1.5 GiB float32 matrix): stop after 5 of 27 blocks, resume, check rows.
+
+    The process's peak memory stays far below the matrix: the file is written
+    block by block.
+    """
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    out = _run_at_mnist_size(f"""
+        import resource, time
+        import h5py
+        t0 = time.perf_counter()
+        n = {N_MNIST}
+        X = rng.standard_normal((n, 10)).astype(np.float32)
+        k = kc.NTK(depth=2, bias_std=0.1)
+        path = {str(tmp_path / "K.h5")!r}
+        polls = []
+        try:
+            kc.io.compute_gram_file(k, X, None, path, should_stop=lambda: polls.append(1) or
+                                    len(polls) == 5)
+            raise AssertionError("not interrupted")
+        except kc.io.GramInterrupted as exc:
+            assert (exc.done, exc.total) == (5, 27), (exc.done, exc.total)
+        assert kc.io.read_gram_info(path + ".partial").blocks_done == 5
+        info = kc.io.compute_gram_file(k, X, None, path, resume=True)
+        assert info.complete and info.shape == (n, n) and info.block_rows == 768
+        with h5py.File(path, "r") as f:
+            rows = f["gram"][idx]
+            cols = f["gram"][:, idx[:4]]
+        close(rows, k(X[idx], X), 1e-5)
+        assert bool((rows[:, idx] == rows[:, idx].T).all())
+        assert bool((cols == rows[:4].T).all())  # the mirrored lower triangle, whole columns
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        assert peak_mib < 1000, f"peak RSS {{peak_mib:.0f}} MiB; the matrix is 1526 MiB"
+        print(f"peak RSS {{peak_mib:.0f}} MiB, {{time.perf_counter() - t0:.1f}} s")
+    """)
+    print(out.strip().splitlines()[-2])  # shown with -s
+
+
 def test_resume_refuses_other_inputs_kernel_or_dtype(tmp_path, rng, monkeypatch):
     X = rng.standard_normal((200, 4))
     k = kc.NTK(depth=2)

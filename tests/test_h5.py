@@ -190,3 +190,98 @@ def test_file_info_still_describes_network_files(tmp_path):
     info = io.file_info(path)
     assert info["format"] == "network"
     assert info["widths"] == [5]
+
+
+# ---------------------------------------------------------------------------
+# the shared layer itself: registry, header check, path policy, codecs
+# ---------------------------------------------------------------------------
+def test_stamp_takes_the_registry_version_and_the_check_reads_it(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        _h5.stamp(f, "run")
+        assert f.attrs["kernelcomp_format_version"] == _h5.FORMAT_VERSIONS["run"]
+        assert _h5._check_header(f, path, "run") == "run"
+        assert _h5._check_header(f, path, None) == "run"
+        with pytest.raises(_h5.FormatError, match=r"x\.h5 is a kernelcomp 'run' file, expected "
+                           r"a 'gram' or 'diagnostics' file$"):
+            _h5._check_header(f, path, ("gram", "diagnostics"))
+        f.attrs["kernelcomp_format_version"] = "2.0"
+        with pytest.raises(_h5.FormatError, match=r"'run' format version 2\.0, but this "
+                           r"kernelcomp \(.*\) reads version 1\.x only"):
+            _h5._check_header(f, path, "run")
+        f.attrs["kernelcomp_format"] = "weights"
+        with pytest.raises(_h5.FormatError, match="unknown kernelcomp_format 'weights'"):
+            _h5._check_header(f, path, None)
+        del f.attrs["kernelcomp_format"]
+        with pytest.raises(_h5.FormatError, match="is not a kernelcomp file"):
+            _h5._check_header(f, path, None)
+    assert _h5._file_format(path) is None
+    assert _h5._file_format(_net().save(tmp_path / "net.h5")) == "network"
+    assert io.FormatError is _h5.FormatError and io.FORMAT_VERSIONS is _h5.FORMAT_VERSIONS
+
+
+def test_output_path_policy(tmp_path):
+    new = tmp_path / "new.h5"
+    assert _h5._output_path(str(new), force=False) == new
+    new.write_bytes(b"x")
+    with pytest.raises(FileExistsError, match=r"new\.h5 exists; pass force=True \(--force\)"):
+        _h5._output_path(new, force=False)
+    assert _h5._output_path(new, force=True) == new
+    with pytest.raises(IsADirectoryError, match="is a directory, expected a file name"):
+        _h5._output_path(tmp_path, force=True)
+    with pytest.raises(FileNotFoundError, match=r"directory .*nowhere does not exist"):
+        _h5._output_path(tmp_path / "nowhere" / "K.h5", force=True)
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike, got int"):
+        _h5._output_path(3, force=True)
+    partial = _h5._partial_path(new)
+    assert partial.name == "new.h5.partial"
+    _h5._refuse_partial(partial, False, "(never raised: no such file)")
+    partial.write_bytes(b"x")
+    _h5._refuse_partial(partial, True, "(force: not refused)")
+    with pytest.raises(FileExistsError, match=r"new\.h5\.partial exists \(why\)$"):
+        _h5._refuse_partial(partial, False, "(why)")
+
+
+def test_value_codecs_round_trip(tmp_path):
+    values = {
+        "label": "init",
+        "step": np.int64(3),
+        "flag": True,
+        "rate": 0.25,
+        "options": {"k": [1, 2], "path": tmp_path, "x": np.float32(0.5)},
+        "v": np.arange(3.0),
+        "skipped": None,
+    }
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        g = f.create_group("g")
+        for name, value in values.items():
+            _h5._write_value(g, name, value, "entry")
+        with pytest.raises(TypeError, match=r"entry 'bad' must be a number, a string, a dict or "
+                           r"a numeric array, got list of dtype <U1"):
+            _h5._write_value(g, "bad", ["a"], "entry")
+        with pytest.raises(TypeError, match=r"entry 'cfg' must be JSON serialisable"):
+            _h5._write_value(g, "cfg", {"f": object()}, "entry")
+        back = _h5._read_values(g)
+        assert set(back) == set(values) - {"skipped"}
+        assert _h5._read_values(g, skip=("v", "label")).keys() == set(back) - {"v", "label"}
+    assert back["label"] == "init" and back["step"] == 3 and back["flag"] is True
+    assert back["options"] == {"k": [1, 2], "path": str(tmp_path), "x": 0.5}
+    np.testing.assert_array_equal(back["v"], np.arange(3.0))
+    assert _h5._loads(_h5._dumps({"b": 1, "a": np.arange(2)}, "x")) == {"a": [0, 1], "b": 1}
+    assert _h5._loads(None) is None
+
+
+def test_the_file_layer_imports_h5py_only_when_a_file_is_opened():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import kernelcomp._h5, kernelcomp.network\n"
+        "print('h5py' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -4,7 +4,9 @@ Every file kernelcomp writes is a plain HDF5 file (readable with ``h5py``
 alone) whose root carries four attributes:
 
 ``kernelcomp_format``
-    ``"gram"``, ``"run"`` or ``"diagnostics"``.
+    ``"gram"``, ``"run"`` or ``"diagnostics"`` (and ``"network"`` for the
+    ``.h5`` files of ``FCNetwork.save``, which :func:`file_info` describes and
+    ``FCNetwork.load`` reads).
 ``kernelcomp_format_version``
     ``"MAJOR.MINOR"``; readers accept the same major version only.
 ``kernelcomp_version``

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from kernelcomp._gram import default_block_rows
 from kernelcomp._linalg import cholesky_inplace
+from kernelcomp._parallel import progress as progress_bar
 
 __all__ = [
     "default_max_memory",
@@ -41,9 +43,6 @@ __all__ = [
     "knm_rows",
     "sample_centers",
 ]
-
-#: rows of one block of K_nm (bytes of output per block)
-_BLOCK_BYTES = 64 * 2**20
 
 
 def default_max_memory() -> int:
@@ -128,14 +127,9 @@ def falkon(
     r = b.copy()
     p = r.copy()
     rs = np.sum(r * r, axis=0)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_iter, desc="falkon CG", unit="it", leave=False)
     it = 0
     res = float(np.max(np.sqrt(rs) / b_norm))
-    try:
+    with progress_bar(progress, total=max_iter, desc="falkon CG", unit="it", leave=False) as bar:
         while it < max_iter and res > tol:
             Ap = prec_t(H(prec(p)))
             denom = np.sum(p * Ap, axis=0)
@@ -147,12 +141,8 @@ def falkon(
             rs = rs_new
             it += 1
             res = float(np.max(np.sqrt(rs) / b_norm))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(residual=f"{res:.2e}")
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(1)
+            bar.set_postfix(residual=f"{res:.2e}")
     return prec(gamma), it, res
 
 
@@ -199,7 +189,7 @@ def _chol_upper(F: np.ndarray) -> None:
 
 def knm_rows(n: int, m: int, itemsize: int) -> int:
     """Rows per block of ``K_nm`` (about 64 MiB of output)."""
-    return max(1, min(n, _BLOCK_BYTES // max(1, m * itemsize)))
+    return default_block_rows(n, m, itemsize)
 
 
 def fits(n: int, m: int, itemsize: int, max_memory: int) -> bool:

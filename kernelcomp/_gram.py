@@ -15,6 +15,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel, is_device_array
 from kernelcomp._parallel import n_jobs_context
+from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import check_int
 
 #: default size of one row block, in bytes of output (when blocks are used)
@@ -279,20 +280,11 @@ def gram(
         result = np.empty((n, m), dtype=dt) if out is None else out
         if block_rows is None:
             block_rows = default_block_rows(n, m, dt.itemsize)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, unit="row", desc=label)
-        try:
+        with progress_bar(progress, total=n, unit="row", desc=label) as bar:
             for block in _iter_prepared(kernel, X, Yc, dt, block_rows, ()):
                 for key, value in block.writes:
                     result[key] = value
-                if bar is not None:
-                    bar.update(block.stop - block.start)
-        finally:
-            if bar is not None:
-                bar.close()
+                bar.update(block.stop - block.start)
         return result
 
 
@@ -307,18 +299,9 @@ def _gram_device_out(
     label: str,
 ) -> Any:
     """The whole Gram in one launch into the device array ``dev_out`` (a view of ``out``)."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=X.shape[0], unit="row", desc=label)
-    try:
+    with progress_bar(progress, total=X.shape[0], unit="row", desc=label) as bar:
         with n_jobs_context(n_jobs):
             kernel._fill_gram(X, Y, dev_out)
         kernel._synchronize()  # visible to other streams (cupy, torch) on return
-        if bar is not None:
-            bar.update(X.shape[0])
-    finally:
-        if bar is not None:
-            bar.close()
+        bar.update(X.shape[0])
     return out

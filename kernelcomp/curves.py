@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import check_int, check_real
 
 __all__ = [
@@ -596,12 +597,8 @@ def learning_curve(
         )
     err = np.full((sizes.size, seed_arr.size), np.nan)
     metrics: dict[str, np.ndarray] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=err.size, desc="learning curve", unit="run", leave=False)
-    try:
+    with progress_bar(progress, total=err.size, desc="learning curve", unit="run",
+                      leave=False) as bar:  # fmt: skip
         for j, s in enumerate(seed_arr):
             Xt, yt = draw(n_test, int(s), "test")
             X_all, y_all = draw(int(sizes.max()), int(s), "train")
@@ -621,11 +618,7 @@ def learning_curve(
                         f"'test_error', got {type(res).__name__}"
                     )
                 err[i, j] = float(res)
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.update(1)
     return LearningCurve(sizes, seed_arr, err, n_test, metrics)
 
 

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kernelcomp._gram import default_block_rows
+from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = [
@@ -356,9 +358,6 @@ def _is_dataset(K: Any) -> bool:
             and hasattr(K, "chunks") and hasattr(K, "__getitem__"))  # fmt: skip
 
 
-#: bytes of one row block streamed from a Gram on disk
-_STREAM_BYTES = 64 * 2**20
-
 
 def _kernel_pca_out_of_core(
     D: Any, n_components: Any, center: bool, method: str, check_symmetric: bool,
@@ -384,7 +383,7 @@ def _kernel_pca_out_of_core(
     if center:
         raise ValueError("center=True is not available for a Gram on disk")
     tol, random_state = _lanczos_options(tol, random_state, dt)
-    rows = max(1, _STREAM_BYTES // (n * dt.itemsize))
+    rows = default_block_rows(n, n, dt.itemsize)
     # one pass for the trace, the finiteness and the symmetry of the diagonal tiles
     trace, scale, worst = 0.0, 0.0, 0.0
     for i0 in range(0, n, rows):
@@ -402,27 +401,18 @@ def _kernel_pca_out_of_core(
             f"K must be symmetric: max |K - K.T| on the diagonal blocks = {worst:.3g} exceeds "
             f"{_sym_tol(dt) * scale:.3g} (sqrt(eps) x max|K|)"
         )
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    with progress_bar(progress, desc="kernel PCA passes", unit="pass") as bar:
 
-        bar = tqdm(desc="kernel PCA passes", unit="pass")
-
-    def matmul(V: np.ndarray) -> np.ndarray:
-        out = np.empty_like(V)
-        for i0 in range(0, n, rows):
-            i1 = min(n, i0 + rows)
-            np.matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
-        if bar is not None:
+        def matmul(V: np.ndarray) -> np.ndarray:
+            out = np.empty_like(V)
+            for i0 in range(0, n, rows):
+                i1 = min(n, i0 + rows)
+                np.matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
             bar.update(1)
-        return out
+            return out
 
-    try:
         w, V, info = block_lanczos_topk(matmul, n, k, dt, tol=tol,
                                         random_state=random_state)  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
     if not info.converged:
         raise RuntimeError(
             f"the block Lanczos iteration did not reach tol={tol:g} on the Gram on disk "

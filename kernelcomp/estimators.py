@@ -43,15 +43,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from kernelcomp._base import Kernel
-from kernelcomp._gram import gram, iter_gram_blocks
+from kernelcomp._gram import default_block_rows, gram, iter_gram_blocks
 from kernelcomp._linalg import cholesky_inplace, mirror_upper
 from kernelcomp._parallel import n_jobs_context, resolve_n_jobs
 from kernelcomp._validation import check_dtype, check_int, check_real, result_dtype
 
 __all__ = ["NTKClassifier", "NTKRegressor", "SingularKernelWarning"]
 
-#: bytes of test-time Gram matrix held at once by ``predict``/``decision_function``
-_PREDICT_BLOCK_BYTES = 64 * 2**20
 _FLOATS = (np.float64, np.float32)
 
 
@@ -96,9 +94,6 @@ def _check_square(K: np.ndarray) -> None:
             f"samples). Input is a {K.shape[0]}x{K.shape[1]} matrix."
         )
 
-
-def _rows_per_block(n_cols: int, itemsize: int) -> int:
-    return max(1, _PREDICT_BLOCK_BYTES // max(1, n_cols * itemsize))
 
 
 def _symmetrize(K: np.ndarray, block: int = 512) -> float:
@@ -327,10 +322,10 @@ class _KernelEstimator(BaseEstimator):
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """Row blocks ``(start, stop, K[start:stop])`` of ``kernel_(X, Y)``.
 
-        ``rows`` defaults to about ``_PREDICT_BLOCK_BYTES`` of output per block.
+        ``rows`` defaults to :func:`kernelcomp._gram.default_block_rows` (about 64 MiB of output).
         """
         if rows is None:
-            rows = _rows_per_block(Y.shape[0], np.dtype(dtype).itemsize)
+            rows = default_block_rows(X.shape[0], Y.shape[0], np.dtype(dtype).itemsize)
         with n_jobs_context(self.n_jobs):
             for block in iter_gram_blocks(self.kernel_, X, Y, dtype=dtype, block_rows=rows):
                 ((_, values),) = block.writes
@@ -1061,7 +1056,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         if _is_precomputed(self.kernel_):
             return method(X)
         n_train, sv = self._n_train, self.support_
-        rows = _rows_per_block(n_train, 8)
+        rows = default_block_rows(X.shape[0], n_train, 8)
         # libsvm reads only the support-vector columns of a precomputed row:
         # compute those and leave the rest of the (reused) buffer at zero
         buffer = np.zeros((min(rows, X.shape[0]), n_train), dtype=np.float64)

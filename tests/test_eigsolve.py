@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
+import kernelcomp._gram
 from kernelcomp import diagnostics as dg
 from kernelcomp._eigsolve import block_lanczos_topk
 
@@ -133,7 +134,7 @@ def test_kernel_pca_out_of_core_matches_in_memory(tmp_path, monkeypatch, dtype):
     K = kc.NTK(depth=1, bias_std=1.0)(X).astype(dtype)
     with h5py.File(tmp_path / "K.h5", "w") as f:
         f.create_dataset("K", data=K, chunks=(64, 700))
-    monkeypatch.setattr(dg, "_STREAM_BYTES", 100 * 700 * K.itemsize)  # 7 row blocks
+    monkeypatch.setattr(kernelcomp._gram, "_BLOCK_BYTES", 100 * 700 * K.itemsize)  # 7 row blocks
     tol = 1e-10 if dtype == np.float64 else 1e-5
     mem = dg.kernel_pca(K, n_components=12, method="lanczos", tol=tol)
     with h5py.File(tmp_path / "K.h5", "r") as f:

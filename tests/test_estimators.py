@@ -21,6 +21,7 @@ from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kernelcomp as kc
+import kernelcomp._gram
 from kernelcomp import estimators as est
 from kernelcomp._gram import gram
 
@@ -198,7 +199,7 @@ def test_regressor_predict_in_row_blocks(rng, dtype, monkeypatch):
 
     monkeypatch.setattr(est, "iter_gram_blocks", spy)
     itemsize = np.dtype(dtype).itemsize
-    monkeypatch.setattr(est, "_PREDICT_BLOCK_BYTES", 8 * 50 * itemsize)  # 8 rows per block
+    monkeypatch.setattr(kernelcomp._gram, "_BLOCK_BYTES", 8 * 50 * itemsize)  # 8 rows per block
     pred = model.predict(Xt)
     assert seen == [8, 8, 8, 8, 5]
     assert _rel(pred, full) <= 10 * np.finfo(dtype).eps
@@ -337,7 +338,7 @@ def test_classifier_predict_in_row_blocks(rng, monkeypatch):
     k = kc.NTK(depth=2)
     clf = kc.NTKClassifier(k, C=1e3).fit(X, y)
     full_dec, full_pred = clf.decision_function(Xt), clf.predict(Xt)
-    monkeypatch.setattr(est, "_PREDICT_BLOCK_BYTES", 60 * 8 * 7)  # 7 rows per block
+    monkeypatch.setattr(kernelcomp._gram, "_BLOCK_BYTES", 60 * 8 * 7)  # 7 rows per block
     np.testing.assert_allclose(clf.decision_function(Xt), full_dec, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(clf.predict(Xt), full_pred)
 

@@ -39,13 +39,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
+from kernelcomp._kernels.activations import LEAKY_SLOPE as _LEAKY_SLOPE
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = ["ACTIVATIONS", "PARAMETERIZATIONS", "FCNetwork", "ForwardCache"]
 
-#: supported activations; ``"relu_unit"`` is sqrt(2) * max(z, 0), the ReLU with
-#: unit second moment under N(0, 1) used in the paper
-ACTIVATIONS: tuple[str, ...] = ("relu", "relu_unit", "erf", "tanh", "linear")
+#: supported activations (see :func:`activate`); ``"relu_unit"`` is sqrt(2) * max(z, 0),
+#: the ReLU with unit second moment under N(0, 1) used in the paper
+ACTIVATIONS: tuple[str, ...] = (
+    "relu", "relu_unit", "erf", "tanh", "linear",
+    "gelu", "silu", "softplus", "leaky_relu", "sigmoid", "elu",
+)
 #: supported parameterizations (see the module docstring)
 PARAMETERIZATIONS: tuple[str, ...] = ("ntk", "mean_field", "standard")
 
@@ -54,7 +58,9 @@ ENCODING = "fcnetwork"
 ENCODING_VERSION = "1.0"
 
 _SQRT2 = math.sqrt(2.0)
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 # ---------------------------------------------------------------------------
@@ -80,8 +86,39 @@ def check_activation(activation: Any, name: str = "activation") -> str:
     return act
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(z)
+
+
 def activate(activation: str, z: np.ndarray) -> np.ndarray:
-    """phi(z) for a validated activation name (a new array, dtype of ``z``)."""
+    """phi(z) for a validated activation name (a new array, dtype of ``z``).
+
+    The activations, with their PyTorch counterparts (what
+    :meth:`FCNetwork.from_torch` imports):
+
+    ============== ============================= ===============================
+    name           phi(z)                        PyTorch
+    ============== ============================= ===============================
+    ``relu``       max(z, 0)                     ``nn.ReLU``
+    ``relu_unit``  sqrt(2) max(z, 0)             (the paper's, unit 2nd moment)
+    ``erf``        erf(z)                        ``torch.erf``
+    ``tanh``       tanh(z)                       ``nn.Tanh``
+    ``linear``     z                             ``nn.Identity``
+    ``gelu``       z Phi(z), Phi the N(0, 1) cdf ``nn.GELU()`` (erf form)
+    ``silu``       z sigmoid(z) ("swish")        ``nn.SiLU``
+    ``softplus``   log(1 + e^z)                  ``nn.Softplus()`` (beta = 1)
+    ``leaky_relu`` max(z, 0.01 z)                ``nn.LeakyReLU()`` (slope 0.01)
+    ``sigmoid``    1 / (1 + e^-z)                ``nn.Sigmoid``
+    ``elu``        z if z > 0 else e^z - 1       ``nn.ELU()`` (alpha = 1)
+    ============== ============================= ===============================
+
+    ``softplus`` is computed as ``max(z, 0) + log1p(e^-|z|)`` (no overflow, and
+    exact where PyTorch switches to ``z`` above its threshold 20: the two differ
+    by less than 2.1e-9 there); ``gelu`` as ``z erfc(-z / sqrt(2)) / 2`` (no
+    cancellation for negative z).
+    """
     if activation == "relu":
         return np.maximum(z, 0)
     if activation == "relu_unit":
@@ -94,13 +131,36 @@ def activate(activation: str, z: np.ndarray) -> np.ndarray:
         from scipy.special import erf
 
         return erf(z)
+    if activation == "gelu":
+        from scipy.special import erfc
+
+        out = erfc(z * -_INV_SQRT2)
+        out *= z
+        out *= 0.5
+        return out
+    if activation == "silu":
+        out = _sigmoid(z)
+        out *= z
+        return out
+    if activation == "softplus":
+        out = np.log1p(np.exp(-np.abs(z)))
+        out += np.maximum(z, 0)
+        return out
+    if activation == "leaky_relu":
+        return np.maximum(z, _LEAKY_SLOPE * z)
+    if activation == "sigmoid":
+        return _sigmoid(z)
+    if activation == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
     return z.copy()  # linear
 
 
 def activate_grad(activation: str, z: np.ndarray) -> np.ndarray:
     """phi'(z) for a validated activation name (a new array, dtype of ``z``).
 
-    The ReLU derivative at exactly 0 is 0 (PyTorch's and JAX's convention).
+    At a kink the derivative takes its left-hand value, as PyTorch and JAX do:
+    0 for the ReLUs at exactly 0, the negative slope 0.01 for ``leaky_relu``
+    at 0. ``elu`` (alpha = 1) is continuously differentiable: 1 at 0.
     """
     if activation in ("relu", "relu_unit"):
         out = (z > 0).astype(z.dtype)
@@ -114,6 +174,28 @@ def activate_grad(activation: str, z: np.ndarray) -> np.ndarray:
         out = np.exp(-(z * z))
         out *= _TWO_OVER_SQRT_PI
         return out
+    if activation == "gelu":
+        from scipy.special import erfc
+
+        out = np.exp(z * z * -0.5)
+        out *= _INV_SQRT_2PI
+        out *= z
+        out += 0.5 * erfc(z * -_INV_SQRT2)
+        return out
+    if activation in ("silu", "sigmoid", "softplus"):
+        s = _sigmoid(z)
+        if activation == "softplus":
+            return s
+        t = 1 - s
+        if activation == "silu":
+            t *= z
+            t += 1
+        t *= s
+        return t
+    if activation == "leaky_relu":
+        return np.where(z > 0, 1, _LEAKY_SLOPE).astype(z.dtype)
+    if activation == "elu":
+        return np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype, copy=False)
     return np.ones_like(z)  # linear
 
 
@@ -207,8 +289,10 @@ class FCNetwork:
         ``b_l`` of shape ``(n_l,)``, or None for a layer without bias. Default:
         no biases.
     activation : str, default "relu"
-        One of ``"relu"``, ``"relu_unit"`` (``sqrt(2) max(z, 0)``, unit second
-        moment under N(0, 1): the paper's), ``"erf"``, ``"tanh"``, ``"linear"``.
+        One of :data:`ACTIVATIONS`: ``"relu"``, ``"relu_unit"`` (``sqrt(2) max(z, 0)``,
+        unit second moment under N(0, 1): the paper's), ``"erf"``, ``"tanh"``,
+        ``"linear"``, ``"gelu"``, ``"silu"``, ``"softplus"``, ``"leaky_relu"``,
+        ``"sigmoid"``, ``"elu"`` (definitions: :func:`activate`).
     weight_mult : float or sequence of float, default 1.0
         ``c_l``, one value or one per layer.
     bias_mult : float or sequence of float, default 1.0

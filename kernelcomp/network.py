@@ -24,6 +24,11 @@ The paper's network (Paccolat et al. 2021, §2) is
 ~ N(0, 1), ``sigma(z) = sqrt(2) max(z, 0)`` and no readout bias.
 
 Weights are stored as C-contiguous float64 arrays; computations run in float64.
+
+This module holds the network itself (construction, identity, forward pass and
+backprop, the activations); its files (:meth:`FCNetwork.save`/:meth:`~FCNetwork.load`,
+the HDF5 encoding) live in ``kernelcomp._network_file`` and the PyTorch import
+(:meth:`FCNetwork.from_torch`) in ``kernelcomp._torch``, which the methods call.
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ import hashlib
 import math
 import numbers
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
+from kernelcomp import _network_file, _torch
 from kernelcomp._kernels.activations import LEAKY_SLOPE as _LEAKY_SLOPE
+from kernelcomp._network_file import ENCODING, ENCODING_VERSION  # noqa: F401 (names kept here)
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = ["ACTIVATIONS", "PARAMETERIZATIONS", "FCNetwork", "ForwardCache"]
@@ -52,10 +58,6 @@ ACTIVATIONS: tuple[str, ...] = (
 )
 #: supported parameterizations (see the module docstring)
 PARAMETERIZATIONS: tuple[str, ...] = ("ntk", "mean_field", "standard")
-
-#: name and version of the on-disk encoding (HDF5 group attributes / npz keys)
-ENCODING = "fcnetwork"
-ENCODING_VERSION = "1.0"
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -766,19 +768,7 @@ class FCNetwork:
                 delta *= activate_grad(self.activation, c.preactivations[l - 1])
         return gW, gb
 
-    # -- storage ------------------------------------------------------------------
-    def _meta(self) -> dict[str, Any]:
-        return {
-            "kernelcomp_encoding": ENCODING,
-            "kernelcomp_encoding_version": ENCODING_VERSION,
-            "activation": self.activation,
-            "parameterization": self.parameterization,
-            "n_layers": self.n_layers,
-            "weight_mult": np.asarray(self.weight_mult, dtype=np.float64),
-            "bias_mult": np.asarray(self.bias_mult, dtype=np.float64),
-            "has_bias": np.asarray(self.has_bias, dtype=np.int8),
-        }
-
+    # -- storage (kernelcomp/_network_file.py) --------------------------------------
     def to_hdf5(self, group: Any) -> None:
         """Write the network into an h5py group (plain datasets and attributes).
 
@@ -806,64 +796,7 @@ class FCNetwork:
         ...     kc.FCNetwork.from_hdf5(f["net"]) == net
         True
         """
-        for l in range(self.n_layers):
-            for key in (f"W{l}", f"b{l}"):
-                if key in group:
-                    raise ValueError(f"group {group.name!r} already holds {key!r}")
-        for key, value in self._meta().items():
-            group.attrs[key] = value
-        for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            group.create_dataset(f"W{l}", data=W)
-            if b is not None:
-                group.create_dataset(f"b{l}", data=b)
-
-    @classmethod
-    def _from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, Any], where: str) -> Any:
-        enc = _plain(meta.get("kernelcomp_encoding"))
-        if enc != ENCODING:
-            raise ValueError(
-                f"{where} does not hold a kernelcomp network (kernelcomp_encoding is "
-                f"{enc!r}, expected {ENCODING!r})"
-            )
-        version = str(_plain(meta.get("kernelcomp_encoding_version", "")))
-        if version.split(".")[0] != ENCODING_VERSION.split(".")[0]:
-            raise ValueError(
-                f"{where} holds network encoding version {version!r}; this kernelcomp reads "
-                f"major version {ENCODING_VERSION.split('.')[0]}"
-            )
-        try:
-            n_layers = int(_plain(meta["n_layers"]))
-            has_bias = [bool(v) for v in np.ravel(meta["has_bias"])]
-            weight_mult = [float(v) for v in np.ravel(meta["weight_mult"])]
-            bias_mult = [float(v) for v in np.ravel(meta["bias_mult"])]
-            activation = str(_plain(meta["activation"]))
-            parameterization = str(_plain(meta["parameterization"]))
-        except KeyError as exc:
-            raise ValueError(f"{where} lacks the network attribute {exc.args[0]!r}") from exc
-        for name, vals in (
-            ("has_bias", has_bias),
-            ("weight_mult", weight_mult),
-            ("bias_mult", bias_mult),
-        ):
-            if len(vals) != n_layers:
-                raise ValueError(
-                    f"{where}: {name} has {len(vals)} values but the network has {n_layers} layers"
-                )
-        weights, biases = [], []
-        for l in range(n_layers):
-            if f"W{l}" not in arrays:
-                raise ValueError(f"{where} lacks the weight matrix 'W{l}' ({n_layers} layers)")
-            weights.append(np.asarray(arrays[f"W{l}"]))
-            if has_bias[l]:
-                if f"b{l}" not in arrays:
-                    raise ValueError(f"{where} lacks the bias 'b{l}' of layer {l}")
-                biases.append(np.asarray(arrays[f"b{l}"]))
-            else:
-                biases.append(None)
-        try:
-            return cls(weights, biases, activation, weight_mult, bias_mult, parameterization)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where} holds an invalid network: {exc}") from exc
+        _network_file.to_hdf5(self, group)
 
     @classmethod
     def from_hdf5(cls, group: Any) -> FCNetwork:
@@ -883,12 +816,7 @@ class FCNetwork:
             If the group is not a kernelcomp network, has an unsupported major
             version, or its arrays do not fit together (the message says which).
         """
-        where = f"HDF5 group {getattr(group, 'name', '?')!r}"
-        f = getattr(group, "file", None)
-        if f is not None and getattr(f, "filename", None):
-            where += f" of {f.filename!r}"
-        arrays = {k: group[k][()] for k in group.keys() if k[:1] in ("W", "b")}
-        return cls._from_arrays(dict(group.attrs), arrays, where)
+        return _network_file.from_hdf5(cls, group)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save to ``.npz`` (or ``.h5``/``.hdf5`` via :meth:`to_hdf5` at the file root).
@@ -922,28 +850,7 @@ class FCNetwork:
         ...     kc.FCNetwork.load(p) == net
         True
         """
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".npz", ".h5", ".hdf5"):
-            raise ValueError(
-                f"cannot save a network to {str(path)!r}: the extension must be .npz, .h5 or .hdf5"
-            )
-        with atomic_write(path) as tmp:
-            if suffix == ".npz":
-                arrays: dict[str, Any] = dict(self._meta())
-                for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-                    arrays[f"W{l}"] = W
-                    if b is not None:
-                        arrays[f"b{l}"] = b
-                with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to it
-                    np.savez(fh, **arrays)
-            else:
-                import h5py
-
-                with h5py.File(tmp, "w") as f:
-                    stamp(f, NETWORK_FORMAT, ENCODING_VERSION)
-                    self.to_hdf5(f)
-        return path
+        return _network_file.save(self, path)
 
     @classmethod
     def load(
@@ -981,54 +888,9 @@ class FCNetwork:
         ValueError
             If the file does not hold a network, or its arrays do not fit together.
         """
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no network file at {str(path)!r}")
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
-            if group is not None:
-                raise ValueError("group is only used with HDF5 files")
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    data = {k: z[k] for k in z.files}
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{str(path)!r} is not a readable .npz file: {exc}") from exc
-            if "kernelcomp_encoding" in data:
-                if activation is not None:
-                    raise ValueError(
-                        "activation is only used for state-dict .npz files; "
-                        f"{str(path)!r} records its own"
-                    )
-                return cls._from_arrays(data, data, f"file {str(path)!r}")
-            if data and all(k.endswith((".weight", ".bias")) for k in data):
-                return cls.from_torch(data, activation=activation or "relu")
-            layers = _weight_list(data)
-            if layers is not None:
-                return cls.from_torch(layers, activation=activation or "relu")
-            raise ValueError(
-                f"{str(path)!r} holds neither a kernelcomp network, a state dict "
-                "('<layer>.weight'/'<layer>.bias' keys) nor a weight list (np.savez(f, W0, b0, "
-                f"W1, b1, ...) or keys W0, b0, ...); found keys {sorted(data)[:8]}"
-            )
-        if suffix in (".h5", ".hdf5"):
-            import h5py
+        return _network_file.load(cls, path, group=group, activation=activation)
 
-            if activation is not None:
-                raise ValueError("activation is only used for state-dict .npz files")
-            try:
-                f = h5py.File(path, "r")
-            except OSError as exc:
-                raise ValueError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from exc
-            with f:
-                g = f if group is None else f.get(group)
-                if g is None:
-                    raise ValueError(f"{str(path)!r} has no group {group!r}")
-                return cls.from_hdf5(g)
-        raise ValueError(
-            f"cannot load a network from {str(path)!r}: the extension must be .npz, .h5 or .hdf5"
-        )
-
-    # -- PyTorch ------------------------------------------------------------------
+    # -- PyTorch (kernelcomp/_torch.py) -----------------------------------------------
     @classmethod
     def from_torch(cls, module_or_state_dict: Any, activation: str | None = None) -> FCNetwork:
         """Import a PyTorch ``Linear``/activation stack (``"standard"`` parameterization).
@@ -1061,134 +923,5 @@ class FCNetwork:
             If the layers do not chain, or the activations are mixed or disagree
             with ``activation``.
         """
-        if isinstance(module_or_state_dict, Mapping):
-            return cls._from_state_dict(module_or_state_dict, activation or "relu")
-        try:
-            import torch
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise TypeError(
-                "from_torch needs a torch.nn.Module (PyTorch is not installed) or a mapping "
-                f"state dict, got {type(module_or_state_dict).__name__}"
-            ) from exc
-        if not isinstance(module_or_state_dict, torch.nn.Module):
-            raise TypeError(
-                "from_torch needs a torch.nn.Module or a state dict (mapping), got "
-                f"{type(module_or_state_dict).__name__}"
-            )
-        nn = torch.nn
-        known = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Identity: "linear"}
-        weights, biases, acts = [], [], []
-        leaves = [m for m in module_or_state_dict.modules() if not list(m.children())]
-        for m in leaves:
-            if isinstance(m, nn.Linear):
-                weights.append(m.weight.detach().cpu().double().numpy())
-                biases.append(None if m.bias is None else m.bias.detach().cpu().double().numpy())
-            elif isinstance(m, nn.Flatten | nn.Dropout):
-                continue
-            elif type(m) in known:
-                if not weights:
-                    raise ValueError("the module starts with an activation before any Linear")
-                acts.append((len(weights), known[type(m)]))
-            else:
-                raise TypeError(
-                    f"unsupported layer {type(m).__name__} in the module; FCNetwork imports "
-                    "Linear layers separated by ReLU, Tanh or Identity"
-                )
-        if not weights:
-            raise ValueError("the module has no Linear layer")
-        positions = [p for p, _ in acts]
-        custom = not isinstance(module_or_state_dict, nn.Sequential)
-        if not acts and len(weights) > 1 and custom:
-            # a custom module applying its activations in forward() (e.g. F.relu):
-            # its Linear layers, in registration order, with the activation named here
-            if activation is None:
-                raise ValueError(
-                    "the module has Linear layers but no activation modules (activations "
-                    "applied in forward()?); pass activation=... to import it"
-                )
-            positions = list(range(1, len(weights)))
-        if positions != list(range(1, len(weights))):
-            raise ValueError(
-                "the module must alternate Linear and activation layers (one activation "
-                f"after every Linear but the last); found activations after Linear layers "
-                f"{positions} of {len(weights)}"
-            )
-        names = {a for _, a in acts}
-        if len(names) > 1:
-            raise ValueError(f"the module mixes activations {sorted(names)}; FCNetwork has one")
-        inferred = names.pop() if names else None
-        if activation is not None and inferred is not None:
-            if check_activation(activation) != inferred:
-                raise ValueError(
-                    f"activation={activation!r} disagrees with the module's {inferred!r} layers"
-                )
-        act = activation or inferred or "relu"
-        return cls(weights, biases, act, 1.0, 1.0, "standard")
+        return _torch.from_torch(cls, module_or_state_dict, activation)
 
-    @classmethod
-    def _from_state_dict(cls, sd: Mapping[str, Any], activation: str) -> FCNetwork:
-        layers: dict[str, dict[str, Any]] = {}
-        for key, value in sd.items():
-            if not isinstance(key, str) or "." not in key:
-                raise ValueError(f"state dict key {key!r} is not of the form '<layer>.weight'")
-            prefix, kind = key.rsplit(".", 1)
-            if kind not in ("weight", "bias"):
-                raise ValueError(
-                    f"state dict key {key!r}: only Linear layers ('.weight', '.bias') are supported"
-                )
-            if hasattr(value, "detach"):
-                value = value.detach().cpu().double().numpy()
-            layers.setdefault(prefix, {})[kind] = np.asarray(value)
-        weights, biases = [], []
-        for prefix, entry in layers.items():
-            if "weight" not in entry:
-                raise ValueError(f"state dict has a bias but no weight for layer {prefix!r}")
-            weights.append(entry["weight"])
-            biases.append(entry.get("bias"))
-        if not weights:
-            raise ValueError("the state dict is empty")
-        try:
-            return cls(weights, biases, activation, 1.0, 1.0, "standard")
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"the state dict's layers {list(layers)} do not form a network: {exc}"
-            ) from exc
-
-
-def _weight_list(data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """A state dict from a ``.npz`` weight list, or None if ``data`` is not one.
-
-    Accepts ``np.savez(f, W0, b0, W1, b1, ...)`` (keys ``arr_0, arr_1, ...``) and
-    keys ``W0, b0, W1, ...``; a 1-D array right after a weight matrix with one
-    value per output is that layer's bias.
-    """
-    import re
-
-    positional = {k: int(k[4:]) for k in data if re.fullmatch(r"arr_\d+", k)}
-    if data and len(positional) == len(data):
-        arrays = [data[k] for k in sorted(data, key=positional.__getitem__)]
-    else:
-        named = [re.fullmatch(r"([Wb])(\d+)", k) for k in data]
-        if not data or not all(named):
-            return None
-        order = sorted(data, key=lambda k: (int(k[1:]), k[0] != "W"))
-        arrays = [data[k] for k in order]
-    sd: dict[str, np.ndarray] = {}
-    layer = -1
-    for arr in arrays:
-        if arr.ndim == 2:
-            layer += 1
-            sd[f"{layer}.weight"] = arr
-        elif arr.ndim == 1 and layer >= 0 and f"{layer}.bias" not in sd:
-            sd[f"{layer}.bias"] = arr
-        else:
-            return None
-    return sd or None
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        return v.item()
-    return v

@@ -14,7 +14,84 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["from_state_dict", "from_torch"]
+from kernelcomp._kernels.activations import LEAKY_SLOPE
+
+__all__ = ["ACTIVATION_MODULES", "from_state_dict", "from_torch"]
+
+
+#: torch.nn activation class name -> FCNetwork activation (exact types: a subclass
+#: may change forward); options checked by :func:`_activation_name`
+ACTIVATION_MODULES: dict[str, str] = {
+    "ReLU": "relu",
+    "Tanh": "tanh",
+    "Identity": "linear",
+    "GELU": "gelu",
+    "SiLU": "silu",
+    "Softplus": "softplus",
+    "LeakyReLU": "leaky_relu",
+    "Sigmoid": "sigmoid",
+    "ELU": "elu",
+}
+#: layers that are the identity on a batch of vectors in eval mode
+_PASS_THROUGH = ("Flatten", "Dropout")
+#: the smallest ``nn.Softplus`` threshold accepted: above it PyTorch returns ``x``,
+#: which differs from log(1 + e^x) by less than e^-20 ~ 2.1e-9
+SOFTPLUS_MIN_THRESHOLD = 20.0
+
+
+def _torch_layer_name(m: Any) -> str | None:
+    """The torch.nn class name of ``m`` if it is exactly that class, else None."""
+    import torch
+
+    name = type(m).__name__
+    return name if getattr(torch.nn, name, None) is type(m) else None
+
+
+def _activation_name(m: Any, where: str) -> str:
+    """FCNetwork's name for the activation module ``m``; ValueError for other options."""
+    kind = type(m).__name__
+    refused = None
+    if kind == "GELU" and m.approximate != "none":
+        refused = (f"GELU(approximate={m.approximate!r})", "'gelu' is the exact x Phi(x) of "
+                   "nn.GELU() (approximate='none')")
+    elif kind == "LeakyReLU" and float(m.negative_slope) != LEAKY_SLOPE:
+        refused = (f"LeakyReLU(negative_slope={m.negative_slope!r})",
+                   f"'leaky_relu' has the default slope {LEAKY_SLOPE}")
+    elif kind == "ELU" and float(m.alpha) != 1.0:
+        refused = (f"ELU(alpha={m.alpha!r})", "'elu' has the default alpha=1")
+    elif kind == "Softplus" and float(m.beta) != 1.0:
+        refused = (f"Softplus(beta={m.beta!r})", "'softplus' is log(1 + e^x), beta=1")
+    elif kind == "Softplus" and float(m.threshold) < SOFTPLUS_MIN_THRESHOLD:
+        refused = (f"Softplus(threshold={m.threshold!r})",
+                   f"'softplus' is exact, as PyTorch's is for threshold >= "
+                   f"{SOFTPLUS_MIN_THRESHOLD:g} (the default 20)")
+    if refused is not None:
+        raise ValueError(f"unsupported option {refused[0]} at {where}; FCNetwork's {refused[1]}")
+    return ACTIVATION_MODULES[kind]
+
+
+def _layers_in_order(module: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(name, leaf module)`` in the order the module applies them.
+
+    An ``nn.Sequential`` is walked in its forward order, a module used twice
+    appearing twice (``children()`` and ``modules()`` list a reused module once);
+    nested Sequentials are flattened. Any other container's leaves come in
+    registration order (its forward order cannot be read without running it).
+    """
+    import torch
+
+    if isinstance(module, torch.nn.Sequential):
+        out: list[tuple[str, Any]] = []
+        # _modules, not named_children(): the latter lists a reused module once
+        for name, child in module._modules.items():
+            if child is not None:
+                out += _layers_in_order(child, f"{prefix}.{name}" if prefix else name)
+        return out
+    if not list(module.children()):
+        return [(prefix or type(module).__name__, module)]
+    return [
+        (name, m) for name, m in module.named_modules(prefix=prefix) if not list(m.children())
+    ]
 
 
 def from_torch(cls: Any, module_or_state_dict: Any, activation: str | None = None) -> Any:
@@ -33,29 +110,39 @@ def from_torch(cls: Any, module_or_state_dict: Any, activation: str | None = Non
             "from_torch needs a torch.nn.Module or a state dict (mapping), got "
             f"{type(module_or_state_dict).__name__}"
         )
-    nn = torch.nn
-    known = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Identity: "linear"}
     weights, biases, acts = [], [], []
-    leaves = [m for m in module_or_state_dict.modules() if not list(m.children())]
-    for m in leaves:
-        if isinstance(m, nn.Linear):
+    seen: dict[int, str] = {}
+    for name, m in _layers_in_order(module_or_state_dict):
+        where = f"layer {name!r}"
+        kind = _torch_layer_name(m)
+        if kind == "Linear":
+            if id(m) in seen:
+                raise ValueError(
+                    f"the Linear layer {seen[id(m)]!r} is applied twice (at {name!r}): shared "
+                    "weights are not supported, FCNetwork's layers have parameters of their own"
+                )
+            seen[id(m)] = name
             weights.append(m.weight.detach().cpu().double().numpy())
             biases.append(None if m.bias is None else m.bias.detach().cpu().double().numpy())
-        elif isinstance(m, nn.Flatten | nn.Dropout):
+        elif kind in _PASS_THROUGH:
             continue
-        elif type(m) in known:
+        elif kind in ACTIVATION_MODULES:
+            act = _activation_name(m, where)
             if not weights:
-                raise ValueError("the module starts with an activation before any Linear")
-            acts.append((len(weights), known[type(m)]))
+                raise ValueError(
+                    f"the module starts with an activation ({kind} at {where}) before any Linear"
+                )
+            acts.append((len(weights), act))
         else:
             raise TypeError(
-                f"unsupported layer {type(m).__name__} in the module; FCNetwork imports "
-                "Linear layers separated by ReLU, Tanh or Identity"
+                f"unsupported layer {type(m).__name__} at {where} in the module; FCNetwork "
+                "imports Linear layers separated by one activation, one of "
+                + ", ".join(ACTIVATION_MODULES)
             )
     if not weights:
         raise ValueError("the module has no Linear layer")
     positions = [p for p, _ in acts]
-    custom = not isinstance(module_or_state_dict, nn.Sequential)
+    custom = not isinstance(module_or_state_dict, torch.nn.Sequential)
     if not acts and len(weights) > 1 and custom:
         # a custom module applying its activations in forward() (e.g. F.relu):
         # its Linear layers, in registration order, with the activation named here
@@ -66,10 +153,12 @@ def from_torch(cls: Any, module_or_state_dict: Any, activation: str | None = Non
             )
         positions = list(range(1, len(weights)))
     if positions != list(range(1, len(weights))):
+        hint = (" (a custom module's layers are read in registration order: an nn.Sequential "
+                "is read in forward order)") if custom else ""
         raise ValueError(
             "the module must alternate Linear and activation layers (one activation "
             f"after every Linear but the last); found activations after Linear layers "
-            f"{positions} of {len(weights)}"
+            f"{positions} of {len(weights)}{hint}"
         )
     names = {a for _, a in acts}
     if len(names) > 1:

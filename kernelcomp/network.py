@@ -902,10 +902,17 @@ class FCNetwork:
         Parameters
         ----------
         module_or_state_dict : torch.nn.Module or mapping
-            An ``nn.Sequential`` (or any module whose leaf modules, in order, are
-            ``Linear`` layers separated by one activation each: ``ReLU``, ``Tanh``,
-            ``Identity``), or its ``state_dict()``: keys ``"<name>.weight"`` and
-            optional ``"<name>.bias"``, in layer order.
+            An ``nn.Sequential`` of ``Linear`` layers separated by one activation
+            each, read in forward order (one activation instance may be reused;
+            nested Sequentials are flattened; ``Flatten`` and ``Dropout`` are
+            skipped), or another module whose leaf modules, in registration
+            order, are such a stack; or its ``state_dict()``: keys
+            ``"<name>.weight"`` and optional ``"<name>.bias"``, in layer order.
+            The activations: ``nn.ReLU`` (``"relu"``), ``nn.Tanh``, ``nn.Identity``
+            (``"linear"``), ``nn.GELU()`` (exact form, ``approximate="none"``),
+            ``nn.SiLU``, ``nn.Softplus()`` (``beta=1``, ``threshold >= 20``),
+            ``nn.LeakyReLU()`` (``negative_slope=0.01``), ``nn.Sigmoid``,
+            ``nn.ELU()`` (``alpha=1``); see :func:`activate`.
         activation : str, optional
             For a module, inferred from its activation layers (if given, it must
             agree). For a state dict, which does not record it, default ``"relu"``.
@@ -918,10 +925,21 @@ class FCNetwork:
         Raises
         ------
         TypeError
-            For an unsupported object or layer type.
+            For an unsupported object or layer type (the message names the layer).
         ValueError
-            If the layers do not chain, or the activations are mixed or disagree
-            with ``activation``.
+            If the layers do not chain, a ``Linear`` layer is applied twice (shared
+            weights), an activation has other options than the ones above, or the
+            activations are mixed or disagree with ``activation``.
+
+        Examples
+        --------
+        >>> import pytest, kernelcomp as kc
+        >>> nn = pytest.importorskip("torch").nn
+        >>> act = nn.GELU()  # one instance, applied twice
+        >>> model = nn.Sequential(nn.Linear(5, 16), act, nn.Linear(16, 16), act, nn.Linear(16, 1))
+        >>> net = kc.FCNetwork.from_torch(model)
+        >>> net.widths, net.activation, net.parameterization
+        ((16, 16), 'gelu', 'standard')
         """
         return _torch.from_torch(cls, module_or_state_dict, activation)
 

@@ -199,3 +199,20 @@ def test_training_a_deeper_network(act):
     assert res.final.loss < 0.97 * res.checkpoints[0].loss
     F = res.alpha * (res.net(X) - res.net0(X))
     np.testing.assert_allclose(res.decision_function(X), F, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_empirical_ntk_with_a_new_activation_at_mnist_size():
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    # two hidden layers: the compiled pass evaluates phi and phi' of gelu at every
+    # (sample, unit); the full Gram agrees with its cross rows and small blocks
+    _run_at_mnist_size(f"""
+        X = rng.standard_normal(({N_MNIST}, 10))
+        e = kc.EmpiricalNTK(kc.FCNetwork.init(10, [300, 200], activation="gelu", seed=0))
+        K = e(X)
+        assert K.shape == ({N_MNIST}, {N_MNIST}) and np.isfinite(K).all()
+        close(K[idx], e(X[idx], X), 1e-12)
+        close(K[idx][:, idx], e(X[idx]), 1e-12)
+        assert bool((K[idx][:, idx] == K[idx][:, idx].T).all())
+    """)

@@ -63,8 +63,8 @@ def _activation_name(m: Any, where: str) -> str:
         refused = (f"Softplus(beta={m.beta!r})", "'softplus' is log(1 + e^x), beta=1")
     elif kind == "Softplus" and float(m.threshold) < SOFTPLUS_MIN_THRESHOLD:
         refused = (f"Softplus(threshold={m.threshold!r})",
-                   f"'softplus' is exact, as PyTorch's is for threshold >= "
-                   f"{SOFTPLUS_MIN_THRESHOLD:g} (the default 20)")
+                   "'softplus' is log(1 + e^x) everywhere, which PyTorch's matches (within "
+                   f"2.1e-9) only for threshold >= {SOFTPLUS_MIN_THRESHOLD:g}, the default")
     if refused is not None:
         raise ValueError(f"unsupported option {refused[0]} at {where}; FCNetwork's {refused[1]}")
     return ACTIVATION_MODULES[kind]

@@ -24,6 +24,11 @@ The paper's network (Paccolat et al. 2021, §2) is
 ~ N(0, 1), ``sigma(z) = sqrt(2) max(z, 0)`` and no readout bias.
 
 Weights are stored as C-contiguous float64 arrays; computations run in float64.
+
+This module holds the network itself (construction, identity, forward pass and
+backprop, the activations); its files (:meth:`FCNetwork.save`/:meth:`~FCNetwork.load`,
+the HDF5 encoding) live in ``kernelcomp._network_file`` and the PyTorch import
+(:meth:`FCNetwork.from_torch`) in ``kernelcomp._torch``, which the methods call.
 """
 
 from __future__ import annotations
@@ -32,29 +37,32 @@ import hashlib
 import math
 import numbers
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
+from kernelcomp import _network_file, _torch
+from kernelcomp._kernels.activations import LEAKY_SLOPE as _LEAKY_SLOPE
+from kernelcomp._network_file import ENCODING, ENCODING_VERSION  # noqa: F401 (names kept here)
 from kernelcomp._validation import check_int, check_matrix, check_real
 
 __all__ = ["ACTIVATIONS", "PARAMETERIZATIONS", "FCNetwork", "ForwardCache"]
 
-#: supported activations; ``"relu_unit"`` is sqrt(2) * max(z, 0), the ReLU with
-#: unit second moment under N(0, 1) used in the paper
-ACTIVATIONS: tuple[str, ...] = ("relu", "relu_unit", "erf", "tanh", "linear")
+#: supported activations (see :func:`activate`); ``"relu_unit"`` is sqrt(2) * max(z, 0),
+#: the ReLU with unit second moment under N(0, 1) used in the paper
+ACTIVATIONS: tuple[str, ...] = (
+    "relu", "relu_unit", "erf", "tanh", "linear",
+    "gelu", "silu", "softplus", "leaky_relu", "sigmoid", "elu",
+)
 #: supported parameterizations (see the module docstring)
 PARAMETERIZATIONS: tuple[str, ...] = ("ntk", "mean_field", "standard")
 
-#: name and version of the on-disk encoding (HDF5 group attributes / npz keys)
-ENCODING = "fcnetwork"
-ENCODING_VERSION = "1.0"
-
 _SQRT2 = math.sqrt(2.0)
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 # ---------------------------------------------------------------------------
@@ -80,8 +88,39 @@ def check_activation(activation: Any, name: str = "activation") -> str:
     return act
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(z)
+
+
 def activate(activation: str, z: np.ndarray) -> np.ndarray:
-    """phi(z) for a validated activation name (a new array, dtype of ``z``)."""
+    """phi(z) for a validated activation name (a new array, dtype of ``z``).
+
+    The activations, with their PyTorch counterparts (what
+    :meth:`FCNetwork.from_torch` imports):
+
+    ============== ============================= ===============================
+    name           phi(z)                        PyTorch
+    ============== ============================= ===============================
+    ``relu``       max(z, 0)                     ``nn.ReLU``
+    ``relu_unit``  sqrt(2) max(z, 0)             (the paper's, unit 2nd moment)
+    ``erf``        erf(z)                        ``torch.erf``
+    ``tanh``       tanh(z)                       ``nn.Tanh``
+    ``linear``     z                             ``nn.Identity``
+    ``gelu``       z Phi(z), Phi the N(0, 1) cdf ``nn.GELU()`` (erf form)
+    ``silu``       z sigmoid(z) ("swish")        ``nn.SiLU``
+    ``softplus``   log(1 + e^z)                  ``nn.Softplus()`` (beta = 1)
+    ``leaky_relu`` max(z, 0.01 z)                ``nn.LeakyReLU()`` (slope 0.01)
+    ``sigmoid``    1 / (1 + e^-z)                ``nn.Sigmoid``
+    ``elu``        z if z > 0 else e^z - 1       ``nn.ELU()`` (alpha = 1)
+    ============== ============================= ===============================
+
+    ``softplus`` is computed as ``max(z, 0) + log1p(e^-|z|)`` (no overflow, and
+    exact where PyTorch switches to ``z`` above its threshold 20: the two differ
+    by less than 2.1e-9 there); ``gelu`` as ``z erfc(-z / sqrt(2)) / 2`` (no
+    cancellation for negative z).
+    """
     if activation == "relu":
         return np.maximum(z, 0)
     if activation == "relu_unit":
@@ -94,13 +133,36 @@ def activate(activation: str, z: np.ndarray) -> np.ndarray:
         from scipy.special import erf
 
         return erf(z)
+    if activation == "gelu":
+        from scipy.special import erfc
+
+        out = erfc(z * -_INV_SQRT2)
+        out *= z
+        out *= 0.5
+        return out
+    if activation == "silu":
+        out = _sigmoid(z)
+        out *= z
+        return out
+    if activation == "softplus":
+        out = np.log1p(np.exp(-np.abs(z)))
+        out += np.maximum(z, 0)
+        return out
+    if activation == "leaky_relu":
+        return np.maximum(z, _LEAKY_SLOPE * z)
+    if activation == "sigmoid":
+        return _sigmoid(z)
+    if activation == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
     return z.copy()  # linear
 
 
 def activate_grad(activation: str, z: np.ndarray) -> np.ndarray:
     """phi'(z) for a validated activation name (a new array, dtype of ``z``).
 
-    The ReLU derivative at exactly 0 is 0 (PyTorch's and JAX's convention).
+    At a kink the derivative takes its left-hand value, as PyTorch and JAX do:
+    0 for the ReLUs at exactly 0, the negative slope 0.01 for ``leaky_relu``
+    at 0. ``elu`` (alpha = 1) is continuously differentiable: 1 at 0.
     """
     if activation in ("relu", "relu_unit"):
         out = (z > 0).astype(z.dtype)
@@ -114,6 +176,28 @@ def activate_grad(activation: str, z: np.ndarray) -> np.ndarray:
         out = np.exp(-(z * z))
         out *= _TWO_OVER_SQRT_PI
         return out
+    if activation == "gelu":
+        from scipy.special import erfc
+
+        out = np.exp(z * z * -0.5)
+        out *= _INV_SQRT_2PI
+        out *= z
+        out += 0.5 * erfc(z * -_INV_SQRT2)
+        return out
+    if activation in ("silu", "sigmoid", "softplus"):
+        s = _sigmoid(z)
+        if activation == "softplus":
+            return s
+        t = 1 - s
+        if activation == "silu":
+            t *= z
+            t += 1
+        t *= s
+        return t
+    if activation == "leaky_relu":
+        return np.where(z > 0, 1, _LEAKY_SLOPE).astype(z.dtype)
+    if activation == "elu":
+        return np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype, copy=False)
     return np.ones_like(z)  # linear
 
 
@@ -207,8 +291,10 @@ class FCNetwork:
         ``b_l`` of shape ``(n_l,)``, or None for a layer without bias. Default:
         no biases.
     activation : str, default "relu"
-        One of ``"relu"``, ``"relu_unit"`` (``sqrt(2) max(z, 0)``, unit second
-        moment under N(0, 1): the paper's), ``"erf"``, ``"tanh"``, ``"linear"``.
+        One of :data:`ACTIVATIONS`: ``"relu"``, ``"relu_unit"`` (``sqrt(2) max(z, 0)``,
+        unit second moment under N(0, 1): the paper's), ``"erf"``, ``"tanh"``,
+        ``"linear"``, ``"gelu"``, ``"silu"``, ``"softplus"``, ``"leaky_relu"``,
+        ``"sigmoid"``, ``"elu"`` (definitions: :func:`activate`).
     weight_mult : float or sequence of float, default 1.0
         ``c_l``, one value or one per layer.
     bias_mult : float or sequence of float, default 1.0
@@ -682,19 +768,7 @@ class FCNetwork:
                 delta *= activate_grad(self.activation, c.preactivations[l - 1])
         return gW, gb
 
-    # -- storage ------------------------------------------------------------------
-    def _meta(self) -> dict[str, Any]:
-        return {
-            "kernelcomp_encoding": ENCODING,
-            "kernelcomp_encoding_version": ENCODING_VERSION,
-            "activation": self.activation,
-            "parameterization": self.parameterization,
-            "n_layers": self.n_layers,
-            "weight_mult": np.asarray(self.weight_mult, dtype=np.float64),
-            "bias_mult": np.asarray(self.bias_mult, dtype=np.float64),
-            "has_bias": np.asarray(self.has_bias, dtype=np.int8),
-        }
-
+    # -- storage (kernelcomp/_network_file.py) --------------------------------------
     def to_hdf5(self, group: Any) -> None:
         """Write the network into an h5py group (plain datasets and attributes).
 
@@ -722,64 +796,7 @@ class FCNetwork:
         ...     kc.FCNetwork.from_hdf5(f["net"]) == net
         True
         """
-        for l in range(self.n_layers):
-            for key in (f"W{l}", f"b{l}"):
-                if key in group:
-                    raise ValueError(f"group {group.name!r} already holds {key!r}")
-        for key, value in self._meta().items():
-            group.attrs[key] = value
-        for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            group.create_dataset(f"W{l}", data=W)
-            if b is not None:
-                group.create_dataset(f"b{l}", data=b)
-
-    @classmethod
-    def _from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, Any], where: str) -> Any:
-        enc = _plain(meta.get("kernelcomp_encoding"))
-        if enc != ENCODING:
-            raise ValueError(
-                f"{where} does not hold a kernelcomp network (kernelcomp_encoding is "
-                f"{enc!r}, expected {ENCODING!r})"
-            )
-        version = str(_plain(meta.get("kernelcomp_encoding_version", "")))
-        if version.split(".")[0] != ENCODING_VERSION.split(".")[0]:
-            raise ValueError(
-                f"{where} holds network encoding version {version!r}; this kernelcomp reads "
-                f"major version {ENCODING_VERSION.split('.')[0]}"
-            )
-        try:
-            n_layers = int(_plain(meta["n_layers"]))
-            has_bias = [bool(v) for v in np.ravel(meta["has_bias"])]
-            weight_mult = [float(v) for v in np.ravel(meta["weight_mult"])]
-            bias_mult = [float(v) for v in np.ravel(meta["bias_mult"])]
-            activation = str(_plain(meta["activation"]))
-            parameterization = str(_plain(meta["parameterization"]))
-        except KeyError as exc:
-            raise ValueError(f"{where} lacks the network attribute {exc.args[0]!r}") from exc
-        for name, vals in (
-            ("has_bias", has_bias),
-            ("weight_mult", weight_mult),
-            ("bias_mult", bias_mult),
-        ):
-            if len(vals) != n_layers:
-                raise ValueError(
-                    f"{where}: {name} has {len(vals)} values but the network has {n_layers} layers"
-                )
-        weights, biases = [], []
-        for l in range(n_layers):
-            if f"W{l}" not in arrays:
-                raise ValueError(f"{where} lacks the weight matrix 'W{l}' ({n_layers} layers)")
-            weights.append(np.asarray(arrays[f"W{l}"]))
-            if has_bias[l]:
-                if f"b{l}" not in arrays:
-                    raise ValueError(f"{where} lacks the bias 'b{l}' of layer {l}")
-                biases.append(np.asarray(arrays[f"b{l}"]))
-            else:
-                biases.append(None)
-        try:
-            return cls(weights, biases, activation, weight_mult, bias_mult, parameterization)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where} holds an invalid network: {exc}") from exc
+        _network_file.to_hdf5(self, group)
 
     @classmethod
     def from_hdf5(cls, group: Any) -> FCNetwork:
@@ -799,12 +816,7 @@ class FCNetwork:
             If the group is not a kernelcomp network, has an unsupported major
             version, or its arrays do not fit together (the message says which).
         """
-        where = f"HDF5 group {getattr(group, 'name', '?')!r}"
-        f = getattr(group, "file", None)
-        if f is not None and getattr(f, "filename", None):
-            where += f" of {f.filename!r}"
-        arrays = {k: group[k][()] for k in group.keys() if k[:1] in ("W", "b")}
-        return cls._from_arrays(dict(group.attrs), arrays, where)
+        return _network_file.from_hdf5(cls, group)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save to ``.npz`` (or ``.h5``/``.hdf5`` via :meth:`to_hdf5` at the file root).
@@ -838,28 +850,7 @@ class FCNetwork:
         ...     kc.FCNetwork.load(p) == net
         True
         """
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".npz", ".h5", ".hdf5"):
-            raise ValueError(
-                f"cannot save a network to {str(path)!r}: the extension must be .npz, .h5 or .hdf5"
-            )
-        with atomic_write(path) as tmp:
-            if suffix == ".npz":
-                arrays: dict[str, Any] = dict(self._meta())
-                for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-                    arrays[f"W{l}"] = W
-                    if b is not None:
-                        arrays[f"b{l}"] = b
-                with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to it
-                    np.savez(fh, **arrays)
-            else:
-                import h5py
-
-                with h5py.File(tmp, "w") as f:
-                    stamp(f, NETWORK_FORMAT, ENCODING_VERSION)
-                    self.to_hdf5(f)
-        return path
+        return _network_file.save(self, path)
 
     @classmethod
     def load(
@@ -897,54 +888,9 @@ class FCNetwork:
         ValueError
             If the file does not hold a network, or its arrays do not fit together.
         """
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no network file at {str(path)!r}")
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
-            if group is not None:
-                raise ValueError("group is only used with HDF5 files")
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    data = {k: z[k] for k in z.files}
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{str(path)!r} is not a readable .npz file: {exc}") from exc
-            if "kernelcomp_encoding" in data:
-                if activation is not None:
-                    raise ValueError(
-                        "activation is only used for state-dict .npz files; "
-                        f"{str(path)!r} records its own"
-                    )
-                return cls._from_arrays(data, data, f"file {str(path)!r}")
-            if data and all(k.endswith((".weight", ".bias")) for k in data):
-                return cls.from_torch(data, activation=activation or "relu")
-            layers = _weight_list(data)
-            if layers is not None:
-                return cls.from_torch(layers, activation=activation or "relu")
-            raise ValueError(
-                f"{str(path)!r} holds neither a kernelcomp network, a state dict "
-                "('<layer>.weight'/'<layer>.bias' keys) nor a weight list (np.savez(f, W0, b0, "
-                f"W1, b1, ...) or keys W0, b0, ...); found keys {sorted(data)[:8]}"
-            )
-        if suffix in (".h5", ".hdf5"):
-            import h5py
+        return _network_file.load(cls, path, group=group, activation=activation)
 
-            if activation is not None:
-                raise ValueError("activation is only used for state-dict .npz files")
-            try:
-                f = h5py.File(path, "r")
-            except OSError as exc:
-                raise ValueError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from exc
-            with f:
-                g = f if group is None else f.get(group)
-                if g is None:
-                    raise ValueError(f"{str(path)!r} has no group {group!r}")
-                return cls.from_hdf5(g)
-        raise ValueError(
-            f"cannot load a network from {str(path)!r}: the extension must be .npz, .h5 or .hdf5"
-        )
-
-    # -- PyTorch ------------------------------------------------------------------
+    # -- PyTorch (kernelcomp/_torch.py) -----------------------------------------------
     @classmethod
     def from_torch(cls, module_or_state_dict: Any, activation: str | None = None) -> FCNetwork:
         """Import a PyTorch ``Linear``/activation stack (``"standard"`` parameterization).
@@ -956,10 +902,17 @@ class FCNetwork:
         Parameters
         ----------
         module_or_state_dict : torch.nn.Module or mapping
-            An ``nn.Sequential`` (or any module whose leaf modules, in order, are
-            ``Linear`` layers separated by one activation each: ``ReLU``, ``Tanh``,
-            ``Identity``), or its ``state_dict()``: keys ``"<name>.weight"`` and
-            optional ``"<name>.bias"``, in layer order.
+            An ``nn.Sequential`` of ``Linear`` layers separated by one activation
+            each, read in forward order (one activation instance may be reused;
+            nested Sequentials are flattened; ``Flatten`` and ``Dropout`` are
+            skipped), or another module whose leaf modules, in registration
+            order, are such a stack; or its ``state_dict()``: keys
+            ``"<name>.weight"`` and optional ``"<name>.bias"``, in layer order.
+            The activations: ``nn.ReLU`` (``"relu"``), ``nn.Tanh``, ``nn.Identity``
+            (``"linear"``), ``nn.GELU()`` (exact form, ``approximate="none"``),
+            ``nn.SiLU``, ``nn.Softplus()`` (``beta=1``, ``threshold >= 20``),
+            ``nn.LeakyReLU()`` (``negative_slope=0.01``), ``nn.Sigmoid``,
+            ``nn.ELU()`` (``alpha=1``); see :func:`activate`.
         activation : str, optional
             For a module, inferred from its activation layers (if given, it must
             agree). For a state dict, which does not record it, default ``"relu"``.
@@ -972,139 +925,21 @@ class FCNetwork:
         Raises
         ------
         TypeError
-            For an unsupported object or layer type.
+            For an unsupported object or layer type (the message names the layer).
         ValueError
-            If the layers do not chain, or the activations are mixed or disagree
-            with ``activation``.
+            If the layers do not chain, a ``Linear`` layer is applied twice (shared
+            weights), an activation has other options than the ones above, or the
+            activations are mixed or disagree with ``activation``.
+
+        Examples
+        --------
+        >>> import pytest, kernelcomp as kc
+        >>> nn = pytest.importorskip("torch").nn
+        >>> act = nn.GELU()  # one instance, applied twice
+        >>> model = nn.Sequential(nn.Linear(5, 16), act, nn.Linear(16, 16), act, nn.Linear(16, 1))
+        >>> net = kc.FCNetwork.from_torch(model)
+        >>> net.widths, net.activation, net.parameterization
+        ((16, 16), 'gelu', 'standard')
         """
-        if isinstance(module_or_state_dict, Mapping):
-            return cls._from_state_dict(module_or_state_dict, activation or "relu")
-        try:
-            import torch
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise TypeError(
-                "from_torch needs a torch.nn.Module (PyTorch is not installed) or a mapping "
-                f"state dict, got {type(module_or_state_dict).__name__}"
-            ) from exc
-        if not isinstance(module_or_state_dict, torch.nn.Module):
-            raise TypeError(
-                "from_torch needs a torch.nn.Module or a state dict (mapping), got "
-                f"{type(module_or_state_dict).__name__}"
-            )
-        nn = torch.nn
-        known = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Identity: "linear"}
-        weights, biases, acts = [], [], []
-        leaves = [m for m in module_or_state_dict.modules() if not list(m.children())]
-        for m in leaves:
-            if isinstance(m, nn.Linear):
-                weights.append(m.weight.detach().cpu().double().numpy())
-                biases.append(None if m.bias is None else m.bias.detach().cpu().double().numpy())
-            elif isinstance(m, nn.Flatten | nn.Dropout):
-                continue
-            elif type(m) in known:
-                if not weights:
-                    raise ValueError("the module starts with an activation before any Linear")
-                acts.append((len(weights), known[type(m)]))
-            else:
-                raise TypeError(
-                    f"unsupported layer {type(m).__name__} in the module; FCNetwork imports "
-                    "Linear layers separated by ReLU, Tanh or Identity"
-                )
-        if not weights:
-            raise ValueError("the module has no Linear layer")
-        positions = [p for p, _ in acts]
-        custom = not isinstance(module_or_state_dict, nn.Sequential)
-        if not acts and len(weights) > 1 and custom:
-            # a custom module applying its activations in forward() (e.g. F.relu):
-            # its Linear layers, in registration order, with the activation named here
-            if activation is None:
-                raise ValueError(
-                    "the module has Linear layers but no activation modules (activations "
-                    "applied in forward()?); pass activation=... to import it"
-                )
-            positions = list(range(1, len(weights)))
-        if positions != list(range(1, len(weights))):
-            raise ValueError(
-                "the module must alternate Linear and activation layers (one activation "
-                f"after every Linear but the last); found activations after Linear layers "
-                f"{positions} of {len(weights)}"
-            )
-        names = {a for _, a in acts}
-        if len(names) > 1:
-            raise ValueError(f"the module mixes activations {sorted(names)}; FCNetwork has one")
-        inferred = names.pop() if names else None
-        if activation is not None and inferred is not None:
-            if check_activation(activation) != inferred:
-                raise ValueError(
-                    f"activation={activation!r} disagrees with the module's {inferred!r} layers"
-                )
-        act = activation or inferred or "relu"
-        return cls(weights, biases, act, 1.0, 1.0, "standard")
+        return _torch.from_torch(cls, module_or_state_dict, activation)
 
-    @classmethod
-    def _from_state_dict(cls, sd: Mapping[str, Any], activation: str) -> FCNetwork:
-        layers: dict[str, dict[str, Any]] = {}
-        for key, value in sd.items():
-            if not isinstance(key, str) or "." not in key:
-                raise ValueError(f"state dict key {key!r} is not of the form '<layer>.weight'")
-            prefix, kind = key.rsplit(".", 1)
-            if kind not in ("weight", "bias"):
-                raise ValueError(
-                    f"state dict key {key!r}: only Linear layers ('.weight', '.bias') are supported"
-                )
-            if hasattr(value, "detach"):
-                value = value.detach().cpu().double().numpy()
-            layers.setdefault(prefix, {})[kind] = np.asarray(value)
-        weights, biases = [], []
-        for prefix, entry in layers.items():
-            if "weight" not in entry:
-                raise ValueError(f"state dict has a bias but no weight for layer {prefix!r}")
-            weights.append(entry["weight"])
-            biases.append(entry.get("bias"))
-        if not weights:
-            raise ValueError("the state dict is empty")
-        try:
-            return cls(weights, biases, activation, 1.0, 1.0, "standard")
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"the state dict's layers {list(layers)} do not form a network: {exc}"
-            ) from exc
-
-
-def _weight_list(data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """A state dict from a ``.npz`` weight list, or None if ``data`` is not one.
-
-    Accepts ``np.savez(f, W0, b0, W1, b1, ...)`` (keys ``arr_0, arr_1, ...``) and
-    keys ``W0, b0, W1, ...``; a 1-D array right after a weight matrix with one
-    value per output is that layer's bias.
-    """
-    import re
-
-    positional = {k: int(k[4:]) for k in data if re.fullmatch(r"arr_\d+", k)}
-    if data and len(positional) == len(data):
-        arrays = [data[k] for k in sorted(data, key=positional.__getitem__)]
-    else:
-        named = [re.fullmatch(r"([Wb])(\d+)", k) for k in data]
-        if not data or not all(named):
-            return None
-        order = sorted(data, key=lambda k: (int(k[1:]), k[0] != "W"))
-        arrays = [data[k] for k in order]
-    sd: dict[str, np.ndarray] = {}
-    layer = -1
-    for arr in arrays:
-        if arr.ndim == 2:
-            layer += 1
-            sd[f"{layer}.weight"] = arr
-        elif arr.ndim == 1 and layer >= 0 and f"{layer}.bias" not in sd:
-            sd[f"{layer}.bias"] = arr
-        else:
-            return None
-    return sd or None
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        return v.item()
-    return v

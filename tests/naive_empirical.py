@@ -25,11 +25,23 @@ def phi(name: str, z: np.ndarray) -> np.ndarray:
         return np.tanh(z)
     if name == "linear":
         return z.copy()
+    if name == "gelu":
+        return z * 0.5 * (1.0 + erf(z / math.sqrt(2.0)))
+    if name == "silu":
+        return z / (1.0 + np.exp(-z))
+    if name == "softplus":
+        return np.log(1.0 + np.exp(z))
+    if name == "leaky_relu":
+        return np.where(z > 0, z, 0.01 * z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "elu":
+        return np.where(z > 0, z, np.exp(np.minimum(z, 0.0)) - 1.0)
     raise ValueError(name)
 
 
 def dphi(name: str, z: np.ndarray) -> np.ndarray:
-    """Derivative of :func:`phi` (ReLU: 0 at 0)."""
+    """Derivative of :func:`phi` (left-hand value at a kink: ReLU 0, leaky ReLU 0.01 at 0)."""
     if name == "relu":
         return np.where(z > 0, 1.0, 0.0)
     if name == "relu_unit":
@@ -40,6 +52,20 @@ def dphi(name: str, z: np.ndarray) -> np.ndarray:
         return 1.0 / np.cosh(z) ** 2
     if name == "linear":
         return np.ones_like(z)
+    if name == "gelu":
+        return 0.5 * (1.0 + erf(z / math.sqrt(2.0))) + z * np.exp(-(z**2) / 2) / math.sqrt(
+            2.0 * math.pi
+        )
+    if name == "silu":
+        s = 1.0 / (1.0 + np.exp(-z))
+        return s + z * s * (1.0 - s)
+    if name in ("softplus", "sigmoid"):
+        e = np.exp(-z)
+        return 1.0 / (1.0 + e) if name == "softplus" else e / (1.0 + e) ** 2
+    if name == "leaky_relu":
+        return np.where(z > 0, 1.0, 0.01)
+    if name == "elu":
+        return np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
     raise ValueError(name)
 
 

@@ -3,8 +3,11 @@
 * ``_base`` (the Kernel protocol) sits below ``_gram`` (the driver): ``_gram``
   imports ``_base``, never the other way round, and calling a kernel does not
   need the driver.
-* ``_h5`` is a leaf shared by ``io`` and ``network``; neither ``network`` nor ``_h5``
-  imports ``io`` or any of its modules.
+* ``_h5`` is a leaf shared by ``io`` and the network files; neither ``network``
+  nor ``_h5`` imports ``io`` or any of its modules. ``network`` delegates
+  persistence to ``_network_file`` and the PyTorch import to ``_torch``; neither
+  imports ``network`` back (they take the class), and torch is imported only when
+  a torch module is given.
 * ``_argtypes`` is a leaf shared by the command lines.
 """
 
@@ -61,10 +64,33 @@ def test_leaf_modules_import_only_leaves():
     assert _imported_modules("kernelcomp._argtypes") == set()
 
 
+def _imports_torch_at_module_level(name: str) -> bool:
+    path = PACKAGE / (name.removeprefix("kernelcomp.").replace(".", "/") + ".py")
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch"
+                                                for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            return True
+    return False
+
+
+def test_torch_is_imported_lazily():
+    for name in ("kernelcomp.network", "kernelcomp._torch", "kernelcomp._network_file"):
+        assert not _imports_torch_at_module_level(name), name
+
+
 def test_no_back_edges():
     assert "kernelcomp._gram" not in _imported_modules("kernelcomp._base")
     assert "kernelcomp._base" in _imported_modules("kernelcomp._gram")
-    assert "kernelcomp._h5" in _imported_modules("kernelcomp.network")
+    assert "kernelcomp.io" not in _imported_modules("kernelcomp.network")
+    assert {"kernelcomp._network_file", "kernelcomp._torch"} <= _imported_modules(
+        "kernelcomp.network"
+    )
+    assert "kernelcomp._h5" in _imported_modules("kernelcomp._network_file")
+    for helper in ("kernelcomp._network_file", "kernelcomp._torch"):
+        assert not _imported_modules(helper) & {"kernelcomp.network", "kernelcomp.io"}, helper
+    assert "kernelcomp._h5" in _imported_modules("kernelcomp.io")
     assert "kernelcomp._argtypes" in _imported_modules("kernelcomp.cli")
 
 
@@ -73,7 +99,8 @@ def test_the_file_layer_sits_below_io():
     assert _is_module("kernelcomp.io") and _is_module("kernelcomp.io._gram_file")
     # the helper sees an import of a package's module as an import of the package
     assert "kernelcomp.io" in _imported_modules("kernelcomp.io._info")
-    for low in ("kernelcomp.network", "kernelcomp._h5"):
+    for low in ("kernelcomp.network", "kernelcomp._network_file", "kernelcomp._torch",
+                "kernelcomp._h5"):
         found = _imported_modules(low)
         assert not {m for m in found if m == "kernelcomp.io" or m.startswith("kernelcomp.io.")}
     io_modules = _package_modules("kernelcomp.io")
@@ -95,7 +122,8 @@ def test_kernels_and_network_files_need_neither_driver_nor_io(tmp_path):
         net = network.FCNetwork.init(3, [4], seed=0)
         for ext in ("npz", "h5"):
             network.FCNetwork.load(net.save({str(tmp_path)!r} + "/net." + ext))
-        print(json.dumps(sorted(m for m in sys.modules if m.startswith("kernelcomp"))))
+        mods = [m for m in sys.modules if m.startswith("kernelcomp") or m == "torch"]
+        print(json.dumps(sorted(mods)))
         """
     )
     out = subprocess.run(
@@ -106,6 +134,7 @@ def test_kernels_and_network_files_need_neither_driver_nor_io(tmp_path):
     assert "kernelcomp._gram" not in loaded
     assert "kernelcomp.io" not in loaded
     assert "kernelcomp._h5" in loaded
+    assert "torch" not in loaded
 
 
 def test_cli_type_helpers_come_from_argtypes():

@@ -253,8 +253,8 @@ def test_constructor_validation():
         kc.FCNetwork([W0, W1], [None])
     with pytest.raises(ValueError, match=r"biases\[0\] must have shape \(3,\)"):
         kc.FCNetwork([W0, W1], [np.ones(2), None])
-    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
-        kc.FCNetwork([W0, W1], activation="gelu")
+    with pytest.raises(ValueError, match="unknown activation 'selu'"):
+        kc.FCNetwork([W0, W1], activation="selu")
     with pytest.raises(TypeError, match="activation must be a string"):
         kc.FCNetwork([W0, W1], activation=3)
     with pytest.raises(ValueError, match="unknown parameterization 'xavier'"):
@@ -291,7 +291,7 @@ def test_init_validation():
     with pytest.raises(ValueError, match="unknown parameterization 'lazy'"):
         kc.FCNetwork.init(3, [4], parameterization="lazy")
     with pytest.raises(ValueError, match="unknown activation"):
-        kc.FCNetwork.init(3, [4], activation="softplus")
+        kc.FCNetwork.init(3, [4], activation="selu")
 
 
 # -- copy, equality, fingerprint ----------------------------------------------------------

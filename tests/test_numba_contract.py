@@ -16,6 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import kernelcomp
 
 PACKAGE = Path(kernelcomp.__file__).parent
@@ -123,3 +125,37 @@ def _line_of(path: Path, text: str) -> int:
         if text in line:
             return i
     raise AssertionError(f"{text!r} not in {path}")
+
+
+def test_stale_cache_is_dropped_when_any_compiled_source_changes(tmp_path):
+    """numba keys a cache entry on its own file only: a changed helper file must clear the cache."""
+    from kernelcomp._kernels import _config
+
+    (tmp_path / "helper.py").write_text("A = 1\n")
+    (tmp_path / "kernel.py").write_text("B = 2\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    (cache / "kernel.f-1.py311.nbi").write_bytes(b"index")
+    (cache / "kernel.f-1.py311.1.nbc").write_bytes(b"code")
+    (cache / "kernel.cpython-311.pyc").write_bytes(b"pyc")
+    assert _config._drop_stale_cache(tmp_path)  # no stamp yet: cleared
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "kernel.cpython-311.pyc", _config._STAMP_NAME
+    ]
+    (cache / "kernel.f-1.py311.nbi").write_bytes(b"index")
+    assert not _config._drop_stale_cache(tmp_path)  # same sources: kept
+    assert (cache / "kernel.f-1.py311.nbi").exists()
+    (tmp_path / "helper.py").write_text("A = 3\n")  # only the helper changes
+    assert _config._drop_stale_cache(tmp_path)
+    assert not (cache / "kernel.f-1.py311.nbi").exists()
+
+
+def test_the_package_cache_stamp_matches_its_sources():
+    from kernelcomp._kernels import _config
+
+    if not _config.CACHE:
+        pytest.skip("numba cache turned off (KERNELCOMP_NUMBA_CACHE=0)")
+    stamp = _config._HERE / "__pycache__" / _config._STAMP_NAME
+    if not stamp.exists():
+        pytest.skip("read-only install: no stamp written")
+    assert stamp.read_text().strip() == _config._sources_fingerprint()

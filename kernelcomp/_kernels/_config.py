@@ -5,7 +5,11 @@ floating-point flags are set in one place:
 
 * ``cache=True`` by default (on-disk cache next to the sources); set the
   environment variable ``KERNELCOMP_NUMBA_CACHE=0`` to turn it off (read-only
-  installs, debugging).
+  installs, debugging). numba keys a cached function on its own file only, so a
+  kernel inlining a helper from another file (every kernel calls ``phi`` of
+  ``activations.py``) would keep running the old helper after that file
+  changed. :func:`_drop_stale_cache` therefore fingerprints all the compiled
+  sources and clears the package's cache when the fingerprint changes.
 * No eager signatures: each function compiles lazily, once per argument type;
   the public layer normalises inputs to C-contiguous float32/float64 so a
   kernel compiles at most twice.
@@ -27,9 +31,11 @@ code in numba's simulator (no GPU needed; slow: for tests).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -40,6 +46,49 @@ CACHE: bool = os.environ.get("KERNELCOMP_NUMBA_CACHE", "1").strip().lower() not 
     "no",
     "off",
 }
+
+_HERE = Path(__file__).resolve().parent
+_STAMP_NAME = "kernelcomp-sources.sha256"
+
+
+def _sources_fingerprint(folder: Path = _HERE) -> str:
+    """SHA-256 of the compiled sources (``*.py`` of ``folder``) and of numba's version."""
+    h = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(folder.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _drop_stale_cache(folder: Path = _HERE) -> bool:
+    """Remove numba's cache files in ``folder/__pycache__`` when any source changed.
+
+    Returns True when files were removed. Errors (a read-only install, a
+    concurrent cleaner) leave the cache as it is: numba then recompiles or
+    falls back to its own user-wide cache.
+    """
+    cache = folder / "__pycache__"
+    stamp = cache / _STAMP_NAME
+    fingerprint = _sources_fingerprint(folder)
+    try:
+        if stamp.read_text(encoding="ascii").strip() == fingerprint:
+            return False
+    except OSError:
+        pass
+    removed = False
+    try:
+        cache.mkdir(exist_ok=True)
+        for path in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
+            path.unlink(missing_ok=True)
+            removed = True
+        stamp.write_text(fingerprint + "\n", encoding="ascii")
+    except OSError:
+        pass
+    return removed
+
+
+if CACHE:
+    _drop_stale_cache()
 
 
 def jit(

@@ -108,9 +108,9 @@ MUTANTS: list[Mutant] = [
            _t(OPT, "test_center_false_trains_alpha_f"),
            "train(center=False) still trains alpha (f - f0)"),
     Mutant("train_beta_ignored", "kernelcomp/training/_network_flow.py",
-           'y_test = _check_labels(y_test, X_test.shape[0], "y_test")\n'
+           'y_test = check_labels(y_test, X_test.shape[0], "y_test")\n'
            "    c = _control(alpha, loss, beta,",
-           'y_test = _check_labels(y_test, X_test.shape[0], "y_test")\n'
+           'y_test = check_labels(y_test, X_test.shape[0], "y_test")\n'
            "    c = _control(alpha, loss, 20.0,",
            _t(OPT, "test_soft_hinge_beta_is_the_naive_flow", "test_two_betas_give_two_flows"),
            "train(beta=...) ignored (always 20)"),
@@ -227,8 +227,8 @@ MUTANTS: list[Mutant] = [
            _t(OPT, "test_euler_flow_equals_the_naive_rule"),
            "the reported loss is not divided by alpha"),
     Mutant("kernel_flow_beta_ignored", "kernelcomp/training/_kernel_flow.py",
-           "y = _check_labels(y, p)\n    c = _control(alpha, loss, beta,",
-           "y = _check_labels(y, p)\n    c = _control(alpha, loss, 20.0,",
+           "y = check_labels(y, p)\n    c = _control(alpha, loss, beta,",
+           "y = check_labels(y, p)\n    c = _control(alpha, loss, 20.0,",
            _t(OPT, "test_kernel_flow_soft_hinge_beta_is_the_naive_flow"),
            "kernel_gradient_flow(beta=...) ignored"),
     Mutant("ridge_alpha_ignored", "kernelcomp/estimators.py",

@@ -292,25 +292,6 @@ def _control(
                     integrator)
 
 
-def _check_labels(y: Any, n: int, name: str = "y") -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold the numbers -1 and +1, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} labels, but there are {n} samples")
-    bad = ~((arr == 1.0) | (arr == -1.0))
-    if bad.any():
-        raise ValueError(
-            f"{name} must hold labels -1 and +1 only, found {arr[bad][0]!r} "
-            "(map two classes to -1/+1 first, e.g. np.where(y == c, 1.0, -1.0))"
-        )
-    return arr
-
-
-
 # ---------------------------------------------------------------------------
 # the step control
 # ---------------------------------------------------------------------------

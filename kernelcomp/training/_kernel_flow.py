@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._validation import check_matrix
+from kernelcomp._validation import check_labels, check_matrix
 from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
     FlowState,
-    _check_labels,
     _control,
     _history,
     _Problem,
@@ -76,7 +75,7 @@ class KernelFlowResult:
     def test_error(self, K_test: Any, y_test: Any) -> float:
         """Fraction of test points with ``y F <= 0`` (the paper's test error)."""
         F = self.decision_function(K_test)
-        y_test = _check_labels(y_test, len(F), "y_test")
+        y_test = check_labels(y_test, len(F), "y_test")
         return float(np.mean(y_test * F <= 0))
 
 
@@ -163,7 +162,7 @@ def kernel_gradient_flow(
     p = K.shape[0]
     if K.shape[1] != p:
         raise ValueError(f"K must be a square Gram matrix, got shape {K.shape}")
-    y = _check_labels(y, p)
+    y = check_labels(y, p)
     c = _control(alpha, loss, beta, max_dgrad, max_dout, max_time, max_steps, max_wall,
                  integrator)
 

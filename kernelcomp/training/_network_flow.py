@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._validation import check_int, check_matrix, check_real
+from kernelcomp._validation import check_int, check_labels, check_matrix, check_real
 from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
     FlowState,
-    _check_labels,
     _control,
     _history,
 )
@@ -129,12 +128,12 @@ class TrainResult:
     def test_error(self, X: Any, y: Any) -> float:
         """Fraction of points with ``y F(x) <= 0`` (the paper's test error)."""
         F = self.decision_function(X)
-        return float(np.mean(_check_labels(y, len(F), "y") * F <= 0))
+        return float(np.mean(check_labels(y, len(F), "y") * F <= 0))
 
     def margins(self, X: Any, y: Any) -> np.ndarray:
         """``alpha y Ft(x)`` = ``y F(x)``; training stops when all are >= 1."""
         F = self.decision_function(X)
-        return _check_labels(y, len(F), "y") * F
+        return check_labels(y, len(F), "y") * F
 
 
 
@@ -320,12 +319,12 @@ def train(
     if net.n_outputs != 1:
         raise TypeError(f"net must have a single output, got n_outputs={net.n_outputs}")
     X = check_matrix(X, "X", dtype=np.float64, n_features=net.input_dim)
-    y = _check_labels(y, X.shape[0])
+    y = check_labels(y, X.shape[0])
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
     if X_test is not None:
         X_test = check_matrix(X_test, "X_test", dtype=np.float64, n_features=net.input_dim)
-        y_test = _check_labels(y_test, X_test.shape[0], "y_test")
+        y_test = check_labels(y_test, X_test.shape[0], "y_test")
     c = _control(alpha, loss, beta, max_dgrad, max_dout, max_time, max_steps, max_wall,
                  integrator)
     milestones = tuple(reversed(_check_fractions(loss_milestones, "loss_milestones")))

@@ -115,7 +115,7 @@ MUTANTS: list[Mutant] = [
            _t(OPT, "test_soft_hinge_beta_is_the_naive_flow", "test_two_betas_give_two_flows"),
            "train(beta=...) ignored (always 20)"),
     Mutant("runfile_margins_no_alpha", "kernelcomp/training/_network_flow.py",
-           "margins=c.alpha * y * out, reason=reason", "margins=y * out, reason=reason",
+           "margins=setup.control.alpha * setup.y * out,", "margins=setup.y * out,",
            _t(OPT, "test_run_file_margins_carry_alpha"),
            "run-file margins stored without alpha"),
     # --- more documented outputs -----------------------------------------------------
@@ -185,7 +185,7 @@ MUTANTS: list[Mutant] = [
            _t(OPT, "test_known_step_counts_pin_the_step_control"),
            "dgrad's reference gradient takes the new hinge pattern (not the step's start)"),
     Mutant("keep_networks_ignored", "kernelcomp/training/_network_flow.py",
-           "snapshot if keep_networks else None, fitted,", "snapshot, fitted,",
+           "snapshot if setup.keep_networks else None,", "snapshot,",
            _t(OPT, "test_keep_networks_false_keeps_them_on_disk"),
            "train(keep_networks=False) keeps them anyway"),
     Mutant("max_dgrad_ignored", "kernelcomp/training/_engine.py",

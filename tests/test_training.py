@@ -385,6 +385,45 @@ def test_train_errors():
         training.train(net, X, y, alpha=1.0, config=[1])
 
 
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        ({"method": "bogus"}, ValueError, "method must be"),
+        ({"integrator": "rk4"}, ValueError, "integrator must be one of"),
+        ({"loss": "square"}, ValueError, "loss must be one of"),
+        ({"alpha": 0.0}, ValueError, "alpha must be > 0"),
+        ({"max_steps": -1}, ValueError, "max_steps must be >= 0"),
+        ({"checkpoints": [1, "a"]}, TypeError, r"checkpoints\[1\] must be an integer"),
+        ({"margin_fractions": "0.1"}, TypeError, "margin_fractions must be a sequence"),
+        ({"config": [1]}, TypeError, "config must be a dict"),
+        ({"config": {"seed": object()}}, TypeError, "config must be JSON serialisable"),
+        ({"center": "no"}, TypeError, "center must be True or False"),
+        ({"force": "yes"}, TypeError, "force must be True or False"),
+        ({"keep_networks": "no"}, TypeError, "keep_networks must be True or False"),
+        ({"progress": 1}, TypeError, "progress must be True or False"),
+        ({"y_test": np.ones(3)}, ValueError, "X_test and y_test must be given together"),
+    ],
+)
+def test_train_checks_every_argument_before_creating_a_file(tmp_path, bad, error, message):
+    # a failed call leaves no file behind (no PATH.partial that would make the next,
+    # correct call fail with FileExistsError)
+    X, y = kc.datasets.stripe(10, 3, seed=0)
+    net = _paper_net(3, 8)
+    path = tmp_path / "run.h5"
+    with pytest.raises(error, match=message):
+        training.train(net, X, y, path=path, **{"alpha": 1.0, "max_steps": 3, **bad})
+    assert list(tmp_path.iterdir()) == []
+    res = training.train(net, X, y, alpha=1.0, path=path, max_steps=3)
+    assert res.path == path and path.exists()
+
+
+def test_train_accepts_numpy_scalars_for_its_options():
+    X, y = kc.datasets.stripe(10, 3, seed=0)
+    res = training.train(_paper_net(3, 8), X, y, alpha=np.float32(1.0), max_steps=np.int64(3),
+                         checkpoints=np.int64(2), center=np.bool_(True))
+    assert res.final.step == 3 and res.config["checkpoints"] == 2 and res.center is True
+
+
 def test_deeper_networks_train_on_the_numpy_path():
     X, y = kc.datasets.stripe(16, 3, seed=0)
     net = kc.FCNetwork.init(3, [12, 12], activation="tanh", parameterization="ntk", seed=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +16,10 @@ from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
     FlowState,
+    _Control,
     _control,
     _history,
+    _Problem,
 )
 from kernelcomp.training._integrators import _flow
 from kernelcomp.training._network_hooks import (
@@ -290,12 +292,16 @@ def train(
     ------
     TypeError
         If ``net`` is not a single-output ``FCNetwork`` or an option has the
-        wrong type.
+        wrong type (``center``, ``force``, ``keep_networks`` and ``progress``
+        take True or False only).
     ValueError
         If the data are malformed (shape, NaN, labels other than ±1), an option
         is out of range.
     FileExistsError
         If ``path`` exists and ``force`` is False.
+
+    Every argument is checked before the run file is created: a call that
+    raises one of the errors above leaves no file behind.
 
     References
     ----------
@@ -312,6 +318,105 @@ def train(
     >>> res.status, res.test_error(X, y)
     ('converged', 0.0)
     """
+    setup = _setup(
+        net, X, y, alpha=alpha, loss=loss, beta=beta, X_test=X_test, y_test=y_test,
+        checkpoints=checkpoints, loss_milestones=loss_milestones,
+        margin_fractions=margin_fractions, config=config, force=force, center=center,
+        max_time=max_time, max_steps=max_steps, max_wall=max_wall, max_dgrad=max_dgrad,
+        max_dout=max_dout, keep_networks=keep_networks, progress=progress, method=method,
+        integrator=integrator,
+    )  # every argument checked: nothing below fails on the caller's input
+    problem, test_outputs = _problems(setup)
+    policy = _CheckpointPolicy(setup.checkpoints, setup.milestones, setup.fractions,
+                               setup.X.shape[0])
+    records: list[CheckpointRecord] = []
+    states: list[FlowState] = []
+    params = _params_of(setup.net0)
+    wall0 = time.perf_counter()
+    bar = _progress_bar(setup.progress)
+    try:
+        writer = None if path is None else _open_run_file(setup, path)
+        for state, params, out in _flow(problem, params, setup.y, setup.control):  # noqa: B020
+            states.append(state)
+            if bar is not None:
+                bar.update(1)
+                if state.step % 25 == 0 or state.status is not None:
+                    bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
+            reasons = policy.reasons(state)
+            if reasons:
+                records.append(_take_checkpoint(setup, state, params, out, "+".join(reasons),
+                                                test_outputs, writer))
+    finally:  # on an exception the writer's PATH.partial keeps the checkpoints so far
+        if bar is not None:
+            bar.close()
+    final = states[-1]
+    wall = time.perf_counter() - wall0
+    result_path = None
+    if writer is not None:
+        writer.set_summary(status=final.status, steps=final.step, time=final.time,
+                           loss=final.loss, train_error=final.train_error,
+                           test_error=records[-1].test_error, wall_time=wall)
+        result_path = writer.close()
+    return TrainResult(
+        net=_net_from_params(setup.net0, params), net0=setup.net0, alpha=setup.control.alpha,
+        center=setup.center, status=str(final.status), final=final, history=_history(states),
+        checkpoints=records, path=result_path, wall_time=wall, config=setup.settings,
+    )
+
+
+# ---------------------------------------------------------------------------
+# train's parts: validation-first setup, the checkpoint policy, checkpoint taking
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Setup:
+    """:func:`train`'s arguments, validated, and what follows from them without side effects."""
+
+    net0: Any  # a copy of the input network
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    out0: np.ndarray  # f0 on X (zeros when not centred)
+    out0_test: np.ndarray | None
+    control: _Control
+    center: bool
+    checkpoints: int | tuple[int, ...]  # per decade, or the explicit steps (sorted, unique)
+    milestones: tuple[float, ...]  # loss fractions, descending (first crossed first)
+    fractions: tuple[float, ...]  # margin fractions, ascending
+    fused: bool  # the compiled one-hidden-layer passes (else FCNetwork's BLAS passes)
+    keep_networks: bool
+    progress: bool
+    force: bool
+    settings: dict[str, Any]  # the configuration stored in the run file
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_checkpoints(checkpoints: Any) -> int | tuple[int, ...]:
+    """Checkpoints per decade of steps (an int >= 1), or a sequence of step numbers."""
+    if isinstance(checkpoints, bool):
+        raise TypeError("checkpoints must be an int or a sequence of step numbers, got bool")
+    if isinstance(checkpoints, numbers.Integral):
+        return check_int(checkpoints, "checkpoints", minimum=1)
+    if isinstance(checkpoints, Sequence) and not isinstance(checkpoints, str):
+        return tuple(sorted({check_int(s, f"checkpoints[{i}]", minimum=0)
+                             for i, s in enumerate(checkpoints)}))
+    raise TypeError(
+        "checkpoints must be an int (per decade of steps) or a sequence of step "
+        f"numbers, got {type(checkpoints).__name__}"
+    )
+
+
+def _setup(net: Any, X: Any, y: Any, *, alpha: Any, loss: Any, beta: Any, X_test: Any,
+           y_test: Any, checkpoints: Any, loss_milestones: Any, margin_fractions: Any,
+           config: Any, force: Any, center: Any, max_time: Any, max_steps: Any, max_wall: Any,
+           max_dgrad: Any, max_dout: Any, keep_networks: Any, progress: Any, method: Any,
+           integrator: Any) -> _Setup:
+    """Check every argument of :func:`train` (creating no file) and derive the run's setup."""
     from kernelcomp.network import FCNetwork
 
     if not isinstance(net, FCNetwork):
@@ -331,130 +436,129 @@ def train(
     fractions = _check_fractions(margin_fractions, "margin_fractions")
     if method not in ("auto", "fused", "numpy"):
         raise ValueError(f"method must be 'auto', 'fused' or 'numpy', got {method!r}")
-    if isinstance(checkpoints, bool):
-        raise TypeError("checkpoints must be an int or a sequence of step numbers, got bool")
-    if isinstance(checkpoints, numbers.Integral):
-        per_decade = check_int(checkpoints, "checkpoints", minimum=1)
-        schedule: Iterator[int] = _geometric_schedule(per_decade)
-    elif isinstance(checkpoints, Sequence) and not isinstance(checkpoints, str):
-        steps = sorted({check_int(s, f"checkpoints[{i}]", minimum=0)
-                        for i, s in enumerate(checkpoints)})
-        schedule = iter(steps)
-    else:
-        raise TypeError(
-            "checkpoints must be an int (per decade of steps) or a sequence of step "
-            f"numbers, got {type(checkpoints).__name__}"
-        )
-
-    net0 = net.copy()
-    if method == "fused" and not _fused_eligible(net0):
+    if method == "fused" and not _fused_eligible(net):
         raise ValueError(
-            f"method='fused' needs a one-hidden-layer network, got widths {net0.widths}"
+            f"method='fused' needs a one-hidden-layer network, got widths {net.widths}"
         )
-    out0 = net0(X) if center else np.zeros(X.shape[0])
-    out0_test = None
-    if X_test is not None:
-        out0_test = net0(X_test) if center else np.zeros(X_test.shape[0])
+    schedule = _check_checkpoints(checkpoints)
+    center = _check_bool(center, "center")
+    flags = {name: _check_bool(value, name) for name, value in
+             (("force", force), ("keep_networks", keep_networks), ("progress", progress))}
+    if config is not None and not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
     settings = {
-        "alpha": c.alpha, "loss": c.loss, "beta": c.beta, "center": bool(center),
-        "max_dgrad": c.max_dgrad, "max_dout": max_dout, "max_time": c.max_time,
+        "alpha": c.alpha, "loss": c.loss, "beta": c.beta, "center": center,
+        "max_dgrad": c.max_dgrad, "max_dout": float(max_dout), "max_time": c.max_time,
         "integrator": c.integrator,
         "max_steps": c.max_steps, "max_wall": c.max_wall,
         "loss_milestones": list(milestones), "margin_fractions": list(fractions),
-        "checkpoints": checkpoints if isinstance(checkpoints, int) else list(checkpoints),
+        "checkpoints": schedule if isinstance(schedule, int) else list(checkpoints),
         "network": {"input_dim": net.input_dim, "widths": list(net.widths),
                     "activation": net.activation, "parameterization": net.parameterization},
         "p": int(X.shape[0]),
     }
     if config is not None:
-        if not isinstance(config, dict):
-            raise TypeError(f"config must be a dict, got {type(config).__name__}")
         settings = {**config, **settings}
     if not math.isfinite(settings["max_time"]):
         settings["max_time"] = None
+    net0 = net.copy()
+    out0 = net0(X) if center else np.zeros(X.shape[0])
+    out0_test = None
+    if X_test is not None:
+        out0_test = net0(X_test) if center else np.zeros(X_test.shape[0])
+    return _Setup(net0, X, y, X_test, y_test, out0, out0_test, c, center, schedule, milestones,
+                  fractions, method != "numpy" and _fused_eligible(net0), settings=settings,
+                  **flags)
 
-    writer = None
-    if path is not None:
-        from kernelcomp.io import RunWriter
 
-        writer = RunWriter(path, X_train=X, y_train=y, X_test=X_test, y_test=y_test,
-                           config=settings, force=force)
-
-    records: list[CheckpointRecord] = []
-    states: list[FlowState] = []
-    next_step = next(schedule, None)
-    pending = list(milestones)
-    pending_fit = list(fractions)
-    p_train = X.shape[0]
-    loss0: float | None = None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc="train", unit="step", leave=False)
-    wall0 = time.perf_counter()
+def _problems(setup: _Setup) -> tuple[_Problem, Callable[[Any], np.ndarray] | None]:
+    """The flow's hooks, and the test outputs ``Ft(X_test)`` from the parameters (or None)."""
+    if not setup.fused:
+        return _network_problem(setup.net0, setup.X, setup.out0), None
+    problem = _fused_problem(setup.net0, setup.X, setup.out0)
     test_outputs = None
-    if method == "numpy" or not _fused_eligible(net0):
-        problem = _network_problem(net0, X, out0)
-    else:
-        problem = _fused_problem(net0, X, out0)
-        if X_test is not None:  # the compiled pass, 10x faster than net(X_test)
-            test_outputs = _fused_problem(net0, X_test, out0_test).forward
-    params = _params_of(net0)
-    try:
-        for state, params, out in _flow(problem, params, y, c):  # noqa: B020
-            states.append(state)
-            reasons = []
-            if state.step == 0:
-                loss0 = state.loss
-                reasons.append("init")
-            while next_step is not None and next_step <= state.step:
-                if next_step == state.step and state.step > 0:
-                    reasons.append("step")
-                next_step = next(schedule, None)
-            while pending and loss0 is not None and state.loss < pending[0] * loss0:
-                reasons.append(f"loss<{pending.pop(0):g}")
-            fitted = 1.0 - state.n_unsat / p_train
-            while pending_fit and fitted > pending_fit[0]:
-                reasons.append(f"fitted>{pending_fit.pop(0):g}")
-            if state.status is not None:
-                reasons.append("final")
-            if bar is not None:
-                bar.update(1)
-                if state.step % 25 == 0 or state.status is not None:
-                    bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
-            if not reasons:
-                continue
-            snapshot = _net_from_params(net0, params)
-            test_err = None
-            if X_test is not None:
-                ft = test_outputs(params) if test_outputs else snapshot(X_test) - out0_test
-                test_err = float(np.mean(y_test * ft <= 0))
-            reason = "+".join(reasons)
-            records.append(CheckpointRecord(
-                state.step, state.time, state.loss, state.train_error, test_err, reason,
-                snapshot if keep_networks else None, fitted,
-            ))
-            if writer is not None:
-                writer.add_checkpoint(
-                    snapshot, step=state.step, time=state.time, loss=state.loss,
-                    train_error=state.train_error, test_error=test_err,
-                    margins=c.alpha * y * out, reason=reason, dt=state.dt,
-                    n_unsat=state.n_unsat,
-                )
-    finally:  # on an exception the writer's PATH.partial keeps the checkpoints so far
-        if bar is not None:
-            bar.close()
-    final = states[-1]
-    wall = time.perf_counter() - wall0
-    result_path = None
+    if setup.X_test is not None:  # the compiled pass, 10x faster than net(X_test)
+        test_outputs = _fused_problem(setup.net0, setup.X_test, setup.out0_test).forward
+    return problem, test_outputs
+
+
+def _progress_bar(progress: bool) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc="train", unit="step", leave=False)
+
+
+def _open_run_file(setup: _Setup, path: Any) -> Any:
+    from kernelcomp.io import RunWriter
+
+    return RunWriter(path, X_train=setup.X, y_train=setup.y, X_test=setup.X_test,
+                     y_test=setup.y_test, config=setup.settings, force=setup.force)
+
+
+class _CheckpointPolicy:
+    """Which accepted states of the flow :func:`train` checkpoints, and why.
+
+    ``reasons(state)``, called on every accepted state in order, lists the reasons
+    that state is a checkpoint (see :class:`CheckpointRecord`): ``"init"`` at step 0,
+    ``"step"`` on the schedule (geometric per decade, or the explicit steps),
+    ``"loss<FRAC"`` the first time the loss falls below ``FRAC`` of its initial
+    value, ``"fitted>FRAC"`` the first time more than ``FRAC`` of the ``p`` training
+    margins are >= 1, and ``"final"`` on the last state; empty for no checkpoint.
+    """
+
+    def __init__(self, checkpoints: int | tuple[int, ...], milestones: tuple[float, ...],
+                 fractions: tuple[float, ...], p: int) -> None:
+        self.schedule: Iterator[int] = (
+            _geometric_schedule(checkpoints) if isinstance(checkpoints, int)
+            else iter(checkpoints)
+        )
+        self.next_step = next(self.schedule, None)
+        self.pending_loss = list(milestones)  # descending: the next to cross comes first
+        self.pending_fit = list(fractions)  # ascending
+        self.p = p
+        self.loss0: float | None = None
+
+    def reasons(self, state: FlowState) -> list[str]:
+        reasons = []
+        if state.step == 0:
+            self.loss0 = state.loss
+            reasons.append("init")
+        while self.next_step is not None and self.next_step <= state.step:
+            if self.next_step == state.step and state.step > 0:
+                reasons.append("step")
+            self.next_step = next(self.schedule, None)
+        pending = self.pending_loss
+        while pending and self.loss0 is not None and state.loss < pending[0] * self.loss0:
+            reasons.append(f"loss<{pending.pop(0):g}")
+        fitted = 1.0 - state.n_unsat / self.p
+        while self.pending_fit and fitted > self.pending_fit[0]:
+            reasons.append(f"fitted>{self.pending_fit.pop(0):g}")
+        if state.status is not None:
+            reasons.append("final")
+        return reasons
+
+
+def _take_checkpoint(setup: _Setup, state: FlowState, params: list[np.ndarray],
+                     out: np.ndarray, reason: str,
+                     test_outputs: Callable[[Any], np.ndarray] | None,
+                     writer: Any) -> CheckpointRecord:
+    """Snapshot the network at ``state``, score the test set and append to the run file."""
+    snapshot = _net_from_params(setup.net0, params)
+    test_err = None
+    if setup.X_test is not None:
+        ft = (test_outputs(params) if test_outputs is not None
+              else snapshot(setup.X_test) - setup.out0_test)
+        test_err = float(np.mean(setup.y_test * ft <= 0))
     if writer is not None:
-        writer.set_summary(status=final.status, steps=final.step, time=final.time,
-                           loss=final.loss, train_error=final.train_error,
-                           test_error=records[-1].test_error, wall_time=wall)
-        result_path = writer.close()
-    return TrainResult(
-        net=_net_from_params(net0, params), net0=net0, alpha=c.alpha, center=bool(center),
-        status=str(final.status), final=final, history=_history(states),
-        checkpoints=records, path=result_path, wall_time=wall, config=settings,
+        writer.add_checkpoint(
+            snapshot, step=state.step, time=state.time, loss=state.loss,
+            train_error=state.train_error, test_error=test_err,
+            margins=setup.control.alpha * setup.y * out, reason=reason, dt=state.dt,
+            n_unsat=state.n_unsat,
+        )
+    return CheckpointRecord(
+        state.step, state.time, state.loss, state.train_error, test_err, reason,
+        snapshot if setup.keep_networks else None, 1.0 - state.n_unsat / setup.X.shape[0],
     )

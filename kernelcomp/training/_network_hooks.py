@@ -9,7 +9,6 @@ a one-hidden-layer network on the fused compiled passes of
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,9 @@ import numpy as np
 from kernelcomp._linalg import gram_nt
 from kernelcomp.training._engine import _Problem
 
-#: piecewise-linear activations and their slope where active
-_KINKED: dict[str, float] = {"relu": 1.0, "relu_unit": math.sqrt(2.0)}
+#: ReLU activations: gradients jump where a unit's pre-activation crosses 0, so the
+#: step control's reference gradient freezes the activation pattern (``pair`` hook)
+_KINKED: frozenset[str] = frozenset({"relu", "relu_unit"})
 
 
 def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
@@ -73,57 +73,45 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
         return EmpiricalNTK(work)(X[rows])
 
     def jvp(params: list[np.ndarray], g: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-        """Forward-mode derivative of Ft on ``rows`` along ``g``."""
-        from kernelcomp.network import activate, activate_grad
+        """Forward-mode derivative of Ft on ``rows`` along ``g``.
+
+        The primal pass is ``FCNetwork.forward``'s (its cache); only the tangent
+        ``dz_l = c_l (a_l dW_l^T + da_l W_l^T) + s_l db_l``, ``da_{l+1} = phi'(z_l) dz_l``
+        is computed here (FCNetwork has no forward-mode pass).
+        """
+        from kernelcomp.network import activate_grad
 
         load(params)
         dW: list[Any] = [None] * len(work.weights)
         db: list[Any] = [None] * len(work.biases)
         for (kind, l), arr in zip(slots, g, strict=True):
             (dW if kind == "w" else db)[l] = arr
-        a = X[rows]
-        da = np.zeros_like(a)
-        for l, (W, b) in enumerate(zip(work.weights, work.biases, strict=True)):
-            z = work.weight_mult[l] * (a @ W.T)
-            dz = work.weight_mult[l] * (a @ dW[l].T + da @ W.T)
-            if b is not None:
-                z += work.bias_mult[l] * b
+        _, cache = work.forward(X[rows], cache=True)
+        da = None
+        for l, W in enumerate(work.weights):
+            dz = cache.inputs[l] @ dW[l].T
+            if da is not None:
+                dz += da @ W.T
+            dz *= work.weight_mult[l]
+            if db[l] is not None:
                 dz += work.bias_mult[l] * db[l]
             if l < work.depth:
-                a, da = activate(work.activation, z), activate_grad(work.activation, z) * dz
+                da = activate_grad(work.activation, cache.preactivations[l]) * dz
         return dz[:, 0]
 
     if work.activation not in _KINKED:
         return _Problem(forward, backward, step, norms, sub, ntk=ntk, jvp=jvp)
 
-    slope = _KINKED[work.activation]
-
     def pair(params: list[np.ndarray], u: np.ndarray, old: list[np.ndarray],
              uref: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The gradient at ``params``, and the reference gradient of ``uref`` there
+        through the network linearised on the ReLU pattern at ``old``."""
         g = backward(params, u, None)
         load(old)
         _, old_cache = work.forward(X, cache=True)
-        masks = [z > 0 for z in old_cache.preactivations[:-1]]
+        pattern = [z > 0 for z in old_cache.preactivations[:-1]]
         load(params)
-        # backpropagation through the network linearised on the old ReLU pattern
-        L = len(work.weights) - 1
-        a, inputs = X, []
-        for l in range(L):
-            inputs.append(a)
-            z = work.weight_mult[l] * (a @ work.weights[l].T)
-            if work.biases[l] is not None:
-                z += work.bias_mult[l] * work.biases[l]
-            a = slope * z * masks[l]
-        inputs.append(a)
-        delta = uref[:, None]
-        gW: list[Any] = [None] * (L + 1)
-        gb: list[Any] = [None] * (L + 1)
-        for l in range(L, -1, -1):
-            gW[l] = work.weight_mult[l] * (delta.T @ inputs[l])
-            if work.biases[l] is not None:
-                gb[l] = work.bias_mult[l] * delta.sum(axis=0)
-            if l > 0:
-                delta = (delta @ work.weights[l]) * (work.weight_mult[l] * slope) * masks[l - 1]
+        gW, gb = work.gradients(X, uref, pattern=pattern)
         return g, [gW[l] if kind == "w" else gb[l] for kind, l in slots]
 
     return _Problem(forward, backward, step, norms, sub, pair, ntk, jvp)

@@ -883,3 +883,25 @@ def test_margin_fractions_validated_before_any_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     res = training.train(net, X, y, alpha=1.0, path=path, max_steps=3)  # then works
     assert res.path is not None
+
+
+@pytest.mark.slow
+def test_kernel_flow_at_mnist_size_never_copies_the_gram():
+    # p = 20000 (a 3 GiB Gram) with most margins below 1: the gradient on a subset
+    # of rows used to copy K[:, rows] (3 GiB, on every step); now by row blocks
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        import resource
+        from kernelcomp.training import kernel_gradient_flow
+        X = rng.standard_normal(({N_MNIST}, 30))
+        y = np.where(X[:, 0] > 0, 1.0, -1.0)
+        K = X @ X.T
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        res = kernel_gradient_flow(K, y, max_steps=8)
+        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        assert res.status == "max_steps" and res.final.n_unsat > 0, res.status
+        assert growth < 0.25 * K.nbytes, f"peak memory grew by {{growth / 2**30:.2f}} GiB"
+        # F = K a is kept up to date by the gradients' K v: check it against K a
+        close(K[idx] @ res.coef, res.train_output[idx], 1e-10)
+    """)

@@ -308,6 +308,14 @@ def test_kernel_flow_max_wall():
 # ---------------------------------------------------------------------------
 # every stop status (FlowState.status) from a constructed case
 # ---------------------------------------------------------------------------
+def test_statuses_are_the_documented_ones():
+    # the tuple the engine names its stop reasons in, and FlowState's documentation
+    import re
+
+    documented = re.findall(r'``"(\w+)"``', training.FlowState.__doc__.split("status :")[1])
+    assert sorted(documented) == sorted(_engine.STATUSES)
+
+
 def test_status_converged_and_max_steps(data):
     X, y = data
     net = _paper_net()

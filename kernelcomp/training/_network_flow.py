@@ -203,7 +203,7 @@ def train(
     The model is ``F = alpha (f - f0)`` with ``f0`` the network at
     initialisation (``net``, which is copied, never modified); the loss
     ``(1/p) sum l(alpha y Ft) / alpha`` is minimised by gradient flow with the
-    adaptive step of the paper (see the module docstring) until every training
+    adaptive step of the paper (see :mod:`kernelcomp.training`) until every training
     margin ``alpha y Ft`` reaches 1, a limit is hit, or NaN appears.
 
     Checkpoints (network, time, loss, train/test error, margins) are taken at

@@ -182,3 +182,68 @@ def per_layer(
         else:
             out.append(check_real(v, f"{name}[{i}]", minimum=minimum))
     return tuple(out)
+
+
+#: what :func:`check_labels` accepts, by ``kind``
+LABEL_KINDS: tuple[str, ...] = ("binary", "real")
+
+
+def check_labels(y: Any, n: int, name: str = "y", *, kind: str = "binary") -> np.ndarray:
+    """Validate labels (or real targets) of ``n`` samples and return them as float64.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        The labels or targets.
+    n : int
+        Number of samples they must match.
+    name : str, default "y"
+        The argument's name, used in error messages.
+    kind : {"binary", "real"}, default "binary"
+        ``"binary"``: the labels -1 and +1 only (the paper's convention);
+        ``"real"``: any finite real targets.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n,)
+        float64 (a copy only when the dtype differs).
+
+    Raises
+    ------
+    TypeError
+        If the values are not real numbers (strings, objects, bool, complex).
+    ValueError
+        If ``y`` is not 1-D, does not have ``n`` entries, holds NaN or infinity,
+        or (``kind="binary"``) holds a value other than -1 and +1.
+
+    Examples
+    --------
+    >>> check_labels([1, -1, 1], 3).tolist()
+    [1.0, -1.0, 1.0]
+    """
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
+    binary = kind == "binary"
+    what = "labels" if binary else "targets"
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.dtype.kind not in "fiu":
+        numbers_ = "the numbers -1 and +1" if binary else "real numbers"
+        raise TypeError(f"{name} must hold {numbers_}, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D of shape ({n},), got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} {what}, but there are {n} samples")
+    arr = arr.astype(np.float64, copy=False)
+    if binary:
+        bad = ~((arr == 1.0) | (arr == -1.0))
+        if bad.any():
+            raise ValueError(
+                f"{name} must hold labels -1 and +1 only, found {float(arr[bad][0])!r} "
+                "(map two classes to -1/+1 first, e.g. np.where(y == c, 1.0, -1.0))"
+            )
+    elif not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity; all {what} must be finite")
+    return arr

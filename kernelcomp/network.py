@@ -638,7 +638,40 @@ class FCNetwork:
     def _squeeze(self, f: np.ndarray) -> np.ndarray:
         return f[:, 0] if self.n_outputs == 1 else f
 
-    def forward(self, X: Any, *, cache: bool = False) -> Any:
+    def _pattern_slope(self) -> float:
+        """``slope`` of a piecewise-linear activation ``phi(z) = slope z [z > 0]``."""
+        if self.activation == "relu":
+            return 1.0
+        if self.activation == "relu_unit":
+            return _SQRT2
+        raise ValueError(
+            f"pattern needs a ReLU activation ('relu', 'relu_unit'), got {self.activation!r}"
+        )
+
+    def _check_pattern(self, pattern: Any, n: int) -> list[np.ndarray]:
+        """Validate an activation pattern: one bool array (n, n_l) per hidden layer."""
+        self._pattern_slope()
+        if isinstance(pattern, np.ndarray) or not isinstance(pattern, Sequence):
+            raise TypeError(
+                f"pattern must be a sequence of {self.depth} bool arrays (one per hidden "
+                f"layer), got {type(pattern).__name__}"
+            )
+        if len(pattern) != self.depth:
+            raise ValueError(
+                f"pattern must have one array per hidden layer ({self.depth}), got {len(pattern)}"
+            )
+        out = []
+        for l, m in enumerate(pattern):
+            m = np.asarray(m)
+            if m.dtype != np.bool_ or m.shape != (n, self.widths[l]):
+                raise ValueError(
+                    f"pattern[{l}] must be a bool array of shape ({n}, {self.widths[l]}), "
+                    f"got {m.dtype} {m.shape}"
+                )
+            out.append(m)
+        return out
+
+    def forward(self, X: Any, *, cache: bool = False, pattern: Any = None) -> Any:
         """Forward pass, optionally keeping every layer's input and pre-activation.
 
         Parameters
@@ -647,6 +680,12 @@ class FCNetwork:
         cache : bool, default False
             Also return a :class:`ForwardCache` with ``inputs[l] = a_l`` and
             ``preactivations[l] = z_l``.
+        pattern : sequence of numpy.ndarray, optional
+            For a ReLU network ("relu", "relu_unit"): one bool array of shape
+            ``(n, n_l)`` per hidden layer used in place of the activation
+            pattern ``z_l > 0``, i.e. the pass of the network linearised on that
+            pattern, ``phi(z) = slope z pattern[l]`` (training's step control
+            freezes the pattern of a step's start this way).
 
         Returns
         -------
@@ -658,7 +697,8 @@ class FCNetwork:
         Raises
         ------
         ValueError, TypeError
-            If ``X`` is not a finite 2-D array with ``input_dim`` columns.
+            If ``X`` is not a finite 2-D array with ``input_dim`` columns, or
+            ``pattern`` does not match the network and ``X``.
 
         Examples
         --------
@@ -669,6 +709,9 @@ class FCNetwork:
         ((5, 3), [(5, 4), (5, 4), (5, 3)])
         """
         a = self._check_X(X)
+        if pattern is not None:
+            pattern = self._check_pattern(pattern, a.shape[0])
+            slope = self._pattern_slope()
         inputs, pre = [], []
         for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = a @ W.T
@@ -680,7 +723,7 @@ class FCNetwork:
                 inputs.append(a)
                 pre.append(z)
             if l < self.depth:
-                a = activate(self.activation, z)
+                a = activate(self.activation, z) if pattern is None else (slope * z) * pattern[l]
         out = self._squeeze(z)
         if cache:
             return out, ForwardCache(inputs, pre)
@@ -691,7 +734,8 @@ class FCNetwork:
         return self.forward(X)
 
     def gradients(
-        self, X: Any, grad_output: Any, *, cache: ForwardCache | None = None
+        self, X: Any, grad_output: Any, *, cache: ForwardCache | None = None,
+        pattern: Any = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
         """Gradient of ``sum_mu grad_output[mu] . f(x_mu)`` with respect to every parameter.
 
@@ -706,6 +750,10 @@ class FCNetwork:
         cache : ForwardCache, optional
             The cache of ``forward(X, cache=True)`` with the current weights, to
             skip the forward pass (training computes the outputs first anyway).
+        pattern : sequence of numpy.ndarray, optional
+            The gradient of the network linearised on this activation pattern
+            (see :meth:`forward`); a ``cache`` must then come from
+            ``forward(X, cache=True, pattern=pattern)``.
 
         Returns
         -------
@@ -732,7 +780,7 @@ class FCNetwork:
         True
         """
         if cache is None:
-            _, c = self.forward(X, cache=True)
+            _, c = self.forward(X, cache=True, pattern=pattern)
         else:
             c = cache
             if not isinstance(c, ForwardCache) or len(c.inputs) != self.n_layers:
@@ -743,6 +791,8 @@ class FCNetwork:
             if c.inputs[0].shape != Xc.shape or not np.array_equal(c.inputs[0], Xc):
                 raise ValueError("cache was computed for another X")
         n, K = c.inputs[0].shape[0], self.n_outputs
+        if pattern is not None:
+            pattern = self._check_pattern(pattern, n)
         g = np.asarray(grad_output)
         if g.dtype.kind not in "fiu":
             raise TypeError(f"grad_output must hold real numbers, got dtype {g.dtype}")
@@ -765,7 +815,11 @@ class FCNetwork:
                 gb[l] = self.bias_mult[l] * delta.sum(axis=0)
             if l > 0:
                 delta = (delta @ self.weights[l]) * self.weight_mult[l]
-                delta *= activate_grad(self.activation, c.preactivations[l - 1])
+                if pattern is None:
+                    delta *= activate_grad(self.activation, c.preactivations[l - 1])
+                else:
+                    delta *= pattern[l - 1]
+                    delta *= self._pattern_slope()
         return gW, gb
 
     # -- storage (kernelcomp/_network_file.py) --------------------------------------

@@ -33,6 +33,7 @@ import numpy as np
 import kernelcomp as kc
 from kernelcomp import training
 from kernelcomp._parallel import max_threads
+from kernelcomp.training import _network_hooks as hooks
 
 
 def _best(fn, repeat: int) -> float:
@@ -49,12 +50,12 @@ def bench_step(d: int, h: int, p: int, repeat: int) -> None:
     net = kc.FCNetwork.init(d, [h], activation="relu_unit", parameterization="mean_field",
                             seed=0)
     out0 = net(X)
-    prm = training._params_of(net)
+    prm = hooks._params_of(net)
     old = [q * (1 + 1e-3) for q in prm]
     u = y / p
     print(f"one step (forward + gradient + reference gradient), d={d} h={h} p={p}")
     res = {}
-    for name, make in (("fused", training._fused_problem), ("numpy", training._network_problem)):
+    for name, make in (("fused", hooks._fused_problem), ("numpy", hooks._network_problem)):
         prob = make(net, X, out0)
         t0 = time.perf_counter()
         prob.forward(prm)
@@ -64,7 +65,7 @@ def bench_step(d: int, h: int, p: int, repeat: int) -> None:
                           repeat)
         print(f"  {name:6s} first call {first * 1e3:8.1f} ms   steady {res[name] * 1e3:8.2f} ms")
     print(f"  ratio numpy / fused: {res['numpy'] / res['fused']:.2f}x")
-    fused = training._fused_problem(net, X, out0)
+    fused = hooks._fused_problem(net, X, out0)
     t_fwd = _best(lambda: fused.forward(prm), repeat)
     t_pair = _best(lambda: fused.pair(prm, u, old, u), repeat)
     pairs = p * h

@@ -29,7 +29,7 @@ by 1.1 when both are below half their limits; otherwise undo the step and
 divide ``dt`` by 10. Stop when every margin ``alpha y Ft >= 1``.
 
 ``g'`` is the gradient at the tentative point measured the way kernelcomp
-documents it (``kernelcomp.training``, class ``_Euler``): the hinge's ``l'``
+documents it (``kernelcomp.training._integrators``, class ``_Euler``): the hinge's ``l'``
 jumps where a margin crosses 1 and a ReLU's ``phi'`` jumps where a unit's
 pre-activation crosses 0, however small the step, so ``g'`` keeps the *step's
 starting* hinge pattern (``u`` of the start, for the hinge only; the soft hinge

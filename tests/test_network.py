@@ -202,6 +202,74 @@ def test_gradients_reuse_a_forward_cache(rng):
         net.gradients(X, g, cache=([X], [X]))
 
 
+def _linearised_outputs(net, weights, biases, X, pattern):
+    """Explicit reference: the network with phi(z) -> slope z pattern[l]."""
+    slope = math.sqrt(2.0) if net.activation == "relu_unit" else 1.0
+    a = X
+    for l, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        z = net.weight_mult[l] * (a @ W.T)
+        if b is not None:
+            z = z + net.bias_mult[l] * b
+        a = slope * z * pattern[l] if l < net.depth else z
+    return a
+
+
+@pytest.mark.parametrize("act", ["relu", "relu_unit"])
+@pytest.mark.parametrize("widths", [(6,), (5, 4)])
+def test_forward_and_gradients_on_a_frozen_pattern(act, widths, rng):
+    net = FCNetwork.init(3, list(widths), activation=act, parameterization="mean_field",
+                         bias=True, bias_std=1.0, seed=2)
+    X = rng.standard_normal((7, 3))
+    u = rng.standard_normal(7)
+    # the network's own pattern gives the plain pass, exactly
+    out, cache = net.forward(X, cache=True)
+    own = [z > 0 for z in cache.preactivations[:-1]]
+    np.testing.assert_array_equal(net.forward(X, pattern=own), out)
+    for a, b in zip(net.gradients(X, u, pattern=own)[0], net.gradients(X, u)[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    # another pattern: the linearised network, against its explicit pass and finite differences
+    pattern = [rng.random((7, w)) < 0.5 for w in widths]
+    lin = net.forward(X, pattern=pattern)
+    np.testing.assert_allclose(lin, _linearised_outputs(net, net.weights, net.biases, X,
+                                                        pattern)[:, 0], rtol=1e-13)
+    assert not np.allclose(lin, out)
+    _, lin_cache = net.forward(X, cache=True, pattern=pattern)
+    gW, gb = net.gradients(X, u, cache=lin_cache, pattern=pattern)
+    gW2, _ = net.gradients(X, u, pattern=pattern)
+    eps = 1e-6
+    for l in range(net.n_layers):
+        np.testing.assert_array_equal(gW[l], gW2[l])
+        for which, grads in (("w", gW), ("b", gb)):
+            base = net.weights[l] if which == "w" else net.biases[l]
+            if base is None:
+                assert grads[l] is None
+                continue
+            fd = np.zeros_like(base)
+            for idx in np.ndindex(base.shape):
+                vals = []
+                for sign in (1, -1):
+                    arrs = ([w.copy() for w in net.weights],
+                            [None if b is None else b.copy() for b in net.biases])
+                    (arrs[0] if which == "w" else arrs[1])[l][idx] += sign * eps
+                    vals.append(u @ _linearised_outputs(net, *arrs, X, pattern)[:, 0])
+                fd[idx] = (vals[0] - vals[1]) / (2 * eps)
+            np.testing.assert_allclose(grads[l], fd, rtol=1e-6, atol=1e-8)
+
+
+def test_pattern_errors(rng):
+    X = rng.standard_normal((4, 3))
+    net = FCNetwork.init(3, [5, 2], activation="relu", seed=0)
+    good = [np.ones((4, 5), bool), np.ones((4, 2), bool)]
+    with pytest.raises(ValueError, match="pattern must have one array per hidden layer"):
+        net.forward(X, pattern=good[:1])
+    with pytest.raises(ValueError, match=r"pattern\[1\] must be a bool array of shape \(4, 2\)"):
+        net.forward(X, pattern=[good[0], np.ones((4, 2))])
+    with pytest.raises(TypeError, match="pattern must be a sequence"):
+        net.gradients(X, np.ones(4), pattern=np.ones((2, 4, 5), bool))
+    with pytest.raises(ValueError, match="pattern needs a ReLU activation"):
+        FCNetwork.init(3, [5, 2], activation="tanh", seed=0).forward(X, pattern=good)
+
+
 def test_gradients_accept_float32_inputs(rng):
     net = _net("ntk", "erf", (5,), 1)
     X = rng.standard_normal((4, 4)).astype(np.float32)

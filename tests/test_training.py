@@ -11,6 +11,7 @@ import pytest
 import kernelcomp as kc
 from kernelcomp import training
 from kernelcomp._kernels import training as core
+from kernelcomp.training import _integrators, _network_flow, _network_hooks
 
 
 @pytest.fixture
@@ -172,9 +173,9 @@ def test_fused_passes_match_the_network(rng, activation, bias):
                             bias=bias, seed=3)
     X = rng.standard_normal((p, d))
     out0 = rng.standard_normal(p)
-    fused = training._fused_problem(net, X, out0)
-    ref = training._network_problem(net, X, out0)
-    prm = training._params_of(net)
+    fused = _network_hooks._fused_problem(net, X, out0)
+    ref = _network_hooks._network_problem(net, X, out0)
+    prm = _network_hooks._params_of(net)
     np.testing.assert_allclose(fused.forward(prm), ref.forward(prm), rtol=1e-12, atol=1e-14)
     u = rng.standard_normal(p)
     u[::4] = 0.0
@@ -323,7 +324,7 @@ def test_a_killed_run_keeps_its_checkpoints(tmp_path, monkeypatch):
     X, y = kc.datasets.stripe(20, 3, seed=0)
     net = _paper_net(3, 16)
     calls = {"n": 0}
-    original = training._net_from_params
+    original = _network_hooks._net_from_params
 
     def dying(*args):
         calls["n"] += 1
@@ -331,7 +332,7 @@ def test_a_killed_run_keeps_its_checkpoints(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(training, "_net_from_params", dying)
+    monkeypatch.setattr(_network_flow, "_net_from_params", dying)
     path = tmp_path / "run.h5"
     with pytest.raises(KeyboardInterrupt):
         training.train(net, X, y, alpha=1.0, path=path)
@@ -341,10 +342,10 @@ def test_a_killed_run_keeps_its_checkpoints(tmp_path, monkeypatch):
 
 
 def test_geometric_schedule():
-    it = training._geometric_schedule(4)
+    it = _network_flow._geometric_schedule(4)
     steps = [next(it) for _ in range(12)]
     assert steps == [0, 1, 2, 3, 6, 10, 18, 32, 56, 100, 178, 316]
-    it = training._geometric_schedule(20)
+    it = _network_flow._geometric_schedule(20)
     first = [next(it) for _ in range(15)]
     assert first == list(range(15))  # never repeats a step
 
@@ -384,6 +385,45 @@ def test_train_errors():
         training.train(net, X, y, alpha=1.0, config=[1])
 
 
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        ({"method": "bogus"}, ValueError, "method must be"),
+        ({"integrator": "rk4"}, ValueError, "integrator must be one of"),
+        ({"loss": "square"}, ValueError, "loss must be one of"),
+        ({"alpha": 0.0}, ValueError, "alpha must be > 0"),
+        ({"max_steps": -1}, ValueError, "max_steps must be >= 0"),
+        ({"checkpoints": [1, "a"]}, TypeError, r"checkpoints\[1\] must be an integer"),
+        ({"margin_fractions": "0.1"}, TypeError, "margin_fractions must be a sequence"),
+        ({"config": [1]}, TypeError, "config must be a dict"),
+        ({"config": {"seed": object()}}, TypeError, "config must be JSON serialisable"),
+        ({"center": "no"}, TypeError, "center must be True or False"),
+        ({"force": "yes"}, TypeError, "force must be True or False"),
+        ({"keep_networks": "no"}, TypeError, "keep_networks must be True or False"),
+        ({"progress": 1}, TypeError, "progress must be True or False"),
+        ({"y_test": np.ones(3)}, ValueError, "X_test and y_test must be given together"),
+    ],
+)
+def test_train_checks_every_argument_before_creating_a_file(tmp_path, bad, error, message):
+    # a failed call leaves no file behind (no PATH.partial that would make the next,
+    # correct call fail with FileExistsError)
+    X, y = kc.datasets.stripe(10, 3, seed=0)
+    net = _paper_net(3, 8)
+    path = tmp_path / "run.h5"
+    with pytest.raises(error, match=message):
+        training.train(net, X, y, path=path, **{"alpha": 1.0, "max_steps": 3, **bad})
+    assert list(tmp_path.iterdir()) == []
+    res = training.train(net, X, y, alpha=1.0, path=path, max_steps=3)
+    assert res.path == path and path.exists()
+
+
+def test_train_accepts_numpy_scalars_for_its_options():
+    X, y = kc.datasets.stripe(10, 3, seed=0)
+    res = training.train(_paper_net(3, 8), X, y, alpha=np.float32(1.0), max_steps=np.int64(3),
+                         checkpoints=np.int64(2), center=np.bool_(True))
+    assert res.final.step == 3 and res.config["checkpoints"] == 2 and res.center is True
+
+
 def test_deeper_networks_train_on_the_numpy_path():
     X, y = kc.datasets.stripe(16, 3, seed=0)
     net = kc.FCNetwork.init(3, [12, 12], activation="tanh", parameterization="ntk", seed=0)
@@ -403,8 +443,8 @@ def test_numpy_pair_matches_the_explicit_frozen_pattern(rng, activation):
     d, h, p = 3, 11, 9
     net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field", seed=1)
     X = rng.standard_normal((p, d))
-    prob = training._network_problem(net, X, np.zeros(p))
-    prm = training._params_of(net)
+    prob = _network_hooks._network_problem(net, X, np.zeros(p))
+    prm = _network_hooks._params_of(net)
     old = [q + 0.3 * rng.standard_normal(q.shape) for q in prm]
     u, uref = rng.standard_normal(p), rng.standard_normal(p)
     g, r = prob.pair(prm, u, old, uref)
@@ -455,7 +495,7 @@ def test_blocked_passes_do_not_depend_on_the_thread_count(rng, activation):
     net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field",
                             seed=5)
     X = rng.standard_normal((p, d))
-    prm = training._params_of(net)
+    prm = _network_hooks._params_of(net)
     old = [q + 0.1 * rng.standard_normal(q.shape) for q in prm]
     W, b, beta = prm[0], prm[2], prm[1][0]
     Wo, bo = old[0], old[2]
@@ -492,8 +532,8 @@ def test_blocked_passes_do_not_depend_on_the_thread_count(rng, activation):
             np.testing.assert_array_equal(a.view(np.int64), c.view(np.int64))
     # and the blocked passes are right: against the NumPy network
     out0 = np.zeros(p)
-    fused = training._fused_problem(net, X, out0)
-    ref = training._network_problem(net, X, out0)
+    fused = _network_hooks._fused_problem(net, X, out0)
+    ref = _network_hooks._network_problem(net, X, out0)
     np.testing.assert_allclose(fused.forward(prm), ref.forward(prm), rtol=1e-12, atol=1e-14)
     for a, c in zip(fused.backward(prm, u, rows), ref.backward(prm, u, rows), strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-15)
@@ -539,8 +579,8 @@ def test_kink_multipliers_solve_the_box_qp(rng, rank):
         # active-set iteration (cold and warm started) and the Gauss-Seidel fallback
         gs = rng.uniform(0, 1, 6)
         box_qp_gauss_seidel(Q, q, gs, 100_000, 1e-15)
-        for w in (training._kink_multipliers(Q, q),
-                  training._kink_multipliers(Q, q, rng.uniform(0, 1, 6)), gs):
+        for w in (_integrators._kink_multipliers(Q, q),
+                  _integrators._kink_multipliers(Q, q, rng.uniform(0, 1, 6)), gs):
             assert ((w >= 0) & (w <= 1)).all()
             r = Q @ w + q
             tol = 1e-8 * (np.abs(q).max() + np.abs(Q).max())
@@ -551,9 +591,9 @@ def test_kink_multipliers_solve_the_box_qp(rng, rank):
             obj = 0.5 * w @ Q @ w + q @ w
             assert obj == pytest.approx(best, abs=tol)
     # a zero or empty problem: the explicit hinge
-    w = training._kink_multipliers(np.zeros((2, 2)), np.array([-1.0, 1.0]))
+    w = _integrators._kink_multipliers(np.zeros((2, 2)), np.array([-1.0, 1.0]))
     np.testing.assert_array_equal(w, [1.0, 0.0])
-    assert training._kink_multipliers(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
+    assert _integrators._kink_multipliers(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
 
 
 def test_kink_multipliers_on_singular_problems(rng):
@@ -565,7 +605,7 @@ def test_kink_multipliers_on_singular_problems(rng):
         B = r.standard_normal((k, int(r.integers(1, 4))))
         B[1] = B[0]
         Q, q = B @ B.T, r.standard_normal(k)
-        w = training._kink_multipliers(Q, q)
+        w = _integrators._kink_multipliers(Q, q)
         ref = rng.uniform(0, 1, k)
         from kernelcomp._kernels.qp import box_qp_gauss_seidel
 
@@ -630,7 +670,7 @@ def test_sliding_kernel_flow_matches_the_naive_step(alpha):
     euler = training.kernel_gradient_flow(K, y, alpha=alpha, integrator="euler")
     assert res.final.step < euler.final.step / 5
     # sliding points end held at the target margin; the explicit step's do not
-    target = training.KINK_TARGET
+    target = _integrators.KINK_TARGET
     near = [np.sum(np.abs(alpha * y * r.train_output - target) < 1e-4) for r in (res, euler)]
     assert near[0] >= 3 > near[1]
 
@@ -677,9 +717,9 @@ def test_tangent_kernel_hooks_match_the_explicit_jacobian(rng, activation, bias)
     net = kc.FCNetwork.init(d, [h], activation=activation, parameterization="mean_field",
                             bias=bias, seed=2)
     X = rng.standard_normal((p, d))
-    prm = [q + 0.2 * rng.standard_normal(q.shape) for q in training._params_of(net)]
-    fused = training._fused_problem(net, X, np.zeros(p))
-    generic = training._network_problem(net, X, np.zeros(p))
+    prm = [q + 0.2 * rng.standard_normal(q.shape) for q in _network_hooks._params_of(net)]
+    fused = _network_hooks._fused_problem(net, X, np.zeros(p))
+    generic = _network_hooks._network_problem(net, X, np.zeros(p))
     rows = np.array([7, 1, 4, 5])
     J = np.stack([np.concatenate([a.ravel() for a in generic.backward(prm, e, None)])
                   for e in np.eye(p)[rows]])  # row mu of the Jacobian = gradient of Ft(x_mu)
@@ -689,7 +729,7 @@ def test_tangent_kernel_hooks_match_the_explicit_jacobian(rng, activation, bias)
         np.testing.assert_allclose(prob.ntk(prm, rows), J @ J.T, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(prob.jvp(prm, g, rows), J @ gflat, rtol=1e-12, atol=1e-14)
     # and it is the empirical NTK of the network at those parameters
-    trained = training._net_from_params(net, prm)
+    trained = _network_hooks._net_from_params(net, prm)
     np.testing.assert_allclose(fused.ntk(prm, rows), kc.EmpiricalNTK(trained)(X[rows]),
                                rtol=1e-10, atol=1e-13)
 
@@ -699,8 +739,8 @@ def test_tangent_kernel_hooks_of_deeper_networks(rng, par):
     d, p = 4, 9
     net = kc.FCNetwork.init(d, [7, 5], activation="erf", parameterization=par, seed=3)
     X = rng.standard_normal((p, d))
-    prm = [q + 0.1 * rng.standard_normal(q.shape) for q in training._params_of(net)]
-    prob = training._network_problem(net, X, np.zeros(p))
+    prm = [q + 0.1 * rng.standard_normal(q.shape) for q in _network_hooks._params_of(net)]
+    prob = _network_hooks._network_problem(net, X, np.zeros(p))
     rows = np.array([2, 8, 0])
     J = np.stack([np.concatenate([a.ravel() for a in prob.backward(prm, e, None)])
                   for e in np.eye(p)[rows]])
@@ -741,7 +781,7 @@ def test_sliding_reaches_the_stop_rule_exactly_and_is_recorded(tmp_path):
     m = res.margins(X, y)
     assert m.min() >= 1.0
     # points held on the kink sit at KINK_TARGET, within the step's second-order error
-    assert m.min() < training.KINK_TARGET + 1e-2
+    assert m.min() < _integrators.KINK_TARGET + 1e-2
     assert kc.io.open_run(res.path).config["integrator"] == "sliding"
 
 
@@ -782,11 +822,11 @@ def test_soft_hinge_ignores_the_integrator():
 def test_fused_tangent_kernel_is_not_cached_across_parameter_lists(rng):
     net = _paper_net(3, 9, bias=True)
     X = rng.standard_normal((8, 3))
-    fused = training._fused_problem(net, X, np.zeros(8))
-    generic = training._network_problem(net, X, np.zeros(8))
+    fused = _network_hooks._fused_problem(net, X, np.zeros(8))
+    generic = _network_hooks._network_problem(net, X, np.zeros(8))
     rows = np.array([1, 4, 7])
     for _ in range(5):  # freed lists give their ids to the next ones
-        prm = [q + 0.5 * rng.standard_normal(q.shape) for q in training._params_of(net)]
+        prm = [q + 0.5 * rng.standard_normal(q.shape) for q in _network_hooks._params_of(net)]
         np.testing.assert_allclose(fused.ntk(prm, rows), generic.ntk(prm, rows), rtol=1e-10)
         del prm
 
@@ -843,3 +883,25 @@ def test_margin_fractions_validated_before_any_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     res = training.train(net, X, y, alpha=1.0, path=path, max_steps=3)  # then works
     assert res.path is not None
+
+
+@pytest.mark.slow
+def test_kernel_flow_at_mnist_size_never_copies_the_gram():
+    # p = 20000 (a 3 GiB Gram) with most margins below 1: the gradient on a subset
+    # of rows used to copy K[:, rows] (3 GiB, on every step); now by row blocks
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        import resource
+        from kernelcomp.training import kernel_gradient_flow
+        X = rng.standard_normal(({N_MNIST}, 30))
+        y = np.where(X[:, 0] > 0, 1.0, -1.0)
+        K = X @ X.T
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        res = kernel_gradient_flow(K, y, max_steps=8)
+        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        assert res.status == "max_steps" and res.final.n_unsat > 0, res.status
+        assert growth < 0.25 * K.nbytes, f"peak memory grew by {{growth / 2**30:.2f}} GiB"
+        # F = K a is kept up to date by the gradients' K v: check it against K a
+        close(K[idx] @ res.coef, res.train_output[idx], 1e-10)
+    """)

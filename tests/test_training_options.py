@@ -24,6 +24,7 @@ import pytest
 
 import kernelcomp as kc
 from kernelcomp import training
+from kernelcomp.training import _engine
 from tests import naive_training as naive
 
 D, H, P = 3, 8, 12
@@ -127,8 +128,8 @@ def test_euler_flow_equals_the_naive_rule(method, d, h, p, alpha, seed):
     # dgrad really is what limits some steps: a dgrad measured too small (or too large)
     # would accept (or reject) them and change the step count asserted above
     dg = res.history["dgrad"][1:]
-    assert ((dg >= 0.5 * training.MAX_DGRAD) & (dg < training.MAX_DGRAD)).sum() >= 10
-    assert (res.history["dout"][1:] < training.MAX_DOUT / alpha).all()
+    assert ((dg >= 0.5 * _engine.MAX_DGRAD) & (dg < _engine.MAX_DGRAD)).sum() >= 10
+    assert (res.history["dout"][1:] < _engine.MAX_DOUT / alpha).all()
 
 
 def test_known_step_counts_pin_the_step_control(data):
@@ -307,6 +308,14 @@ def test_kernel_flow_max_wall():
 # ---------------------------------------------------------------------------
 # every stop status (FlowState.status) from a constructed case
 # ---------------------------------------------------------------------------
+def test_statuses_are_the_documented_ones():
+    # the tuple the engine names its stop reasons in, and FlowState's documentation
+    import re
+
+    documented = re.findall(r'``"(\w+)"``', training.FlowState.__doc__.split("status :")[1])
+    assert sorted(documented) == sorted(_engine.STATUSES)
+
+
 def test_status_converged_and_max_steps(data):
     X, y = data
     net = _paper_net()
@@ -363,7 +372,7 @@ def test_status_stalled_after_max_rejections(data, method):
         warnings.simplefilter("ignore", RuntimeWarning)
         res = training.train(net, X * 1e10, y, alpha=1.0, integrator="euler", method=method)
     assert res.status == "stalled"
-    assert res.final.step == 0 and res.final.rejected == training.MAX_REJECTIONS
+    assert res.final.step == 0 and res.final.rejected == _engine.MAX_REJECTIONS
 
 
 def test_status_stalled_when_time_stops_advancing():
@@ -377,13 +386,13 @@ def test_status_stalled_when_time_stops_advancing():
     h = res.history
     creeping = h["dt"][1:] <= 1e-9 * h["time"][:-1]  # dt of a step against the time before it
     run = len(creeping) - np.flatnonzero(~creeping)[-1] - 1  # trailing creeping steps
-    assert run == training.STALL_STEPS
+    assert run == _engine.STALL_STEPS
 
 
 def test_status_stalled_follows_the_documented_stall_limit(monkeypatch):
     # STALL_STEPS is the other public, documented knob of "stalled": with 1, the first
     # step that advances the time by less than 1e-9 of itself ends the run
-    monkeypatch.setattr(training, "STALL_STEPS", 1)
+    monkeypatch.setattr(_engine, "STALL_STEPS", 1)
     K = 1e12 * np.ones((2, 2)) + np.diag([1.0, 2.0])
     res = training.kernel_gradient_flow(K, np.array([1.0, -1.0]), integrator="euler")
     assert res.status == "stalled"
@@ -396,7 +405,7 @@ def test_status_stalled_follows_the_documented_rejection_limit(data, monkeypatch
     # with a limit of 1, the first rejected step (dt = 1 is far too large at alpha = 1e-3)
     # ends the run
     X, y = data
-    monkeypatch.setattr(training, "MAX_REJECTIONS", 1)
+    monkeypatch.setattr(_engine, "MAX_REJECTIONS", 1)
     res = training.train(_paper_net(), X, y, alpha=1e-3, integrator="euler")
     assert res.status == "stalled" and res.final.step == 0 and res.final.rejected == 1
 

@@ -1,0 +1,45 @@
+"""kernelcomp._validation.check_labels: the one label/target validator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernelcomp._validation import check_labels
+
+
+def test_binary_labels_come_back_as_float64():
+    out = check_labels(np.array([1, -1, 1], dtype=np.int8), 3)
+    assert out.dtype == np.float64 and out.tolist() == [1.0, -1.0, 1.0]
+
+
+def test_real_targets_keep_their_values():
+    y = np.array([0.5, -2.0, 3.25], dtype=np.float32)
+    out = check_labels(y, 3, kind="real")
+    assert out.dtype == np.float64 and out.tolist() == [0.5, -2.0, 3.25]
+
+
+@pytest.mark.parametrize(
+    ("y", "kind", "error", "message"),
+    [
+        ([1.0, 0.0, 1.0], "binary", ValueError, "y must hold labels -1 and \\+1 only, found 0.0"),
+        ([1.0, -1.0], "binary", ValueError, "y has 2 labels, but there are 3 samples"),
+        ([1.0, -1.0], "real", ValueError, "y has 2 targets, but there are 3 samples"),
+        ([[1.0, -1.0, 1.0]], "binary", ValueError, "y must be 1-D of shape \\(3,\\), got shape"),
+        ([True, False, True], "binary", TypeError, "y must hold the numbers -1 and \\+1"),
+        (["a", "b", "c"], "real", TypeError, "y must hold real numbers, got dtype"),
+        ([1.0, np.nan, 0.0], "real", ValueError, "y contains NaN or infinity"),
+        ([1.0, np.inf, 1.0], "binary", ValueError, "found inf"),
+        ([[1.0], [1.0, 2.0], [3.0]], "real", ValueError, "could not be converted"),
+    ],
+)
+def test_bad_labels_get_one_line_errors(y, kind, error, message):
+    with pytest.raises(error, match=message):
+        check_labels(y, 3, kind=kind)
+
+
+def test_name_and_kind_are_checked():
+    with pytest.raises(ValueError, match="y_test has 1 labels"):
+        check_labels([1.0], 2, "y_test")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        check_labels([1.0], 1, kind="multiclass")

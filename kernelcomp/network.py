@@ -638,19 +638,25 @@ class FCNetwork:
     def _squeeze(self, f: np.ndarray) -> np.ndarray:
         return f[:, 0] if self.n_outputs == 1 else f
 
-    def _pattern_slope(self) -> float:
-        """``slope`` of a piecewise-linear activation ``phi(z) = slope z [z > 0]``."""
+    def _pattern_slopes(self) -> tuple[float, float]:
+        """Slopes ``(pos, neg)`` of a piecewise-linear activation.
+
+        ``phi(z) = pos z`` where ``z > 0`` and ``neg z`` elsewhere.
+        """
         if self.activation == "relu":
-            return 1.0
+            return 1.0, 0.0
         if self.activation == "relu_unit":
-            return _SQRT2
+            return _SQRT2, 0.0
+        if self.activation == "leaky_relu":
+            return 1.0, _LEAKY_SLOPE
         raise ValueError(
-            f"pattern needs a ReLU activation ('relu', 'relu_unit'), got {self.activation!r}"
+            "pattern needs a piecewise-linear activation ('relu', 'relu_unit', 'leaky_relu'), "
+            f"got {self.activation!r}"
         )
 
     def _check_pattern(self, pattern: Any, n: int) -> list[np.ndarray]:
         """Validate an activation pattern: one bool array (n, n_l) per hidden layer."""
-        self._pattern_slope()
+        self._pattern_slopes()
         if isinstance(pattern, np.ndarray) or not isinstance(pattern, Sequence):
             raise TypeError(
                 f"pattern must be a sequence of {self.depth} bool arrays (one per hidden "
@@ -681,11 +687,13 @@ class FCNetwork:
             Also return a :class:`ForwardCache` with ``inputs[l] = a_l`` and
             ``preactivations[l] = z_l``.
         pattern : sequence of numpy.ndarray, optional
-            For a ReLU network ("relu", "relu_unit"): one bool array of shape
-            ``(n, n_l)`` per hidden layer used in place of the activation
-            pattern ``z_l > 0``, i.e. the pass of the network linearised on that
-            pattern, ``phi(z) = slope z pattern[l]`` (training's step control
-            freezes the pattern of a step's start this way).
+            For a piecewise-linear network ("relu", "relu_unit", "leaky_relu"):
+            one bool array of shape ``(n, n_l)`` per hidden layer used in place
+            of the activation pattern ``z_l > 0``, i.e. the pass of the network
+            linearised on that pattern, ``phi(z) = pos z`` where the pattern is
+            True and ``neg z`` where it is False (``neg = 0`` for the ReLUs,
+            0.01 for leaky_relu; training's step control freezes the pattern of
+            a step's start this way).
 
         Returns
         -------
@@ -711,7 +719,7 @@ class FCNetwork:
         a = self._check_X(X)
         if pattern is not None:
             pattern = self._check_pattern(pattern, a.shape[0])
-            slope = self._pattern_slope()
+            pos, neg = self._pattern_slopes()
         inputs, pre = [], []
         for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = a @ W.T
@@ -723,7 +731,12 @@ class FCNetwork:
                 inputs.append(a)
                 pre.append(z)
             if l < self.depth:
-                a = activate(self.activation, z) if pattern is None else (slope * z) * pattern[l]
+                if pattern is None:
+                    a = activate(self.activation, z)
+                elif neg == 0.0:
+                    a = (pos * z) * pattern[l]
+                else:
+                    a = z * np.where(pattern[l], pos, neg)
         out = self._squeeze(z)
         if cache:
             return out, ForwardCache(inputs, pre)
@@ -818,8 +831,12 @@ class FCNetwork:
                 if pattern is None:
                     delta *= activate_grad(self.activation, c.preactivations[l - 1])
                 else:
-                    delta *= pattern[l - 1]
-                    delta *= self._pattern_slope()
+                    pos, neg = self._pattern_slopes()
+                    if neg == 0.0:
+                        delta *= pattern[l - 1]
+                        delta *= pos
+                    else:
+                        delta *= np.where(pattern[l - 1], pos, neg)
         return gW, gb
 
     # -- storage (kernelcomp/_network_file.py) --------------------------------------

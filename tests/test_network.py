@@ -203,18 +203,19 @@ def test_gradients_reuse_a_forward_cache(rng):
 
 
 def _linearised_outputs(net, weights, biases, X, pattern):
-    """Explicit reference: the network with phi(z) -> slope z pattern[l]."""
-    slope = math.sqrt(2.0) if net.activation == "relu_unit" else 1.0
+    """Explicit reference: the network with phi(z) -> pos z where pattern[l], else neg z."""
+    pos = math.sqrt(2.0) if net.activation == "relu_unit" else 1.0
+    neg = 0.01 if net.activation == "leaky_relu" else 0.0
     a = X
     for l, (W, b) in enumerate(zip(weights, biases, strict=True)):
         z = net.weight_mult[l] * (a @ W.T)
         if b is not None:
             z = z + net.bias_mult[l] * b
-        a = slope * z * pattern[l] if l < net.depth else z
+        a = np.where(pattern[l], pos * z, neg * z) if l < net.depth else z
     return a
 
 
-@pytest.mark.parametrize("act", ["relu", "relu_unit"])
+@pytest.mark.parametrize("act", ["relu", "relu_unit", "leaky_relu"])
 @pytest.mark.parametrize("widths", [(6,), (5, 4)])
 def test_forward_and_gradients_on_a_frozen_pattern(act, widths, rng):
     net = FCNetwork.init(3, list(widths), activation=act, parameterization="mean_field",
@@ -266,7 +267,7 @@ def test_pattern_errors(rng):
         net.forward(X, pattern=[good[0], np.ones((4, 2))])
     with pytest.raises(TypeError, match="pattern must be a sequence"):
         net.gradients(X, np.ones(4), pattern=np.ones((2, 4, 5), bool))
-    with pytest.raises(ValueError, match="pattern needs a ReLU activation"):
+    with pytest.raises(ValueError, match="pattern needs a piecewise-linear activation"):
         FCNetwork.init(3, [5, 2], activation="tanh", seed=0).forward(X, pattern=good)
 
 

@@ -379,7 +379,7 @@ def test_train_errors():
         training.train(net, X, y, alpha=1.0, checkpoints=True)
     with pytest.raises(ValueError, match="method must be"):
         training.train(net, X, y, alpha=1.0, method="torch")
-    with pytest.raises(ValueError, match="method='fused' needs a one-hidden-layer network"):
+    with pytest.raises(ValueError, match="method='fused' needs a one-hidden-layer"):
         training.train(kc.FCNetwork.init(3, [4, 4]), X, y, alpha=1.0, method="fused")
     with pytest.raises(TypeError, match="config must be a dict"):
         training.train(net, X, y, alpha=1.0, config=[1])

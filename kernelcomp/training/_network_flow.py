@@ -438,7 +438,9 @@ def _setup(net: Any, X: Any, y: Any, *, alpha: Any, loss: Any, beta: Any, X_test
         raise ValueError(f"method must be 'auto', 'fused' or 'numpy', got {method!r}")
     if method == "fused" and not _fused_eligible(net):
         raise ValueError(
-            f"method='fused' needs a one-hidden-layer network, got widths {net.widths}"
+            "method='fused' needs a one-hidden-layer, single-output network with an "
+            f"activation other than leaky_relu, got widths {net.widths}, "
+            f"{net.n_outputs} output(s), activation {net.activation!r}"
         )
     schedule = _check_checkpoints(checkpoints)
     center = _check_bool(center, "center")

@@ -18,7 +18,7 @@ from kernelcomp.training._engine import _Problem
 
 #: ReLU activations: gradients jump where a unit's pre-activation crosses 0, so the
 #: step control's reference gradient freezes the activation pattern (``pair`` hook)
-_KINKED: frozenset[str] = frozenset({"relu", "relu_unit"})
+_KINKED: frozenset[str] = frozenset({"relu", "relu_unit", "leaky_relu"})
 
 
 def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
@@ -120,7 +120,10 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
 def _fused_eligible(net: Any) -> bool:
     from kernelcomp._kernels.training import CODES
 
-    return net.depth == 1 and net.n_outputs == 1 and net.activation in CODES
+    # the compiled pair pass freezes the ReLUs' one-slope pattern only: leaky_relu's
+    # reference gradient goes through FCNetwork's two-slope pattern instead
+    return (net.depth == 1 and net.n_outputs == 1 and net.activation in CODES
+            and net.activation != "leaky_relu")  # fmt: skip
 
 
 def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:

@@ -2,9 +2,9 @@
 
 The paper's central diagnostic is kernel PCA on the (empirical) neural tangent
 kernel along training: how much of the labels its top eigenvectors carry, and
-how much they know about the labels. This module implements those definitions
-exactly as the authors' experiments use them (Paccolat et al. 2021, §5 and appendix), plus a few
-companions that help read a kernel:
+how much they know about the labels [1]_. This module implements those
+definitions exactly as the authors' experiments use them (see the documentation's
+"Definitions" page), plus a few companions that help read a kernel:
 
 * :func:`kernel_pca` -- eigenpairs of the **uncentred** Gram matrix, eigenvalues
   descending, unit-norm eigenvectors with a deterministic sign, top ones through

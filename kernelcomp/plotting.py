@@ -1,4 +1,4 @@
-"""Figures of the kernel-PCA diagnostics (Paccolat et al. 2021).
+"""Figures of the kernel-PCA diagnostics (Paccolat et al. 2021 [1]_).
 
 Every function imports matplotlib when it is called (``import kernelcomp`` stays
 light), draws on ``ax`` (a new figure and axes when ``ax=None``), returns the

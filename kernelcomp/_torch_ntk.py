@@ -715,15 +715,19 @@ class TorchNTK(Kernel):
         return _JAC_BYTES if self._max_memory is None else self._max_memory
 
     def _row_bytes(self, c: int | None = None) -> int:
-        """Bytes per row of a Jacobian block over ``c`` outputs (default all), with the
-        backward pass's activations (``c`` cotangents and the saved forward pass)."""
+        """Bytes per row of a Jacobian block over ``c`` outputs (default all).
+
+        The backward pass's activations count too (``c`` cotangents and the saved
+        forward pass).
+        """
         c = self._k() if c is None else c
         item = self._dtype.itemsize
         return max(1, item * (c * self._n_parameters + (c + 1) * self._activations))
 
     def _plan(self, n: int, m: int) -> tuple[int, int, int]:
-        """``(outputs per pass, outer rows, inner rows)`` for ``n`` rows against ``m``
-        (``m=0``: the symmetric Gram of the ``n`` rows).
+        """``(outputs per pass, outer rows, inner rows)`` for ``n`` rows against ``m``.
+
+        ``m=0`` stands for the symmetric Gram of the ``n`` rows.
 
         The most outputs per pass (up to K) for which all rows fit the budget: every
         Jacobian row is then computed once (per pass; more passes only repeat the
@@ -747,8 +751,10 @@ class TorchNTK(Kernel):
         return [(k0, min(K, k0 + c)) for k0 in range(0, K, c)]
 
     def _jacobian(self, x: Any, lo: int, hi: int) -> list[Any]:
-        """Per-parameter Jacobian blocks of rows ``x`` and outputs ``lo:hi``,
-        flattened to ``(b, (hi - lo) * size)``."""
+        """Per-parameter Jacobian blocks of rows ``x`` and outputs ``lo:hi``.
+
+        Each is flattened to ``(b, (hi - lo) * size)``.
+        """
         from torch.func import jacrev, vmap
 
         def f(p: dict[str, Any], xi: Any) -> Any:

@@ -50,8 +50,11 @@ def _rel(a, b) -> float:
 @pytest.mark.parametrize("par", PARAMETERIZATIONS)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_matches_explicit_jacobian(par, act, rng):
-    """Every parameterization x activation, with/without biases, 0-3 hidden layers,
-    1 or 3 outputs (mean and single output), every params selection."""
+    """Every parameterization x activation against the explicit Jacobian.
+
+    With and without biases, 0-3 hidden layers, 1 or 3 outputs (mean and single
+    output), every params selection.
+    """
     cases = 0
     for widths in [(), (7,), (6, 5), (5, 4, 3)]:
         for K in (1, 3):

@@ -25,10 +25,9 @@ box and the kernel comes from its Jacobian, never held whole:
     only, its rows used as tangents of ``torch.func.jvp`` through the forward
     pass of ``x``'s rows (``J(x) v`` without ``J(x)``). Half the Jacobian
     memory, but one forward-mode pass over all ``x`` rows per row of ``y`` and
-    output (``n^2 K`` sample passes instead of ``n K``):
-    ``scripts/bench_torch_ntk.py`` measures it two orders of magnitude slower
-    on a small CNN (n = 256: 35 s against 0.13 s for one output, float32),
-    hence not the default.
+    output (``n^2 K`` sample passes instead of ``n K``), hence far slower and
+    not the default (``scripts/bench_torch_ntk.py`` compares the two; its
+    figures are in the changelog).
 
 PyTorch is imported inside the functions and methods of this module only:
 ``import kernelcomp`` (and this module) works without it.

@@ -1,8 +1,8 @@
 """Slow, obvious references for the compiled analytic kernels.
 
-A direct transcription of DESIGN §1.1 in NumPy (float64, whole matrices, numpy's
-own arccos/arcsin), independent of kernelcomp's code. Used as the oracle of the
-fast paths.
+A direct transcription of the NNGP/NTK recursions of docs/definitions.rst in NumPy
+(float64, whole matrices, numpy's own arccos/arcsin), independent of kernelcomp's code.
+Used as the oracle of the fast paths.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tests of kernelcomp.empirical (EmpiricalNTK, EmpiricalNNGP).
 
 Oracles: the explicit per-sample Jacobian J J^T (tests/naive_empirical.py), the
-one-hidden-layer closed form of DESIGN §1.2, the analytic kernels for wide
+one-hidden-layer closed form of docs/definitions.rst, the analytic kernels for wide
 networks, and ``torch.func`` when PyTorch is installed.
 """
 

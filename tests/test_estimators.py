@@ -481,7 +481,7 @@ def test_grid_search_over_kernel_objects(rng):
 def test_load_digits_parity_with_svc():
     digits = load_digits()
     X = digits.data[:600] - digits.data[:600].mean(axis=0)
-    X *= np.sqrt(X.shape[1]) / np.linalg.norm(X, axis=1, keepdims=True)  # PAPER.md scaling
+    X *= np.sqrt(X.shape[1]) / np.linalg.norm(X, axis=1, keepdims=True)  # the paper's MNIST scaling
     y = np.where(digits.target[:600] % 2 == 0, "even", "odd")
     Xtr, Xte, ytr, yte = X[:400], X[400:], y[:400], y[400:]
     k = kc.NTK(depth=2)

@@ -57,5 +57,32 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+def _resolve_top_level(app, env, node, contnode):
+    """Resolve ``kernelcomp.FCNetwork`` (and its members) to the name's home module.
+
+    ``kc.FCNetwork``, ``kc.NTK``... are the package's lazily imported aliases of names
+    documented in their public modules; docstrings may cite either spelling.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    parts = node.get("reftarget", "").split(".")
+    if len(parts) < 2 or parts[0] != "kernelcomp":
+        return None
+    home = kernelcomp._LAZY_ATTRS.get(parts[1])
+    if home is None or home.rsplit(".", 1)[-1].startswith("_"):
+        return None  # not an alias, or documented under kernelcomp itself
+    target = ".".join([home, *parts[1:]])
+    return env.get_domain("py").resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], target, node, contnode
+    )
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("missing-reference", _resolve_top_level)
+
+# unresolved references to kernelcomp's own names are errors; other libraries' names
+# (numpy, h5py, the standard library) are left as plain text (no intersphinx offline)
+nitpicky = True
+# (nor private modules, which the reference does not document)
+nitpick_ignore_regex = [(r"py:.*", r"(?!kernelcomp\b).*"), (r"py:.*", r"kernelcomp(\.\w+)*\._.*")]

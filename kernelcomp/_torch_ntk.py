@@ -366,9 +366,9 @@ class TorchNTK(Kernel):
     rows per output for a symmetric Gram with outer blocks of ``b`` rows (each
     row block of :func:`kernelcomp.gram`'s driver is one such call). Keep ``P``
     small next to the budget (``params=``) or raise ``max_memory`` for large
-    ``n``. On the 20k-parameter CNN of ``scripts/bench_torch_ntk.py`` (n = 256,
-    K = 10, passes of 1 to 3 outputs) the default budget runs in 0.7 to 1.15
-    times the time of the unbounded full Jacobian (whose peak is 1.4 GB in float64).
+    ``n``. With the default budget a Gram takes about the time of the unbounded
+    full Jacobian on a small CNN, at a fraction of its peak memory
+    (``scripts/bench_torch_ntk.py`` measures both; figures in the changelog).
 
     Kernels are immutable (the ``module`` property returns a copy), equal and
     hashed by content: the fingerprint, ``param_names``, ``output``,

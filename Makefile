@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # the test venv gets it so the torch interop tests run; elsewhere they are skipped.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-cp311-*.whl))
 
-.PHONY: test demo lint bench mutants clean venv
+.PHONY: test demo lint docs package-check bench mutants clean venv
 
 venv: $(STAMP)
 
@@ -34,6 +34,18 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kernelcomp tests scripts
 
+# the HTML documentation, warnings as errors; docs/_build/html/index.html
+docs: $(STAMP) $(VENV)/.docs
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+$(VENV)/.docs: $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+# build the sdist and the wheel, install each into a fresh venv and smoke-test it
+package-check: $(STAMP)
+	$(PY) scripts/check_package.py
+
 bench: $(STAMP)
 	$(PY) scripts/bench_gram.py
 
@@ -41,5 +53,5 @@ mutants: $(STAMP)
 	$(PY) scripts/mutants.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .hypothesis
+	rm -rf $(VENV) demo_out .pytest_cache .hypothesis docs/_build docs/api/generated dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,5 +1,6 @@
-"""argparse ``type=`` converters of the command line (:mod:`kernelcomp.cli` and the
-``train``/``demo`` subcommands).
+"""argparse ``type=`` converters of the command line.
+
+They serve :mod:`kernelcomp.cli` and the ``train``/``demo`` subcommands.
 
 Each takes the option's text and returns its value, or raises
 :class:`argparse.ArgumentTypeError` with a message that says what was expected

@@ -45,8 +45,11 @@ DEVICES = ("cpu", "cuda")
 
 
 def is_device_array(obj: Any) -> bool:
-    """Whether ``obj`` lives on a GPU: a numba device array or any
-    ``__cuda_array_interface__`` object (cupy, torch...). Imports nothing."""
+    """Whether ``obj`` lives on a GPU.
+
+    True for a numba device array or any ``__cuda_array_interface__`` object
+    (cupy, torch...). Imports nothing.
+    """
     if isinstance(obj, np.ndarray):
         return False
     return bool(getattr(obj, "__cuda_ndarray__", False)) or (

@@ -1,5 +1,7 @@
-"""Geometry of trained networks: neuron attractors, layer representations, Gauss-Newton
-spectra and training trajectories.
+"""Geometry of trained networks.
+
+Neuron attractors, layer representations, Gauss-Newton spectra and training
+trajectories.
 
 Companions of the kernel-PCA diagnostics (:mod:`kernelcomp.diagnostics`) that read
 the network itself rather than its tangent kernel:

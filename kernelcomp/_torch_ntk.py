@@ -25,10 +25,9 @@ box and the kernel comes from its Jacobian, never held whole:
     only, its rows used as tangents of ``torch.func.jvp`` through the forward
     pass of ``x``'s rows (``J(x) v`` without ``J(x)``). Half the Jacobian
     memory, but one forward-mode pass over all ``x`` rows per row of ``y`` and
-    output (``n^2 K`` sample passes instead of ``n K``):
-    ``scripts/bench_torch_ntk.py`` measures it two orders of magnitude slower
-    on a small CNN (n = 256: 35 s against 0.13 s for one output, float32),
-    hence not the default.
+    output (``n^2 K`` sample passes instead of ``n K``), hence far slower and
+    not the default (``scripts/bench_torch_ntk.py`` compares the two; its
+    figures are in the changelog).
 
 PyTorch is imported inside the functions and methods of this module only:
 ``import kernelcomp`` (and this module) works without it.
@@ -367,9 +366,9 @@ class TorchNTK(Kernel):
     rows per output for a symmetric Gram with outer blocks of ``b`` rows (each
     row block of :func:`kernelcomp.gram`'s driver is one such call). Keep ``P``
     small next to the budget (``params=``) or raise ``max_memory`` for large
-    ``n``. On the 20k-parameter CNN of ``scripts/bench_torch_ntk.py`` (n = 256,
-    K = 10, passes of 1 to 3 outputs) the default budget runs in 0.7 to 1.15
-    times the time of the unbounded full Jacobian (whose peak is 1.4 GB in float64).
+    ``n``. With the default budget a Gram takes about the time of the unbounded
+    full Jacobian on a small CNN, at a fraction of its peak memory
+    (``scripts/bench_torch_ntk.py`` measures both; figures in the changelog).
 
     Kernels are immutable (the ``module`` property returns a copy), equal and
     hashed by content: the fingerprint, ``param_names``, ``output``,
@@ -715,15 +714,19 @@ class TorchNTK(Kernel):
         return _JAC_BYTES if self._max_memory is None else self._max_memory
 
     def _row_bytes(self, c: int | None = None) -> int:
-        """Bytes per row of a Jacobian block over ``c`` outputs (default all), with the
-        backward pass's activations (``c`` cotangents and the saved forward pass)."""
+        """Bytes per row of a Jacobian block over ``c`` outputs (default all).
+
+        The backward pass's activations count too (``c`` cotangents and the saved
+        forward pass).
+        """
         c = self._k() if c is None else c
         item = self._dtype.itemsize
         return max(1, item * (c * self._n_parameters + (c + 1) * self._activations))
 
     def _plan(self, n: int, m: int) -> tuple[int, int, int]:
-        """``(outputs per pass, outer rows, inner rows)`` for ``n`` rows against ``m``
-        (``m=0``: the symmetric Gram of the ``n`` rows).
+        """``(outputs per pass, outer rows, inner rows)`` for ``n`` rows against ``m``.
+
+        ``m=0`` stands for the symmetric Gram of the ``n`` rows.
 
         The most outputs per pass (up to K) for which all rows fit the budget: every
         Jacobian row is then computed once (per pass; more passes only repeat the
@@ -747,8 +750,10 @@ class TorchNTK(Kernel):
         return [(k0, min(K, k0 + c)) for k0 in range(0, K, c)]
 
     def _jacobian(self, x: Any, lo: int, hi: int) -> list[Any]:
-        """Per-parameter Jacobian blocks of rows ``x`` and outputs ``lo:hi``,
-        flattened to ``(b, (hi - lo) * size)``."""
+        """Per-parameter Jacobian blocks of rows ``x`` and outputs ``lo:hi``.
+
+        Each is flattened to ``(b, (hi - lo) * size)``.
+        """
         from torch.func import jacrev, vmap
 
         def f(p: dict[str, Any], xi: Any) -> Any:

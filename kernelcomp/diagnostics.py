@@ -2,9 +2,9 @@
 
 The paper's central diagnostic is kernel PCA on the (empirical) neural tangent
 kernel along training: how much of the labels its top eigenvectors carry, and
-how much they know about the labels. This module implements those definitions
-exactly as the authors' experiments use them (Paccolat et al. 2021, §5 and appendix), plus a few
-companions that help read a kernel:
+how much they know about the labels [1]_. This module implements those
+definitions exactly as the authors' experiments use them (see the documentation's
+"Definitions" page), plus a few companions that help read a kernel:
 
 * :func:`kernel_pca` -- eigenpairs of the **uncentred** Gram matrix, eigenvalues
   descending, unit-norm eigenvectors with a deterministic sign, top ones through
@@ -342,8 +342,11 @@ def _center_gram(K: np.ndarray) -> np.ndarray:
 
 
 def _lanczos_options(tol: Any, random_state: Any, dtype: np.dtype) -> tuple[float, int]:
-    """Validated ``tol`` (raised to the dtype's floor: ``100 eps`` in float64, ``1e-5``
-    in float32) and ``random_state`` of the block Lanczos route."""
+    """Validated ``tol`` and ``random_state`` of the block Lanczos route.
+
+    ``tol`` is raised to the dtype's floor: ``100 eps`` in float64, ``1e-5`` in
+    float32.
+    """
     tol = check_real(tol, "tol")
     if not (0 < tol < 1):
         raise ValueError(f"tol must be in (0, 1), got {tol}")
@@ -1043,8 +1046,10 @@ def _run_checkpoints(run: Any) -> tuple[list[float], list[Any], dict[str, Any]]:
 
 
 def t_star(run: Any, margin_fraction: float = T_STAR_FRACTION) -> int:
-    """Index of the checkpoint ``t*``: the first with more than ``margin_fraction``
-    of the training margins ``alpha y Ft >= 1``.
+    """Index of the checkpoint ``t*``.
+
+    ``t*`` is the first checkpoint with more than ``margin_fraction`` of the
+    training margins ``alpha y Ft >= 1``.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Figures of the kernel-PCA diagnostics (Paccolat et al. 2021).
+"""Figures of the kernel-PCA diagnostics (Paccolat et al. 2021 [1]_).
 
 Every function imports matplotlib when it is called (``import kernelcomp`` stays
 light), draws on ``ax`` (a new figure and axes when ``ax=None``), returns the
@@ -276,7 +276,7 @@ def plot_label_projection(
     label: str | None = None,
     color: Any = None,
 ) -> Axes:
-    """Fraction of the labels on each eigenvector, ``c_r^2 / ||y||^2``, against ``r``.
+    r"""Fraction of the labels on each eigenvector, ``c_r^2 / ||y||^2``, against ``r``.
 
     Parameters
     ----------
@@ -310,7 +310,7 @@ def plot_label_projection(
     >>> from kernelcomp.plotting import plot_label_projection
     >>> ax = plot_label_projection([3.0, 1.0, 0.5], [1.0, -1.0, 1.0])
     >>> ax.get_ylabel()
-    '$c_r^2 / \\\\|y\\\\|^2$'
+    '$c_r^2 / \\|y\\|^2$'
     """
     P = _dg.cumulative_projection(c, y)
     frac = np.diff(P, prepend=0.0)

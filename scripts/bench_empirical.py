@@ -5,7 +5,7 @@ memory of NumPy allocations (tracemalloc; BLAS-internal buffers are not
 counted) and the ratios against
 
 * ``two-GEMM``: the plain NumPy closed form of a one-hidden-layer net,
-  ``Phi Phi^T + (Psi Psi^T) o (c^2 X X^T + s^2)`` (DESIGN §1.2), or for deeper
+  ``Phi Phi^T + (Psi Psi^T) o (c^2 X X^T + s^2)`` (docs/definitions.rst), or for deeper
   nets the same layer-by-layer formula written with plain ``@`` products;
 * ``jacobian``: the explicit n x P Jacobian ``J J^T`` (only where J fits in
   ``--jacobian-budget`` GB).

@@ -10,7 +10,7 @@ Figures and ratios against reference runs in the same process:
    bit for bit at this size;
 2. whole training runs (``kc.training.train``, feature and lazy regime) at
    h = 10^4, p = 10^3: the default "sliding" integrator to convergence against
-   PAPER.md's literal explicit step (``integrator="euler"``) under a wall-clock
+   the paper's literal explicit step (``integrator="euler"``) under a wall-clock
    cap of twice that time (at least 60 s): steps, wall time, final status,
    unsatisfied margins, test error and compression; then steps per second of the
    fused and the NumPy/BLAS passes.
@@ -118,7 +118,9 @@ def bench_runs(d: int, h: int, p: int, wall: float) -> None:
         alpha = a_sqrt_h / math.sqrt(h)
         slide = run(f"{regime} sliding", alpha=alpha, max_wall=wall)
         cap = max(60.0, 2.0 * slide.wall_time)
-        euler = run(f"{regime} euler (PAPER.md)", alpha=alpha, integrator="euler", max_wall=cap)
+        euler = run(
+            f"{regime} euler (the paper's step)", alpha=alpha, integrator="euler", max_wall=cap
+        )
         if euler.status == "converged" and slide.status == "converged":
             print(f"  {regime}: euler / sliding wall time to convergence = "
                   f"{euler.wall_time / slide.wall_time:.1f}x, steps "

@@ -1,4 +1,4 @@
-"""Regenerate tests/fixtures/nt_reference.npz and nt_reference_index.json from neural-tangents.
+r"""Regenerate tests/fixtures/nt_reference.npz and nt_reference_index.json from neural-tangents.
 
 Run by hand, never in CI (it needs neural-tangents and JAX, which kernelcomp does not
 depend on). The committed fixture was made with
@@ -8,7 +8,7 @@ depend on). The committed fixture was made with
 
 Set-up and run (in a scratch environment, not kernelcomp's venv)::
 
-    python -m venv /tmp/nt && /tmp/nt/bin/pip install "neural-tangents==0.6.5" \\
+    python -m venv /tmp/nt && /tmp/nt/bin/pip install "neural-tangents==0.6.5" \
         "jax[cpu]==0.5.3" numpy
     /tmp/nt/bin/python scripts/make_nt_fixtures.py --out tests/fixtures
 
@@ -152,7 +152,7 @@ def _dual(act: str, s11, s22, s12):
 
 
 def formula_kernel(cfg: dict, X: np.ndarray, Y: np.ndarray, want: str) -> np.ndarray:
-    """NNGP (``want="nngp"``) or NTK by the documented recursion (kernelcomp.kernels):
+    """NNGP (``want="nngp"``) or NTK by the documented recursion (kernelcomp.kernels).
 
     ``S1 = sw^2 x.x'/d + sb^2``, ``S(l+1) = sw^2 K(S(l)) + sb^2``, NTK
     ``T(l+1) = S(l+1) + sw^2 Kdot(S(l)) T(l)``, ``T1 = S1`` ("ntk"); under "standard"

@@ -1,4 +1,4 @@
-"""The compression experiment of Paccolat et al. (2021) at the paper's scale, with its protocol.
+r"""The compression experiment of Paccolat et al. (2021) at the paper's scale, with its protocol.
 
 Runs the pipeline of ``kernelcomp demo`` (``kernelcomp.demo.run_demo``) for each
 of the paper's data models -- the stripe in d = 5 and d = 10, the cylinder in
@@ -24,7 +24,7 @@ the cost grows about as h p^1.5): the defaults (h = 10^4, p up to 4096,
 Usage::
 
     python scripts/reproduce_compression.py --out paper_out
-    python scripts/reproduce_compression.py --out quick_out --experiments stripe5 \\
+    python scripts/reproduce_compression.py --out quick_out --experiments stripe5 \
         --h 1000 --p 64 128 256 512 --frozen-p 256 1024 4096 --seeds 0 1 2
 """
 

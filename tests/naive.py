@@ -1,8 +1,8 @@
 """Slow, obvious references for the compiled analytic kernels.
 
-A direct transcription of DESIGN §1.1 in NumPy (float64, whole matrices, numpy's
-own arccos/arcsin), independent of kernelcomp's code. Used as the oracle of the
-fast paths.
+A direct transcription of the NNGP/NTK recursions of docs/definitions.rst in NumPy
+(float64, whole matrices, numpy's own arccos/arcsin), independent of kernelcomp's code.
+Used as the oracle of the fast paths.
 """
 
 from __future__ import annotations
@@ -118,8 +118,11 @@ def analytic_diag(X, **kwargs):
 
 
 def symmetric_error(K, X, **kwargs) -> float:
-    """Relative error of a symmetric Gram: off-diagonal against the matrix
-    recursion, diagonal against the exact per-point recursion."""
+    """Relative error of a symmetric Gram.
+
+    The off-diagonal is compared with the matrix recursion, the diagonal with the
+    exact per-point recursion.
+    """
     ref = analytic_kernel(X, **kwargs)
     np.fill_diagonal(ref, analytic_diag(X, **kwargs))
     return relative_error(K, ref)

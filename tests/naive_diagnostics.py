@@ -1,7 +1,7 @@
 """Slow, obvious reference implementations of kernelcomp.diagnostics (test oracles).
 
-Plain Python loops written straight from the definitions in PAPER.md and the
-cited papers, sharing no code with the fast paths.
+Plain Python loops written straight from the definitions in docs/definitions.rst
+(Paccolat et al. 2021) and the cited papers, sharing no code with the fast paths.
 """
 
 from __future__ import annotations

@@ -140,7 +140,10 @@ def ntk(net, X: np.ndarray, Y: np.ndarray | None = None, layers=None, output=Non
 
 
 def one_hidden_closed_form(net, X: np.ndarray) -> np.ndarray:
-    """DESIGN §1.2: Theta = Phi Phi^T + (Psi Psi^T) o (c1^2 X X^T + s1^2) (one output)."""
+    """Theta = Phi Phi^T + (Psi Psi^T) o (c1^2 X X^T + s1^2) (one output).
+
+    The one-hidden-layer closed form of docs/definitions.rst (Empirical NTK).
+    """
     W0, W1 = net.weights
     c1, c2 = net.weight_mult
     s1, s2 = net.bias_mult

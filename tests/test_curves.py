@@ -11,7 +11,8 @@ from kernelcomp import curves
 
 
 def test_theory_values_of_the_paper():
-    # PAPER.md: stripe d = 5: 0.385 vs 0.692; d = 10: 0.357 vs 0.679; cylinder d_par=2: 1/2
+    # Paccolat et al. (2021), learning curves (docs/definitions.rst): stripe d = 5: 0.385 vs
+    # 0.692; d = 10: 0.357 vs 0.679; cylinder d_par=2: 1/2
     assert curves.beta_lazy(5) == pytest.approx(0.385, abs=5e-4)
     assert curves.beta_feature(5) == pytest.approx(0.692, abs=5e-4)
     assert curves.beta_lazy(10) == pytest.approx(0.357, abs=5e-4)

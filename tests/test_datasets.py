@@ -1,4 +1,4 @@
-"""kc.datasets against the paper's definitions (PAPER.md, Data)."""
+"""kc.datasets against the paper's definitions (docs/definitions.rst, Data models)."""
 
 from __future__ import annotations
 

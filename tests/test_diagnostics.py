@@ -14,10 +14,6 @@ import kernelcomp as kc
 from kernelcomp import diagnostics as dg
 from tests import naive_diagnostics as naive
 
-DTYPES = [np.float64, np.float32]
-#: tolerances for eigenpairs / reductions, per dtype
-TOL = {np.float64: 1e-9, np.float32: 2e-4}
-
 
 def spd_with_spectrum(rng, n, lam, dtype=np.float64):
     """A symmetric matrix Q diag(lam) Q^T with a random orthogonal Q."""
@@ -44,9 +40,8 @@ PCA_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("method", "n_components"), PCA_ROUTES)
-def test_kernel_pca_matches_full_eigh(rng, dtype, method, n_components):
+def test_kernel_pca_matches_full_eigh(rng, dtype, tol, method, n_components):
     n = 40
     K, _ = distinct_gram(rng, n, dtype)
     ev = dg.kernel_pca(K, n_components=n_components, method=method)
@@ -55,23 +50,22 @@ def test_kernel_pca_matches_full_eigh(rng, dtype, method, n_components):
     w_ref, V_ref = w_ref[::-1][:k], V_ref[:, ::-1][:, :k]
     assert ev.eigenvalues.dtype == dtype and ev.eigenvectors.dtype == dtype
     assert ev.eigenvalues.shape == (k,) and ev.eigenvectors.shape == (n, k)
-    tol = TOL[dtype]
-    np.testing.assert_allclose(ev.eigenvalues, w_ref, rtol=tol * 10, atol=tol * 10 * w_ref[0])
+    eig = tol("eig")
+    np.testing.assert_allclose(ev.eigenvalues, w_ref, rtol=eig * 10, atol=eig * 10 * w_ref[0])
     # same vectors up to sign, then the sign convention: largest |entry| positive
     overlap = np.abs(np.sum(ev.eigenvectors.astype(np.float64) * V_ref, axis=0))
-    np.testing.assert_allclose(overlap, 1.0, atol=tol * 100)
+    np.testing.assert_allclose(overlap, 1.0, atol=eig * 100)
     cols = np.arange(k)
     big = ev.eigenvectors[np.argmax(np.abs(ev.eigenvectors), axis=0), cols]
     assert np.all(big > 0)
-    np.testing.assert_allclose(np.linalg.norm(ev.eigenvectors, axis=0), 1.0, atol=tol * 10)
+    np.testing.assert_allclose(np.linalg.norm(ev.eigenvectors, axis=0), 1.0, atol=eig * 10)
     # residual K v = lambda v
     V64 = ev.eigenvectors.astype(np.float64)
     resid = K.astype(np.float64) @ V64 - V64 * ev.eigenvalues.astype(np.float64)
-    assert np.abs(resid).max() < tol * 100 * w_ref[0]
+    assert np.abs(resid).max() < eig * 100 * w_ref[0]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_kernel_pca_ntk_gram_descending_and_trace(rng, dtype):
+def test_kernel_pca_ntk_gram_descending_and_trace(rng, dtype, tol):
     X = rng.standard_normal((60, 4))
     K = kc.NTK(depth=2)(X).astype(dtype)
     ev = dg.kernel_pca(K, n_components=10)
@@ -79,8 +73,8 @@ def test_kernel_pca_ntk_gram_descending_and_trace(rng, dtype):
     assert ev.center is False and ev.n_samples == 60 and ev.n_components == 10
     np.testing.assert_allclose(ev.trace, np.trace(K.astype(np.float64)), rtol=1e-6)
     full = dg.kernel_pca(K)
-    np.testing.assert_allclose(full.explained_ratio.sum(), 1.0, rtol=TOL[dtype] * 10)
-    np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:10], rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(full.explained_ratio.sum(), 1.0, rtol=tol("eig") * 10)
+    np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:10], rtol=tol("eig") * 10)
     assert "KernelPCAResult(n_samples=60, n_components=10" in repr(ev)
 
 
@@ -100,8 +94,7 @@ def test_kernel_pca_sign_is_deterministic(rng):
         np.testing.assert_allclose(a.eigenvectors, c.eigenvectors, atol=1e-8)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_kernel_pca_center_equals_explicit_centring(rng, dtype):
+def test_kernel_pca_center_equals_explicit_centring(rng, dtype, tol):
     X = rng.standard_normal((35, 3))
     K = kc.NTK()(X).astype(dtype)
     n = K.shape[0]
@@ -110,10 +103,10 @@ def test_kernel_pca_center_equals_explicit_centring(rng, dtype):
     ev = dg.kernel_pca(K, n_components=5, center=True)
     w_ref = np.linalg.eigvalsh(Kc)[::-1][:5]
     assert ev.center is True
-    np.testing.assert_allclose(ev.eigenvalues, w_ref, rtol=TOL[dtype] * 10)
-    np.testing.assert_allclose(ev.trace, np.trace(Kc), rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(ev.eigenvalues, w_ref, rtol=tol("eig") * 10)
+    np.testing.assert_allclose(ev.trace, np.trace(Kc), rtol=tol("eig") * 10)
     # centred eigenvectors of non-zero eigenvalues are orthogonal to the constant vector
-    np.testing.assert_allclose(ev.eigenvectors.sum(axis=0), 0.0, atol=TOL[dtype] * 100)
+    np.testing.assert_allclose(ev.eigenvectors.sum(axis=0), 0.0, atol=tol("eig") * 100)
     assert not np.shares_memory(ev.eigenvectors, K)
 
 
@@ -180,8 +173,7 @@ def test_kernel_pca_symmetry_check_can_be_skipped():
 # ---------------------------------------------------------------------------
 # label projection
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_label_projection_parseval_and_loop(rng, dtype):
+def test_label_projection_parseval_and_loop(rng, dtype, tol):
     n = 50
     K, _ = distinct_gram(rng, n, dtype)
     ev = dg.kernel_pca(K)
@@ -190,11 +182,11 @@ def test_label_projection_parseval_and_loop(rng, dtype):
     assert c.shape == (n,) and c.dtype == np.float64
     loop = [sum(float(ev.eigenvectors[i, r]) * y[i] for i in range(n)) for r in range(n)]
     np.testing.assert_allclose(c, loop, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.sum(c**2), np.sum(y**2), rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(np.sum(c**2), np.sum(y**2), rtol=tol("eig") * 10)
     P = dg.cumulative_projection(c, y)
     assert P.shape == (n,)
     assert np.all(np.diff(P) >= 0)
-    np.testing.assert_allclose(P[-1], 1.0, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(P[-1], 1.0, rtol=tol("eig") * 10)
     expected = np.cumsum(np.array(loop) ** 2) / n
     np.testing.assert_allclose(P, expected, rtol=1e-12)
 
@@ -271,7 +263,6 @@ def test_kth_distance_is_brute_force(vals, queries, k):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [2, 5])
 def test_mutual_information_matches_naive(rng, dtype, k):
     n = 120
@@ -292,7 +283,6 @@ def test_mutual_information_matches_naive(rng, dtype, k):
     assert got[3] == pytest.approx(1.0) and got[4] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_mutual_information_separating_and_random(rng, dtype):
     n = 1000
     y = np.repeat([-1, 1], n // 2)
@@ -378,8 +368,7 @@ def test_compression_hand_computation():
     assert dg.compression(W0, [0]) == math.inf
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_compression_matches_naive_and_network(rng, dtype):
+def test_compression_matches_naive_and_network(rng, dtype, tol):
     W = rng.standard_normal((40, 6)).astype(dtype)
     W[:, 2] *= 5.0
     for informative in ([2], [0, 2], [1, 3, 5]):
@@ -387,7 +376,7 @@ def test_compression_matches_naive_and_network(rng, dtype):
             naive.compression(W.astype(np.float64), informative), rel=1e-12
         )
     # a global rescaling cancels
-    assert dg.compression(3.0 * W, [2]) == pytest.approx(dg.compression(W, [2]), rel=TOL[dtype])
+    assert dg.compression(3.0 * W, [2]) == pytest.approx(dg.compression(W, [2]), rel=tol("eig"))
     net = kc.FCNetwork.init(6, widths=[4000], parameterization="mean_field", seed=0)
     assert dg.compression(net, [0]) == pytest.approx(
         naive.compression(net.weights[0], [0]), rel=1e-12
@@ -423,18 +412,17 @@ def test_compression_errors(net, informative, exc, match):
 # ---------------------------------------------------------------------------
 # kernel alignment, kernel change, effective rank
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("center", [False, True])
-def test_kernel_alignment_matches_naive(rng, dtype, center, monkeypatch):
+def test_kernel_alignment_matches_naive(rng, dtype, tol, center, monkeypatch):
     X = rng.standard_normal((25, 3))
     K = kc.NTK()(X).astype(dtype)
     y = np.sign(X[:, 0])
     want = naive.kernel_alignment(K, y, center=center)
     got = dg.kernel_alignment(K, y, center=center)
-    assert got == pytest.approx(want, rel=TOL[dtype] * 10)
+    assert got == pytest.approx(want, rel=tol("eig") * 10)
     Y = np.column_stack([y, X[:, 1]])
     assert dg.kernel_alignment(K, Y, center=center) == pytest.approx(
-        naive.kernel_alignment(K, Y, center=center), rel=TOL[dtype] * 10
+        naive.kernel_alignment(K, Y, center=center), rel=tol("eig") * 10
     )
     monkeypatch.setattr(dg, "_BLOCK_ELEMS", 60)  # several row blocks
     assert dg.kernel_alignment(K, y, center=center) == pytest.approx(got, rel=1e-12)
@@ -456,14 +444,13 @@ def test_kernel_alignment_perfect_and_errors():
         dg.kernel_alignment(np.triu(np.ones((4, 4))), y)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_kernel_change(rng, dtype, monkeypatch):
+def test_kernel_change(rng, dtype, tol, monkeypatch):
     K0 = rng.standard_normal((30, 20)).astype(dtype)
     K1 = (K0 + 0.1 * rng.standard_normal((30, 20))).astype(dtype)
     want = np.linalg.norm(K1.astype(np.float64) - K0) / np.linalg.norm(K0.astype(np.float64))
-    assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=TOL[dtype])
+    assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=tol("eig"))
     monkeypatch.setattr(dg, "_BLOCK_ELEMS", 50)
-    assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=TOL[dtype])
+    assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=tol("eig"))
     assert dg.kernel_change(K0, K0) == 0.0
     with pytest.raises(ValueError, match=r"same shape, got \(30, 20\) and \(20, 30\)"):
         dg.kernel_change(K0, K1.T)
@@ -473,7 +460,6 @@ def test_kernel_change(rng, dtype, monkeypatch):
         dg.kernel_change(np.eye(2), np.full((2, 2), np.nan))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_effective_rank(rng, dtype):
     lam = (rng.uniform(size=20) ** 3).astype(dtype)
     assert dg.effective_rank(lam) == pytest.approx(naive.effective_rank_entropy(lam), rel=1e-6)
@@ -501,15 +487,14 @@ def test_effective_rank(rng, dtype):
 # ---------------------------------------------------------------------------
 # power law, intrinsic dimension
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_spectrum_power_law_exact_and_vs_polyfit(rng, dtype):
+def test_spectrum_power_law_exact_and_vs_polyfit(rng, dtype, tol):
     r = np.arange(1, 201.0)
     lam = (2.5 * r**-1.7).astype(dtype)
     fit = dg.spectrum_power_law(lam[::-1], fit_range=(1, 200))  # order does not matter
-    assert fit.exponent == pytest.approx(1.7, rel=TOL[dtype] * 10)
-    assert fit.amplitude == pytest.approx(2.5, rel=TOL[dtype] * 100)
+    assert fit.exponent == pytest.approx(1.7, rel=tol("eig") * 10)
+    assert fit.amplitude == pytest.approx(2.5, rel=tol("eig") * 100)
     assert fit.r_squared == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(fit(r), 2.5 * r**-1.7, rtol=TOL[dtype] * 1000)
+    np.testing.assert_allclose(fit(r), 2.5 * r**-1.7, rtol=tol("eig") * 1000)
     noisy = 2.5 * r**-1.2 * np.exp(0.1 * rng.standard_normal(200))
     noisy = np.sort(noisy)[::-1].astype(dtype)
     fit = dg.spectrum_power_law(noisy, fit_range=(5, 120))
@@ -548,16 +533,15 @@ def test_spectrum_power_law_errors(lam, kwargs, match):
         dg.spectrum_power_law(lam, **kwargs)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_intrinsic_dimension_matches_naive(rng, dtype, monkeypatch):
+def test_intrinsic_dimension_matches_naive(rng, dtype, tol, monkeypatch):
     X = rng.standard_normal((80, 3))
     K = kc.NTK()(X).astype(dtype)
     want = naive.twonn(K)
-    assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=TOL[dtype] * 100)
+    assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=tol("eig") * 100)
     monkeypatch.setattr(dg, "_BLOCK_ELEMS", 200)  # row blocks
-    assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=TOL[dtype] * 100)
+    assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=tol("eig") * 100)
     assert dg.intrinsic_dimension(K, discard_fraction=0.0) == pytest.approx(
-        naive.twonn(K, 0.0), rel=TOL[dtype] * 100
+        naive.twonn(K, 0.0), rel=tol("eig") * 100
     )
 
 
@@ -604,8 +588,7 @@ def test_kernel_pca_arpack_is_reproducible_and_handles_centring(rng):
     np.testing.assert_allclose(c.eigenvectors, d.eigenvectors, atol=1e-8)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
+def test_kernel_pca_auto_routes_agree(rng, dtype, tol, monkeypatch):
     """auto takes block Lanczos for a few eigenpairs of a large Gram, LAPACK otherwise."""
     import scipy.sparse.linalg
 
@@ -626,11 +609,11 @@ def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
     k_small = int(dg.LANCZOS_MAX_FRACTION * n)
     for k in (3, k_small, k_small + 1, int(dg.SUBSET_MAX_FRACTION * n) + 1):
         ev = dg.kernel_pca(K, n_components=k)
-        rtol = TOL[dtype] * 10
+        rtol = tol("eig") * 10
         np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:k], rtol=rtol)
         top = ev.eigenvalues > 1e-3 * ev.eigenvalues[0]  # well separated part
         np.testing.assert_allclose(
-            ev.eigenvectors[:, top], full.eigenvectors[:, :k][:, top], atol=TOL[dtype] * 100
+            ev.eigenvectors[:, top], full.eigenvectors[:, :k][:, top], atol=tol("eig") * 100
         )
     assert calls == [3, k_small]  # Lanczos only for k <= LANCZOS_MAX_FRACTION * n
 
@@ -641,7 +624,7 @@ def test_kernel_pca_auto_routes_agree(rng, dtype, monkeypatch):
     monkeypatch.setattr(_eigsolve, "block_lanczos_topk", not_converged)
     for method in ("auto", "lanczos"):  # both fall back to LAPACK's subset driver
         ev = dg.kernel_pca(K, n_components=3, method=method)
-        np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:3], rtol=TOL[dtype] * 10)
+        np.testing.assert_allclose(ev.eigenvalues, full.eigenvalues[:3], rtol=tol("eig") * 10)
 
     def no_convergence(*args, **kwargs):
         raise scipy.sparse.linalg.ArpackNoConvergence("no convergence", np.ones(1), None)

@@ -1,7 +1,7 @@
 """Tests of kernelcomp.empirical (EmpiricalNTK, EmpiricalNNGP).
 
 Oracles: the explicit per-sample Jacobian J J^T (tests/naive_empirical.py), the
-one-hidden-layer closed form of DESIGN §1.2, the analytic kernels for wide
+one-hidden-layer closed form of docs/definitions.rst, the analytic kernels for wide
 networks, and ``torch.func`` when PyTorch is installed.
 """
 
@@ -22,10 +22,11 @@ import kernelcomp as kc
 import kernelcomp.empirical as emp
 from kernelcomp.network import ACTIVATIONS
 from tests import naive_empirical as naive
+from tests.conftest import TOLERANCES
 
 PARAMETERIZATIONS = ("ntk", "mean_field", "standard")
-#: relative (to the largest entry) tolerances per dtype
-TOL = {np.float64: 1e-12, np.float32: 2e-6}
+#: relative (to the largest entry) tolerances per dtype, the suite's Gram tolerances
+TOL = TOLERANCES["gram"]
 
 
 def _net(par, act="tanh", widths=(6, 5), K=1, bias=True, seed=0, d=4):
@@ -50,8 +51,11 @@ def _rel(a, b) -> float:
 @pytest.mark.parametrize("par", PARAMETERIZATIONS)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_matches_explicit_jacobian(par, act, rng):
-    """Every parameterization x activation, with/without biases, 0-3 hidden layers,
-    1 or 3 outputs (mean and single output), every params selection."""
+    """Every parameterization x activation against the explicit Jacobian.
+
+    With and without biases, 0-3 hidden layers, 1 or 3 outputs (mean and single
+    output), every params selection.
+    """
     cases = 0
     for widths in [(), (7,), (6, 5), (5, 4, 3)]:
         for K in (1, 3):
@@ -234,30 +238,29 @@ def test_nngp_equals_last_layer_kernel(rng):
         )
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_gram_driver_blocks_out_and_threads(dtype, rng):
+def test_gram_driver_blocks_out_and_threads(dtype, tol, rng):
     net = _net("ntk", "tanh", (6, 5), K=2)
     k = kc.EmpiricalNTK(net)
     X = rng.standard_normal((37, 4)).astype(dtype)
     Y = rng.standard_normal((11, 4)).astype(dtype)
-    tol = TOL[dtype]
+    gram_tol = tol("gram")
     full, cross = k(X), k(X, Y)
     R = naive.ntk(net, X.astype(np.float64))
-    assert _rel(full, R) < tol
+    assert _rel(full, R) < gram_tol
     for rows in (1, 5, 16, 37, 100):
         blocked = kc.gram(k, X, block_rows=rows)
         np.testing.assert_array_equal(blocked, blocked.T)
-        assert _rel(blocked, R) < tol
-        assert _rel(kc.gram(k, X, Y, block_rows=rows), cross) < tol
+        assert _rel(blocked, R) < gram_tol
+        assert _rel(kc.gram(k, X, Y, block_rows=rows), cross) < gram_tol
     out = np.zeros((37, 37), dtype=dtype)
     assert kc.gram(k, X, out=out) is out
-    assert _rel(out, R) < tol
+    assert _rel(out, R) < gram_tol
     with h5py.File(io.BytesIO(), "w") as f:
         ds = f.create_dataset("K", shape=(37, 11), dtype=dtype)
         kc.gram(k, X, Y, out=ds, block_rows=8, progress=False)
-        assert _rel(ds[()], cross) < tol
+        assert _rel(ds[()], cross) < gram_tol
     for n_jobs in (1, None):
-        assert _rel(kc.gram(k, X, n_jobs=n_jobs), R) < tol
+        assert _rel(kc.gram(k, X, n_jobs=n_jobs), R) < gram_tol
 
 
 @pytest.mark.parametrize("budget", [8, 200, 8 * 37 * 9])

@@ -24,10 +24,7 @@ import kernelcomp as kc
 import kernelcomp._gram
 from kernelcomp import estimators as est
 from kernelcomp._gram import gram
-
-DTYPES = (np.float64, np.float32)
-#: relative tolerance of predictions against sklearn on the same Gram matrix
-RTOL = {np.float64: 1e-8, np.float32: 2e-3}
+from tests.conftest import tolerance
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,7 +92,7 @@ def test_sklearn_common_checks(estimator, check):
     ids=["ntk1", "nngp2", "ntk3erf"],
 )
 @pytest.mark.parametrize("n_targets", [None, 3])
-def test_regressor_matches_kernel_ridge(rng, dtype, alpha, kernel, n_targets):
+def test_regressor_matches_kernel_ridge(rng, dtype, tol, alpha, kernel, n_targets):
     X, Xt = _data(rng, dtype=dtype)
     y = rng.standard_normal(X.shape[0] if n_targets is None else (X.shape[0], n_targets))
     model = kc.NTKRegressor(kernel, alpha=alpha).fit(X, y)
@@ -104,18 +101,17 @@ def test_regressor_matches_kernel_ridge(rng, dtype, alpha, kernel, n_targets):
     ref = KernelRidge(alpha=alpha, kernel="precomputed").fit(K, y)
     pred = model.predict(Xt)
     assert pred.dtype == dtype and pred.shape == ref.predict(Kt).shape
-    assert _rel(pred, ref.predict(Kt)) <= RTOL[dtype]
-    assert _rel(model.dual_coef_, ref.dual_coef_) <= RTOL[dtype] * (1e2 if alpha < 1e-3 else 1)
+    assert _rel(pred, ref.predict(Kt)) <= tol("solve")
+    assert _rel(model.dual_coef_, ref.dual_coef_) <= tol("solve") * (1e2 if alpha < 1e-3 else 1)
     # the slow obvious oracle: a dense float64 solve
     coef = np.linalg.solve(K.astype(np.float64) + alpha * np.eye(len(K)), y)
-    assert _rel(pred, Kt.astype(np.float64) @ coef) <= RTOL[dtype]
+    assert _rel(pred, Kt.astype(np.float64) @ coef) <= tol("solve")
     # "precomputed" gives the same model
     pre = kc.NTKRegressor("precomputed", alpha=alpha).fit(K, y)
-    assert _rel(pre.predict(Kt), pred) <= RTOL[dtype]
+    assert _rel(pre.predict(Kt), pred) <= tol("solve")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_regressor_sample_weight_matches_kernel_ridge(rng, dtype):
+def test_regressor_sample_weight_matches_kernel_ridge(rng, dtype, tol):
     X, Xt = _data(rng, dtype=dtype)
     y = rng.standard_normal((X.shape[0], 2))
     sw = rng.uniform(0.0, 3.0, X.shape[0])
@@ -123,7 +119,7 @@ def test_regressor_sample_weight_matches_kernel_ridge(rng, dtype):
     k = kc.NTK(depth=2)
     pred = kc.NTKRegressor(k, alpha=0.1).fit(X, y, sample_weight=sw).predict(Xt)
     ref = KernelRidge(alpha=0.1, kernel="precomputed").fit(gram(k, X), y, sample_weight=sw)
-    assert _rel(pred, ref.predict(gram(k, Xt, X))) <= RTOL[dtype]
+    assert _rel(pred, ref.predict(gram(k, Xt, X))) <= tol("solve")
 
 
 def test_regressor_dtype_option(rng):
@@ -133,7 +129,7 @@ def test_regressor_dtype_option(rng):
     assert m32.dual_coef_.dtype == np.float32 and m32.predict(Xt).dtype == np.float32
     m64 = kc.NTKRegressor(alpha=0.1, dtype="float64").fit(X.astype(np.float32), y)
     assert m64.dual_coef_.dtype == np.float64
-    assert _rel(m32.predict(Xt), m64.predict(Xt)) <= RTOL[np.float32]
+    assert _rel(m32.predict(Xt), m64.predict(Xt)) <= tolerance("solve", np.float32)
 
 
 def test_regressor_n_jobs_does_not_change_results(rng):
@@ -182,7 +178,6 @@ def test_regressor_is_permutation_equivariant(seed, n, n_targets):
     np.testing.assert_allclose(b.predict(Xt), a.predict(Xt), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_regressor_predict_in_row_blocks(rng, dtype, monkeypatch):
     X, Xt = _data(rng, n=50, m=37, dtype=dtype)
     y = rng.standard_normal((50, 2))
@@ -212,8 +207,7 @@ def _pinv_solution(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     return V[:, keep] @ ((V[:, keep].T @ y) / w[keep][:, None])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_regressor_singular_system_warns_and_falls_back(rng, dtype):
+def test_regressor_singular_system_warns_and_falls_back(rng, dtype, tol):
     X0 = rng.standard_normal((15, 3)).astype(dtype)
     X = np.vstack([X0, X0])  # every sample twice: K is singular, alpha=0
     y = rng.standard_normal((30, 2))
@@ -223,18 +217,17 @@ def test_regressor_singular_system_warns_and_falls_back(rng, dtype):
     assert np.isfinite(model.dual_coef_).all()
     K = gram(k, X)
     np.testing.assert_allclose(
-        model.dual_coef_, _pinv_solution(K, y), rtol=0, atol=RTOL[dtype] * 10
+        model.dual_coef_, _pinv_solution(K, y), rtol=0, atol=tol("solve") * 10
     )
     Xt = rng.standard_normal((10, 3)).astype(dtype)
     pred = model.predict(Xt)
     assert np.isfinite(pred).all()
     # averaging duplicates is the least-squares answer at the training points
     y_mean = 0.5 * (y[:15] + y[15:])
-    assert _rel(model.predict(X0), y_mean) <= 100 * RTOL[dtype]
+    assert _rel(model.predict(X0), y_mean) <= 100 * tol("solve")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_regressor_indefinite_precomputed_warns_and_matches_pinv(rng, dtype):
+def test_regressor_indefinite_precomputed_warns_and_matches_pinv(rng, dtype, tol):
     A = rng.standard_normal((20, 20))
     K = ((A + A.T) / 2).astype(dtype)  # symmetric, indefinite
     K_before = K.copy()
@@ -243,7 +236,7 @@ def test_regressor_indefinite_precomputed_warns_and_matches_pinv(rng, dtype):
         model = kc.NTKRegressor("precomputed", alpha=0.5).fit(K, y)
     np.testing.assert_array_equal(K, K_before)  # the user's matrix is untouched
     ref = _pinv_solution(K + 0.5 * np.eye(20, dtype=dtype), y[:, None])[:, 0]
-    assert _rel(model.dual_coef_, ref) <= RTOL[dtype] * 10
+    assert _rel(model.dual_coef_, ref) <= tol("solve") * 10
     assert np.isfinite(model.predict(K[:5])).all()
 
 
@@ -269,8 +262,7 @@ def test_symmetrize_matches_reference(rng, n):
     np.testing.assert_array_equal(S, S_before)  # symmetric input: bit-for-bit unchanged
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_regressor_asymmetric_precomputed_uses_symmetric_part(rng, dtype):
+def test_regressor_asymmetric_precomputed_uses_symmetric_part(rng, dtype, tol):
     X, _ = _data(rng, n=30, dtype=dtype)
     k = kc.NTK()
     K = gram(k, X)
@@ -279,11 +271,10 @@ def test_regressor_asymmetric_precomputed_uses_symmetric_part(rng, dtype):
     with pytest.warns(UserWarning, match=r"not symmetric .* using its symmetric part"):
         model = kc.NTKRegressor("precomputed", alpha=0.1).fit(noisy, y)
     ref = KernelRidge(alpha=0.1, kernel="precomputed").fit((noisy + noisy.T) / 2, y)
-    assert _rel(model.dual_coef_, ref.dual_coef_) <= RTOL[dtype]
+    assert _rel(model.dual_coef_, ref.dual_coef_) <= tol("solve")
 
 
 # ----------------------------------------------------------------------- classifier parity
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("C", [0.1, 1.0, 1e20])
 @pytest.mark.parametrize("labels", ["strings", "multiclass"])
 def test_classifier_matches_svc(rng, dtype, C, labels):
@@ -491,7 +482,7 @@ def test_grid_search_over_kernel_objects(rng):
 def test_load_digits_parity_with_svc():
     digits = load_digits()
     X = digits.data[:600] - digits.data[:600].mean(axis=0)
-    X *= np.sqrt(X.shape[1]) / np.linalg.norm(X, axis=1, keepdims=True)  # PAPER.md scaling
+    X *= np.sqrt(X.shape[1]) / np.linalg.norm(X, axis=1, keepdims=True)  # the paper's MNIST scaling
     y = np.where(digits.target[:600] % 2 == 0, "even", "odd")
     Xtr, Xte, ytr, yte = X[:400], X[400:], y[:400], y[400:]
     k = kc.NTK(depth=2)

@@ -545,7 +545,7 @@ def test_from_torch_rejects_other_objects():
 
 @pytest.mark.parametrize("layout", ["positional", "named", "no_bias"])
 def test_load_npz_weight_lists(tmp_path, rng, layout):
-    # DESIGN §1.2: checkpoints also come from .npz weight lists
+    # docs/formats.rst (Network): checkpoints also come from .npz weight lists
     bias = layout != "no_bias"
     net = FCNetwork.init(4, [6, 5], parameterization="standard", bias=bias, seed=1)
     path = tmp_path / "w.npz"

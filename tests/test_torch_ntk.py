@@ -125,10 +125,12 @@ def reference(model: nn.Module, X: np.ndarray, input_shape, names=None, output=N
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """One torch thread for the references: on busy shared cores, OpenMP threads spin
-    on each other (a 1 ms Jacobian of the small models here took 50 ms with two).
-    Kernel calls set their own (``n_jobs``: numba's count, which shares torch's
-    OpenMP runtime)."""
+    """One torch thread for the references.
+
+    On busy shared cores, OpenMP threads spin on each other (a 1 ms Jacobian of
+    the small models here took 50 ms with two). Kernel calls set their own
+    (``n_jobs``: numba's count, which shares torch's OpenMP runtime).
+    """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -350,8 +350,10 @@ def _relu_terms4(
 
 @jit
 def _accumulate4(X: np.ndarray, mus: np.ndarray, SR: np.ndarray, G: np.ndarray) -> None:
-    """:func:`_accumulate` of four samples ``X[mus[k]]`` (``SR`` as in
-    :func:`_relu_terms4`), added in sample order in one sweep per ``j``."""
+    """:func:`_accumulate` of four samples ``X[mus[k]]``.
+
+    ``SR`` as in :func:`_relu_terms4`; added in sample order in one sweep per ``j``.
+    """
     d = X.shape[1]
     m = SR.shape[1]
     m0, m1, m2, m3 = mus[0], mus[1], mus[2], mus[3]

@@ -324,8 +324,10 @@ def _judge(problem: _Problem, g: Any, ref_g: Any, dout: float,
 
 
 def _reference(problem: _Problem, params: Any, g: Any, u: np.ndarray, ref_u: np.ndarray) -> Any:
-    """Gradient of ``sum ref_u Ft`` at ``params`` from the one ``g`` of ``sum u Ft``:
-    one backward pass over the rows where the two weights differ."""
+    """Gradient of ``sum ref_u Ft`` at ``params`` from the one ``g`` of ``sum u Ft``.
+
+    One backward pass over the rows where the two weights differ.
+    """
     rows = np.flatnonzero(u != ref_u)
     if not len(rows):
         return g

@@ -104,8 +104,11 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
 
     def pair(params: list[np.ndarray], u: np.ndarray, old: list[np.ndarray],
              uref: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The gradient at ``params``, and the reference gradient of ``uref`` there
-        through the network linearised on the ReLU pattern at ``old``."""
+        """The gradient at ``params``, and the reference gradient of ``uref`` there.
+
+        The reference goes through the network linearised on the activation
+        pattern at ``old`` (two slopes for leaky_relu).
+        """
         g = backward(params, u, None)
         load(old)
         _, old_cache = work.forward(X, cache=True)

@@ -374,14 +374,14 @@ def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
 
 
 def test_broken_pipe_is_quiet(tmp_path, capsys, monkeypatch):
-    import kernelcomp.cli as cli
+    from kernelcomp.cli import _info
 
     io.save_gram(tmp_path / "K.h5", np.eye(2))
 
     def closed_pipe(info):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "_describe", closed_pipe)
+    monkeypatch.setattr(_info, "describe", closed_pipe)
     code, _, err = _run(["info", tmp_path / "K.h5"], capsys)
     assert code == 141 and err == ""
 
@@ -446,8 +446,8 @@ def test_kpca_maps_two_class_labels_to_pm1_and_caps_large_decompositions(
     _user_error(["kpca", gram_file, "--labels", tmp_path / "ys3.npy", "-o", tmp_path / "e.h5"],
                 capsys, r"--labels must be numeric .* got dtype <U1 with 3 classes")
     # large Gram matrices get the top eigenpairs unless --n-components asks otherwise
-    monkeypatch.setattr("kernelcomp.cli._ALL_COMPONENTS_UP_TO", 50)
-    monkeypatch.setattr("kernelcomp.cli._DEFAULT_TOP", 12)
+    monkeypatch.setattr("kernelcomp.cli._kpca._ALL_COMPONENTS_UP_TO", 50)
+    monkeypatch.setattr("kernelcomp.cli._kpca._DEFAULT_TOP", 12)
     code, _, err = _run(["kpca", gram_file, "-o", tmp_path / "top.h5"], capsys)
     assert code == 0 and "n = 90: computing the top 12 eigenpairs" in err
     assert io.load_diagnostics(tmp_path / "top.h5").entries[0]["eigenvalues"].shape == (12,)

@@ -1,0 +1,196 @@
+"""What ``kpca`` and ``geometry`` read: networks from checkpoint files, and their sources.
+
+:func:`load_network` reads ``.npz`` (``FCNetwork.save`` or a state dict of
+arrays), network ``.h5``, a checkpoint of a run file, and PyTorch ``.pt``/``.pth``
+state dicts of Linear stacks (``torch.load(weights_only=True)``: never arbitrary
+pickles). :func:`sources` turns the FILE arguments of a subcommand into
+:class:`Source` items: a Gram file, or a network (loaded when needed) with its
+points and labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelcomp.cli._common import UsageError, file_kind, h5_format, labels
+
+#: extensions of PyTorch checkpoints
+TORCH_EXTENSIONS = (".pt", ".pth")
+
+
+def load_network(p: Path, activation: str | None, checkpoint: int = -1) -> Any:
+    """A network from a .npz, .pt, network .h5 or run file (one of its checkpoints)."""
+    from kernelcomp import io
+    from kernelcomp.network import FCNetwork
+
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file")
+    ext = file_kind(p)
+    if ext in TORCH_EXTENSIONS:
+        return load_torch(p, activation)
+    if activation is not None and ext != ".npz":
+        raise UsageError(f"{p}: the activation option applies to .pt / state-dict .npz files")
+    if ext == ".npz":
+        return FCNetwork.load(p, **({} if activation is None else {"activation": activation}))
+    if ext in (".h5", ".hdf5"):
+        fmt = h5_format(p)
+        if fmt == "network":
+            return FCNetwork.load(p)
+        if fmt == "run":
+            run = io.open_run(p)
+            n = len(run.checkpoints)
+            if not -n <= checkpoint < n:
+                raise ValueError(f"{p} has {n} checkpoints; --checkpoint {checkpoint} is out "
+                                 "of range")
+            return run.checkpoints[checkpoint].network
+        raise ValueError(f"{p} is not a kernelcomp network or run file")
+    raise ValueError(f"{p}: unsupported network file type {p.suffix or '(none)'!r}; expected "
+                     ".npz, .pt or .h5")
+
+
+def load_torch(path: Path, activation: str | None) -> Any:
+    """An FCNetwork from a PyTorch state dict of a Linear stack."""
+    from kernelcomp.network import FCNetwork
+
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(
+            f"{path}: reading .pt checkpoints needs PyTorch (pip install 'kernelcomp[torch]')"
+        ) from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "Unsupported global" in str(exc):
+            # a whole pickled model (classes to import): loading it would run arbitrary code
+            raise ValueError(
+                f"{path} holds a pickled model, not a state dict; save it with "
+                "torch.save(model.state_dict(), path) and pass that file"
+            ) from exc
+        raise ValueError(f"{path}: cannot read as a PyTorch state dict ({exc})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    return FCNetwork.from_torch(obj, activation=activation or "relu")
+
+
+@dataclass
+class Source:
+    """One item to analyse: a Gram file, or a checkpoint's network with its points."""
+
+    label: str
+    origin: str
+    gram_path: Path | None = None
+    network: Callable[[], Any] | None = None
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def sources(args: argparse.Namespace, command: str, *, grams: bool = True) -> list[Source]:
+    """The sources named by ``args.files`` (with ``--data``/``--labels``/``--split``).
+
+    Every file is checked (and the data read) before any work. ``grams=False``
+    refuses Gram files (the subcommand needs networks).
+    """
+    from kernelcomp import io
+
+    X_cli = None if args.data is None else io.read_array(args.data, key=args.data_key,
+                                                         name="--data")
+    y_cli = None if args.labels is None else io.read_array(
+        args.labels, key=args.labels_key, name="--labels"
+    )
+    if X_cli is not None:
+        from kernelcomp._validation import check_matrix
+
+        X_cli = check_matrix(X_cli, "--data")
+    reads = "Gram, run or network files" if grams else "run or network files"
+    found: list[Source] = []
+    for name in args.files:
+        p = Path(name)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file")
+        ext = file_kind(p)
+        if ext in (".h5", ".hdf5"):
+            fmt = h5_format(p)
+            if fmt == "gram" and grams:
+                found.append(_gram_source(p, X_cli, y_cli, command))
+            elif fmt == "run":
+                found.extend(_run_sources(p, X_cli, y_cli, args.split))
+            elif fmt == "network":
+                found.append(_checkpoint_source(p, lambda p=p: load_network(p, None), X_cli,
+                                                y_cli))
+            elif fmt is None:
+                raise ValueError(f"{p} is not a kernelcomp file (no 'kernelcomp_format' attribute)")
+            else:
+                raise ValueError(f"{p} is a kernelcomp {fmt!r} file; {command} reads {reads}")
+        elif ext in (".npz", *TORCH_EXTENSIONS):
+            found.append(_checkpoint_source(p, _checkpoint_loader(p, args), X_cli, y_cli))
+        else:
+            raise ValueError(
+                f"{p}: unsupported file type {p.suffix or '(none)'!r}; {command} reads .h5 "
+                f"({'Gram/run' if grams else 'run/network'} files), .npz and .pt checkpoints"
+            )
+    return found
+
+
+def _checkpoint_loader(p: Path, args: argparse.Namespace) -> Callable[[], Any]:
+    return lambda: load_network(p, args.activation)
+
+
+def _gram_source(p: Path, X: np.ndarray | None, y: Any, command: str) -> Source:
+    from kernelcomp import io
+
+    info = io.read_gram_info(p)
+    if X is not None:
+        raise UsageError(f"{p} is a Gram file: --data does not apply to it")
+    n, m = info.shape
+    if n != m:
+        raise ValueError(f"{p} holds a {n} x {m} cross Gram; {command} needs a square one")
+    return Source(p.name, os.fspath(p), gram_path=p,
+                  y=None if y is None else labels(y, "--labels", n))
+
+
+def _run_sources(p: Path, X_cli: np.ndarray | None, y_cli: Any, split: str) -> list[Source]:
+    """One source per checkpoint of a run file, on its data (or on --data)."""
+    from kernelcomp import io
+
+    run = io.open_run(p)
+    if X_cli is not None:
+        X = X_cli
+        y = None if y_cli is None else labels(y_cli, "--labels", X.shape[0])
+    else:
+        if f"X_{split}" not in run.data:
+            raise ValueError(f"{p} stores no {split} data (--split {split})")
+        X = run.data[f"X_{split}"]
+        y_raw = run.data[f"y_{split}"] if y_cli is None else y_cli
+        y = labels(y_raw, "labels" if y_cli is None else "--labels", X.shape[0])
+    if not run.checkpoints:
+        raise ValueError(f"{p} holds no checkpoints")
+    return [
+        Source(f"{p.stem}:step {c.step}", os.fspath(p), network=(lambda c=c: c.network), X=X,
+               y=y, meta={"step": c.step, "time": c.time, "checkpoint": c.index})
+        for c in run.checkpoints
+    ]
+
+
+def _checkpoint_source(
+    p: Path, load: Callable[[], Any], X: np.ndarray | None, y: Any
+) -> Source:
+    if X is None:
+        raise UsageError(f"{p} is a network checkpoint: pass --data (and --labels)")
+    yv = None if y is None else labels(y, "--labels", X.shape[0])
+    return Source(p.name, os.fspath(p), network=load, X=X, y=yv)
+
+
+def empirical_ntk(net: Any, params: Any = "all") -> Any:
+    """The empirical NTK kernel of a loaded network."""
+    from kernelcomp.empirical import EmpiricalNTK
+
+    return EmpiricalNTK(net, params=params)

@@ -173,7 +173,7 @@ def test_gram_of_a_network_checkpoint(tmp_path, data, capsys, dtype):
     for argv, pattern in [
         (["--network", npz, "--depth", "2", "--bias-std", "none"],
          r"--depth, --bias-std describe an analytic kernel; they do not apply with --network"),
-        (["--params", "last"], r"--params and --network-activation need --network"),
+        (["--params", "last"], r"--params needs --network"),
         (["--network", run, "--checkpoint", "3"], r"has 3 checkpoints; --checkpoint 3 is out"),
         (["--network", npz, "--kernel", "nngp", "--params", "last"], r"applies to --kernel ntk"),
         (["--network", tmp_path / "gone.npz"], r"gone\.npz: no such file"),
@@ -692,3 +692,167 @@ def test_kpca_on_a_pytorch_state_dict(tmp_path, data, capsys):
                  tmp_path / "w.h5"], capsys,
                 r"whole\.pt holds a pickled model, not a state dict; save it with "
                 r"torch\.save\(model\.state_dict\(\), path\)")
+
+
+# ---------------------------------------------------------------------------
+# PyTorch checkpoints of any architecture
+# ---------------------------------------------------------------------------
+def _perturbed(model, seed=1):
+    """``model`` in float64 with weights unlike any fresh factory's (so loading shows)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.torch
+def test_gram_and_kpca_of_a_state_dict_with_its_model_factory(tmp_path, data, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    from kernelcomp._torch_ntk import TorchNTK
+    from tests import torch_models
+
+    X, y = data
+    model = _perturbed(torch_models.small_cnn())
+    torch.save(model.state_dict(), tmp_path / "cnn.pt")
+    K = TorchNTK(model, input_shape=(1, 5))(X)
+    out = tmp_path / "K.h5"
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn.pt", "--model",
+                         "tests.torch_models:small_cnn", "--input-shape", "1,5", "-o", out, "-q"],
+                        capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(io.load_gram(out), K, rtol=1e-12, atol=1e-12 * K.max())
+    assert io.read_gram_info(out).inputs["model"] == "tests.torch_models:small_cnn"
+    # kpca of the same checkpoint (wrapped as {"state_dict": ...}), and a residual net
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
+    code, _, err = _run(["kpca", tmp_path / "wrapped.pth", "--model",
+                         "tests.torch_models:small_cnn", "--input-shape", "1,5", "--data",
+                         tmp_path / "X.npy", "--labels", tmp_path / "y.npy", "-o",
+                         tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    _check_entry(io.load_diagnostics(tmp_path / "d.h5").entries[0], K, y, EIG_RTOL["float64"])
+    res = _perturbed(torch_models.Factories.residual(), seed=2)
+    torch.save(res.state_dict(), tmp_path / "res.pt")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "res.pt",
+                         "--model", "tests.torch_models:Factories.residual", "--params", "last",
+                         "-o", tmp_path / "R.h5", "-q"], capsys)
+    assert code == 0, err
+    R = TorchNTK(res, params="last")(X)
+    np.testing.assert_allclose(io.load_gram(tmp_path / "R.h5"), R, rtol=1e-12,
+                               atol=1e-12 * R.max())
+    # float32 checkpoints stay float32 models, whose kernel a float32 Gram holds
+    torch.save(model.float().state_dict(), tmp_path / "cnn32.pt")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn32.pt",
+                         "--model", "tests.torch_models:small_cnn", "--input-shape", "1,5",
+                         "--dtype", "float32", "-o", tmp_path / "K32.h5", "-q"], capsys)
+    assert code == 0, err
+    K32 = io.load_gram(tmp_path / "K32.h5")
+    assert K32.dtype == np.float32
+    np.testing.assert_allclose(K32, K, rtol=2e-4, atol=2e-4 * K.max())
+
+
+@pytest.mark.torch
+def test_gram_and_kpca_of_a_torchscript_file(tmp_path, data, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    from kernelcomp._torch_ntk import TorchNTK
+    from tests import torch_models
+
+    X, y = data
+    model = _perturbed(torch_models.small_cnn(), seed=3)
+    torch.jit.save(torch.jit.script(model), tmp_path / "cnn_script.pt")
+    K = TorchNTK(model, input_shape=(1, 5))(X)
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn_script.pt",
+                         "--input-shape", "1,5", "--block-rows", "32", "-o", tmp_path / "K.h5",
+                         "-q"], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(io.load_gram(tmp_path / "K.h5"), K, rtol=1e-10,
+                               atol=1e-12 * K.max())
+    code, _, err = _run(["kpca", tmp_path / "cnn_script.pt", "--input-shape", "1,5", "--data",
+                         tmp_path / "X.npy", "--labels", tmp_path / "y.npy", "-o",
+                         tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    _check_entry(io.load_diagnostics(tmp_path / "d.h5").entries[0], K, y, EIG_RTOL["float64"])
+    # a scripted Linear stack fixes its input shape itself
+    mlp = _perturbed(torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(),
+                                         torch.nn.Linear(7, 1)), seed=4)
+    torch.jit.save(torch.jit.script(mlp), tmp_path / "mlp_script.pt")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "mlp_script.pt",
+                         "-o", tmp_path / "M.h5", "-q"], capsys)
+    assert code == 0, err
+    M = kc.EmpiricalNTK(kc.FCNetwork.from_torch(mlp, activation="tanh"))(X)
+    np.testing.assert_allclose(io.load_gram(tmp_path / "M.h5"), M, rtol=1e-10,
+                               atol=1e-12 * M.max())
+
+
+@pytest.mark.torch
+def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    from tests import torch_models
+
+    cnn = torch_models.small_cnn()
+    torch.save(cnn.state_dict(), tmp_path / "cnn.pt")
+    torch.jit.save(torch.jit.script(cnn), tmp_path / "script.pt")
+    torch.save(cnn, tmp_path / "whole.pt")  # a pickled model
+    bigger = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 2), torch.nn.Tanh(),
+                                 torch.nn.Flatten(), torch.nn.Linear(16, 2), torch.nn.Linear(2, 1))
+    torch.save(bigger.state_dict(), tmp_path / "bigger.pt")
+    torch.save({"a": 1}, tmp_path / "notensors.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    x = tmp_path / "X.npy"
+    good = ["--model", "tests.torch_models:small_cnn", "--input-shape", "1,5"]
+
+    def gram(ckpt, *extra):
+        return ["gram", x, "--network", tmp_path / ckpt, *extra, "-o", tmp_path / "K.h5"]
+
+    cases = [
+        (gram("cnn.pt", "--model", "small_cnn"), r"--model must be package\.module:factory"),
+        (gram("cnn.pt", "--model", "a:b:c"), r"--model must be package\.module:factory"),
+        (gram("cnn.pt", "--model", "no_such_pkg_kc.models:f"),
+         r"--model no_such_pkg_kc\.models:f: cannot import no_such_pkg_kc\.models"),
+        (gram("cnn.pt", "--model", "tests.torch_models:nothing"),
+         r"tests\.torch_models has no 'nothing'"),
+        (gram("cnn.pt", "--model", "tests.torch_models:CONSTANT"), r"CONSTANT is a int, not a"),
+        (gram("cnn.pt", "--model", "tests.torch_models:failing"),
+         r"the factory failed \(RuntimeError: no GPU in this test\)"),
+        (gram("cnn.pt", "--model", "tests.torch_models:not_a_module"),
+         r"the factory returned a dict, not a torch\.nn\.Module"),
+        (gram("bigger.pt", *good),
+         r"bigger\.pt does not fit the model of --model tests\.torch_models:small_cnn: "
+         r"unexpected 4\.weight, 4\.bias; shapes \(file vs model\) 0\.weight \(4, 1, 2\) vs "
+         r"\(3, 1, 2\)"),
+        (gram("cnn.pt", "--model", "tests.torch_models:Factories.residual"),
+         r"missing inp\.weight, inp\.bias, block\.0\.weight and 3 more; unexpected 0\.weight"),
+        (gram("script.pt", *good), r"script\.pt is a TorchScript file, which holds its model"),
+        (gram("whole.pt", *good), r"whole\.pt holds a pickled model, not a state dict; save it "
+                                  r"with torch\.save\(model\.state_dict\(\), path\) .* "
+                                  r"torch\.jit\.save\(torch\.jit\.script\(model\), path\)"),
+        (gram("junk.pt", *good), r"junk\.pt: cannot read as a PyTorch state dict"),
+        (gram("notensors.pt", *good), r"notensors\.pt holds a dict, not a state dict"),
+        (gram("cnn.pt", "--model", "tests.torch_models:small_cnn"),
+         r"does not fix the shape of one sample: pass --input-shape"),
+        (gram("script.pt"), r"does not fix the shape of one sample: pass --input-shape"),
+        (gram("cnn.pt", *good, "--params", "headless"),
+         r"--params headless applies to kernelcomp networks"),
+        (gram("cnn.pt", *good, "--network-activation", "tanh"),
+         r"the activation option applies to state dicts of Linear stacks"),
+        (gram("script.pt", "--kernel", "nngp"), r"--kernel nngp needs a kernelcomp network"),
+        (["gram", x, "--model", "tests.torch_models:small_cnn", "-o", tmp_path / "K.h5"],
+         r"--model needs --network"),
+        (["kpca", tmp_path / "cnn.pt", *good, "--data", x, "--informative", "0",
+          "-o", tmp_path / "d.h5"], r"--informative .* needs kernelcomp networks"),
+        (["kpca", tmp_path / "cnn.pt", "--model", "tests.torch_models:small_cnn",
+          "--input-shape", "1,6", "--data", x, "-o", tmp_path / "d.h5"],
+         r"input_shape=\(1, 6\)"),
+    ]
+    for argv, pattern in cases:
+        _user_error(argv, capsys, rf"^kernelcomp (gram|kpca): error: .*{pattern}")
+    assert not (tmp_path / "K.h5").exists() and not (tmp_path / "d.h5").exists()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -157,11 +156,6 @@ def deferred_sigint() -> Iterator[Callable[[], bool]]:
         yield lambda: state["hit"]
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def fspath(p: Any) -> str | None:
-    """``os.fspath`` that passes None through (for the config of an output file)."""
-    return None if p is None else os.fspath(p)
 
 
 def diagnostics_destination(args: argparse.Namespace) -> Path:

@@ -19,7 +19,7 @@ from kernelcomp.cli._common import (
     progress_on,
     say,
 )
-from kernelcomp.cli._sources import load_network
+from kernelcomp.cli._sources import add_torch_options, empirical_ntk, load_network
 
 
 def add_parser(sub: Any) -> None:
@@ -82,6 +82,7 @@ def add_parser(sub: Any) -> None:
         "--network-activation", metavar="A",
         help="activation of a .pt / state-dict .npz --network (default relu)",
     )
+    add_torch_options(empirical)
     p.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="Gram file to write")
     p.add_argument("--dtype", choices=("float32", "float64"), help="default: from the input")
     p.add_argument("--n-jobs", type=n_jobs, metavar="N", help="threads (default: all)")
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     """Compute the Gram file of ``args``; 0 on success."""
     from kernelcomp import io
     from kernelcomp.kernels import NNGP, NTK
+    from kernelcomp.network import FCNetwork
 
     # analytic options default to "not given" (argparse.SUPPRESS): --bias-std none is a value
     names = ("depth", "activation", "weight_std", "bias_std", "parameterization", "width")
@@ -124,18 +126,29 @@ def run(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise UsageError(f"{flags} describe an analytic kernel; they do not apply with "
                              "--network")
-        from kernelcomp.empirical import EmpiricalNNGP, EmpiricalNTK
-
-        net = load_network(Path(args.network), args.network_activation, args.checkpoint)
+        net = load_network(Path(args.network), args.network_activation, args.checkpoint,
+                           model=args.model)
         if args.kernel == "ntk":
-            kernel: Any = EmpiricalNTK(net, params=args.params)
+            kernel: Any = empirical_ntk(net, args.params, args.input_shape, args.dtype)
         else:
-            if args.params != "all":
-                raise UsageError("--params applies to --kernel ntk only")
+            if args.params != "all" or args.input_shape is not None:
+                raise UsageError(f"{'--params' if args.params != 'all' else '--input-shape'} "
+                                 "applies to --kernel ntk only")
+            if not isinstance(net, FCNetwork):
+                raise UsageError("--kernel nngp needs a kernelcomp network; the empirical "
+                                 "kernel of a PyTorch model is its NTK")
+            from kernelcomp.empirical import EmpiricalNNGP
+
             kernel = EmpiricalNNGP(net)
     else:
-        if args.params != "all" or args.network_activation is not None:
-            raise UsageError("--params and --network-activation need --network")
+        empirical = {"--params": args.params != "all",
+                     "--network-activation": args.network_activation is not None,
+                     "--model": args.model is not None,
+                     "--input-shape": args.input_shape is not None}
+        flags = [k for k, v in empirical.items() if v]
+        if flags:
+            raise UsageError(f"{', '.join(flags)} {'needs' if len(flags) == 1 else 'need'} "
+                             "--network")
         defaults = {"depth": 1, "activation": "relu", "weight_std": 1.0, "bias_std": 0.0,
                     "parameterization": "ntk", "width": None}
         cls = NTK if args.kernel == "ntk" else NNGP
@@ -146,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"X": os.fspath(args.input), "X_key": args.key}
     if args.network is not None:
         inputs.update(network=os.fspath(args.network), checkpoint=args.checkpoint)
+        if args.model is not None:
+            inputs.update(model=args.model)
     if args.y is not None:
         inputs.update(Y=os.fspath(args.y), Y_key=args.y_key)
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from kernelcomp.cli._common import (
     say,
     write_diagnostics,
 )
-from kernelcomp.cli._sources import Source, empirical_ntk, sources
+from kernelcomp.cli._sources import Source, add_torch_options, empirical_ntk, sources
 
 #: without --n-components, kpca decomposes fully up to this n, else the top _DEFAULT_TOP
 _ALL_COMPONENTS_UP_TO = 3000
@@ -71,6 +71,7 @@ def add_parser(sub: Any) -> None:
         "--activation", metavar="A",
         help="activation of .pt / state-dict .npz checkpoints (default relu)",
     )
+    add_torch_options(p)
     p.add_argument(
         "--n-components", type=positive_int, metavar="K",
         help="top eigenpairs (default: all up to n = 3000, else the top 200)"
@@ -100,6 +101,7 @@ def add_parser(sub: Any) -> None:
 def analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namespace) -> dict:
     """The diagnostics of one Gram matrix: spectrum, label projection, MI, compression."""
     from kernelcomp import diagnostics as dg
+    from kernelcomp.network import FCNetwork
 
     n = K.shape[0]
     if args.n_components is None and n > _ALL_COMPONENTS_UP_TO:
@@ -134,6 +136,9 @@ def analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namesp
                 dg.mutual_information(ev.eigenvectors, y, n_components=n_mi, k=args.mi_k)
             )
     if net is not None and args.informative is not None:
+        if not isinstance(net, FCNetwork):
+            raise UsageError("--informative (the compression of the first layer) needs "
+                             "kernelcomp networks, not PyTorch models")
         entry["compression"] = float(dg.compression(net, informative=args.informative))
     return entry
 
@@ -177,7 +182,8 @@ def gram_of(s: Source, args: argparse.Namespace) -> tuple[np.ndarray, Any]:
     from kernelcomp._gram import gram
 
     net = s.network()
-    K = gram(empirical_ntk(net, args.params), s.X, dtype=args.dtype, n_jobs=args.n_jobs)
+    kernel = empirical_ntk(net, args.params, args.input_shape, args.dtype)
+    K = gram(kernel, s.X, dtype=args.dtype, n_jobs=args.n_jobs)
     return K, net
 
 
@@ -194,6 +200,8 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "mi_k": args.mi_k,
         "informative": args.informative,
         "dtype": args.dtype,
+        "model": args.model,
+        "input_shape": args.input_shape,
     }
 
 

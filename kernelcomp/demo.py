@@ -217,6 +217,8 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     summary["timing"] = {"curves_s": t_curves - t_start}
     summary["notes"] = notes(summary)
     summary["figures"] = _figures(out, summary, exp.lcs, evs, y_tr)
+    summary["figures"].append(_neurons_figure(out, feat, trajectory["t_star_index"],
+                                              exp.informative, X_tr))
     summary["timing"]["total_s"] = time.perf_counter() - t_start
     with open(out / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=1, allow_nan=False, default=_json_default)
@@ -618,6 +620,33 @@ def _p_ticks(ax: Any, p: Any) -> None:
     ax.set_xticks([float(v) for v in p])
     ax.set_xticklabels([str(int(v)) for v in p])
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _neurons_figure(out: Path, feat: Any, k_star: int | None, informative: Any,
+                    X: np.ndarray) -> str:
+    """neurons.png: the first-layer neurons of the largest feature run at init, t* and the
+    end, coloured by attractor on its training points (the paper's figure 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from kernelcomp import diagnostics, plotting
+
+    picks = [("init", 0), *([] if k_star is None else [("$t^*$", k_star)]),
+             ("end", len(feat.checkpoints) - 1)]
+    nets = [feat.checkpoints[i].net for _, i in picks]
+    titles = [f"{name}, step {feat.checkpoints[i].step}: "
+              f"{diagnostics.attractors(net, X).n_attractors} attractors"
+              for (name, i), net in zip(picks, nets, strict=True)]
+    fig, axes = plt.subplots(1, len(nets), figsize=(0.6 + 3.4 * len(nets), 3.4),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    plotting.plot_neurons(nets, informative, X=X, labels=titles, axes=axes[0])
+    fig.suptitle(f"Neurons of the feature run (p={X.shape[0]}), coloured by attractor",
+                 fontsize="medium")
+    fig.savefig(out / "neurons.png", dpi=110)
+    plt.close(fig)
+    return "neurons.png"
 
 
 def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[Any],

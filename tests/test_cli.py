@@ -66,7 +66,7 @@ def test_python_m_kernelcomp_help_smoke():
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for command in ("gram", "kpca", "info"):
+    for command in ("gram", "kpca", "geometry", "info"):
         assert command in proc.stdout
 
 
@@ -856,3 +856,119 @@ def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
     for argv, pattern in cases:
         _user_error(argv, capsys, rf"^kernelcomp (gram|kpca): error: .*{pattern}")
     assert not (tmp_path / "K.h5").exists() and not (tmp_path / "d.h5").exists()
+
+
+# ---------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------
+def _trained_run(tmp_path, X, y, name="trained.h5"):
+    """A short feature-regime run (its neurons move and gather) with checkpoints."""
+    net = kc.FCNetwork.init(X.shape[1], [30], activation="relu_unit",
+                            parameterization="mean_field", seed=3)
+    kc.training.train(net, X, y, alpha=0.05 / 30**0.5, X_test=X[:40], y_test=y[:40],
+                      path=tmp_path / name, max_steps=400, checkpoints=2)
+    return tmp_path / name
+
+
+def _check_geometry_entry(e, net, X):
+    """An entry against explicit patterns, the library's diagnostics and an explicit JᵀJ."""
+    dg = kc.diagnostics
+    # neurons with one label have one activation pattern, different labels differ
+    _, cache = net.forward(X, cache=True)
+    patterns = (cache.preactivations[0] > 0).T  # (h, n)
+    labels = e["attractor_labels"]
+    assert labels.shape == (net.widths[0],) and labels[0] == 0
+    for a in range(e["n_attractors"]):
+        members = patterns[labels == a]
+        assert (members == members[0]).all()
+    firsts = np.array([patterns[labels == a][0] for a in range(e["n_attractors"])])
+    assert np.unique(firsts, axis=0).shape[0] == e["n_attractors"]
+    np.testing.assert_array_equal(e["attractor_sizes"], np.bincount(labels))
+    assert e["n_dead"] == int((~patterns.any(axis=1)).sum())
+    merged, exact = dg.attractor_network(net, X)
+    assert e["attractor_network_exact"] == exact
+    assert e["attractor_network_neurons"] == merged.widths[0]
+    geo = dg.layer_geometry(net, X)
+    np.testing.assert_allclose(e["intrinsic_dimension"], geo.intrinsic_dimensions)
+    np.testing.assert_allclose(e["covariance_eigenvalues_0"], geo.eigenvalues[0])
+    # Gauss-Newton spectrum (square loss): the nonzero eigenvalues of (1/p) J^T J
+    rows = []
+    for x in X:  # one backward pass per point: the rows of the Jacobian
+        gW, gb = net.gradients(x[None, :], np.ones(1))
+        rows.append(np.concatenate([g.ravel() for g in [*gW, *(b for b in gb if b is not None)]]))
+    J = np.array(rows)
+    G = J.T @ J / X.shape[0]
+    w = np.sort(np.linalg.eigvalsh(G))[::-1][: X.shape[0]]
+    np.testing.assert_allclose(e["gauss_newton_eigenvalues"], w, rtol=0, atol=1e-9 * w[0])
+    assert e["gauss_newton_n_effective"] == dg.gauss_newton_spectrum(J @ J.T).n_effective
+
+
+def test_geometry_of_a_run_file_every_checkpoint(tmp_path, data, capsys):
+    X, y = data
+    run_file = _trained_run(tmp_path, X, y)
+    out = tmp_path / "g.h5"
+    code, text, err = _run(["geometry", run_file, "-o", out, "--informative", "0",
+                            "--plot", tmp_path / "figs"], capsys)
+    assert code == 0, err
+    run = io.open_run(run_file)
+    diag = io.load_diagnostics(out)
+    assert diag.config["command"] == "geometry" and diag.config["informative"] == [0]
+    nets = [c.network for c in run.checkpoints]
+    assert len(diag.entries) == len(nets) + 1  # every checkpoint, then the trajectory
+    for e, c, net in zip(diag.entries, run.checkpoints, nets, strict=False):
+        assert e["step"] == c.step and e["label"] == f"trained:step {c.step}"
+        _check_geometry_entry(e, net, run.data["X_train"])
+        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+    traj = diag.entries[-1]
+    emb = kc.diagnostics.trajectory_embedding(run_file, split="train")
+    np.testing.assert_allclose(traj["trajectory_coordinates"], emb.coordinates)
+    np.testing.assert_array_equal(traj["trajectory_steps"], [c.step for c in run.checkpoints])
+    assert traj["label"] == "trained:trajectory"
+    # the neurons move: fewer attractors at the end than at init
+    assert diag.entries[len(nets) - 1]["n_attractors"] < diag.entries[0]["n_attractors"]
+    figs = sorted(os.listdir(tmp_path / "figs"))
+    assert figs == ["gauss_newton.png", "layer_geometry.png", "neurons.png",
+                    "trajectory_trained.png"]
+    for f in figs:
+        assert (tmp_path / "figs" / f).read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {out}: geometry of {len(nets)} networks, 1 trajectories" in text
+    # into the run file itself, next to kpca's groups; the test split
+    code, _, err = _run(["geometry", run_file, "--into-run", "--split", "test", "-q"], capsys)
+    assert code == 0, err
+    inside = io.load_diagnostics(run_file, name="geometry")
+    assert inside.entries[0]["n_samples"] == 40 and inside.config["split"] == "test"
+    _user_error(["geometry", run_file, "--into-run"], capsys,
+                r"already holds diagnostics 'geometry'; pass --force")
+
+
+def test_geometry_of_network_files_on_data(tmp_path, data, capsys):
+    X, _ = data
+    net = kc.FCNetwork.init(5, [16, 12], activation="relu", seed=0)
+    net.save(tmp_path / "deep.h5")
+    net.save(tmp_path / "deep.npz")
+    out = tmp_path / "g.h5"
+    code, _, err = _run(["geometry", tmp_path / "deep.h5", tmp_path / "deep.npz", "--data",
+                         tmp_path / "X.npy", "--layer", "1", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    entries = io.load_diagnostics(out).entries
+    assert len(entries) == 2  # no run file: no trajectory
+    for e in entries:
+        att = kc.diagnostics.attractors(net, X, layer=1)
+        np.testing.assert_array_equal(e["attractor_labels"], att.labels)
+        assert e["attractor_layer"] == 1 and e["intrinsic_dimension"].shape == (2,)
+        assert "covariance_eigenvalues_1" in e and "compression" not in e
+        assert e["attractor_network_exact"]  # the last hidden layer, ReLU: exact
+    o = tmp_path / "e.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "K.h5"), "-q"]) == 0
+    cases = [
+        (["geometry", tmp_path / "K.h5", "-o", o], r"'gram' file; geometry reads run or network"),
+        (["geometry", tmp_path / "deep.h5", "-o", o], r"network checkpoint: pass --data"),
+        (["geometry", tmp_path / "deep.h5", "--data", tmp_path / "X.npy", "--layer", "2",
+          "-o", o], r"--layer 2 is out of range for a network with 2 hidden layer"),
+        (["geometry", tmp_path / "deep.h5", "--data", tmp_path / "X.npy", "-o", out],
+         r"g\.h5 exists; pass --force"),
+        (["geometry", tmp_path / "deep.h5", "-o", o, "--into-run"], r"not allowed with"),
+    ]
+    for argv, pattern in cases:
+        _user_error(argv, capsys, rf"^kernelcomp( geometry)?: error: .*{pattern}")
+    assert not o.exists()

@@ -119,7 +119,7 @@ def test_cli_submodules_do_not_import_each_other_in_circles():
     shared = {"kernelcomp.cli._common", "kernelcomp.cli._sources"}
     assert not {m for m in _imported_modules("kernelcomp.cli._common")
                 if m.startswith("kernelcomp.cli")}
-    for name in ("_gram", "_kpca", "_info", "_train", "_demo"):
+    for name in ("_gram", "_kpca", "_geometry", "_info", "_train", "_demo"):
         deps = {m for m in _imported_modules(f"kernelcomp.cli.{name}")
                 if m.startswith("kernelcomp.cli.")}
         assert deps <= shared, (name, deps)

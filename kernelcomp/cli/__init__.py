@@ -9,12 +9,14 @@
     kernelcomp kpca RUN_OR_GRAM.h5 -o DIAG.h5 [--n-components K] [--plot DIR]
     kernelcomp kpca RUN.h5 --into-run [--name kpca]      (diagnostics inside the run file)
     kernelcomp kpca CKPT [CKPT ...] --data X.npy --labels y.npy -o DIAG.h5
+    kernelcomp gram INPUT --network MODEL.pt [--model PKG.MODULE:FACTORY] [--input-shape C,H,W]
+    kernelcomp geometry RUN.h5 -o DIAG.h5 [--informative J] [--plot DIR]
     kernelcomp info FILE.h5
     kernelcomp train DATASET --p P --d D -o RUN.h5 ...
     kernelcomp demo --out DIR [--quick]
 
 One module per subcommand, its parser beside its handler (``_gram``, ``_kpca``,
-``_info``, ``_train``, ``_demo``); what they share is in ``_common`` (errors,
+``_geometry``, ``_info``, ``_train``, ``_demo``); what they share is in ``_common`` (errors,
 output policy, progress) and ``_sources`` (networks and Gram matrices from files).
 
 :func:`main` returns the exit status: 0 on success, 2 for a user error (one
@@ -44,7 +46,7 @@ from kernelcomp._argtypes import (  # noqa: F401  (the option types, as kernelco
     widths,
 )
 from kernelcomp._version import __version__
-from kernelcomp.cli import _demo, _gram, _info, _kpca, _train
+from kernelcomp.cli import _demo, _geometry, _gram, _info, _kpca, _train
 from kernelcomp.cli._common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -56,7 +58,7 @@ from kernelcomp.cli._common import (
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 #: the subcommands, in the order of ``kernelcomp --help``
-SUBCOMMANDS = (_gram, _kpca, _info, _train, _demo)
+SUBCOMMANDS = (_gram, _kpca, _geometry, _info, _train, _demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

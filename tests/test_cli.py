@@ -972,3 +972,36 @@ def test_geometry_of_network_files_on_data(tmp_path, data, capsys):
     for argv, pattern in cases:
         _user_error(argv, capsys, rf"^kernelcomp( geometry)?: error: .*{pattern}")
     assert not o.exists()
+
+
+@pytest.mark.slow
+def test_geometry_at_mnist_size(tmp_path):
+    """``kernelcomp geometry`` on n = 20000 points: the NTK Gram, its Gauss-Newton
+    spectrum and the representations' TwoNN dimension at the scale of MNIST."""
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        import os
+        from kernelcomp import io
+        from kernelcomp.cli import main
+        X = rng.standard_normal(({N_MNIST}, 5))
+        net = kc.FCNetwork.init(5, [24], activation="relu", seed=0)
+        net.save({str(tmp_path)!r} + "/net.h5")
+        np.save({str(tmp_path)!r} + "/X.npy", X)
+        out = {str(tmp_path)!r} + "/g.h5"
+        assert main(["geometry", {str(tmp_path)!r} + "/net.h5", "--data",
+                     {str(tmp_path)!r} + "/X.npy", "-o", out, "-q"]) == 0
+        e = io.load_diagnostics(out).entries[0]
+        ev = e["gauss_newton_eigenvalues"]
+        assert ev.shape == ({N_MNIST},) and e["n_samples"] == {N_MNIST}
+        # the eigenvalues of (1/p) K sum to trace(K) / p; K's diagonal is cheap
+        trace = float(kc.EmpiricalNTK(net).diag(X).sum())
+        close(np.array([ev.sum()]), np.array([trace / {N_MNIST}]), 1e-9)
+        # K has rank <= P = 24 * 7 + 1 (weights and biases): the effective parameters
+        assert e["gauss_newton_n_effective"] <= net.n_params
+        _, cache = net.forward(X, cache=True)
+        patterns = (cache.preactivations[0] > 0).T
+        labels = e["attractor_labels"]
+        for a in range(e["n_attractors"]):
+            assert (patterns[labels == a] == patterns[labels == a][0]).all()
+    """, timeout=3000)

@@ -55,7 +55,7 @@ from kernelcomp.cli._common import (
     UsageError,
 )
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 #: the subcommands, in the order of ``kernelcomp --help``
 SUBCOMMANDS = (_gram, _kpca, _geometry, _info, _train, _demo)

@@ -96,6 +96,54 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+#: the analytic kernel's options; they default to "not given" (argparse.SUPPRESS), as
+#: --bias-std none is a value
+_ANALYTIC = ("depth", "activation", "weight_std", "bias_std", "parameterization", "width")
+
+
+def _analytic_kernel(args: argparse.Namespace) -> Any:
+    """The NTK/NNGP of the analytic options (refusing the empirical kernel's)."""
+    from kernelcomp.kernels import NNGP, NTK
+
+    empirical = {"--params": args.params != "all",
+                 "--network-activation": args.network_activation is not None,
+                 "--model": args.model is not None,
+                 "--input-shape": args.input_shape is not None}
+    flags = [k for k, v in empirical.items() if v]
+    if flags:
+        raise UsageError(f"{', '.join(flags)} {'needs' if len(flags) == 1 else 'need'} "
+                         "--network")
+    given = {k: getattr(args, k) for k in _ANALYTIC if hasattr(args, k)}
+    defaults = {"depth": 1, "activation": "relu", "weight_std": 1.0, "bias_std": 0.0,
+                "parameterization": "ntk", "width": None}
+    cls = NTK if args.kernel == "ntk" else NNGP
+    return cls(**{**defaults, **given})
+
+
+def _network_kernel(args: argparse.Namespace) -> Any:
+    """The empirical NTK/NNGP of the --network checkpoint (refusing analytic options)."""
+    from kernelcomp.network import FCNetwork
+
+    given = [k for k in _ANALYTIC if hasattr(args, k)]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags} describe an analytic kernel; they do not apply with "
+                         "--network")
+    net = load_network(Path(args.network), args.network_activation, args.checkpoint,
+                       model=args.model)
+    if args.kernel == "ntk":
+        return empirical_ntk(net, args.params, args.input_shape, args.dtype)
+    if args.params != "all" or args.input_shape is not None:
+        raise UsageError(f"{'--params' if args.params != 'all' else '--input-shape'} "
+                         "applies to --kernel ntk only")
+    if not isinstance(net, FCNetwork):
+        raise UsageError("--kernel nngp needs a kernelcomp network; the empirical kernel of a "
+                         "PyTorch model is its NTK")
+    from kernelcomp.empirical import EmpiricalNNGP
+
+    return EmpiricalNNGP(net)
+
+
 @contextlib.contextmanager
 def _report_partial(out: Path) -> Iterator[None]:
     """Turn a hard interrupt into GramInterrupted, which says what is kept and where."""
@@ -115,44 +163,8 @@ def _report_partial(out: Path) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Compute the Gram file of ``args``; 0 on success."""
     from kernelcomp import io
-    from kernelcomp.kernels import NNGP, NTK
-    from kernelcomp.network import FCNetwork
 
-    # analytic options default to "not given" (argparse.SUPPRESS): --bias-std none is a value
-    names = ("depth", "activation", "weight_std", "bias_std", "parameterization", "width")
-    given = {k: getattr(args, k) for k in names if hasattr(args, k)}
-    if args.network is not None:
-        if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise UsageError(f"{flags} describe an analytic kernel; they do not apply with "
-                             "--network")
-        net = load_network(Path(args.network), args.network_activation, args.checkpoint,
-                           model=args.model)
-        if args.kernel == "ntk":
-            kernel: Any = empirical_ntk(net, args.params, args.input_shape, args.dtype)
-        else:
-            if args.params != "all" or args.input_shape is not None:
-                raise UsageError(f"{'--params' if args.params != 'all' else '--input-shape'} "
-                                 "applies to --kernel ntk only")
-            if not isinstance(net, FCNetwork):
-                raise UsageError("--kernel nngp needs a kernelcomp network; the empirical "
-                                 "kernel of a PyTorch model is its NTK")
-            from kernelcomp.empirical import EmpiricalNNGP
-
-            kernel = EmpiricalNNGP(net)
-    else:
-        empirical = {"--params": args.params != "all",
-                     "--network-activation": args.network_activation is not None,
-                     "--model": args.model is not None,
-                     "--input-shape": args.input_shape is not None}
-        flags = [k for k, v in empirical.items() if v]
-        if flags:
-            raise UsageError(f"{', '.join(flags)} {'needs' if len(flags) == 1 else 'need'} "
-                             "--network")
-        defaults = {"depth": 1, "activation": "relu", "weight_std": 1.0, "bias_std": 0.0,
-                    "parameterization": "ntk", "width": None}
-        cls = NTK if args.kernel == "ntk" else NNGP
-        kernel = cls(**{**defaults, **given})
+    kernel = _network_kernel(args) if args.network is not None else _analytic_kernel(args)
     out = check_output(Path(args.output), args.force or args.resume)
     X = io.read_array(args.input, key=args.key, name="INPUT")
     Y = None if args.y is None else io.read_array(args.y, key=args.y_key, name="INPUT2")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ from kernelcomp.cli._sources import Source, sources
 _MAX_PANELS = 4
 #: most spectra in gauss_newton.png
 _MAX_CURVES = 8
+#: without --gauss-newton, the Gauss-Newton spectrum (an NTK Gram and a full p x p
+#: eigendecomposition: about three p x p float64 matrices held at once, 9.6 GB at
+#: p = 20000) is computed up to this many points
+_GAUSS_NEWTON_UP_TO = 3000
 
 
 def add_parser(sub: Any) -> None:
@@ -89,6 +94,11 @@ def add_parser(sub: Any) -> None:
         help="informative input directions (e.g. 0): compression, and neurons.png",
     )
     p.add_argument(
+        "--gauss-newton", action="store_true",
+        help=f"the Gauss-Newton spectrum beyond {_GAUSS_NEWTON_UP_TO} points too (a full "
+             "eigendecomposition of the n x n NTK Gram; about 3 such matrices in memory)",
+    )
+    p.add_argument(
         "--trajectory-components", type=positive_int, default=3, metavar="K",
         help="InPCA components of a run's trajectory (default 3)",
     )
@@ -105,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     out = diagnostics_destination(args)
     check_plot_dir(args.plot)
     items = sources(args, "geometry", grams=False)
+    n_max = max(s.X.shape[0] for s in items)
+    if n_max > _GAUSS_NEWTON_UP_TO and not args.gauss_newton:
+        print(f"kernelcomp geometry: n = {n_max}: no Gauss-Newton spectrum beyond "
+              f"{_GAUSS_NEWTON_UP_TO} points (pass --gauss-newton for it)", file=sys.stderr)
     entries: list[dict[str, Any]] = []
     nets: list[Any] = []
     with progress_bar(args, items, "geometry", "network") as iterator:
@@ -125,9 +139,10 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "quiet", False):
         for e in entries[: len(nets)]:
             ids = ", ".join(f"{v:.2f}" for v in e["intrinsic_dimension"])
+            gn = e.get("gauss_newton_n_effective")
             print(f"  {e['label']}: {e['n_attractors']} attractors of {e['n_neurons']} "
-                  f"neurons, intrinsic dimension {ids}, Gauss-Newton n_eff "
-                  f"{e['gauss_newton_n_effective']}")
+                  f"neurons, intrinsic dimension {ids}"
+                  + ("" if gn is None else f", Gauss-Newton n_eff {gn}"))
     return 0
 
 
@@ -174,16 +189,18 @@ def analyse(net: Any, X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]
     entry["power_law_exponent"] = np.asarray(geo.exponents, dtype=float)
     for layer, ev in enumerate(geo.eigenvalues):
         entry[f"covariance_eigenvalues_{layer}"] = np.asarray(ev)
-    K = gram(EmpiricalNTK(net), X, dtype=args.dtype, n_jobs=args.n_jobs)
-    gn = dg.gauss_newton_spectrum(K)
-    entry.update({
-        "gauss_newton_eigenvalues": gn.eigenvalues,
-        "gauss_newton_n_effective": int(gn.n_effective),
-        "gauss_newton_tol": float(gn.tol),
-        "gauss_newton_decades": float(gn.decades),
-        "gauss_newton_log_spacing_mean": float(gn.log_spacing_mean),
-        "gauss_newton_log_spacing_std": float(gn.log_spacing_std),
-    })
+    if X.shape[0] <= _GAUSS_NEWTON_UP_TO or args.gauss_newton:
+        K = gram(EmpiricalNTK(net), X, dtype=args.dtype, n_jobs=args.n_jobs)
+        gn = dg.gauss_newton_spectrum(K)
+        del K
+        entry.update({
+            "gauss_newton_eigenvalues": gn.eigenvalues,
+            "gauss_newton_n_effective": int(gn.n_effective),
+            "gauss_newton_tol": float(gn.tol),
+            "gauss_newton_decades": float(gn.decades),
+            "gauss_newton_log_spacing_mean": float(gn.log_spacing_mean),
+            "gauss_newton_log_spacing_std": float(gn.log_spacing_std),
+        })
     if args.informative is not None:
         entry["compression"] = float(dg.compression(net, informative=args.informative))
     return entry
@@ -262,13 +279,15 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
         lambda ax: plotting.plot_layer_geometry(dg.layer_geometry(nets[last], items[last].X),
                                                 ax=ax),
         f"{entries[last]['label']}: hidden representations"))
-    keep = _evenly(len(entries), _MAX_CURVES)
-    written.append(save_figure(
-        folder / "gauss_newton.png",
-        lambda ax: plotting.plot_spectra(
-            [entries[i]["gauss_newton_eigenvalues"] for i in keep], [names[i] for i in keep],
-            ax=ax),
-        "Gauss-Newton spectrum (1/p) J^T J"))
+    with_gn = [i for i, e in enumerate(entries) if "gauss_newton_eigenvalues" in e]
+    keep = [with_gn[i] for i in _evenly(len(with_gn), _MAX_CURVES)]
+    if keep:
+        written.append(save_figure(
+            folder / "gauss_newton.png",
+            lambda ax: plotting.plot_spectra(
+                [entries[i]["gauss_newton_eigenvalues"] for i in keep],
+                [names[i] for i in keep], ax=ax),
+            "Gauss-Newton spectrum (1/p) J^T J"))
     for origin, emb in trajectories.items():
         if emb.n_components >= 2:
             written.append(save_figure(folder / f"trajectory_{Path(origin).stem}.png",

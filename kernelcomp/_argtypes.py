@@ -1,6 +1,4 @@
-"""argparse ``type=`` converters of the command line.
-
-They serve :mod:`kernelcomp.cli` and the ``train``/``demo`` subcommands.
+"""argparse ``type=`` converters of the command line (:mod:`kernelcomp.cli`).
 
 Each takes the option's text and returns its value, or raises
 :class:`argparse.ArgumentTypeError` with a message that says what was expected
@@ -10,9 +8,10 @@ Each takes the option's text and returns its value, or raises
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
-__all__ = ["int_list", "n_jobs", "positive_int", "stds", "widths"]
+__all__ = ["int_list", "n_jobs", "positive_float", "positive_int", "stds", "widths"]
 
 
 def stds(text: str) -> Any:
@@ -59,6 +58,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 

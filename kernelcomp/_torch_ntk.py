@@ -29,6 +29,12 @@ box and the kernel comes from its Jacobian, never held whole:
     not the default (``scripts/bench_torch_ntk.py`` compares the two; its
     figures are in the changelog).
 
+TorchScript modules (``torch.jit.load``, ``torch.jit.script``) take neither
+``torch.func`` nor forward hooks: their Jacobian blocks come from
+``torch.autograd.grad``, one forward pass per row and one backward pass per row
+and output, in the same layout and under the same budget (whose activation
+estimate is then the input and output sizes only); ``method="jacobian"`` only.
+
 PyTorch is imported inside the functions and methods of this module only:
 ``import kernelcomp`` (and this module) works without it.
 """
@@ -40,6 +46,7 @@ import hashlib
 import math
 import numbers
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,7 +152,9 @@ def _check_input_shape(input_shape: Any, module: Any, torch: Any) -> tuple[int, 
     if input_shape is None:
         for m in module.modules():
             if next(m.parameters(recurse=False), None) is not None:
-                if isinstance(m, torch.nn.Linear):
+                if isinstance(m, torch.nn.Linear) or (  # a scripted Linear too
+                    getattr(m, "original_name", None) == "Linear" and hasattr(m, "in_features")
+                ):
                     return (int(m.in_features),)
                 raise ValueError(
                     "input_shape is required: the module's first layer with parameters "
@@ -264,6 +273,20 @@ def _leaf_activations(module: Any, x: Any) -> tuple[int, Any]:
     return total[0], y
 
 
+def _is_scripted(module: Any, torch: Any) -> bool:
+    """A TorchScript module (``torch.jit.load``/``torch.jit.script``): no hooks, no torch.func."""
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def _script_activations(module: Any, x: Any) -> tuple[int, Any]:
+    """``_leaf_activations`` of a TorchScript module, which takes no hooks.
+
+    Its input and output sizes: a lower bound of the backward pass's activations.
+    """
+    y = module(x)
+    return int(x.numel()) + (int(y.numel()) if hasattr(y, "numel") else 0), y
+
+
 # ---------------------------------------------------------------------------
 # the kernel
 # ---------------------------------------------------------------------------
@@ -278,7 +301,8 @@ class TorchNTK(Kernel):
     Parameters
     ----------
     module : torch.nn.Module
-        Any module mapping a batch ``(b, *input_shape)`` to ``(b, ...)``: the
+        Any module (a TorchScript one too, see the module docstring) mapping a
+        batch ``(b, *input_shape)`` to ``(b, ...)``: the
         outputs of one sample (flattened) are its K outputs. The kernel keeps a
         frozen deep copy, cast with ``.to(dtype)``, on ``device``, in eval mode
         (running BatchNorm statistics, no dropout: one sample's output must not
@@ -430,17 +454,26 @@ class TorchNTK(Kernel):
                 f"module could not be deep-copied ({type(exc).__name__}: {exc}); the kernel "
                 "keeps a frozen copy"
             ) from exc
-        frozen = frozen.to(device=dev, dtype=tdt).eval()
+        with warnings.catch_warnings():
+            # .to() of a TorchScript module reads each parameter's .grad (a UserWarning)
+            warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor")
+            frozen = frozen.to(device=dev, dtype=tdt).eval()
         named = list(frozen.named_parameters())
         trainable = [n for n, p in named if p.requires_grad]
         names = _resolve_params(params, trainable, [n for n, p in named if not p.requires_grad])
         shape = _check_input_shape(input_shape, frozen, torch)
 
+        scripted = _is_scripted(frozen, torch)
+        if scripted and method != "jacobian":
+            raise ValueError(
+                f"method={method!r} needs torch.func, which TorchScript modules do not support; "
+                "use method='jacobian'"
+            )
         # one probe sample: the module must accept it, per sample under vmap too
         probe = torch.zeros((1, *shape), dtype=tdt, device=dev)
         with torch.no_grad():
             try:
-                acts, y = _leaf_activations(frozen, probe)
+                acts, y = (_script_activations if scripted else _leaf_activations)(frozen, probe)
             except Exception as exc:
                 raise ValueError(
                     f"the module cannot be applied to a batch of shape {tuple(probe.shape)} "
@@ -482,10 +515,19 @@ class TorchNTK(Kernel):
         self._n_parameters = int(sum(self._sizes))
         self._activations = int(acts)
         self._lock = threading.Lock()
+        self._scripted = scripted
         self.n_features_in = int(math.prod(shape))
         try:
-            torch.func.vmap(self._forward_one, in_dims=(None, 0))(self._primals(), probe)
+            if scripted:
+                self._jacobian(probe, 0, 1)
+            else:
+                torch.func.vmap(self._forward_one, in_dims=(None, 0))(self._primals(), probe)
         except Exception as exc:
+            if scripted:
+                raise ValueError(
+                    "the TorchScript module cannot be differentiated with respect to its "
+                    f"parameters ({type(exc).__name__}: {exc})"
+                ) from exc
             raise ValueError(
                 "the module cannot be evaluated one sample at a time under torch.func.vmap "
                 f"({type(exc).__name__}: {exc}); TorchNTK needs a module without "
@@ -754,6 +796,8 @@ class TorchNTK(Kernel):
 
         Each is flattened to ``(b, (hi - lo) * size)``.
         """
+        if self._scripted:
+            return self._jacobian_autograd(x, lo, hi)
         from torch.func import jacrev, vmap
 
         def f(p: dict[str, Any], xi: Any) -> Any:
@@ -762,6 +806,33 @@ class TorchNTK(Kernel):
         jac = vmap(jacrev(f), in_dims=(None, 0))(self._primals(), x)
         b = x.shape[0]
         return [jac[n].reshape(b, -1) for n in self._names]
+
+    def _jacobian_autograd(self, x: Any, lo: int, hi: int) -> list[Any]:
+        """:meth:`_jacobian` of a TorchScript module (no torch.func).
+
+        One forward pass per row and one ``torch.autograd.grad`` per row and
+        output, in the same layout.
+        """
+        torch = _import_torch()
+        params = dict(self._module.named_parameters())
+        ps = [params[n] for n in self._names]
+        b, c = x.shape[0], hi - lo
+        blocks = [torch.empty((b, c, *p.shape), dtype=p.dtype, device=p.device) for p in ps]
+        with torch.enable_grad():
+            for i in range(b):
+                y = self._module(x[i : i + 1]).reshape(-1)
+                if self._output is not None:
+                    y = y[self._output : self._output + 1]
+                y = y[lo:hi]
+                for k in range(c):
+                    grads = torch.autograd.grad(y[k], ps, retain_graph=k < c - 1,
+                                                allow_unused=True)
+                    for blk, g in zip(blocks, grads, strict=True):
+                        if g is None:  # a parameter the output does not depend on
+                            blk[i, k] = 0
+                        else:
+                            blk[i, k] = g
+        return [blk.reshape(b, -1) for blk in blocks]
 
     @staticmethod
     def _contract(acc: Any, ja: list[Any], jb: list[Any]) -> None:

@@ -1,4 +1,4 @@
-"""The compression experiment end to end: ``kernelcomp demo`` and ``kernelcomp train``.
+"""The compression experiment end to end (what ``kernelcomp demo`` runs).
 
 :func:`run_demo` reproduces, at a scale that runs in minutes on two cores, the
 experiment of Paccolat et al. (2021) on the stripe model: one-hidden-layer
@@ -10,8 +10,9 @@ feature training (label projection, mutual information), and SVMs on the
 initial and on the final frozen NTK. It writes PNG figures, ``summary.json``
 (the schema in the README, plus details) and prints a short report.
 
-:func:`register` adds the ``train`` and ``demo`` subcommands to the
-``kernelcomp`` command line (``kernelcomp.cli`` calls it).
+The ``kernelcomp demo`` and ``kernelcomp train`` subcommands
+(:mod:`kernelcomp.cli`) call into this module; it knows nothing of the command
+line.
 
 References
 ----------
@@ -21,10 +22,8 @@ manifolds in neural networks*, J. Stat. Mech. (2021) 044001.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,9 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._argtypes import positive_int as _positive_int
-
-__all__ = ["DemoConfig", "default_alpha", "register", "run_demo"]
+__all__ = ["DemoConfig", "default_alpha", "run_demo"]
 
 #: default ``alpha sqrt(h)`` of each regime (feature << 1 << lazy)
 ALPHA_SQRT_H: dict[str, float] = {"feature": 0.05, "lazy": 1000.0}
@@ -127,8 +124,10 @@ class DemoConfig:
 
 def default_alpha(regime: str, h: int, alpha_sqrt_h: float | None = None,
                   lazy_min_alpha: float = LAZY_MIN_ALPHA) -> float:
-    """``alpha`` of a regime at width ``h``: ``alpha_sqrt_h / sqrt(h)``, at least
-    ``lazy_min_alpha`` in the lazy regime."""
+    """``alpha`` of a regime at width ``h``: ``alpha_sqrt_h / sqrt(h)``.
+
+    At least ``lazy_min_alpha`` in the lazy regime.
+    """
     a = (ALPHA_SQRT_H[regime] if alpha_sqrt_h is None else alpha_sqrt_h) / math.sqrt(h)
     return max(a, lazy_min_alpha) if regime == "lazy" else a
 
@@ -200,235 +199,309 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     >>> sorted(s["regimes"])  # doctest: +SKIP
     ['feature', 'lazy']
     """
-    from kernelcomp import curves, datasets, diagnostics, training
-    from kernelcomp.empirical import EmpiricalNTK
-
     cfg = config if config is not None else (DemoConfig.quick() if quick else DemoConfig())
+    if cfg.dataset not in ("stripe", "cylinder"):
+        raise ValueError(f"dataset must be 'stripe' or 'cylinder', got {cfg.dataset!r}")
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    if cfg.dataset not in ("stripe", "cylinder"):
-        raise ValueError(f"dataset must be 'stripe' or 'cylinder', got {cfg.dataset!r}")
-    d_par = 1 if cfg.dataset == "stripe" else cfg.d_par
-    informative = datasets.informative_dims(cfg.dataset, cfg.d, cfg.d_par)
-
-    def draw(n: int, seed: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-        return datasets.load(cfg.dataset, n, cfg.d, seed, split=split, d_par=cfg.d_par)
-
-    runs: list[dict[str, Any]] = []
-    kept: dict[tuple[str, int, int], Any] = {}
-    p_kernel = max(cfg.p)
-
-    def recipe_for(regime: str) -> Any:
-        alpha = cfg.alpha(regime)
-
-        def recipe(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
-                   seed: int) -> dict[str, float]:
-            p = X.shape[0]
-            net = _paper_net(cfg.d, cfg.h, seed)
-            path = out / "runs" / f"{regime}_p{p}_seed{seed}.h5"
-            t0 = time.perf_counter()
-            res = training.train(
-                net, X, y, alpha=alpha, loss=cfg.loss, X_test=Xt, y_test=yt, path=path,
-                force=True, max_steps=cfg.max_steps, checkpoints=3,
-                config={"dataset": cfg.dataset, "d": cfg.d, "d_par": cfg.d_par, "seed": seed,
-                        "regime": regime},
-            )
-            err = res.test_error(Xt, yt)
-            conv = COMPRESSION_CONVENTION
-            lam_end = diagnostics.compression(res.net, informative=informative, convention=conv)
-            # lambda at t* (the paper's), or NaN for a run stopped before t*
-            k_star = _t_star_or_none(res)
-            lam = math.nan if k_star is None else diagnostics.compression(
-                res.checkpoints[k_star].net, informative=informative, convention=conv)
-            # lambda when the loss first fell below MID_LOSS of its initial value (or
-            # at the end, for a run that never got there)
-            mid = next((ck for ck in res.checkpoints if f"loss<{MID_LOSS:g}" in ck.reason),
-                       res.checkpoints[-1])
-            lam_mid = diagnostics.compression(mid.net, informative=informative, convention=conv)
-            runs.append({"regime": regime, "p": p, "seed": seed, "status": res.status,
-                         "steps": res.final.step, "time": res.final.time,
-                         "train_error": res.final.train_error, "unsatisfied": res.final.n_unsat,
-                         "test_error": err, "compression": _finite_or_none(lam),
-                         "t_star_step": (None if k_star is None
-                                         else res.checkpoints[k_star].step),
-                         "compression_end": lam_end,
-                         "compression_mid": lam_mid, "mid_step": mid.step,
-                         "wall_s": time.perf_counter() - t0, "file": str(path.relative_to(out))})
-            _say(progress, f"  {regime:7s} p={p:5d} seed={seed}: {res.status:9s} "
-                           f"steps={res.final.step:6d} test_error={err:.4f} "
-                           f"lambda(t*)={lam:7.2f} lambda(end)={lam_end:7.2f} "
-                           f"({time.perf_counter() - t0:.1f} s)")
-            if p == p_kernel and seed == cfg.seeds[0]:
-                kept[(regime, p, seed)] = res
-            return {"test_error": err, "compression": lam, "compression_end": lam_end,
-                    "compression_mid": lam_mid}
-
-        return recipe
-
-    # 1. learning curves and compression in both regimes --------------------------
-    lcs = {}
-    for regime in ("feature", "lazy"):
-        _say(progress, f"[{regime}] alpha sqrt(h) = {cfg.alpha(regime) * math.sqrt(cfg.h):g}, "
-                       f"h = {cfg.h}, p = {list(cfg.p)}, seeds = {list(cfg.seeds)}")
-        lcs[regime] = curves.learning_curve(recipe_for(regime), cfg.dataset, list(cfg.p),
-                                            seeds=list(cfg.seeds), n_test=cfg.n_test, d=cfg.d,
-                                            d_par=cfg.d_par)
+    exp = _Experiment(cfg, out, progress)
+    exp.learning_curves()
     t_curves = time.perf_counter()
-    # the lazy curve from the frozen initial NTK (the infinite-alpha limit), to larger p
-    _say(progress, f"[lazy, frozen initial NTK] hard-margin SVM, p = {list(cfg.frozen_p)}")
-    lc_frozen = curves.frozen_kernel_curve(cfg.dataset, list(cfg.frozen_p), kernel="analytic",
-                                           machine="svc", seeds=list(cfg.seeds),
-                                           n_test=cfg.n_test, d=cfg.d, d_par=cfg.d_par)
-
-    # 2. kernel PCA of the feature run's empirical NTK, init vs end ----------------
-    feat = kept[("feature", p_kernel, cfg.seeds[0])]
-    loss0 = feat.checkpoints[0].loss
-    trajectory = {
-        "p": int(p_kernel), "seed": int(cfg.seeds[0]),
-        "step": [ck.step for ck in feat.checkpoints],
-        "time": [ck.time for ck in feat.checkpoints],
-        "loss_fraction": [ck.loss / loss0 for ck in feat.checkpoints],
-        "fitted_fraction": [ck.fitted_fraction for ck in feat.checkpoints],
-        "test_error": [ck.test_error for ck in feat.checkpoints],
-        "compression": [diagnostics.compression(ck.net, informative=informative,
-                                                convention=COMPRESSION_CONVENTION)
-                        for ck in feat.checkpoints],
-        "t_star_index": _t_star_or_none(feat),
-    }
-    X_tr, y_tr = draw(p_kernel, cfg.seeds[0])
-    kpca = {}
-    evs = []
-    grams = {}
-    for when, net in (("init", feat.net0), ("final", feat.net)):
-        K = grams[when] = EmpiricalNTK(net)(X_tr)
-        ev = diagnostics.kernel_pca(K, n_components=min(cfg.kpca_components, p_kernel))
-        c = diagnostics.label_projection(ev.eigenvectors, y_tr)
-        P = diagnostics.cumulative_projection(c, y_tr)
-        mi = diagnostics.mutual_information(ev.eigenvectors, y_tr, n_components=10, k=5)
-        kpca[when] = {"cumulative_projection_top10": float(P[min(9, P.size - 1)]),
-                      "mutual_information": [float(v) for v in mi],
-                      "cumulative_projection": [float(v) for v in P],
-                      "eigenvalues_top10": [float(v) for v in ev.eigenvalues[:10]]}
-        evs.append(ev)
-    kpca["kernel_change"] = float(diagnostics.kernel_change(grams["init"], grams["final"]))
-    del grams
-
-    # 3. SVMs on the initial, the stretched initial and the final frozen NTK, trained
-    # on fresh points ----------------------------------------------------------------
-    X_k, y_k = draw(p_kernel, cfg.seeds[0], split="kernel")
-    X_te, y_te = draw(cfg.n_test, cfg.seeds[0], split="test")
-    # lambda* = lambda(t*) of that run (at its end, said in the notes, if it stopped first)
-    k_star = trajectory["t_star_index"]
-    lam_star = diagnostics.compression(feat.checkpoints[-1 if k_star is None else k_star].net,
-                                       informative=informative,
-                                       convention=COMPRESSION_CONVENTION)
-    frozen = {"p": int(p_kernel), "seed": int(cfg.seeds[0]), "n_test": int(cfg.n_test),
-              "machine": "hard-margin SVM (SVC, C=1e20) on fresh training points",
-              **frozen_kernel_errors(feat.net0, feat.net, informative, lam_star,
-                                     X_k, y_k, X_te, y_te)}
-    from kernelcomp import io
-
-    io.add_run_diagnostics(out / "runs" / f"feature_p{p_kernel}_seed{cfg.seeds[0]}.h5",
-                           [{k: np.asarray(v) if isinstance(v, list) else v
-                             for k, v in frozen.items()}],
-                           name="frozen_kernel", force=True,
-                           config={"margin_fraction": T_STAR_FRACTION,
-                                   "convention": COMPRESSION_CONVENTION})
-    for regime in ("lazy",):
-        lazy = kept.get((regime, p_kernel, cfg.seeds[0]))
-        if lazy is not None:
-            frozen["lazy_kernel_change"] = float(diagnostics.kernel_change(
-                EmpiricalNTK(lazy.net0)(X_tr), EmpiricalNTK(lazy.net)(X_tr)))
-
-    # 4. summary -------------------------------------------------------------------
-    regimes = {}
-    exponents: dict[str, Any] = {}
-    mid_key = f"compression_at_loss_{MID_LOSS:g}"
-    for regime, lc in lcs.items():
-        slope, slope_ci = _slope_ci(lc.p, lc.metrics["compression"])
-        slope_end, slope_end_ci = _slope_ci(lc.p, lc.metrics["compression_end"])
-        slope_mid, slope_mid_ci = _slope_ci(lc.p, lc.metrics["compression_mid"])
-        regimes[regime] = {
-            "alpha": cfg.alpha(regime),
-            "alpha_sqrt_h": cfg.alpha(regime) * math.sqrt(cfg.h),
-            "p": lc.p.tolist(),
-            "test_error": lc.mean().tolist(),
-            "compression": _clean(_nanmean_rows(lc.metrics["compression"])),
-            "compression_slope": slope, "compression_slope_ci": slope_ci,
-            "test_error_per_seed": lc.test_error.tolist(),
-            "compression_per_seed": _clean(lc.metrics["compression"]),
-            "compression_end": lc.mean("compression_end").tolist(),
-            "compression_end_per_seed": lc.metrics["compression_end"].tolist(),
-            "compression_end_slope": slope_end, "compression_end_slope_ci": slope_end_ci,
-            mid_key: lc.mean("compression_mid").tolist(),
-            f"compression_slope_at_loss_{MID_LOSS:g}": slope_mid,
-            f"compression_slope_ci_at_loss_{MID_LOSS:g}": slope_mid_ci,
-            "converged_runs": sum(r["status"] == "converged" for r in runs
-                                  if r["regime"] == regime),
-            "runs": sum(r["regime"] == regime for r in runs),
-        }
-        exponents[regime] = _fit(lc)
-    if cfg.dataset == "stripe":  # the authors' lambda_ODE is the stripe's
-        regimes["feature"]["compression_theory"] = curves.compression_theory(
-            lcs["feature"].p).tolist()
-    exponents["lazy_frozen_ntk"] = {
-        **_fit(lc_frozen), "p": lc_frozen.p.tolist(), "test_error": lc_frozen.mean().tolist(),
-        "test_error_per_seed": lc_frozen.test_error.tolist(),
-        "machine": "hard-margin SVM (SVC, C=1e20) on the frozen initial infinite-width NTK "
-                   "of the paper's network (curves.paper_ntk())"}
-    exponents["theory"] = {"feature": curves.beta_feature(cfg.d, d_par),
-                           "lazy": curves.beta_lazy(cfg.d)}
-    lam_l = [v for v in regimes["lazy"]["compression"] if v is not None]
-    bf = exponents["feature"]["beta"]
-    bl, bln = exponents["lazy_frozen_ntk"]["beta"], exponents["lazy"]["beta"]
-    slope_f = regimes["feature"]["compression_slope"]
-    claims = {
-        "feature_compression_grows_with_p": bool(slope_f is not None
-                                                 and slope_f >= GROWTH_SLOPE),
-        "lazy_compression_near_1": bool(lam_l and max(abs(v - 1) for v in lam_l) < 0.2),
-        "final_ntk_beats_initial_ntk": bool(
-            frozen["final_ntk_test_error"] < frozen["init_ntk_test_error"]),
-        "stretched_ntk_beats_initial_ntk": bool(
-            frozen["stretched_ntk_test_error"] < frozen["init_ntk_test_error"]),
-        "projection_top10_grows": bool(kpca["final"]["cumulative_projection_top10"]
-                                       > kpca["init"]["cumulative_projection_top10"]),
-        "mutual_information_grows": bool(np.mean(kpca["final"]["mutual_information"])
-                                         > np.mean(kpca["init"]["mutual_information"])),
-        "beta_feature_above_beta_lazy": bool(bf is not None and bl is not None and bf > bl),
-        "beta_feature_above_beta_lazy_networks": bool(
-            bf is not None and bln is not None and bf > bln),
-    }
-    summary = {
-        "regimes": regimes,
-        "exponents": exponents,
-        "frozen_kernel": frozen,
-        "kpca": {"init": kpca["init"], "final": kpca["final"],
-                 "kernel_change": kpca["kernel_change"], "p": int(p_kernel),
-                 "run": f"runs/feature_p{p_kernel}_seed{cfg.seeds[0]}.h5"},
-        "claims": claims,
-        "compression_trajectory": trajectory,
-        "config": {**asdict(cfg), "quick": bool(quick),
-                   "activation": "relu_unit", "parameterization": "mean_field",
-                   "t_star_margin_fraction": T_STAR_FRACTION,
-                   "compression_convention": COMPRESSION_CONVENTION,
-                   "fit_max_error": MAX_ERROR},
-        "runs": runs,
-        "timing": {"curves_s": t_curves - t_start,
-                   "total_s": time.perf_counter() - t_start},
-    }
-
+    lc_frozen = exp.frozen_initial_curve()
+    feat = exp.kept[("feature", exp.p_kernel, cfg.seeds[0])]
+    trajectory = exp.compression_trajectory(feat)
+    X_tr, y_tr = exp.draw(exp.p_kernel, cfg.seeds[0])
+    grams = _GramCache(X_tr)
+    kpca, evs = exp.kernel_pca(feat, grams, y_tr)
+    frozen = exp.frozen_kernels(feat, trajectory["t_star_index"], grams)
+    summary = exp.summary(lc_frozen, frozen, kpca, trajectory, quick)
+    summary["timing"] = {"curves_s": t_curves - t_start}
     summary["notes"] = notes(summary)
-
-    # 5. figures -------------------------------------------------------------------
-    figures = _figures(out, summary, lcs, evs, y_tr)
-    summary["figures"] = figures
+    summary["figures"] = _figures(out, summary, exp.lcs, evs, y_tr)
+    summary["figures"].append(_neurons_figure(out, feat, trajectory["t_star_index"],
+                                              exp.informative, X_tr))
     summary["timing"]["total_s"] = time.perf_counter() - t_start
     with open(out / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=1, allow_nan=False, default=_json_default)
     if progress:
         print(report(summary))
     return summary
+
+
+class _GramCache:
+    """Empirical-NTK Grams on one point set, each network's computed once.
+
+    The feature and the lazy run of a seed start from the same network, so
+    their initial Grams are one computation.
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = X
+        self._grams: dict[str, np.ndarray] = {}
+
+    def __call__(self, net: Any) -> np.ndarray:
+        key = net.fingerprint()
+        if key not in self._grams:
+            from kernelcomp.empirical import EmpiricalNTK
+
+            self._grams[key] = EmpiricalNTK(net)(self.X)
+        return self._grams[key]
+
+
+class _Experiment:
+    """The steps of :func:`run_demo`, sharing the configuration and the runs kept."""
+
+    def __init__(self, cfg: DemoConfig, out: Path, progress: bool) -> None:
+        from kernelcomp import datasets
+
+        self.cfg = cfg
+        self.out = out
+        self.progress = progress
+        self.d_par = 1 if cfg.dataset == "stripe" else cfg.d_par
+        self.informative = datasets.informative_dims(cfg.dataset, cfg.d, cfg.d_par)
+        self.p_kernel = max(cfg.p)
+        self.runs: list[dict[str, Any]] = []
+        self.kept: dict[tuple[str, int, int], Any] = {}
+        self.lcs: dict[str, Any] = {}
+
+    def draw(self, n: int, seed: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """``n`` points of the demo's data model."""
+        from kernelcomp import datasets
+
+        cfg = self.cfg
+        return datasets.load(cfg.dataset, n, cfg.d, seed, split=split, d_par=cfg.d_par)
+
+    def compression(self, net: Any) -> float:
+        """lambda of a network in the figures' convention."""
+        from kernelcomp import diagnostics
+
+        return diagnostics.compression(net, informative=self.informative,
+                                       convention=COMPRESSION_CONVENTION)
+
+    def feature_run_file(self) -> Path:
+        """The run file of the largest feature run of the first seed."""
+        return self.out / "runs" / f"feature_p{self.p_kernel}_seed{self.cfg.seeds[0]}.h5"
+
+    # 1. learning curves and compression in both regimes ----------------------------
+    def learning_curves(self) -> None:
+        """Train every (regime, p, seed) into a run file; the learning curves."""
+        from kernelcomp import curves
+
+        cfg = self.cfg
+        for regime in ("feature", "lazy"):
+            _say(self.progress,
+                 f"[{regime}] alpha sqrt(h) = {cfg.alpha(regime) * math.sqrt(cfg.h):g}, "
+                 f"h = {cfg.h}, p = {list(cfg.p)}, seeds = {list(cfg.seeds)}")
+            self.lcs[regime] = curves.learning_curve(
+                lambda X, y, Xt, yt, seed, regime=regime: self.train_one(regime, X, y, Xt, yt,
+                                                                          seed),
+                cfg.dataset, list(cfg.p), seeds=list(cfg.seeds), n_test=cfg.n_test, d=cfg.d,
+                d_par=cfg.d_par)
+
+    def train_one(self, regime: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray,
+                  yt: np.ndarray, seed: int) -> dict[str, float]:
+        """One training run (a run file) and its metrics for the learning curve."""
+        from kernelcomp import training
+
+        cfg = self.cfg
+        p = X.shape[0]
+        net = _paper_net(cfg.d, cfg.h, seed)
+        path = self.out / "runs" / f"{regime}_p{p}_seed{seed}.h5"
+        t0 = time.perf_counter()
+        res = training.train(
+            net, X, y, alpha=cfg.alpha(regime), loss=cfg.loss, X_test=Xt, y_test=yt, path=path,
+            force=True, max_steps=cfg.max_steps, checkpoints=3,
+            config={"dataset": cfg.dataset, "d": cfg.d, "d_par": cfg.d_par, "seed": seed,
+                    "regime": regime},
+        )
+        err = res.test_error(Xt, yt)
+        lam_end = self.compression(res.net)
+        # lambda at t* (the paper's), or NaN for a run stopped before t*
+        k_star = _t_star_or_none(res)
+        lam = math.nan if k_star is None else self.compression(res.checkpoints[k_star].net)
+        # lambda when the loss first fell below MID_LOSS of its initial value (or
+        # at the end, for a run that never got there)
+        mid = next((ck for ck in res.checkpoints if f"loss<{MID_LOSS:g}" in ck.reason),
+                   res.checkpoints[-1])
+        lam_mid = self.compression(mid.net)
+        self.runs.append({"regime": regime, "p": p, "seed": seed, "status": res.status,
+                          "steps": res.final.step, "time": res.final.time,
+                          "train_error": res.final.train_error, "unsatisfied": res.final.n_unsat,
+                          "test_error": err, "compression": _finite_or_none(lam),
+                          "t_star_step": (None if k_star is None
+                                          else res.checkpoints[k_star].step),
+                          "compression_end": lam_end,
+                          "compression_mid": lam_mid, "mid_step": mid.step,
+                          "wall_s": time.perf_counter() - t0,
+                          "file": str(path.relative_to(self.out))})
+        _say(self.progress, f"  {regime:7s} p={p:5d} seed={seed}: {res.status:9s} "
+                            f"steps={res.final.step:6d} test_error={err:.4f} "
+                            f"lambda(t*)={lam:7.2f} lambda(end)={lam_end:7.2f} "
+                            f"({time.perf_counter() - t0:.1f} s)")
+        if p == self.p_kernel and seed == cfg.seeds[0]:
+            self.kept[(regime, p, seed)] = res
+        return {"test_error": err, "compression": lam, "compression_end": lam_end,
+                "compression_mid": lam_mid}
+
+    def frozen_initial_curve(self) -> Any:
+        """The lazy curve from the frozen initial NTK (the infinite-alpha limit), to larger p."""
+        from kernelcomp import curves
+
+        cfg = self.cfg
+        _say(self.progress,
+             f"[lazy, frozen initial NTK] hard-margin SVM, p = {list(cfg.frozen_p)}")
+        return curves.frozen_kernel_curve(cfg.dataset, list(cfg.frozen_p), kernel="analytic",
+                                          machine="svc", seeds=list(cfg.seeds),
+                                          n_test=cfg.n_test, d=cfg.d, d_par=cfg.d_par)
+
+    # 2. along the largest feature run; kernel PCA of its NTK, init vs end ----------
+    def compression_trajectory(self, feat: Any) -> dict[str, Any]:
+        """lambda, losses and test errors at the checkpoints of the largest feature run."""
+        loss0 = feat.checkpoints[0].loss
+        return {
+            "p": int(self.p_kernel), "seed": int(self.cfg.seeds[0]),
+            "step": [ck.step for ck in feat.checkpoints],
+            "time": [ck.time for ck in feat.checkpoints],
+            "loss_fraction": [ck.loss / loss0 for ck in feat.checkpoints],
+            "fitted_fraction": [ck.fitted_fraction for ck in feat.checkpoints],
+            "test_error": [ck.test_error for ck in feat.checkpoints],
+            "compression": [self.compression(ck.net) for ck in feat.checkpoints],
+            "t_star_index": _t_star_or_none(feat),
+        }
+
+    def kernel_pca(self, feat: Any, grams: _GramCache,
+                   y: np.ndarray) -> tuple[dict[str, Any], list[Any]]:
+        """Kernel PCA of the feature run's empirical NTK at init and at the end."""
+        from kernelcomp import diagnostics
+
+        kpca: dict[str, Any] = {}
+        evs = []
+        for when, net in (("init", feat.net0), ("final", feat.net)):
+            ev = diagnostics.kernel_pca(grams(net),
+                                        n_components=min(self.cfg.kpca_components,
+                                                         self.p_kernel))
+            c = diagnostics.label_projection(ev.eigenvectors, y)
+            P = diagnostics.cumulative_projection(c, y)
+            mi = diagnostics.mutual_information(ev.eigenvectors, y, n_components=10, k=5)
+            kpca[when] = {"cumulative_projection_top10": float(P[min(9, P.size - 1)]),
+                          "mutual_information": [float(v) for v in mi],
+                          "cumulative_projection": [float(v) for v in P],
+                          "eigenvalues_top10": [float(v) for v in ev.eigenvalues[:10]]}
+            evs.append(ev)
+        kpca["kernel_change"] = float(diagnostics.kernel_change(grams(feat.net0),
+                                                                grams(feat.net)))
+        return kpca, evs
+
+    # 3. SVMs on the initial, the stretched initial and the final frozen NTK --------
+    def frozen_kernels(self, feat: Any, k_star: int | None, grams: _GramCache) -> dict[str, Any]:
+        """Frozen-kernel SVMs on fresh points (stored in the run file), the lazy NTK change."""
+        from kernelcomp import diagnostics, io
+
+        cfg = self.cfg
+        X_k, y_k = self.draw(self.p_kernel, cfg.seeds[0], split="kernel")
+        X_te, y_te = self.draw(cfg.n_test, cfg.seeds[0], split="test")
+        # lambda* = lambda(t*) of that run (at its end, said in the notes, if it stopped first)
+        lam_star = self.compression(feat.checkpoints[-1 if k_star is None else k_star].net)
+        frozen = {"p": int(self.p_kernel), "seed": int(cfg.seeds[0]), "n_test": int(cfg.n_test),
+                  "machine": "hard-margin SVM (SVC, C=1e20) on fresh training points",
+                  **frozen_kernel_errors(feat.net0, feat.net, self.informative, lam_star,
+                                         X_k, y_k, X_te, y_te)}
+        io.add_run_diagnostics(self.feature_run_file(),
+                               [{k: np.asarray(v) if isinstance(v, list) else v
+                                 for k, v in frozen.items()}],
+                               name="frozen_kernel", force=True,
+                               config={"margin_fraction": T_STAR_FRACTION,
+                                       "convention": COMPRESSION_CONVENTION})
+        lazy = self.kept.get(("lazy", self.p_kernel, cfg.seeds[0]))
+        if lazy is not None:
+            frozen["lazy_kernel_change"] = float(diagnostics.kernel_change(
+                grams(lazy.net0), grams(lazy.net)))
+        return frozen
+
+    # 4. summary ---------------------------------------------------------------------
+    def summary(self, lc_frozen: Any, frozen: dict[str, Any], kpca: dict[str, Any],
+                trajectory: dict[str, Any], quick: bool) -> dict[str, Any]:
+        """summary.json without its timing, notes and figures."""
+        from kernelcomp import curves
+
+        cfg = self.cfg
+        lcs = self.lcs
+        runs = self.runs
+        p_kernel = self.p_kernel
+        regimes = {}
+        exponents: dict[str, Any] = {}
+        mid_key = f"compression_at_loss_{MID_LOSS:g}"
+        for regime, lc in lcs.items():
+            slope, slope_ci = _slope_ci(lc.p, lc.metrics["compression"])
+            slope_end, slope_end_ci = _slope_ci(lc.p, lc.metrics["compression_end"])
+            slope_mid, slope_mid_ci = _slope_ci(lc.p, lc.metrics["compression_mid"])
+            regimes[regime] = {
+                "alpha": cfg.alpha(regime),
+                "alpha_sqrt_h": cfg.alpha(regime) * math.sqrt(cfg.h),
+                "p": lc.p.tolist(),
+                "test_error": lc.mean().tolist(),
+                "compression": _clean(_nanmean_rows(lc.metrics["compression"])),
+                "compression_slope": slope, "compression_slope_ci": slope_ci,
+                "test_error_per_seed": lc.test_error.tolist(),
+                "compression_per_seed": _clean(lc.metrics["compression"]),
+                "compression_end": lc.mean("compression_end").tolist(),
+                "compression_end_per_seed": lc.metrics["compression_end"].tolist(),
+                "compression_end_slope": slope_end, "compression_end_slope_ci": slope_end_ci,
+                mid_key: lc.mean("compression_mid").tolist(),
+                f"compression_slope_at_loss_{MID_LOSS:g}": slope_mid,
+                f"compression_slope_ci_at_loss_{MID_LOSS:g}": slope_mid_ci,
+                "converged_runs": sum(r["status"] == "converged" for r in runs
+                                      if r["regime"] == regime),
+                "runs": sum(r["regime"] == regime for r in runs),
+            }
+            exponents[regime] = _fit(lc)
+        if cfg.dataset == "stripe":  # the authors' lambda_ODE is the stripe's
+            regimes["feature"]["compression_theory"] = curves.compression_theory(
+                lcs["feature"].p).tolist()
+        exponents["lazy_frozen_ntk"] = {
+            **_fit(lc_frozen), "p": lc_frozen.p.tolist(), "test_error": lc_frozen.mean().tolist(),
+            "test_error_per_seed": lc_frozen.test_error.tolist(),
+            "machine": "hard-margin SVM (SVC, C=1e20) on the frozen initial infinite-width NTK "
+                       "of the paper's network (curves.paper_ntk())"}
+        exponents["theory"] = {"feature": curves.beta_feature(cfg.d, self.d_par),
+                               "lazy": curves.beta_lazy(cfg.d)}
+        lam_l = [v for v in regimes["lazy"]["compression"] if v is not None]
+        bf = exponents["feature"]["beta"]
+        bl, bln = exponents["lazy_frozen_ntk"]["beta"], exponents["lazy"]["beta"]
+        slope_f = regimes["feature"]["compression_slope"]
+        claims = {
+            "feature_compression_grows_with_p": bool(slope_f is not None
+                                                     and slope_f >= GROWTH_SLOPE),
+            "lazy_compression_near_1": bool(lam_l and max(abs(v - 1) for v in lam_l) < 0.2),
+            "final_ntk_beats_initial_ntk": bool(
+                frozen["final_ntk_test_error"] < frozen["init_ntk_test_error"]),
+            "stretched_ntk_beats_initial_ntk": bool(
+                frozen["stretched_ntk_test_error"] < frozen["init_ntk_test_error"]),
+            "projection_top10_grows": bool(kpca["final"]["cumulative_projection_top10"]
+                                           > kpca["init"]["cumulative_projection_top10"]),
+            "mutual_information_grows": bool(np.mean(kpca["final"]["mutual_information"])
+                                             > np.mean(kpca["init"]["mutual_information"])),
+            "beta_feature_above_beta_lazy": bool(bf is not None and bl is not None and bf > bl),
+            "beta_feature_above_beta_lazy_networks": bool(
+                bf is not None and bln is not None and bf > bln),
+        }
+        return {
+            "regimes": regimes,
+            "exponents": exponents,
+            "frozen_kernel": frozen,
+            "kpca": {"init": kpca["init"], "final": kpca["final"],
+                     "kernel_change": kpca["kernel_change"], "p": int(p_kernel),
+                     "run": f"runs/feature_p{p_kernel}_seed{cfg.seeds[0]}.h5"},
+            "claims": claims,
+            "compression_trajectory": trajectory,
+            "config": {**asdict(cfg), "quick": bool(quick),
+                       "activation": "relu_unit", "parameterization": "mean_field",
+                       "t_star_margin_fraction": T_STAR_FRACTION,
+                       "compression_convention": COMPRESSION_CONVENTION,
+                       "fit_max_error": MAX_ERROR},
+            "runs": runs,
+        }
 
 
 def frozen_kernel_errors(net0: Any, net: Any, informative: Any, lam: float,
@@ -549,6 +622,35 @@ def _p_ticks(ax: Any, p: Any) -> None:
     ax.set_xticks([float(v) for v in p])
     ax.set_xticklabels([str(int(v)) for v in p])
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _neurons_figure(out: Path, feat: Any, k_star: int | None, informative: Any,
+                    X: np.ndarray) -> str:
+    """neurons.png: the first-layer neurons of the largest feature run at init, t* and the end.
+
+    Coloured by attractor on its training points (the paper's figure 2).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from kernelcomp import diagnostics, plotting
+
+    picks = [("init", 0), *([] if k_star is None else [("$t^*$", k_star)]),
+             ("end", len(feat.checkpoints) - 1)]
+    nets = [feat.checkpoints[i].net for _, i in picks]
+    titles = [f"{name}, step {feat.checkpoints[i].step}: "
+              f"{diagnostics.attractors(net, X).n_attractors} attractors"
+              for (name, i), net in zip(picks, nets, strict=True)]
+    fig, axes = plt.subplots(1, len(nets), figsize=(0.6 + 3.4 * len(nets), 3.4),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    plotting.plot_neurons(nets, informative, X=X, labels=titles, axes=axes[0])
+    fig.suptitle(f"Neurons of the feature run (p={X.shape[0]}), coloured by attractor",
+                 fontsize="medium")
+    fig.savefig(out / "neurons.png", dpi=110)
+    plt.close(fig)
+    return "neurons.png"
 
 
 def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[Any],
@@ -807,122 +909,3 @@ def report(summary: dict[str, Any]) -> str:
         lines.append(f"note: {note}")
     lines.append(f"({summary['timing']['total_s']:.0f} s)")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``train`` and ``demo`` subcommands to a ``kernelcomp`` parser.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        The result of ``parser.add_subparsers()``; each subcommand sets
-        ``func(args) -> int``.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> parser = argparse.ArgumentParser()
-    >>> register(parser.add_subparsers(dest="command"))
-    >>> parser.parse_args(["demo", "--out", "d", "--quick"]).quick
-    True
-    """
-    t = subparsers.add_parser(
-        "train", help="train the paper's one-hidden-layer net on a synthetic model",
-        description="Train f(x) = (1/h) sum beta relu(w.x/sqrt(d) + b) by gradient flow "
-                    "(Paccolat et al. 2021) and write a run file with checkpoints.")
-    t.add_argument("dataset", choices=["stripe", "cylinder", "sphere"])
-    t.add_argument("--p", type=_positive_int, required=True, help="training points")
-    t.add_argument("--d", type=_positive_int, required=True, help="input dimension")
-    t.add_argument("--regime", choices=["feature", "lazy"], default="feature")
-    t.add_argument("-o", "--output", required=True, help="run file (.h5)")
-    t.add_argument("--h", type=_positive_int, default=1000, help="hidden width (default 1000)")
-    t.add_argument("--alpha", type=_positive_float, default=None,
-                   help="output scale (default: alpha sqrt(h) = 0.05 feature; lazy: "
-                        "alpha sqrt(h) = 1000 but alpha >= 70)")
-    t.add_argument("--loss", choices=["hinge", "soft_hinge"], default="hinge")
-    t.add_argument("--integrator", choices=["sliding", "euler"], default="sliding",
-                   help="sliding: the hinge's kink taken implicitly (default, 60-80x fewer "
-                        "steps); euler: the paper's literal explicit step")
-    t.add_argument("--d-par", type=_positive_int, default=2, help="cylinder: informative dims")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--n-test", type=_positive_int, default=10_000)
-    t.add_argument("--max-steps", type=_positive_int, default=None)
-    t.add_argument("--max-wall", type=_positive_float, default=None, help="seconds")
-    t.add_argument("--force", action="store_true", help="overwrite OUTPUT")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.set_defaults(func=_cmd_train)
-
-    m = subparsers.add_parser(
-        "demo", help="reproduce the compression experiment end to end",
-        description="Feature vs lazy training on the stripe model: compression, learning "
-                    "curves, kernel PCA of the empirical NTK, frozen-kernel SVMs; writes "
-                    "run files, PNG figures and summary.json into --out.")
-    m.add_argument("--out", required=True, help="output folder")
-    m.add_argument("--quick", action="store_true", help="small CI scale (under a minute)")
-    m.add_argument("--quiet", action="store_true", help="no progress lines or report")
-    m.set_defaults(func=_cmd_demo)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from kernelcomp import datasets, diagnostics, training
-
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
-    alpha = args.alpha
-    if alpha is None:
-        alpha = default_alpha(args.regime, args.h)
-    X, y = datasets.load(args.dataset, args.p, args.d, args.seed, d_par=args.d_par)
-    Xt, yt = datasets.load(args.dataset, args.n_test, args.d, args.seed, split="test",
-                           d_par=args.d_par)
-    net = _paper_net(args.d, args.h, args.seed)
-    show = not args.quiet and sys.stderr.isatty()
-    res = training.train(
-        net, X, y, alpha=alpha, loss=args.loss, X_test=Xt, y_test=yt, path=out,
-        force=args.force, max_steps=args.max_steps, max_wall=args.max_wall, progress=show,
-        integrator=args.integrator,
-        config={"dataset": args.dataset, "d": args.d, "d_par": args.d_par, "seed": args.seed,
-                "regime": args.regime},
-    )
-    informative = datasets.informative_dims(args.dataset, args.d, args.d_par)
-    # lambda compares informative with uninformative directions: the sphere (or a
-    # cylinder with d_par = d) has none of the latter
-    if len(informative) == args.d:
-        lam = "n/a (no uninformative direction)"
-    else:
-        k = _t_star_or_none(res)
-
-        def lam_of(net: Any) -> str:
-            value = diagnostics.compression(net, informative, convention=COMPRESSION_CONVENTION)
-            return f"{value:.3f}"
-
-        at = "n/a (stopped before t*)" if k is None else lam_of(res.checkpoints[k].net)
-        lam = f"{at} at t*, {lam_of(res.net)} at the end"
-    if not args.quiet:
-        print(f"{out}: {res.status} after {res.final.step} steps (t={res.final.time:.4g}, "
-              f"{res.wall_time:.1f} s); train error {res.final.train_error:.4f}, test error "
-              f"{res.checkpoints[-1].test_error:.4f}, compression lambda {lam}, "
-              f"{len(res.checkpoints)} checkpoints")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(args.out, quick=args.quick, progress=not args.quiet)
-    if not args.quiet:
-        print(f"written to {os.fspath(args.out)}")
-    return 0

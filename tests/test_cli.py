@@ -67,7 +67,7 @@ def test_python_m_kernelcomp_help_smoke():
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for command in ("gram", "kpca", "info"):
+    for command in ("gram", "kpca", "geometry", "info"):
         assert command in proc.stdout
 
 
@@ -174,7 +174,7 @@ def test_gram_of_a_network_checkpoint(tmp_path, data, capsys, dtype):
     for argv, pattern in [
         (["--network", npz, "--depth", "2", "--bias-std", "none"],
          r"--depth, --bias-std describe an analytic kernel; they do not apply with --network"),
-        (["--params", "last"], r"--params and --network-activation need --network"),
+        (["--params", "last"], r"--params needs --network"),
         (["--network", run, "--checkpoint", "3"], r"has 3 checkpoints; --checkpoint 3 is out"),
         (["--network", npz, "--kernel", "nngp", "--params", "last"], r"applies to --kernel ntk"),
         (["--network", tmp_path / "gone.npz"], r"gone\.npz: no such file"),
@@ -378,14 +378,14 @@ def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
 
 
 def test_broken_pipe_is_quiet(tmp_path, capsys, monkeypatch):
-    import kernelcomp.cli as cli
+    from kernelcomp.cli import _info
 
     io.save_gram(tmp_path / "K.h5", np.eye(2))
 
     def closed_pipe(info):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "_describe", closed_pipe)
+    monkeypatch.setattr(_info, "describe", closed_pipe)
     code, _, err = _run(["info", tmp_path / "K.h5"], capsys)
     assert code == 141 and err == ""
 
@@ -450,8 +450,8 @@ def test_kpca_maps_two_class_labels_to_pm1_and_caps_large_decompositions(
     _user_error(["kpca", gram_file, "--labels", tmp_path / "ys3.npy", "-o", tmp_path / "e.h5"],
                 capsys, r"--labels must be numeric .* got dtype <U1 with 3 classes")
     # large Gram matrices get the top eigenpairs unless --n-components asks otherwise
-    monkeypatch.setattr("kernelcomp.cli._ALL_COMPONENTS_UP_TO", 50)
-    monkeypatch.setattr("kernelcomp.cli._DEFAULT_TOP", 12)
+    monkeypatch.setattr("kernelcomp.cli._kpca._ALL_COMPONENTS_UP_TO", 50)
+    monkeypatch.setattr("kernelcomp.cli._kpca._DEFAULT_TOP", 12)
     code, _, err = _run(["kpca", gram_file, "-o", tmp_path / "top.h5"], capsys)
     assert code == 0 and "n = 90: computing the top 12 eigenpairs" in err
     assert io.load_diagnostics(tmp_path / "top.h5").entries[0]["eigenvalues"].shape == (12,)
@@ -696,3 +696,334 @@ def test_kpca_on_a_pytorch_state_dict(tmp_path, data, capsys):
                  tmp_path / "w.h5"], capsys,
                 r"whole\.pt holds a pickled model, not a state dict; save it with "
                 r"torch\.save\(model\.state_dict\(\), path\)")
+
+
+# ---------------------------------------------------------------------------
+# PyTorch checkpoints of any architecture
+# ---------------------------------------------------------------------------
+def _perturbed(model, seed=1):
+    """``model`` in float64 with weights unlike any fresh factory's (so loading shows)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.torch
+def test_gram_and_kpca_of_a_state_dict_with_its_model_factory(tmp_path, data, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    from kernelcomp._torch_ntk import TorchNTK
+    from tests import torch_models
+
+    X, y = data
+    model = _perturbed(torch_models.small_cnn())
+    torch.save(model.state_dict(), tmp_path / "cnn.pt")
+    K = TorchNTK(model, input_shape=(1, 5))(X)
+    out = tmp_path / "K.h5"
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn.pt", "--model",
+                         "tests.torch_models:small_cnn", "--input-shape", "1,5", "-o", out, "-q"],
+                        capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(io.load_gram(out), K, rtol=1e-12, atol=1e-12 * K.max())
+    assert io.read_gram_info(out).inputs["model"] == "tests.torch_models:small_cnn"
+    # kpca of the same checkpoint (wrapped as {"state_dict": ...}), and a residual net
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
+    code, _, err = _run(["kpca", tmp_path / "wrapped.pth", "--model",
+                         "tests.torch_models:small_cnn", "--input-shape", "1,5", "--data",
+                         tmp_path / "X.npy", "--labels", tmp_path / "y.npy", "-o",
+                         tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    _check_entry(io.load_diagnostics(tmp_path / "d.h5").entries[0], K, y, EIG_RTOL["float64"])
+    res = _perturbed(torch_models.Factories.residual(), seed=2)
+    torch.save(res.state_dict(), tmp_path / "res.pt")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "res.pt",
+                         "--model", "tests.torch_models:Factories.residual", "--params", "last",
+                         "-o", tmp_path / "R.h5", "-q"], capsys)
+    assert code == 0, err
+    R = TorchNTK(res, params="last")(X)
+    np.testing.assert_allclose(io.load_gram(tmp_path / "R.h5"), R, rtol=1e-12,
+                               atol=1e-12 * R.max())
+    # float32 checkpoints stay float32 models, whose kernel a float32 Gram holds
+    torch.save(model.float().state_dict(), tmp_path / "cnn32.pt")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn32.pt",
+                         "--model", "tests.torch_models:small_cnn", "--input-shape", "1,5",
+                         "--dtype", "float32", "-o", tmp_path / "K32.h5", "-q"], capsys)
+    assert code == 0, err
+    K32 = io.load_gram(tmp_path / "K32.h5")
+    assert K32.dtype == np.float32
+    np.testing.assert_allclose(K32, K, rtol=2e-4, atol=2e-4 * K.max())
+
+
+@pytest.mark.torch
+def test_gram_and_kpca_of_a_torchscript_file(tmp_path, data, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    from kernelcomp._torch_ntk import TorchNTK
+    from tests import torch_models
+
+    X, y = data
+    model = _perturbed(torch_models.small_cnn(), seed=3)
+    torch.jit.save(torch.jit.script(model), tmp_path / "cnn_script.pt")
+    K = TorchNTK(model, input_shape=(1, 5))(X)
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn_script.pt",
+                         "--input-shape", "1,5", "--block-rows", "32", "-o", tmp_path / "K.h5",
+                         "-q"], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(io.load_gram(tmp_path / "K.h5"), K, rtol=1e-10,
+                               atol=1e-12 * K.max())
+    code, _, err = _run(["kpca", tmp_path / "cnn_script.pt", "--input-shape", "1,5", "--data",
+                         tmp_path / "X.npy", "--labels", tmp_path / "y.npy", "-o",
+                         tmp_path / "d.h5", "-q"], capsys)
+    assert code == 0, err
+    _check_entry(io.load_diagnostics(tmp_path / "d.h5").entries[0], K, y, EIG_RTOL["float64"])
+    # a scripted Linear stack fixes its input shape itself
+    mlp = _perturbed(torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(),
+                                         torch.nn.Linear(7, 1)), seed=4)
+    torch.jit.save(torch.jit.script(mlp), tmp_path / "mlp_script.pt")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "mlp_script.pt",
+                         "-o", tmp_path / "M.h5", "-q"], capsys)
+    assert code == 0, err
+    M = kc.EmpiricalNTK(kc.FCNetwork.from_torch(mlp, activation="tanh"))(X)
+    np.testing.assert_allclose(io.load_gram(tmp_path / "M.h5"), M, rtol=1e-10,
+                               atol=1e-12 * M.max())
+
+
+@pytest.mark.torch
+def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    from tests import torch_models
+
+    cnn = torch_models.small_cnn()
+    torch.save(cnn.state_dict(), tmp_path / "cnn.pt")
+    torch.jit.save(torch.jit.script(cnn), tmp_path / "script.pt")
+    torch.save(cnn, tmp_path / "whole.pt")  # a pickled model
+    bigger = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 2), torch.nn.Tanh(),
+                                 torch.nn.Flatten(), torch.nn.Linear(16, 2), torch.nn.Linear(2, 1))
+    torch.save(bigger.state_dict(), tmp_path / "bigger.pt")
+    torch.save({"a": 1}, tmp_path / "notensors.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    x = tmp_path / "X.npy"
+    good = ["--model", "tests.torch_models:small_cnn", "--input-shape", "1,5"]
+
+    def gram(ckpt, *extra):
+        return ["gram", x, "--network", tmp_path / ckpt, *extra, "-o", tmp_path / "K.h5"]
+
+    cases = [
+        (gram("cnn.pt", "--model", "small_cnn"), r"--model must be package\.module:factory"),
+        (gram("cnn.pt", "--model", "a:b:c"), r"--model must be package\.module:factory"),
+        (gram("cnn.pt", "--model", "no_such_pkg_kc.models:f"),
+         r"--model no_such_pkg_kc\.models:f: cannot import no_such_pkg_kc\.models"),
+        (gram("cnn.pt", "--model", "tests.torch_models:nothing"),
+         r"tests\.torch_models has no 'nothing'"),
+        (gram("cnn.pt", "--model", "tests.torch_models:CONSTANT"), r"CONSTANT is a int, not a"),
+        (gram("cnn.pt", "--model", "tests.torch_models:failing"),
+         r"the factory failed \(RuntimeError: no GPU in this test\)"),
+        (gram("cnn.pt", "--model", "tests.torch_models:not_a_module"),
+         r"the factory returned a dict, not a torch\.nn\.Module"),
+        (gram("bigger.pt", *good),
+         r"bigger\.pt does not fit the model of --model tests\.torch_models:small_cnn: "
+         r"unexpected 4\.weight, 4\.bias; shapes \(file vs model\) 0\.weight \(4, 1, 2\) vs "
+         r"\(3, 1, 2\)"),
+        (gram("cnn.pt", "--model", "tests.torch_models:Factories.residual"),
+         r"missing inp\.weight, inp\.bias, block\.0\.weight and 3 more; unexpected 0\.weight"),
+        (gram("script.pt", *good), r"script\.pt is a TorchScript file, which holds its model"),
+        (gram("whole.pt", *good), r"whole\.pt holds a pickled model, not a state dict; save it "
+                                  r"with torch\.save\(model\.state_dict\(\), path\) .* "
+                                  r"torch\.jit\.save\(torch\.jit\.script\(model\), path\)"),
+        (gram("junk.pt", *good), r"junk\.pt: cannot read as a PyTorch state dict"),
+        (gram("notensors.pt", *good), r"notensors\.pt holds a dict, not a state dict"),
+        (gram("cnn.pt", "--model", "tests.torch_models:small_cnn"),
+         r"does not fix the shape of one sample: pass --input-shape"),
+        (gram("script.pt"), r"does not fix the shape of one sample: pass --input-shape"),
+        (gram("cnn.pt", *good, "--params", "headless"),
+         r"--params headless applies to kernelcomp networks"),
+        (gram("cnn.pt", *good, "--network-activation", "tanh"),
+         r"the activation option applies to state dicts of Linear stacks"),
+        (gram("script.pt", "--kernel", "nngp"), r"--kernel nngp needs a kernelcomp network"),
+        (["gram", x, "--model", "tests.torch_models:small_cnn", "-o", tmp_path / "K.h5"],
+         r"--model needs --network"),
+        (["kpca", tmp_path / "cnn.pt", *good, "--data", x, "--informative", "0",
+          "-o", tmp_path / "d.h5"], r"--informative .* needs kernelcomp networks"),
+        (["kpca", tmp_path / "cnn.pt", "--model", "tests.torch_models:small_cnn",
+          "--input-shape", "1,6", "--data", x, "-o", tmp_path / "d.h5"],
+         r"input_shape=\(1, 6\)"),
+    ]
+    for argv, pattern in cases:
+        _user_error(argv, capsys, rf"^kernelcomp (gram|kpca): error: .*{pattern}")
+    assert not (tmp_path / "K.h5").exists() and not (tmp_path / "d.h5").exists()
+
+
+# ---------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------
+def _trained_run(tmp_path, X, y, name="trained.h5"):
+    """A short feature-regime run (its neurons move and gather) with checkpoints."""
+    net = kc.FCNetwork.init(X.shape[1], [30], activation="relu_unit",
+                            parameterization="mean_field", seed=3)
+    kc.training.train(net, X, y, alpha=0.05 / 30**0.5, X_test=X[:40], y_test=y[:40],
+                      path=tmp_path / name, max_steps=400, checkpoints=2)
+    return tmp_path / name
+
+
+def _check_geometry_entry(e, net, X):
+    """An entry against explicit patterns, the library's diagnostics and an explicit JᵀJ."""
+    dg = kc.diagnostics
+    # neurons with one label have one activation pattern, different labels differ
+    _, cache = net.forward(X, cache=True)
+    patterns = (cache.preactivations[0] > 0).T  # (h, n)
+    labels = e["attractor_labels"]
+    assert labels.shape == (net.widths[0],) and labels[0] == 0
+    for a in range(e["n_attractors"]):
+        members = patterns[labels == a]
+        assert (members == members[0]).all()
+    firsts = np.array([patterns[labels == a][0] for a in range(e["n_attractors"])])
+    assert np.unique(firsts, axis=0).shape[0] == e["n_attractors"]
+    np.testing.assert_array_equal(e["attractor_sizes"], np.bincount(labels))
+    assert e["n_dead"] == int((~patterns.any(axis=1)).sum())
+    merged, exact = dg.attractor_network(net, X)
+    assert e["attractor_network_exact"] == exact
+    assert e["attractor_network_neurons"] == merged.widths[0]
+    geo = dg.layer_geometry(net, X)
+    np.testing.assert_allclose(e["intrinsic_dimension"], geo.intrinsic_dimensions)
+    np.testing.assert_allclose(e["covariance_eigenvalues_0"], geo.eigenvalues[0])
+    # Gauss-Newton spectrum (square loss): the nonzero eigenvalues of (1/p) J^T J
+    rows = []
+    for x in X:  # one backward pass per point: the rows of the Jacobian
+        gW, gb = net.gradients(x[None, :], np.ones(1))
+        rows.append(np.concatenate([g.ravel() for g in [*gW, *(b for b in gb if b is not None)]]))
+    J = np.array(rows)
+    G = J.T @ J / X.shape[0]
+    w = np.sort(np.linalg.eigvalsh(G))[::-1][: X.shape[0]]
+    np.testing.assert_allclose(e["gauss_newton_eigenvalues"], w, rtol=0, atol=1e-9 * w[0])
+    assert e["gauss_newton_n_effective"] == dg.gauss_newton_spectrum(J @ J.T).n_effective
+
+
+def test_geometry_of_a_run_file_every_checkpoint(tmp_path, data, capsys):
+    X, y = data
+    run_file = _trained_run(tmp_path, X, y)
+    out = tmp_path / "g.h5"
+    code, text, err = _run(["geometry", run_file, "-o", out, "--informative", "0",
+                            "--plot", tmp_path / "figs"], capsys)
+    assert code == 0, err
+    run = io.open_run(run_file)
+    diag = io.load_diagnostics(out)
+    assert diag.config["command"] == "geometry" and diag.config["informative"] == [0]
+    nets = [c.network for c in run.checkpoints]
+    assert len(diag.entries) == len(nets) + 1  # every checkpoint, then the trajectory
+    for e, c, net in zip(diag.entries, run.checkpoints, nets, strict=False):
+        assert e["step"] == c.step and e["label"] == f"trained:step {c.step}"
+        _check_geometry_entry(e, net, run.data["X_train"])
+        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+    traj = diag.entries[-1]
+    emb = kc.diagnostics.trajectory_embedding(run_file, split="train")
+    np.testing.assert_allclose(traj["trajectory_coordinates"], emb.coordinates)
+    np.testing.assert_array_equal(traj["trajectory_steps"], [c.step for c in run.checkpoints])
+    assert traj["label"] == "trained:trajectory"
+    # the neurons move: fewer attractors at the end than at init
+    assert diag.entries[len(nets) - 1]["n_attractors"] < diag.entries[0]["n_attractors"]
+    figs = sorted(os.listdir(tmp_path / "figs"))
+    assert figs == ["gauss_newton.png", "layer_geometry.png", "neurons.png",
+                    "trajectory_trained.png"]
+    for f in figs:
+        assert (tmp_path / "figs" / f).read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {out}: geometry of {len(nets)} networks, 1 trajectories" in text
+    # into the run file itself, next to kpca's groups; the test split
+    code, _, err = _run(["geometry", run_file, "--into-run", "--split", "test", "-q"], capsys)
+    assert code == 0, err
+    inside = io.load_diagnostics(run_file, name="geometry")
+    assert inside.entries[0]["n_samples"] == 40 and inside.config["split"] == "test"
+    _user_error(["geometry", run_file, "--into-run"], capsys,
+                r"already holds diagnostics 'geometry'; pass --force")
+
+
+def test_geometry_leaves_large_gauss_newton_spectra_out_unless_asked(tmp_path, data, capsys,
+                                                                     monkeypatch):
+    X, _ = data
+    kc.FCNetwork.init(5, [16], seed=0).save(tmp_path / "net.h5")
+    monkeypatch.setattr("kernelcomp.cli._geometry._GAUSS_NEWTON_UP_TO", 50)
+    argv = ["geometry", tmp_path / "net.h5", "--data", tmp_path / "X.npy", "-q"]
+    code, _, err = _run([*argv, "-o", tmp_path / "a.h5", "--plot", tmp_path / "f"], capsys)
+    assert code == 0 and "n = 90: no Gauss-Newton spectrum beyond 50 points" in err
+    assert "gauss_newton_eigenvalues" not in io.load_diagnostics(tmp_path / "a.h5").entries[0]
+    assert not (tmp_path / "f" / "gauss_newton.png").exists()
+    code, _, err = _run([*argv, "-o", tmp_path / "b.h5", "--gauss-newton"], capsys)
+    assert code == 0 and err == ""
+    assert io.load_diagnostics(tmp_path / "b.h5").entries[0]["gauss_newton_eigenvalues"].shape == (
+        X.shape[0],)
+
+
+def test_geometry_of_network_files_on_data(tmp_path, data, capsys):
+    X, _ = data
+    net = kc.FCNetwork.init(5, [16, 12], activation="relu", seed=0)
+    net.save(tmp_path / "deep.h5")
+    net.save(tmp_path / "deep.npz")
+    out = tmp_path / "g.h5"
+    code, _, err = _run(["geometry", tmp_path / "deep.h5", tmp_path / "deep.npz", "--data",
+                         tmp_path / "X.npy", "--layer", "1", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    entries = io.load_diagnostics(out).entries
+    assert len(entries) == 2  # no run file: no trajectory
+    for e in entries:
+        att = kc.diagnostics.attractors(net, X, layer=1)
+        np.testing.assert_array_equal(e["attractor_labels"], att.labels)
+        assert e["attractor_layer"] == 1 and e["intrinsic_dimension"].shape == (2,)
+        assert "covariance_eigenvalues_1" in e and "compression" not in e
+        assert e["attractor_network_exact"]  # the last hidden layer, ReLU: exact
+    o = tmp_path / "e.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "K.h5"), "-q"]) == 0
+    cases = [
+        (["geometry", tmp_path / "K.h5", "-o", o], r"'gram' file; geometry reads run or network"),
+        (["geometry", tmp_path / "deep.h5", "-o", o], r"network checkpoint: pass --data"),
+        (["geometry", tmp_path / "deep.h5", "--data", tmp_path / "X.npy", "--layer", "2",
+          "-o", o], r"--layer 2 is out of range for a network with 2 hidden layer"),
+        (["geometry", tmp_path / "deep.h5", "--data", tmp_path / "X.npy", "-o", out],
+         r"g\.h5 exists; pass --force"),
+        (["geometry", tmp_path / "deep.h5", "-o", o, "--into-run"], r"not allowed with"),
+    ]
+    for argv, pattern in cases:
+        _user_error(argv, capsys, rf"^kernelcomp( geometry)?: error: .*{pattern}")
+    assert not o.exists()
+
+
+@pytest.mark.slow
+def test_geometry_at_mnist_size(tmp_path):
+    """``kernelcomp geometry`` on n = 20000 points.
+
+    The attractors and the TwoNN dimension of the representations at the scale
+    of MNIST; the Gauss-Newton spectrum (a full n x n eigendecomposition,
+    ~10 GB) is left out unless asked.
+    """
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        import contextlib, io as _io
+        from kernelcomp import io
+        from kernelcomp.cli import main
+        X = rng.standard_normal(({N_MNIST}, 5))
+        net = kc.FCNetwork.init(5, [24], activation="relu", seed=0)
+        net.save({str(tmp_path)!r} + "/net.h5")
+        np.save({str(tmp_path)!r} + "/X.npy", X)
+        out = {str(tmp_path)!r} + "/g.h5"
+        err = _io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(["geometry", {str(tmp_path)!r} + "/net.h5", "--data",
+                         {str(tmp_path)!r} + "/X.npy", "-o", out, "-q"]) == 0
+        assert "no Gauss-Newton spectrum beyond 3000 points" in err.getvalue()
+        e = io.load_diagnostics(out).entries[0]
+        assert e["n_samples"] == {N_MNIST} and "gauss_newton_eigenvalues" not in e
+        _, cache = net.forward(X, cache=True)
+        patterns = (cache.preactivations[0] > 0).T
+        labels = e["attractor_labels"]
+        for a in range(e["n_attractors"]):
+            assert (patterns[labels == a] == patterns[labels == a][0]).all()
+        assert 3 < e["intrinsic_dimension"][0] < 7  # a 5-D Gaussian through one ReLU layer
+    """, timeout=3000)

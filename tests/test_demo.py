@@ -64,6 +64,7 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["regimes"] == json.loads(json.dumps(s["regimes"]))
     _check_schema(on_disk, TINY)
+    assert "neurons.png" in on_disk["figures"]  # neurons at init, t* and the end
     for name in on_disk["figures"]:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # one run file per (regime, p, seed), readable, with the recorded numbers

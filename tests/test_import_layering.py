@@ -9,6 +9,8 @@
   imports ``network`` back (they take the class), and torch is imported only when
   a torch module is given.
 * ``_argtypes`` is a leaf shared by the command lines.
+* ``cli`` (a package, one module per subcommand) sits above ``demo``: the demo is
+  library code that knows nothing of the command line.
 """
 
 from __future__ import annotations
@@ -35,21 +37,34 @@ def _is_module(name: str) -> bool:
     return _source(name).exists()
 
 
+def _module_file(name: str) -> Path | None:
+    """The source of module ``name`` (a package's ``__init__.py``), or None."""
+    path = _source(name)
+    return path if path.exists() else None
+
+
 def _imported_modules(name: str) -> set[str]:
     """kernelcomp modules that module ``name`` imports, anywhere in its source.
 
+    For a package: what any of its modules imports (outside the package itself).
     Importing ``a.b.c`` imports the packages ``a.b`` and ``a`` too, so they are
     listed as well.
     """
+    path = _module_file(name)
+    assert path is not None, name
+    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
     found = set()
-    for node in ast.walk(ast.parse(_source(name).read_text(encoding="utf-8"))):
+    for node in (n for f in files for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("kernelcomp")}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kernelcomp"):
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}
     parents = {m.rsplit(".", k)[0] for m in found for k in range(1, m.count(".") + 1)}
-    return {m for m in found | parents if m != "kernelcomp" and _is_module(m)}
+    inside = f"{name}." if path.name == "__init__.py" else None
+    return {m for m in found | parents
+            if m != "kernelcomp" and _is_module(m)
+            and not (inside and (m == name or m.startswith(inside)))}
 
 
 def _package_modules(package: str) -> list[str]:
@@ -138,9 +153,33 @@ def test_kernels_and_network_files_need_neither_driver_nor_io(tmp_path):
 
 
 def test_cli_type_helpers_come_from_argtypes():
-    from kernelcomp import _argtypes, cli, demo
+    from kernelcomp import _argtypes, cli
+    from kernelcomp.cli import _train
 
     for name in _argtypes.__all__:
         assert getattr(cli, name) is getattr(_argtypes, name)
-    # kernelcomp.demo's option types are the same objects, wherever it imports them from
-    assert demo._positive_int is _argtypes.positive_int
+    assert _train.positive_int is _argtypes.positive_int
+
+
+def test_demo_is_library_code_below_the_cli():
+    imported = _imported_modules("kernelcomp.demo")
+    assert not {m for m in imported if m == "kernelcomp.cli" or m.startswith("kernelcomp.cli.")}
+    assert "kernelcomp._argtypes" not in imported
+    source = (PACKAGE / "demo.py").read_text(encoding="utf-8")
+    assert "argparse" not in source
+    assert "kernelcomp.demo" in _imported_modules("kernelcomp.cli")
+    # every subcommand module keeps its parser beside its handler
+    from kernelcomp import cli
+
+    for module in cli.SUBCOMMANDS:
+        assert callable(module.add_parser) and callable(module.run), module.__name__
+
+
+def test_cli_submodules_do_not_import_each_other_in_circles():
+    shared = {"kernelcomp.cli._common", "kernelcomp.cli._sources"}
+    assert not {m for m in _imported_modules("kernelcomp.cli._common")
+                if m.startswith("kernelcomp.cli")}
+    for name in ("_gram", "_kpca", "_geometry", "_info", "_train", "_demo"):
+        deps = {m for m in _imported_modules(f"kernelcomp.cli.{name}")
+                if m.startswith("kernelcomp.cli.")}
+        assert deps <= shared, (name, deps)

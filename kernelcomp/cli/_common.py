@@ -1,0 +1,203 @@
+"""What the subcommands share: user errors, the parser, output policy, progress, inputs.
+
+Every subcommand module (``_gram``, ``_kpca``, ``_geometry``, ``_info``,
+``_train``, ``_demo``) builds on this one; this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: exit status of a user error / of an interrupted command / of a closed pipe
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+class UsageError(Exception):
+    """A user error: reported as one line on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are raised (one line), not printed with usage."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """The ``-q/--quiet`` flag every subcommand has."""
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+
+
+def progress_on(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal, unless ``--quiet``."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A summary line on stdout, unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def check_output(out: Path, force: bool) -> Path:
+    """An output file to (over)write: refused if it exists without ``--force``."""
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out}: directory {out.parent} does not exist")
+    return out
+
+
+def check_plot_dir(plot: str | None) -> None:
+    """``--plot DIR``: a folder (or a new one); matplotlib importable before the work."""
+    if plot is None:
+        return
+    if Path(plot).exists() and not Path(plot).is_dir():
+        raise UsageError(f"--plot {plot} exists and is not a directory")
+    import kernelcomp.plotting  # noqa: F401  (fail before the work, not after it)
+
+
+def save_figure(path: Path, draw: Callable[[Any], Any], title: str | None = None,
+                size: tuple[float, float] = (5.5, 4.0)) -> Path:
+    """Draw ``draw(ax)`` on a new figure (no pyplot, no GUI) and save it as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    ax = draw(fig.add_subplot())
+    if title and hasattr(ax, "set_title"):
+        ax.set_title(title, fontsize="medium")
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def file_kind(p: Path) -> str:
+    """The extension that says how to read ``p`` (that of ``x.h5`` for ``x.h5.partial``)."""
+    ext = p.suffix.lower()
+    if ext == ".partial":  # the partial file of a run that did not finish
+        ext = Path(p.stem).suffix.lower()
+    return ext
+
+
+def h5_format(path: Path) -> str | None:
+    """The ``kernelcomp_format`` of an HDF5 file (None for a foreign one)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("kernelcomp_format")
+    except OSError as exc:
+        raise ValueError(f"{path} is not an HDF5 file ({exc})") from exc
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    return None if fmt is None else str(fmt)
+
+
+def labels(y: Any, name: str, n: int) -> np.ndarray:
+    """Labels as float64; two classes other than -1/+1 are mapped to -1/+1.
+
+    The paper's projections and MI use +-1 labels: with 0/1 labels the label
+    vector has a large mean and the projections measure something else.
+    """
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of labels, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} labels, but there are {n} samples")
+    classes = np.unique(arr)
+    if classes.size == 2 and not (arr.dtype.kind in "iuf" and set(classes.tolist()) == {-1, 1}):
+        print(
+            f"kernelcomp: {name}: classes {classes[0]!r} -> -1 and {classes[1]!r} -> +1 "
+            "(the paper's +-1 labels)",
+            file=sys.stderr,
+        )
+        return np.where(arr == classes[1], 1.0, -1.0)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} must be numeric (real targets) or have two classes, got dtype {arr.dtype} "
+            f"with {classes.size} classes"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr.astype(np.float64)
+
+
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C: ask to stop at the next block boundary; second: abort."""
+    state = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["hit"]:
+            raise KeyboardInterrupt
+        state["hit"] = True
+        print(
+            "\nkernelcomp: stopping after the current block (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: state["hit"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def diagnostics_destination(args: argparse.Namespace) -> Path:
+    """Where a diagnostics subcommand writes: ``-o DIAG.h5`` or ``--into-run`` (checked)."""
+    if args.into_run:
+        if len(args.files) != 1 or h5_format(Path(args.files[0])) != "run":
+            raise UsageError("--into-run needs exactly one FILE, a run file")
+        from kernelcomp import io
+
+        out = Path(args.files[0])
+        if args.name in io.file_info(out).get("diagnostics", []) and not args.force:
+            raise UsageError(
+                f"{out} already holds diagnostics {args.name!r}; pass --force to replace them"
+            )
+        return out
+    return check_output(Path(args.output), args.force)
+
+
+def write_diagnostics(args: argparse.Namespace, out: Path, entries: list[dict[str, Any]],
+                      config: dict[str, Any], what: str) -> None:
+    """Store ``entries`` in the diagnostics file ``out`` (or the run file, ``--into-run``)."""
+    from kernelcomp import io
+
+    if args.into_run:
+        io.add_run_diagnostics(out, entries, name=args.name, config=config, force=args.force)
+        say(args, f"added diagnostics/{args.name} to {out}: {what}")
+    else:
+        io.save_diagnostics(out, entries, config=config, force=args.force)
+        say(args, f"wrote {out}: {what}")
+
+
+@contextlib.contextmanager
+def progress_bar(args: argparse.Namespace, items: list[Any], desc: str,
+                 unit: str) -> Iterator[Any]:
+    """``items``, wrapped in a tqdm bar on a terminal when there are several."""
+    if not (progress_on(args) and len(items) > 1):
+        yield items
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(items, unit=unit, desc=desc)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -717,9 +717,15 @@ def gauss_newton_spectrum(
         tol = check_real(tol, "tol")
         if not 0 < tol < 1:
             raise ValueError(f"tol must be in (0, 1), got {tol}")
-    r = np.ones(p) if loss_curvature is None else np.sqrt(_curvature(loss_curvature, p))
-    M = (r[:, None] * K.astype(np.float64) * r[None, :]) / p
-    w = scipy.linalg.eigvalsh((M + M.T) / 2, check_finite=False)[::-1].copy()
+    # one float64 copy, scaled in place; LAPACK reads its lower triangle (K was
+    # checked symmetric), so no symmetrised temporary either
+    M = np.array(K, dtype=np.float64, order="F", copy=True)
+    if loss_curvature is not None:
+        r = np.sqrt(_curvature(loss_curvature, p))
+        M *= r[:, None]
+        M *= r[None, :]
+    M /= p
+    w = scipy.linalg.eigvalsh(M, lower=True, overwrite_a=True, check_finite=False)[::-1].copy()
     top = float(w[0])
     kept = w[w > tol * top] if top > 0 else w[:0]
     logs = np.log10(kept)

@@ -540,9 +540,9 @@ class NTK(_AnalyticKernel):
         activations (the ReLU family, linear) come out exact to ~1e-15, and
         smooth ones to about 1e-10 with the default when the pre-activation
         variances are <= 2 (3e-9 up to 4; the error grows with the variance).
-        The cost grows as ``n^2``: with the default, of the order of 0.2 ms
-        (erf, tanh NNGP) to 0.4 ms (tanh NTK) per entry and layer and thread,
-        100 to 200 times the erf closed form (``scripts/bench_quadrature.py``).
+        The cost grows as ``n^2``: with the default, about 50 us (erf, tanh
+        NNGP) to 100 us (tanh NTK) per entry and layer on one thread, some
+        thousands of times the closed forms (``scripts/bench_quadrature.py``).
 
     Notes
     -----

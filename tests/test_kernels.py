@@ -204,7 +204,7 @@ def test_kernel_objects_are_values():
 BAD_KERNELS = [
     (dict(depth=-1), ValueError, "depth must be >= 0"),
     (dict(depth=1.5), TypeError, "depth must be an integer"),
-    (dict(activation="softplus"), ValueError, "unknown activation 'softplus'"),
+    (dict(activation="cosine"), ValueError, "unknown activation 'cosine'"),
     (dict(activation=3), TypeError, "activation must be a string"),
     (dict(weight_std=[1.0, 2.0, 3.0]), ValueError, r"weight_std must have one value per Dense"),
     (dict(bias_std=[0.1]), ValueError, r"bias_std must have one value per Dense"),

@@ -1027,3 +1027,14 @@ def test_geometry_at_mnist_size(tmp_path):
             assert (patterns[labels == a] == patterns[labels == a][0]).all()
         assert 3 < e["intrinsic_dimension"][0] < 7  # a 5-D Gaussian through one ReLU layer
     """, timeout=3000)
+
+
+def test_gram_takes_every_activation_of_the_analytic_kernels(tmp_path):
+    # tanh has no closed form: the analytic kernel computes it by quadrature
+    X = np.random.default_rng(0).standard_normal((6, 3))
+    np.save(tmp_path / "X.npy", X)
+    out = tmp_path / "K.h5"
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(out), "--activation", "tanh",
+                 "--depth", "2"]) == 0
+    np.testing.assert_allclose(kc.io.load_gram(out), kc.NTK(depth=2, activation="tanh")(X),
+                               rtol=1e-12)

@@ -20,6 +20,7 @@ from kernelcomp.cli._common import (
     say,
 )
 from kernelcomp.cli._sources import add_torch_options, empirical_ntk, load_network
+from kernelcomp.kernels import _activation_names
 
 
 def add_parser(sub: Any) -> None:
@@ -46,8 +47,8 @@ def add_parser(sub: Any) -> None:
         help="hidden layers (default 1)",
     )
     analytic.add_argument(
-        "--activation", choices=("relu", "relu_unit", "erf"), default=argparse.SUPPRESS,
-        help="default: relu",
+        "--activation", choices=_activation_names(), default=argparse.SUPPRESS,
+        help="default: relu; relu, relu_unit and erf in closed form, the others by quadrature",
     )
     analytic.add_argument(
         "--weight-std", type=stds, metavar="S", default=argparse.SUPPRESS,

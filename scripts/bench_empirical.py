@@ -151,8 +151,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tup
 def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float) -> None:
     header = (
         f"{'config':<28} {'dtype':<8} {'kc s':>7} {'kc cpu':>7} {'first s':>7} {'kc MB':>6} "
-        f"{'2gemm s':>7} {'MB':>6} {'x2gemm':>6} {'full s':>7} {'xfull':>6} {'floor s':>7} "
-        f"{'xfloor':>6} {'jac s':>7} {'x jac':>6} {'rel.err':>8}"
+        f"{'2gemm s':>7} {'MB':>6} {'x2gemm':>6} {'cpu':>5} {'full s':>7} {'xfull':>6} "
+        f"{'floor s':>7} {'xfloor':>6} {'jac s':>7} {'x jac':>6} {'rel.err':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -200,14 +200,16 @@ def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float
             name = f"d={d} h={widths} n={n}"
             print(
                 f"{name:<28} {np.dtype(dt).name:<8} {t_kc:7.3f} {c_kc:7.3f} {first:7.3f} "
-                f"{mem_kc:6.0f} {t_ref:7.3f} {mem_ref:6.0f} {t_ref / t_kc:6.2f} {t_full:7.3f} "
+                f"{mem_kc:6.0f} {t_ref:7.3f} {mem_ref:6.0f} {t_ref / t_kc:6.2f} "
+                f"{best['two_gemm'][1] / c_kc:5.2f} {t_full:7.3f} "
                 f"{t_full / t_kc:6.2f} {fl} {jac} {err:8.1e}",
                 flush=True,
             )
             gc.collect()
     print(
         "\nseconds: wall, best of "
-        f"{repeat} interleaved rounds (kc cpu: CPU seconds of all threads); x2gemm / xfull / "
+        f"{repeat} interleaved rounds (kc cpu: CPU seconds of all threads); x2gemm (cpu: the "
+        "same ratio of CPU seconds) / xfull / "
         "x jac: reference wall seconds / kernelcomp wall seconds; xfloor: syrk floor / "
         "kernelcomp (1.0 = nothing left outside the two big products); MB: peak NumPy "
         "allocations of one call (n^2 float64 = n*n*8/2**20 MB); rel.err: Frobenius error "

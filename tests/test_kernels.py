@@ -212,6 +212,23 @@ def test_fused_dot_products_sum_features_in_order(rng, d):
     assert np.array_equal(fused, k(X, Y))
 
 
+@pytest.mark.slow
+def test_fused_gram_at_mnist_size():
+    # float64, d <= FUSED_MAX_FEATURES: the tile pass's own dot products, n = 20000
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        X = rng.standard_normal(({N_MNIST}, 10))
+        k = kc.NTK(depth=4, bias_std=0.1)
+        K = k(X)
+        assert K.shape == ({N_MNIST}, {N_MNIST})
+        # the same operations wherever an entry lies: rows of a cross Gram are bit-identical
+        assert bool((K[idx] == k(X[idx], X)).all())
+        assert bool((K[:, idx].T == k(X[idx], X)).all())
+        assert bool((np.diag(K)[idx] == k.diag(X[idx])).all())
+    """)
+
+
 # ---------------------------------------------------------------- degenerate inputs
 
 

@@ -41,22 +41,17 @@ _ACTIVATIONS = {"relu": _core.RELU, "relu_unit": _core.RELU, "erf": _core.ERF}
 _ACTIVATION_SCALE2 = {"relu_unit": 2.0}
 _PARAMETERIZATIONS = ("ntk", "standard")
 #: input dimension up to which dot products are computed inside the tile pass
-#: (above it, BLAS writes them into the output first), float64 inputs: measured
-#: crossover d ~ 48 at n = 5000, depth 2 and 4 (scripts/bench_gram.py --crossover)
-FUSED_MAX_FEATURES = 40
-#: the same for float32 inputs, where BLAS's single-precision products are twice
-#: as fast and the fused loop still sums in float64: crossover d ~ 20-32
-FUSED_MAX_FEATURES_FLOAT32 = 24
+#: (above it, BLAS writes them into the output first), float32 and float64 alike.
+#: Measured with scripts/bench_gram.py --crossover at n = 5000, depth 2 and 4, on 2
+#: threads: the fused pass is faster than BLAS + tile pass up to d ~ 96 (float64)
+#: and d ~ 64 (float32); on one thread BLAS wins from d ~ 48 (float64) and d ~ 24
+#: (float32). A thread-dependent route would make results depend on the thread count.
+FUSED_MAX_FEATURES = 64
 #: tile edge of the O(n^2) pass
 TILE = 128
 _EPS64 = float(np.finfo(np.float64).eps)
 #: correlations within this distance of +-1 are rounding noise and snap to +-1
 _SNAP = 32.0 * _EPS64
-
-
-def _fused_max_features(dtype: np.dtype) -> int:
-    """The largest input dimension whose dot products the tile pass computes itself."""
-    return FUSED_MAX_FEATURES_FLOAT32 if dtype == np.float32 else FUSED_MAX_FEATURES
 
 
 def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
@@ -210,7 +205,7 @@ class _AnalyticKernel(Kernel):
         _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
         # the transpose feeds the fused dot products (in float64: exact for float32
         # inputs, and no conversion in the inner loop); BLAS needs none
-        fused = d <= _fused_max_features(X.dtype)
+        fused = d <= FUSED_MAX_FEATURES
         Xt = np.ascontiguousarray(X.T, dtype=np.float64) if fused else np.empty((0, 0))
         return _Prepared(X, Xt, a, b, dg, sqn, rsq)
 
@@ -228,7 +223,7 @@ class _AnalyticKernel(Kernel):
     def _fill(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
         d = px.X.shape[1]
         p = self._layer_params(d)
-        fused = d <= _fused_max_features(out.dtype)
+        fused = d <= FUSED_MAX_FEATURES
         snap_dot = 0.0
         if not fused:
             _blas_dots(px.X, None if symmetric else py.X, out)

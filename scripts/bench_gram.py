@@ -87,11 +87,11 @@ class route:
         self.limit = 10**9 if fused else -1
 
     def __enter__(self) -> None:
-        self.saved = (kernels_module.FUSED_MAX_FEATURES, kernels_module.FUSED_MAX_FEATURES_FLOAT32)
-        kernels_module.FUSED_MAX_FEATURES = kernels_module.FUSED_MAX_FEATURES_FLOAT32 = self.limit
+        self.saved = kernels_module.FUSED_MAX_FEATURES
+        kernels_module.FUSED_MAX_FEATURES = self.limit
 
     def __exit__(self, *exc: object) -> None:
-        kernels_module.FUSED_MAX_FEATURES, kernels_module.FUSED_MAX_FEATURES_FLOAT32 = self.saved
+        kernels_module.FUSED_MAX_FEATURES = self.saved
 
 
 def forced(k, X, fused: bool):
@@ -108,7 +108,7 @@ def crossover(args: argparse.Namespace) -> None:
           f"{'BLAS s':>7} {'cpu':>6} | {'fused/BLAS':>10} | kernelcomp takes")
     for n in args.n:
         for dt in args.dtype:
-            limit = kernels_module._fused_max_features(np.dtype(dt))
+            limit = kernels_module.FUSED_MAX_FEATURES
             for depth in args.depth:
                 k = kc.NTK(depth=depth, bias_std=0.1)
                 for d in ds:
@@ -121,9 +121,8 @@ def crossover(args: argparse.Namespace) -> None:
                     print(f"{n:>6} {d:>4} {depth:>2} {dt:>7} | {fw:7.3f} {fc:6.3f} | {bw:7.3f} "
                           f"{bc:6.3f} | {fw / bw:10.2f} | {'fused' if d <= limit else 'BLAS'}",
                           flush=True)
-    print(f"\nthresholds: FUSED_MAX_FEATURES = {kernels_module.FUSED_MAX_FEATURES} (float64), "
-          f"FUSED_MAX_FEATURES_FLOAT32 = {kernels_module.FUSED_MAX_FEATURES_FLOAT32}; "
-          f"best of {args.repeats} interleaved rounds")
+    print(f"\nFUSED_MAX_FEATURES = {kernels_module.FUSED_MAX_FEATURES}; best of {args.repeats} "
+          "interleaved rounds")
 
 
 def peak_bytes(fn) -> int:
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             X64 = rng.standard_normal((n, d))
             for dt in args.dtype:
                 X = X64.astype(dt)
-                fused = d <= kernels_module._fused_max_features(np.dtype(dt))
+                fused = d <= kernels_module.FUSED_MAX_FEATURES
                 for depth in args.depth:
                     k = kc.NTK(depth=depth, bias_std=0.1)
                     k(X[:100])  # compile outside the timing
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                     b = interleaved({"kc": lambda k=k, X=X: k(X),
                                      "other": lambda k=k, X=X, f=fused: forced(k, X, not f),
                                      "blas": lambda X=X: X @ X.T}, args.repeats)
-                    (sec, cpu), other, floor = b["kc"], b["other"][0], b["blas"][0]
+                    (sec, cpu), (other, ocpu), floor = b["kc"], b["other"], b["blas"][0]
                     peak = peak_bytes(lambda k=k, X=X: k(X)) / (n * n * X.dtype.itemsize)
                     if args.no_numpy:
                         ref_s, speed = float("nan"), float("nan")
@@ -224,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         speed = ref_s / sec
                     print(f"{n:>6} {d:>4} {depth:>2} {dt:>7} {'fused' if fused else 'BLAS':>5} | "
                           f"{sec:7.3f} {cpu:6.3f} {n * n / sec / 1e9:6.2f} {peak:8.2f} | "
-                          f"{other:7.3f} {other / sec:6.2f}x | {floor:7.3f} | {ref_s:7.2f} "
-                          f"{speed:6.1f}x", flush=True)
+                          f"{other:7.3f} {ocpu:6.3f} {other / sec:6.2f}x | {floor:7.3f} | "
+                          f"{ref_s:7.2f} {speed:6.1f}x", flush=True)
     print(f"\nbest of {args.repeats} interleaved rounds; x other: the other dot-product route's "
           "seconds / kernelcomp's; cpu: CPU seconds of all threads")
     return 0

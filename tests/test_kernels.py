@@ -130,9 +130,7 @@ def test_float32(rng, d, activation):
 
 
 def _force_route(monkeypatch, fused: bool) -> None:
-    limit = 10**9 if fused else 0
-    monkeypatch.setattr(kernels_module, "FUSED_MAX_FEATURES", limit)
-    monkeypatch.setattr(kernels_module, "FUSED_MAX_FEATURES_FLOAT32", limit)
+    monkeypatch.setattr(kernels_module, "FUSED_MAX_FEATURES", 10**9 if fused else 0)
 
 
 def test_neural_tangents_fixtures_with_blas_dot_products(nt_reference, monkeypatch):
@@ -151,17 +149,10 @@ def test_neural_tangents_fixtures_with_blas_dot_products(nt_reference, monkeypat
             assert relative_error(np.diag(k(X)), exact) <= 1e-13
 
 
-def test_crossover_thresholds():
-    f = kernels_module._fused_max_features
-    assert f(np.dtype(np.float64)) == kernels_module.FUSED_MAX_FEATURES == 40
-    assert f(np.dtype(np.float32)) == kernels_module.FUSED_MAX_FEATURES_FLOAT32 == 24
-
-
 @pytest.mark.parametrize(
     "d,dtype",
-    # the dimensions whose route moved from fused to BLAS, and the last fused ones
-    [(40, np.float64), (41, np.float64), (64, np.float64), (24, np.float32), (25, np.float32),
-     (64, np.float32)],
+    # the last fused dimension and the first BLAS one
+    [(64, np.float64), (65, np.float64), (64, np.float32), (65, np.float32)],
 )
 @pytest.mark.parametrize("cfg", [CONFIGS[3], CONFIGS[5], CONFIGS[6]], ids=["relu", "erf", "std"])
 def test_routes_near_the_crossover_match_the_reference(rng, monkeypatch, d, dtype, cfg):

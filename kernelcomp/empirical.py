@@ -69,8 +69,11 @@ def _clear_lower(a: np.ndarray) -> None:
 def _block_row(
     P: np.ndarray, Q: np.ndarray, i0: int, i1: int, symmetric: bool, dtype: np.dtype
 ) -> np.ndarray:
-    """Rows ``i0:i1`` of ``P @ Q.T``: all columns, or (symmetric, ``P is Q``) the
-    columns ``i0:`` with the strict lower triangle of the diagonal block zeroed."""
+    """Rows ``i0:i1`` of ``P @ Q.T``.
+
+    All columns, or (symmetric, ``P is Q``) the columns ``i0:`` with the strict
+    lower triangle of the diagonal block zeroed.
+    """
     if not symmetric:
         s = np.empty((i1 - i0, Q.shape[0]), dtype=dtype)
         gemm_nt(s, P[i0:i1], Q)

@@ -59,9 +59,15 @@ QUADRATURE_NODES = _quad.DEFAULT_NODES
 def _activation_names() -> list[str]:
     """Every activation the analytic kernels accept: closed forms and quadrature codes."""
     return sorted(set(_CLOSED_FORMS) | set(_CODES))
+
+
 _PARAMETERIZATIONS = ("ntk", "standard")
 #: input dimension up to which dot products are computed inside the tile pass
-#: (above it, BLAS writes them into the output first)
+#: (above it, BLAS writes them into the output first), float32 and float64 alike.
+#: Measured with scripts/bench_gram.py --crossover at n = 5000, depth 2 and 4, on 2
+#: threads: the fused pass is faster than BLAS + tile pass up to d ~ 96 (float64)
+#: and d ~ 64 (float32); on one thread BLAS wins from d ~ 48 (float64) and d ~ 24
+#: (float32). A thread-dependent route would make results depend on the thread count.
 FUSED_MAX_FEATURES = 64
 #: tile edge of the O(n^2) pass
 TILE = 128
@@ -250,8 +256,10 @@ class _AnalyticKernel(Kernel):
             _quad.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p, **rules)
         else:
             _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
-        # the transpose feeds the fused dot products; BLAS needs none
-        Xt = np.ascontiguousarray(X.T) if d <= FUSED_MAX_FEATURES else np.empty((0, 0), X.dtype)
+        # the transpose feeds the fused dot products (in float64: exact for float32
+        # inputs, and no conversion in the inner loop); BLAS needs none
+        fused = d <= FUSED_MAX_FEATURES
+        Xt = np.ascontiguousarray(X.T, dtype=np.float64) if fused else np.empty((0, 0))
         return _Prepared(X, Xt, a, b, dg, sqn, rsq)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:

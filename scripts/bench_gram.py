@@ -1,18 +1,29 @@
 #!/usr/bin/env python
 """Benchmark of the analytic Gram matrices (kc.NTK / kc.NNGP).
 
-Prints, for each n, d, depth and dtype: median seconds over repeats, Gram
+Prints, for each n, d, depth and dtype: wall and CPU seconds (best of
+``--repeat`` interleaved rounds: one call of each candidate per round), Gram
 entries per second, peak memory (numpy-visible allocations, as a multiple of
-the output matrix), the time of a vectorised NumPy implementation of the same
-recursion run in the same process (and the speed-up over it), and the BLAS
-floor X @ X.T alone. First-call times (cold compile, and cache warm in a fresh
-process) are measured in subprocesses.
+the output matrix), and next to them, measured in the same rounds,
+
+* ``other route``: the same Gram with the dot products taken the other way
+  (fused in the tile pass when kernelcomp uses BLAS, BLAS when it fuses), i.e.
+  what the ``FUSED_MAX_FEATURES`` threshold decides between;
+* the BLAS floor ``X @ X.T`` alone;
+* a vectorised NumPy implementation of the same recursion (one call) and the
+  speed-up over it.
+
+First-call times (cold compile, and cache warm in a fresh process) are
+measured in subprocesses. ``--crossover`` instead prints fused vs BLAS over a
+range of d (the measurement behind ``FUSED_MAX_FEATURES``). The machine may be
+shared: compare ratios within one run, not seconds across runs.
 
 Usage::
 
     python scripts/bench_gram.py                 # the issue's grid (slow: ~15 min)
     python scripts/bench_gram.py --quick         # n = 2000, 5000 only
     python scripts/bench_gram.py --n 5000 --d 10 --depth 1 2 4 --dtype float64
+    python scripts/bench_gram.py --crossover --n 5000 --depth 2 4   # fused vs BLAS over d
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import tracemalloc
 import numpy as np
 
 import kernelcomp as kc
+import kernelcomp.kernels as kernels_module
 from kernelcomp._parallel import max_threads
 
 
@@ -55,15 +67,62 @@ def numpy_ntk(X: np.ndarray, depth: int, weight_std: float, bias_std: float) -> 
     return t
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) seconds of each callable over ``repeats`` rounds of one call each."""
+    best = {name: (float("inf"), float("inf")) for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-        del out
-        out = None
-    return float(np.median(times)), out
+        for name, fn in fns.items():
+            w, c = time.perf_counter(), time.process_time()
+            out = fn()
+            w, c = time.perf_counter() - w, time.process_time() - c
+            del out
+            best[name] = (min(best[name][0], w), min(best[name][1], c))
+    return best
+
+
+class route:
+    """Context manager forcing the dot-product route: fused (True) or BLAS (False)."""
+
+    def __init__(self, fused: bool) -> None:
+        self.limit = 10**9 if fused else -1
+
+    def __enter__(self) -> None:
+        self.saved = kernels_module.FUSED_MAX_FEATURES
+        kernels_module.FUSED_MAX_FEATURES = self.limit
+
+    def __exit__(self, *exc: object) -> None:
+        kernels_module.FUSED_MAX_FEATURES = self.saved
+
+
+def forced(k, X, fused: bool):
+    """``k(X)`` with the dot products taken by the given route."""
+    with route(fused):
+        return k(X)
+
+
+def crossover(args: argparse.Namespace) -> None:
+    """Fused vs BLAS dot products over d, for each n, depth and dtype."""
+    ds = args.d if args.d != [10, 784] else [8, 16, 24, 32, 40, 48, 56, 64, 80]
+    rng = np.random.default_rng(0)
+    print(f"{'n':>6} {'d':>4} {'L':>2} {'dtype':>7} | {'fused s':>7} {'cpu':>6} | "
+          f"{'BLAS s':>7} {'cpu':>6} | {'fused/BLAS':>10} | kernelcomp takes")
+    for n in args.n:
+        for dt in args.dtype:
+            limit = kernels_module.FUSED_MAX_FEATURES
+            for depth in args.depth:
+                k = kc.NTK(depth=depth, bias_std=0.1)
+                for d in ds:
+                    X = rng.standard_normal((n, d)).astype(dt)
+                    for fused in (True, False):
+                        forced(k, X[:50], fused)  # compile outside the timing
+                    b = interleaved({"fused": lambda k=k, X=X: forced(k, X, True),
+                                     "blas": lambda k=k, X=X: forced(k, X, False)}, args.repeats)
+                    (fw, fc), (bw, bc) = b["fused"], b["blas"]
+                    print(f"{n:>6} {d:>4} {depth:>2} {dt:>7} | {fw:7.3f} {fc:6.3f} | {bw:7.3f} "
+                          f"{bc:6.3f} | {fw / bw:10.2f} | {'fused' if d <= limit else 'BLAS'}",
+                          flush=True)
+    print(f"\nFUSED_MAX_FEATURES = {kernels_module.FUSED_MAX_FEATURES}; best of {args.repeats} "
+          "interleaved rounds")
 
 
 def peak_bytes(fn) -> int:
@@ -80,6 +139,7 @@ FIRST_CALL = """
 import time, numpy as np
 t0 = time.perf_counter()
 import kernelcomp as kc
+import kernelcomp.kernels as kernels_module
 from kernelcomp._parallel import max_threads
 t1 = time.perf_counter()
 X = np.random.default_rng(0).standard_normal((50, {d})).astype("{dtype}")
@@ -109,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--d", type=int, nargs="+", default=[10, 784])
     p.add_argument("--depth", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--dtype", nargs="+", default=["float64", "float32"])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference")
     p.add_argument("--quick", action="store_true", help="n in {2000, 5000}")
+    p.add_argument("--crossover", action="store_true", help="fused vs BLAS dot products over d")
+    p.add_argument("--no-first-call", action="store_true", help="skip the subprocess timings")
     args = p.parse_args(argv)
     if args.quick:
         args.n = [n for n in args.n if n <= 5000]
@@ -121,15 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} thr)"
                      for i in threadpool_info() if i["user_api"] == "blas")
     print(f"kernelcomp {kc.__version__}; numpy {np.__version__}; BLAS: {blas}; "
-          f"numba threads: {max_threads()}")
-    for d in sorted(set(args.d)):
-        for dt in args.dtype:
-            imp, cold, warm = first_call(d, dt)
-            print(f"first call d={d} {dt}: import {imp:.2f} s, cold compile {cold:.2f} s, "
-                  f"cache warm {warm:.2f} s")
+          f"numba threads: {max_threads()}; load average {os.getloadavg()[0]:.1f}")
+    if args.crossover:
+        crossover(args)
+        return 0
+    if not args.no_first_call:
+        for d in sorted(set(args.d)):
+            for dt in args.dtype:
+                imp, cold, warm = first_call(d, dt)
+                print(f"first call d={d} {dt}: import {imp:.2f} s, cold compile {cold:.2f} s, "
+                      f"cache warm {warm:.2f} s")
     print()
-    header = (f"{'n':>6} {'d':>4} {'L':>2} {'dtype':>7} | {'kc s':>7} {'Gent/s':>7} "
-              f"{'peak/out':>8} | {'numpy s':>7} {'speedup':>7} | {'X@X.T s':>7}")
+    header = (f"{'n':>6} {'d':>4} {'L':>2} {'dtype':>7} {'route':>5} | {'kc s':>7} {'cpu':>6} "
+              f"{'Gent/s':>6} {'peak/out':>8} | {'other s':>7} {'x other':>7} | {'X@X.T s':>7} | "
+              f"{'numpy s':>7} {'speedup':>7}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
@@ -138,19 +205,28 @@ def main(argv: list[str] | None = None) -> int:
             X64 = rng.standard_normal((n, d))
             for dt in args.dtype:
                 X = X64.astype(dt)
-                floor, _ = timed(lambda X=X: X @ X.T, args.repeats)
+                fused = d <= kernels_module.FUSED_MAX_FEATURES
                 for depth in args.depth:
                     k = kc.NTK(depth=depth, bias_std=0.1)
                     k(X[:100])  # compile outside the timing
-                    sec, _ = timed(lambda k=k, X=X: k(X), args.repeats)
+                    forced(k, X[:100], not fused)
+                    b = interleaved({"kc": lambda k=k, X=X: k(X),
+                                     "other": lambda k=k, X=X, f=fused: forced(k, X, not f),
+                                     "blas": lambda X=X: X @ X.T}, args.repeats)
+                    (sec, cpu), (other, ocpu), floor = b["kc"], b["other"], b["blas"][0]
                     peak = peak_bytes(lambda k=k, X=X: k(X)) / (n * n * X.dtype.itemsize)
                     if args.no_numpy:
                         ref_s, speed = float("nan"), float("nan")
                     else:
-                        ref_s, _ = timed(lambda X=X, depth=depth: numpy_ntk(X, depth, 1.0, 0.1), 1)
+                        ref_s = interleaved({"np": lambda X=X, depth=depth:
+                                             numpy_ntk(X, depth, 1.0, 0.1)}, 1)["np"][0]
                         speed = ref_s / sec
-                    print(f"{n:>6} {d:>4} {depth:>2} {dt:>7} | {sec:7.3f} {n * n / sec / 1e9:7.2f} "
-                          f"{peak:8.2f} | {ref_s:7.2f} {speed:6.1f}x | {floor:7.3f}", flush=True)
+                    print(f"{n:>6} {d:>4} {depth:>2} {dt:>7} {'fused' if fused else 'BLAS':>5} | "
+                          f"{sec:7.3f} {cpu:6.3f} {n * n / sec / 1e9:6.2f} {peak:8.2f} | "
+                          f"{other:7.3f} {ocpu:6.3f} {other / sec:6.2f}x | {floor:7.3f} | "
+                          f"{ref_s:7.2f} {speed:6.1f}x", flush=True)
+    print(f"\nbest of {args.repeats} interleaved rounds; x other: the other dot-product route's "
+          "seconds / kernelcomp's; cpu: CPU seconds of all threads")
     return 0
 
 

@@ -299,6 +299,54 @@ def test_symmetric_path_on_many_tiles_matches_cross_path(budget, monkeypatch, rn
                 assert _rel(K, naive.one_hidden_closed_form(net, X)) < tol
 
 
+def _count_blas_flops(monkeypatch):
+    """Multiply-adds handed to BLAS by kernelcomp.empirical's O(n^2) products."""
+    flops = {"syrk": 0, "gemm": 0}
+    syrk, gemm = emp.syrk_upper, emp.gemm_nt
+
+    def counted_syrk(C, A, *args, **kwargs):
+        flops["syrk"] += C.shape[0] * (C.shape[0] + 1) // 2 * A.shape[1]
+        syrk(C, A, *args, **kwargs)
+
+    def counted_gemm(C, A, B, *args, **kwargs):
+        flops["gemm"] += C.shape[0] * C.shape[1] * A.shape[1]
+        gemm(C, A, B, *args, **kwargs)
+
+    monkeypatch.setattr(emp, "syrk_upper", counted_syrk)
+    monkeypatch.setattr(emp, "gemm_nt", counted_gemm)
+    return flops
+
+
+@pytest.mark.parametrize("budget", [None, 8 * 300 * 70])
+@pytest.mark.parametrize("widths,K", [((200,), 1), ((30, 20), 1), ((30, 20), 3)])
+def test_symmetric_gram_needs_half_the_products(budget, widths, K, monkeypatch, rng):
+    """k(X) computes one triangle of every n x n product, mirrored.
+
+    syrk on diagonal blocks, GEMM right of them: half the multiply-adds of
+    k(X, X'); exactly symmetric and equal to the cross path and to the explicit
+    Jacobian.
+    """
+    if budget is not None:
+        monkeypatch.setattr(emp, "_SCRATCH_BYTES", budget)  # several row blocks
+    net = _net("ntk", "relu", widths, K=K, d=5)
+    X = rng.standard_normal((300, 5))
+    k = kc.EmpiricalNTK(net)
+    k(X[:3])  # compile outside the counts
+    R = naive.ntk(net, X)
+    flops = _count_blas_flops(monkeypatch)
+    cross = k(X, X.copy())
+    full = flops["syrk"] + flops["gemm"]
+    flops["syrk"] = flops["gemm"] = 0
+    K_sym = k(X)
+    half = flops["syrk"] + flops["gemm"]
+    assert flops["syrk"] > 0
+    n = X.shape[0]
+    assert half <= full * (n + 1) / (2 * n) * 1.02, (half, full)
+    np.testing.assert_array_equal(K_sym, K_sym.T)
+    assert _rel(K_sym, cross) < TOL[np.float64]
+    assert _rel(K_sym, R) < TOL[np.float64]
+
+
 def test_psd_and_duplicates(rng):
     net = _net("mean_field", "relu_unit", (30,))
     X = rng.standard_normal((25, 4))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
+import kernelcomp.kernels as kernels_module
 from kernelcomp._kernels import analytic as core
 from tests.naive import analytic_diag, analytic_kernel, relative_error, symmetric_error
 
@@ -123,6 +124,103 @@ def test_float32(rng, d, activation):
     assert k(X, Y64).dtype == np.float64
     assert k(X64, dtype="float32").dtype == np.float32
     assert k(X, dtype=np.float64).dtype == np.float64
+
+
+# ---------------------------------------------------------------- dot-product routes
+
+
+def _force_route(monkeypatch, fused: bool) -> None:
+    monkeypatch.setattr(kernels_module, "FUSED_MAX_FEATURES", 10**9 if fused else 0)
+
+
+def test_neural_tangents_fixtures_with_blas_dot_products(nt_reference, monkeypatch):
+    # the fixtures' d = 7 takes the fused route; the BLAS route must agree with them too
+    _force_route(monkeypatch, fused=False)
+    X, Y = nt_reference["X"], nt_reference["Y"]
+    for cfg in _fixture_cases():
+        for name, cls in (("nngp", kc.NNGP), ("ntk", kc.NTK)):
+            k = cls(**_kwargs(cfg))
+            for part, args in (("xx", (X,)), ("xy", (X, Y))):
+                ref = nt_reference[cfg["keys"][f"{name}_{part}"]]
+                got = k(*args)
+                off = ~np.eye(*ref.shape, dtype=bool) if part == "xx" else np.ones(ref.shape, bool)
+                assert relative_error(got[off], ref[off]) <= 1e-12, (cfg["id"], name, part)
+            exact = nt_reference[cfg["keys"][f"{name}_xx_diag_exact"]]
+            assert relative_error(np.diag(k(X)), exact) <= 1e-13
+
+
+@pytest.mark.parametrize(
+    "d,dtype",
+    # the last fused dimension and the first BLAS one
+    [(64, np.float64), (65, np.float64), (64, np.float32), (65, np.float32)],
+)
+@pytest.mark.parametrize("cfg", [CONFIGS[3], CONFIGS[5], CONFIGS[6]], ids=["relu", "erf", "std"])
+def test_routes_near_the_crossover_match_the_reference(rng, monkeypatch, d, dtype, cfg):
+    X = rng.standard_normal((45, d))
+    X[5] = X[2]  # identical rows must still reproduce the diagonal exactly
+    Y = rng.standard_normal((21, d))
+    k = kc.NTK(**cfg)
+    Xd, Yd = X.astype(dtype), Y.astype(dtype)
+    K, C = k(Xd), k(Xd, Yd)
+    assert K.dtype == C.dtype == dtype
+    x64, y64 = Xd.astype(np.float64), Yd.astype(np.float64)
+    tol = TOL[dtype]
+    ref = analytic_kernel(x64, **cfg)
+    np.fill_diagonal(ref, analytic_diag(x64, **cfg))
+    ref[5, 2] = ref[2, 5] = ref[2, 2]  # the matrix recursion is ~1e-8 there: use the exact value
+    assert relative_error(K, ref) <= tol
+    assert relative_error(C, analytic_kernel(x64, y64, **cfg)) <= tol
+    assert np.array_equal(K, K.T) and np.array_equal(np.diag(K), k.diag(Xd))
+    assert K[5, 2] == K[2, 2] == K[5, 5]
+    for fused in (True, False):  # both routes agree wherever they are taken
+        _force_route(monkeypatch, fused)
+        assert relative_error(k(Xd), K) <= (1e-13 if dtype == np.float64 else tol)
+        assert relative_error(k(Xd, Yd), C) <= (1e-13 if dtype == np.float64 else tol)
+
+
+@pytest.mark.parametrize("d", [1, 3, 4, 5, 8, 11, 16])
+def test_fused_dot_products_sum_features_in_order(rng, d):
+    """The fused loop (four features per sweep) gives exactly the sequential float64 sum.
+
+    That is ``((x0 y0 + x1 y1) + x2 y2) + ...``: the tile pass fed these sums as
+    precomputed dot products (no snapping) must then reproduce the fused result
+    bit for bit.
+    """
+    X = rng.standard_normal((70, d)) * rng.uniform(0.1, 10.0, size=d)
+    Y = rng.standard_normal((50, d))
+    seq = np.zeros((70, 50))
+    for j in range(d):
+        seq = seq + X[:, j, None] * Y[None, :, j]
+    k = kc.NTK(depth=2, bias_std=0.3)
+    px, py = k._prepare(X), k._prepare(Y)
+    assert px.Xt.dtype == np.float64 and px.Xt.shape == (d, 70)
+    args = (px.X, py.Xt, px.a, px.b, px.dg, px.sqn, px.rsq, py.a, py.b, py.sqn, py.rsq)
+    p = k._layer_params(d)
+    fused = np.empty((70, 50))
+    core.tiles(*args, symmetric=False, use_out_dot=False, tile=16, out=fused,
+               snap=kernels_module._SNAP, snap_dot=0.0, **p)  # fmt: skip
+    given = seq.copy()
+    core.tiles(*args, symmetric=False, use_out_dot=True, tile=16, out=given,
+               snap=kernels_module._SNAP, snap_dot=-1.0, **p)  # fmt: skip
+    assert np.array_equal(fused, given)
+    assert np.array_equal(fused, k(X, Y))
+
+
+@pytest.mark.slow
+def test_fused_gram_at_mnist_size():
+    # float64, d <= FUSED_MAX_FEATURES: the tile pass's own dot products, n = 20000
+    from tests.test_linalg import N_MNIST, _run_at_mnist_size
+
+    _run_at_mnist_size(f"""
+        X = rng.standard_normal(({N_MNIST}, 10))
+        k = kc.NTK(depth=4, bias_std=0.1)
+        K = k(X)
+        assert K.shape == ({N_MNIST}, {N_MNIST})
+        # the same operations wherever an entry lies: rows of a cross Gram are bit-identical
+        assert bool((K[idx] == k(X[idx], X)).all())
+        assert bool((K[:, idx].T == k(X[idx], X)).all())
+        assert bool((np.diag(K)[idx] == k.diag(X[idx])).all())
+    """)
 
 
 # ---------------------------------------------------------------- degenerate inputs

@@ -37,8 +37,9 @@ def _post_activation(
     d_out: np.ndarray,
     d_scale: np.ndarray,
 ) -> None:
-    """Fused ``z = c P + sb``, then ``a_out = phi(z)``, ``f_out = f_scale phi(z)`` and
-    ``d_out = phi'(z) d_scale``.
+    """Fused ``z = c P + sb``, then the activations and derivatives of one layer.
+
+    ``a_out = phi(z)``, ``f_out = f_scale phi(z)`` and ``d_out = phi'(z) d_scale``.
 
     Parameters
     ----------

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._validation import check_int, check_matrix, check_real
+from kernelcomp._validation import check_gram, check_int, check_matrix, check_real
 from kernelcomp.network import FCNetwork
 
 # kernelcomp.diagnostics is imported inside the functions: it re-exports the names of
@@ -706,9 +706,7 @@ def gauss_newton_spectrum(
     """
     import scipy.linalg
 
-    from kernelcomp import diagnostics as _dg
-
-    K = _dg._check_gram(K, "K")
+    K = check_gram(K, "K")
     p = K.shape[0]
     eps = float(np.finfo(K.dtype).eps)
     if tol is None:

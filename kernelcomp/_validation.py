@@ -247,3 +247,78 @@ def check_labels(y: Any, n: int, name: str = "y", *, kind: str = "binary") -> np
     elif not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity; all {what} must be finite")
     return arr
+
+
+# -- Gram matrices -------------------------------------------------------------------
+#: tile edge of the symmetry check
+SYM_TILE = 256
+#: relative asymmetry, in units of machine epsilon, up to which a Gram matrix counts
+#: as exactly symmetric: above it the estimators warn that they use (K + K.T) / 2
+SYMMETRIC_ROUNDOFF_EPS = 1e3
+
+
+def symmetry_tolerance(dtype: Any) -> float:
+    """Relative asymmetry ``max|K - K.T| / max|K|`` above which a Gram matrix is refused.
+
+    ``sqrt(eps)`` of ``dtype``: far above the round-off of any Gram computation
+    (those are symmetric to a few eps, or exactly), far below a wrong input.
+    Below it, an asymmetry larger than :data:`SYMMETRIC_ROUNDOFF_EPS` eps is
+    round-off that the estimators average away (with a warning).
+
+    Examples
+    --------
+    >>> symmetry_tolerance(np.float32) > symmetry_tolerance(np.float64)
+    True
+    """
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def check_square_gram(K: np.ndarray, name: str = "K") -> None:
+    """Raise ValueError unless the 2-D array ``K`` is square (one message everywhere)."""
+    if K.shape[0] != K.shape[1]:
+        raise ValueError(f"{name} must be a square Gram matrix, got shape {K.shape}")
+
+
+def check_gram(K: Any, name: str = "K", *, symmetric: bool = True) -> np.ndarray:
+    """A finite, square, (numerically) symmetric float32/float64 matrix.
+
+    Parameters
+    ----------
+    K : array-like of shape (n, n)
+    name : str, default "K"
+        The argument's name, used in error messages.
+    symmetric : bool, default True
+        Check ``max|K - K.T| <= symmetry_tolerance(dtype) * max|K|`` (one pass
+        over square tiles of the upper triangle and their mirror images, which
+        both stay in cache).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``K`` as validated by :func:`check_matrix` (no copy when it already
+        qualifies).
+
+    Raises
+    ------
+    ValueError
+        If ``K`` is not square, or not symmetric within the tolerance.
+    """
+    K = check_matrix(K, name)
+    check_square_gram(K, name)
+    if symmetric:
+        n = K.shape[0]
+        scale = max(abs(float(K.max())), abs(float(K.min()))) if n else 0.0
+        tol = symmetry_tolerance(K.dtype) * scale
+        worst = 0.0
+        b = SYM_TILE
+        for i0 in range(0, n, b):
+            for j0 in range(i0, n, b):
+                d = float(np.abs(K[i0 : i0 + b, j0 : j0 + b] - K[j0 : j0 + b, i0 : i0 + b].T).max())
+                worst = max(worst, d)
+        if worst > tol:
+            raise ValueError(
+                f"{name} must be symmetric: max |{name} - {name}.T| = {worst:.3g} exceeds "
+                f"{tol:.3g} (sqrt(eps) x max|{name}|); pass (K + K.T) / 2 if the asymmetry "
+                "is round-off"
+            )
+    return K

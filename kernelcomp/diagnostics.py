@@ -50,7 +50,13 @@ import numpy as np
 
 from kernelcomp._gram import default_block_rows
 from kernelcomp._parallel import progress as progress_bar
-from kernelcomp._validation import check_int, check_matrix, check_real
+from kernelcomp._validation import (
+    check_gram,
+    check_int,
+    check_matrix,
+    check_real,
+    symmetry_tolerance,
+)
 
 __all__ = [
     "Attractors",
@@ -133,8 +139,6 @@ SUBSET_MAX_FRACTION = 0.25
 #: LAPACK driver of the subset route (``"evx"``: bisection + inverse iteration; as
 #: fast as ``"evr"`` (MRRR) for k <= n/5 in the benchmark, and more robust there)
 SUBSET_DRIVER = "evx"
-#: tile edge of the symmetry check
-_SYM_TILE = 256
 #: rows per block in the O(n^2) passes that would otherwise allocate an n x n temporary
 _BLOCK_ELEMS = 2**22
 _METHODS_KPCA = ("auto", "lanczos", "subset", "full", "arpack")
@@ -149,34 +153,6 @@ def _block_rows(n_cols: int) -> int:
     return max(1, _BLOCK_ELEMS // max(n_cols, 1))
 
 
-def _sym_tol(dtype: np.dtype) -> float:
-    return float(np.sqrt(np.finfo(dtype).eps))
-
-
-def _check_gram(K: Any, name: str = "K", *, symmetric: bool = True) -> np.ndarray:
-    """A finite, square, (numerically) symmetric float32/float64 matrix."""
-    K = check_matrix(K, name)
-    n, m = K.shape
-    if n != m:
-        raise ValueError(f"{name} must be a square Gram matrix, got shape {K.shape}")
-    if symmetric:
-        scale = max(abs(float(K.max())), abs(float(K.min())))
-        tol = _sym_tol(K.dtype) * scale
-        worst = 0.0
-        # square tiles of the upper triangle against their mirror images: both stay in
-        # cache (25x faster than comparing row panels with strided column panels)
-        b = _SYM_TILE
-        for i0 in range(0, n, b):
-            for j0 in range(i0, n, b):
-                d = float(np.abs(K[i0 : i0 + b, j0 : j0 + b] - K[j0 : j0 + b, i0 : i0 + b].T).max())
-                worst = max(worst, d)
-        if worst > tol:
-            raise ValueError(
-                f"{name} must be symmetric: max |{name} - {name}.T| = {worst:.3g} exceeds "
-                f"{tol:.3g} (sqrt(eps) x max|{name}|); pass (K + K.T) / 2 if the asymmetry "
-                "is round-off"
-            )
-    return K
 
 
 def _check_vectors(V: Any, name: str = "eigenvectors") -> np.ndarray:
@@ -371,7 +347,7 @@ def _kernel_pca_out_of_core(
 
     shape = tuple(D.shape)
     if len(shape) != 2 or shape[0] != shape[1]:
-        raise ValueError(f"K must be a square Gram matrix, got shape {shape}")
+        raise ValueError(f"K must be a square Gram matrix, got shape {tuple(shape)}")
     if np.dtype(D.dtype).kind != "f":
         raise TypeError(f"K must hold floating-point numbers, got dtype {D.dtype}")
     n = shape[0]
@@ -399,10 +375,10 @@ def _kernel_pca_out_of_core(
         trace += float(np.trace(tile, dtype=np.float64))
         if check_symmetric:
             worst = max(worst, float(np.abs(tile - tile.T).max()))
-    if check_symmetric and worst > _sym_tol(dt) * scale:
+    if check_symmetric and worst > symmetry_tolerance(dt) * scale:
         raise ValueError(
             f"K must be symmetric: max |K - K.T| on the diagonal blocks = {worst:.3g} exceeds "
-            f"{_sym_tol(dt) * scale:.3g} (sqrt(eps) x max|K|)"
+            f"{symmetry_tolerance(dt) * scale:.3g} (sqrt(eps) x max|K|)"
         )
     with progress_bar(progress, desc="kernel PCA passes", unit="pass") as bar:
 
@@ -517,7 +493,7 @@ def kernel_pca(
     if _is_dataset(K):
         return _kernel_pca_out_of_core(K, n_components, center, method, check_symmetric, tol,
                                        random_state, progress)  # fmt: skip
-    K = _check_gram(K, "K", symmetric=bool(check_symmetric))
+    K = check_gram(K, "K", symmetric=bool(check_symmetric))
     n = K.shape[0]
     if n_components is None:
         k = n
@@ -1252,7 +1228,7 @@ def kernel_alignment(K: Any, y: Any, *, center: bool = False) -> float:
     >>> round(kernel_alignment(np.outer(y, y), y), 12)
     1.0
     """
-    K = _check_gram(K, "K")
+    K = check_gram(K, "K")
     n = K.shape[0]
     Y = _check_targets(y, n, against="K has")
     if Y.ndim == 1:
@@ -1546,7 +1522,7 @@ def intrinsic_dimension(K: Any, *, discard_fraction: float = 0.1) -> float:
     >>> 1.7 < intrinsic_dimension(X @ X.T) < 2.3
     True
     """
-    K = _check_gram(K, "K")
+    K = check_gram(K, "K")
     n = K.shape[0]
     if n < 3:
         raise ValueError(f"K must have at least 3 rows for the TwoNN estimate, got {n}")

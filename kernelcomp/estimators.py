@@ -46,7 +46,13 @@ from kernelcomp._base import Kernel
 from kernelcomp._gram import default_block_rows, gram, iter_gram_blocks
 from kernelcomp._linalg import cholesky_inplace, mirror_upper
 from kernelcomp._parallel import n_jobs_context, resolve_n_jobs
-from kernelcomp._validation import check_dtype, check_int, check_real, result_dtype
+from kernelcomp._validation import (
+    SYMMETRIC_ROUNDOFF_EPS,
+    check_dtype,
+    check_int,
+    check_real,
+    result_dtype,
+)
 
 __all__ = ["NTKClassifier", "NTKRegressor", "SingularKernelWarning"]
 
@@ -301,7 +307,7 @@ class _KernelEstimator(BaseEstimator):
             K = np.array(X, dtype=dt, order="C", copy=True)
             defect = _symmetrize(K)
             scale = float(np.max(np.abs(np.diagonal(K)))) if len(K) else 0.0
-            if defect > 1e3 * np.finfo(dt).eps * max(scale, np.finfo(dt).tiny):
+            if defect > SYMMETRIC_ROUNDOFF_EPS * np.finfo(dt).eps * max(scale, np.finfo(dt).tiny):
                 warnings.warn(
                     f"The precomputed Gram matrix is not symmetric (max |K - K.T| = "
                     f"{defect:.3g}, largest diagonal value {scale:.3g}); using its symmetric "

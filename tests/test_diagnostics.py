@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernelcomp as kc
+import kernelcomp._validation
 from kernelcomp import diagnostics as dg
 from tests import naive_diagnostics as naive
 
@@ -124,7 +125,7 @@ def test_kernel_pca_integer_input_and_input_untouched(rng):
 
 
 def test_symmetry_check_covers_every_tile(rng, monkeypatch):
-    monkeypatch.setattr(dg, "_SYM_TILE", 3)  # ragged tiles: 10 = 3 + 3 + 3 + 1
+    monkeypatch.setattr(kernelcomp._validation, "SYM_TILE", 3)  # ragged tiles: 10 = 3 + 3 + 3 + 1
     K, _ = distinct_gram(rng, 10)
     dg.kernel_pca(K, n_components=2)
     for i, j in [(0, 9), (9, 0), (4, 5), (8, 3), (9, 8)]:

@@ -43,3 +43,24 @@ def test_name_and_kind_are_checked():
         check_labels([1.0], 2, "y_test")
     with pytest.raises(ValueError, match="kind must be one of"):
         check_labels([1.0], 1, kind="multiclass")
+
+
+def test_one_square_gram_message_and_one_symmetry_tolerance():
+    import kernelcomp as kc
+    from kernelcomp._validation import check_gram, symmetry_tolerance
+
+    rect = np.ones((3, 4))
+    for call in (lambda: check_gram(rect),
+                 lambda: kc.diagnostics.kernel_pca(rect, n_components=1),
+                 lambda: kc.training.kernel_gradient_flow(rect, np.ones(3), alpha=1.0)):
+        with pytest.raises(ValueError, match=r"K must be a square Gram matrix, got shape \(3, 4\)"):
+            call()
+    K = np.eye(4)
+    for dt in (np.float64, np.float32):
+        tol = symmetry_tolerance(dt)
+        ok, bad = K.astype(dt), K.astype(dt)
+        ok[0, 1] = 0.5 * tol
+        bad[0, 1] = 2.0 * tol
+        check_gram(ok)
+        with pytest.raises(ValueError, match="K must be symmetric"):
+            check_gram(bad)

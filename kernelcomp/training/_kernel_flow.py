@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._gram import default_block_rows
-from kernelcomp._validation import check_labels, check_matrix
+from kernelcomp._validation import check_labels, check_matrix, check_square_gram
 from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
@@ -177,8 +177,7 @@ def kernel_gradient_flow(
     """
     K = check_matrix(K, "K", dtype=np.float64)
     p = K.shape[0]
-    if K.shape[1] != p:
-        raise ValueError(f"K must be a square Gram matrix, got shape {K.shape}")
+    check_square_gram(K, "K")
     y = check_labels(y, p)
     c = _control(alpha, loss, beta, max_dgrad, max_dout, max_time, max_steps, max_wall,
                  integrator)

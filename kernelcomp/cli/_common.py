@@ -51,12 +51,17 @@ def say(args: argparse.Namespace, text: str) -> None:
 
 
 def check_output(out: Path, force: bool) -> Path:
-    """An output file to (over)write: refused if it exists without ``--force``."""
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out}: directory {out.parent} does not exist")
-    return out
+    """An output file to (over)write: refused if it exists without ``--force``.
+
+    The library's output-path policy (:func:`kernelcomp._h5._output_path`), with
+    the command line's wording for an existing file.
+    """
+    from kernelcomp._h5 import _output_path
+
+    try:
+        return _output_path(out, force)
+    except FileExistsError:
+        raise UsageError(f"{out} exists; pass --force to overwrite it") from None
 
 
 def check_plot_dir(plot: str | None) -> None:

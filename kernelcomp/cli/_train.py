@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelcomp._argtypes import positive_float, positive_int
+from kernelcomp.cli._common import check_output
 
 
 def add_parser(subparsers: Any) -> None:
@@ -46,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    out = check_output(Path(args.output), args.force)
     alpha = args.alpha
     if alpha is None:
         alpha = default_alpha(args.regime, args.h)

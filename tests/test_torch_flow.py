@@ -96,17 +96,14 @@ def test_loss_decreases_and_steps_obey_the_control():
     assert (np.diff(h["loss"]) <= 1e-15 * h["loss"][0]).all()  # gradient flow: monotone
     assert (h["dgrad"][1:] < MAX_DGRAD).all()
     assert (h["dout"][1:] < MAX_DOUT / alpha).all()
-    # dt grows by at most 1.1 per accepted step; a rejection divides it by 10
+    # dt grows by at most 1.1 per accepted step; each rejection divides it by 10
     ratio = h["dt"][2:] / h["dt"][1:-1]
-    assert (ratio <= 1.1 * (1 + 1e-12)).all()
-    assert np.allclose(ratio[h["rejected"][2:] > 0], 1.1 * 0.1 ** h["rejected"][2:][
-        h["rejected"][2:] > 0], rtol=1e-9) or (ratio[h["rejected"][2:] > 0] < 1).all()
-    assert h["rejected"].sum() > 0 and (ratio > 1.05).sum() > 10  # both branches exercised
+    rej = h["rejected"][2:]
+    assert (ratio <= 1.1 * 10.0 ** -rej * (1 + 1e-12)).all()
+    assert rej.sum() > 0 and (ratio > 1.05).sum() > 10  # both branches exercised
     # the stop rule: every training margin >= 1, and the first state with them all
     assert (y * res.alpha * res.train_output >= 1).all()
     assert h["n_unsat"][-2] > 0
-    # dout is max |Ft - Ft'| of the accepted step: recompute the last one
-    assert res.final.dout > 0
     F = res.decision_function(X) / res.alpha
     np.testing.assert_allclose(F, res.train_output, rtol=1e-10, atol=1e-14)
 

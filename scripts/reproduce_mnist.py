@@ -224,11 +224,11 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output folder (summary.json, report.txt)")
     ap.add_argument("--quick", action="store_true", help="CI-sized smoke run (< 1 minute)")
     ap.add_argument("--h", type=int, default=8, help="channels of both convolutions")
-    ap.add_argument("--p", type=int, nargs="+", default=[64, 128, 256, 512],
+    ap.add_argument("--p", type=int, nargs="+", default=[32, 64, 128, 256],
                     help="training-set sizes of the feature-regime nets")
-    ap.add_argument("--lazy-p", type=int, nargs="*", default=[64, 128],
+    ap.add_argument("--lazy-p", type=int, nargs="*", default=[32, 64],
                     help="training-set sizes of the lazy-regime nets")
-    ap.add_argument("--frozen-p", type=int, nargs="*", default=[64, 128, 256, 512, 1024, 2048],
+    ap.add_argument("--frozen-p", type=int, nargs="*", default=[32, 64, 128, 256, 512, 1024, 2048],
                     help="sizes of the frozen-initial-NTK machine (the lazy limit)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="seeds (shuffle and initialisation; default 0 1, --quick 0)")

@@ -318,24 +318,33 @@ def finish(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],
     summary = {"config": config, "runs": runs, "frozen": frozen, "fits": fits,
                "wall_total": wall}
     (root / "summary.json").write_text(json.dumps(summary, indent=1))
-    text = report(summary) + f"\n\ntotal wall time {wall:.0f} s\n"
+    what = "summed over the merged folders" if config.get("merged") else "total"
+    text = report(summary) + f"\n\nwall time ({what}) {wall:.0f} s\n"
     (root / "report.txt").write_text(text)
     print(text, flush=True)
 
 
 def merge(out: Path, folders: list[str]) -> None:
-    """Put the runs of several output folders (e.g. one process per seed) together."""
-    runs, frozen, wall, config = [], [], 0.0, None
+    """Put the runs of several output folders (e.g. one process per seed) together.
+
+    A run of a later folder replaces one of an earlier folder with the same
+    ``(p, seed, regime)`` (a longer rerun of a run that hit ``--max-wall``).
+    """
+    runs: dict[tuple[Any, ...], Any] = {}
+    frozen: dict[tuple[Any, ...], Any] = {}
+    wall, config = 0.0, None
     for f in folders:
         s = json.loads((Path(f) / "summary.json").read_text())
         config = config or s["config"]
-        runs += s["runs"]
-        frozen += s["frozen"]
-        wall = max(wall, s.get("wall_total", 0.0))
-    assert config is not None
+        runs.update({(r["p"], r["seed"], r["regime"]): r for r in s["runs"]})
+        frozen.update({(r["p"], r["seed"]): r for r in s["frozen"]})
+        wall += s.get("wall_total", 0.0)
+    if config is None:
+        raise SystemExit("--merge needs at least one folder")
     config = {**config, "merged": list(folders)}
     out.mkdir(parents=True, exist_ok=True)
-    finish(out, config, runs, frozen, wall)
+    finish(out, config, sorted(runs.values(), key=lambda r: (r["regime"], r["p"], r["seed"])),
+           sorted(frozen.values(), key=lambda r: (r["p"], r["seed"])), wall)
 
 
 if __name__ == "__main__":

@@ -164,20 +164,34 @@ def one_run(data: tuple[np.ndarray, ...], p: int, seed: int, regime: str, alpha:
 
 def fit(runs: list[dict[str, Any]], key: Any, ps: list[int], seeds: list[int],
         n_test: int) -> dict[str, Any] | None:
+    """``kc.curves.fit_exponent`` over the sizes whose runs all reached the stop rule.
+
+    ``key(run)`` gives ``(test error, status)`` or None. A size where some seed's
+    run is missing or stopped on a limit (status other than "converged": not the
+    protocol's end point) is left out of the fit and listed in ``excluded``.
+    """
     errs = np.full((len(ps), len(seeds)), np.nan)
+    done = np.zeros((len(ps), len(seeds)), dtype=bool)
     for r in runs:
         v = key(r)
         if v is not None:
-            errs[ps.index(r["p"]), seeds.index(r["seed"])] = v
-    if np.isnan(errs).any() or len(ps) < 2:
-        return {"errors": errs.tolist(), "beta": None}
+            i, j = ps.index(r["p"]), seeds.index(r["seed"])
+            errs[i, j], done[i, j] = v[0], v[1] == "converged"
+    keep = done.all(axis=1)
+    out: dict[str, Any] = {"p": ps, "errors": errs.tolist(), "beta": None,
+                           "excluded": [p for p, k in zip(ps, keep, strict=True) if not k]}
+    if keep.sum() < 2:
+        out["why"] = "fewer than 2 sizes with every run converged"
+        return out
     try:
-        f = curves.fit_exponent(np.array(ps), errs, n_test=n_test,
+        f = curves.fit_exponent(np.array(ps)[keep], errs[keep], n_test=n_test,
                                 n_bootstrap=1000 if len(seeds) > 1 else 0)
     except ValueError as exc:
-        return {"errors": errs.tolist(), "beta": None, "why": str(exc)}
-    return {"errors": errs.tolist(), "mean": errs.mean(axis=1).tolist(), "beta": f.beta,
-            "ci": list(f.ci), "p_fit": f.p.tolist(), "dropped": f.dropped.tolist()}
+        out["why"] = str(exc)
+        return out
+    out.update(mean=f.mean_error.tolist(), beta=f.beta, ci=list(f.ci), p_fit=f.p.tolist(),
+               dropped=f.dropped.tolist())
+    return out
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -206,7 +220,9 @@ def report(summary: dict[str, Any]) -> str:
             continue
         lines.append(f"beta[{name}] = {f['beta']:.3f}, interval [{f['ci'][0]:.3f}, "
                      f"{f['ci'][1]:.3f}] over p = {f['p_fit']}; mean errors "
-                     + ", ".join(f"{v:.4f}" for v in f["mean"]))
+                     + ", ".join(f"{v:.4f}" for v in f["mean"])
+                     + (f"; excluded (a run stopped on a limit): {f['excluded']}"
+                        if f["excluded"] else ""))
     return "\n".join(lines)
 
 
@@ -300,6 +316,17 @@ def main() -> None:
     finish(root, config, runs, frozen, time.perf_counter() - t0)
 
 
+def _machine_key(r: dict[str, Any], m: str) -> tuple[float, str] | None:
+    """(test error, status) of a run's NTK machine; the final kernel of a net that
+    stopped on a limit is not the end-of-training kernel: that net's status."""
+    if "machines" not in r:
+        return None
+    status = r["machines"][m]["status"]
+    if m == "final" and r["status"] != "converged":
+        status = r["status"]
+    return r["machines"][m]["test_error"], status
+
+
 def finish(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],
            frozen: list[dict[str, Any]], wall: float) -> None:
     """Learning-curve fits over all seeds; ``summary.json`` and ``report.txt``."""
@@ -308,12 +335,13 @@ def finish(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],
     for regime in ("feature", "lazy"):
         sub = [r for r in runs if r["regime"] == regime]
         ps = sorted({r["p"] for r in sub})
-        fits[f"net_{regime}"] = fit(sub, lambda r: r["test_error"], ps, seeds, config["n_test"])
+        fits[f"net_{regime}"] = fit(sub, lambda r: (r["test_error"], r["status"]), ps, seeds,
+                                    config["n_test"])
         for m in ("init", "final"):
             fits[f"ntk_{m}_{regime}"] = fit(
-                sub, lambda r, m=m: r["machines"][m]["test_error"] if "machines" in r else None,
+                sub, lambda r, m=m: _machine_key(r, m),
                 ps, seeds, config["n_test"])
-    fits["frozen_init_ntk"] = fit(frozen, lambda r: r["test_error"],
+    fits["frozen_init_ntk"] = fit(frozen, lambda r: (r["test_error"], r["status"]),
                                   sorted({r["p"] for r in frozen}), seeds, config["n_test"])
     summary = {"config": config, "runs": runs, "frozen": frozen, "fits": fits,
                "wall_total": wall}

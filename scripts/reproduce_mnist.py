@@ -39,13 +39,16 @@ nets at p = 32, 64, frozen initial NTK at p = 32 ... 2048, seeds 0 and 1,
 1500 test digits.
 
 Runtime. One step of the flow is one forward and one backward pass of the CNN
-over the p training images: about 20 ms at p = 128, h = 8, float64, one
-unloaded core, and it grows about linearly with p. Steps to the stop rule
-(measured): p = 32: 2,200-2,600; p = 64: 3,900-8,700; p = 128: more than 9,700
-(see the closing report of the run); lazy p = 64: 4,500. ``--quick`` (h = 4,
-p = 32, 64, 200 steps, one seed) takes about 30 s. The defaults take one to two
-CPU hours (per seed, most of it the feature nets at p = 128 and 256); run one
-process per seed and put them together with ``--merge``.
+over the p training images (float64, h = 8), and grows about linearly with p.
+Steps to the stop rule, measured (feature, alpha = 1e-2): p = 32: 2,200-2,600;
+p = 64: 3,900-8,700; p = 128: 9,800-11,400 (500-540 s wall each, two processes
+on 2 cores shared with other jobs); lazy (alpha = 1e3): p = 32: 1,300-1,500,
+p = 64: 3,500-4,500. ``--quick`` (h = 4, p = 32, 64, 200 steps, one seed) takes
+about 35 s. The defaults take about an hour per seed on such a machine, most of
+it the feature nets at p = 256 (over 5,300 steps and still going after 360 s);
+run one process per seed and put them together with ``--merge``. The frozen
+initial NTK machines at p >= 1024 need more than 360 s of their own flow.
+The paper's experiment is much larger: a 16-layer CNN on MNIST.
 
 Usage::
 

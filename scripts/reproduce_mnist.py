@@ -42,12 +42,12 @@ Runtime. One step of the flow is one forward and one backward pass of the CNN
 over the p training images (float64, h = 8), and grows about linearly with p.
 Steps to the stop rule, measured (feature, alpha = 1e-2): p = 32: 2,200-2,600;
 p = 64: 3,900-8,700; p = 128: 9,800-11,400 (500-540 s wall each, two processes
-on 2 cores shared with other jobs); lazy (alpha = 1e3): p = 32: 1,300-1,500,
-p = 64: 3,500-4,500. ``--quick`` (h = 4, p = 32, 64, 200 steps, one seed) takes
-about 35 s. The defaults take about an hour per seed on such a machine, most of
-it the feature nets at p = 256 (over 5,300 steps and still going after 360 s);
-run one process per seed and put them together with ``--merge``. The frozen
-initial NTK machines at p >= 1024 need more than 360 s of their own flow.
+on 2 cores shared with other jobs); p = 256: 23,400-41,100 (550-760 s); lazy
+(alpha = 1e3): p = 32: 1,300-1,500, p = 64: 3,500-4,500. ``--quick`` (h = 4,
+p = 32, 64, 200 steps, one seed) takes about 35 s. The defaults take about 45
+minutes per seed on such a machine; run one process per seed and put them
+together with ``--merge``. The frozen initial NTK machines at p >= 1024 need
+more than 360 s of their own flow (``--max-wall``).
 The paper's experiment is much larger: a 16-layer CNN on MNIST.
 
 Usage::

@@ -44,18 +44,20 @@ import numpy as np
 
 from kernelcomp._torch_ntk import _import_torch
 from kernelcomp._validation import check_int, check_matrix
-from kernelcomp.training import (
-    MARGIN_FRACTIONS,
+from kernelcomp._validation import check_labels as _check_labels
+from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
     FlowState,
-    _check_fractions,
-    _check_labels,
     _control,
-    _flow,
-    _geometric_schedule,
     _history,
     _Problem,
+)
+from kernelcomp.training._integrators import _flow
+from kernelcomp.training._network_flow import (
+    MARGIN_FRACTIONS,
+    _check_fractions,
+    _geometric_schedule,
 )
 
 __all__ = ["TorchCheckpoint", "TorchTrainResult", "train_torch"]

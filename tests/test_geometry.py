@@ -567,3 +567,19 @@ def test_plot_trajectory(stripe_run):
         gp.plot_trajectory(emb, cmap="no-such-map")
     with pytest.raises(TypeError, match="embedding must be a TrajectoryEmbedding"):
         gp.plot_trajectory(emb.coordinates)
+
+
+def test_attractor_network_of_a_leaky_relu_net_is_exact(rng):
+    # leaky_relu is linear on each side of 0: same-pattern neurons merge exactly; neurons
+    # inactive on every point still contribute 0.01 z, so they are not dead
+    net = kc.FCNetwork.init(3, [60], activation="leaky_relu", parameterization="mean_field",
+                            bias=True, bias_std=2.0, seed=5)
+    X = rng.standard_normal((4, 3))
+    att = geo.attractors(net, X)
+    inactive = ~att.patterns.any(axis=1)  # an attractor of neurons inactive on all of X
+    assert inactive.any() and not att.dead[inactive].any() and att.n_attractors < 60
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        merged, exact = geo.attractor_network(net, X)
+    assert exact and merged.widths[0] < 60
+    np.testing.assert_allclose(merged(X), net(X), rtol=1e-12, atol=1e-14)

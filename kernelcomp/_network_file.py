@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._h5 import NETWORK_FORMAT, atomic_write, stamp
+from kernelcomp._h5 import NETWORK_FORMAT, _output_path, atomic_write, stamp
 
 __all__ = ["ENCODING", "ENCODING_VERSION", "from_arrays", "from_hdf5", "load", "meta", "plain",
            "save", "to_hdf5", "weight_list"]
@@ -133,6 +133,9 @@ def save(net: Any, path: str | os.PathLike[str]) -> Path:
         raise ValueError(
             f"cannot save a network to {str(path)!r}: the extension must be .npz, .h5 or .hdf5"
         )
+    # the library's output-path policy (a file name, in an existing folder); a
+    # network file is overwritten, as numpy.save and torch.save do
+    _output_path(path, force=True)
     with atomic_write(path) as tmp:
         if suffix == ".npz":
             arrays: dict[str, Any] = dict(meta(net))

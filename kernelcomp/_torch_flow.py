@@ -56,6 +56,8 @@ from kernelcomp.training._engine import (
 from kernelcomp.training._integrators import _flow
 from kernelcomp.training._network_flow import (
     MARGIN_FRACTIONS,
+    _check_bool,
+    _check_checkpoints,
     _check_fractions,
     _geometric_schedule,
 )
@@ -174,7 +176,7 @@ def _as_inputs(X: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 def _evaluate(module: Any, X: np.ndarray, shape: tuple[int, ...], batch: int = BATCH) -> np.ndarray:
     """``module(X)`` as a float64 vector, in batches, without a graph."""
-    torch = _import_torch()
+    torch = _import_torch("train_torch")
     outs = []
     with torch.no_grad():
         for lo in range(0, X.shape[0], batch):
@@ -205,7 +207,7 @@ def _module_problem(module: Any, X: np.ndarray, out0: np.ndarray, shape: tuple[i
 
     Returns the problem, the initial flat vector and ``load(vector) -> module``.
     """
-    torch = _import_torch()
+    torch = _import_torch("train_torch")
     from torch.func import functional_call
 
     names = [n for n, p in module.named_parameters() if p.requires_grad]
@@ -374,7 +376,7 @@ def train_torch(
     >>> res.status, res.test_error(X, y)
     ('converged', 0.0)
     """
-    torch = _import_torch()
+    torch = _import_torch("train_torch")
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     X = np.asarray(X)
@@ -391,16 +393,9 @@ def train_torch(
     c = _control(alpha, loss, beta, max_dgrad, max_dout, max_time, max_steps, max_wall, "euler")
     fractions = _check_fractions(margin_fractions, "margin_fractions")
     batch = check_int(batch_size, "batch_size", minimum=1)
-    if isinstance(checkpoints, bool):
-        raise TypeError("checkpoints must be an int or a sequence of step numbers, got bool")
-    if isinstance(checkpoints, int | np.integer):
-        schedule = _geometric_schedule(check_int(checkpoints, "checkpoints", minimum=1))
-    elif isinstance(checkpoints, Sequence) and not isinstance(checkpoints, str):
-        schedule = iter(sorted({check_int(s, f"checkpoints[{i}]", minimum=0)
-                                for i, s in enumerate(checkpoints)}))
-    else:
-        raise TypeError(f"checkpoints must be an int or a sequence of step numbers, got "
-                        f"{type(checkpoints).__name__}")
+    steps = _check_checkpoints(checkpoints)
+    schedule = _geometric_schedule(steps) if isinstance(steps, int) else iter(steps)
+    center = _check_bool(center, "center")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 

@@ -70,13 +70,15 @@ PARAM_SELECTIONS = ("all", "last")
 _FINGERPRINT_VERSION = 1
 
 
-def _import_torch() -> Any:
+def _import_torch(what: str = "TorchNTK") -> Any:
+    """``torch``, or an ImportError saying that ``what`` needs the optional extra."""
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "TorchNTK needs PyTorch (the optional extra: pip install 'kernelcomp[torch]'); "
-            "for a fully connected network without PyTorch use kc.EmpiricalNTK(kc.FCNetwork)"
+            f"{what} needs PyTorch (the optional extra: pip install 'kernelcomp[torch]'); "
+            "for a fully connected network without PyTorch use kc.FCNetwork and "
+            "kc.EmpiricalNTK"
         ) from exc
     return torch
 

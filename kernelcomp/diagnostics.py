@@ -122,6 +122,11 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    # the lazily loaded names are listed too (autodoc and tab completion read dir())
+    return sorted({*globals(), *_GEOMETRY})
+
 #: ``kernel_pca(method="auto")`` picks the route with the least work, as measured by
 #: ``scripts/bench_diagnostics.py`` (NTK Grams, 2 threads): thick-restart block
 #: Lanczos (kernelcomp._eigsolve, O(k n^2) in BLAS-3 products, about ten matrix

@@ -149,6 +149,10 @@ class _AnalyticKernel(Kernel):
         nodes = check_int(self.quadrature_nodes, "quadrature_nodes", minimum=2)
         if nodes > 200:
             raise ValueError(f"quadrature_nodes must be <= 200, got {nodes}")
+        if not self._quadrature:
+            # unused by the closed forms: kernels that compute the same Gram compare
+            # equal, hash alike and survive to_dict / from_dict
+            nodes = QUADRATURE_NODES
         object.__setattr__(self, "quadrature_nodes", nodes)
         if self.parameterization not in _PARAMETERIZATIONS:
             raise ValueError(

@@ -69,6 +69,11 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    # the lazily loaded names are listed too (autodoc and tab completion read dir())
+    return sorted({*globals(), *_GEOMETRY})
+
 #: part of the colormap used for checkpoints (the light end of viridis is
 #: unreadable on white)
 _CMAP_RANGE = (0.0, 0.85)

@@ -183,3 +183,22 @@ def test_cli_submodules_do_not_import_each_other_in_circles():
         deps = {m for m in _imported_modules(f"kernelcomp.cli.{name}")
                 if m.startswith("kernelcomp.cli.")}
         assert deps <= shared, (name, deps)
+
+
+def test_building_the_command_line_loads_no_compiled_code():
+    # `kernelcomp --help`, `kernelcomp info` and argument errors stay instant: the parser
+    # imports neither numba nor the kernels
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        import kernelcomp.cli as cli
+        cli.build_parser()
+        print(json.dumps(sorted(m for m in sys.modules
+                                if m == "numba" or m.startswith("kernelcomp._kernels"))))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -584,3 +584,13 @@ def test_init_seed_errors():
     for same in (np.int64(7), np.random.SeedSequence(7), np.random.default_rng(7)):
         b = kc.FCNetwork.init(3, [4], seed=same)
         assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
+
+
+def test_save_into_a_missing_folder_or_onto_a_folder_says_so(tmp_path):
+    net = FCNetwork.init(3, [4], seed=0)
+    with pytest.raises(FileNotFoundError, match=r"directory .*nowhere does not exist"):
+        net.save(tmp_path / "nowhere" / "net.npz")
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        net.save(tmp_path / "d.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]  # no temporary left

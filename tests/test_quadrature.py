@@ -358,3 +358,14 @@ def test_quadrature_gram_at_mnist_size():
             close(np.diag(K), k.diag(X), 1e-7)
             del K
     """, timeout=3000)
+
+
+def test_closed_form_kernels_ignore_quadrature_nodes():
+    # the closed forms never read quadrature_nodes: equal kernels, equal hashes, and a
+    # description that round-trips (a Gram file's kernel compares equal to the caller's)
+    a, b = kc.NTK(depth=2, quadrature_nodes=30), kc.NTK(depth=2)
+    assert a == b and hash(a) == hash(b)
+    assert kc.NTK.from_dict(a.to_dict()) == a
+    q = kc.NTK(depth=2, activation="tanh", quadrature_nodes=30)
+    assert q != kc.NTK(depth=2, activation="tanh") and q.quadrature_nodes == 30
+    assert kc.NTK.from_dict(q.to_dict()) == q

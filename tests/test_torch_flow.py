@@ -162,6 +162,9 @@ def test_bad_inputs_give_one_line_errors():
         (ValueError, "alpha must be > 0", dict(alpha=0.0)),
         (ValueError, "given together", dict(X_test=X)),
         (TypeError, "callable", dict(callback=3)),
+        (TypeError, "center must be True or False", dict(center="no")),
+        (TypeError, "checkpoints must be an int", dict(checkpoints=True)),
+        (ValueError, "checkpoints must be >= 1", dict(checkpoints=0)),
     ]
     for exc, msg, kw in cases:
         args = dict(module=mlp, X=X, y=y, alpha=1.0, max_steps=2) | kw

@@ -20,7 +20,26 @@ from kernelcomp.cli._common import (
     say,
 )
 from kernelcomp.cli._sources import add_torch_options, empirical_ntk, load_network
-from kernelcomp.kernels import _activation_names
+
+
+class _ActivationNames:
+    """The analytic kernels' activations, read from ``kernelcomp.kernels`` on demand.
+
+    argparse reads them only when it needs them (a parse with ``--activation``,
+    or ``gram --help``), so that building the parser imports no compiled code.
+    """
+
+    @staticmethod
+    def _names() -> list[str]:
+        from kernelcomp.kernels import _activation_names
+
+        return _activation_names()
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def add_parser(sub: Any) -> None:
@@ -47,7 +66,7 @@ def add_parser(sub: Any) -> None:
         help="hidden layers (default 1)",
     )
     analytic.add_argument(
-        "--activation", choices=_activation_names(), default=argparse.SUPPRESS,
+        "--activation", choices=_ActivationNames(), default=argparse.SUPPRESS,
         help="default: relu; relu, relu_unit and erf in closed form, the others by quadrature",
     )
     analytic.add_argument(

@@ -48,8 +48,6 @@ from kernelcomp.training._engine import (
     DT_SHRINK,  # noqa: F401
     DT_START,  # noqa: F401
     GROW_BELOW,  # noqa: F401
-    INTEGRATORS,
-    LOSSES,
     MAX_DGRAD,  # noqa: F401
     MAX_DOUT,  # noqa: F401
     MAX_REJECTIONS,  # noqa: F401
@@ -60,6 +58,8 @@ from kernelcomp.training._engine import (
     loss_derivative,
     loss_value,
 )
+from kernelcomp.training._engine import INTEGRATORS as _INTEGRATORS
+from kernelcomp.training._engine import LOSSES as _LOSSES
 from kernelcomp.training._integrators import KINK_TARGET, STATIONARY  # noqa: F401
 from kernelcomp.training._kernel_flow import KernelFlowResult, kernel_gradient_flow
 from kernelcomp.training._network_flow import (
@@ -69,13 +69,11 @@ from kernelcomp.training._network_flow import (
     train,
 )
 
-# private helpers that scripts/bench_training.py imported from the old module;
-# new code imports them from kernelcomp.training._network_hooks
-from kernelcomp.training._network_hooks import (  # noqa: F401
-    _fused_problem,
-    _network_problem,
-    _params_of,
-)
+#: supported losses ("softhinge" is accepted as an alias of "soft_hinge")
+LOSSES: tuple[str, ...] = _LOSSES
+#: integrators of the flow: "sliding" (default) treats the hinge's kink implicitly;
+#: "euler" is the paper's literal explicit step everywhere
+INTEGRATORS: tuple[str, ...] = _INTEGRATORS
 
 __all__ = [
     "INTEGRATORS",

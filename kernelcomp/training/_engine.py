@@ -177,9 +177,11 @@ class FlowState:
         None while running; on the last state, why the flow stopped:
         ``"converged"`` (all margins >= 1), ``"max_time"``, ``"max_steps"``,
         ``"max_wall"``, ``"nan"``, ``"stalled"`` (``MAX_REJECTIONS`` rejections
-        in a row) or, with the "sliding" integrator, ``"stationary"`` (the hinge
-        flow stopped moving before every margin reached 1: data it cannot
-        separate, e.g. duplicated points with opposite labels).
+        in a row, or ``STALL_STEPS`` accepted steps in a row that each move the
+        time by less than ``STALL_FRACTION`` of it) or ``"stationary"`` (the flow
+        cannot move before every margin reached 1: a zero gradient with either
+        integrator, or, with "sliding", a hinge flow held at rest by data it
+        cannot separate, e.g. duplicated points with opposite labels).
     """
 
     step: int

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import check_int, check_labels, check_matrix, check_real
 from kernelcomp.training._engine import (
     MAX_DGRAD,
@@ -333,22 +334,18 @@ def train(
     states: list[FlowState] = []
     params = _params_of(setup.net0)
     wall0 = time.perf_counter()
-    bar = _progress_bar(setup.progress)
-    try:
+    # on an exception the writer's PATH.partial keeps the checkpoints so far
+    with progress_bar(setup.progress, desc="train", unit="step", leave=False) as bar:
         writer = None if path is None else _open_run_file(setup, path)
         for state, params, out in _flow(problem, params, setup.y, setup.control):  # noqa: B020
             states.append(state)
-            if bar is not None:
-                bar.update(1)
-                if state.step % 25 == 0 or state.status is not None:
-                    bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
+            bar.update(1)
+            if setup.progress and (state.step % 25 == 0 or state.status is not None):
+                bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
             reasons = policy.reasons(state)
             if reasons:
                 records.append(_take_checkpoint(setup, state, params, out, "+".join(reasons),
                                                 test_outputs, writer))
-    finally:  # on an exception the writer's PATH.partial keeps the checkpoints so far
-        if bar is not None:
-            bar.close()
     final = states[-1]
     wall = time.perf_counter() - wall0
     result_path = None
@@ -483,13 +480,6 @@ def _problems(setup: _Setup) -> tuple[_Problem, Callable[[Any], np.ndarray] | No
         test_outputs = _fused_problem(setup.net0, setup.X_test, setup.out0_test).forward
     return problem, test_outputs
 
-
-def _progress_bar(progress: bool) -> Any:
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(desc="train", unit="step", leave=False)
 
 
 def _open_run_file(setup: _Setup, path: Any) -> Any:

@@ -436,6 +436,10 @@ def test_progress_bar_runs(capsys):
     X, y = kc.datasets.stripe(12, 2, seed=0)
     res = training.train(_paper_net(2, 8), X, y, alpha=1.0, progress=True, max_steps=30)
     assert res.final.step <= 30
+    err = capsys.readouterr().err
+    assert "train" in err and f"{res.final.step}step" in err.replace(" ", "")
+    training.train(_paper_net(2, 8), X, y, alpha=1.0, max_steps=30)
+    assert capsys.readouterr().err == ""  # no bar unless asked
 
 
 @pytest.mark.parametrize("activation", ["relu", "relu_unit"])

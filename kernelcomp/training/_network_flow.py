@@ -339,7 +339,8 @@ def train(
         writer = None if path is None else _open_run_file(setup, path)
         for state, params, out in _flow(problem, params, setup.y, setup.control):  # noqa: B020
             states.append(state)
-            bar.update(1)
+            if state.step:  # the bar counts steps; state 0 is the initial point
+                bar.update(1)
             if setup.progress and (state.step % 25 == 0 or state.status is not None):
                 bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
             reasons = policy.reasons(state)

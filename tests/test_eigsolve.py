@@ -148,6 +148,36 @@ def test_default_sizes_and_thick_restart_rule(rng, monkeypatch):
     assert half.converged and tuned.n_products < half.n_products, (tuned, half)
 
 
+def test_products_keep_the_callers_blas_threads(rng, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return max(p["num_threads"] for p in threadpoolctl.threadpool_info()
+                   if p["user_api"] == "blas")  # fmt: skip
+
+    n = 300
+    K = _matrix(rng, _spectra(n)["power_law"])
+    seen = {"products": set(), "dense": set()}
+    cholqr = eigsolve._cholqr
+
+    def spy(*args, **kwargs):
+        seen["dense"].add(blas_threads())
+        return cholqr(*args, **kwargs)
+
+    def matmul(B):
+        seen["products"].add(blas_threads())
+        return K @ B
+
+    monkeypatch.setattr(eigsolve, "_cholqr", spy)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if blas_threads() < 2:
+            pytest.skip("this BLAS runs one thread only")
+        w, _, info = block_lanczos_topk(matmul, n, 10, np.float64)
+        assert blas_threads() == 2  # restored
+    assert info.converged and seen == {"products": {2}, "dense": {eigsolve.DENSE_THREADS}}
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(K)[::-1][:10], rtol=0, atol=1e-10 * w[0])
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1e30])
 def test_block_lanczos_is_scale_invariant(rng, scale):
     n = 300

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
+import kernelcomp._eigsolve as eigsolve
 import kernelcomp._gram
 from kernelcomp import diagnostics as dg
-from kernelcomp._eigsolve import block_lanczos_topk
+from kernelcomp._eigsolve import _orthonormalize, block_lanczos_topk, default_sizes
 
 
 def _matrix(rng, spectrum):
@@ -112,6 +113,69 @@ def test_kernel_pca_lanczos_route_on_an_ntk_gram(rng):
         dg.kernel_pca(K, n_components=3, method="lanczos", tol=0.0)
     with pytest.raises(ValueError, match="needs n_components < n"):
         dg.kernel_pca(K[:5, :5], n_components=5, method="lanczos")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_orthonormalize_gives_the_gram_schmidt_coefficients(rng, dtype):
+    # V = Q C + Y R: the Rayleigh-Ritz matrix is assembled from C and the residual
+    # estimates use R, so both must be right, not only the orthonormal Y
+    n = 200
+    Q, _ = np.linalg.qr(rng.standard_normal((n, 30)))
+    V = Q @ rng.standard_normal((30, 6)) + 1e-3 * rng.standard_normal((n, 6))
+    V = np.c_[V, V[:, :1] + V[:, 1:2]].astype(dtype)  # one dependent column: dropped
+    Y, C, R = _orthonormalize(V, Q.astype(dtype), 10 * float(np.finfo(dtype).eps))
+    assert Y.shape == (n, 6) and C.shape == (30, 7) and R.shape == (6, 7)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(Y.T @ Y, np.eye(6), atol=tol * 10)
+    np.testing.assert_allclose(Q.T @ Y, 0, atol=tol * 10)
+    np.testing.assert_allclose(Q @ C + Y @ R, V, atol=tol * np.abs(V).max() * 10)
+
+
+def test_default_sizes_and_thick_restart_rule(rng, monkeypatch):
+    # the rules tuned on an n = 5000 NTK Gram (scripts/bench_diagnostics.py): b = k / 3,
+    # m = 3.5 k, and 70 % of the basis kept at a restart (646 products for the top 100
+    # there, against 782 when keeping half)
+    assert default_sizes(5000, 100) == (34, 350)
+    assert default_sizes(5000, 10) == (8, 48)
+    assert default_sizes(40, 30) == (10, 40)
+    n, k = 1500, 60
+    K = _matrix(rng, np.arange(1, n + 1, dtype=float) ** -1.0)
+    w, V, tuned = block_lanczos_topk(lambda B: K @ B, n, k, np.float64)
+    assert tuned.converged and tuned.restarts >= 1
+    _check(K, w, V, k, 1e-9)
+    monkeypatch.setattr(eigsolve, "KEEP_FRACTION", 0.5)
+    *_, half = block_lanczos_topk(lambda B: K @ B, n, k, np.float64)
+    assert half.converged and tuned.n_products < half.n_products, (tuned, half)
+
+
+def test_products_keep_the_callers_blas_threads(rng, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return max(p["num_threads"] for p in threadpoolctl.threadpool_info()
+                   if p["user_api"] == "blas")  # fmt: skip
+
+    n = 300
+    K = _matrix(rng, _spectra(n)["power_law"])
+    seen = {"products": set(), "dense": set()}
+    cholqr = eigsolve._cholqr
+
+    def spy(*args, **kwargs):
+        seen["dense"].add(blas_threads())
+        return cholqr(*args, **kwargs)
+
+    def matmul(B):
+        seen["products"].add(blas_threads())
+        return K @ B
+
+    monkeypatch.setattr(eigsolve, "_cholqr", spy)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if blas_threads() < 2:
+            pytest.skip("this BLAS runs one thread only")
+        w, _, info = block_lanczos_topk(matmul, n, 10, np.float64)
+        assert blas_threads() == 2  # restored
+    assert info.converged and seen == {"products": {2}, "dense": {eigsolve.DENSE_THREADS}}
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(K)[::-1][:10], rtol=0, atol=1e-10 * w[0])
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e30])

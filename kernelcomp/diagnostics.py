@@ -129,7 +129,7 @@ def __dir__() -> list[str]:
 
 #: ``kernel_pca(method="auto")`` picks the route with the least work, as measured by
 #: ``scripts/bench_diagnostics.py`` (NTK Grams, 2 threads): thick-restart block
-#: Lanczos (kernelcomp._eigsolve, O(k n^2) in BLAS-3 products, about ten matrix
+#: Lanczos (kernelcomp._eigsolve, O(k n^2) in BLAS-3 products, about seven matrix
 #: columns per eigenpair) when ``n >= LANCZOS_MIN_SAMPLES`` and
 #: ``k <= LANCZOS_MAX_FRACTION * n`` (falling back to LAPACK's subset driver if it
 #: does not reach its tolerance); LAPACK's subset driver (O(n^3) tridiagonal

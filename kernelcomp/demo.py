@@ -644,7 +644,7 @@ def _neurons_figure(out: Path, feat: Any, k_star: int | None, informative: Any,
               f"{diagnostics.attractors(net, X).n_attractors} attractors"
               for (name, i), net in zip(picks, nets, strict=True)]
     fig, axes = plt.subplots(1, len(nets), figsize=(0.6 + 3.4 * len(nets), 3.4),
-                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+                             squeeze=False, layout="constrained")
     plotting.plot_neurons(nets, informative, X=X, labels=titles, axes=axes[0])
     fig.suptitle(f"Neurons of the feature run (p={X.shape[0]}), coloured by attractor",
                  fontsize="medium")

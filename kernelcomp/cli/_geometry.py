@@ -304,7 +304,7 @@ def neurons_figure(path: Path, nets: list[Any], informative: Any, Xs: list[Any],
     from kernelcomp import plotting
 
     fig = Figure(figsize=(3.2 * len(nets) + 0.6, 3.4), layout="constrained")
-    axes = fig.subplots(1, len(nets), sharex=True, sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(nets), squeeze=False)[0]
     for ax, net, X, title in zip(axes, nets, Xs, titles, strict=True):
         plotting.plot_neurons(net, informative, X=X, axes=ax)
         ax.set_title(title, fontsize="medium")

@@ -378,3 +378,29 @@ def plot_trajectory(
     ax.set_xlabel(_component_label(embedding, 0))
     ax.set_ylabel(_component_label(embedding, 1))
     return ax
+
+
+def neurons_figure(nets: Sequence[Any], informative: Any, Xs: Sequence[Any],
+                   titles: Sequence[str], *, suptitle: str | None = None) -> Any:
+    """Several networks' neurons side by side, each on its own scale, coloured by attractor.
+
+    The figure of ``kernelcomp demo`` and ``kernelcomp geometry --plot``: one
+    :func:`plot_neurons` panel per network, on its own points ``Xs[i]``; each
+    panel keeps its own scale (early checkpoints are orders of magnitude smaller
+    than late ones in the feature regime).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A figure not registered with pyplot (save it with ``savefig``).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(0.6 + 3.4 * len(nets), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(nets), squeeze=False)[0]
+    for ax, net, X, title in zip(axes, nets, Xs, titles, strict=True):
+        plot_neurons(net, informative, X=X, axes=ax)
+        ax.set_title(title, fontsize="medium")
+    if suptitle is not None:
+        fig.suptitle(suptitle, fontsize="medium")
+    return fig

@@ -630,12 +630,8 @@ def _neurons_figure(out: Path, feat: Any, k_star: int | None, informative: Any,
 
     Coloured by attractor on its training points (the paper's figure 2).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from kernelcomp import diagnostics, plotting
+    from kernelcomp import diagnostics
+    from kernelcomp._geometry_plots import neurons_figure
 
     picks = [("init", 0), *([] if k_star is None else [("$t^*$", k_star)]),
              ("end", len(feat.checkpoints) - 1)]
@@ -643,13 +639,10 @@ def _neurons_figure(out: Path, feat: Any, k_star: int | None, informative: Any,
     titles = [f"{name}, step {feat.checkpoints[i].step}: "
               f"{diagnostics.attractors(net, X).n_attractors} attractors"
               for (name, i), net in zip(picks, nets, strict=True)]
-    fig, axes = plt.subplots(1, len(nets), figsize=(0.6 + 3.4 * len(nets), 3.4),
-                             squeeze=False, layout="constrained")
-    plotting.plot_neurons(nets, informative, X=X, labels=titles, axes=axes[0])
-    fig.suptitle(f"Neurons of the feature run (p={X.shape[0]}), coloured by attractor",
-                 fontsize="medium")
+    fig = neurons_figure(nets, informative, [X] * len(nets), titles,
+                         suptitle=f"Neurons of the feature run (p={X.shape[0]}), coloured by "
+                         "attractor")
     fig.savefig(out / "neurons.png", dpi=110)
-    plt.close(fig)
     return "neurons.png"
 
 

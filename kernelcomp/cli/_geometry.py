@@ -264,15 +264,17 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
     """neurons.png (with --informative), layer_geometry.png, gauss_newton.png, trajectory_*.png."""
     from kernelcomp import diagnostics as dg
     from kernelcomp import plotting
+    from kernelcomp._geometry_plots import neurons_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"step {e['step']}" if "step" in e else str(e["label"]) for e in entries]
     written = []
     if args.informative is not None:
         keep = _evenly(len(nets), _MAX_PANELS)
-        written.append(neurons_figure(folder / "neurons.png", [nets[i] for i in keep],
-                                      args.informative, [items[i].X for i in keep],
-                                      [names[i] for i in keep]))
+        fig = neurons_figure([nets[i] for i in keep], args.informative,
+                             [items[i].X for i in keep], [names[i] for i in keep])
+        fig.savefig(folder / "neurons.png", dpi=110)
+        written.append(folder / "neurons.png")
     last = len(nets) - 1
     written.append(save_figure(
         folder / "layer_geometry.png",
@@ -295,18 +297,3 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
                                        f"{os.path.basename(origin)}: InPCA trajectory"))
     return written
 
-
-def neurons_figure(path: Path, nets: list[Any], informative: Any, Xs: list[Any],
-                   titles: list[str]) -> Path:
-    """The neurons of several networks side by side, coloured by attractor on their points."""
-    from matplotlib.figure import Figure
-
-    from kernelcomp import plotting
-
-    fig = Figure(figsize=(3.2 * len(nets) + 0.6, 3.4), layout="constrained")
-    axes = fig.subplots(1, len(nets), squeeze=False)[0]
-    for ax, net, X, title in zip(axes, nets, Xs, titles, strict=True):
-        plotting.plot_neurons(net, informative, X=X, axes=ax)
-        ax.set_title(title, fontsize="medium")
-    fig.savefig(path, dpi=110)
-    return path

@@ -320,8 +320,9 @@ class _AnalyticKernel(Kernel):
     def _cuda_backend(self) -> _CudaAnalytic:
         if self._quadrature:
             raise NotImplementedError(
-                f"device='cuda' supports the closed-form activations {sorted(_CLOSED_FORMS)} "
-                f"only; activation {self.activation!r} (by quadrature) runs on device='cpu'"
+                "device='cuda' computes the closed forms only (activations "
+                f"{sorted(_CLOSED_FORMS)}, method 'auto' or 'closed_form'); this kernel "
+                f"({self.activation!r} by quadrature) runs on device='cpu'"
             )
         return _CudaAnalytic(self)
 

@@ -298,9 +298,11 @@ def test_bad_parameters(kwargs, exc, match):
 
 
 def test_cuda_refuses_quadrature():
-    match = "'tanh' \\(by quadrature\\) runs on device='cpu'"
+    match = "\\('tanh' by quadrature\\) runs on device='cpu'"
     with pytest.raises(NotImplementedError, match=match):
         kc.NTK(activation="tanh")(np.ones((2, 3)), device="cuda")
+    with pytest.raises(NotImplementedError, match="\\('relu' by quadrature\\)"):
+        kc.NTK(method="quadrature")(np.ones((2, 3)), device="cuda")
 
 
 # ---------------------------------------------------------------- wide random networks

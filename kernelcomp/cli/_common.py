@@ -206,3 +206,16 @@ def progress_bar(args: argparse.Namespace, items: list[Any], desc: str,
         yield bar
     finally:
         bar.close()
+
+
+#: most curves drawn in one figure (checkpoints are subsampled evenly beyond it)
+MAX_CURVES = 8
+
+
+def evenly(n: int, most: int) -> list[int]:
+    """At most ``most`` indices of ``range(n)``, evenly spaced, first and last kept."""
+    if n <= most:
+        return list(range(n))
+    import numpy as np
+
+    return np.unique(np.linspace(0, n - 1, most).round().astype(int)).tolist()

@@ -30,10 +30,12 @@ import numpy as np
 
 from kernelcomp._argtypes import int_list, n_jobs, positive_int
 from kernelcomp.cli._common import (
+    MAX_CURVES,
     UsageError,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
+    evenly,
     progress_bar,
     save_figure,
     say,
@@ -43,8 +45,6 @@ from kernelcomp.cli._sources import Source, sources
 
 #: most networks drawn side by side in neurons.png (evenly spaced, init and final kept)
 _MAX_PANELS = 4
-#: most spectra in gauss_newton.png
-_MAX_CURVES = 8
 #: without --gauss-newton, the Gauss-Newton spectrum (an NTK Gram and a full p x p
 #: eigendecomposition: about three p x p float64 matrices held at once, 9.6 GB at
 #: p = 20000) is computed up to this many points
@@ -252,13 +252,6 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _evenly(n: int, most: int) -> list[int]:
-    """At most ``most`` indices of ``range(n)``, evenly spaced, first and last kept."""
-    if n <= most:
-        return list(range(n))
-    return np.unique(np.linspace(0, n - 1, most).round().astype(int)).tolist()
-
-
 def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
           trajectories: dict[str, Any], args: argparse.Namespace, folder: Path) -> list[Path]:
     """neurons.png (with --informative), layer_geometry.png, gauss_newton.png, trajectory_*.png."""
@@ -270,7 +263,7 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
     names = [f"step {e['step']}" if "step" in e else str(e["label"]) for e in entries]
     written = []
     if args.informative is not None:
-        keep = _evenly(len(nets), _MAX_PANELS)
+        keep = evenly(len(nets), _MAX_PANELS)
         fig = neurons_figure([nets[i] for i in keep], args.informative,
                              [items[i].X for i in keep], [names[i] for i in keep])
         fig.savefig(folder / "neurons.png", dpi=110)
@@ -282,7 +275,7 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
                                                 ax=ax),
         f"{entries[last]['label']}: hidden representations"))
     with_gn = [i for i, e in enumerate(entries) if "gauss_newton_eigenvalues" in e]
-    keep = [with_gn[i] for i in _evenly(len(with_gn), _MAX_CURVES)]
+    keep = [with_gn[i] for i in evenly(len(with_gn), MAX_CURVES)]
     if keep:
         written.append(save_figure(
             folder / "gauss_newton.png",

@@ -18,10 +18,12 @@ import numpy as np
 
 from kernelcomp._argtypes import int_list, n_jobs, positive_int
 from kernelcomp.cli._common import (
+    MAX_CURVES,
     UsageError,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
+    evenly,
     progress_bar,
     save_figure,
     say,
@@ -32,8 +34,6 @@ from kernelcomp.cli._sources import Source, add_torch_options, empirical_ntk, so
 #: without --n-components, kpca decomposes fully up to this n, else the top _DEFAULT_TOP
 _ALL_COMPONENTS_UP_TO = 3000
 _DEFAULT_TOP = 200
-#: most curves drawn in one figure (checkpoints are subsampled evenly beyond it)
-_MAX_CURVES = 8
 
 
 def add_parser(sub: Any) -> None:
@@ -212,10 +212,9 @@ def plots(
     from kernelcomp import plotting
 
     folder.mkdir(parents=True, exist_ok=True)
-    if len(entries) > _MAX_CURVES:  # evenly spaced, always init and final
-        keep = np.unique(np.linspace(0, len(entries) - 1, _MAX_CURVES).round().astype(int))
-        entries = [entries[i] for i in keep]
-        ys = [ys[i] for i in keep]
+    keep = evenly(len(entries), MAX_CURVES)
+    entries = [entries[i] for i in keep]
+    ys = [ys[i] for i in keep]
     origins = {e.get("source") for e in entries}
     if len(origins) == 1 and all("step" in e for e in entries):
         names = [f"step {e['step']}" for e in entries]  # one run: the file is in the title

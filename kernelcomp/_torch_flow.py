@@ -59,6 +59,7 @@ from kernelcomp.training._network_flow import (
     _check_bool,
     _check_checkpoints,
     _check_fractions,
+    _Classifier,
     _geometric_schedule,
 )
 
@@ -100,7 +101,7 @@ class TorchCheckpoint:
 
 
 @dataclass
-class TorchTrainResult:
+class TorchTrainResult(_Classifier):
     """The outcome of :func:`train_torch`.
 
     Attributes
@@ -155,14 +156,6 @@ class TorchTrainResult:
             out = out - _evaluate(self.module0, X, self.input_shape)
         return self.alpha * out
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Labels ``sign F`` (``+1`` where ``F > 0``, ``-1`` elsewhere)."""
-        return np.where(self.decision_function(X) > 0, 1.0, -1.0)
-
-    def test_error(self, X: Any, y: Any) -> float:
-        """Fraction of points with ``y F(x) <= 0`` (the paper's test error)."""
-        F = self.decision_function(X)
-        return float(np.mean(_check_labels(y, len(F), "y") * F <= 0))
 
 
 def _as_inputs(X: Any, shape: tuple[int, ...]) -> np.ndarray:

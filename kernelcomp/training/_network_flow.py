@@ -66,8 +66,29 @@ class CheckpointRecord:
     fitted_fraction: float = math.nan
 
 
+class _Classifier:
+    """``predict``, ``test_error`` and ``margins`` of a trained ``F`` (``decision_function``)."""
+
+    def decision_function(self, X: Any) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels ``sign F`` (``+1`` where ``F > 0``, ``-1`` elsewhere)."""
+        return np.where(self.decision_function(X) > 0, 1.0, -1.0)
+
+    def test_error(self, X: Any, y: Any) -> float:
+        """Fraction of points with ``y F(x) <= 0`` (the paper's test error)."""
+        F = self.decision_function(X)
+        return float(np.mean(check_labels(y, len(F), "y") * F <= 0))
+
+    def margins(self, X: Any, y: Any) -> np.ndarray:
+        """``alpha y Ft(x)`` = ``y F(x)``; training stops when all are >= 1."""
+        F = self.decision_function(X)
+        return check_labels(y, len(F), "y") * F
+
+
 @dataclass
-class TrainResult:
+class TrainResult(_Classifier):
     """The outcome of :func:`train`.
 
     Attributes
@@ -124,19 +145,6 @@ class TrainResult:
             out = out - self.net0(X)
         return self.alpha * out
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Labels ``sign F`` (``+1`` where ``F > 0``, ``-1`` elsewhere)."""
-        return np.where(self.decision_function(X) > 0, 1.0, -1.0)
-
-    def test_error(self, X: Any, y: Any) -> float:
-        """Fraction of points with ``y F(x) <= 0`` (the paper's test error)."""
-        F = self.decision_function(X)
-        return float(np.mean(check_labels(y, len(F), "y") * F <= 0))
-
-    def margins(self, X: Any, y: Any) -> np.ndarray:
-        """``alpha y Ft(x)`` = ``y F(x)``; training stops when all are >= 1."""
-        F = self.decision_function(X)
-        return check_labels(y, len(F), "y") * F
 
 
 

@@ -238,3 +238,35 @@ class Kernel(abc.ABC):
             For kernels that cannot be described by parameters alone.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot be described as JSON")
+
+
+class FrozenKernel(Kernel):
+    """A kernel that freezes itself once ``_fingerprint`` is set (the empirical NTKs).
+
+    Equal and hashed by ``(type, _key())``; attributes cannot be set afterwards;
+    ``copy.copy`` and ``copy.deepcopy`` return the kernel itself (nothing in it
+    can change, so a copy may share everything).
+    """
+
+    @abc.abstractmethod
+    def _key(self) -> tuple[Any, ...]:
+        """What identifies the kernel's values (network fingerprint, layers, output...)."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FrozenKernel):
+            return NotImplemented
+        return type(self) is type(other) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(self, "_fingerprint"):
+            raise AttributeError(f"{type(self).__name__} is immutable")
+        object.__setattr__(self, name, value)
+
+    def __copy__(self) -> FrozenKernel:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenKernel:
+        return self

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._base import Kernel
+from kernelcomp._base import FrozenKernel
 from kernelcomp._validation import check_dtype, check_int
 
 __all__ = ["TorchNTK"]
@@ -292,7 +292,7 @@ def _script_activations(module: Any, x: Any) -> tuple[int, Any]:
 # ---------------------------------------------------------------------------
 # the kernel
 # ---------------------------------------------------------------------------
-class TorchNTK(Kernel):
+class TorchNTK(FrozenKernel):
     """Exact empirical neural tangent kernel of a PyTorch module.
 
     ``Theta(x, y) = sum_theta df(x)/dtheta . df(y)/dtheta`` over the module's
@@ -597,26 +597,6 @@ class TorchNTK(Kernel):
             self._input_shape,
             self._dtype.name,
         )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TorchNTK):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if hasattr(self, "_fingerprint"):
-            raise AttributeError(f"{type(self).__name__} is immutable")
-        object.__setattr__(self, name, value)
-
-    def __copy__(self) -> TorchNTK:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> TorchNTK:
-        # immutable (a private frozen module, no setters): a copy may share everything
-        return self
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._base import Kernel
+from kernelcomp._base import FrozenKernel
 from kernelcomp._kernels import empirical as _core
 from kernelcomp._linalg import MIRROR_TILE, gemm_nt, mirror_upper, syrk_upper, tril_indices
 from kernelcomp.network import FCNetwork
@@ -121,7 +121,7 @@ def _rows(A: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
     return None if A is None else A[start:stop]
 
 
-class _EmpiricalKernel(Kernel):
+class _EmpiricalKernel(FrozenKernel):
     """Shared machinery of :class:`EmpiricalNTK` and :class:`EmpiricalNNGP`."""
 
     def __init__(self, net: FCNetwork, layers: tuple[int, ...], output: int | None) -> None:
@@ -162,26 +162,6 @@ class _EmpiricalKernel(Kernel):
 
     def _key(self) -> tuple[Any, ...]:
         return (type(self).__name__, self._layers, self._output, self._fingerprint)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _EmpiricalKernel):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if hasattr(self, "_fingerprint"):
-            raise AttributeError(f"{type(self).__name__} is immutable")
-        object.__setattr__(self, name, value)
-
-    def __copy__(self) -> _EmpiricalKernel:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _EmpiricalKernel:
-        # immutable (read-only arrays, no setters): a copy may share everything
-        return self
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self._net, self._layers, self._output))

@@ -29,7 +29,7 @@ test: $(STAMP) $(VENV)/.torch
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/kernelcomp demo --out demo_out
+	$(VENV)/bin/kernelcomp demo --out demo_out --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kernelcomp tests scripts

@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import kernelcomp  # noqa: E402
@@ -24,6 +25,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.intersphinx",
     "numpydoc",
+    "kernelcomp_cli",
 ]
 
 templates_path = ["_templates"]

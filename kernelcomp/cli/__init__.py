@@ -13,7 +13,7 @@
     kernelcomp geometry RUN.h5 -o DIAG.h5 [--informative J] [--plot DIR]
     kernelcomp info FILE.h5
     kernelcomp train DATASET --p P --d D -o RUN.h5 ...
-    kernelcomp demo --out DIR [--quick]
+    kernelcomp demo --out DIR [--quick] [--force]
 
 One module per subcommand, its parser beside its handler (``_gram``, ``_kpca``,
 ``_geometry``, ``_info``, ``_train``, ``_demo``); what they share is in ``_common`` (errors,

@@ -47,6 +47,7 @@ _LAZY_MODULES = (
     "cli",
     "gp",
     "distributed",
+    "predict",
 )
 
 __all__ = ["__version__", *_LAZY_ATTRS, *_LAZY_MODULES]

@@ -91,6 +91,31 @@ def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
     syrk_upper(out, X)
 
 
+def _check_scale(kernel: Any, dtype: np.dtype, *layers: np.ndarray) -> None:
+    """Refuse a kernel whose per-layer variances overflow for these inputs.
+
+    Every entry of a layer's covariance (and of the NTK) is bounded by the
+    geometric mean of its two diagonal entries (Cauchy-Schwarz), so finite
+    diagonal variances, with a margin below the largest value of ``dtype``,
+    keep the whole Gram matrix finite. The check is O(n depth).
+
+    Raises
+    ------
+    ValueError
+        If a diagonal variance is not finite or beyond ``finfo(dtype).max / 4``.
+    """
+    limit = float(np.finfo(dtype).max) / 4.0
+    worst = max((float(np.max(np.abs(v))) if v.size else 0.0) for v in layers)
+    if np.isfinite(worst) and worst <= limit:
+        return
+    raise ValueError(
+        f"{kernel!r} overflows {np.dtype(dtype).name} on these inputs (a layer variance reaches "
+        f"{worst:.3g}; the largest {np.dtype(dtype).name} is {np.finfo(dtype).max:.3g}): the "
+        "variances grow like weight_std**2 per layer; lower weight_std or depth, or rescale "
+        "the inputs"
+    )
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """Per-sample state of the analytic recursion for ``n`` rows."""
@@ -260,6 +285,7 @@ class _AnalyticKernel(Kernel):
             _quad.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p, **rules)
         else:
             _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
+        _check_scale(self, X.dtype, a, b, dg)
         # the transpose feeds the fused dot products (in float64: exact for float32
         # inputs, and no conversion in the inner loop); BLAS needs none
         fused = d <= FUSED_MAX_FEATURES

@@ -96,16 +96,9 @@ def file_kind(p: Path) -> str:
 
 def h5_format(path: Path) -> str | None:
     """The ``kernelcomp_format`` of an HDF5 file (None for a foreign one)."""
-    import h5py
+    from kernelcomp._h5 import _file_format
 
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("kernelcomp_format")
-    except OSError as exc:
-        raise ValueError(f"{path} is not an HDF5 file ({exc})") from exc
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    return None if fmt is None else str(fmt)
+    return _file_format(path)
 
 
 def labels(y: Any, name: str, n: int) -> np.ndarray:

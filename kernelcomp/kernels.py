@@ -91,29 +91,33 @@ def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
     syrk_upper(out, X)
 
 
-def _check_scale(kernel: Any, dtype: np.dtype, *layers: np.ndarray) -> None:
-    """Refuse a kernel whose per-layer variances overflow for these inputs.
+def _check_scale(kernel: Any, dtype: np.dtype, a: np.ndarray, b: np.ndarray,
+                 dg: np.ndarray) -> None:
+    """Refuse a kernel whose recursion overflows for these inputs, before the O(n m) work.
 
     Every entry of a layer's covariance (and of the NTK) is bounded by the
-    geometric mean of its two diagonal entries (Cauchy-Schwarz), so finite
-    diagonal variances, with a margin below the largest value of ``dtype``,
-    keep the whole Gram matrix finite. The check is O(n depth).
+    geometric mean of its two diagonal entries (Cauchy-Schwarz). The tile
+    pass multiplies two per-sample terms of ``a`` and ``b`` (in float64), so
+    these must stay below ``sqrt(finfo(float64).max) / 4`` (about 3e153), and
+    the diagonal ``dg`` within the largest ``dtype`` value. The
+    check is O(n depth).
 
     Raises
     ------
     ValueError
-        If a diagonal variance is not finite or beyond ``finfo(dtype).max / 4``.
+        If a value is not finite or beyond its limit.
     """
-    limit = float(np.finfo(dtype).max) / 4.0
-    worst = max((float(np.max(np.abs(v))) if v.size else 0.0) for v in layers)
-    if np.isfinite(worst) and worst <= limit:
-        return
-    raise ValueError(
-        f"{kernel!r} overflows {np.dtype(dtype).name} on these inputs (a layer variance reaches "
-        f"{worst:.3g}; the largest {np.dtype(dtype).name} is {np.finfo(dtype).max:.3g}): the "
-        "variances grow like weight_std**2 per layer; lower weight_std or depth, or rescale "
-        "the inputs"
-    )
+    inner = math.sqrt(float(np.finfo(np.float64).max)) / 4.0
+    outer = float(np.finfo(dtype).max)
+    for values, limit in ((a, inner), (b, inner), (dg, outer)):
+        peak = float(np.max(np.abs(values))) if values.size else 0.0
+        if not peak <= limit:  # NaN fails too
+            raise ValueError(
+                f"{kernel!r} overflows on these inputs: its recursion reaches {peak:.3g}, "
+                f"beyond the {limit:.3g} from which {np.dtype(dtype).name} Gram entries can "
+                "be computed; the variances grow like weight_std**2 per layer: lower "
+                "weight_std or depth, or rescale the inputs"
+            )
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def _drop_stale_cache(folder: Path = _HERE, cache: Path | None = None) -> bool:
     """
     cache = folder / "__pycache__" if cache is None else Path(cache)
     stamp = cache / _STAMP_NAME
-    fingerprint = _fingerprint(folder)
+    fingerprint = _sources_fingerprint(folder)
     try:
         if stamp.read_text(encoding="ascii").strip() == fingerprint:
             return False
@@ -97,16 +97,8 @@ def _drop_stale_cache(folder: Path = _HERE, cache: Path | None = None) -> bool:
     return removed
 
 
-_FINGERPRINTS: dict[Path, str] = {}
 #: cache folders already checked in this process
 _CHECKED: set[str] = set()
-
-
-def _fingerprint(folder: Path) -> str:
-    """:func:`_sources_fingerprint`, once per folder and process."""
-    if folder not in _FINGERPRINTS:
-        _FINGERPRINTS[folder] = _sources_fingerprint(folder)
-    return _FINGERPRINTS[folder]
 
 
 def _check_cache_of(dispatcher: Any) -> None:

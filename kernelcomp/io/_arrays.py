@@ -100,6 +100,13 @@ def read_array(path: Any, *, key: str | None = None, name: str = "INPUT") -> np.
     )
 
 
+def _read_header(fh: Any, version: tuple[int, int]) -> tuple[Any, bool, np.dtype]:
+    """An .npy header (shape, fortran_order, dtype) after its magic string."""
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)  # 3.0 differs in its text encoding only
+
+
 def _declared(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
 
@@ -112,7 +119,7 @@ def _check_npy_size(p: Path, name: str) -> None:
     """
     with open(p, "rb") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, _, dtype = np.lib.format._read_array_header(fh, version)
+        shape, _, dtype = _read_header(fh, version)
         held = p.stat().st_size - fh.tell()
     declared = _declared(shape, dtype)
     if declared > held:
@@ -127,7 +134,7 @@ def _check_npz_member(z: Any, key: str, p: Path, name: str) -> None:
     member = z.zip.getinfo(key if key in z.zip.namelist() else key + ".npy")
     with z.zip.open(member) as fh:
         version = np.lib.format.read_magic(fh)
-        shape, _, dtype = np.lib.format._read_array_header(fh, version)
+        shape, _, dtype = _read_header(fh, version)
         header = fh.tell()
     declared = _declared(shape, dtype)
     held = member.file_size - header

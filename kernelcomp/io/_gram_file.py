@@ -542,8 +542,7 @@ def compute_gram_file(
             )
             _create_partial(partial, req, inputs)
         try:
-            with _open_partial(partial) as f:  # one handle, rechecked, from here to the end
-                info = _check_resumable(_gram_info(f, partial), req)
+            with _open_partial(partial, req) as (f, info):  # one handle, from here to the end
                 reserve(partial, f.id.get_filesize() + _SLACK, start=0,
                         what=f"the Gram file {final}")
                 _fill_blocks(f, req, info.block_rows, n_jobs=n_jobs, progress=progress,
@@ -589,25 +588,35 @@ def _read_existing(path: Path, what: str) -> GramInfo:
 
 
 @contextlib.contextmanager
-def _open_partial(partial: Path) -> Any:
-    """The partial file opened for writing once, with a readable error naming --force."""
-    with _open_h5(partial):  # the read checks: HDF5, lock, self-contained
-        pass
+def _open_partial(partial: Path, req: _GramRequest) -> Any:
+    """The partial file opened for writing once, rechecked against ``req`` through that handle.
+
+    Yields the open file and its :class:`GramInfo`.
+
+    Raises
+    ------
+    FormatError
+        If it is not a readable Gram file of this request, naming --force.
+    BlockingIOError
+        If another process holds it open for writing.
+    """
+    hint = "; pass force=True (--force) to discard it and start again"
     try:
+        with _open_h5(partial):  # the read checks: HDF5, lock, self-contained
+            pass
         f = h5py.File(partial, "r+")
-    except OSError as exc:
-        raise FormatError(
-            f"{partial} cannot be opened to continue it ({' '.join(str(exc).split())}); pass "
-            "force=True (--force) to discard it and start again"
-        ) from None
+    except BlockingIOError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{partial}: cannot continue it ({' '.join(str(exc).split())})"
+                          f"{hint}") from None
     with f:
         try:
             _check_header(f, partial, "gram")
+            info = _gram_info(f, partial)
         except FormatError as exc:
-            raise FormatError(
-                f"{exc}; pass force=True (--force) to discard it and start again"
-            ) from None
-        yield f
+            raise FormatError(f"{exc}{hint}") from None
+        yield f, _check_resumable(info, req)
 
 
 def _check_final(info: GramInfo, req: _GramRequest) -> GramInfo:

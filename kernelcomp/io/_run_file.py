@@ -45,6 +45,8 @@ from kernelcomp._validation import check_int, check_matrix
 
 #: bytes reserved beyond a run file's data (HDF5 metadata)
 _SLACK = 1 << 20
+#: bytes reserved beyond a checkpoint's arrays (its group, attributes, metadata)
+_CHECKPOINT_SLACK = 256 << 10
 
 
 class RunWriter:
@@ -244,7 +246,8 @@ class RunWriter:
         need += sum(np.asarray(v).nbytes for v in extra.values() if not isinstance(v, Mapping))
         # HDF5 cannot recover from a full disk in the middle of a write: the blocks the
         # checkpoint needs are reserved first (a full disk fails here, the file intact)
-        reserve(self.partial, 2 * need + _SLACK, what=f"checkpoint {index} of {self.path}")
+        reserve(self.partial, need + need // 8 + _CHECKPOINT_SLACK,
+                what=f"checkpoint {index} of {self.path}")
         with h5py.File(self.partial, "r+") as f:
             try:
                 g = f["checkpoints"].create_group(name)

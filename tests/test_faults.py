@@ -251,13 +251,17 @@ def test_force_never_replaces_a_fifo_or_a_device(tmp_path):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("params", [{"depth": 200, "weight_std": 10.0},
                                     {"depth": 1, "weight_std": 1e150}])
-def test_a_kernel_that_overflows_is_refused_not_nan(params):
+def test_a_kernel_that_overflows_is_refused_not_nan(params, tmp_path):
     X = _X(20, 3)
     for cls in (kc.NTK, kc.NNGP):
         with pytest.raises(ValueError, match="overflows on these inputs"):
             cls(**params)(X)
     with pytest.raises(ValueError, match="overflows on these inputs"):
         kc.NTKRegressor(kernel=kc.NTK(**params)).fit(X, X[:, 0])
+    out = tmp_path / "K.h5"
+    with pytest.raises(ValueError, match="overflows on these inputs"):
+        io.compute_gram_file(kc.NTK(**params), X, None, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no empty partial left behind
     K = kc.NTK(depth=200, weight_std=1.0)(X)  # deep but stable: finite, as before
     assert np.isfinite(K).all()
 

@@ -550,6 +550,10 @@ def compute_gram_file(
         except NonFiniteGramError:
             partial.unlink(missing_ok=True)  # it can never become a valid result
             raise
+        except (ValueError, TypeError):
+            if created:  # the kernel refused these inputs (e.g. it overflows): no empty file
+                partial.unlink(missing_ok=True)
+            raise
         except OSError as exc:
             if created and getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
                 partial.unlink(missing_ok=True)  # nothing computed yet: leave no empty file

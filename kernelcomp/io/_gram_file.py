@@ -789,16 +789,15 @@ def _check_finite_block(block: Any, req: _GramRequest) -> None:
     NonFiniteGramError
         Naming the rows and the kernel.
     """
-    seen: list[int] = []
+    checked: list[np.ndarray] = []
     for _, value in block.writes:
-        base = value if value.base is None else value.base
-        if id(base) in seen:  # the transposed copy of a block already checked
-            continue
-        seen.append(id(base))
+        if any(value.base is c and value.size == c.size for c in checked):
+            continue  # a whole view (the mirrored transpose) of a block already checked
+        checked.append(value)
         if not np.isfinite(value).all():
             raise NonFiniteGramError(
                 f"the Gram matrix has NaN or infinite entries in rows {block.start}.."
                 f"{block.stop - 1}: {req.desc.get('kernel', 'the kernel')} produces non-finite "
                 "values on these inputs (a network whose outputs are NaN or infinite, or a "
-                "kernel that overflows); nothing was written"
+                "kernel that overflows); no Gram file is written"
             )

@@ -680,5 +680,6 @@ def _read_values(group: h5py.Group, skip: Sequence[str] = ()) -> dict[str, Any]:
         if key in skip:
             continue
         if isinstance(item, h5py.Dataset):
+            check_stored(item, Path(item.file.filename), f"dataset {item.name!r}")
             out[key] = item[()]
     return out

@@ -25,7 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._h5 import NETWORK_FORMAT, FormatError, _open_h5, _output_path, atomic_write, stamp
+from kernelcomp._h5 import (
+    NETWORK_FORMAT,
+    FormatError,
+    _open_h5,
+    _output_path,
+    atomic_write,
+    check_stored,
+    stamp,
+)
 
 __all__ = ["ENCODING", "ENCODING_VERSION", "from_arrays", "from_hdf5", "load", "meta", "plain",
            "save", "to_hdf5", "weight_list"]
@@ -121,8 +129,21 @@ def from_hdf5(cls: Any, group: Any) -> Any:
     f = getattr(group, "file", None)
     if f is not None and getattr(f, "filename", None):
         where += f" of {f.filename!r}"
-    arrays = {k: group[k][()] for k in group.keys() if k[:1] in ("W", "b")}
+    arrays = {}
+    for k in group.keys():
+        if k[:1] in ("W", "b"):
+            _stored(group[k], where)
+            arrays[k] = group[k][()]
     return from_arrays(cls, dict(group.attrs), arrays, where)
+
+
+def _stored(ds: Any, where: str) -> None:
+    """A weight dataset holds the bytes its shape declares (else a ValueError, nothing read)."""
+    if hasattr(ds, "id") and hasattr(ds, "chunks"):
+        try:
+            check_stored(ds, Path(where), f"dataset {ds.name!r}")
+        except FormatError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def save(net: Any, path: str | os.PathLike[str]) -> Path:

@@ -526,3 +526,31 @@ def test_files_are_fsynced_before_the_final_rename(tmp_path, monkeypatch):
     for _, src in renames:
         before = events[: events.index(("replace", src))]
         assert ("fsync", str(Path(src).resolve())) in before, (src, events)
+
+
+def test_every_reader_refuses_a_dataset_that_stores_less_than_it_declares(tmp_path):
+    """A declared (4000, 4000) float64 with no chunk written: refused, not 128 MB of zeros."""
+
+    def hollow(g, name):
+        if name in g:
+            del g[name]
+        g.create_dataset(name, shape=(4000, 4000), dtype="f8", chunks=(500, 500))
+
+    inputs = tmp_path / "X.h5"
+    with h5py.File(inputs, "w") as f:
+        hollow(f, "X")
+    with pytest.raises(ValueError, match="declares shape"):
+        io.read_array(inputs)
+    diag = tmp_path / "D.h5"
+    io.save_diagnostics(diag, [{"eigenvalues": np.ones(2)}])
+    with h5py.File(diag, "r+") as f:
+        hollow(f["entries"][next(iter(f["entries"]))], "eigenvalues")
+    with pytest.raises(io.FormatError, match="declares shape"):
+        io.load_diagnostics(diag)
+    net_path = tmp_path / "net.h5"
+    net = kc.FCNetwork.init(3, [4], seed=0)
+    net.save(net_path)
+    with h5py.File(net_path, "r+") as f:
+        hollow(f, "W0")
+    with pytest.raises(ValueError, match="declares shape"):
+        kc.FCNetwork.load(net_path)

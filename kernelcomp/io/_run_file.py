@@ -37,6 +37,7 @@ from kernelcomp._h5 import (
     _refuse_partial,
     _write_value,
     check_free_space,
+    check_stored,
     reserve,
     stamp,
     write_lock,
@@ -436,7 +437,10 @@ def open_run(path: Any) -> Run:
         for part in ("data", "checkpoints"):
             if part not in f:
                 raise FormatError(f"{p} is a 'run' file without its {part!r} group")
-        data = {k: v[()] for k, v in f["data"].items()}
+        data = {}
+        for k, v in f["data"].items():
+            check_stored(v, p, f"dataset {v.name!r}")
+            data[k] = v[()]
         checkpoints = []
         for name in sorted(f["checkpoints"]):
             g = f["checkpoints"][name]

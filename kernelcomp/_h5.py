@@ -241,6 +241,13 @@ def _refuse_partial(partial: Path, force: bool, why: str) -> None:
 LOCK_SUFFIX = ".lock"
 
 
+def _busy(message: str) -> BlockingIOError:
+    """A BlockingIOError (errno EWOULDBLOCK) whose text is ``message`` alone."""
+    exc = BlockingIOError(message)
+    exc.errno = errno.EWOULDBLOCK
+    return exc
+
+
 def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + LOCK_SUFFIX)
 
@@ -292,10 +299,9 @@ def write_lock(path: Any, *, wait: float = 0.0) -> Iterator[Path]:
             if time.monotonic() < deadline:
                 time.sleep(0.05)
                 continue
-            raise BlockingIOError(
-                errno.EWOULDBLOCK,
+            raise _busy(
                 f"{path} is being written by another kernelcomp process (it holds {lock}); "
-                "wait for it to finish",
+                "wait for it to finish"
             ) from None
         # the previous holder may have removed the lock file after we opened it
         try:
@@ -496,10 +502,9 @@ def _open_h5(p: Path) -> h5py.File:
         if "unable to lock file" in text or getattr(exc, "errno", None) in (
             errno.EAGAIN, errno.EWOULDBLOCK
         ):
-            raise BlockingIOError(
-                errno.EWOULDBLOCK,
+            raise _busy(
                 f"{p} is open for writing in another process (HDF5 file lock); wait for that "
-                "process to finish (or read a copy)",
+                "process to finish (or read a copy)"
             ) from None
         raise FormatError(f"{p} is not an HDF5 file ({exc})") from exc
     try:

@@ -18,11 +18,12 @@ imports h5py only inside the functions that open files (so that
   :func:`check_free_space` and :func:`reserve` (a full disk is reported before
   HDF5 writes anything it cannot finish), :func:`_fsync_path` (data on disk
   before the final rename).
-* Reading: :func:`_existing`, :func:`_open_h5` (every HDF5 read: a clear error
-  for a file locked by a writer; external, virtual and externally linked data
-  refused), :func:`_open_checked` (with the header check), :func:`_file_format`
-  (any kernelcomp format, without one) and :func:`check_stored` (a dataset holds
-  the bytes its shape declares).
+* Reading: :func:`_existing`, :func:`_open_h5` (every HDF5 open: a clear error
+  for a file locked by a writer), :func:`_open_checked` (with the header check),
+  :func:`_file_format` (any kernelcomp format, without one) and
+  :func:`check_stored` (before every dataset read: its data is in the file, no
+  external storage, virtual dataset or external link, and it holds the bytes
+  its shape declares).
 * Attribute codecs: :func:`_dumps` / :func:`_loads` (JSON attributes),
   :func:`_write_value` / :func:`_read_values` (arrays as datasets, scalars and
   strings as attributes, dicts as JSON).
@@ -490,8 +491,9 @@ def _open_h5(p: Path) -> h5py.File:
     BlockingIOError
         If another process holds the file open for writing (HDF5's file lock).
     FormatError
-        If ``p`` is not an HDF5 file, or reads data outside itself
-        (:func:`_check_self_contained`).
+        If ``p`` is not an HDF5 file.
+
+    Every dataset read from it goes through :func:`check_stored` first.
     """
     import h5py
 
@@ -507,76 +509,50 @@ def _open_h5(p: Path) -> h5py.File:
                 "process to finish (or read a copy)"
             ) from None
         raise FormatError(f"{p} is not an HDF5 file ({exc})") from exc
-    try:
-        _check_self_contained(f, p)
-    except BaseException:
-        f.close()
-        raise
     return f
 
 
-def _check_self_contained(f: h5py.File, p: Path) -> None:
-    """Refuse HDF5 objects whose data lives outside ``p``.
-
-    External storage (``external=``), virtual datasets and external links
-    make HDF5 read other files when the dataset is read: a crafted file
-    would have kernelcomp read (and e.g. rebuild, through its eigenvectors)
-    any file the user can read. kernelcomp never writes them.
-
-    Raises
-    ------
-    FormatError
-        Naming the first such object.
-    """
-    import h5py
-
-    found: list[str] = []
-
-    def link(name: str, value: Any) -> None:
-        if not found and isinstance(value, h5py.ExternalLink):
-            found.append(f"{name!r} is an external link")
-
-    def item(name: str, obj: Any) -> None:
-        if found or not isinstance(obj, h5py.Dataset):
-            return
-        if obj.is_virtual:
-            found.append(f"{name!r} is a virtual dataset")
-        elif obj.external:
-            found.append(f"{name!r} has external storage")
-
-    f.visititems_links(link)
-    if not found:
-        f.visititems(item)
-    if found:
-        raise FormatError(
-            f"{p}: {found[0]} (its data is read from other files); kernelcomp reads only "
-            "self-contained HDF5 files"
-        )
-
-
 def check_stored(ds: h5py.Dataset, p: Path, what: str) -> None:
-    """Refuse a dataset that does not store the bytes its shape declares.
+    """Check a dataset before reading it: its data is in ``p``, as many bytes as it declares.
 
-    A complete dataset has every chunk (or its contiguous block) allocated;
-    a small file declaring a huge shape would otherwise make the reader
-    allocate it in memory.
+    Every kernelcomp read of an HDF5 dataset goes through this check (a few
+    property-list queries, no data read):
+
+    * external storage (``external=``), virtual datasets and external links
+      make HDF5 read other files when the dataset is read: a crafted file
+      would have kernelcomp read (and e.g. rebuild, through its eigenvectors)
+      any file the user can read. kernelcomp never writes them;
+    * a complete dataset has every chunk (or its contiguous block)
+      allocated: a small file declaring a huge shape would otherwise make the
+      reader allocate it in memory.
 
     Raises
     ------
     FormatError
-        Naming the declared shape and size and what the file stores.
+        Naming the dataset and what is wrong.
     """
     import h5py
 
+    name = getattr(ds, "name", "?")
+    outside = None
+    if os.path.abspath(ds.file.filename) != os.path.abspath(p):
+        outside = f"is an external link (to {ds.file.filename})"
+    elif ds.is_virtual:
+        outside = "is a virtual dataset"
+    elif ds.external:
+        outside = "has external storage"
+    if outside is not None:
+        raise FormatError(
+            f"{p}: {what} ({name!r}) {outside}: its data would be read from other files; "
+            "kernelcomp reads only self-contained HDF5 files"
+        )
     declared = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else 0
     if declared == 0:
         return
     stored = ds.id.get_storage_size()
-    layout = ds.id.get_create_plist().get_layout()
-    if layout == h5py.h5d.CHUNKED:
-        chunks = ds.chunks
-        expected = int(np.prod([-(-s // c) for s, c in zip(ds.shape, chunks, strict=True)]))
-        complete = ds.id.get_num_chunks() >= expected
+    if ds.id.get_create_plist().get_layout() == h5py.h5d.CHUNKED:
+        expected = np.prod([-(-s // c) for s, c in zip(ds.shape, ds.chunks, strict=True)])
+        complete = ds.id.get_num_chunks() >= int(expected)
     else:
         complete = stored >= declared
     if not complete:
@@ -685,6 +661,6 @@ def _read_values(group: h5py.Group, skip: Sequence[str] = ()) -> dict[str, Any]:
         if key in skip:
             continue
         if isinstance(item, h5py.Dataset):
-            check_stored(item, Path(item.file.filename), f"dataset {item.name!r}")
+            check_stored(item, Path(group.file.filename), f"dataset {item.name!r}")
             out[key] = item[()]
     return out

@@ -132,18 +132,13 @@ def from_hdf5(cls: Any, group: Any) -> Any:
     arrays = {}
     for k in group.keys():
         if k[:1] in ("W", "b"):
-            _stored(group[k], where)
+            if f is not None and getattr(f, "filename", None):
+                try:  # in the file, and holding the bytes it declares
+                    check_stored(group[k], Path(f.filename), f"weights {k!r}")
+                except FormatError as exc:
+                    raise ValueError(str(exc)) from None
             arrays[k] = group[k][()]
     return from_arrays(cls, dict(group.attrs), arrays, where)
-
-
-def _stored(ds: Any, where: str) -> None:
-    """A weight dataset holds the bytes its shape declares (else a ValueError, nothing read)."""
-    if hasattr(ds, "id") and hasattr(ds, "chunks"):
-        try:
-            check_stored(ds, Path(where), f"dataset {ds.name!r}")
-        except FormatError as exc:
-            raise ValueError(str(exc)) from None
 
 
 def save(net: Any, path: str | os.PathLike[str]) -> Path:

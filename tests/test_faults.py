@@ -205,6 +205,10 @@ def test_external_storage_is_never_followed(tmp_path):
     path = _external_gram(tmp_path)
     with pytest.raises(io.FormatError, match="external storage"):
         io.load_gram(path)
+    with h5py.File(path, "r+") as f:  # the record too (info reads it)
+        del f["completed_blocks"]
+        f.create_dataset("completed_blocks", shape=(1,), dtype="u1",
+                         external=[(str(tmp_path / "secret.bin"), 0, 1)])
     with pytest.raises(io.FormatError, match="external storage"):
         io.file_info(path)
     done = _cli("kpca", str(path), "-o", str(tmp_path / "D.h5"), "--eigenvectors",

@@ -205,6 +205,7 @@ def _gram_info_unchecked(f: h5py.File, p: Path) -> GramInfo:
                 f"{p}: its 'completed_blocks' record has {rec.shape[0]} entries, but "
                 f"{n} rows in blocks of {block_rows} make {expected} (a damaged file)"
             )
+        check_stored(rec, p, "its 'completed_blocks' record")
         done = rec[()]
     else:
         done = np.ones(1, np.uint8)

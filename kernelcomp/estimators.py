@@ -51,6 +51,7 @@ from kernelcomp._validation import (
     check_dtype,
     check_int,
     check_real,
+    check_real_dtype,
     result_dtype,
 )
 
@@ -615,6 +616,7 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
     def _fit_falkon_dask(self, kernel: Kernel, X: Any, y: Any, alpha: float,
                          sample_weight: Any) -> NTKRegressor:  # fmt: skip
         """``solver="falkon"`` on Dask arrays: K_nm blocks persisted on the workers."""
+        import dask
         import dask.array as da
 
         from kernelcomp import _falkon
@@ -638,6 +640,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         if kernel.n_features_in is not None and X.shape[1] != kernel.n_features_in:
             raise ValueError(f"X has {X.shape[1]} features, but the kernel expects "
                              f"{kernel.n_features_in}")  # fmt: skip
+        check_real_dtype(X.dtype, "X")
+        check_real_dtype(y.dtype, "y")
         x_dt = np.empty(0, dtype=X.dtype)
         dt = result_dtype(x_dt if X.dtype == np.float32 else x_dt.astype(np.float64),
                           dtype=self.dtype)  # fmt: skip
@@ -662,7 +666,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         else:
             W, w_sum = None, float(n)
         WY = Y if W is None else Y * W
-        rhs = (knm.T @ WY).compute()
+        rhs, y_finite = dask.compute(knm.T @ WY, da.isfinite(Y).all())  # one pass over y
+        if not y_finite:
+            raise ValueError("y contains NaN or infinity; all targets must be finite")
 
         def normal(beta: np.ndarray) -> np.ndarray:
             u = knm @ beta

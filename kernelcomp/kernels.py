@@ -91,6 +91,35 @@ def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
     syrk_upper(out, X)
 
 
+def _check_scale(kernel: Any, dtype: np.dtype, a: np.ndarray, b: np.ndarray,
+                 dg: np.ndarray) -> None:
+    """Refuse a kernel whose recursion overflows for these inputs, before the O(n m) work.
+
+    Every entry of a layer's covariance (and of the NTK) is bounded by the
+    geometric mean of its two diagonal entries (Cauchy-Schwarz). The tile
+    pass multiplies two per-sample terms of ``a`` and ``b`` (in float64), so
+    these must stay below ``sqrt(finfo(float64).max) / 4`` (about 3e153), and
+    the diagonal ``dg`` within the largest ``dtype`` value. The
+    check is O(n depth).
+
+    Raises
+    ------
+    ValueError
+        If a value is not finite or beyond its limit.
+    """
+    inner = math.sqrt(float(np.finfo(np.float64).max)) / 4.0
+    outer = float(np.finfo(dtype).max)
+    for values, limit in ((a, inner), (b, inner), (dg, outer)):
+        peak = float(np.max(np.abs(values))) if values.size else 0.0
+        if not peak <= limit:  # NaN fails too
+            raise ValueError(
+                f"{kernel!r} overflows on these inputs: its recursion reaches {peak:.3g}, "
+                f"beyond the {limit:.3g} from which {np.dtype(dtype).name} Gram entries can "
+                "be computed; the variances grow like weight_std**2 per layer: lower "
+                "weight_std or depth, or rescale the inputs"
+            )
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """Per-sample state of the analytic recursion for ``n`` rows."""
@@ -260,6 +289,7 @@ class _AnalyticKernel(Kernel):
             _quad.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p, **rules)
         else:
             _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
+        _check_scale(self, X.dtype, a, b, dg)
         # the transpose feeds the fused dot products (in float64: exact for float32
         # inputs, and no conversion in the inner loop); BLAS needs none
         fused = d <= FUSED_MAX_FEATURES

@@ -13,9 +13,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: exit status of a user error / of an interrupted command / of a closed pipe
 EXIT_USAGE = 2
@@ -96,16 +97,9 @@ def file_kind(p: Path) -> str:
 
 def h5_format(path: Path) -> str | None:
     """The ``kernelcomp_format`` of an HDF5 file (None for a foreign one)."""
-    import h5py
+    from kernelcomp._h5 import _file_format
 
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("kernelcomp_format")
-    except OSError as exc:
-        raise ValueError(f"{path} is not an HDF5 file ({exc})") from exc
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    return None if fmt is None else str(fmt)
+    return _file_format(path)
 
 
 def labels(y: Any, name: str, n: int) -> np.ndarray:
@@ -114,6 +108,8 @@ def labels(y: Any, name: str, n: int) -> np.ndarray:
     The paper's projections and MI use +-1 labels: with 0/1 labels the label
     vector has a large mean and the projections measure something else.
     """
+    import numpy as np
+
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]

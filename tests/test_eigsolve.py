@@ -146,7 +146,7 @@ def test_orthonormalize_drops_a_dependent_column_whatever_the_rounding(dtype, se
     Q, _ = np.linalg.qr(rng.standard_normal((n, 30)))
     V = Q @ rng.standard_normal((30, 6)) + 1e-3 * rng.standard_normal((n, 6))
     V = np.c_[V, V[:, :1] + V[:, 1:2], V[:, 2:3] - V[:, 3:4]].astype(dtype)
-    Y, C, R = _orthonormalize(V, Q.astype(dtype))
+    Y = _orthonormalize(V, Q.astype(dtype))[0]
     assert Y.shape == (n, 6)
     assert drop_tolerance(n, 38, dtype) < 1e-3 / 10  # the independent parts are kept
 

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kernelcomp._gram import default_block_rows
+from kernelcomp._linalg import matmul as _matmul
 from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import (
     check_gram,
@@ -391,7 +392,7 @@ def _kernel_pca_out_of_core(
             out = np.empty_like(V)
             for i0 in range(0, n, rows):
                 i1 = min(n, i0 + rows)
-                np.matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
+                _matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
             bar.update(1)
             return out
 
@@ -531,7 +532,7 @@ def kernel_pca(
     if method == "lanczos":
         from kernelcomp._eigsolve import block_lanczos_topk
 
-        w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, K.dtype, tol=tol,
+        w, V, info = block_lanczos_topk(lambda B: _matmul(K, B), n, k, K.dtype, tol=tol,
                                         random_state=random_state)  # fmt: skip
         if not info.converged:
             method = "subset"  # LAPACK: exact to round-off

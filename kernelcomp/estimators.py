@@ -44,7 +44,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from kernelcomp._base import Kernel
 from kernelcomp._gram import default_block_rows, gram, iter_gram_blocks
-from kernelcomp._linalg import cholesky_inplace, mirror_upper
+from kernelcomp._linalg import cholesky_inplace, matmul, mirror_upper
 from kernelcomp._parallel import n_jobs_context, resolve_n_jobs
 from kernelcomp._validation import (
     SYMMETRIC_ROUNDOFF_EPS,
@@ -350,7 +350,7 @@ def _cross_gram(xb: np.ndarray, kernel: Kernel, C: np.ndarray, dtype: str) -> np
 
 def _predict_block(xb: np.ndarray, kernel: Kernel, C: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """Predictions of a row block of Dask inputs (a Dask task)."""
-    return gram(kernel, xb, C, dtype=coef.dtype) @ coef
+    return matmul(gram(kernel, xb, C, dtype=coef.dtype), coef)
 
 
 class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
@@ -721,10 +721,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
                 drop_axis=1 if coef.ndim == 1 else None, dtype=dt)
         X = validate_data(self, X, reset=False, dtype=_FLOATS)
         if _is_precomputed(self.kernel_):
-            return np.asarray(X, dtype=dt) @ coef
+            return matmul(np.asarray(X, dtype=dt), coef)
         out = np.empty((X.shape[0], *coef.shape[1:]), dtype=dt)
         for start, stop, block in self._iter_test_gram(X, self.X_fit_, dt):
-            np.matmul(block, coef, out=out[start:stop])
+            matmul(block, coef, out=out[start:stop])
         return out
 
 
@@ -1053,13 +1053,13 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
     def _flow_decision(self, X: np.ndarray) -> np.ndarray:
         coef = self.dual_coef_[0]
         if _is_precomputed(self.kernel_):
-            return np.asarray(X[:, self.support_], dtype=np.float64) @ coef
+            return matmul(np.asarray(X[:, self.support_], dtype=np.float64), coef)
         out = np.zeros(X.shape[0], dtype=np.float64)
         if len(coef):
             for start, stop, block in self._iter_test_gram(
                 X, self.support_vectors_, self._gram_dtype
             ):
-                out[start:stop] = block @ coef
+                matmul(block, coef, out=out[start:stop])
         return out
 
     def _svc_apply(self, X: np.ndarray, name: str) -> np.ndarray:

@@ -41,7 +41,7 @@ from kernelcomp._base import Kernel, is_device_array
 from kernelcomp._kernels import analytic as _core
 from kernelcomp._kernels import quadrature as _quad
 from kernelcomp._kernels.activations import CODES as _CODES
-from kernelcomp._linalg import syrk_upper
+from kernelcomp._linalg import gemm_nt, syrk_upper
 from kernelcomp._validation import check_int, per_layer
 
 __all__ = ["NNGP", "NTK", "Kernel"]
@@ -83,10 +83,12 @@ def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
 
     The symmetric case writes one triangle only, by row blocks (``syrk`` on
     the diagonal blocks, GEMM right of them: :func:`kernelcomp._linalg.syrk_upper`,
-    safe at any n where one large ``syrk`` crashes).
+    safe at any n where one large ``syrk`` crashes); the cross case by GEMMs on
+    bounded blocks (:func:`kernelcomp._linalg.gemm_nt`), never numpy's
+    ``X @ Y.T``, which hands one ``syrk`` the whole matrix when ``Y`` is ``X``.
     """
     if Y is not None:
-        np.matmul(X, Y.T, out=out)
+        gemm_nt(out, X, Y)
         return
     syrk_upper(out, X)
 

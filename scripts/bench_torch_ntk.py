@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _blas_info import print_blas_info
 
 
 def small_cnn(torch: Any) -> Any:
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--methods", default="jacobian,jvp")
     args = parser.parse_args(argv)
+    print_blas_info()
     import torch
 
     from kernelcomp._torch_ntk import TorchNTK

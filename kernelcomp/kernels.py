@@ -16,13 +16,14 @@ trained as stored) the NNGP is the same and the tangent update reads
 ``T(l+1) = n_l K(S(l)) + [bias] + sw_l^2 Kdot T(l)`` with ``n_l`` the width of
 hidden layer ``l`` (``T1 = x.x' + [bias]``), so the NTK grows with the width.
 
-Activations: ``"relu"``, ``"relu_unit"`` and ``"erf"`` have closed forms
-(arc-cosine and arcsine kernels); every other activation of
-:class:`kernelcomp.FCNetwork` (``tanh``, ``linear``...) is computed by
-quadrature (:mod:`kernelcomp._kernels.quadrature`: four sectors in polar
-coordinates split where ``u = 0`` or ``v = 0``, ``4 n^2`` points per pair and
-layer, ``n = quadrature_nodes``), which ``method="quadrature"`` also forces
-for the closed-form ones.
+Activations (:mod:`kernelcomp._kernels.duals`): ``"relu"``, ``"relu_unit"``,
+``"erf"``, ``"leaky_relu"``, ``"linear"`` and ``"gelu"`` have closed forms; the
+smooth ``"tanh"``, ``"silu"``, ``"softplus"`` and ``"sigmoid"`` are Hermite
+(Mehler) series of per-sample coefficients with a tail bound (``method="series"``,
+erf and GELU accept it too); ``"elu"`` is computed by quadrature
+(:mod:`kernelcomp._kernels.quadrature`: four sectors in polar coordinates split
+where ``u = 0`` or ``v = 0``, ``4 n^2`` points per pair and layer,
+``n = quadrature_nodes``), which ``method="quadrature"`` also forces for the others.
 
 ``device="cuda"`` computes the O(n m) part on the GPU (:mod:`kernelcomp._kernels.cuda`,
 numba-cuda): the per-sample pass stays on the CPU and its results are copied
@@ -673,9 +674,11 @@ class NTK(_AnalyticKernel):
         Any activation of :class:`kernelcomp.FCNetwork` (``"relu"``,
         ``"relu_unit"``, ``"erf"``, ``"tanh"``, ``"linear"``...), with the same
         definition. ``"relu_unit"`` is ``sqrt(2) max(z, 0)``, the ReLU of unit
-        second moment used by Paccolat et al. (2021). ReLU, unit ReLU and erf
-        have closed forms (exactly neural-tangents' ``stax.Relu``/``stax.Erf``);
-        the others are computed by quadrature.
+        second moment used by Paccolat et al. (2021). ReLU, unit ReLU, erf,
+        leaky ReLU, linear and GELU have closed forms (exactly neural-tangents'
+        ``stax.Relu``/``Erf``/``LeakyRelu``/``Gelu``); tanh, SiLU, softplus and
+        sigmoid are Hermite series exact to 1e-11 of the kernel's scale per
+        layer; ELU is computed by quadrature.
     weight_std : float or sequence of float, default 1.0
         sigma_w, one value or one per Dense layer (``depth + 1``).
     bias_std : float, None or sequence, default 0.0
@@ -684,11 +687,16 @@ class NTK(_AnalyticKernel):
     parameterization : {"ntk", "standard"}, default "ntk"
     width : int or sequence of int, optional
         Hidden widths, required with ``"standard"`` (its NTK scales with them).
-    method : {"auto", "closed_form", "quadrature"}, default "auto"
+    method : {"auto", "closed_form", "series", "quadrature"}, default "auto"
         How ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` are computed at each
-        layer: ``"auto"`` uses the closed form where there is one and
-        quadrature otherwise; ``"quadrature"`` forces quadrature (to compare
-        with the closed forms).
+        layer: ``"auto"`` uses the closed form where there is one, the Hermite
+        series for the other smooth activations and quadrature otherwise (ELU);
+        ``"series"`` (smooth activations) and ``"quadrature"`` (any) force
+        those routes, to compare with the closed forms. The series keeps every
+        sample's tail energy below 1e-11 of its own ``E[phi^2]`` (and
+        ``E[phi'^2]``), which bounds a layer's truncation error by 1e-11 of
+        the kernel's scale for every correlation (Cauchy-Schwarz); its degree
+        grows with the pre-activation variance (tanh: ~110 at 1, ~1000 at 10).
     quadrature_nodes : int, default 24
         ``n``, 2 to 200: Gauss-Legendre nodes per sector in the angle and Gauss
         nodes of the weight ``r exp(-r^2/2)`` in the radius, ``4 n^2`` points
@@ -698,8 +706,9 @@ class NTK(_AnalyticKernel):
         smooth ones to about 1e-10 with the default when the pre-activation
         variances are <= 2 (3e-9 up to 4; the error grows with the variance).
         The cost grows as ``n^2``: with the default, about 50 us (erf, tanh
-        NNGP) to 100 us (tanh NTK) per entry and layer on one thread, some
-        thousands of times the closed forms (``scripts/bench_quadrature.py``).
+        NNGP) to 100 us (tanh NTK) per entry and layer on one thread
+        (``scripts/bench_quadrature.py``). Unused by the closed forms and the
+        series.
 
     Notes
     -----
@@ -724,7 +733,7 @@ class NTK(_AnalyticKernel):
     (4, 4)
     >>> bool(np.allclose(np.diag(K), kc.NTK(depth=2, bias_std=0.1).diag(X)))
     True
-    >>> kc.NTK(depth=2, activation="tanh")(X).shape  # by quadrature
+    >>> kc.NTK(depth=2, activation="tanh")(X).shape  # by its Hermite series
     (4, 4)
     """
 
@@ -742,14 +751,14 @@ class NNGP(_AnalyticKernel):
     ----------
     depth : int, default 1
     activation : str, default "relu"
-        Any activation of :class:`kernelcomp.FCNetwork` (closed forms for
-        ``"relu"``, ``"relu_unit"``, ``"erf"``; quadrature for the others).
+        Any activation of :class:`kernelcomp.FCNetwork` (routes as for
+        :class:`NTK`).
     weight_std : float or sequence of float, default 1.0
     bias_std : float, None or sequence, default 0.0
     parameterization : {"ntk", "standard"}, default "ntk"
     width : int or sequence of int, optional
         Accepted with ``"standard"`` for symmetry with :class:`NTK` (unused).
-    method : {"auto", "closed_form", "quadrature"}, default "auto"
+    method : {"auto", "closed_form", "series", "quadrature"}, default "auto"
     quadrature_nodes : int, default 24
         As for :class:`NTK`.
 

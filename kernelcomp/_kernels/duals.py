@@ -313,6 +313,25 @@ def _activation_table(z: np.ndarray, act: int, f: np.ndarray, df: np.ndarray) ->
             df[i, m] = dphi(z[i, m], act)
 
 
+@jit(parallel=True)
+def _project(f: np.ndarray, df: np.ndarray, psi: np.ndarray, c: np.ndarray, d: np.ndarray) -> None:
+    """``c[i, k] = sum_n f[i, n] psi[0, n] psi[k, n]`` (and ``d`` of ``df``), summed in order.
+
+    A fixed sequential sum per coefficient (not BLAS, whose order depends on the
+    shapes), so a sample's coefficients are the same bits in any set of samples.
+    """
+    for i in numba.prange(f.shape[0]):
+        for k in range(psi.shape[0]):
+            a = 0.0
+            b = 0.0
+            for m in range(psi.shape[1]):
+                w = psi[0, m] * psi[k, m]
+                a += f[i, m] * w
+                b += df[i, m] * w
+            c[i, k] = a
+            d[i, k] = b
+
+
 @functools.lru_cache(maxsize=8)
 def _hermite_rule(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Hermite rule of ``N(0, 1)`` and the Hermite functions at its nodes.
@@ -350,8 +369,10 @@ def _coefficients(act: int, root: np.ndarray, nodes: int) -> tuple[np.ndarray, n
     f = np.empty_like(z)
     df = np.empty_like(z)
     _activation_table(z, act, f, df)
-    sw = psi[0]
-    return (f * sw) @ psi.T, (df * sw) @ psi.T
+    c = np.empty((z.shape[0], psi.shape[0]))
+    d = np.empty_like(c)
+    _project(f, df, psi, c, d)
+    return c, d
 
 
 def series_degree(act: int, s: np.ndarray, tol: float) -> tuple[int, float]:

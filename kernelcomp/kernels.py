@@ -33,6 +33,7 @@ to the device; inputs may be GPU arrays, and ``kc.gram``'s ``out`` a device arra
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -311,19 +312,27 @@ class _AnalyticKernel(Kernel):
         t = np.empty(n)
         _core.series_init(X, p["s0a"], p["t0a"], p["t0b"], float(b2[0]), sqn, rsq, s, t)
         var = np.empty((L, n))
-        degs = [_duals.series_degree(act, s, SERIES_TOL)[0]] if L else []
+        degs: list[int] = []
         layers = []
         for layer in range(L):
             var[layer] = s
-            m = degs[layer]
+            m, bound = _duals.series_degree(act, s, SERIES_TOL)
+            if bound > SERIES_TOL:
+                warnings.warn(
+                    f"{self.activation!r} layer {layer + 1}: pre-activation variances up to "
+                    f"{float(s.max()):.3g} need a Hermite series beyond degree "
+                    f"{_duals.MAX_DEGREE}; its truncation error may reach {bound:.1e} of the "
+                    "kernel's scale (method='quadrature' is the alternative)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            degs.append(m)
             c, e = _duals.series_coefficients(act, s, m)
             layers.append((c, e))
             _core.series_layer(
                 c, e, m, ntk, float(w2[layer + 1]), float(b2[layer + 1]), float(ta[layer]),
                 float(tb[layer]), _SNAP, s, t, a[layer], b[layer],
             )
-            if layer + 1 < L:
-                degs.append(_duals.series_degree(act, s, SERIES_TOL)[0])
         dg[:] = t if ntk else s
         top = max(degs, default=0)
         cs = np.zeros((max(L, 1), top + 1, n))

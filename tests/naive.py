@@ -171,9 +171,10 @@ def split_gauss_legendre_pair(f, g, s11, s22, s12, *, panels=24, nodes=40, half_
 
     Vectorised: ``f`` and ``g`` take NumPy arrays. Cholesky coordinates
     ``u = a z1``, ``v = b (rho z1 + c z2)`` on ``[-half_width, half_width]^2``;
-    the outer line is split at ``z1 = 0`` (the kink of ``f``), each inner line at
-    ``z2 = -rho z1 / c`` (the kink of ``g``), every piece into ``panels``
-    panels of ``nodes`` Gauss-Legendre points. ``rho = +-1`` (or a zero variance)
+    the outer line is split at ``z1 = 0`` (the kink of ``f``) into ``2 panels``
+    uniform panels graded geometrically towards 0 down to ``c / 16``, each
+    inner line at ``z2 = -rho z1 / c`` (the kink of ``g``) into ``panels``
+    panels on either side, each panel ``nodes`` Gauss-Legendre points. ``rho = +-1`` (or a zero variance)
     is a 1-D integral. Independent of kernelcomp's rules (polar, Hermite).
     """
     a, b = np.sqrt(s11), np.sqrt(s22)
@@ -195,8 +196,16 @@ def split_gauss_legendre_pair(f, g, s11, s22, s12, *, panels=24, nodes=40, half_
         return np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
 
     L = half_width
-    z1 = np.concatenate([rule(-L, 0.0)[0], rule(0.0, L)[0]])
-    w1 = np.concatenate([rule(-L, 0.0)[1], rule(0.0, L)[1]]) * pdf(z1)
+    # the outer line: uniform panels, plus a grading towards 0 on the scale c, where
+    # the inner integral of a kinked g turns within |z1| ~ c (rho near +-1)
+    grade = c * 2.0 ** np.arange(-4, 60)
+    cuts = np.unique(np.concatenate([
+        np.linspace(-L, L, 2 * panels + 1), grade[grade < L], -grade[grade < L], [0.0]
+    ]))
+    h = 0.5 * np.diff(cuts)[:, None]
+    mid = 0.5 * (cuts[1:] + cuts[:-1])[:, None]
+    z1 = (mid + h * x).ravel()
+    w1 = (h * w).ravel() * pdf(z1)
     if c == 0.0:
         return float(np.sum(w1 * f(a * z1) * g(b * rho * z1)))
     kink = np.clip(-rho * z1 / c, -L, L)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
+from kernelcomp.kernels import _activation_names
 
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 needs_numba_cuda = pytest.mark.skipif(
@@ -54,7 +55,7 @@ def _run(script: str, payload: object = None, *, simulator: bool = True, timeout
 
 
 #: every activation the CPU's analytic kernels accept, by route
-ALL_ACTIVATIONS = kc.kernels._activation_names()
+ALL_ACTIVATIONS = _activation_names()
 ON_GPU = [a for a in ALL_ACTIVATIONS if kc.NTK(activation=a)._route != "quadrature"]
 CPU_ONLY = [a for a in ALL_ACTIVATIONS if a not in ON_GPU]
 

@@ -230,8 +230,8 @@ def test_series_gram_at_mnist_size():
     from tests.test_linalg import N_MNIST, _run_at_mnist_size
 
     _run_at_mnist_size(f"""
-        X = rng.standard_normal(({N_MNIST}, 12)) * rng.uniform(0.5, 1.5, size=({N_MNIST}, 1))
-        k = kc.NTK(depth=2, activation="tanh", bias_std=0.1)
+        X = rng.standard_normal(({N_MNIST}, 12)) * rng.uniform(0.3, 1.2, size=({N_MNIST}, 1))
+        k = kc.NTK(depth=2, activation="sigmoid", bias_std=0.1)
         K = kc.gram(k, X.astype(np.float32), block_rows=7000)
         assert K.shape == ({N_MNIST}, {N_MNIST}) and K.dtype == np.float32
         assert bool((K == K.T).all()) and bool(np.isfinite(K).all())

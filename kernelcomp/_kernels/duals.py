@@ -43,9 +43,12 @@ from per-sample coefficient vectors computed once in the O(n) pass
 degree ``m``, the error is at most ``sqrt(T_i T_j)`` for every
 ``rho in [-1, 1]`` (Cauchy-Schwarz), ``T_i = sum_{k > m} c_k(S_ii)^2`` the
 tail energy of sample ``i``; the degree is chosen per layer so that every
-sample's tail is below ``tol`` times the layer's largest ``E[phi^2]`` (and the
-same for ``phi'``), the tails measured from the coefficients up to twice the
-degree (they decay like ``exp(-c sqrt(k))``).
+sample's tail is below ``tol`` times its own ``E[phi^2] = sum_k c_k^2`` (and
+the same for ``phi'``), so the error is at most ``tol sqrt(E_i E_j)``, at most
+``tol`` times the largest diagonal value. The tails are measured from the
+coefficients up to twice the degree (beyond, they decay like
+``exp(-c sqrt(k))``: what is left is orders of magnitude smaller; the tests
+check the result against an independent 2-D integral).
 
 The per-entry functions are plain ``@jit`` scalar functions that other compiled
 kernels may call: :func:`closed_step`, :func:`closed_dual` (from the raw
@@ -376,9 +379,29 @@ def _coefficients(act: int, root: np.ndarray, nodes: int) -> tuple[np.ndarray, n
 
 
 def series_degree(act: int, s: np.ndarray, tol: float) -> tuple[int, float]:
-    """The series degree of a layer with variances ``s`` (see :func:`series_coefficients`).
+    """The Hermite-series degree of a layer with variances ``s``.
 
-    Returns the degree ``m`` and the achieved relative tail bound.
+    The smallest ``m`` such that every sample's tail energy beyond ``m`` is at
+    most ``tol`` times its own ``E[phi^2]`` (and likewise for ``phi'``), the
+    tails measured from the coefficients of a Gauss-Hermite rule of at least
+    ``4 m`` nodes (128 first, doubled until the degree is found; at most
+    :data:`MAX_DEGREE`, where the returned bound may exceed ``tol``).
+
+    Parameters
+    ----------
+    act : int
+        Activation code.
+    s : numpy.ndarray of shape (n,)
+        Pre-activation variances (negative values are taken as 0).
+    tol : float
+        Relative tail energy.
+
+    Returns
+    -------
+    m : int
+        The degree (at least 1).
+    bound : float
+        The largest tail energy beyond ``m`` relative to its sample's energy.
     """
     uq = np.unique(np.maximum(np.asarray(s, dtype=np.float64), 0.0))
     root = np.sqrt(uq)

@@ -179,6 +179,8 @@ def split_gauss_legendre_pair(f, g, s11, s22, s12, *, panels=24, nodes=40, half_
     """
     a, b = np.sqrt(s11), np.sqrt(s22)
     rho = 0.0 if a * b == 0 else float(np.clip(s12 / (a * b), -1.0, 1.0))
+    if 1.0 - abs(rho) <= 1e-13:  # +-1 up to the rounding of s12 / (a b)
+        rho = float(np.sign(rho))
     c = np.sqrt(max(0.0, (1.0 - rho) * (1.0 + rho)))
     x, w = np.polynomial.legendre.leggauss(nodes)
 

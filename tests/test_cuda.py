@@ -161,7 +161,7 @@ def test_cuda_gram_equals_cpu_gram(recursion_results, case):
 def test_every_cpu_activation_runs_on_the_gpu_or_is_refused_in_words():
     assert set(ON_GPU) >= {"relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu", "tanh",
                            "silu", "softplus", "sigmoid"}
-    covered = {c["params"]["activation"] for c in RECURSION_CASES}
+    covered = {c["params"].get("activation", "relu") for c in RECURSION_CASES}
     assert covered == set(ON_GPU)
     for act in CPU_ONLY:
         with pytest.raises(NotImplementedError, match=f"activation '{act}' by quadrature"):

@@ -1030,7 +1030,7 @@ def test_geometry_at_mnist_size(tmp_path):
 
 
 def test_gram_takes_every_activation_of_the_analytic_kernels(tmp_path):
-    # tanh has no closed form: the analytic kernel computes it by quadrature
+    # tanh has no closed form: the analytic kernel computes it as a Hermite series
     X = np.random.default_rng(0).standard_normal((6, 3))
     np.save(tmp_path / "X.npy", X)
     out = tmp_path / "K.h5"

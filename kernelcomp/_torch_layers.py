@@ -424,7 +424,10 @@ def contract(fx: Factors, fy: Factors, out: np.ndarray, symmetric: bool, torch: 
     else:
         out[...] = 0
     for (dx, ax), (dy, ay) in zip(fx.positional, fy.positional, strict=True):
-        out += positional_gram(dx, ax, dy, ay, torch).cpu().numpy().astype(dt, copy=False)
+        pg = positional_gram(dx, ax, dy, ay, torch)
+        if symmetric:  # exactly symmetric, as the rest
+            pg = 0.5 * (pg + pg.T)
+        out += pg.cpu().numpy().astype(dt, copy=False)
 
 
 def diagonal(f: Factors, torch: Any) -> Any:

@@ -40,6 +40,8 @@ import numpy as np
 ROUTES = ("structured", "explicit", "jacobian")
 #: bytes of one pairwise scratch block of the positional (sum over position pairs) product
 _PAIR_BYTES = 64 * 2**20
+#: output blocks of at most this many entries are contracted with one BLAS thread
+_ONE_THREAD_OUTPUT = 256 * 256
 #: the structured product's per-pair cost is multiplied by this before the comparison
 #: (a Hadamard pass and two GEMMs instead of one)
 _STRUCTURED_OVERHEAD = 2.0
@@ -420,7 +422,15 @@ def contract(fx: Factors, fy: Factors, out: np.ndarray, symmetric: bool, torch: 
         xt.append(hx)
         yt.append(hx if symmetric else (host(dy), host(ay)))
     if xt:
-        _hadamard_gram(xt, yt, out, symmetric)
+        if out.shape[0] * out.shape[1] <= _ONE_THREAD_OUTPUT:
+            # small blocks: BLAS threads cost more than they give (and contend with
+            # torch's OpenMP threads, still spinning after the per-sample pass)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="blas"):
+                _hadamard_gram(xt, yt, out, symmetric)
+        else:
+            _hadamard_gram(xt, yt, out, symmetric)
     else:
         out[...] = 0
     for (dx, ax), (dy, ay) in zip(fx.positional, fy.positional, strict=True):

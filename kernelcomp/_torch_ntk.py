@@ -1365,7 +1365,11 @@ def _unscript(module: Any, torch: Any) -> Any:
             elif prm.default is inspect.Parameter.empty:
                 raise ValueError(pname)
         m = cls(**kwargs)
-        m.load_state_dict(s.state_dict(), strict=True)
+        state = s.state_dict()
+        ref = next((t for t in state.values() if t.is_floating_point()), None)
+        if ref is not None:  # before loading: load_state_dict casts to the module's dtype
+            m = m.to(device=ref.device, dtype=ref.dtype)
+        m.load_state_dict(state, strict=True)
         for (_, p), (_, q) in zip(m.named_parameters(), s.named_parameters(), strict=True):
             p.requires_grad_(q.requires_grad)
         return m

@@ -807,7 +807,7 @@ def test_max_memory_of_a_torch_model(tmp_path, data, capsys):
 
     assert [byte_size(t) for t in ("4096", "512K", "2M", "1.5GiB", "3gb")] == [
         4096, 512 * 2**10, 2 * 2**20, 3 * 2**29, 3 * 2**30]
-    X, y = data
+    X, _ = data
     model = _perturbed(torch_models.small_cnn(), seed=5)
     torch.jit.save(torch.jit.script(model), tmp_path / "cnn.pt")
     K = TorchNTK(model, input_shape=(1, 5))(X)

@@ -40,6 +40,9 @@ import numpy as np
 ROUTES = ("structured", "explicit", "jacobian")
 #: bytes of one pairwise scratch block of the positional (sum over position pairs) product
 _PAIR_BYTES = 64 * 2**20
+#: float32 convolutions with at least this many input channels per group take the
+#: grouped ``convolution_backward`` for their per-sample weight gradients
+_GROUPED_MIN_CHANNELS = 8
 #: output blocks of at most this many entries are contracted with one BLAS thread
 _ONE_THREAD_OUTPUT = 256 * 256
 #: the structured product's per-pair cost is multiplied by this before the comparison
@@ -234,13 +237,33 @@ def _conv_weight_grads(m: Any, a: Any, d: Any, torch: Any) -> Any:
     """Per-sample weight gradients ``(b, Kc, weight.numel())`` of a convolution.
 
     ``a`` its input ``(b, C, *spatial)``, ``d`` the output gradients ``(Kc, b,
-    O, *out)``: the patches times ``delta``, one batched GEMM over samples and
-    groups (``convolution_backward`` with the batch as groups is many times
-    slower for one input channel and in float64).
+    O, *out)``. float32 with at least :data:`_GROUPED_MIN_CHANNELS` input
+    channels per group: ``convolution_backward`` with the batch as groups (no
+    patches formed; oneDNN's kernels); otherwise the patches times ``delta``,
+    one batched GEMM over samples and groups (the grouped backward is many
+    times slower for few channels and in float64).
     """
     Kc, b = d.shape[0], d.shape[1]
     g = m.groups
     O = m.out_channels
+    if a.dtype == torch.float32 and a.shape[1] // g >= _GROUPED_MIN_CHANNELS:
+        nd = a.ndim - 2
+        if m.padding_mode != "zeros" or isinstance(m.padding, str):
+            a = _padded(m, a, torch)
+            padding = [0] * nd
+        else:
+            padding = list(m.padding)
+        C = a.shape[1]
+        x = a.reshape(1, b * C, *a.shape[2:])
+        w = torch.empty((b * O, C // g, *m.kernel_size), dtype=a.dtype, device=a.device)
+        out = []
+        for k in range(Kc):
+            go = d[k].reshape(1, b * O, *d.shape[3:])
+            gw = torch.ops.aten.convolution_backward(
+                go, x, w, None, list(m.stride), padding, list(m.dilation), False, [0] * nd,
+                b * g, [False, True, False])[1]
+            out.append(gw.reshape(b, -1))
+        return torch.stack(out, 1)
     pt = _patches(m, a, torch)  # (b, C kk, L)
     L = pt.shape[2]
     pt = pt.reshape(b * g, pt.shape[1] // g, L)

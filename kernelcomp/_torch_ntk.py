@@ -2,17 +2,35 @@
 
 ``Theta(x, y) = sum_theta df(x)/dtheta . df(y)/dtheta`` over a module's trainable
 parameters (or a chosen subset), for convolutional and residual networks,
-normalisation layers in eval mode, anything ``torch.func`` can differentiate.
-:class:`kernelcomp.EmpiricalNTK` computes the same kernel for a
-:class:`~kernelcomp.network.FCNetwork` layer by layer; here the module is a black
-box and the kernel comes from its Jacobian, never held whole:
+normalisation layers in eval mode, anything ``torch.func`` can differentiate;
+the n x P Jacobian is never held whole:
 
-``method="jacobian"`` (the default)
+``method="layerwise"`` (the default)
+    The layerwise engine (:mod:`kernelcomp._torch_layers`): forward hooks keep
+    the inputs of every selected ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d``
+    (any stride, padding, dilation, groups, padding mode), normalisation layer
+    (BatchNorm in eval mode, LayerNorm, GroupNorm, InstanceNorm, RMSNorm) and
+    ``nn.Embedding``; one backward pass per output (batched over outputs)
+    gives the output gradients ``delta``; each layer adds its Gram term by the
+    cheaper, for its shape, of the structured product (``(delta . delta')(a .
+    a')`` for a dense layer, summed over pairs of positions for a convolution)
+    and the explicit per-sample gradient (patches times ``delta``) contracted
+    by one GEMM (Novak et al., 2022). Parameters of other modules take the
+    per-sample Jacobian below, for those parameters only. ``describe()`` shows
+    each layer's route. Every row's factors are computed once when they fit
+    half of the budget (:func:`kernelcomp.gram`'s blocks then only contract
+    them); else outer blocks of rows are held while inner ones are recomputed.
+    A TorchScript module made of ``torch.nn`` layers in ``nn.Sequential``
+    containers is rebuilt as an eager module for the engine (checked on a
+    probe batch); other TorchScript modules take ``"jacobian"``. Modules whose
+    samples interact within a batch (checked on a probe batch) take the
+    per-sample Jacobian for every parameter.
+``method="jacobian"``
     Blocks of the per-sample Jacobian, ``torch.func.vmap(torch.func.jacrev(f))``
     over ``torch.func.functional_call``, one ``(rows, outputs, *shape)`` block
     per parameter tensor; the Gram block is the sum over parameter tensors (and
     outputs) of ``J_a(x) J_a(y)^T``, never concatenated. The blocks follow from
-    a memory budget (``max_memory``, default :data:`_JAC_BYTES`): a row over
+    a memory budget (``max_memory``, default :func:`default_budget`): a row over
     ``c`` outputs costs ``c P`` Jacobian entries plus ``(c + 1) A`` for the
     backward pass, ``A`` the per-sample activations counted on a probe sample
     (outputs of the leaf modules; this matches the measured peak of
@@ -352,10 +370,14 @@ class TorchNTK(FrozenKernel):
         ``named_parameters()``: ``"0"`` selects ``"0.weight"`` and ``"0.bias"``,
         ``"layer1"`` everything under ``layer1.`` (a whole name selects that
         parameter alone).
-    output : int, optional
-        For K outputs, the output whose kernel is computed; None (default) gives
-        the mean of the K per-output kernels (the trace over outputs divided by
-        K, as :class:`kernelcomp.EmpiricalNTK`).
+    output : int, "mean", "sum_of_logits" or None, optional
+        For K outputs, the output whose kernel is computed; None or ``"mean"``
+        (default) gives the mean of the K per-output kernels (the trace over
+        outputs divided by K, as :class:`kernelcomp.EmpiricalNTK`);
+        ``"sum_of_logits"`` the *approximation* of that mean by the kernel of
+        ``sum_k f_k / sqrt(K)`` (Mohamadi et al., 2023: the mean of all K^2
+        output pairs, cross-output terms included), one backward pass instead
+        of K. The full K x K per-output kernel: :meth:`per_output`.
     input_shape : int or tuple of int, optional
         The shape of one sample as the module takes it. kernelcomp's inputs are
         2-D, ``X`` of shape ``(n, d)``: row ``i`` is reshaped (C order) to
@@ -373,13 +395,16 @@ class TorchNTK(FrozenKernel):
         ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...): where the module and the
         Jacobian blocks live (results come back as NumPy arrays). CUDA is refused
         with a ValueError when ``torch.cuda.is_available()`` is False.
-    method : {"jacobian", "jvp"}, default "jacobian"
+    method : {"layerwise", "jacobian", "jvp"}, default "layerwise"
         How the kernel is computed (see the module docstring); the same kernel
-        up to rounding. ``"jvp"`` needs half the Jacobian memory and is slower.
+        up to rounding. ``"jacobian"`` and ``"jvp"`` are the per-sample
+        Jacobian routes (slower; ``"jvp"`` needs half the Jacobian memory).
     max_memory : int, optional
-        Bytes of Jacobian blocks (and backward-pass activations) one call may
-        hold; default :data:`_JAC_BYTES`, 256 MiB. Larger blocks mean fewer
-        recomputed Jacobian rows (see Notes).
+        Bytes of per-sample factors (or Jacobian blocks) and backward-pass
+        activations one call may hold, besides its output block; default
+        :func:`default_budget`: a quarter of the memory available when the
+        call starts, at most 1 GiB, at least 64 MiB. Larger budgets mean fewer
+        recomputed rows (see Notes).
 
     Attributes
     ----------
@@ -414,19 +439,23 @@ class TorchNTK(FrozenKernel):
     several threads are serialised (``functional_call`` swaps the module's
     tensors while it runs).
 
-    Memory: one call holds about ``max_memory`` (256 MiB) of Jacobian blocks
-    and backward-pass activations (at least one row of one output, whatever
-    its size), plus one accumulator the size of its output block. Time: when
+    Memory: one call holds its output block and about ``max_memory`` of
+    per-sample factors (layerwise: half of it for the factors, a quarter for
+    the forward and backward passes of a batch of rows) or, for the per-sample
+    Jacobian routes, of Jacobian blocks and backward-pass activations (at
+    least one row of one output, whatever its size), plus one accumulator the
+    size of its output block. Time: when
     the rows of the call fit with ``c`` outputs at a time, every Jacobian row
     is computed once and the forward pass ``K / c`` times. When one output's
-    rows do not fit, outputs go one at a time and rows are computed again for
+    rows do not fit, outputs go one at a time (layerwise: all of them) and rows
+    are computed again for
     every outer block (3/4 of the budget) they meet: about ``n + n^2 / (2 b)``
     rows per output for a symmetric Gram with outer blocks of ``b`` rows (each
     row block of :func:`kernelcomp.gram`'s driver is one such call). Keep ``P``
     small next to the budget (``params=``) or raise ``max_memory`` for large
-    ``n``. With the default budget a Gram takes about the time of the unbounded
-    full Jacobian on a small CNN, at a fraction of its peak memory
-    (``scripts/bench_torch_ntk.py`` measures both; figures in the changelog).
+    ``n``. ``scripts/bench_torch_ntk.py`` compares the layerwise engine with the
+    ``torch.func`` recipe, :class:`kernelcomp.EmpiricalNTK` and neural-tangents
+    (figures in the changelog).
 
     Kernels are immutable (the ``module`` property returns a copy), equal and
     hashed by content: the fingerprint, ``param_names``, ``output``,
@@ -439,7 +468,9 @@ class TorchNTK(FrozenKernel):
     References
     ----------
     Jacot, Gabriel, Hongler (2018), *Neural Tangent Kernel*; Novak, Sohl-Dickstein,
-    Schoenholz (2022), *Fast finite width neural tangent kernel*, ICML.
+    Schoenholz (2022), *Fast finite width neural tangent kernel*, ICML; Mohamadi,
+    Bae, Sutherland (2023), *A fast, well-founded approximation to the empirical
+    neural tangent kernel*, ICML.
 
     Examples
     --------
@@ -457,6 +488,10 @@ class TorchNTK(FrozenKernel):
     ((5, 5), True, True)
     >>> TorchNTK(cnn, params="last", input_shape=(1, 8, 8)).param_names
     ('3.weight', '3.bias')
+    >>> [line.split()[4] for line in k.describe().splitlines()[2:]]  # the routes
+    ['explicit', 'structured']
+    >>> k.per_output(X).shape
+    (5, 5, 2, 2)
     """
 
     def __init__(
@@ -576,6 +611,7 @@ class TorchNTK(FrozenKernel):
         self._lock = threading.Lock()
         self._scripted = scripted
         self._eager = eager if eager is not None else frozen
+        self._clone = [False]  # the layerwise engine copies layer inputs/outputs (see below)
         self._forced = _route
         self.n_features_in = int(math.prod(shape))
         self._layers: list[Any] = []
@@ -680,6 +716,7 @@ class TorchNTK(FrozenKernel):
             "device": str(self._device),
             "method": self._method,
             "max_memory": self._max_memory,
+            **({} if self._forced == "auto" else {"_route": self._forced}),
         }
 
     # -- description ----------------------------------------------------------
@@ -970,22 +1007,30 @@ class TorchNTK(FrozenKernel):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("TorchNTK layerwise engine:\n%s", self.describe())
 
-    def _factors_batch(self, x: Any, count: bool = False) -> Any:
+    def _factors_batch(self, x: Any, count: bool = False, clone: bool | None = None) -> Any:
         """The engine's per-sample factors of the rows ``x`` (one forward, Kc backward passes).
 
         ``count=True`` records each layer's positions and calls instead.
+        ``clone``: copy the layers' inputs and outputs in the hooks (default:
+        when the module was seen to modify them in place, e.g. ``out += x``);
+        without copies, an in-place change is detected (version counters) and
+        the batch computed again with them.
         """
         from kernelcomp import _torch_layers as tl
 
         torch = _import_torch()
         b = x.shape[0]
-        records: dict[int, list[tuple[Any, Any, int]]] = {id(L): [] for L in self._layers}
+        copies = self._clone[0] if clone is None else clone
+        records: dict[int, list[tuple[Any, Any, int, int]]] = {id(L): [] for L in self._layers}
 
         def hook_for(layer: Any) -> Any:
             def hook(_m: Any, inp: Any, out: Any) -> Any:
                 a = inp[0].detach()
-                records[id(layer)].append((a, out, a._version))
-                return out.clone()  # later in-place operations must not touch ``out``
+                if copies:
+                    a = a.clone()
+                records[id(layer)].append((a, out, a._version, out._version))
+                # with copies, later in-place operations change the copy, not ``out``
+                return out.clone() if copies else None
 
             return hook
 
@@ -999,18 +1044,22 @@ class TorchNTK(FrozenKernel):
             for hd in handles:
                 hd.remove()
         if self._layers:
+            changed = [L.path for L in self._layers if any(
+                a._version != va or z._version != vz for a, z, va, vz in records[id(L)])]
+            if changed:
+                if copies:  # pragma: no cover - the copies are never changed in place
+                    raise RuntimeError(f"layers {changed} changed in place despite copies")
+                del records, y
+                self._clone[0] = True  # from now on (a flag, not the kernel's identity)
+                return self._factors_batch(x, count, clone=True)
             for L in self._layers:
                 recs = records[id(L)]
                 if count:
                     L.calls = len(recs)
-                    L.positions = max(1, sum(_positions(L, a, z) for a, z, _ in recs))
-                if any(a._version != v for a, _, v in recs):
-                    raise RuntimeError(
-                        f"the input of layer {L.path!r} was modified in place during the "
-                        "forward pass; use method='jacobian'")
+                    L.positions = max(1, sum(_positions(L, a, z) for a, z, _, _ in recs))
             if count:
                 return None
-            zs = [z for L in self._layers for _, z, _ in records[id(L)]]
+            zs = [z for L in self._layers for _, z, _, _ in records[id(L)]]
             kc = y.shape[1]
             if kc == 1:
                 grads = torch.autograd.grad(y.sum(), zs, allow_unused=True)
@@ -1020,7 +1069,7 @@ class TorchNTK(FrozenKernel):
             it = iter(grads)
             for L in self._layers:
                 calls = []
-                for a, z, _ in records[id(L)]:
+                for a, z, _, _ in records[id(L)]:
                     g = next(it)
                     if g is None:
                         g = torch.zeros((kc, *z.shape), dtype=z.dtype, device=z.device)

@@ -478,8 +478,9 @@ class EmpiricalNTK(_EmpiricalKernel):
     Any ``torch.nn.Module`` (CNNs, residual nets...) may be passed instead of an
     ``FCNetwork``: ``EmpiricalNTK(module, params, output, input_shape=...)``
     then returns a :class:`kernelcomp._torch_ntk.TorchNTK` (``kc.TorchNTK``),
-    computed from row blocks of the ``torch.func`` Jacobian under a memory
-    budget (PyTorch is an optional extra).
+    computed layer by layer as here (structured products for dense layers,
+    per-sample gradients for convolutions, the per-sample Jacobian for other
+    modules) in row blocks under a memory budget (PyTorch is an optional extra).
 
     Parameters
     ----------

@@ -473,3 +473,22 @@ def test_n20000_small_cnn_in_a_subprocess(tmp_path):
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ERR" in out.stdout
+
+
+def test_float32_wide_convolutions(rng):
+    """float32 convolutions with many channels take the grouped backward (all paddings)."""
+    from kernelcomp import _torch_layers
+
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.Tanh(),
+        nn.Conv2d(8, 16, 3, stride=2, dilation=2, padding=2, groups=1), nn.Tanh(),
+        nn.Conv2d(16, 16, 3, padding="same", groups=2), nn.Tanh(),
+        nn.Conv2d(16, 8, 2, padding=1, padding_mode="reflect"), nn.Tanh(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)).double()
+    shape = (1, 8, 8)
+    X = rng.standard_normal((5, 64))
+    ref = reference(jacobians(model, X, shape))
+    assert _torch_layers._GROUPED_MIN_CHANNELS <= 8
+    k = TorchNTK(model, input_shape=shape, dtype="float32", _route="explicit")
+    assert rel(k(X.astype(np.float32)), ref) < 2e-6

@@ -273,6 +273,17 @@ def _conv_weight_grads(m: Any, a: Any, d: Any, torch: Any) -> Any:
     return gw.reshape(b, Kc, -1)
 
 
+def patch_elements(layer: Layer, dtype: Any, torch: Any) -> int:
+    """Entries of the im2col patches one sample of a layer forms (0 if none)."""
+    m = layer.module
+    if layer.kind != "conv":
+        return 0
+    grouped = (dtype == torch.float32 and m.in_channels // m.groups >= _GROUPED_MIN_CHANNELS)
+    if layer.route == "explicit" and grouped:
+        return 0
+    return int(m.in_channels * math.prod(m.kernel_size) * layer.positions)
+
+
 def _normalised(m: Any, a: Any, torch: Any) -> Any:
     """The norm layer's output with unit weight and zero bias (the weight's per-entry factor)."""
     from torch.func import functional_call

@@ -997,9 +997,8 @@ class TorchNTK(FrozenKernel):
         f = self._factors_batch(probe)
         self._factor_row_bytes = max(1, f.nbytes())
         item = self._dtype.itemsize
-        patches = sum(
-            layer.module.in_channels * math.prod(layer.module.kernel_size) * layer.positions
-            for layer in self._layers if layer.kind == "conv")
+        patches = sum(tl.patch_elements(layer, self._torch_dtype, torch)
+                      for layer in self._layers)
         fb = sum(int(dict(self._eager.named_parameters())[n].numel()) for n in self._fallback)
         self._work_row_bytes = max(1, item * ((kc + 3) * self._activations + 2 * patches
                                               + kc * fb) + 2 * self._factor_row_bytes)
@@ -1118,24 +1117,34 @@ class TorchNTK(FrozenKernel):
 
         torch = _import_torch()
         n = x.shape[0]
-        bs = int(max(1, min(n, (self._budget() // 4) // self._work_row_bytes)))
+        bs = int(max(1, min(n, (self._budget() // 2) // self._work_row_bytes)))
+        first = self._factors_batch(x[:bs])
         if bs >= n:
-            return self._factors_batch(x)
-        parts = [self._factors_batch(x[i0 : i0 + bs]) for i0 in range(0, n, bs)]
+            return first
 
-        def cat(ts: list[Any]) -> Any:
-            return torch.cat(ts, 0)
+        def alloc(t: Any) -> Any:
+            full = torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=t.device)
+            full[:bs] = t
+            return full
 
-        first = parts[0]
-        return tl.Factors(
+        out = tl.Factors(
             n,
-            None if first.explicit is None else cat([p.explicit for p in parts]),
-            [(cat([p.hadamard[i][0] for p in parts]), cat([p.hadamard[i][1] for p in parts]))
-             for i in range(len(first.hadamard))],
-            [(cat([p.positional[i][0] for p in parts]),
-              cat([p.positional[i][1] for p in parts]))
-             for i in range(len(first.positional))],
+            None if first.explicit is None else alloc(first.explicit),
+            [(alloc(d), alloc(a)) for d, a in first.hadamard],
+            [(alloc(d), alloc(a)) for d, a in first.positional],
         )
+        del first
+        for i0 in range(bs, n, bs):  # the other batches, written in place
+            i1 = min(n, i0 + bs)
+            part = self._factors_batch(x[i0:i1])
+            if part.explicit is not None:
+                out.explicit[i0:i1] = part.explicit
+            for (d, a), (pd, pa) in zip(out.hadamard + out.positional,
+                                        part.hadamard + part.positional, strict=True):
+                d[i0:i1] = pd
+                a[i0:i1] = pa
+            del part
+        return out
 
     def _factor_rows(self) -> int:
         """Rows whose factors fit half of the memory budget."""

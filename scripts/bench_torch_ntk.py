@@ -98,11 +98,22 @@ def best_of(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[f
 
 def nt_worker(path: str) -> None:
     """Run in the peer environment: neural-tangents on the saved weights and data."""
+    import types
+
     import jax
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import neural_tangents as nt
+    from jax._src import source_info_util
+    from jax.interpreters import ad
+
+    # neural-tangents 0.6.5's structured derivatives (implementation 3) read two
+    # names JAX 0.5 no longer has in jax.interpreters.ad: put them back
+    if not hasattr(ad, "source_info_util"):
+        ad.source_info_util = source_info_util
+    if not hasattr(ad, "config"):
+        ad.config = types.SimpleNamespace(jax_enable_checks=False)
 
     spec = json.loads(Path(path + ".json").read_text())
     arrs = dict(np.load(path + ".npz"))
@@ -132,6 +143,9 @@ def nt_worker(path: str) -> None:
         for impl in (1, 2, 3):
             fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0,
                                              implementation=impl))
+            bs = spec["nt_batch"]
+            if bs and X.shape[0] > bs and X.shape[0] % bs == 0:  # row blocks: bounded memory
+                fn = nt.batch(fn, batch_size=bs, store_on_device=False)
             try:
                 fn(X, None, params).block_until_ready()  # compile
             except Exception as exc:  # impl 3 fails with some JAX versions
@@ -157,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--nt", action="store_true", help="also run neural-tangents")
     parser.add_argument("--nt-python", default="/work/ntvenv/bin/python")
+    parser.add_argument("--nt-batch", type=int, default=100,
+                        help="row blocks of neural-tangents' Gram (nt.batch; 0: none)")
     parser.add_argument("--nt-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nt_worker:
@@ -223,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                 np.savez(path + ".npz", X=X, **arrs)
                 Path(path + ".json").write_text(json.dumps(
                     {"model": name, "shape": list(shape), "dtypes": args.dtypes.split(","),
-                     "repeat": args.repeat}))
+                     "repeat": args.repeat, "nt_batch": args.nt_batch}))
                 out = subprocess.run([args.nt_python, __file__, "--nt-worker", path],
                                      capture_output=True, text=True, check=False)
             line = [ln for ln in out.stdout.splitlines() if ln.startswith("NTRESULT ")]

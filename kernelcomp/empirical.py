@@ -87,6 +87,57 @@ def _block_row(
     return s
 
 
+def _hadamard_gram(
+    xterms: Any, yterms: Any, out: np.ndarray, symmetric: bool
+) -> None:
+    """``out = sum_t (dx_t dy_t^T) o (fx_t fy_t^T)`` over the terms ``(d, f)`` (``d=None``: 1).
+
+    The terms are 2-D arrays of ``out``'s dtype with unit column stride; in the
+    symmetric case ``yterms`` are ``xterms`` and only the upper triangle is
+    computed (then mirrored: exactly symmetric). Every product is one of
+    kernelcomp._linalg's bounded BLAS calls (row-block scratch of at most
+    ``_SCRATCH_BYTES``). Shared by the empirical NTK of FCNetworks and the
+    layerwise engine of TorchNTK.
+    """
+    n, m = out.shape
+    c_out = out if out.flags.c_contiguous else np.empty((n, m), dtype=out.dtype)
+    block = max(1, min(n, _SCRATCH_BYTES // max(1, m * out.itemsize)))
+    # terms with delta (Hadamard products) first: the first one in place, the
+    # others through row-block scratch; then the readout term(s), accumulated
+    terms = sorted(zip(xterms, yterms, strict=True), key=lambda t: t[0][0] is None)
+    started = False
+    for (dx, fx), (dy, fy) in terms:
+        if dx is None:
+            beta = 1.0 if started else 0.0
+            if symmetric:
+                syrk_upper(c_out, fx, beta=beta)
+            else:
+                gemm_nt(c_out, fx, fy, beta=beta)
+        elif not started:
+            if symmetric:
+                syrk_upper(c_out, dx)
+            for i0 in range(0, n, block):
+                i1 = min(n, i0 + block)
+                if symmetric:
+                    _clear_lower(c_out[i0:i1, i0:i1])
+                else:
+                    gemm_nt(c_out[i0:i1], dx[i0:i1], dy)
+                c_out[i0:i1, i0 if symmetric else 0 :] *= _block_row(
+                    fx, fy, i0, i1, symmetric, out.dtype
+                )
+        else:
+            for i0 in range(0, n, block):
+                i1 = min(n, i0 + block)
+                s1 = _block_row(dx, dy, i0, i1, symmetric, out.dtype)
+                s1 *= _block_row(fx, fy, i0, i1, symmetric, out.dtype)
+                c_out[i0:i1, i0 if symmetric else 0 :] += s1
+        started = True
+    if symmetric:
+        mirror_upper(c_out)
+    if c_out is not out:
+        out[...] = c_out
+
+
 @contextmanager
 def _blas_threads() -> Iterator[None]:
     """Limit BLAS threads to numba's current thread count (set by ``n_jobs``)."""
@@ -339,43 +390,7 @@ class _EmpiricalKernel(FrozenKernel):
             self._fill_impl(px, py, out, symmetric)
 
     def _fill_impl(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
-        n, m = out.shape
-        c_out = out if out.flags.c_contiguous else np.empty((n, m), dtype=out.dtype)
-        block = max(1, min(n, _SCRATCH_BYTES // max(1, m * out.itemsize)))
-        # terms with delta (Hadamard products) first: the first one in place, the
-        # others through row-block scratch; then the readout term(s), accumulated
-        terms = sorted(zip(px.terms, py.terms, strict=True), key=lambda t: t[0][0] is None)
-        started = False
-        for (dx, fx), (dy, fy) in terms:
-            if dx is None:
-                beta = 1.0 if started else 0.0
-                if symmetric:
-                    syrk_upper(c_out, fx, beta=beta)
-                else:
-                    gemm_nt(c_out, fx, fy, beta=beta)
-            elif not started:
-                if symmetric:
-                    syrk_upper(c_out, dx)
-                for i0 in range(0, n, block):
-                    i1 = min(n, i0 + block)
-                    if symmetric:
-                        _clear_lower(c_out[i0:i1, i0:i1])
-                    else:
-                        gemm_nt(c_out[i0:i1], dx[i0:i1], dy)
-                    c_out[i0:i1, i0 if symmetric else 0 :] *= _block_row(
-                        fx, fy, i0, i1, symmetric, out.dtype
-                    )
-            else:
-                for i0 in range(0, n, block):
-                    i1 = min(n, i0 + block)
-                    s1 = _block_row(dx, dy, i0, i1, symmetric, out.dtype)
-                    s1 *= _block_row(fx, fy, i0, i1, symmetric, out.dtype)
-                    c_out[i0:i1, i0 if symmetric else 0 :] += s1
-            started = True
-        if symmetric:
-            mirror_upper(c_out)
-        if c_out is not out:
-            out[...] = c_out
+        _hadamard_gram(px.terms, py.terms, out, symmetric)
 
     def _diag(self, px: _Prepared) -> np.ndarray:
         dt = px.terms[0][1].dtype
@@ -463,8 +478,9 @@ class EmpiricalNTK(_EmpiricalKernel):
     Any ``torch.nn.Module`` (CNNs, residual nets...) may be passed instead of an
     ``FCNetwork``: ``EmpiricalNTK(module, params, output, input_shape=...)``
     then returns a :class:`kernelcomp._torch_ntk.TorchNTK` (``kc.TorchNTK``),
-    computed from row blocks of the ``torch.func`` Jacobian under a memory
-    budget (PyTorch is an optional extra).
+    computed layer by layer as here (structured products for dense layers,
+    per-sample gradients for convolutions, the per-sample Jacobian for other
+    modules) in row blocks under a memory budget (PyTorch is an optional extra).
 
     Parameters
     ----------

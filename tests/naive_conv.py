@@ -8,6 +8,7 @@ out with ``arctan2`` (ReLU) and ``arcsin`` (erf). For images of a few pixels.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +32,18 @@ def _conv(S: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _dual(act: str, s12: np.ndarray, s11: np.ndarray, s22: np.ndarray):
-    """(K, Kdot) entry-wise."""
+#: correlations within this distance of +-1 are set to +-1 (kernelcomp's documented rule)
+SNAP = 32 * np.finfo(np.float64).eps
+
+
+def _dual(act: str, s12: np.ndarray, s11: np.ndarray, s22: np.ndarray, snap: bool):
+    """(K, Kdot) entry-wise (``snap``: correlations within SNAP of +-1 become +-1)."""
     if act in ("relu", "relu_unit"):
         prod = s11 * s22
+        if snap:
+            root = np.sqrt(prod)
+            near = (prod > 0) & (np.abs(s12) >= (1 - SNAP) * root)
+            s12 = np.where(near, np.sign(s12) * root, s12)
         det = np.sqrt(np.maximum(prod - s12**2, 0.0))
         theta = np.where(prod > 0, np.arctan2(det, s12), math.pi / 2)
         K = (det + (math.pi - theta) * s12) / (2 * math.pi)
@@ -64,8 +73,13 @@ def conv_kernel(
     layers: list[str],
     weight_std: float | list[float] = 1.0,
     bias_std: float | list[float] = 0.0,
+    snap: bool = True,
 ) -> tuple[float, float]:
-    """``(nngp, ntk)`` of two images ``(H, W, C)`` through ``layers``."""
+    """``(nngp, ntk)`` of two images ``(H, W, C)`` through ``layers``.
+
+    ``snap=False`` evaluates the ReLU formula as neural-tangents does (``arctan2`` of
+    ``sqrt(S11 S22 - S12^2)``, which loses half the digits at correlations of +-1).
+    """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n_w = sum(_layer_kind(n)[0] in ("conv", "dense") for n in layers)
@@ -117,7 +131,7 @@ def conv_kernel(
                     d1 = np.einsum("ijij->ij", S[p1])
                     d2 = np.einsum("ijij->ij", S[p2])
                     s11, s22 = d1[:, :, None, None], d2[None, None, :, :]
-                new.append(_dual(name, S[q], s11, s22))
+                new.append(_dual(name, S[q], s11, s22, snap))
             for q in range(3):
                 S[q] = new[q][0]
                 T[q] = new[q][1] * T[q]
@@ -125,11 +139,11 @@ def conv_kernel(
 
 
 def conv_gram(
-    X: np.ndarray, Y: np.ndarray, layers: list[str], ntk: bool = True, **stds: float
+    X: np.ndarray, Y: np.ndarray, layers: list[str], ntk: bool = True, **options: Any
 ) -> np.ndarray:
     """Gram matrix of images ``X`` against ``Y`` by :func:`conv_kernel`."""
     out = np.empty((len(X), len(Y)))
     for i, x in enumerate(X):
         for j, y in enumerate(Y):
-            out[i, j] = conv_kernel(x, y, layers, **stds)[1 if ntk else 0]
+            out[i, j] = conv_kernel(x, y, layers, **options)[1 if ntk else 0]
     return out

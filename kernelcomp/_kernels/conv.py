@@ -167,27 +167,58 @@ def _conv(
 
     Rows first (into ``tmp``), then columns; entries outside the window read
     zeros (the frame) and stay untouched. With ``use_base``, ``base`` (the new
-    covariance) is added instead of ``add`` (the tangent update).
+    covariance) is added instead of ``add`` (the tangent update). Every loop
+    runs along a row (vectorised).
     """
+    j0 = jlo + P
+    j1 = jhi + P
+    w = j1 - j0
+    # loops run over slices with indices from 0 (numba then emits no negative-index
+    # fix-up, and LLVM vectorises them)
     for i in range(ilo + P, ihi + P):
         srow = S[i]
-        trow = tmp[i]
-        for j in range(jlo + P, jhi + P):
-            acc = 0.0
-            for b in range(-r, r + 1):
-                acc += srow[j + b]
-            trow[j] = acc
+        trow = tmp[i, j0:j1]
+        if r == 1:  # one fused loop per row (the common 3 x 3 filter)
+            sm = srow[j0 - 1 : j1 - 1]
+            s0 = srow[j0:j1]
+            sp = srow[j0 + 1 : j1 + 1]
+            for jj in range(w):
+                trow[jj] = sm[jj] + s0[jj] + sp[jj]
+        else:
+            sb = srow[j0 - r : j1 - r]
+            for jj in range(w):
+                trow[jj] = sb[jj]
+            for b in range(-r + 1, r + 1):
+                sb = srow[j0 + b : j1 + b]
+                for jj in range(w):
+                    trow[jj] += sb[jj]
     for i in range(ilo + P, ihi + P):
-        srow = S[i]
-        brow = base[i]
-        for j in range(jlo + P, jhi + P):
-            acc = 0.0
-            for a in range(-r, r + 1):
-                acc += tmp[i + a, j]
+        srow = S[i, j0:j1]
+        brow = base[i, j0:j1]
+        if r == 1:
+            t0 = tmp[i - 1, j0:j1]
+            t1 = tmp[i, j0:j1]
+            t2 = tmp[i + 1, j0:j1]
             if use_base:
-                srow[j] = c * acc + brow[j]
+                for jj in range(w):
+                    srow[jj] = c * (t0[jj] + t1[jj] + t2[jj]) + brow[jj]
             else:
-                srow[j] = c * acc + add
+                for jj in range(w):
+                    srow[jj] = c * (t0[jj] + t1[jj] + t2[jj]) + add
+            continue
+        first = tmp[i - r, j0:j1]
+        for jj in range(w):
+            srow[jj] = first[jj]
+        for a in range(-r + 1, r + 1):
+            ta = tmp[i + a, j0:j1]
+            for jj in range(w):
+                srow[jj] += ta[jj]
+        if use_base:
+            for jj in range(w):
+                srow[jj] = c * srow[jj] + brow[jj]
+        else:
+            for jj in range(w):
+                srow[jj] = c * srow[jj] + add
 
 
 @jit
@@ -202,10 +233,8 @@ def pair(
     ops: np.ndarray,
     opf: np.ndarray,
     stages: np.ndarray,
+    work: np.ndarray,
     snap: float,
-    S: np.ndarray,
-    T: np.ndarray,
-    tmp: np.ndarray,
     PS: np.ndarray,
     PT: np.ndarray,
 ) -> tuple[float, float]:
@@ -213,9 +242,23 @@ def pair(
 
     ``fxa, fxb`` (``fya, fyb``) are the samples' activation factors; in
     ``self_mode`` (``y is x``, the factor arrays the same) they are written as
-    the recursion reaches them. ``S``, ``T``, ``tmp`` are 2-D work images at
-    least as large as every padded stage, ``PS``/``PT`` the pooled storage.
+    the recursion reaches them. ``work`` is the shape of the 2-D work images
+    (the largest padded stage), ``PS``/``PT`` the pooled storage.
+
+    The work images are allocated here, not passed in: LLVM then knows they
+    alias nothing, and the loops that write them (the activation's above all)
+    vectorise; with arrays passed as arguments they stay scalar.
     """
+    S = np.zeros((work[0], work[1]), dtype=np.float64)
+    T = np.zeros((work[0], work[1]), dtype=np.float64)
+    tmp = np.zeros((work[0], work[1]), dtype=np.float64)
+    flat = work[0] * work[1]
+    sf = np.empty(flat, dtype=np.float64)
+    tf = np.empty(flat, dtype=np.float64)
+    xaf = np.empty(flat, dtype=np.float64)
+    xbf = np.empty(flat, dtype=np.float64)
+    yaf = np.empty(flat, dtype=np.float64)
+    ybf = np.empty(flat, dtype=np.float64)
     C = x.shape[2]
     inv_c = 1.0 / C
     nops = ops.shape[0]
@@ -256,6 +299,8 @@ def pair(
             inv_pool = 1.0 / (k * k * k * k)
         acc_s = 0.0
         acc_t = 0.0
+        col_s = np.zeros(W + 2 * P, dtype=np.float64)
+        col_t = np.zeros(W + 2 * P, dtype=np.float64)
         _zero(S, H + 2 * P, W + 2 * P)
         _zero(T, H + 2 * P, W + 2 * P)
         _zero(tmp, H + 2 * P, W + 2 * P)
@@ -273,24 +318,34 @@ def pair(
                     _zero_frame(tmp, ilo, ihi, jlo, jhi, P)
                 # load the stage's input covariance of this offset
                 theta_zero = st == 0
+                # (inner loops run over slices indexed from 0: no negative-index
+                # fix-ups, so LLVM vectorises them)
+                w = jhi - jlo
                 if st == 0:
                     for i in range(ilo, ihi):
-                        srow = S[i + P]
-                        trow = T[i + P]
-                        for j in range(jlo, jhi):
-                            trow[j + P] = 0.0
-                            acc = 0.0
-                            for ch in range(C):
-                                acc += np.float64(x[i, j, ch]) * np.float64(y[i + u, j + v, ch])
-                            srow[j + P] = acc * inv_c
+                        srow = S[i + P, jlo + P : jhi + P]
+                        trow = T[i + P, jlo + P : jhi + P]
+                        xr = x[i, jlo:jhi]
+                        yr = y[i + u, jlo + v : jhi + v]
+                        for jj in range(w):
+                            trow[jj] = 0.0
+                            srow[jj] = np.float64(xr[jj, 0]) * np.float64(yr[jj, 0])
+                        for ch in range(1, C):
+                            for jj in range(w):
+                                srow[jj] += np.float64(xr[jj, ch]) * np.float64(yr[jj, ch])
+                        if C > 1:
+                            for jj in range(w):
+                                srow[jj] *= inv_c
                 else:
                     base = store + ((u + Ru) * nv + (v + Rv)) * H * W
                     for i in range(ilo, ihi):
-                        srow = S[i + P]
-                        trow = T[i + P]
-                        for j in range(jlo, jhi):
-                            srow[j + P] = PS[base + i * W + j]
-                            trow[j + P] = PT[base + i * W + j]
+                        srow = S[i + P, jlo + P : jhi + P]
+                        trow = T[i + P, jlo + P : jhi + P]
+                        ps = PS[base + i * W + jlo : base + i * W + jhi]
+                        pt = PT[base + i * W + jlo : base + i * W + jhi]
+                        for jj in range(w):
+                            srow[jj] = ps[jj]
+                            trow[jj] = pt[jj]
                 for o in range(o0, o1):
                     kind = ops[o, 0]
                     if kind == CONV:
@@ -300,8 +355,10 @@ def pair(
                         # NTK parameterisation: T' = S' + w2 * box(T)
                         if theta_zero:
                             for i in range(ilo + P, ihi + P):
-                                for j in range(jlo + P, jhi + P):
-                                    T[i, j] = S[i, j]
+                                srow = S[i, jlo + P : jhi + P]
+                                trow = T[i, jlo + P : jhi + P]
+                                for jj in range(w):
+                                    trow[jj] = srow[jj]
                             theta_zero = False
                         else:
                             _conv(T, tmp, ilo, ihi, jlo, jhi, P, r, c, 0.0, S, True)
@@ -315,18 +372,55 @@ def pair(
                                     fa, fb = factors(code, S[i + P, j + P])
                                     fxa[off + i * W + j] = fa
                                     fxb[off + i * W + j] = fb
+                        # the row loops are written here, not in a helper: LLVM must see
+                        # that S and T alias nothing to vectorise them, and one copy per
+                        # activation code lets dual() fold to a single closed form
+                        # gather the window into flat vectors (rows are short: a
+                        # row-by-row loop would run in the vector loop's scalar tail)
+                        q = 0
                         for i in range(ilo, ihi):
-                            srow = S[i + P]
-                            trow = T[i + P]
-                            xo = off + i * W
-                            yo = off + (i + u) * W + v
-                            for j in range(jlo, jhi):
-                                kk, kd = dual(
-                                    code, srow[j + P], fxa[xo + j], fya[yo + j],
-                                    fxb[xo + j], fyb[yo + j], snap,
-                                )
-                                srow[j + P] = sc2 * kk
-                                trow[j + P] = sc2 * kd * trow[j + P]
+                            srow = S[i + P, jlo + P : jhi + P]
+                            trow = T[i + P, jlo + P : jhi + P]
+                            xo = off + i * W + jlo
+                            yo = off + (i + u) * W + v + jlo
+                            xa = fxa[xo : xo + w]
+                            xb = fxb[xo : xo + w]
+                            ya = fya[yo : yo + w]
+                            yb = fyb[yo : yo + w]
+                            sq = sf[q : q + w]
+                            tq = tf[q : q + w]
+                            xaq = xaf[q : q + w]
+                            xbq = xbf[q : q + w]
+                            yaq = yaf[q : q + w]
+                            ybq = ybf[q : q + w]
+                            for jj in range(w):
+                                sq[jj] = srow[jj]
+                                tq[jj] = trow[jj]
+                                xaq[jj] = xa[jj]
+                                xbq[jj] = xb[jj]
+                                yaq[jj] = ya[jj]
+                                ybq[jj] = yb[jj]
+                            q += w
+                        if code == RELU:
+                            for e in range(q):
+                                kk, kd = dual(RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
+                        else:
+                            for e in range(q):
+                                kk, kd = dual(ERF, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
+                        q = 0
+                        for i in range(ilo, ihi):
+                            srow = S[i + P, jlo + P : jhi + P]
+                            trow = T[i + P, jlo + P : jhi + P]
+                            sq = sf[q : q + w]
+                            tq = tf[q : q + w]
+                            for jj in range(w):
+                                srow[jj] = sq[jj]
+                                trow[jj] = tq[jj]
+                            q += w
                 # reduce
                 if red == POOL:
                     for i in range(ilo, ihi):
@@ -353,10 +447,18 @@ def pair(
                                 PS[dst + J] += inv_pool * S[i + P, k * J + b + P]
                                 PT[dst + J] += inv_pool * T[i + P, k * J + b + P]
                 elif red == GAP or (iu == 0 and iv == 0):
+                    # column sums (vectorised), added in a fixed order at the end
+                    cs = col_s[jlo + P : jhi + P]
+                    ct = col_t[jlo + P : jhi + P]
                     for i in range(ilo + P, ihi + P):
-                        for j in range(jlo + P, jhi + P):
-                            acc_s += S[i, j]
-                            acc_t += T[i, j]
+                        srow = S[i, jlo + P : jhi + P]
+                        trow = T[i, jlo + P : jhi + P]
+                        for jj in range(w):
+                            cs[jj] += srow[jj]
+                            ct[jj] += trow[jj]
+        for j in range(W + 2 * P):
+            acc_s += col_s[j]
+            acc_t += col_t[j]
         if red == GAP:
             norm = 1.0 / (H * W * H * W)
             s_val = acc_s * norm
@@ -388,16 +490,11 @@ def pair(
 
 
 @jit
-def _work(work: np.ndarray, store: int):
-    """Work images and pooled storage for one thread."""
-    rows = work[0]
-    cols = work[1]
-    S = np.zeros((rows, cols), dtype=np.float64)
-    T = np.zeros((rows, cols), dtype=np.float64)
-    tmp = np.zeros((rows, cols), dtype=np.float64)
+def _storage(store: int):
+    """Pooled storage for one thread."""
     PS = np.zeros(max(store, 1), dtype=np.float64)
     PT = np.zeros(max(store, 1), dtype=np.float64)
-    return S, T, tmp, PS, PT
+    return PS, PT
 
 
 @jit(parallel=True)
@@ -417,10 +514,9 @@ def prepare(
     """Per-sample pass: activation factors ``fa, fb`` (n, F) and the diagonal ``dg`` (n,)."""
     n = X.shape[0]
     for i in numba.prange(n):
-        S, T, tmp, PS, PT = _work(work, store)
+        PS, PT = _storage(store)
         s, t = pair(
-            X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, snap,
-            S, T, tmp, PS, PT,
+            X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, work, snap, PS, PT
         )
         dg[i] = t if ntk else s
 
@@ -470,7 +566,7 @@ def tiles(
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
-        S, T, tmp, PS, PT = _work(work, store)
+        PS, PT = _storage(store)
         for i in range(ti * tile, min(n, ti * tile + tile)):
             j0 = tj * tile
             if symmetric and ti == tj:
@@ -479,7 +575,7 @@ def tiles(
             for j in range(j0, min(m, tj * tile + tile)):
                 s, t = pair(
                     X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
-                    snap, S, T, tmp, PS, PT,
+                    work, snap, PS, PT,
                 )
                 val = t if ntk else s
                 out[i, j] = val

@@ -56,6 +56,7 @@ __all__ = ["ConvNNGP", "ConvNTK"]
 #: activations with closed forms: code of the core and the scale^2 of phi
 _ACTIVATIONS = {"relu": (_core.RELU, 1.0), "relu_unit": (_core.RELU, 2.0), "erf": (_core.ERF, 1.0)}
 _EPS64 = float(np.finfo(np.float64).eps)
+_SQRT2 = math.sqrt(2.0)
 #: correlations within this distance of +-1 are rounding noise and snap to +-1
 _SNAP = 32.0 * _EPS64
 #: depth -> conv-relu blocks at each of the three resolutions (Shankar et al. 2020)
@@ -106,7 +107,9 @@ def _parse_layers(layers: Any) -> tuple[_Layer, ...]:
         )
     parsed = tuple(_parse_layer(s, i) for i, s in enumerate(layers))
     if not parsed:
-        raise ValueError("layers is empty; a network needs at least a reduction and a dense readout")
+        raise ValueError(
+            "layers is empty; a network needs at least a reduction and a dense readout"
+        )
     reductions = [i for i, lay in enumerate(parsed) if lay.kind in ("gap", "flatten")]
     if len(reductions) != 1:
         raise ValueError(
@@ -406,7 +409,7 @@ class _ConvKernel(Kernel):
         cls,
         depth: int = 5,
         image_shape: Any = None,
-        weight_std: Any = math.sqrt(2.0),
+        weight_std: Any = _SQRT2,
         bias_std: Any = 0.0,
     ) -> _ConvKernel:
         """The Myrtle architectures of Shankar et al. (2020).

@@ -435,7 +435,8 @@ def pair(
                             V = (b + v) // k
                             if V > nRv or V < -nRv:
                                 continue
-                            dst = nstore + ((U + nRu) * (2 * nRv + 1) + (V + nRv)) * nH * nW + I * nW
+                            slot = (U + nRu) * (2 * nRv + 1) + (V + nRv)
+                            dst = nstore + slot * nH * nW + I * nW
                             # j = k J + b inside [jlo, jhi), J < nW, J + V in [0, nW)
                             J0 = max(0, -V)
                             while k * J0 + b < jlo:

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 PUBLIC = ["kernelcomp", "kernelcomp.kernels", "kernelcomp.convolutional", "kernelcomp.empirical",
-          "kernelcomp.estimators", "kernelcomp.diagnostics", "kernelcomp.curves", "kernelcomp.io", "kernelcomp.training",
+          "kernelcomp.estimators", "kernelcomp.diagnostics", "kernelcomp.curves", "kernelcomp.io",
+          "kernelcomp.training",
           "kernelcomp.network", "kernelcomp.plotting", "kernelcomp.datasets",
           "kernelcomp.distributed", "kernelcomp.gp"]
 

@@ -165,9 +165,13 @@ class GramInfo:
         None for a matrix saved without a kernel or made by a kernel that its
         description cannot rebuild (an empirical NTK needs its network).
         """
+        from kernelcomp.convolutional import _ConvKernel
         from kernelcomp.kernels import _AnalyticKernel
 
-        if self.kernel_desc.get("kernel") not in ("NTK", "NNGP"):
+        name = self.kernel_desc.get("kernel")
+        if name in ("ConvNTK", "ConvNNGP"):
+            return _ConvKernel.from_dict(self.kernel_desc)
+        if name not in ("NTK", "NNGP"):
             return None
         return _AnalyticKernel.from_dict(self.kernel_desc)
 

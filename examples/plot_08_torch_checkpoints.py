@@ -6,8 +6,9 @@ The empirical NTK of any :class:`torch.nn.Module` comes from
 :class:`kernelcomp.TorchNTK` (per-sample Jacobians by ``torch.func``, in row
 blocks). Here a small convolutional network learns the parity of scikit-learn's
 8 × 8 digits; the NTK of three checkpoints (initialisation, early, end) on the
-same 300 digits is decomposed by kernel PCA. Training aligns the kernel with the
-task: the labels move into the top eigenvectors.
+same 300 digits is decomposed by kernel PCA. Even this short training moves the
+kernel towards the task: the labels' share of the top eigenvectors (P_k) and the
+kernel's alignment with them grow.
 
 This example needs the optional PyTorch extra (``pip install "kernelcomp[torch]"``);
 without it, it prints a message and draws nothing.
@@ -33,9 +34,8 @@ except ImportError:
 # %%
 # Training, keeping checkpoints
 # -----------------------------
-# Full-batch gradient descent on the squared error for 300 steps, in float32; a
-# checkpoint is a deep copy of the module (a saved ``state_dict`` would do the
-# same job).
+# Full-batch Adam on the squared error for 200 steps, in float32; a checkpoint
+# is a deep copy of the module (a saved ``state_dict`` would do the same job).
 X, y = kc.datasets.digits_parity(seed=0)
 X_train, y_train = X[:500], y[:500]
 X_kpca, y_kpca = X[500:800], y[500:800]
@@ -49,14 +49,14 @@ if torch is not None:
     )
     images = torch.from_numpy(X_train).float().reshape(-1, 1, 8, 8)
     targets = torch.from_numpy(y_train).float()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
     checkpoints = {0: copy.deepcopy(model)}
-    for step in range(1, 301):
+    for step in range(1, 201):
         opt.zero_grad()
         loss = 0.5 * ((model(images).squeeze(1) - targets) ** 2).mean()
         loss.backward()
         opt.step()
-        if step in (20, 300):
+        if step in (30, 200):
             checkpoints[step] = copy.deepcopy(model)
     with torch.no_grad():
         out = model(torch.from_numpy(X_test).float().reshape(-1, 1, 8, 8)).squeeze(1).numpy()
@@ -77,7 +77,9 @@ if torch is not None:
         mi = dg.mutual_information(results[-1].eigenvectors, y_kpca, n_components=10)
         P = dg.cumulative_projection(dg.label_projection(results[-1].eigenvectors, y_kpca),
                                      y_kpca)
-        print(f"step {step:3d}: P_10 = {P[9]:.2f}, max MI (top 10) = {mi.max():.2f} bit")
+        print(f"step {step:3d}: P_10 = {P[9]:.2f}, P_30 = {P[29]:.2f}, "
+              f"alignment with the labels {dg.kernel_alignment(K, y_kpca):.3f}, "
+              f"max MI (top 10) = {mi.max():.2f} bit")
 
 # %%
 # Kernel-PCA diagnostics along training

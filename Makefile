@@ -53,5 +53,6 @@ mutants: $(STAMP)
 	$(PY) scripts/mutants.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .hypothesis docs/_build docs/api/generated dist
+	rm -rf $(VENV) demo_out .pytest_cache .hypothesis docs/_build docs/api/generated dist \
+		docs/auto_examples docs/sg_execution_times.rst
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -25,7 +25,7 @@ X = rng.standard_normal((100, 5))
 stds = {"weight_std": 1.0, "bias_std": 0.1}
 K_inf = kc.NTK(depth=2, **stds)(X)
 
-widths = [16, 64, 256, 1024, 4096]
+widths = [16, 64, 256, 1024, 2048]
 seeds = [0, 1, 2]
 errors = np.empty((len(widths), len(seeds)))
 for i, w in enumerate(widths):
@@ -55,7 +55,7 @@ ax.legend()
 # network, against the analytic values.
 order = np.argsort(K_inf[0])
 fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
-for w, color in ((16, "tab:orange"), (4096, "tab:green")):
+for w, color in ((16, "tab:orange"), (2048, "tab:green")):
     net = kc.FCNetwork.init(5, [w, w], parameterization="ntk", seed=0, **stds)
     ax.plot(kc.EmpiricalNTK(net)(X[:1], X)[0, order], ".", color=color, label=f"width {w}")
 ax.plot(K_inf[0, order], "k-", label="analytic NTK")

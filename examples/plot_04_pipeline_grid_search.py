@@ -20,7 +20,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 import kernelcomp as kc
 
 X, y = kc.datasets.digits_parity(seed=0)
-X_train, X_test, y_train, y_test = train_test_split(X[:900], y[:900], test_size=300,
+X_train, X_test, y_train, y_test = train_test_split(X[:700], y[:700], test_size=200,
                                                     random_state=0)
 
 
@@ -75,6 +75,6 @@ for name, a in acc.items():
 
 fig, ax = plt.subplots(figsize=(5.5, 3.2), layout="constrained")
 ax.barh(list(acc), list(acc.values()), color=["tab:gray", "tab:orange", "tab:blue"])
-ax.set(xlim=(min(acc.values()) - 0.05, 1.0), xlabel="test accuracy (300 digits)",
+ax.set(xlim=(min(acc.values()) - 0.05, 1.0), xlabel="test accuracy (200 digits)",
        title="Preprocessing before a depth-2 NTK")
 plt.show()

@@ -16,16 +16,15 @@ that compression; the larger λ, the sooner the labels appear in the spectrum.
 """
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 import kernelcomp as kc
 from kernelcomp import diagnostics as dg
 from kernelcomp import plotting as kp
 
-X, y = kc.datasets.stripe(500, 5, seed=0)
+X, y = kc.datasets.stripe(400, 5, seed=0)
 ntk = kc.curves.paper_ntk()
 lams = [1.0, 3.0, 10.0]
-results = [dg.kernel_pca(ntk(dg.stretch_inputs(X, [0], lam)), n_components=100)
+results = [dg.kernel_pca(ntk(dg.stretch_inputs(X, [0], lam)), n_components=60)
            for lam in lams]
 
 # %%

@@ -5,7 +5,7 @@ Neurons and attractors in the feature regime
 The paper's figure 2 in small. Each first-layer neuron n of the stripe network
 is drawn at (ω_{n,1}, ‖ω_{n,⊥}‖): its weight on the informative input against
 the norm of its weights on the uninformative ones, the marker's area growing
-with its readout weight |β_n| (:func:`kernelcomp.plotting.plot_neurons`). In the
+with the size of its readout weight β_n (:func:`kernelcomp.plotting.plot_neurons`). In the
 feature regime the neurons that matter leave the axis ω₁ = 0 and gather in a
 few *attractors*: groups of neurons active on exactly the same training points
 (:func:`kernelcomp.diagnostics.attractors`), which act on the data as one neuron

@@ -27,8 +27,8 @@ seeds = [0, 1, 2]
 # %%
 # Lazy: a hard-margin SVM on the frozen initial NTK
 # -------------------------------------------------
-lazy = kc.curves.frozen_kernel_curve("stripe", [64, 128, 256, 512, 1024], d=d, seeds=seeds,
-                                     n_test=2000)
+lazy = kc.curves.frozen_kernel_curve("stripe", [64, 128, 256, 512], d=d, seeds=seeds,
+                                     n_test=1000)
 fit_lazy = lazy.fit_exponent()
 print(f"frozen initial NTK: beta = {fit_lazy.beta:.2f} "
       f"[{fit_lazy.ci[0]:.2f}, {fit_lazy.ci[1]:.2f}], theory {kc.curves.beta_lazy(d):.3f}")
@@ -49,7 +49,7 @@ def train_feature(X, y, X_test, y_test, seed, h=64):
 
 
 feature = kc.curves.learning_curve(train_feature, "stripe", [32, 64, 128], d=d,
-                                   seeds=seeds[:2], n_test=2000)
+                                   seeds=seeds[:2], n_test=1000)
 fit_feature = feature.fit_exponent()
 print(f"trained network (feature): beta = {fit_feature.beta:.2f} "
       f"[{fit_feature.ci[0]:.2f}, {fit_feature.ci[1]:.2f}], "

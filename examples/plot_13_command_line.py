@@ -4,7 +4,7 @@ The command line, from Python
 
 Everything above is also a shell command: ``kernelcomp gram``, ``train``,
 ``kpca``, ``geometry``, ``info`` and ``demo`` (:doc:`/cli`). The command line's
-entry point, :func:`kernelcomp.cli.main`, takes the arguments as a list and
+entry point, ``kernelcomp.cli.main``, takes the arguments as a list and
 returns the exit status, so the same steps run from Python (or a notebook)
 exactly as in a terminal::
 

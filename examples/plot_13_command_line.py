@@ -14,7 +14,6 @@ exactly as in a terminal::
 """
 
 import contextlib
-import os
 import shutil
 import sys
 import tempfile
@@ -27,8 +26,12 @@ import kernelcomp as kc
 from kernelcomp.cli import main
 
 tmp = Path(tempfile.mkdtemp())
-start = Path.cwd()
-os.chdir(tmp)  # the commands below write their files here
+
+
+def path(name):
+    """Where the example keeps its files (a temporary folder)."""
+    return str(tmp / name)
+
 
 # %%
 # A Gram file
@@ -36,19 +39,20 @@ os.chdir(tmp)  # the commands below write their files here
 # ``gram`` reads ``.npy``/``.npz``/``.csv``/``.h5`` inputs and writes a Gram file
 # (Ctrl-C and ``--resume`` continue it); ``info`` describes any kernelcomp file.
 X, y = kc.datasets.stripe(500, 5, seed=0)
-np.save("X.npy", X)
-np.save("y.npy", y)
-status = main(["gram", "X.npy", "--kernel", "ntk", "--depth", "2", "-o", "K.h5", "--quiet"])
+np.save(path("X.npy"), X)
+status = main(["gram", path("X.npy"), "--kernel", "ntk", "--depth", "2", "-o", path("K.h5"),
+               "--quiet"])
 print("exit status", status)
-main(["info", "K.h5"])
+main(["info", path("K.h5")])
 
 # %%
 # User errors print one line and return status 2 (the shell sees the exit status);
 # nothing is written.
 with contextlib.redirect_stderr(sys.stdout):
-    status = main(["gram", "X.npy", "--kernel", "ntk", "--activation", "swish", "-o", "K2.h5"])
-    status_missing = main(["gram", "Z.npy", "-o", "K2.h5"])
-print("exit status", status, status_missing, "| K2.h5 exists:", Path("K2.h5").exists())
+    status = main(["gram", path("X.npy"), "--kernel", "ntk", "--activation", "swish",
+                   "-o", path("K2.h5")])
+    status_missing = main(["gram", path("Z.npy"), "-o", path("K2.h5")])
+print("exit status", status, status_missing, "| K2.h5 exists:", Path(path("K2.h5")).exists())
 
 # %%
 # A training run and its kernel PCA
@@ -59,23 +63,22 @@ print("exit status", status, status_missing, "| K2.h5 exists:", Path("K2.h5").ex
 # ``--informative``, the compression), into a diagnostics file, and with
 # ``--plot`` draws them.
 main(["train", "stripe", "--p", "128", "--d", "5", "--h", "64", "--regime", "feature",
-      "-o", "run.h5", "--quiet"])
-main(["kpca", "run.h5", "-o", "diag.h5", "--informative", "0", "--n-components", "60",
-      "--plot", "figs", "--quiet"])
-print(sorted(p.name for p in Path("figs").iterdir()))
+      "-o", path("run.h5"), "--quiet"])
+main(["kpca", path("run.h5"), "-o", path("diag.h5"), "--informative", "0",
+      "--n-components", "60", "--plot", path("figs"), "--quiet"])
+print(sorted(p.name for p in Path(path("figs")).iterdir()))
 
 # %%
 # The files are plain HDF5; :mod:`kernelcomp.io` reads them back.
-diag = kc.io.load_diagnostics("diag.h5")
+diag = kc.io.load_diagnostics(path("diag.h5"))
 print(type(diag).__name__, "with", len(diag.entries), "entries")
 
 # %%
 # The figures ``kpca --plot`` drew, one curve per checkpoint of the run.
 fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), layout="constrained")
-for ax, name in zip(axes.flat, sorted(Path("figs").iterdir()), strict=True):
+for ax, name in zip(axes.flat, sorted(Path(path("figs")).iterdir()), strict=True):
     ax.imshow(plt.imread(name))
     ax.set_axis_off()
-
-os.chdir(start)
-shutil.rmtree(tmp)
 plt.show()
+
+shutil.rmtree(tmp)  # the example's files

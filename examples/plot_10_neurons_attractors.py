@@ -45,13 +45,12 @@ print(f"merged network: {merged.weights[0].shape[0]} neurons instead of {h}, "
 # %%
 # The neurons, coloured by attractor
 # ----------------------------------
-# Dead neurons (never active on the training points) are grey. The dotted lines
-# are the stripe's edges, x₁ = −0.3 and x₁ = 1.185 (a neuron whose pre-activation
-# changes sign on an edge cuts the data where the labels change).
-axes = kp.plot_neurons([run.checkpoints[i].net for i in picks.values()], [0], X=X,
-                       labels=[f"{name} (step {run.checkpoints[i].step})"
-                               for name, i in picks.items()])
-fig = axes[0].figure
-fig.set_size_inches(10, 3.6)
+# Dead neurons (never active on the training points) are grey. The weights grow
+# by two orders of magnitude during training, so each panel has its own scale
+# here (``plot_neurons`` shares them when it makes the figure itself). At the end
+# the living neurons sit on a few rays, one per attractor.
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), layout="constrained")
+kp.plot_neurons([run.checkpoints[i].net for i in picks.values()], [0], X=X, axes=axes,
+                labels=[f"{name} (step {run.checkpoints[i].step})" for name, i in picks.items()])
 fig.suptitle(f"First-layer neurons of the feature run (p = {p}, h = {h})")
 plt.show()

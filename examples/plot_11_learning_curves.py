@@ -17,6 +17,7 @@ seeds. The sizes here are small (seconds, not hours): the exponents are rough.
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 import kernelcomp as kc
 from kernelcomp import diagnostics as dg
@@ -77,5 +78,7 @@ for lc, fit, color, name, beta_th in (
             color=color, alpha=0.5, lw=1, label=f"theory slope β = {beta_th:.3f}")
 ax.set(xscale="log", yscale="log", xlabel="training set size p", ylabel="test error",
        title=f"Stripe model, d = {d}")
+ax.set_xticks([32, 64, 128, 256, 512], labels=["32", "64", "128", "256", "512"])
+ax.xaxis.set_minor_formatter(NullFormatter())
 ax.legend(fontsize=8)
 plt.show()

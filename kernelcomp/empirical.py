@@ -39,7 +39,14 @@ import numpy as np
 
 from kernelcomp._base import FrozenKernel
 from kernelcomp._kernels import empirical as _core
-from kernelcomp._linalg import MIRROR_TILE, gemm_nt, mirror_upper, syrk_upper, tril_indices
+from kernelcomp._linalg import (
+    MIRROR_TILE,
+    gemm_nt,
+    matmul,
+    mirror_upper,
+    syrk_upper,
+    tril_indices,
+)
 from kernelcomp.network import FCNetwork
 
 __all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
@@ -371,7 +378,7 @@ class _EmpiricalKernel(FrozenKernel):
                 assert delta is not None
                 Kc, width = delta.shape[1], delta.shape[2]
                 W = net.weights[l + 1].astype(dt)
-                nxt = (delta.reshape(n * Kc, width) @ W).reshape(n, Kc, W.shape[1])
+                nxt = matmul(delta.reshape(n * Kc, width), W).reshape(n, Kc, W.shape[1])
                 nxt *= net.weight_mult[l + 1]
                 nxt *= D[:, None, :]
                 delta = nxt

@@ -167,7 +167,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tup
     return best
 
 
-def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float) -> None:
+def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float,
+        dtypes: tuple[Any, ...] = (np.float64, np.float32)) -> None:  # fmt: skip
     header = (
         f"{'config':<28} {'dtype':<8} {'kc s':>7} {'kc cpu':>7} {'first s':>7} {'kc MB':>6} "
         f"{'2gemm s':>7} {'MB':>6} {'x2gemm':>6} {'cpu':>5} {'full s':>7} {'xfull':>6} "
@@ -182,7 +183,7 @@ def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float
         X64 = np.random.default_rng(1).standard_normal((n, d))
         k = kc.EmpiricalNTK(net)
         ref64 = None
-        for dt in (np.float64, np.float32):
+        for dt in dtypes:
             X = X64.astype(dt)
             t = time.perf_counter()
             K = k(X)
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help="one configuration: number of samples")
     parser.add_argument("--widths", type=int, nargs="+", help="its hidden widths")
     parser.add_argument("--d", type=int, default=10, help="its input dimension")
+    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"],
+                        choices=["float64", "float32"])
     args = parser.parse_args(argv)
     print_blas_info()
     if args.n is not None:
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     import numba
 
     print(f"kernelcomp {kc.__version__}, numpy {np.__version__}, threads {numba.get_num_threads()}")
-    run(configs, args.repeat, args.jacobian_budget)
+    run(configs, args.repeat, args.jacobian_budget, tuple(np.dtype(t) for t in args.dtype))
     return 0
 
 

@@ -139,7 +139,8 @@ def part2(X: np.ndarray, args: argparse.Namespace) -> None:
     }
     Xj = jnp.asarray(X)
     sub = X[: args.check]
-    rows = []
+    print(f"{'activation':>11} {'peer':>44} {'kc s':>8} {'peer s':>8} {'peer/kc':>8} "
+          f"{'kc err':>8} {'peer err':>8}", flush=True)
     for act, (layer, label) in layers.items():
         _, _, kfn = stax.serial(stax.Dense(512), layer, stax.Dense(512), layer, stax.Dense(1))
         kfn = jax.jit(kfn, static_argnames="get")
@@ -155,12 +156,9 @@ def part2(X: np.ndarray, args: argparse.Namespace) -> None:
         ref = reference(act, sub, sub, args.ref_nodes)
         e_kc = rel(k(sub), ref)
         e_nt = rel(np.asarray(kfn(jnp.asarray(sub), jnp.asarray(sub), "ntk")), ref)
-        rows.append((act, label, best["kc"], best["nt"], e_kc, e_nt))
-    print(f"{'activation':>11} {'peer':>44} {'kc s':>8} {'peer s':>8} {'peer/kc':>8} "
-          f"{'kc err':>8} {'peer err':>8}")
-    for act, label, tk, tn, ek, en in rows:
-        print(f"{act:>11} {label:>44} {tk:8.2f} {tn:8.2f} {tn / tk:8.1f} {ek:8.1e} {en:8.1e}")
-    print(f"load average {os.getloadavg()}")
+        tk, tn = best["kc"], best["nt"]
+        print(f"{act:>11} {label:>44} {tk:8.2f} {tn:8.2f} {tn / tk:8.1f} {e_kc:8.1e} {e_nt:8.1e}"
+              f"   load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Run in the peer environment that has both (neural-tangents is never a dependency)::
 
-    PYTHONPATH=$PWD /work/ntvenv/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
+    PYTHONPATH=$PWD /tmp/nt/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
 
 For each architecture (Myrtle-5, and a plain CNN without pooling: conv-relu x 3,
 flatten, dense) and dtype (float64, float32), it times, interleaved in one process:

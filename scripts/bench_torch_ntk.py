@@ -20,8 +20,8 @@ and the largest difference from the float64 torch.func Gram relative to its
 largest entry. With ``--nt``, neural-tangents' ``empirical_ntk_fn``
 (implementations 1, jacobian contraction, and 3, structured derivatives; JAX on
 the CPU) runs on the same weights and data in a separate process of the peer
-environment (``--nt-python``, default ``/work/ntvenv/bin/python``; see
-scripts/requirements-bench.txt), after the in-process measurements: its ratio is
+environment (``--nt-python``, default ``$KERNELCOMP_NT_PYTHON`` or ``python3``;
+see scripts/requirements-bench.txt), after the in-process measurements: its ratio is
 not interleaved, read it with the load printed next to it.
 
 Usage::
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--nt", action="store_true", help="also run neural-tangents")
-    parser.add_argument("--nt-python", default="/work/ntvenv/bin/python")
+    parser.add_argument("--nt-python", default=os.environ.get("KERNELCOMP_NT_PYTHON", "python3"))
     parser.add_argument("--nt-batch", type=int, default=100,
                         help="row blocks of neural-tangents' Gram (nt.batch; 0: none)")
     parser.add_argument("--nt-worker", default=None, help=argparse.SUPPRESS)

@@ -3,7 +3,7 @@ r"""Regenerate tests/fixtures/nt_conv_reference.npz from neural-tangents' ``stax
 Run by hand, never in CI (it needs neural-tangents and JAX, which kernelcomp does not
 depend on)::
 
-    PYTHONPATH=$PWD /work/ntvenv/bin/python scripts/make_nt_conv_fixtures.py --out tests/fixtures
+    PYTHONPATH=$PWD /tmp/nt/bin/python scripts/make_nt_conv_fixtures.py --out tests/fixtures
 
 (any environment with ``neural-tangents==0.6.5``, ``jax[cpu]==0.5.3`` and numpy;
 ``scripts/requirements-bench.txt``). The committed fixture was made with those

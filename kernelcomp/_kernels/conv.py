@@ -124,13 +124,6 @@ def _offset(idx: int) -> int:
 
 
 @jit
-def _zero(buf: np.ndarray, rows: int, cols: int) -> None:
-    for i in range(rows):
-        for j in range(cols):
-            buf[i, j] = 0.0
-
-
-@jit
 def _zero_frame(
     buf: np.ndarray, ilo: int, ihi: int, jlo: int, jhi: int, P: int
 ) -> None:
@@ -249,9 +242,11 @@ def pair(
     alias nothing, and the loops that write them (the activation's above all)
     vectorise; with arrays passed as arguments they stay scalar.
     """
-    S = np.zeros((work[0], work[1]), dtype=np.float64)
-    T = np.zeros((work[0], work[1]), dtype=np.float64)
-    tmp = np.zeros((work[0], work[1]), dtype=np.float64)
+    # nothing outside a slice's window and its P-wide frame is ever read, and each
+    # slice zeroes its frame and writes its window: no zero-filling needed
+    S = np.empty((work[0], work[1]), dtype=np.float64)
+    T = np.empty((work[0], work[1]), dtype=np.float64)
+    tmp = np.empty((work[0], work[1]), dtype=np.float64)
     flat = work[0] * work[1]
     sf = np.empty(flat, dtype=np.float64)
     tf = np.empty(flat, dtype=np.float64)
@@ -301,9 +296,6 @@ def pair(
         acc_t = 0.0
         col_s = np.zeros(W + 2 * P, dtype=np.float64)
         col_t = np.zeros(W + 2 * P, dtype=np.float64)
-        _zero(S, H + 2 * P, W + 2 * P)
-        _zero(T, H + 2 * P, W + 2 * P)
-        _zero(tmp, H + 2 * P, W + 2 * P)
         for iu in range(2 * Ru + 1):
             u = _offset(iu)
             ilo = max(0, -u)

@@ -40,6 +40,7 @@ import numpy as np
 from kernelcomp._base import FrozenKernel
 from kernelcomp._kernels import empirical as _core
 from kernelcomp._linalg import MIRROR_TILE, gemm_nt, mirror_upper, syrk_upper, tril_indices
+from kernelcomp._validation import check_choice
 from kernelcomp.network import FCNetwork
 
 __all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
@@ -300,6 +301,20 @@ class _EmpiricalKernel(FrozenKernel):
             if d_out.shape[0]:
                 dact[l] = d_out
             a = a_out
+        return _Prepared(n, self._backward(feats, dact, last_scale, last_is_delta, n, dt))
+
+    def _backward(self, feats: dict[int, np.ndarray], dact: dict[int, np.ndarray],
+                  last_scale: np.ndarray, last_is_delta: bool, n: int,
+                  dt: np.dtype) -> tuple[tuple[np.ndarray | None, np.ndarray], ...]:
+        """The (back-propagated vectors, features) term of each selected layer, top down.
+
+        ``dact`` (the activation derivatives of the forward pass) is consumed.
+        """
+        net = self._net
+        L, K = net.depth, net.n_outputs
+        layers = set(self._layers)
+        lowest = min(self._layers)
+        cL, WL = net.weight_mult[L], net.weights[L]
         terms: list[tuple[np.ndarray | None, np.ndarray]] = []
         if L in layers:
             terms.append((None, feats[L]))
@@ -327,7 +342,7 @@ class _EmpiricalKernel(FrozenKernel):
                 if l in layers:
                     terms.append((delta.reshape(n, -1), feats[l]))
             del D
-        return _Prepared(n, tuple(terms))
+        return tuple(terms)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         return _Prepared(
@@ -426,10 +441,7 @@ def _resolve_layers(params: Any, n_layers: int) -> tuple[int, ...]:
                     "without hidden layers"
                 )
             return tuple(range(1, n_layers))
-        raise ValueError(
-            f"unknown params {params!r}; expected one of {list(PARAM_SELECTIONS)} or a list of "
-            "layer indices"
-        )
+        check_choice(params, "params", PARAM_SELECTIONS, what="a list of layer indices")
     if isinstance(params, numbers.Integral) or not isinstance(params, Sequence | np.ndarray):
         raise TypeError(
             f"params must be one of {list(PARAM_SELECTIONS)} or a list of layer indices, got "

@@ -46,7 +46,7 @@ import numpy as np
 from kernelcomp import _network_file, _torch
 from kernelcomp._kernels.activations import LEAKY_SLOPE as _LEAKY_SLOPE
 from kernelcomp._network_file import ENCODING, ENCODING_VERSION  # noqa: F401 (names kept here)
-from kernelcomp._validation import check_int, check_matrix, check_real
+from kernelcomp._validation import check_choice, check_int, check_matrix, check_real
 
 __all__ = ["ACTIVATIONS", "PARAMETERIZATIONS", "FCNetwork", "ForwardCache"]
 
@@ -83,9 +83,7 @@ def check_activation(activation: Any, name: str = "activation") -> str:
             f"{name} must be a string, one of {list(ACTIVATIONS)}, got {type(activation).__name__}"
         )
     act = activation.strip().lower()
-    if act not in ACTIVATIONS:
-        raise ValueError(f"unknown {name} {activation!r}; expected one of {list(ACTIVATIONS)}")
-    return act
+    return check_choice(act, name, ACTIVATIONS)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -380,12 +378,8 @@ class FCNetwork:
         self.activation: str = check_activation(activation)
         self.weight_mult: tuple[float, ...] = _per_layer(weight_mult, "weight_mult", n_layers)
         self.bias_mult: tuple[float, ...] = _per_layer(bias_mult, "bias_mult", n_layers)
-        if not isinstance(parameterization, str) or parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown parameterization {parameterization!r}; expected one of "
-                f"{list(PARAMETERIZATIONS)}"
-            )
-        self.parameterization: str = parameterization
+        self.parameterization: str = check_choice(parameterization, "parameterization",
+                                                  PARAMETERIZATIONS)
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -462,11 +456,7 @@ class FCNetwork:
         hidden = [check_int(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths)]
         K = check_int(n_outputs, "n_outputs", minimum=1)
         act = check_activation(activation)
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown parameterization {parameterization!r}; expected one of "
-                f"{list(PARAMETERIZATIONS)}"
-            )
+        check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
         n_layers = len(hidden) + 1
         ws = _per_layer(weight_std, "weight_std", n_layers, minimum=0.0,
                         count=": len(widths) + 1")

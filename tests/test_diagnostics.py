@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import kernelcomp as kc
 import kernelcomp._validation
 from kernelcomp import diagnostics as dg
+from kernelcomp.diagnostics import _checks, _labels
 from tests import naive_diagnostics as naive
 
 
@@ -259,7 +260,7 @@ def test_kth_distance_is_brute_force(vals, queries, k):
         k = len(vals)
     a = np.sort(np.array(vals, dtype=np.float64) / 2)
     x = np.array(queries, dtype=np.float64) / 2
-    got = dg._kth_distance(a, x, k)
+    got = _labels._kth_distance(a, x, k)
     want = [sorted(abs(q - t) for t in a)[k - 1] for q in x]
     np.testing.assert_array_equal(got, want)
 
@@ -425,7 +426,7 @@ def test_kernel_alignment_matches_naive(rng, dtype, tol, center, monkeypatch):
     assert dg.kernel_alignment(K, Y, center=center) == pytest.approx(
         naive.kernel_alignment(K, Y, center=center), rel=tol("eig") * 10
     )
-    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 60)  # several row blocks
+    monkeypatch.setattr(_checks, "_BLOCK_ELEMS", 60)  # several row blocks
     assert dg.kernel_alignment(K, y, center=center) == pytest.approx(got, rel=1e-12)
 
 
@@ -450,7 +451,7 @@ def test_kernel_change(rng, dtype, tol, monkeypatch):
     K1 = (K0 + 0.1 * rng.standard_normal((30, 20))).astype(dtype)
     want = np.linalg.norm(K1.astype(np.float64) - K0) / np.linalg.norm(K0.astype(np.float64))
     assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=tol("eig"))
-    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 50)
+    monkeypatch.setattr(_checks, "_BLOCK_ELEMS", 50)
     assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=tol("eig"))
     assert dg.kernel_change(K0, K0) == 0.0
     with pytest.raises(ValueError, match=r"same shape, got \(30, 20\) and \(20, 30\)"):
@@ -539,7 +540,7 @@ def test_intrinsic_dimension_matches_naive(rng, dtype, tol, monkeypatch):
     K = kc.NTK()(X).astype(dtype)
     want = naive.twonn(K)
     assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=tol("eig") * 100)
-    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 200)  # row blocks
+    monkeypatch.setattr(_checks, "_BLOCK_ELEMS", 200)  # row blocks
     assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=tol("eig") * 100)
     assert dg.intrinsic_dimension(K, discard_fraction=0.0) == pytest.approx(
         naive.twonn(K, 0.0), rel=tol("eig") * 100

@@ -468,7 +468,7 @@ def test_constructor_validation():
         kc.EmpiricalNTK({"0.weight": np.ones((2, 2))})
     with pytest.raises(TypeError, match=r"net must be a kc\.FCNetwork"):
         kc.EmpiricalNNGP(None)
-    with pytest.raises(ValueError, match="unknown params 'first'"):
+    with pytest.raises(ValueError, match=r"params must be one of .*indices, got 'first'"):
         kc.EmpiricalNTK(net, params="first")
     with pytest.raises(TypeError, match="params must be one of"):
         kc.EmpiricalNTK(net, params=1)

@@ -134,7 +134,7 @@ def test_plot_spectra_colours_run_init_to_final(kpca):
     ax = kp.plot_spectra(spectra)
     assert legend_texts(ax) == ["init", "checkpoint 1", "final"]
     cmap = matplotlib.colormaps["viridis"]
-    lo, hi = kp._CMAP_RANGE
+    lo, hi = kp._style._CMAP_RANGE
     for line, t in zip(ax.lines, np.linspace(lo, hi, 3), strict=True):
         assert to_rgba(line.get_color()) == pytest.approx(cmap(t))
     np.testing.assert_allclose(ax.lines[2].get_ydata(), 0.25 * ev.eigenvalues[ev.eigenvalues > 0])

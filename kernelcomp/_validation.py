@@ -169,9 +169,9 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], *,
     ValueError
         If ``value`` is not one of ``choices``: "NAME must be one of [...], got VALUE".
     """
-    try:
-        ok = value in choices and not isinstance(value, bool)
-    except TypeError:  # unhashable against a set or dict of choices
+    try:  # a bool is not the choice 1, an array is not a string it equals elementwise
+        ok = not isinstance(value, bool | np.bool_ | np.ndarray) and value in choices
+    except (TypeError, ValueError):  # unhashable against a set or dict of choices
         ok = False
     if not ok:
         listed = sorted(choices) if isinstance(choices, set | frozenset | dict) else list(choices)

@@ -271,6 +271,33 @@ def _per_layer(value: Any, name: str, n_layers: int, *, minimum: float | None = 
     return tuple(check_real(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values))
 
 
+def _bias_flags(bias: Any, n_layers: int) -> list[bool]:
+    """``FCNetwork.init``'s ``bias``: one flag per layer, from a bool or a sequence of them."""
+    if isinstance(bias, bool | np.bool_):
+        return [bool(bias)] * n_layers
+    if isinstance(bias, str) or not isinstance(bias, Sequence | np.ndarray):
+        raise TypeError(
+            f"bias must be a bool or a sequence of {n_layers} bools, got {type(bias).__name__}"
+        )
+    flags = list(bias)
+    if len(flags) != n_layers or not all(isinstance(b, bool | np.bool_) for b in flags):
+        raise ValueError(f"bias must be a bool or {n_layers} bools (one per layer), got {bias!r}")
+    return [bool(b) for b in flags]
+
+
+def _generator(seed: Any) -> np.random.Generator:
+    """``FCNetwork.init``'s ``seed`` (an int >= 0, a Generator or SeedSequence, or None)."""
+    if not (seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence)
+            or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool))):
+        raise TypeError(
+            f"seed must be an int, a numpy Generator or SeedSequence, or None, got "
+            f"{type(seed).__name__} {seed!r}"
+        )
+    if isinstance(seed, numbers.Integral) and seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng(seed)
+
+
 # ---------------------------------------------------------------------------
 # the network
 # ---------------------------------------------------------------------------
@@ -464,33 +491,10 @@ class FCNetwork:
             bias_std = 1.0 if parameterization == "mean_field" else 0.0
         bstd = _per_layer(bias_std, "bias_std", n_layers, minimum=0.0,
                           count=": len(widths) + 1")
-        if isinstance(bias, bool | np.bool_):
-            has_bias = [bool(bias)] * n_layers
-        else:
-            if isinstance(bias, str) or not isinstance(bias, Sequence | np.ndarray):
-                raise TypeError(
-                    f"bias must be a bool or a sequence of {n_layers} bools, got "
-                    f"{type(bias).__name__}"
-                )
-            has_bias = list(bias)
-            if len(has_bias) != n_layers or not all(
-                isinstance(b, bool | np.bool_) for b in has_bias
-            ):
-                raise ValueError(
-                    f"bias must be a bool or {n_layers} bools (one per layer), got {bias!r}"
-                )
-            has_bias = [bool(b) for b in has_bias]
+        has_bias = _bias_flags(bias, n_layers)
         if parameterization == "mean_field":
             has_bias[-1] = False
-        if not (seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence)
-                or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool))):
-            raise TypeError(
-                f"seed must be an int, a numpy Generator or SeedSequence, or None, got "
-                f"{type(seed).__name__} {seed!r}"
-            )
-        if isinstance(seed, numbers.Integral) and seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        rng = np.random.default_rng(seed)
+        rng = _generator(seed)
         fan_in = [d, *hidden]
         fan_out = [*hidden, K]
         weights, biases = [], []

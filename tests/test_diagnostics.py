@@ -751,3 +751,41 @@ def test_stretch_inputs_and_the_stretched_kernel_on_a_tiny_problem(rng):
     if gain > 0:
         assert out["gain_explained"] == pytest.approx(
             (out["init_ntk_test_error"] - out["stretched_ntk_test_error"]) / gain)
+
+
+# ---------------------------------------------------------------------------
+# kpca_record: the per-Gram record of `kernelcomp kpca` and the demo
+# ---------------------------------------------------------------------------
+def test_kpca_record_is_the_sum_of_its_parts(rng):
+    X = rng.standard_normal((40, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    K = kc.NTK(depth=1)(X)
+    rec = dg.kpca_record(K, y, n_components=12, mi_components=4, mi_k=3, eigenvectors=True)
+    ev = dg.kernel_pca(K, n_components=12)
+    c = dg.label_projection(ev.eigenvectors, y)
+    assert rec["n_samples"] == 40 and rec["trace"] == pytest.approx(float(np.trace(K)))
+    np.testing.assert_array_equal(rec["eigenvalues"], ev.eigenvalues)
+    np.testing.assert_array_equal(rec["eigenvectors"], ev.eigenvectors)
+    np.testing.assert_array_equal(rec["label_projection"], c)
+    np.testing.assert_array_equal(rec["cumulative_projection"], dg.cumulative_projection(c, y))
+    np.testing.assert_array_equal(
+        rec["mutual_information"],
+        dg.mutual_information(ev.eigenvectors, y, n_components=4, k=3))
+    assert rec["effective_rank"] == dg.effective_rank(ev.eigenvalues)
+    assert rec["kernel_alignment"] == dg.kernel_alignment(K, y)
+
+
+def test_kpca_record_keeps_only_what_the_labels_allow(rng):
+    X = rng.standard_normal((30, 3))
+    K = kc.NNGP(depth=1)(X)
+    bare = dg.kpca_record(K)
+    assert set(bare) == {"n_samples", "trace", "eigenvalues", "effective_rank"}
+    three = dg.kpca_record(K, np.arange(30) % 3 - 1.0, n_components=5, mi_components=50)
+    assert "label_projection" in three and "mutual_information" not in three  # 3 classes
+    two = dg.kpca_record(K, np.where(X[:, 1] > 0, 1.0, -1.0), n_components=5,
+                         mi_components=50)
+    assert two["mutual_information"].shape == (5,)  # at most the eigenvectors computed
+    with pytest.raises(TypeError, match="eigenvectors must be True or False"):
+        dg.kpca_record(K, eigenvectors=1)
+    with pytest.raises(ValueError, match="mi_k must be >= 1"):
+        dg.kpca_record(K, mi_k=0)

@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._validation import (
-    check_matrix,
-)
+from kernelcomp._validation import check_matrix
 
 #: rows per block in the O(n^2) passes that would otherwise allocate an n x n temporary
 _BLOCK_ELEMS = 2**22

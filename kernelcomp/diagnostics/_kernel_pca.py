@@ -51,23 +51,13 @@ from kernelcomp.diagnostics._spectrum import effective_rank
 #: full divide-and-conquer beyond. ARPACK (``method="arpack"``) is memory-bound,
 #: one matrix-vector product at a time.
 LANCZOS_MAX_FRACTION = 0.05
-
-
 LANCZOS_MIN_SAMPLES = 500
-
-
 #: default residual tolerance of the block Lanczos route: ``||K v - l v|| <= tol * l_1``
 LANCZOS_TOL = 1e-9
-
-
 SUBSET_MAX_FRACTION = 0.25
-
-
 #: LAPACK driver of the subset route (``"evx"``: bisection + inverse iteration; as
 #: fast as ``"evr"`` (MRRR) for k <= n/5 in the benchmark, and more robust there)
 SUBSET_DRIVER = "evx"
-
-
 _METHODS_KPCA = ("auto", "lanczos", "subset", "full", "arpack")
 
 

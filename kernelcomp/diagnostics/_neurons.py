@@ -42,13 +42,9 @@ from kernelcomp.network import FCNetwork
 
 #: activations grouped by where the neuron is active (``z > tol``); the others by sign
 RELU_FAMILY: tuple[str, ...] = ("relu", "relu_unit")
-
-
 #: positively homogeneous activations, ``phi(c z) = c phi(z)`` for ``c > 0``, linear on
 #: each side of 0: the merge of :func:`attractor_network` is exact for them
 HOMOGENEOUS: tuple[str, ...] = ("relu", "relu_unit", "leaky_relu", "linear")
-
-
 #: :func:`attractor_network` calls the merge exact when ``max |f_merged - f|`` on X is
 #: at most this times ``max_x sum_n |c beta_n phi(z_n(x))| + |s b_out|`` (round-off of
 #: the regrouped sums)

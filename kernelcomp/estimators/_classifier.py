@@ -35,8 +35,6 @@ from kernelcomp.training import kernel_gradient_flow
 #: the paper's hard margin: an SVM with this ``C`` (the authors' value) never
 #: leaves a training margin below 1 on separable data
 HARD_MARGIN_C: float = 1e20
-
-
 _SOLVERS = ("svc", "gradient_flow")
 
 

@@ -40,23 +40,17 @@ from kernelcomp.diagnostics import (
 from kernelcomp.diagnostics._compression import _first_layer, _informative_mask
 from kernelcomp.diagnostics._neurons import _check_net, _outgoing_norms
 from kernelcomp.network import FCNetwork
+from kernelcomp.plotting._style import PANEL_WIDTH, _axes, _legend, checkpoint_labels, new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
-from kernelcomp.plotting._style import PANEL_WIDTH, _axes, _legend, checkpoint_labels, new_figure
 
 #: marker areas (points^2) of :func:`plot_neurons`: smallest, added for the largest
 #: |beta|, and the one size of neurons without a readout (a bare weight matrix)
 _SIZE_MIN, _SIZE_SPAN, _SIZE_PLAIN = 4.0, 56.0, 16.0
-
-
 #: colour of dead neurons and the qualitative colormap of the attractors
 _DEAD_COLOR = (0.6, 0.6, 0.6, 1.0)
-
-
 _ATTRACTOR_CMAP = "tab20"
-
-
 _COLOR_BY = ("step", "time")
 
 

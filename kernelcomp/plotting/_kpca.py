@@ -34,10 +34,10 @@ from kernelcomp.diagnostics import (
     spectrum_power_law,
 )
 from kernelcomp.diagnostics._checks import _eigenvalues_of
+from kernelcomp.plotting._style import _axes, _labels_and_colors, _legend, new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
-from kernelcomp.plotting._style import _axes, _labels_and_colors, _legend, new_figure
 
 
 def _vector(values: Any, name: str) -> np.ndarray:

@@ -32,7 +32,6 @@ from kernelcomp._base import Kernel
 from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import check_choice, check_int, check_real
 from kernelcomp.empirical import EmpiricalNTK
-from kernelcomp.estimators import HARD_MARGIN_C, NTKClassifier
 from kernelcomp.kernels import NTK
 from kernelcomp.network import FCNetwork
 
@@ -828,6 +827,9 @@ def frozen_kernel_curve(
     fixed = paper_ntk() if isinstance(kernel, str) and kernel == "analytic" else kernel
 
     def recipe(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, seed: int) -> float:
+        # scikit-learn, on first use: kernelcomp.curves loads without it
+        from kernelcomp.estimators import HARD_MARGIN_C, NTKClassifier
+
         k = fixed
         if isinstance(k, str):  # "empirical": the paper's network at initialisation
             net = FCNetwork.init(X.shape[1], [h], activation="relu_unit",

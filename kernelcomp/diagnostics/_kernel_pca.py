@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp import _eigsolve
 from kernelcomp._gram import default_block_rows
 from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import (
@@ -60,6 +59,16 @@ SUBSET_MAX_FRACTION = 0.25
 SUBSET_DRIVER = "evx"
 _METHODS_KPCA = ("auto", "lanczos", "subset", "full", "arpack")
 
+
+
+def _block_lanczos(matmul: Any, n: int, k: int, dtype: Any, **options: Any) -> Any:
+    """:func:`kernelcomp._eigsolve.block_lanczos_topk`, imported on first use.
+
+    It loads ``scipy.linalg``, which ``import kernelcomp.diagnostics`` does not need.
+    """
+    from kernelcomp import _eigsolve
+
+    return _eigsolve.block_lanczos_topk(matmul, n, k, dtype, **options)
 
 @dataclass(frozen=True, eq=False)
 class KernelPCAResult:
@@ -207,8 +216,7 @@ def _kernel_pca_out_of_core(
             bar.update(1)
             return out
 
-        w, V, info = _eigsolve.block_lanczos_topk(matmul, n, k, dt, tol=tol,
-                                        random_state=random_state)  # fmt: skip
+        w, V, info = _block_lanczos(matmul, n, k, dt, tol=tol, random_state=random_state)
     if not info.converged:
         raise RuntimeError(
             f"the block Lanczos iteration did not reach tol={tol:g} on the Gram on disk "
@@ -341,9 +349,8 @@ def kernel_pca(
     trace = float(np.trace(K, dtype=np.float64))
 
     if method == "lanczos":
-
-        w, V, info = _eigsolve.block_lanczos_topk(lambda B: K @ B, n, k, K.dtype, tol=tol,
-                                        random_state=random_state)  # fmt: skip
+        w, V, info = _block_lanczos(lambda B: K @ B, n, k, K.dtype, tol=tol,
+                                    random_state=random_state)
         if not info.converged:
             method = "subset"  # LAPACK: exact to round-off
     if method == "arpack":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import kernelcomp  # noqa: E402
@@ -24,6 +25,8 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.intersphinx",
     "numpydoc",
+    "kernelcomp_cli",
+    "sphinx_gallery.gen_gallery",
 ]
 
 templates_path = ["_templates"]
@@ -44,6 +47,23 @@ numpydoc_attributes_as_param_list = True
 
 # no network at build time: intersphinx inventories are optional (none configured)
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+
+# the example gallery: every examples/plot_*.py runs when the documentation is built
+# (figures from matplotlib's Agg backend, printed output captured); a failing example
+# fails the build. Nothing is downloaded: no zip archives, no Binder/JupyterLite, code
+# links resolved against this documentation only.
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "image_scrapers": ("matplotlib",),
+    "reference_url": {"kernelcomp": None},
+    "remove_config_comments": True,
+    "min_reported_time": 1,
+    "show_memory": False,
+}
 
 html_theme = "alabaster"
 html_static_path: list[str] = []

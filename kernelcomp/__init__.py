@@ -29,6 +29,8 @@ _LAZY_ATTRS: dict[str, str] = {
     "Kernel": "kernelcomp.kernels",
     "NTK": "kernelcomp.kernels",
     "NNGP": "kernelcomp.kernels",
+    "ConvNTK": "kernelcomp.convolutional",
+    "ConvNNGP": "kernelcomp.convolutional",
     "gram": "kernelcomp._gram",
     "FCNetwork": "kernelcomp.network",
     "EmpiricalNTK": "kernelcomp.empirical",
@@ -47,6 +49,7 @@ _LAZY_MODULES = (
     "cli",
     "gp",
     "distributed",
+    "predict",
 )
 
 __all__ = ["__version__", *_LAZY_ATTRS, *_LAZY_MODULES]

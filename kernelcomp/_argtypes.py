@@ -61,6 +61,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def byte_size(text: str) -> int:
+    """Bytes: ``"536870912"``, ``"512M"``, ``"2G"``, ``"1.5GiB"`` (powers of 1024)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size in bytes such as 512M or 2G, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a positive size in bytes, got {text!r}")
+    return int(value)
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0."""
     try:

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from kernelcomp import _torch_ntk, io
+from kernelcomp._h5 import _file_format
 from kernelcomp.network import FCNetwork
 
 __all__ = ["TORCH_EXTENSIONS", "file_kind", "h5_format", "load_network", "load_torch"]
+
 
 #: extensions of PyTorch checkpoints
 TORCH_EXTENSIONS = (".pt", ".pth")
@@ -35,18 +37,11 @@ def file_kind(p: Path) -> str:
         ext = Path(p.stem).suffix.lower()
     return ext
 
+
 def h5_format(path: Path) -> str | None:
     """The ``kernelcomp_format`` of an HDF5 file (None for a foreign one)."""
-    import h5py
+    return _file_format(path)
 
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("kernelcomp_format")
-    except OSError as exc:
-        raise ValueError(f"{path} is not an HDF5 file ({exc})") from exc
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    return None if fmt is None else str(fmt)
 
 def load_network(p: Path, activation: str | None = None, checkpoint: int = -1,
                  model: str | None = None) -> Any:
@@ -80,6 +75,7 @@ def load_network(p: Path, activation: str | None = None, checkpoint: int = -1,
         raise ValueError(f"{p} is not a kernelcomp network or run file")
     raise ValueError(f"{p}: unsupported network file type {p.suffix or '(none)'!r}; expected "
                      ".npz, .pt or .h5")
+
 
 #: what a pickled whole model should be saved as instead
 _PICKLE_HINT = (

@@ -70,6 +70,24 @@ class EigshInfo:
     max_residual: float
 
 
+def drop_tolerance(n: int, n_columns: int, dtype: Any) -> float:
+    """Relative size below which a projected column is round-off: it is dropped.
+
+    The rounding of the block Gram--Schmidt step ``Y = V - Q (Q^T V)`` and the
+    QR of ``Y``: products with inner dimensions ``n`` (``Q^T V``) and
+    ``n_columns`` (``Q D``, ``Q`` and ``V`` together), each of relative error
+    about ``sqrt(inner) * eps`` (the statistical rounding bound, Higham, *Accuracy
+    and Stability of Numerical Algorithms*, 2002, sec. 3.1), with a safety
+    factor 4: ``4 eps (sqrt(n) + sqrt(n_columns))``. A column whose part outside
+    the others is smaller than that relative to its norm before the projection
+    is numerically dependent, whatever BLAS kernels rounded it (the measured
+    remainder of an exactly dependent column is up to ~5 eps at n = 200 and
+    36 columns, against 80 eps for this bound there).
+    """
+    eps = float(np.finfo(dtype).eps)
+    return 4.0 * eps * (math.sqrt(n) + math.sqrt(n_columns))
+
+
 def _cholqr(
     V: np.ndarray, drop: float, scale: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,15 +99,23 @@ def _cholqr(
     ``scale``, by default each column's norm (a caller projecting ``V`` passes
     the norms before the projection, so that what the projection left at
     round-off level is dropped, not blown up).
+
+    The Cholesky factor of the Gram ``V^T V`` resolves a column's independent
+    part only down to the square root of the Gram's rounding (``(n + c) eps``
+    for unit columns, worst case): where a diagonal entry of ``R`` is below
+    that, the column may be dependent and the Householder QR, whose ``R`` is
+    accurate to ``drop``, decides.
     """
     if scale is None:
         scale = np.linalg.norm(V, axis=0)
     live = scale > 0
     scale = np.where(live, scale, 1.0)
     Vs = V / scale
+    n, c = V.shape
+    gram_floor = math.sqrt(4.0 * float(np.finfo(V.dtype).eps) * (n + c))
     try:
         R = scipy.linalg.cholesky(Vs.T @ Vs, lower=False, check_finite=False)
-        if np.diagonal(R).min() <= drop or not live.all():
+        if np.diagonal(R).min() <= max(drop, gram_floor) or not live.all():
             raise np.linalg.LinAlgError("nearly dependent columns")
         Y = scipy.linalg.solve_triangular(R, Vs.T, trans="T", lower=False,
                                           check_finite=False).T  # fmt: skip
@@ -100,17 +126,21 @@ def _cholqr(
         return np.asfortranarray(Y[:, keep]), (R * scale)[keep], keep
 
 
-def _orthonormalize(V: np.ndarray, Q: np.ndarray | None, drop: float,
+def _orthonormalize(V: np.ndarray, Q: np.ndarray | None, drop: float | None = None,
                     passes: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Orthonormal columns spanning ``V`` minus its part in ``span(Q)``.
 
     Block classical Gram--Schmidt against ``Q`` and a Cholesky QR, done twice
     (CGS2, "twice is enough"): ``V = Q C + Y R``. Columns numerically in
     ``span(Q)`` (or in that of the others) are dropped, so ``Y`` may have fewer
-    columns than ``V``. Returns ``Y``, ``C`` (float64) and ``R``.
+    columns than ``V``. Returns ``Y``, ``C`` (float64) and ``R``. ``drop``
+    defaults to :func:`drop_tolerance` of the shapes.
     """
     c = V.shape[1]
-    C = np.zeros((0 if Q is None else Q.shape[1], c))
+    q = 0 if Q is None else Q.shape[1]
+    if drop is None:
+        drop = drop_tolerance(V.shape[0], q + c, V.dtype)
+    C = np.zeros((q, c))
     R = np.eye(c)
     Y = V
     scale = np.linalg.norm(V, axis=0)
@@ -205,8 +235,6 @@ def block_lanczos_topk(
         m = min(n, max_basis if max_basis is not None else max(m0, k + b))
         m = max(m, min(n, k + b))
         keep = min(m - b, max(k + b // 2, int(KEEP_FRACTION * m)))
-        eps = float(np.finfo(dtype).eps)
-        drop = 10.0 * eps
         rng = np.random.default_rng(random_state)
         # column-major panels: every Q[:, :j] is one contiguous BLAS operand
         # the basis grows by whole blocks (a truncated block would break the Lanczos
@@ -230,7 +258,7 @@ def block_lanczos_topk(
 
         def random_block(cur: int) -> np.ndarray:
             Z = rng.standard_normal((n, b)).astype(dtype)
-            return _orthonormalize(Z, Q[:, :cur] if cur else None, drop)[0]
+            return _orthonormalize(Z, Q[:, :cur] if cur else None)[0]
 
         start = random_block(0)
         cur = start.shape[1]
@@ -243,7 +271,7 @@ def block_lanczos_topk(
             # grow by Krylov blocks; H = Q^T A Q comes from the Gram-Schmidt coefficients
             while True:
                 Wl = W[:, last]
-                nxt, C, B = _orthonormalize(Wl, Q[:, :cur], drop)
+                nxt, C, B = _orthonormalize(Wl, Q[:, :cur])
                 H[:cur, last] = C
                 H[last, :cur] = C.T
                 if nxt.shape[1] == 0:  # invariant subspace: a random direction keeps going

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 
 from kernelcomp._gram import default_block_rows
-from kernelcomp._linalg import cholesky_inplace
+from kernelcomp._linalg import cholesky_inplace, gram_nt, matmul
 from kernelcomp._parallel import progress as progress_bar
 
 __all__ = [
@@ -104,7 +104,9 @@ def falkon(
     T = np.array(K_mm, dtype=dt, order="F", copy=True)
     T.flat[:: m + 1] += jitter
     _chol_upper(T)
-    A = np.asfortranarray(((T @ T.T) * (w_sum / m)).astype(dt, copy=False))
+    A = gram_nt(np.ascontiguousarray(T))  # T T^T, by bounded blocks
+    A *= w_sum / m
+    A = np.asfortranarray(A.astype(dt, copy=False))
     A.flat[:: m + 1] += alpha + jitter * (w_sum / m)
     _chol_upper(A)
 
@@ -118,7 +120,7 @@ def falkon(
         return solve(A, solve(T, v, "T"), "T")
 
     def H(beta: np.ndarray) -> np.ndarray:
-        return np.asarray(normal(beta), dtype=dt) + alpha * (K_mm @ beta)
+        return np.asarray(normal(beta), dtype=dt) + alpha * matmul(K_mm, beta)
 
     b = prec_t(np.asarray(rhs, dtype=dt))
     b_norm = np.linalg.norm(b, axis=0)
@@ -164,7 +166,7 @@ def in_memory_normal(
 
     rhs = None
     for start, stop, block in knm_blocks():
-        part = block.T @ weighted(Y[start:stop], start, stop)
+        part = matmul(block.T, weighted(Y[start:stop], start, stop))
         rhs = part if rhs is None else rhs + part
         if store:
             kept.append((start, stop, block))
@@ -172,7 +174,7 @@ def in_memory_normal(
     def normal(beta: np.ndarray) -> np.ndarray:
         out = None
         for start, stop, block in (kept if store else knm_blocks()):
-            part = block.T @ weighted(block @ beta, start, stop)
+            part = matmul(block.T, weighted(matmul(block, beta), start, stop))
             out = part if out is None else out + part
         return out
 

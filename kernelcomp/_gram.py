@@ -168,6 +168,27 @@ def _check_out(out: Any, shape: tuple[int, int]) -> None:
         raise TypeError(f"out must be a floating array, got dtype {dtype}")
 
 
+def _check_not_aliased(out: Any, X: np.ndarray, Y: np.ndarray | None) -> None:
+    """Refuse an ``out`` sharing memory with the inputs it is computed from.
+
+    The Gram matrix is written while its inputs are read: ``out=X`` would
+    overwrite samples before their last use and give a wrong matrix.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` may share memory with ``X`` or ``Y``.
+    """
+    if not isinstance(out, np.ndarray):
+        return
+    for name, arr in (("X", X), ("Y", Y)):
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(
+                f"out shares memory with {name}: the Gram matrix would overwrite the inputs "
+                "it is computed from; pass a separate array (or out=None)"
+            )
+
+
 def gram(
     kernel: Kernel,
     X: Any,
@@ -260,6 +281,7 @@ def gram(
                     "compute on the GPU, or give a host array"
                 )
             _check_out(out, (n, m))
+            _check_not_aliased(out, X, Yc)
     if block_rows is not None:
         block_rows = check_int(block_rows, "block_rows", minimum=1)
     if dev_out is not None:

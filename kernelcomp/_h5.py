@@ -14,8 +14,16 @@ imports h5py only inside the functions that open files (so that
   existing folder, no overwrite without ``force``), :func:`_atomic_h5`
   (both, for a new HDF5 file with its header) and the ``PATH.partial`` file
   of the writes that take long (:func:`_partial_path`, :func:`_refuse_partial`).
-* Reading: :func:`_existing`, :func:`_open_checked` (with the header check) and
-  :func:`_file_format` (any kernelcomp format, without one).
+* Safety of writes: :func:`write_lock` (one writer per output path, ``PATH.lock``),
+  :func:`check_free_space` and :func:`reserve` (a full disk is reported before
+  HDF5 writes anything it cannot finish), :func:`_fsync_path` (data on disk
+  before the final rename).
+* Reading: :func:`_existing`, :func:`_open_h5` (every HDF5 open: a clear error
+  for a file locked by a writer), :func:`_open_checked` (with the header check),
+  :func:`_file_format` (any kernelcomp format, without one) and
+  :func:`check_stored` (before every dataset read: its data is in the file, no
+  external storage, virtual dataset or external link, and it holds the bytes
+  its shape declares).
 * Attribute codecs: :func:`_dumps` / :func:`_loads` (JSON attributes),
   :func:`_write_value` / :func:`_read_values` (arrays as datasets, scalars and
   strings as attributes, dicts as JSON).
@@ -25,11 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import numbers
 import os
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,15 +185,40 @@ def _output_path(path: Any, force: bool) -> Path:
         If ``path`` is a directory or its folder does not exist.
     FileExistsError
         If ``path`` exists and ``force`` is False.
+    ValueError
+        If ``path`` exists and is not a regular file (a FIFO, a device, a
+        socket; or a link to one), whatever ``force``.
     """
     p = _path_arg(path)
     if p.is_dir():
         raise IsADirectoryError(f"{p} is a directory, expected a file name")
     if not p.parent.is_dir():
         raise FileNotFoundError(f"{p}: directory {p.parent} does not exist")
+    kind = _special_kind(p)
+    if kind is not None:
+        raise ValueError(
+            f"{p} is {kind}, not a regular file; kernelcomp writes regular files only and "
+            "never replaces it (not even with --force): choose another output name"
+        )
     if p.exists() and not force:
         raise FileExistsError(f"{p} exists; pass force=True (--force) to overwrite it")
     return p
+
+
+def _special_kind(p: Path) -> str | None:
+    """What ``p`` (following links) is when it exists and is not a regular file, else None."""
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def _partial_path(path: Path) -> Path:
@@ -202,6 +238,185 @@ def _refuse_partial(partial: Path, force: bool, why: str) -> None:
         raise FileExistsError(f"{partial} exists {why}")
 
 
+#: suffix of the lock file held beside an output while it is written
+LOCK_SUFFIX = ".lock"
+
+
+def _busy(message: str) -> BlockingIOError:
+    """A BlockingIOError (errno EWOULDBLOCK) whose text is ``message`` alone."""
+    exc = BlockingIOError(message)
+    exc.errno = errno.EWOULDBLOCK
+    return exc
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+@contextlib.contextmanager
+def write_lock(path: Any, *, wait: float = 0.0) -> Iterator[Path]:
+    """Hold the exclusive write lock of the output ``path`` (the file ``PATH.lock``).
+
+    Every kernelcomp writer of ``path`` (and of ``PATH.partial``) holds it from
+    its first check of the existing files to the final rename, so two
+    processes never write one output at once: the second gets a clear error
+    (or waits up to ``wait`` seconds) instead of mixing its work with the
+    first's. The lock is :func:`fcntl.flock` on the lock file, released by the
+    kernel when the process dies; the lock file is removed when released.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (its folder must exist).
+    wait : float
+        Seconds to wait for another writer before giving up.
+
+    Yields
+    ------
+    pathlib.Path
+        The lock file.
+
+    Raises
+    ------
+    BlockingIOError
+        If another process (or another writer in this one) holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no locking
+        yield _lock_path(Path(path))
+        return
+    lock = _lock_path(Path(path))
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                yield lock  # a file system without locks: as before, unlocked
+                return
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise _busy(
+                f"{path} is being written by another kernelcomp process (it holds {lock}); "
+                "wait for it to finish"
+            ) from None
+        # the previous holder may have removed the lock file after we opened it
+        try:
+            current = os.stat(lock)
+            mine = os.fstat(fd)
+            same = (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino)
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def _size(nbytes: float) -> str:
+    """A byte count for people (``1.5 GB``)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"  # pragma: no cover
+
+
+def _no_space(folder: Path, needed: int, free: int, what: str) -> OSError:
+    exc = OSError(
+        f"not enough free space in {folder} for {what}: it needs {_size(needed)}, "
+        f"{_size(free)} are free"
+    )
+    exc.errno = errno.ENOSPC
+    return exc
+
+
+def check_free_space(folder: Any, needed: int, what: str) -> None:
+    """Refuse to start a write of ``needed`` bytes into ``folder`` when less is free.
+
+    Raises
+    ------
+    OSError
+        With ``errno.ENOSPC``, naming the folder, the need and the free space.
+    """
+    folder = Path(folder)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # no statvfs here: the reservation (reserve) still protects the write
+        return
+    if needed > free:
+        raise _no_space(folder, needed, free, what)
+
+
+def reserve(path: Any, length: int, *, start: int | None = None, what: str = "") -> None:
+    """Allocate disk blocks for ``path[start:start + length]`` (``start``: its end).
+
+    HDF5 cannot recover from a write that fails for lack of space (its file
+    is left unflushable and the process may crash when it exits), so the
+    writers reserve the blocks their next writes need before HDF5 writes
+    them: a full disk then fails here, with a one-line error, and the file
+    stays as it was. A file system without ``posix_fallocate`` is left as is.
+
+    Raises
+    ------
+    OSError
+        With ``errno.ENOSPC`` when the blocks cannot be allocated.
+    """
+    p = Path(path)
+    if not hasattr(os, "posix_fallocate") or length <= 0:
+        return
+    fd = os.open(p, os.O_RDWR)
+    try:
+        offset = os.fstat(fd).st_size if start is None else start
+        try:
+            os.posix_fallocate(fd, offset, length)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                free = 0
+                with contextlib.suppress(OSError):
+                    free = shutil.disk_usage(p.parent).free
+                raise _no_space(p.parent, length, free, what or str(p)) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Any, *, folder: bool = False) -> None:
+    """``fsync`` the file ``path`` (``folder``: its folder, after a rename)."""
+    p = Path(path)
+    target = p.parent if folder else p
+    try:
+        fd = os.open(target, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened (some platforms): nothing to sync
+        if not folder:
+            raise
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Any, final: Any) -> None:
+    """Rename a complete file to its final name, its data on disk first (fsync, rename, fsync)."""
+    _fsync_path(tmp)
+    os.replace(tmp, final)
+    _fsync_path(final, folder=True)
+
+
 def file_mode() -> int:
     """The mode a plainly created file gets under the current umask (``0o666 & ~umask``)."""
     mask = os.umask(0)
@@ -215,8 +430,9 @@ def atomic_write(path: str | os.PathLike[str], *, mode_from: Any = None) -> Iter
 
     Yields the temporary file's name (``NAME.tmp-XXXX``, an empty file in the
     directory of ``path``), for the caller to write. When the ``with`` block
-    ends normally the file gets its permissions and replaces ``path``
-    (atomically, with :func:`os.replace`); when it raises, the temporary file
+    ends normally the file gets its permissions, its data is flushed to disk
+    (``fsync``) and it replaces ``path`` (atomically, with :func:`os.replace`);
+    when it raises, the temporary file
     is removed and ``path`` is left as it was.
 
     Parameters
@@ -243,7 +459,7 @@ def atomic_write(path: str | os.PathLike[str], *, mode_from: Any = None) -> Iter
             os.chmod(tmp, file_mode())
         else:
             shutil.copymode(mode_from, tmp)
-        os.replace(tmp, p)
+        _publish(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -255,24 +471,95 @@ def _atomic_h5(path: Any, fmt: str, *, force: bool = False) -> Iterator[h5py.Fil
     """Write a new HDF5 file of format ``fmt`` under a temporary name, rename it when done.
 
     The output path is checked by :func:`_output_path` and the header written
-    by :func:`stamp` before the caller's block runs.
+    by :func:`stamp` before the caller's block runs; the output's
+    :func:`write_lock` is held until the rename.
     """
     import h5py
 
     p = _output_path(path, force)
-    with atomic_write(p) as tmp, h5py.File(tmp, "w") as f:
-        stamp(f, fmt)
-        yield f
+    with write_lock(p), atomic_write(p) as tmp:
+        with h5py.File(tmp, "w") as f:
+            stamp(f, fmt)
+            yield f
 
 
 def _open_h5(p: Path) -> h5py.File:
-    """``h5py.File(p, "r")``; FormatError (not OSError) for a file that is not HDF5."""
+    """``h5py.File(p, "r")`` for every kernelcomp read of an HDF5 file.
+
+    Raises
+    ------
+    BlockingIOError
+        If another process holds the file open for writing (HDF5's file lock).
+    FormatError
+        If ``p`` is not an HDF5 file.
+
+    Every dataset read from it goes through :func:`check_stored` first.
+    """
     import h5py
 
     try:
-        return h5py.File(p, "r")
+        f = h5py.File(p, "r")
     except OSError as exc:
+        text = str(exc)
+        if "unable to lock file" in text or getattr(exc, "errno", None) in (
+            errno.EAGAIN, errno.EWOULDBLOCK
+        ):
+            raise _busy(
+                f"{p} is open for writing in another process (HDF5 file lock); wait for that "
+                "process to finish (or read a copy)"
+            ) from None
         raise FormatError(f"{p} is not an HDF5 file ({exc})") from exc
+    return f
+
+
+def check_stored(ds: h5py.Dataset, p: Path, what: str) -> None:
+    """Check a dataset before reading it: its data is in ``p``, as many bytes as it declares.
+
+    Every kernelcomp read of an HDF5 dataset goes through this check (a few
+    property-list queries, no data read):
+
+    * external storage (``external=``), virtual datasets and external links
+      make HDF5 read other files when the dataset is read: a crafted file
+      would have kernelcomp read (and e.g. rebuild, through its eigenvectors)
+      any file the user can read. kernelcomp never writes them;
+    * a complete dataset has every chunk (or its contiguous block)
+      allocated: a small file declaring a huge shape would otherwise make the
+      reader allocate it in memory.
+
+    Raises
+    ------
+    FormatError
+        Naming the dataset and what is wrong.
+    """
+    import h5py
+
+    name = getattr(ds, "name", "?")
+    outside = None
+    if os.path.abspath(ds.file.filename) != os.path.abspath(p):
+        outside = f"is an external link (to {ds.file.filename})"
+    elif ds.is_virtual:
+        outside = "is a virtual dataset"
+    elif ds.external:
+        outside = "has external storage"
+    if outside is not None:
+        raise FormatError(
+            f"{p}: {what} ({name!r}) {outside}: its data would be read from other files; "
+            "kernelcomp reads only self-contained HDF5 files"
+        )
+    declared = int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize if ds.shape else 0
+    if declared == 0:
+        return
+    stored = ds.id.get_storage_size()
+    if ds.id.get_create_plist().get_layout() == h5py.h5d.CHUNKED:
+        expected = np.prod([-(-s // c) for s, c in zip(ds.shape, ds.chunks, strict=True)])
+        complete = ds.id.get_num_chunks() >= int(expected)
+    else:
+        complete = stored >= declared
+    if not complete:
+        raise FormatError(
+            f"{p}: {what} declares shape {tuple(ds.shape)} {ds.dtype} ({_size(declared)}) but "
+            f"the file stores only {_size(stored)} of it: a damaged or forged file"
+        )
 
 
 @contextlib.contextmanager
@@ -374,5 +661,6 @@ def _read_values(group: h5py.Group, skip: Sequence[str] = ()) -> dict[str, Any]:
         if key in skip:
             continue
         if isinstance(item, h5py.Dataset):
+            check_stored(item, Path(group.file.filename), f"dataset {item.name!r}")
             out[key] = item[()]
     return out

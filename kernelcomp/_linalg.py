@@ -22,10 +22,30 @@ operand larger than :data:`SAFE_BLOCK` (measured safe up to 16000 and 12000):
 * :func:`cholesky_inplace` -- a right-looking blocked Cholesky: ``potrf`` on
   a diagonal block, ``trsm`` on the panel below it, ``syrk``/GEMM updates of
   the trailing matrix (the algorithm LAPACK's own ``potrf`` uses);
+* :func:`gemm_nt` -- ``A @ B.T`` into a (strided) output, by output blocks of
+  at most :data:`SAFE_BLOCK` x :data:`SAFE_BLOCK` (cross Grams, the empirical
+  NTK's cross products);
+* :func:`matmul` -- ``A @ B`` (a Gram times coefficients or a panel of
+  vectors: predictions, kernel PCA, Falkon) by row blocks of ``A``, through
+  ``np.matmul``.
 
-The BLAS/LAPACK routines are scipy's own (``scipy.linalg.cython_blas`` /
-``cython_lapack``), called through ``ctypes`` on strided views: outputs are
-written in place, with no n x n temporaries and no extra pass over memory.
+No BLAS call of kernelcomp on an n x n or n x m operand goes elsewhere: a
+single large call is what crashes (numpy's ``X @ X.T`` hands one ``syrk`` the
+whole matrix when both operands are the same buffer, so even a "cross" Gram
+``k(X, X)`` went through the crashing routine).
+
+Which OpenBLAS: the products (GEMM, ``syrk``) run in numpy's own BLAS when
+numpy is the pip wheel (its bundled ``scipy_openblas64_``, 64-bit integers),
+else in scipy's; the Cholesky's routines are always scipy's (LAPACK).
+numpy's and scipy's wheels bundle two different OpenBLAS builds (0.3.31 and
+0.3.30 here), and on some CPUs (AVX-512, OpenBLAS picking its own kernels)
+the older one's ``syrk`` was slower than numpy's ``A @ A.T``, so a half-work
+symmetric product lost to numpy's full formula; through numpy's build,
+kernelcomp's products are never slower than the same product in numpy
+(:func:`products_library` names the one in use;
+``KERNELCOMP_BLAS=scipy`` forces scipy's). Both are called through
+``ctypes`` on strided views: outputs are written in place, with no n x n
+temporaries and no extra pass over memory.
 Row-major (C-ordered) arrays are handed over as the Fortran-ordered
 transposes they are, so a C-ordered ``A`` of shape (r, k) is the Fortran
 (k, r) matrix with leading dimension ``A.strides[0] / itemsize``.
@@ -35,7 +55,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from typing import Any
+import glob
+import os
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,7 +66,9 @@ __all__ = [
     "cholesky_inplace",
     "gemm_nt",
     "gram_nt",
+    "matmul",
     "mirror_upper",
+    "products_library",
     "syrk_upper",
 ]
 
@@ -56,6 +80,19 @@ _c_int_p = ctypes.POINTER(ctypes.c_int)
 _PREFIX = {np.dtype(np.float64): "d", np.dtype(np.float32): "s"}
 
 
+def _capsule_address(capsule: Any) -> int:
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    sig = ctypes.pythonapi.PyCapsule_GetName
+    sig.restype = ctypes.c_char_p
+    sig.argtypes = [ctypes.py_object]
+    return int(get(capsule, sig(capsule)))
+
+
+_N_ARGS = {"gemm": 13, "syrk": 10, "trsm": 11, "potrf": 5}
+
+
 @functools.cache
 def _routine(name: str) -> Any:
     """The ctypes function of scipy's BLAS or LAPACK routine ``name`` (e.g. ``"dgemm"``)."""
@@ -63,25 +100,82 @@ def _routine(name: str) -> Any:
     import scipy.linalg.cython_lapack as cython_lapack
 
     lib = cython_blas if name[1:] in ("gemm", "syrk", "trsm") else cython_lapack
-    capsule = lib.__pyx_capi__[name]
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    sig = ctypes.pythonapi.PyCapsule_GetName
-    sig.restype = ctypes.c_char_p
-    sig.argtypes = [ctypes.py_object]
-    address = get(capsule, sig(capsule))
+    address = _capsule_address(lib.__pyx_capi__[name])
     # every argument of the Fortran interface is a pointer; CFUNCTYPE releases the GIL
-    n_args = {"gemm": 13, "syrk": 10, "trsm": 11, "potrf": 5}[name[1:]]
-    return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_args))(address)
+    return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * _N_ARGS[name[1:]]))(address)
+
+
+class _Products(NamedTuple):
+    """The BLAS that runs :func:`gemm_nt` and :func:`syrk_upper`."""
+
+    name: str  # "numpy" or "scipy"
+    int_type: Any  # ctypes integer of the Fortran interface
+    routines: dict[str, Any]  # "dgemm", "dsyrk", "sgemm", "ssyrk" -> ctypes function
+
+
+def _numpy_openblas() -> ctypes.CDLL | None:
+    """numpy's bundled OpenBLAS (pip wheels: ``scipy_openblas64_``), or None."""
+    import numpy
+
+    root = os.path.dirname(os.path.dirname(numpy.__file__))
+    pattern = "*scipy_openblas64_*"
+    paths = sorted(
+        glob.glob(os.path.join(root, "numpy.libs", pattern))  # Linux, Windows
+        + glob.glob(os.path.join(os.path.dirname(numpy.__file__), ".dylibs", pattern))  # macOS
+    )
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)  # already loaded by numpy: the same handle
+            lib.scipy_dgemm_64_, lib.scipy_dsyrk_64_  # noqa: B018 - both symbols present
+        except (OSError, AttributeError):
+            continue
+        return lib
+    return None
+
+
+@functools.cache
+def _numpy_products() -> _Products | None:
+    """GEMM and ``syrk`` of numpy's bundled OpenBLAS, or None where there is none."""
+    lib = _numpy_openblas()
+    if lib is None:
+        return None
+    routines = {}
+    for name in ("dgemm", "sgemm", "dsyrk", "ssyrk"):
+        fn = getattr(lib, f"scipy_{name}_64_")
+        fn.argtypes = [ctypes.c_void_p] * _N_ARGS[name[1:]]
+        fn.restype = None
+        routines[name] = fn
+    return _Products("numpy", ctypes.c_int64, routines)
+
+
+@functools.cache
+def _scipy_products() -> _Products:
+    """GEMM and ``syrk`` of scipy's BLAS (``cython_blas``)."""
+    names = ("dgemm", "sgemm", "dsyrk", "ssyrk")
+    return _Products("scipy", ctypes.c_int, {name: _routine(name) for name in names})
+
+
+@functools.cache
+def _products() -> _Products:
+    """numpy's OpenBLAS when available (unless ``KERNELCOMP_BLAS=scipy``), else scipy's BLAS."""
+    if os.environ.get("KERNELCOMP_BLAS", "").lower() != "scipy":
+        found = _numpy_products()
+        if found is not None:
+            return found
+    return _scipy_products()
+
+
+def products_library() -> str:
+    """Which build runs kernelcomp's GEMM/``syrk`` products: ``"numpy"`` or ``"scipy"``."""
+    return _products().name
 
 
 def _char(c: str) -> ctypes.c_char_p:
     return ctypes.c_char_p(c.encode())
 
 
-def _int(v: int) -> Any:
-    return ctypes.byref(ctypes.c_int(int(v)))
+def _int(v: int, int_type: Any = ctypes.c_int) -> Any:
+    return ctypes.byref(int_type(int(v)))
 
 
 def _scalar(v: float, dtype: np.dtype) -> Any:
@@ -110,6 +204,10 @@ def gemm_nt(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float = 1.0,
             beta: float = 0.0) -> None:  # fmt: skip
     """``C = alpha A B^T + beta C`` in place, for row-major views (any row stride).
 
+    By output blocks of at most :data:`SAFE_BLOCK` rows and columns (one GEMM
+    each, so no call sees a larger operand); each entry is summed in the same
+    order whatever the blocking.
+
     Parameters
     ----------
     C : ndarray of shape (r, m)
@@ -128,15 +226,28 @@ def gemm_nt(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float = 1.0,
     if A.shape != (r, k) or B.shape != (m, k) or not A.dtype == B.dtype == C.dtype:
         raise ValueError(f"gemm_nt shapes/dtypes do not match: C {C.shape} {C.dtype}, "
                          f"A {A.shape} {A.dtype}, B {B.shape} {B.dtype}")  # fmt: skip
-    ldc, lda, ldb = _check_rows(C, "C"), _check_rows(A, "A"), _check_rows(B, "B")
+    _check_rows(C, "C"), _check_rows(A, "A"), _check_rows(B, "B")
     if k == 0:
         C *= beta
         return
+    for i0 in range(0, r, SAFE_BLOCK):
+        i1 = min(r, i0 + SAFE_BLOCK)
+        for j0 in range(0, m, SAFE_BLOCK):
+            j1 = min(m, j0 + SAFE_BLOCK)
+            _gemm_block(C[i0:i1, j0:j1], A[i0:i1], B[j0:j1], alpha, beta)
+
+
+def _gemm_block(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float, beta: float) -> None:
+    """One GEMM ``C = alpha A B^T + beta C`` (checked operands)."""
+    (r, m), k = C.shape, A.shape[1]
+    ldc, lda, ldb = _check_rows(C, "C"), _check_rows(A, "A"), _check_rows(B, "B")
     dt = C.dtype
+    lib = _products()
+    it = lib.int_type
     # Fortran view: C^T (m x r) = B (m x k) . A^T (k x r); B^T, A^T are the stored matrices
-    _routine(_PREFIX[dt] + "gemm")(
-        _char("T"), _char("N"), _int(m), _int(r), _int(k), _scalar(alpha, dt),
-        _ptr(B), _int(ldb), _ptr(A), _int(lda), _scalar(beta, dt), _ptr(C), _int(ldc),
+    lib.routines[_PREFIX[dt] + "gemm"](
+        _char("T"), _char("N"), _int(m, it), _int(r, it), _int(k, it), _scalar(alpha, dt),
+        _ptr(B), _int(ldb, it), _ptr(A), _int(lda, it), _scalar(beta, dt), _ptr(C), _int(ldc, it),
     )  # fmt: skip
 
 
@@ -145,11 +256,45 @@ def _syrk_block(C: np.ndarray, A: np.ndarray, alpha: float, beta: float) -> None
     n, k = A.shape
     dt = C.dtype
     ldc, lda = _check_rows(C, "C"), _check_rows(A, "A")
+    lib = _products()
+    it = lib.int_type
     # the Fortran lower triangle of C^T is C's upper triangle; A^T is stored (k x n)
-    _routine(_PREFIX[dt] + "syrk")(
-        _char("L"), _char("T"), _int(n), _int(k), _scalar(alpha, dt), _ptr(A), _int(lda),
-        _scalar(beta, dt), _ptr(C), _int(ldc),
+    lib.routines[_PREFIX[dt] + "syrk"](
+        _char("L"), _char("T"), _int(n, it), _int(k, it), _scalar(alpha, dt), _ptr(A),
+        _int(lda, it), _scalar(beta, dt), _ptr(C), _int(ldc, it),
     )  # fmt: skip
+
+
+def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``A @ B`` by row blocks of at most :data:`SAFE_BLOCK` rows of ``A`` (``np.matmul`` each).
+
+    For a large ``A`` (a Gram matrix, n x n or n x m) times a few columns or a
+    vector: predictions, kernel PCA's block products, Falkon's ``K_nm``
+    products. Each row of the result is computed as by one ``np.matmul``.
+
+    Parameters
+    ----------
+    A : ndarray of shape (r, k)
+        Any strides (a transposed view is handed to BLAS as such).
+    B : ndarray of shape (k,) or (k, c)
+    out : ndarray of shape (r,) or (r, c), optional
+        Written in place.
+
+    Returns
+    -------
+    ndarray
+        ``out``, or a new array of numpy's result type.
+    """
+    A, B = np.asarray(A), np.asarray(B)
+    r = A.shape[0]
+    if out is None:
+        out = np.empty((r, *B.shape[1:]), dtype=np.result_type(A, B))
+    if r <= SAFE_BLOCK:
+        return np.matmul(A, B, out=out)
+    for i0 in range(0, r, SAFE_BLOCK):
+        i1 = min(r, i0 + SAFE_BLOCK)
+        np.matmul(A[i0:i1], B, out=out[i0:i1])
+    return out
 
 
 def syrk_upper(C: np.ndarray, A: np.ndarray, alpha: float = 1.0, beta: float = 0.0,

@@ -25,7 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._h5 import NETWORK_FORMAT, _output_path, atomic_write, stamp
+from kernelcomp._h5 import (
+    NETWORK_FORMAT,
+    FormatError,
+    _open_h5,
+    _output_path,
+    atomic_write,
+    check_stored,
+    stamp,
+)
 
 __all__ = ["ENCODING", "ENCODING_VERSION", "from_arrays", "from_hdf5", "load", "meta", "plain",
            "save", "to_hdf5", "weight_list"]
@@ -121,7 +129,15 @@ def from_hdf5(cls: Any, group: Any) -> Any:
     f = getattr(group, "file", None)
     if f is not None and getattr(f, "filename", None):
         where += f" of {f.filename!r}"
-    arrays = {k: group[k][()] for k in group.keys() if k[:1] in ("W", "b")}
+    arrays = {}
+    for k in group.keys():
+        if k[:1] in ("W", "b"):
+            if f is not None and getattr(f, "filename", None):
+                try:  # in the file, and holding the bytes it declares
+                    check_stored(group[k], Path(f.filename), f"weights {k!r}")
+                except FormatError as exc:
+                    raise ValueError(str(exc)) from None
+            arrays[k] = group[k][()]
     return from_arrays(cls, dict(group.attrs), arrays, where)
 
 
@@ -192,13 +208,12 @@ def load(
             f"W1, b1, ...) or keys W0, b0, ...); found keys {sorted(data)[:8]}"
         )
     if suffix in (".h5", ".hdf5"):
-        import h5py
 
         if activation is not None:
             raise ValueError("activation is only used for state-dict .npz files")
         try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
+            f = _open_h5(Path(path))
+        except FormatError as exc:
             raise ValueError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from exc
         with f:
             g = f if group is None else f.get(group)

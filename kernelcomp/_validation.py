@@ -133,6 +133,23 @@ def result_dtype(*arrays: np.ndarray, dtype: Any = None) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def check_real_dtype(dtype: Any, name: str) -> np.dtype:
+    """``dtype`` of an array that must hold real numbers (bool, integer or floating).
+
+    For arrays checked by their dtype only (Dask arrays, before any value is
+    computed): a complex array would otherwise be cast to real silently.
+
+    Raises
+    ------
+    TypeError
+        For a complex, string, object or other non-real dtype.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {dt}")
+    return dt
+
+
 def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
     """Validate an integer parameter (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

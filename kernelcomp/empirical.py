@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._base import FrozenKernel
+from kernelcomp._hadamard import _hadamard_gram
 from kernelcomp._kernels import empirical as _core
-from kernelcomp._linalg import MIRROR_TILE, gemm_nt, mirror_upper, syrk_upper, tril_indices
 from kernelcomp._validation import check_choice
 from kernelcomp.network import FCNetwork
 
@@ -47,45 +47,8 @@ __all__ = ["EmpiricalNNGP", "EmpiricalNTK"]
 
 #: named parameter selections (layer sets)
 PARAM_SELECTIONS = ("all", "last", "headless")
-#: bytes of one scratch row block of the O(n^2) pass (networks with several
-#: hidden layers use two): large blocks keep the BLAS products efficient
-_SCRATCH_BYTES = 128 * 2**20
 #: float64 pre-activations computed at once in the per-sample pass (elements)
 _PREACT_ELEMENTS = 4 * 2**20
-
-
-# ---------------------------------------------------------------------------
-# BLAS helpers (C-contiguous arrays in, results written in place; the products
-# themselves are kernelcomp._linalg's, blocked so that no BLAS call crashes)
-# ---------------------------------------------------------------------------
-def _clear_lower(a: np.ndarray) -> None:
-    """Zero the strict lower triangle of a square block (left unwritten by syrk)."""
-    n = a.shape[0]
-    for i0 in range(0, n, MIRROR_TILE):
-        i1 = min(n, i0 + MIRROR_TILE)
-        a[i0:i1, i0:i1][tril_indices(i1 - i0)] = 0
-        a[i1:, i0:i1] = 0
-
-
-def _block_row(
-    P: np.ndarray, Q: np.ndarray, i0: int, i1: int, symmetric: bool, dtype: np.dtype
-) -> np.ndarray:
-    """Rows ``i0:i1`` of ``P @ Q.T``.
-
-    All columns, or (symmetric, ``P is Q``) the columns ``i0:`` with the strict
-    lower triangle of the diagonal block zeroed.
-    """
-    if not symmetric:
-        s = np.empty((i1 - i0, Q.shape[0]), dtype=dtype)
-        gemm_nt(s, P[i0:i1], Q)
-        return s
-    m = Q.shape[0]
-    s = np.empty((i1 - i0, m - i0), dtype=dtype)
-    syrk_upper(s[:, : i1 - i0], P[i0:i1])
-    _clear_lower(s[:, : i1 - i0])
-    if i1 < m:
-        gemm_nt(s[:, i1 - i0 :], P[i0:i1], Q[i1:])
-    return s
 
 
 @contextmanager
@@ -354,43 +317,7 @@ class _EmpiricalKernel(FrozenKernel):
             self._fill_impl(px, py, out, symmetric)
 
     def _fill_impl(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
-        n, m = out.shape
-        c_out = out if out.flags.c_contiguous else np.empty((n, m), dtype=out.dtype)
-        block = max(1, min(n, _SCRATCH_BYTES // max(1, m * out.itemsize)))
-        # terms with delta (Hadamard products) first: the first one in place, the
-        # others through row-block scratch; then the readout term(s), accumulated
-        terms = sorted(zip(px.terms, py.terms, strict=True), key=lambda t: t[0][0] is None)
-        started = False
-        for (dx, fx), (dy, fy) in terms:
-            if dx is None:
-                beta = 1.0 if started else 0.0
-                if symmetric:
-                    syrk_upper(c_out, fx, beta=beta)
-                else:
-                    gemm_nt(c_out, fx, fy, beta=beta)
-            elif not started:
-                if symmetric:
-                    syrk_upper(c_out, dx)
-                for i0 in range(0, n, block):
-                    i1 = min(n, i0 + block)
-                    if symmetric:
-                        _clear_lower(c_out[i0:i1, i0:i1])
-                    else:
-                        gemm_nt(c_out[i0:i1], dx[i0:i1], dy)
-                    c_out[i0:i1, i0 if symmetric else 0 :] *= _block_row(
-                        fx, fy, i0, i1, symmetric, out.dtype
-                    )
-            else:
-                for i0 in range(0, n, block):
-                    i1 = min(n, i0 + block)
-                    s1 = _block_row(dx, dy, i0, i1, symmetric, out.dtype)
-                    s1 *= _block_row(fx, fy, i0, i1, symmetric, out.dtype)
-                    c_out[i0:i1, i0 if symmetric else 0 :] += s1
-            started = True
-        if symmetric:
-            mirror_upper(c_out)
-        if c_out is not out:
-            out[...] = c_out
+        _hadamard_gram(px.terms, py.terms, out, symmetric)
 
     def _diag(self, px: _Prepared) -> np.ndarray:
         dt = px.terms[0][1].dtype
@@ -475,8 +402,9 @@ class EmpiricalNTK(_EmpiricalKernel):
     Any ``torch.nn.Module`` (CNNs, residual nets...) may be passed instead of an
     ``FCNetwork``: ``EmpiricalNTK(module, params, output, input_shape=...)``
     then returns a :class:`kernelcomp._torch_ntk.TorchNTK` (``kc.TorchNTK``),
-    computed from row blocks of the ``torch.func`` Jacobian under a memory
-    budget (PyTorch is an optional extra).
+    computed layer by layer as here (structured products for dense layers,
+    per-sample gradients for convolutions, the per-sample Jacobian for other
+    modules) in row blocks under a memory budget (PyTorch is an optional extra).
 
     Parameters
     ----------

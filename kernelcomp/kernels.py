@@ -16,13 +16,14 @@ trained as stored) the NNGP is the same and the tangent update reads
 ``T(l+1) = n_l K(S(l)) + [bias] + sw_l^2 Kdot T(l)`` with ``n_l`` the width of
 hidden layer ``l`` (``T1 = x.x' + [bias]``), so the NTK grows with the width.
 
-Activations: ``"relu"``, ``"relu_unit"`` and ``"erf"`` have closed forms
-(arc-cosine and arcsine kernels); every other activation of
-:class:`kernelcomp.FCNetwork` (``tanh``, ``linear``...) is computed by
-quadrature (:mod:`kernelcomp._kernels.quadrature`: four sectors in polar
-coordinates split where ``u = 0`` or ``v = 0``, ``4 n^2`` points per pair and
-layer, ``n = quadrature_nodes``), which ``method="quadrature"`` also forces
-for the closed-form ones.
+Activations (:mod:`kernelcomp._kernels.duals`): ``"relu"``, ``"relu_unit"``,
+``"erf"``, ``"leaky_relu"``, ``"linear"`` and ``"gelu"`` have closed forms; the
+smooth ``"tanh"``, ``"silu"``, ``"softplus"`` and ``"sigmoid"`` are Hermite
+(Mehler) series of per-sample coefficients with a tail bound (``method="series"``,
+erf and GELU accept it too); ``"elu"`` is computed by quadrature
+(:mod:`kernelcomp._kernels.quadrature`: four sectors in polar coordinates split
+where ``u = 0`` or ``v = 0``, ``4 n^2`` points per pair and layer,
+``n = quadrature_nodes``), which ``method="quadrature"`` also forces for the others.
 
 ``device="cuda"`` computes the O(n m) part on the GPU (:mod:`kernelcomp._kernels.cuda`,
 numba-cuda): the per-sample pass stays on the CPU and its results are copied
@@ -32,28 +33,37 @@ to the device; inputs may be GPU arrays, and ``kc.gram``'s ``out`` a device arra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from kernelcomp._base import Kernel, is_device_array
 from kernelcomp._kernels import analytic as _core
+from kernelcomp._kernels import duals as _duals
 from kernelcomp._kernels import quadrature as _quad
 from kernelcomp._kernels.activations import CODES as _CODES
-from kernelcomp._linalg import syrk_upper
+from kernelcomp._linalg import gemm_nt, syrk_upper
 from kernelcomp._validation import check_int, per_layer
 
 __all__ = ["NNGP", "NTK", "Kernel"]
 
-#: activations with closed-form expectations (code of their step in the analytic core)
-_CLOSED_FORMS = {"relu": _core.RELU, "relu_unit": _core.RELU, "erf": _core.ERF}
+#: activations with closed-form expectations (their step in the analytic core)
+_CLOSED_FORMS = ("relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu")
+#: smooth activations the Hermite series computes (route of "auto" for those
+#: without a closed form; ``method="series"`` for the others)
+_SERIES = ("tanh", "silu", "softplus", "sigmoid", "erf", "gelu")
 #: phi = scale * base activation: K and Kdot are multiplied by scale^2 (closed forms)
 _ACTIVATION_SCALE2 = {"relu_unit": 2.0}
 #: values of ``method``
-_METHODS = ("auto", "closed_form", "quadrature")
+_METHODS = ("auto", "closed_form", "series", "quadrature")
 #: default ``quadrature_nodes``
 QUADRATURE_NODES = _quad.DEFAULT_NODES
+#: tail energy of the Hermite series relative to each sample's ``E[phi^2]`` (and
+#: ``E[phi'^2]``): a layer's truncation error is at most this times
+#: ``sqrt(E_i E_j)`` <= max |K| for every correlation (Cauchy-Schwarz)
+SERIES_TOL = 1e-11
 
 
 def _activation_names() -> list[str]:
@@ -83,12 +93,43 @@ def _blas_dots(X: np.ndarray, Y: np.ndarray | None, out: np.ndarray) -> None:
 
     The symmetric case writes one triangle only, by row blocks (``syrk`` on
     the diagonal blocks, GEMM right of them: :func:`kernelcomp._linalg.syrk_upper`,
-    safe at any n where one large ``syrk`` crashes).
+    safe at any n where one large ``syrk`` crashes); the cross case by GEMMs on
+    bounded blocks (:func:`kernelcomp._linalg.gemm_nt`), never numpy's
+    ``X @ Y.T``, which hands one ``syrk`` the whole matrix when ``Y`` is ``X``.
     """
     if Y is not None:
-        np.matmul(X, Y.T, out=out)
+        gemm_nt(out, X, Y)
         return
     syrk_upper(out, X)
+
+
+def _check_scale(kernel: Any, dtype: np.dtype, a: np.ndarray, b: np.ndarray,
+                 dg: np.ndarray) -> None:
+    """Refuse a kernel whose recursion overflows for these inputs, before the O(n m) work.
+
+    Every entry of a layer's covariance (and of the NTK) is bounded by the
+    geometric mean of its two diagonal entries (Cauchy-Schwarz). The tile
+    pass multiplies two per-sample terms of ``a`` and ``b`` (in float64), so
+    these must stay below ``sqrt(finfo(float64).max) / 4`` (about 3e153), and
+    the diagonal ``dg`` within the largest ``dtype`` value. The
+    check is O(n depth).
+
+    Raises
+    ------
+    ValueError
+        If a value is not finite or beyond its limit.
+    """
+    inner = math.sqrt(float(np.finfo(np.float64).max)) / 4.0
+    outer = float(np.finfo(dtype).max)
+    for values, limit in ((a, inner), (b, inner), (dg, outer)):
+        peak = float(np.max(np.abs(values))) if values.size else 0.0
+        if not peak <= limit:  # NaN fails too
+            raise ValueError(
+                f"{kernel!r} overflows on these inputs: its recursion reaches {peak:.3g}, "
+                f"beyond the {limit:.3g} from which {np.dtype(dtype).name} Gram entries can "
+                "be computed; the variances grow like weight_std**2 per layer: lower "
+                "weight_std or depth, or rescale the inputs"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,6 +143,12 @@ class _Prepared:
     dg: np.ndarray  # (n,) diagonal, float64
     sqn: np.ndarray  # (n,) squared input norms, float64
     rsq: np.ndarray  # (n,) 1 / input norms (0 for zero rows)
+    #: series route: per-layer degrees (L,), coefficients of phi and phi' (L, M + 1, n)
+    #: and the layer variances (L, n); empty otherwise
+    deg: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    c: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 1)))
+    e: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 1)))
+    var: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))
 
     @property
     def n(self) -> int:
@@ -142,10 +189,13 @@ class _AnalyticKernel(Kernel):
         if self.method == "closed_form" and act not in _CLOSED_FORMS:
             raise ValueError(
                 f"activation {act!r} has no closed form (those are {sorted(_CLOSED_FORMS)}); "
-                "use method='auto' or 'quadrature'"
+                "use method='auto', 'series' or 'quadrature'"
             )
-        if self.method == "quadrature" and act not in _CODES:  # pragma: no cover - all are codes
-            raise ValueError(f"activation {act!r} has no compiled code for quadrature")
+        if self.method == "series" and act not in _SERIES:
+            raise ValueError(
+                f"activation {act!r} is not smooth: the Hermite series is for "
+                f"{sorted(_SERIES)}; use method='auto' or 'quadrature'"
+            )
         nodes = check_int(self.quadrature_nodes, "quadrature_nodes", minimum=2)
         if nodes > 200:
             raise ValueError(f"quadrature_nodes must be <= 200, got {nodes}")
@@ -205,9 +255,18 @@ class _AnalyticKernel(Kernel):
 
     # -- parameters of the recursion -------------------------------------------
     @property
+    def _route(self) -> str:
+        """How the layer expectations are computed: "closed", "series" or "quadrature"."""
+        if self.method in ("quadrature", "series", "closed_form"):
+            return {"closed_form": "closed"}.get(self.method, self.method)
+        if self.activation in _CLOSED_FORMS:
+            return "closed"
+        return "series" if self.activation in _SERIES else "quadrature"
+
+    @property
     def _quadrature(self) -> bool:
         """Whether the layer expectations are computed by quadrature."""
-        return self.method == "quadrature" or self.activation not in _CLOSED_FORMS
+        return self._route == "quadrature"
 
     def _layer_params(self, d: int) -> dict[str, Any]:
         L = self.depth
@@ -225,12 +284,10 @@ class _AnalyticKernel(Kernel):
             t0a, t0b = 1.0, has_bias[0]
             ta = np.array(widths, dtype=np.float64)
             tb = has_bias[1:].copy()
-        if self._quadrature:
-            # the compiled activation includes its scale (relu_unit: sqrt(2) max(z, 0))
-            act = _CODES[self.activation]
-        else:
+        act = _CODES[self.activation]
+        if self._route == "closed":
             # a scaled activation multiplies K and Kdot, i.e. every term after layer 0
-            act = _CLOSED_FORMS[self.activation]
+            # (the compiled activation of the other routes includes its scale)
             scale2 = _ACTIVATION_SCALE2.get(self.activation, 1.0)
             w2[1:] *= scale2
             ta = ta * scale2
@@ -255,18 +312,71 @@ class _AnalyticKernel(Kernel):
         dg = np.empty(n, dtype=np.float64)
         sqn = np.empty(n, dtype=np.float64)
         rsq = np.empty(n, dtype=np.float64)
-        if self._quadrature:
+        series: dict[str, np.ndarray] = {}
+        if self._route == "quadrature":
             rules = _quad.rules(self.quadrature_nodes)
             _quad.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p, **rules)
+        elif self._route == "series":
+            series = self._prepare_series(X, p, a, b, dg, sqn, rsq)
         else:
             _core.prepare(X, snap=_SNAP, a=a, b=b, dg=dg, sqn=sqn, rsq=rsq, **p)
+        _check_scale(self, X.dtype, a, b, dg)
         # the transpose feeds the fused dot products (in float64: exact for float32
         # inputs, and no conversion in the inner loop); BLAS needs none
         fused = d <= FUSED_MAX_FEATURES
         Xt = np.ascontiguousarray(X.T, dtype=np.float64) if fused else np.empty((0, 0))
-        return _Prepared(X, Xt, a, b, dg, sqn, rsq)
+        return _Prepared(X, Xt, a, b, dg, sqn, rsq, **series)
+
+    def _prepare_series(
+        self, X: np.ndarray, p: dict[str, Any], a: np.ndarray, b: np.ndarray, dg: np.ndarray,
+        sqn: np.ndarray, rsq: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Per-sample pass of the Hermite-series route, layer by layer.
+
+        Each layer's degree is the smallest meeting :data:`SERIES_TOL` for all
+        of its samples (:func:`kernelcomp._kernels.duals.series_degree`).
+        """
+        n = X.shape[0]
+        L = self.depth
+        act, ntk = p["act"], p["ntk"]
+        w2, b2, ta, tb = p["w2"], p["b2"], p["ta"], p["tb"]
+        s = np.empty(n)
+        t = np.empty(n)
+        _core.series_init(X, p["s0a"], p["t0a"], p["t0b"], float(b2[0]), sqn, rsq, s, t)
+        var = np.empty((L, n))
+        degs: list[int] = []
+        layers = []
+        for layer in range(L):
+            var[layer] = s
+            m, bound = _duals.series_degree(act, s, SERIES_TOL)
+            if bound > SERIES_TOL:
+                warnings.warn(
+                    f"{self.activation!r} layer {layer + 1}: pre-activation variances up to "
+                    f"{float(s.max()):.3g} need a Hermite series beyond degree "
+                    f"{_duals.MAX_DEGREE}; its truncation error may reach {bound:.1e} of the "
+                    "kernel's scale (method='quadrature' is the alternative)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            degs.append(m)
+            c, e = _duals.series_coefficients(act, s, m)
+            layers.append((c, e))
+            _core.series_layer(
+                c, e, m, ntk, float(w2[layer + 1]), float(b2[layer + 1]), float(ta[layer]),
+                float(tb[layer]), _SNAP, s, t, a[layer], b[layer],
+            )
+        dg[:] = t if ntk else s
+        top = max(degs, default=0)
+        cs = np.zeros((max(L, 1), top + 1, n))
+        es = np.zeros((max(L, 1), top + 1, n))
+        for layer, (c, e) in enumerate(layers):
+            cs[layer, : c.shape[0]] = c
+            es[layer, : e.shape[0]] = e
+        deg = np.array(degs if L else [0], dtype=np.int64)
+        return {"deg": deg, "c": cs, "e": es, "var": var}
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
+        series = self._route == "series" and self.depth > 0
         return _Prepared(
             prep.X[start:stop],
             np.ascontiguousarray(prep.Xt[:, start:stop]) if prep.Xt.size else prep.Xt,
@@ -275,7 +385,42 @@ class _AnalyticKernel(Kernel):
             prep.dg[start:stop],
             prep.sqn[start:stop],
             prep.rsq[start:stop],
+            prep.deg,
+            np.ascontiguousarray(prep.c[:, :, start:stop]) if series else prep.c,
+            np.ascontiguousarray(prep.e[:, :, start:stop]) if series else prep.e,
+            np.ascontiguousarray(prep.var[:, start:stop]) if series else prep.var,
         )
+
+    def _series_pair(
+        self, px: _Prepared, py: _Prepared
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``deg, cx, ex, cy, ey`` at the larger of the two sides' degrees, layer by layer.
+
+        Rows and columns prepared apart may have chosen different degrees; the
+        side with the lower degree gets its coefficients again at the higher one.
+        """
+        if np.array_equal(px.deg, py.deg):
+            return px.deg, px.c, px.e, py.c, py.e
+        deg = np.maximum(px.deg, py.deg)
+        act = _CODES[self.activation]
+
+        def widen(pr: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+            n = pr.var.shape[1]
+            c = np.zeros((deg.shape[0], int(deg.max()) + 1, n))
+            e = np.zeros_like(c)
+            for layer, m in enumerate(deg):
+                if m == pr.deg[layer]:
+                    c[layer, : m + 1] = pr.c[layer, : m + 1]
+                    e[layer, : m + 1] = pr.e[layer, : m + 1]
+                else:
+                    c[layer, : m + 1], e[layer, : m + 1] = _duals.series_coefficients(
+                        act, pr.var[layer], int(m)
+                    )
+            return c, e
+
+        cx, ex = widen(px)
+        cy, ey = widen(py)
+        return deg, cx, ex, cy, ey
 
     def _fill(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
         d = px.X.shape[1]
@@ -286,13 +431,18 @@ class _AnalyticKernel(Kernel):
             _blas_dots(px.X, None if symmetric else py.X, out)
             # BLAS sums in its own order: allow its rounding when snapping +-1
             snap_dot = _SNAP + 8.0 * float(np.finfo(out.dtype).eps) * math.sqrt(d)
-        if self._quadrature:
+        if self._route == "quadrature":
             _quad.tiles(
                 px.X, py.Xt, px.a, px.b, px.dg, px.sqn, px.rsq, py.a, py.b, py.sqn, py.rsq,
                 symmetric=symmetric, use_out_dot=not fused, tile=QUADRATURE_TILE, out=out,
                 snap=_SNAP, snap_dot=snap_dot, **p, **_quad.rules(self.quadrature_nodes),
             )
             return
+        series = self._route == "series" and self.depth > 0
+        if series:
+            deg, cx, ex, cy, ey = self._series_pair(px, py)
+        else:
+            deg, cx, ex, cy, ey = px.deg, px.c, px.e, py.c, py.e
         _core.tiles(
             px.X,
             py.Xt,
@@ -305,6 +455,12 @@ class _AnalyticKernel(Kernel):
             py.b,
             py.sqn,
             py.rsq,
+            series=series,
+            deg=deg,
+            cx=cx,
+            ex=ex,
+            cy=cy,
+            ey=ey,
             symmetric=symmetric,
             use_out_dot=not fused,
             tile=TILE,
@@ -320,9 +476,9 @@ class _AnalyticKernel(Kernel):
     def _cuda_backend(self) -> _CudaAnalytic:
         if self._quadrature:
             raise NotImplementedError(
-                "device='cuda' computes the closed forms only (activations "
-                f"{sorted(_CLOSED_FORMS)}, method 'auto' or 'closed_form'); this kernel "
-                f"({self.activation!r} by quadrature) runs on device='cpu'"
+                f"device='cuda' has no route for activation {self.activation!r} by quadrature "
+                "(closed forms and Hermite series run on the GPU); this kernel runs on "
+                "device='cpu'"
             )
         return _CudaAnalytic(self)
 
@@ -397,7 +553,8 @@ class _CudaAnalytic(Kernel):
         self._cuda = _cuda
         self._device_inputs: dict[int, tuple[np.ndarray, Any]] = {}
         self._buffers: dict[tuple[str, str], Any] = {}
-        self._recursions: dict[int, Any] = {}
+        self._recursions: dict[tuple[int, Any], Any] = {}
+        self._widened: dict[tuple[int, int], Any] = {}
 
     def __repr__(self) -> str:
         return f"{self.base!r} on device='cuda'"
@@ -455,7 +612,10 @@ class _CudaAnalytic(Kernel):
         host = self.base._prepare(X)
         known = self._device_inputs.get(id(X))
         Xd = known[1] if known is not None and known[0] is X else self._cuda.to_device(X)
-        dev = self._cuda.DeviceSamples(Xd, host.a, host.b, host.dg)
+        series = self.base._route == "series" and self.base.depth > 0
+        dev = self._cuda.DeviceSamples(
+            Xd, host.a, host.b, host.dg, host.c if series else None, host.e if series else None
+        )
         return _DevicePrepared(host, dev, 0, X.shape[0])
 
     def _take(self, prep: _DevicePrepared, start: int, stop: int) -> _DevicePrepared:
@@ -464,10 +624,31 @@ class _CudaAnalytic(Kernel):
     def _diag(self, px: _DevicePrepared) -> np.ndarray:
         return px.host.dg[px.start : px.stop]
 
-    def _recursion(self, d: int) -> Any:
-        if d not in self._recursions:
-            self._recursions[d] = self._cuda.Recursion(self.base._layer_params(d), _SNAP)
-        return self._recursions[d]
+    def _recursion(self, d: int, deg: np.ndarray | None = None) -> Any:
+        key = (d, None if deg is None else tuple(int(m) for m in deg))
+        if key not in self._recursions:
+            params = self.base._layer_params(d)
+            if deg is not None:
+                params["series"] = True
+                params["deg"] = deg
+            self._recursions[key] = self._cuda.Recursion(params, _SNAP)
+        return self._recursions[key]
+
+    def _series_samples(self, px: _DevicePrepared, py: _DevicePrepared) -> tuple[Any, Any, Any]:
+        """The recursion and both sides' device state, at a common series degree."""
+        d = px.host.X.shape[1]
+        hx, hy = px.host, py.host
+        if np.array_equal(hx.deg, hy.deg):
+            return self._recursion(d, hx.deg), px.dev, py.dev
+        key = (id(hx), id(hy))
+        if key not in self._widened:
+            deg, cx, ex, cy, ey = self.base._series_pair(hx, hy)
+            cu = self._cuda
+            xs = cu.DeviceSamples(px.dev.X, hx.a, hx.b, hx.dg, cx, ex)
+            ys = cu.DeviceSamples(py.dev.X, hy.a, hy.b, hy.dg, cy, ey)
+            self._widened[key] = (deg, xs, ys, hx, hy)  # (keeps hx, hy: ids stay valid)
+        deg, xs, ys = self._widened[key][:3]
+        return self._recursion(d, deg), xs, ys
 
     def _buffer(self, key: str, shape: tuple[int, int], dtype: np.dtype) -> Any:
         """A C-contiguous device array of ``shape``, reusing this call's allocation."""
@@ -482,7 +663,12 @@ class _CudaAnalytic(Kernel):
         self, px: _DevicePrepared, py: _DevicePrepared, out: Any, symmetric: bool
     ) -> None:
         cu = self._cuda
-        rec = self._recursion(px.host.X.shape[1])
+        if self.base._route == "series" and self.base.depth > 0:
+            rec, xdev, ydev = self._series_samples(px, py)
+            px = _DevicePrepared(px.host, xdev, px.start, px.stop)
+            py = _DevicePrepared(py.host, ydev, py.start, py.stop)
+        else:
+            rec = self._recursion(px.host.X.shape[1])
         if is_device_array(out):
             cu.fill(rec, px.dev, py.dev, px.start, py.start, symmetric, out)
             return
@@ -529,9 +715,11 @@ class NTK(_AnalyticKernel):
         Any activation of :class:`kernelcomp.FCNetwork` (``"relu"``,
         ``"relu_unit"``, ``"erf"``, ``"tanh"``, ``"linear"``...), with the same
         definition. ``"relu_unit"`` is ``sqrt(2) max(z, 0)``, the ReLU of unit
-        second moment used by Paccolat et al. (2021). ReLU, unit ReLU and erf
-        have closed forms (exactly neural-tangents' ``stax.Relu``/``stax.Erf``);
-        the others are computed by quadrature.
+        second moment used by Paccolat et al. (2021). ReLU, unit ReLU, erf,
+        leaky ReLU, linear and GELU have closed forms (exactly neural-tangents'
+        ``stax.Relu``/``Erf``/``LeakyRelu``/``Gelu``); tanh, SiLU, softplus and
+        sigmoid are Hermite series exact to 1e-11 of the kernel's scale per
+        layer; ELU is computed by quadrature.
     weight_std : float or sequence of float, default 1.0
         sigma_w, one value or one per Dense layer (``depth + 1``).
     bias_std : float, None or sequence, default 0.0
@@ -540,11 +728,16 @@ class NTK(_AnalyticKernel):
     parameterization : {"ntk", "standard"}, default "ntk"
     width : int or sequence of int, optional
         Hidden widths, required with ``"standard"`` (its NTK scales with them).
-    method : {"auto", "closed_form", "quadrature"}, default "auto"
+    method : {"auto", "closed_form", "series", "quadrature"}, default "auto"
         How ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` are computed at each
-        layer: ``"auto"`` uses the closed form where there is one and
-        quadrature otherwise; ``"quadrature"`` forces quadrature (to compare
-        with the closed forms).
+        layer: ``"auto"`` uses the closed form where there is one, the Hermite
+        series for the other smooth activations and quadrature otherwise (ELU);
+        ``"series"`` (smooth activations) and ``"quadrature"`` (any) force
+        those routes, to compare with the closed forms. The series keeps every
+        sample's tail energy below 1e-11 of its own ``E[phi^2]`` (and
+        ``E[phi'^2]``), which bounds a layer's truncation error by 1e-11 of
+        the kernel's scale for every correlation (Cauchy-Schwarz); its degree
+        grows with the pre-activation variance (tanh: ~110 at 1, ~1000 at 10).
     quadrature_nodes : int, default 24
         ``n``, 2 to 200: Gauss-Legendre nodes per sector in the angle and Gauss
         nodes of the weight ``r exp(-r^2/2)`` in the radius, ``4 n^2`` points
@@ -554,8 +747,9 @@ class NTK(_AnalyticKernel):
         smooth ones to about 1e-10 with the default when the pre-activation
         variances are <= 2 (3e-9 up to 4; the error grows with the variance).
         The cost grows as ``n^2``: with the default, about 50 us (erf, tanh
-        NNGP) to 100 us (tanh NTK) per entry and layer on one thread, some
-        thousands of times the closed forms (``scripts/bench_quadrature.py``).
+        NNGP) to 100 us (tanh NTK) per entry and layer on one thread
+        (``scripts/bench_quadrature.py``). Unused by the closed forms and the
+        series.
 
     Notes
     -----
@@ -580,7 +774,7 @@ class NTK(_AnalyticKernel):
     (4, 4)
     >>> bool(np.allclose(np.diag(K), kc.NTK(depth=2, bias_std=0.1).diag(X)))
     True
-    >>> kc.NTK(depth=2, activation="tanh")(X).shape  # by quadrature
+    >>> kc.NTK(depth=2, activation="tanh")(X).shape  # by its Hermite series
     (4, 4)
     """
 
@@ -598,14 +792,14 @@ class NNGP(_AnalyticKernel):
     ----------
     depth : int, default 1
     activation : str, default "relu"
-        Any activation of :class:`kernelcomp.FCNetwork` (closed forms for
-        ``"relu"``, ``"relu_unit"``, ``"erf"``; quadrature for the others).
+        Any activation of :class:`kernelcomp.FCNetwork` (routes as for
+        :class:`NTK`).
     weight_std : float or sequence of float, default 1.0
     bias_std : float, None or sequence, default 0.0
     parameterization : {"ntk", "standard"}, default "ntk"
     width : int or sequence of int, optional
         Accepted with ``"standard"`` for symmetry with :class:`NTK` (unused).
-    method : {"auto", "closed_form", "quadrature"}, default "auto"
+    method : {"auto", "closed_form", "series", "quadrature"}, default "auto"
     quadrature_nodes : int, default 24
         As for :class:`NTK`.
 

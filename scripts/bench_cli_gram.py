@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _blas_info import print_blas_info
 
 
 def peak_rss_mb() -> float:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-rows", type=int, default=None)
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     args = parser.parse_args(argv)
+    print_blas_info()
 
     import kernelcomp as kc
     from kernelcomp import io

@@ -29,6 +29,7 @@ import sys
 import time
 
 import numpy as np
+from _blas_info import print_blas_info
 
 import kernelcomp as kc
 
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--check", action="store_true",
                         help="compare GPU and CPU results instead of timing")
     args = parser.parse_args()
+    print_blas_info()
     refuse_without_gpu()
     if args.check:
         sys.exit(check())

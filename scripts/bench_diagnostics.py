@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from _blas_info import print_blas_info
 from scipy.sparse.linalg import eigsh
 from scipy.spatial import cKDTree
 
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="repeats per timing (median)")
     parser.add_argument("--best", action="store_true", help="report the best of the repeats")
     args = parser.parse_args(argv)
+    print_blas_info()
     if args.best:
         global SUMMARY
         SUMMARY = min

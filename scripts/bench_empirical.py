@@ -17,7 +17,10 @@ ratios against
   upper triangle of ``Psi Psi^T`` and ``Phi Phi^T`` (one-hidden-layer nets),
   on the prepared factors: the BLAS time no exact float64 route can avoid;
 * ``jacobian``: the explicit n x P Jacobian ``J J^T`` (only where J fits in
-  ``--jacobian-budget`` GB).
+  ``--jacobian-budget`` GB);
+* ``kc scipy BLAS``: kernelcomp with its products in scipy's OpenBLAS build
+  instead of numpy's (the route before issue 29; numpy's and scipy's wheels
+  bundle different OpenBLAS versions), interleaved in the same rounds.
 
 The first call of each configuration (compilation / warm-up) is reported
 separately from the steady state. Ratios > 1 mean kernelcomp is faster. The
@@ -42,8 +45,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _blas_info import print_blas_info
 
 import kernelcomp as kc
+from kernelcomp import _linalg
 from kernelcomp._linalg import syrk_upper
 from kernelcomp.network import activate, activate_grad
 
@@ -122,6 +127,20 @@ def syrk_floor(k: kc.EmpiricalNTK, X: np.ndarray) -> Callable[[], Any] | None:
     return run
 
 
+def with_scipy_blas(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with kernelcomp's products in scipy's OpenBLAS build (numpy's by default)."""
+
+    def run() -> Any:
+        saved = _linalg._products
+        _linalg._products = _linalg._scipy_products
+        try:
+            return fn()
+        finally:
+            _linalg._products = saved
+
+    return run
+
+
 def peak_mb(fn: Callable[[], Any]) -> float:
     """Peak MB of NumPy allocations during one call."""
     gc.collect()
@@ -181,6 +200,8 @@ def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float
             floor = syrk_floor(k, X)
             if floor is not None:
                 fns["floor"] = floor
+            if _linalg.products_library() != "scipy":
+                fns["kc_scipy"] = with_scipy_blas(fns["kc"])
             best = interleaved(fns, repeat)
             mem_kc = peak_mb(fns["kc"])
             mem_ref = peak_mb(fns["two_gemm"])
@@ -205,6 +226,11 @@ def run(configs: list[tuple[int, list[int], int]], repeat: int, budget_gb: float
                 f"{t_full / t_kc:6.2f} {fl} {jac} {err:8.1e}",
                 flush=True,
             )
+            if "kc_scipy" in best:
+                t_sp, c_sp = best["kc_scipy"]
+                print(f"{'':<28} {'':<8} kc with scipy's BLAS: {t_sp:.3f} s wall, {c_sp:.3f} s "
+                      f"cpu; x2gemm {t_ref / t_sp:.2f} (cpu {best['two_gemm'][1] / c_sp:.2f})",
+                      flush=True)  # fmt: skip
             gc.collect()
     print(
         "\nseconds: wall, best of "
@@ -228,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", type=int, nargs="+", help="its hidden widths")
     parser.add_argument("--d", type=int, default=10, help="its input dimension")
     args = parser.parse_args(argv)
+    print_blas_info()
     if args.n is not None:
         configs = [(args.d, args.widths or [1000], args.n)]
     elif args.quick:

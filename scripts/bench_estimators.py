@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _blas_info import print_blas_info
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.svm import SVC
 
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="best of N alternated runs")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     args = parser.parse_args(argv)
+    print_blas_info()
 
     import numba
 

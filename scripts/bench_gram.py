@@ -11,7 +11,12 @@ the output matrix), and next to them, measured in the same rounds,
   what the ``FUSED_MAX_FEATURES`` threshold decides between;
 * the BLAS floor ``X @ X.T`` alone;
 * a vectorised NumPy implementation of the same recursion (one call) and the
-  speed-up over it.
+  speed-up over it;
+* with ``--neural-tangents`` (run with a Python that has neural-tangents, e.g.
+  ``scripts/requirements-bench.txt``): neural-tangents' jitted ``kernel_fn`` of
+  the same network (float64 with ``jax_enable_x64``; XLA's own dot products, so
+  ``OPENBLAS_CORETYPE`` changes only kernelcomp's and NumPy's side), interleaved
+  in the same rounds.
 
 First-call times (cold compile, and cache warm in a fresh process) are
 measured in subprocesses. ``--crossover`` instead prints fused vs BLAS over a
@@ -24,6 +29,10 @@ Usage::
     python scripts/bench_gram.py --quick         # n = 2000, 5000 only
     python scripts/bench_gram.py --n 5000 --d 10 --depth 1 2 4 --dtype float64
     python scripts/bench_gram.py --crossover --n 5000 --depth 2 4   # fused vs BLAS over d
+    # the issue 29 check, under both settings (neural-tangents in its own venv)
+    python scripts/bench_gram.py --n 5000 --d 784 --depth 2 --dtype float64 \
+        --neural-tangents --no-first-call --no-numpy
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_gram.py ...
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from _blas_info import print_blas_info
 
 import kernelcomp as kc
 import kernelcomp.kernels as kernels_module
@@ -65,6 +75,24 @@ def numpy_ntk(X: np.ndarray, depth: int, weight_std: float, bias_std: float) -> 
         t += s
         v = w2 * v / 2 + b2
     return t
+
+
+def nt_kernel_fn(depth: int, weight_std: float, bias_std: float):
+    """neural-tangents' jitted NTK of the same ReLU network (float64), ``fn(X) -> K``."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from neural_tangents import stax
+
+    dense = {"W_std": weight_std, "b_std": bias_std}
+    _, _, kernel_fn = stax.serial(*[stax.Dense(512, **dense), stax.Relu()] * depth,
+                                  stax.Dense(1, **dense))  # fmt: skip
+    fn = jax.jit(kernel_fn, static_argnames="get")
+
+    def run(X: np.ndarray) -> np.ndarray:
+        return np.asarray(fn(X, None, get="ntk").block_until_ready())
+
+    return run
 
 
 def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
@@ -174,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="n in {2000, 5000}")
     p.add_argument("--crossover", action="store_true", help="fused vs BLAS dot products over d")
     p.add_argument("--no-first-call", action="store_true", help="skip the subprocess timings")
+    p.add_argument("--neural-tangents", action="store_true",
+                   help="also time neural-tangents' kernel_fn (needs neural-tangents)")
     args = p.parse_args(argv)
+    print_blas_info()
     if args.quick:
         args.n = [n for n in args.n if n <= 5000]
 
@@ -196,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     header = (f"{'n':>6} {'d':>4} {'L':>2} {'dtype':>7} {'route':>5} | {'kc s':>7} {'cpu':>6} "
               f"{'Gent/s':>6} {'peak/out':>8} | {'other s':>7} {'x other':>7} | {'X@X.T s':>7} | "
-              f"{'numpy s':>7} {'speedup':>7}")
+              f"{'numpy s':>7} {'speedup':>7} | {'NT s':>7} {'x NT':>6} {'NT rel.err':>10}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
@@ -210,9 +241,17 @@ def main(argv: list[str] | None = None) -> int:
                     k = kc.NTK(depth=depth, bias_std=0.1)
                     k(X[:100])  # compile outside the timing
                     forced(k, X[:100], not fused)
-                    b = interleaved({"kc": lambda k=k, X=X: k(X),
-                                     "other": lambda k=k, X=X, f=fused: forced(k, X, not f),
-                                     "blas": lambda X=X: X @ X.T}, args.repeats)
+                    fns = {"kc": lambda k=k, X=X: k(X),
+                           "other": lambda k=k, X=X, f=fused: forced(k, X, not f),
+                           "blas": lambda X=X: X @ X.T}
+                    nt_s, nt_x, nt_err = float("nan"), float("nan"), float("nan")
+                    if args.neural_tangents and dt == "float64":
+                        nt = nt_kernel_fn(depth, 1.0, 0.1)
+                        K_nt, K_kc = nt(X), k(X)  # compile outside the timing
+                        nt_err = float(np.abs(K_nt - K_kc).max() / np.abs(K_kc).max())
+                        del K_nt, K_kc
+                        fns["nt"] = lambda nt=nt, X=X: nt(X)
+                    b = interleaved(fns, args.repeats)
                     (sec, cpu), (other, ocpu), floor = b["kc"], b["other"], b["blas"][0]
                     peak = peak_bytes(lambda k=k, X=X: k(X)) / (n * n * X.dtype.itemsize)
                     if args.no_numpy:
@@ -221,10 +260,13 @@ def main(argv: list[str] | None = None) -> int:
                         ref_s = interleaved({"np": lambda X=X, depth=depth:
                                              numpy_ntk(X, depth, 1.0, 0.1)}, 1)["np"][0]
                         speed = ref_s / sec
+                    if "nt" in b:
+                        nt_s, nt_x = b["nt"][0], b["nt"][0] / sec
                     print(f"{n:>6} {d:>4} {depth:>2} {dt:>7} {'fused' if fused else 'BLAS':>5} | "
                           f"{sec:7.3f} {cpu:6.3f} {n * n / sec / 1e9:6.2f} {peak:8.2f} | "
                           f"{other:7.3f} {ocpu:6.3f} {other / sec:6.2f}x | {floor:7.3f} | "
-                          f"{ref_s:7.2f} {speed:6.1f}x", flush=True)
+                          f"{ref_s:7.2f} {speed:6.1f}x | {nt_s:7.3f} {nt_x:5.1f}x {nt_err:10.1e}",
+                          flush=True)
     print(f"\nbest of {args.repeats} interleaved rounds; x other: the other dot-product route's "
           "seconds / kernelcomp's; cpu: CPU seconds of all threads")
     return 0

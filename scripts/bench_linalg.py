@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
+from _blas_info import print_blas_info
 from scipy.linalg import blas
 
 import kernelcomp as kc
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--reference-max-n", type=int, default=12000,
                         help="largest n at which the single LAPACK/BLAS call is timed")  # fmt: skip
     args = parser.parse_args()
+    print_blas_info()
     rng = np.random.default_rng(0)
     spd(100, rng)  # compile
     print(f"SAFE_BLOCK = {_linalg.SAFE_BLOCK}; best of {args.repeat}")

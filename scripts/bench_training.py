@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import numpy as np
+from _blas_info import print_blas_info
 
 import kernelcomp as kc
 from kernelcomp import training
@@ -142,6 +143,7 @@ def main() -> None:
     ap.add_argument("--wall", type=float, default=None,
                     help="wall-clock cap of a sliding run, seconds")
     args = ap.parse_args()
+    print_blas_info()
     d = 5
     h, p = (1000, 200) if args.small else (10_000, 1000)
     wall = args.wall if args.wall is not None else (60.0 if args.small else 300.0)

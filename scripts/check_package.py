@@ -74,7 +74,7 @@ def check_sdist(sdist: Path, modules: set[str]) -> None:
     """The sdist holds what a wheel build needs."""
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    need = {"pyproject.toml", "README.md", "PKG-INFO"} | modules
+    need = {"pyproject.toml", "README.md", "PKG-INFO", "LICENSE"} | modules
     missing = sorted(need - names)
     if missing:
         raise CheckFailed(f"{sdist.name} lacks {missing}")
@@ -96,6 +96,8 @@ def check_wheel(wheel: Path, modules: set[str]) -> None:
         raise CheckFailed(f"{wheel.name} holds files of the development tree: {stray[:5]}")
     if not any(n.endswith("entry_points.txt") for n in names):
         raise CheckFailed(f"{wheel.name} declares no console script")
+    if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
+        raise CheckFailed(f"{wheel.name} carries no LICENSE (the declared BSD-3-Clause text)")
 
 
 def install_and_smoke(archive: Path, work: Path) -> float:

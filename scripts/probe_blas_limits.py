@@ -13,14 +13,20 @@ Usage::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/probe_blas_limits.py
 
 Each probe is ``ROUTINE:N[:K]`` (K: the inner dimension or the number of
-right-hand sides / eigenpairs). Routines: ``dsyrk``, ``matmul_aat`` (numpy's
-``A @ A.T``), ``dgemm``, ``dsyr2k``, ``dtrsm``, ``dpotrf``, ``dpotrs``,
-``eigh_subset`` (LAPACK ``evr`` for the top K), ``eigsh`` (ARPACK, top K),
-and kernelcomp's own ``kc_syrk`` and ``kc_cholesky``.
+right-hand sides / eigenpairs). Routines: ``dsyrk``/``ssyrk`` (scipy's build),
+``matmul_aat``/``matmul_aat32`` (numpy's ``A @ A.T``, one ``syrk`` in numpy's
+build), ``matmul_abt`` (numpy's ``A @ B.T``, a GEMM), ``dgemm``/``sgemm``,
+``dsyr2k``, ``dtrsm``, ``dpotrf``, ``dpotrs``, ``eigh_subset`` (LAPACK ``evr``
+for the top K), ``eigsh`` (ARPACK, top K), and kernelcomp's own ``kc_syrk``,
+``kc_gemm``, ``kc_cholesky`` and ``kc_cross``/``kc_cross32`` (``kc.NTK(depth=1)(X, X)``,
+the cross Gram of one array, issue 28). Each line also says whether
+``OPENBLAS_CORETYPE`` was set for the child (it inherits this process's
+environment).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -39,6 +45,18 @@ CASES = {
     "dpotrs": _SPD + "lapack.dpotrs(np.asfortranarray(K), np.ones(({n}, {k})), lower=1)",
     "eigh_subset": _SPD + "sl.eigh(K, subset_by_index=({n} - {k}, {n} - 1), driver='evr')",
     "eigsh": _SPD + "from scipy.sparse.linalg import eigsh; eigsh(K, k={k}, which='LA')",
+    "ssyrk": "A = rng.standard_normal(({n}, {k}), dtype=np.float32); "
+    "blas.ssyrk(1.0, A.T, trans=1, lower=1)",
+    "matmul_aat32": "A = rng.standard_normal(({n}, {k}), dtype=np.float32); A @ A.T",
+    "matmul_abt": "A = rng.standard_normal(({n}, {k})); A @ (A + 1).T",
+    "sgemm": "A = rng.standard_normal(({n}, {k}), dtype=np.float32); "
+    "blas.sgemm(1.0, A.T, (A + 1).T, trans_a=1)",
+    "kc_gemm": "from kernelcomp._linalg import gemm_nt\n"
+    "A = rng.standard_normal(({n}, {k})); gemm_nt(np.empty(({n}, {n})), A, A)",
+    "kc_cross": "import kernelcomp as kc\n"
+    "X = rng.standard_normal(({n}, {k})); kc.NTK(depth=1)(X, X)",
+    "kc_cross32": "import kernelcomp as kc\n"
+    "X = rng.standard_normal(({n}, {k}), dtype=np.float32); kc.NTK(depth=1)(X, X)",
     "kc_syrk": "from kernelcomp._linalg import syrk_upper\n"
     "A = rng.standard_normal(({n}, {k})); syrk_upper(np.empty(({n}, {n})), A)",
     "kc_cholesky": _SPD + "from kernelcomp._linalg import cholesky_inplace; cholesky_inplace(K.T)",
@@ -58,7 +76,9 @@ def probe(spec: str) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     status = "ok" if proc.returncode == 0 else f"CRASH (exit {proc.returncode})"
     tail = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
-    print(f"{name:12s} n={int(n):6d} k={k:5d}  {status:18s} {time.perf_counter() - t:7.1f} s "
+    core = os.environ.get("OPENBLAS_CORETYPE", "unset")
+    print(f"{name:12s} n={int(n):6d} k={k:5d} CORETYPE={core:8s} {status:18s} "
+          f"{time.perf_counter() - t:7.1f} s "
           + " ".join(tail), flush=True)  # fmt: skip
 
 

@@ -99,21 +99,27 @@ def paper_cnn(h: int, seed: int) -> Any:
     c_act = swish_unit_constant()
 
     class PaperCNN(torch.nn.Module):
+        # torch.nn layers (the scale applied to their inputs: conv(x / s) + b = conv(x) / s
+        # + b), so that kc.TorchNTK's layerwise engine handles every parameter
         def __init__(self) -> None:
             super().__init__()
             g = torch.Generator().manual_seed(seed)
-            n = lambda *s: torch.nn.Parameter(torch.randn(*s, generator=g, dtype=torch.float64))  # noqa: E731
-            self.w1, self.b1 = n(h, 1, 5, 5), n(h)
-            self.w2, self.b2 = n(h, h, 3, 3), n(h)
-            self.beta = n(h)
+            n = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+            self.conv1 = torch.nn.Conv2d(1, h, 5, stride=2, dtype=torch.float64)
+            self.conv2 = torch.nn.Conv2d(h, h, 3, stride=2, dtype=torch.float64)
+            self.readout = torch.nn.Linear(h, 1, bias=False, dtype=torch.float64)
+            with torch.no_grad():  # the draws of the original parameter order
+                self.conv1.weight.copy_(n(h, 1, 5, 5))
+                self.conv1.bias.copy_(n(h))
+                self.conv2.weight.copy_(n(h, h, 3, 3))
+                self.conv2.bias.copy_(n(h))
+                self.readout.weight.copy_(n(h)[None, :])
             self.h = h
 
         def forward(self, x: Any) -> Any:
-            z = F.conv2d(x, self.w1, stride=2) / 5.0 + self.b1[:, None, None]
-            a = c_act * F.silu(z)
-            z = F.conv2d(a, self.w2, stride=2) / math.sqrt(9 * self.h) + self.b2[:, None, None]
-            a = c_act * F.silu(z)
-            return a.mean(dim=(2, 3)) @ self.beta / self.h
+            a = c_act * F.silu(self.conv1(x / 5.0))
+            a = c_act * F.silu(self.conv2(a / math.sqrt(9 * self.h)))
+            return self.readout(a.mean(dim=(2, 3)) / self.h).reshape(-1)
 
     return PaperCNN()
 

@@ -50,16 +50,20 @@ def test_package_modules_lists_the_real_package():
 
 
 def test_sdist_check(tmp_path):
-    good = {"pyproject.toml", "README.md", "PKG-INFO", *MODULES}
+    good = {"pyproject.toml", "README.md", "PKG-INFO", "LICENSE", *MODULES}
     cp.check_sdist(_sdist(tmp_path / "good.tar.gz", good), MODULES)
-    for left_out in ("pyproject.toml", "README.md", "kernelcomp/_kernels/analytic.py"):
+    for left_out in ("pyproject.toml", "README.md", "LICENSE", "kernelcomp/_kernels/analytic.py"):
         bad = _sdist(tmp_path / "bad.tar.gz", good - {left_out})
         with pytest.raises(cp.CheckFailed, match=rf"lacks .*{re.escape(left_out)}"):
             cp.check_sdist(bad, MODULES)
 
 
 def test_wheel_check(tmp_path):
-    meta = {"kernelcomp-0.1.dist-info/entry_points.txt", "kernelcomp-0.1.dist-info/METADATA"}
+    meta = {
+        "kernelcomp-0.1.dist-info/entry_points.txt",
+        "kernelcomp-0.1.dist-info/METADATA",
+        "kernelcomp-0.1.dist-info/licenses/LICENSE",
+    }
     good = MODULES | meta
     cp.check_wheel(_wheel(tmp_path / "good.whl", good), MODULES)
     no_analytic = _wheel(tmp_path / "a.whl", good - {"kernelcomp/_kernels/analytic.py"})
@@ -74,3 +78,16 @@ def test_wheel_check(tmp_path):
             cp.check_wheel(_wheel(tmp_path / "b.whl", good | {stray}), MODULES)
     with pytest.raises(cp.CheckFailed, match="no console script"):
         cp.check_wheel(_wheel(tmp_path / "c.whl", MODULES), MODULES)
+    no_license = good - {"kernelcomp-0.1.dist-info/licenses/LICENSE"}
+    with pytest.raises(cp.CheckFailed, match="no LICENSE"):
+        cp.check_wheel(_wheel(tmp_path / "d.whl", no_license), MODULES)
+
+
+def test_the_license_is_the_declared_one():
+    """pyproject declares BSD-3-Clause; the LICENSE file holds that licence's text."""
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License")
+    assert "Neither the name of the copyright holder" in text  # the third clause
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^license = "BSD-3-Clause"$', pyproject, re.M)
+    assert re.search(r'^license-files = \["LICENSE"\]$', pyproject, re.M)

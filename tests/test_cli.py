@@ -796,6 +796,39 @@ def test_gram_and_kpca_of_a_torchscript_file(tmp_path, data, capsys):
 
 
 @pytest.mark.torch
+def test_max_memory_of_a_torch_model(tmp_path, data, capsys):
+    """``--max-memory`` bounds the PyTorch engine; it is refused where it has no meaning."""
+    pytest.importorskip("torch")
+    import torch
+
+    from kernelcomp._argtypes import byte_size
+    from kernelcomp._torch_ntk import TorchNTK
+    from tests import torch_models
+
+    assert [byte_size(t) for t in ("4096", "512K", "2M", "1.5GiB", "3gb")] == [
+        4096, 512 * 2**10, 2 * 2**20, 3 * 2**29, 3 * 2**30]
+    X, _ = data
+    model = _perturbed(torch_models.small_cnn(), seed=5)
+    torch.jit.save(torch.jit.script(model), tmp_path / "cnn.pt")
+    K = TorchNTK(model, input_shape=(1, 5))(X)
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn.pt",
+                         "--input-shape", "1,5", "--max-memory", "16K", "-o",
+                         tmp_path / "K.h5", "-q"], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(io.load_gram(tmp_path / "K.h5"), K, rtol=1e-10,
+                               atol=1e-12 * K.max())
+    code, _, err = _run(["kpca", tmp_path / "cnn.pt", "--input-shape", "1,5", "--max-memory",
+                         "2M", "--data", tmp_path / "X.npy", "-o", tmp_path / "d.h5", "-q"],
+                        capsys)
+    assert code == 0, err
+    _user_error(["gram", tmp_path / "X.npy", "--max-memory", "1G", "-o", tmp_path / "A.h5"],
+                capsys, r"--max-memory needs --network")
+    _user_error(["gram", tmp_path / "X.npy", "--network", tmp_path / "cnn.pt", "--input-shape",
+                 "1,5", "--max-memory", "lots", "-o", tmp_path / "B.h5"], capsys,
+                r"expected a size in bytes such as 512M or 2G, got 'lots'")
+
+
+@pytest.mark.torch
 def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
     pytest.importorskip("torch")
     import torch
@@ -1030,7 +1063,7 @@ def test_geometry_at_mnist_size(tmp_path):
 
 
 def test_gram_takes_every_activation_of_the_analytic_kernels(tmp_path):
-    # tanh has no closed form: the analytic kernel computes it by quadrature
+    # tanh has no closed form: the analytic kernel computes it as a Hermite series
     X = np.random.default_rng(0).standard_normal((6, 3))
     np.save(tmp_path / "X.npy", X)
     out = tmp_path / "K.h5"

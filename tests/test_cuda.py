@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
+from kernelcomp.kernels import _activation_names
 
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 needs_numba_cuda = pytest.mark.skipif(
@@ -53,8 +54,24 @@ def _run(script: str, payload: object = None, *, simulator: bool = True, timeout
 # -- the recursion: every activation, depth, parameterization, bias, dtype ----------
 
 
+#: every activation the CPU's analytic kernels accept, by route
+ALL_ACTIVATIONS = _activation_names()
+ON_GPU = [a for a in ALL_ACTIVATIONS if kc.NTK(activation=a)._route != "quadrature"]
+CPU_ONLY = [a for a in ALL_ACTIVATIONS if a not in ON_GPU]
+
+
 def _recursion_cases() -> list[dict]:
     cases = []
+    # every activation the GPU computes: depth 2, both parameterizations, a bias
+    for act in ON_GPU:
+        for param in ("ntk", "standard"):
+            p: dict = {"depth": 2, "activation": act, "parameterization": param,
+                       "bias_std": 0.3, "weight_std": 1.4}
+            if param == "standard":
+                p["width"] = 64
+            for kernel in ("NTK", "NNGP"):
+                name = f"{kernel}-{act}-depth2-{param}-all"
+                cases.append({"name": name, "kernel": kernel, "params": p, "dtype": "float64"})
     i = 0
     for act in ("relu", "relu_unit", "erf"):
         for depth in (1, 2, 3):
@@ -139,6 +156,37 @@ def test_cuda_gram_equals_cpu_gram(recursion_results, case):
         # the device recursion rounds like the CPU's fused path (d <= 64): bit for bit
         assert r["bitwise"], (label, r["rel"])
     assert res["sym"]["symmetric"] and res["sym"]["diag"]
+
+
+def test_every_cpu_activation_runs_on_the_gpu_or_is_refused_in_words():
+    assert set(ON_GPU) >= {"relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu", "tanh",
+                           "silu", "softplus", "sigmoid"}
+    covered = {c["params"].get("activation", "relu") for c in RECURSION_CASES}
+    assert covered == set(ON_GPU)
+    for act in CPU_ONLY:
+        with pytest.raises(NotImplementedError, match=f"activation '{act}' by quadrature"):
+            kc.NTK(activation=act)(np.ones((2, 3)), device="cuda")
+
+
+@needs_numba_cuda
+def test_the_kernel_refuses_an_unknown_activation_code_in_words():
+    res = _run("""
+        import json
+        import kernelcomp as kc
+        import kernelcomp._kernels.cuda as kcu
+        from kernelcomp._kernels.activations import TANH
+        p = kc.NTK(depth=1)._layer_params(3)
+        msgs = []
+        for code in (99, TANH):
+            try:
+                kcu.Recursion({**p, "act": code}, 1e-14)
+            except ValueError as exc:
+                msgs.append(str(exc))
+        print(json.dumps(msgs))
+    """)
+    assert len(res) == 2
+    assert "no closed-form step for activation code 99 ('not an activation')" in res[0]
+    assert "code 3 ('tanh')" in res[1] and "Hermite series" in res[1]
 
 
 # -- the launch layout: production tiles, ragged sizes, several feature tiles -----

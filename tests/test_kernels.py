@@ -196,6 +196,7 @@ def test_fused_dot_products_sum_features_in_order(rng, d):
     assert px.Xt.dtype == np.float64 and px.Xt.shape == (d, 70)
     args = (px.X, py.Xt, px.a, px.b, px.dg, px.sqn, px.rsq, py.a, py.b, py.sqn, py.rsq)
     p = k._layer_params(d)
+    p.update(series=False, deg=px.deg, cx=px.c, ex=px.e, cy=py.c, ey=py.e)
     fused = np.empty((70, 50))
     core.tiles(*args, symmetric=False, use_out_dot=False, tile=16, out=fused,
                snap=kernels_module._SNAP, snap_dot=0.0, **p)  # fmt: skip

@@ -107,6 +107,94 @@ def test_cholesky_inplace_names_the_failing_minor():
         la.cholesky_inplace(np.eye(3)[:, :2])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gemm_nt_and_matmul_never_hand_blas_more_than_a_block(rng, monkeypatch, dtype):
+    # every product on a large operand is split into calls of at most SAFE_BLOCK
+    # output rows and columns, and the blocks add up to the one-call product
+    A = rng.standard_normal((50, 9)).astype(dtype)
+    B = rng.standard_normal((23, 9)).astype(dtype)
+    V = rng.standard_normal((23, 3)).astype(dtype)
+    one_gemm, one_matmul = np.empty((50, 23), dtype), A @ B.T @ V
+    la.gemm_nt(one_gemm, A, B)
+    seen = []
+    gemm_block, np_matmul = la._gemm_block, np.matmul
+    monkeypatch.setattr(la, "SAFE_BLOCK", 8)
+    monkeypatch.setattr(la, "_gemm_block", lambda C, *a: (seen.append(C.shape), gemm_block(C, *a)))
+    def spy_matmul(a, *args, **kwargs):
+        seen.append(a.shape)
+        return np_matmul(a, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy_matmul)
+    C = np.full((50, 23), 3.0, dtype)
+    la.gemm_nt(C, A, B, alpha=2.0, beta=-1.0)
+    np.testing.assert_allclose(C, 2.0 * one_gemm - 3.0, rtol=0, atol=TOL[dtype] * 50)
+    assert len(seen) == 7 * 3 and max(max(s) for s in seen) == 8
+    seen.clear()
+    out = la.matmul(one_gemm, V)
+    np.testing.assert_allclose(out, one_matmul, rtol=0, atol=TOL[dtype] * 500)
+    assert len(seen) == 7 and max(s[0] for s in seen) == 8
+    seen.clear()
+    G = la.gram_nt(A)  # syrk on 8-row diagonal blocks, GEMM right of them
+    assert (G == G.T).all() and seen
+    np.testing.assert_allclose(G, _ref(A), rtol=0, atol=TOL[dtype] * 50)
+
+
+def test_matmul_vector_and_strided_operands(rng, monkeypatch):
+    K = rng.standard_normal((30, 20))
+    v = rng.standard_normal(20)
+    monkeypatch.setattr(la, "SAFE_BLOCK", 7)
+    np.testing.assert_allclose(la.matmul(K, v), K @ v, rtol=1e-14)
+    np.testing.assert_allclose(la.matmul(K.T, K[:, :4]), K.T @ K[:, :4], rtol=1e-13)
+    out = np.zeros((40, 4))
+    assert la.matmul(K[:, ::2].T.T, K[::2, :4][:10], out=out[5:35]) is not None
+    np.testing.assert_allclose(out[5:35], K[:, ::2] @ K[::2, :4][:10], rtol=1e-13)
+    assert (out[:5] == 0).all() and (out[35:] == 0).all()
+
+
+def test_cross_gram_of_one_array_goes_through_bounded_gemm(rng, monkeypatch):
+    # k(X, X) used to be numpy's X @ X.T: one syrk on the whole matrix, the call
+    # that crashes at n ~ 20000 (issue 28); now GEMMs on blocks, equal to k(X)
+    import kernelcomp as kc
+
+    X = rng.standard_normal((70, 100))  # d > 64: BLAS dot products
+    k = kc.NTK(depth=1)
+    ref_sym, ref_cross = k(X), k(X, X)
+    seen = []
+    gemm_block = la._gemm_block
+    monkeypatch.setattr(la, "SAFE_BLOCK", 16)
+    monkeypatch.setattr(la, "_gemm_block", lambda C, *a: (seen.append(C.shape), gemm_block(C, *a)))
+    K = k(X, X)
+    assert seen and max(max(s) for s in seen) <= 16
+    np.testing.assert_allclose(K, ref_cross, rtol=1e-13)
+    np.testing.assert_allclose(K, ref_sym, rtol=1e-13)
+
+
+def test_products_library_is_numpys_or_forced_to_scipys(rng):
+    # numpy's own OpenBLAS runs the products when numpy is the pip wheel (so a
+    # product is never slower than the same product in numpy); KERNELCOMP_BLAS=scipy
+    # selects scipy's build; both give the product to rounding
+    code = textwrap.dedent("""
+        import numpy as np
+        from kernelcomp import _linalg as la
+        A = np.random.default_rng(0).standard_normal((300, 40))
+        C = np.zeros((300, 300)); la.syrk_upper(C, A); la.mirror_upper(C)
+        D = np.empty((300, 300)); la.gemm_nt(D, A, A)
+        err = max(abs(C - A @ A.T).max(), abs(D - A @ A.T).max()) / abs(C).max()
+        print(la.products_library(), err < 1e-14)
+    """)
+    out = {}
+    for choice in ("", "scipy"):
+        env = dict(os.environ, KERNELCOMP_BLAS=choice)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out[choice] = proc.stdout.split()
+    assert out["scipy"] == ["scipy", "True"]
+    assert out[""][1] == "True" and out[""][0] in ("numpy", "scipy")
+    if la._numpy_openblas() is not None:
+        assert out[""][0] == "numpy"
+
+
 # ---------------------------------------------------------------------------
 # MNIST size, in a subprocess
 # ---------------------------------------------------------------------------
@@ -202,4 +290,39 @@ def test_kernel_pca_at_mnist_size():
         assert float(np.abs(R).max()) < 1e-8 * ev.eigenvalues[0], np.abs(R).max()
         G = ev.eigenvectors.T @ ev.eigenvectors
         assert float(np.abs(G - np.eye(5)).max()) < 1e-10
+    """)
+
+
+@pytest.mark.slow
+def test_cross_gram_of_one_array_at_issue_size():
+    # issue 28: kc.NTK(depth=1)(X, X), X 22000 x 300 float64, died with SIGSEGV in
+    # numpy's X @ X.T (one syrk on the whole matrix)
+    _run_at_mnist_size("""
+        n = 22000
+        X = rng.standard_normal((n, 300))
+        k = kc.NTK(depth=1)
+        K = k(X, X)
+        sub = np.sort(rng.choice(n, 40, replace=False))
+        close(K[sub], k(X[sub], X), 1e-12)
+        close(K[sub][:, sub], k(X[sub]), 1e-12)
+    """)
+
+
+@pytest.mark.slow
+def test_products_on_a_gram_at_mnist_size():
+    # empirical cross products of one array, the Gram times a panel (kernel PCA,
+    # Falkon, predictions) and T T^T: bounded blocks, checked against rows
+    _run_at_mnist_size(f"""
+        from kernelcomp import _linalg as la
+        X = rng.standard_normal(({N_MNIST}, 10))
+        e = kc.EmpiricalNTK(kc.FCNetwork.init(10, [300], seed=0))
+        K = e(X, X)
+        close(K[idx], e(X[idx], X), 1e-12)
+        V = rng.standard_normal(({N_MNIST}, 8))
+        close(la.matmul(K, V)[idx], K[idx] @ V, 1e-12)
+        close(la.matmul(K.T, V[:, 0])[idx], K[idx] @ V[:, 0], 1e-12)
+        del K
+        A = rng.standard_normal(({N_MNIST}, 50))
+        G = la.gram_nt(A)
+        close(G[idx], A[idx] @ A.T, 1e-12)
     """)

@@ -6,10 +6,11 @@ import importlib
 
 import pytest
 
-PUBLIC = ["kernelcomp", "kernelcomp.kernels", "kernelcomp.empirical", "kernelcomp.estimators",
-          "kernelcomp.diagnostics", "kernelcomp.curves", "kernelcomp.io", "kernelcomp.training",
+PUBLIC = ["kernelcomp", "kernelcomp.kernels", "kernelcomp.convolutional", "kernelcomp.empirical",
+          "kernelcomp.estimators", "kernelcomp.diagnostics", "kernelcomp.curves", "kernelcomp.io",
+          "kernelcomp.training",
           "kernelcomp.network", "kernelcomp.plotting", "kernelcomp.datasets",
-          "kernelcomp.distributed", "kernelcomp.gp"]
+          "kernelcomp.distributed", "kernelcomp.gp", "kernelcomp.predict"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

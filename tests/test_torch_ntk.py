@@ -422,17 +422,19 @@ def test_equality_hash_pickle_and_description(X8):
     assert "TorchNTK(module=<Sequential P=114 K=3" in repr(k)
 
 
-def test_threads_and_n_jobs(X8, monkeypatch):
-    k = TorchNTK(cnn(), input_shape=(1, 8, 8))
+@pytest.mark.parametrize("method", ["layerwise", "jacobian"])
+def test_threads_and_n_jobs(X8, monkeypatch, method):
+    k = TorchNTK(cnn(), input_shape=(1, 8, 8), method=method)
     K = k(X8)
     seen: list[int] = []
-    jacobian = TorchNTK._jacobian
+    name = "_factors_batch" if method == "layerwise" else "_jacobian"
+    original = getattr(TorchNTK, name)
 
-    def spy(self, *args):
+    def spy(self, *args, **kwargs):
         seen.append(torch.get_num_threads())
-        return jacobian(self, *args)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(TorchNTK, "_jacobian", spy)
+    monkeypatch.setattr(TorchNTK, name, spy)
     torch.set_num_threads(2)
     assert rel(k(X8, n_jobs=1), K) < 1e-12
     assert seen and set(seen) == ({1} if kc._parallel.max_threads() > 1 else {2})
@@ -472,8 +474,10 @@ def test_bad_arguments(X8):
         TorchNTK(model, params=3, **shape)
     with pytest.raises(ValueError, match="output=3 is out of range for a module with 3 output"):
         TorchNTK(model, output=3, **shape)
-    with pytest.raises(TypeError, match="output must be an int or None"):
+    with pytest.raises(ValueError, match="unknown output '0'; expected an output index"):
         TorchNTK(model, output="0", **shape)
+    with pytest.raises(TypeError, match="output must be an int, None, 'mean' or"):
+        TorchNTK(model, output=1.0, **shape)
     with pytest.raises(ValueError, match="unknown method 'fast'"):
         TorchNTK(model, method="fast", **shape)
     with pytest.raises(ValueError, match="dtype must be float32, float64"):

@@ -9,7 +9,10 @@ floating-point flags are set in one place:
   kernel inlining a helper from another file (every kernel calls ``phi`` of
   ``activations.py``) would keep running the old helper after that file
   changed. :func:`_drop_stale_cache` therefore fingerprints all the compiled
-  sources and clears the package's cache when the fingerprint changes.
+  sources and clears the package's cache when the fingerprint changes, in
+  every folder where numba really keeps it (``__pycache__`` next to the
+  sources, ``NUMBA_CACHE_DIR``, or numba's user-wide cache of a read-only
+  install): :func:`jit` asks each new dispatcher for its cache folder.
 * No eager signatures: each function compiles lazily, once per argument type;
   the public layer normalises inputs to C-contiguous float32/float64 so a
   kernel compiles at most twice.
@@ -60,14 +63,21 @@ def _sources_fingerprint(folder: Path = _HERE) -> str:
     return h.hexdigest()
 
 
-def _drop_stale_cache(folder: Path = _HERE) -> bool:
-    """Remove numba's cache files in ``folder/__pycache__`` when any source changed.
+def _drop_stale_cache(folder: Path = _HERE, cache: Path | None = None) -> bool:
+    """Remove numba's cache files in ``cache`` when any source of ``folder`` changed.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The compiled sources.
+    cache : pathlib.Path, optional
+        Where numba keeps their cache (default ``folder/__pycache__``).
 
     Returns True when files were removed. Errors (a read-only install, a
     concurrent cleaner) leave the cache as it is: numba then recompiles or
     falls back to its own user-wide cache.
     """
-    cache = folder / "__pycache__"
+    cache = folder / "__pycache__" if cache is None else Path(cache)
     stamp = cache / _STAMP_NAME
     fingerprint = _sources_fingerprint(folder)
     try:
@@ -87,8 +97,25 @@ def _drop_stale_cache(folder: Path = _HERE) -> bool:
     return removed
 
 
+#: cache folders already checked in this process
+_CHECKED: set[str] = set()
+
+
+def _check_cache_of(dispatcher: Any) -> None:
+    """Drop stale entries where numba keeps ``dispatcher``'s cache (once per folder)."""
+    cache_obj = getattr(dispatcher, "_cache", None)
+    path = getattr(cache_obj, "_cache_path", None)
+    if not path or path in _CHECKED:
+        return
+    _CHECKED.add(path)
+    if Path(path).resolve() == (_HERE / "__pycache__").resolve():
+        return  # checked at import
+    _drop_stale_cache(_HERE, Path(path))
+
+
 if CACHE:
     _drop_stale_cache()
+    _CHECKED.add(str(_HERE / "__pycache__"))
 
 
 def jit(
@@ -110,7 +137,7 @@ def jit(
     """
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        return numba.njit(
+        dispatcher = numba.njit(
             f,
             cache=CACHE,
             parallel=parallel,
@@ -118,6 +145,9 @@ def jit(
             nogil=True,
             error_model="numpy",
         )
+        if CACHE:
+            _check_cache_of(dispatcher)
+        return dispatcher
 
     return wrap if func is None else wrap(func)
 

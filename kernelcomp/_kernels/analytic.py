@@ -1,22 +1,29 @@
 """Compiled core of the analytic (infinite-width) NNGP and NTK kernels.
 
 Layout of the per-sample state of ``n`` samples through ``L`` hidden layers
-(computed once, O(nL), by :func:`prepare`):
+(computed once, O(nL), by :func:`prepare` or, for the Hermite-series route,
+layer by layer with :func:`series_layer`):
 
 ``a[l, i]``, ``b[l, i]``
-    ReLU: ``sqrt(S_ii)`` and ``1/sqrt(S_ii)`` (0 when ``S_ii == 0``) of the
-    pre-activation variance of layer ``l``; Erf: ``1/sqrt(1 + 2 S_ii)`` (both).
+    The two numbers of :func:`kernelcomp._kernels.duals.closed_state` for the
+    pre-activation variance ``S_ii`` of layer ``l`` (ReLU family: ``sqrt(S_ii)``
+    and ``1/sqrt(S_ii)``; erf: ``1/sqrt(1 + 2 S_ii)`` twice; GELU: ``S_ii``
+    and ``1 + S_ii``); series route: ``sqrt(S_ii)`` and ``1/sqrt(S_ii)``.
+``c[l, :, i]``, ``e[l, :, i]``
+    Series route only: Hermite coefficients of ``phi`` and ``phi'`` at that
+    variance, to degree ``deg[l]`` (:func:`kernelcomp._kernels.duals.series_coefficients`).
 ``dg[i]``
     The kernel's diagonal value.
 
 The O(n^2) pass (:func:`tiles`) owns square tiles of the output; each tile
 computes, row by row, the dot products of its block (unless they were already
 written into ``out`` by BLAS), then every layer of the recursion as a
-vectorisable loop over the tile's columns. In the symmetric case only tiles on
-or above the diagonal are computed and each is mirrored while hot; diagonal
-entries are the exact per-sample values. Every entry follows the same sequence
-of operations wherever it lies, so the result does not depend on the tile size
-or on the number of threads.
+vectorisable loop over the tile's columns, one loop per activation (an explicit
+branch per code of :mod:`kernelcomp._kernels.activations`). In the symmetric
+case only tiles on or above the diagonal are computed and each is mirrored
+while hot; diagonal entries are the exact per-sample values. Every entry
+follows the same sequence of operations wherever it lies, so the result does
+not depend on the tile size or on the number of threads.
 
 Activations are chosen by an integer code, never by passing a function.
 """
@@ -29,92 +36,22 @@ import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
-
-RELU = 0
-ERF = 1
-
-_PI = math.pi
-_HALF_PI = 0.5 * math.pi
-_INV_2PI = 1.0 / (2.0 * math.pi)
-_2_OVER_PI = 2.0 / math.pi
-_4_OVER_PI = 4.0 / math.pi
-_TINY = 1e-300
-
-# rational approximation of asin(x)/x - 1 on |x| <= 0.5 (fdlibm, e_asin.c)
-_PS0 = 1.66666666666666657415e-01
-_PS1 = -3.25565818622400915405e-01
-_PS2 = 2.01212532134862925881e-01
-_PS3 = -4.00555345006794114027e-02
-_PS4 = 7.91534994289814532176e-04
-_PS5 = 3.47933107596021167570e-05
-_QS1 = -2.40339491173441421878e00
-_QS2 = 2.02094576023350569471e00
-_QS3 = -6.88283971605453293030e-01
-_QS4 = 7.70381505559019352791e-02
-
-
-@jit
-def _asin_core(ax: float) -> tuple[float, bool]:
-    """For ``0 <= ax <= 1``: ``r`` and ``big`` with asin(ax) = r (small) or pi/2 - 2r (big)."""
-    big = ax > 0.5
-    z = (1.0 - ax) * 0.5 if big else ax * ax
-    sq = math.sqrt(z)
-    s = sq if big else ax
-    p = z * (_PS0 + z * (_PS1 + z * (_PS2 + z * (_PS3 + z * (_PS4 + z * _PS5)))))
-    q = 1.0 + z * (_QS1 + z * (_QS2 + z * (_QS3 + z * _QS4)))
-    return s + s * (p / q), big
-
-
-@jit
-def acos(x: float) -> float:
-    """Branch-free arccos for ``-1 <= x <= 1`` (vectorises; ~1 ulp)."""
-    ax = abs(x)
-    r, big = _asin_core(ax)
-    a = 2.0 * r if big else _HALF_PI - r
-    return a if x >= 0.0 else _PI - a
-
-
-@jit
-def asin(x: float) -> float:
-    """Branch-free arcsin for ``-1 <= x <= 1`` (vectorises; ~1 ulp)."""
-    ax = abs(x)
-    r, big = _asin_core(ax)
-    a = _HALF_PI - 2.0 * r if big else r
-    return a if x >= 0.0 else -a
-
-
-@jit
-def relu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
-    """ReLU arc-cosine expectations ``(K, Kdot)`` for covariance ``s`` of two units.
-
-    ``ai = sqrt(S_ii)``, ``bi = 1/sqrt(S_ii)`` (0 for a zero variance).
-    Correlations within ``snap`` of +-1 are set to +-1: they are rounding noise,
-    and this makes identical rows reproduce the diagonal exactly. Per-sample
-    factors are multiplied pairwise first, so ``k(x, y)`` and ``k(y, x)`` are
-    bit-identical.
-    """
-    rho = s * (bi * bj)
-    arho = abs(rho)
-    # clip to [-1, 1] and snap rounding-level distances from +-1 (selects, no branches)
-    rho = math.copysign(1.0, rho) if 1.0 - arho <= snap else rho
-    c = (1.0 - rho) * (1.0 + rho)
-    sin_t = math.sqrt(c if c > 0.0 else 0.0)
-    pi_minus_t = _PI - acos(rho)
-    k = (ai * aj) * (sin_t + pi_minus_t * rho) * _INV_2PI
-    kd = pi_minus_t * _INV_2PI
-    return k, kd
-
-
-@jit
-def erf_step(s: float, ai: float, aj: float):
-    """Erf expectations ``(K, Kdot)``; ``ai = 1/sqrt(1 + 2 S_ii)``."""
-    u = ai * aj
-    r = 2.0 * s * u
-    r = math.copysign(1.0, r) if abs(r) > 1.0 else r
-    c = (1.0 - r) * (1.0 + r)
-    k = _2_OVER_PI * asin(r)
-    kd = _4_OVER_PI * u / math.sqrt(c if c > _TINY else _TINY)
-    return k, kd
+from kernelcomp._kernels.activations import ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
+from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
+    _LK_C1,
+    _LK_C2,
+    _LK_C3,
+    abrelu_step,
+    acos,
+    asin,
+    closed_state,
+    closed_step,
+    erf_step,
+    gelu_step,
+    relu_step,
+    series_step,
+    snap_rho,
+)
 
 
 @jit
@@ -164,20 +101,58 @@ def prepare(
         s = s0a * acc + b2[0]
         t = t0a * acc + t0b
         for l in range(L):
-            if act == RELU:
-                ai = math.sqrt(max(s, 0.0))
-                bi = 1.0 / ai if ai > 0.0 else 0.0
-                k, kd = relu_step(s, ai, ai, bi, bi, snap)
-            else:
-                ai = 1.0 / math.sqrt(1.0 + 2.0 * max(s, 0.0))
-                bi = ai
-                k, kd = erf_step(s, ai, ai)
+            ai, bi = closed_state(act, s)
+            k, kd = closed_step(act, s, ai, ai, bi, bi, snap)
             a[l, i] = ai
             b[l, i] = bi
             sn = w2[l + 1] * k + b2[l + 1]
             t = ta[l] * k + tb[l] + w2[l + 1] * kd * t
             s = sn
         dg[i] = t if ntk else s
+
+
+@jit(parallel=True)
+def series_init(
+    X: np.ndarray, s0a: float, t0a: float, t0b: float, b20: float,
+    sqn: np.ndarray, rsq: np.ndarray, s: np.ndarray, t: np.ndarray,
+) -> None:
+    """Series route, before the layers: norms (as :func:`prepare`) and the first ``s``, ``t``."""
+    for i in numba.prange(X.shape[0]):
+        acc = _row_sqnorm(X, np.int64(i))
+        sqn[i] = acc
+        rsq[i] = 1.0 / math.sqrt(acc) if acc > 0.0 else 0.0
+        s[i] = s0a * acc + b20
+        t[i] = t0a * acc + t0b
+
+
+@jit(parallel=True)
+def series_layer(
+    c: np.ndarray, e: np.ndarray, deg: int, ntk: bool, w2n: float, b2n: float, tal: float,
+    tbl: float, snap: float, s: np.ndarray, t: np.ndarray, a: np.ndarray, b: np.ndarray,
+) -> None:
+    """Series route, one layer of the per-sample recursion (``s``, ``t`` updated in place).
+
+    ``c``, ``e`` (deg + 1, n) are the layer's coefficients of the variances
+    ``s``; fills ``a = sqrt(s)``, ``b = 1/sqrt(s)`` (0 for 0). The diagonal
+    entry is :func:`kernelcomp._kernels.duals.series_step` at
+    ``rho = snap_rho(s, b, b)``, the operations :func:`tiles` performs for two
+    identical rows.
+    """
+    for i in numba.prange(s.shape[0]):
+        si = s[i]
+        ai = math.sqrt(max(si, 0.0))
+        bi = 1.0 / ai if ai > 0.0 else 0.0
+        a[i] = ai
+        b[i] = bi
+        rho = snap_rho(si, bi, bi, snap)
+        k = c[deg, i] * c[deg, i]
+        kd = e[deg, i] * e[deg, i]
+        for m in range(deg - 1, -1, -1):
+            k = k * rho + c[m, i] * c[m, i]
+            if ntk:
+                kd = kd * rho + e[m, i] * e[m, i]
+        t[i] = tal * k + tbl + w2n * kd * t[i]
+        s[i] = w2n * k + b2n
 
 
 @jit(parallel=True)
@@ -202,6 +177,12 @@ def tiles(
     b2: np.ndarray,
     ta: np.ndarray,
     tb: np.ndarray,
+    series: bool,
+    deg: np.ndarray,
+    cx: np.ndarray,
+    ex: np.ndarray,
+    cy: np.ndarray,
+    ey: np.ndarray,
     snap: float,
     snap_dot: float,
     symmetric: bool,
@@ -218,7 +199,10 @@ def tiles(
     the squared norm for identical rows, so they reproduce the diagonal exactly
     although BLAS sums in another order than the per-sample pass. With
     ``symmetric``, rows and columns are the same samples: tiles above the
-    diagonal are computed and mirrored.
+    diagonal are computed and mirrored. With ``series``, every layer is the
+    Hermite series of the coefficients ``cx``/``ex`` (rows) and ``cy``/``ey``
+    (columns), (L, >= deg[l] + 1, n) each, to degree ``deg[l]``; otherwise
+    the closed form of ``act`` (those arrays are not read).
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -249,6 +233,9 @@ def tiles(
         acc = np.empty(tile, dtype=np.float64)
         s = np.empty(tile, dtype=np.float64)
         t = np.empty(tile, dtype=np.float64)
+        rho = np.empty(tile, dtype=np.float64)
+        kk = np.empty(tile, dtype=np.float64)
+        kkd = np.empty(tile, dtype=np.float64)
         for i in range(i0, i1):
             js = i + 1 if on_diag else j0
             w = j1 - js
@@ -300,18 +287,64 @@ def tiles(
                     b2n = b2[l + 1]
                     tal = ta[l]
                     tbl = tb[l]
-                    if act == RELU:
+                    if series:
+                        mdeg = deg[l]
                         for jj in range(w):
-                            k, kd = relu_step(
-                                s[jj], ai, ayl[jj], bi, byl[jj], snap
-                            )
+                            rho[jj] = snap_rho(s[jj], bi, byl[jj], snap)
+                        ci = cx[l, mdeg, i]
+                        cyl = cy[l, mdeg, js:j1]
+                        for jj in range(w):
+                            kk[jj] = ci * cyl[jj]
+                        for q in range(mdeg - 1, -1, -1):
+                            ci = cx[l, q, i]
+                            cyl = cy[l, q, js:j1]
+                            for jj in range(w):
+                                kk[jj] = kk[jj] * rho[jj] + ci * cyl[jj]
+                        if ntk:
+                            ci = ex[l, mdeg, i]
+                            cyl = ey[l, mdeg, js:j1]
+                            for jj in range(w):
+                                kkd[jj] = ci * cyl[jj]
+                            for q in range(mdeg - 1, -1, -1):
+                                ci = ex[l, q, i]
+                                cyl = ey[l, q, js:j1]
+                                for jj in range(w):
+                                    kkd[jj] = kkd[jj] * rho[jj] + ci * cyl[jj]
+                            for jj in range(w):
+                                t[jj] = tal * kk[jj] + tbl + w2n * kkd[jj] * t[jj]
+                        for jj in range(w):
+                            s[jj] = w2n * kk[jj] + b2n
+                    elif act == RELU or act == RELU_UNIT:  # relu_unit's 2 is in w2, ta
+                        for jj in range(w):
+                            k, kd = relu_step(s[jj], ai, ayl[jj], bi, byl[jj], snap)
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
-                    else:
+                    elif act == ERF:
                         for jj in range(w):
                             k, kd = erf_step(s[jj], ai, ayl[jj])
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
+                    elif act == LEAKY_RELU:
+                        for jj in range(w):
+                            k, kd = abrelu_step(
+                                s[jj], ai, ayl[jj], bi, byl[jj], snap, _LK_C1, _LK_C2, _LK_C3
+                            )
+                            t[jj] = tal * k + tbl + w2n * kd * t[jj]
+                            s[jj] = w2n * k + b2n
+                    elif act == LINEAR:
+                        for jj in range(w):
+                            k = s[jj]
+                            t[jj] = tal * k + tbl + w2n * 1.0 * t[jj]
+                            s[jj] = w2n * k + b2n
+                    elif act == GELU:
+                        for jj in range(w):
+                            k, kd = gelu_step(s[jj], ai, ayl[jj], bi, byl[jj])
+                            t[jj] = tal * k + tbl + w2n * kd * t[jj]
+                            s[jj] = w2n * k + b2n
+                    else:  # not a closed form: the public layer never gets here
+                        for jj in range(w):
+                            t[jj] = math.nan
+                            s[jj] = math.nan
                 res = t if ntk else s
                 for jj in range(w):
                     orow[jj] = res[jj]

@@ -48,11 +48,23 @@ from kernelcomp._kernels._config import (
     cuda_module,
     cuda_simulator,
 )
-from kernelcomp._kernels.analytic import (
+from kernelcomp._kernels.activations import (
+    CODES,
+    ERF,
+    GELU,
+    LEAKY_RELU,
+    LINEAR,
+    RELU,
+    RELU_UNIT,
+)
+from kernelcomp._kernels.duals import (
     _2_OVER_PI,
     _4_OVER_PI,
     _HALF_PI,
     _INV_2PI,
+    _LK_C1,
+    _LK_C2,
+    _LK_C3,
     _PI,
     _PS0,
     _PS1,
@@ -65,8 +77,11 @@ from kernelcomp._kernels.analytic import (
     _QS3,
     _QS4,
     _TINY,
-    RELU,
 )
+
+#: codes with a closed-form step in :func:`_entry` (the codes of
+#: :mod:`kernelcomp._kernels.activations`); any smooth code also runs as a Hermite series
+CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU)
 
 #: edge of a thread block (TILE x TILE threads, one output entry each) and of
 #: the shared-memory tiles of X and Y (TILE rows by TILE features)
@@ -172,21 +187,86 @@ def _erf_step(s, ai, aj):
 
 
 @_device
-def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap):
+def _abrelu_step(s, ai, aj, bi, bj, snap, c1, c2, c3):
+    """:func:`kernelcomp._kernels.duals.abrelu_step` on the device."""
+    rho = _mul(s, _mul(bi, bj))
+    rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+    c = _mul(1.0 - rho, 1.0 + rho)
+    sin_t = math.sqrt(c if c > 0.0 else 0.0)
+    t = _acos(rho)
+    g = _mul(c2, _PI - t) + _mul(c3, t)
+    k = _mul(_mul(_mul(ai, aj), _mul(c1, sin_t) + _mul(g, rho)), _INV_2PI)
+    kd = _mul(g, _INV_2PI)
+    return k, kd
+
+
+@_device
+def _gelu_step(s, ai, aj, bi, bj):
+    """:func:`kernelcomp._kernels.duals.gelu_step` on the device."""
+    pq = _mul(ai, aj)
+    p = _mul(bi, bj)
+    d2 = p - _mul(s, s)
+    d2 = d2 if d2 > 1.0 else 1.0
+    dl = math.sqrt(d2)
+    x = s / math.sqrt(p)
+    x = math.copysign(1.0, x) if abs(x) > 1.0 else x
+    ang = _asin(x)
+    k = _mul(0.25, s) + _mul(_INV_2PI, _mul(s, ang) + (_mul(s, s) + _mul(pq, d2)) / _mul(p, dl))
+    kd = 0.25 + _mul(_INV_2PI, ang + _mul(s / dl, (1.0 + (1.0 - pq) / p) + 1.0 / d2))
+    return k, kd
+
+
+@_device
+def _series_step(s, i, j, l, bi, bj, snap, deg, cx, cy, ex, ey, ntk):
+    """:func:`kernelcomp._kernels.duals.series_step` (Horner) on the device."""
+    rho = _mul(s, _mul(bi, bj))
+    rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+    m = deg[l]
+    k = _mul(cx[l, m, i], cy[l, m, j])
+    for q in range(m - 1, -1, -1):
+        k = _mul(k, rho) + _mul(cx[l, q, i], cy[l, q, j])
+    kd = 0.0
+    if ntk:
+        kd = _mul(ex[l, m, i], ey[l, m, j])
+        for q in range(m - 1, -1, -1):
+            kd = _mul(kd, rho) + _mul(ex[l, q, i], ey[l, q, j])
+    return k, kd
+
+
+@_device
+def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap,
+           series, deg, cx, ex, cy, ey):
     """Kernel value of rows ``i`` and ``j`` from their dot product ``acc``.
 
-    ``par`` packs ``w2`` (L+1), ``b2`` (L+1), ``ta`` (L), ``tb`` (L).
+    ``par`` packs ``w2`` (L+1), ``b2`` (L+1), ``ta`` (L), ``tb`` (L). One
+    explicit step per activation code (shared with
+    :mod:`kernelcomp._kernels.activations`); with ``series``, the Hermite series
+    of the coefficients ``cx``.. (a code without a step gives NaN, but the
+    host refuses it first: :class:`Recursion`).
     """
     L = n_layers
     s = _mul(s0a, acc) + par[L + 1]
     t = _mul(t0a, acc) + t0b
     for l in range(L):
-        if act == RELU:
+        if series:
+            k, kd = _series_step(s, i, j, l, bx[l, i], by[l, j], snap, deg, cx, cy, ex, ey, ntk)
+        elif act == RELU or act == RELU_UNIT:  # relu_unit's factor 2 is in par
             k, kd = _relu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
-        else:
+        elif act == ERF:
             k, kd = _erf_step(s, ax[l, i], ay[l, j])
+        elif act == LEAKY_RELU:
+            k, kd = _abrelu_step(
+                s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap, _LK_C1, _LK_C2, _LK_C3
+            )
+        elif act == LINEAR:
+            k, kd = s, 1.0
+        elif act == GELU:
+            k, kd = _gelu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j])
+        else:
+            k, kd = math.nan, math.nan
         w2n = par[l + 1]
-        t = (_mul(par[2 * L + 2 + l], k) + par[3 * L + 2 + l]) + _mul(_mul(w2n, kd), t)
+        if ntk:
+            t = (_mul(par[2 * L + 2 + l], k) + par[3 * L + 2 + l]) + _mul(_mul(w2n, kd), t)
         s = _mul(w2n, k) + par[L + 2 + l]
     return t if ntk else s
 
@@ -194,7 +274,7 @@ def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, sn
 @cuda_jit
 def _gram_kernel(
     X, Y, ax, bx, dgx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap,
-    row0, col0, symmetric, out,
+    series, deg, cx, ex, cy, ey, row0, col0, symmetric, out,
 ):
     """``out[r, c] = k(X[row0 + r], Y[col0 + c])``; ``symmetric``: ``Y is X``, row0 == col0."""
     tx = cuda.threadIdx.x
@@ -238,7 +318,10 @@ def _gram_kernel(
         if symmetric and i == j:
             res = dgx[i]
         else:
-            res = _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap)
+            res = _entry(
+                acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, snap,
+                series, deg, cx, ex, cy, ey,
+            )
         out[r, c] = res
     if symmetric:
         # mirror through shared memory: thread (ty, tx) writes entry (c0+ty, r0+tx),
@@ -302,7 +385,10 @@ class DeviceSamples:
     (n,) in float64, from the CPU ``prepare`` pass.
     """
 
-    def __init__(self, X: Any, a: np.ndarray, b: np.ndarray, dg: np.ndarray) -> None:
+    def __init__(
+        self, X: Any, a: np.ndarray, b: np.ndarray, dg: np.ndarray,
+        c: np.ndarray | None = None, e: np.ndarray | None = None,
+    ) -> None:
         n = a.shape[1]
         if a.shape[0] == 0:  # depth 0: no per-layer state (keep the arrays non-empty)
             a = np.zeros((1, n))
@@ -311,6 +397,9 @@ class DeviceSamples:
         self.a = to_device(a)
         self.b = to_device(b)
         self.dg = to_device(dg)
+        # Hermite coefficients (L, M + 1, n) of the series route; a placeholder otherwise
+        self.c = to_device(np.zeros((1, 1, 1)) if c is None else c)
+        self.e = to_device(np.zeros((1, 1, 1)) if e is None else e)
 
 
 class Recursion:
@@ -322,6 +411,16 @@ class Recursion:
         par = np.concatenate([w2, params["b2"], params["ta"], params["tb"]]).astype(np.float64)
         self.par = to_device(par)
         self.act = int(params["act"])
+        self.series = bool(params.get("series", False))
+        if not self.series and self.act not in CLOSED_CODES:
+            names = {v: k for k, v in CODES.items()}
+            known = ", ".join(f"{c} ({names[c]})" for c in CLOSED_CODES)
+            raise ValueError(
+                f"the CUDA kernel has no closed-form step for activation code {self.act} "
+                f"({names.get(self.act, 'not an activation')!r}); its closed forms are "
+                f"{known}, and smooth activations run as Hermite series"
+            )
+        self.deg = to_device(np.asarray(params.get("deg", np.zeros(1)), dtype=np.int64))
         self.ntk = bool(params["ntk"])
         self.s0a = float(params["s0a"])
         self.t0a = float(params["t0a"])
@@ -378,6 +477,12 @@ def _launch(rec: Recursion, xs: DeviceSamples, ys: DeviceSamples, row0: int, col
         rec.t0a,
         rec.t0b,
         rec.snap,
+        rec.series,
+        rec.deg,
+        xs.c,
+        xs.e,
+        ys.c,
+        ys.e,
         int(row0),
         int(col0),
         bool(symmetric),

@@ -13,7 +13,7 @@
     kernelcomp geometry RUN.h5 -o DIAG.h5 [--informative J] [--plot DIR]
     kernelcomp info FILE.h5
     kernelcomp train DATASET --p P --d D -o RUN.h5 ...
-    kernelcomp demo --out DIR [--quick]
+    kernelcomp demo --out DIR [--quick] [--force]
 
 One module per subcommand, its parser beside its handler (``_gram``, ``_kpca``,
 ``_geometry``, ``_info``, ``_train``, ``_demo``); what they share is in ``_common`` (errors,
@@ -36,6 +36,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from kernelcomp._argtypes import (  # noqa: F401  (the option types, as kernelcomp.cli.*)
     int_list,
@@ -46,7 +47,6 @@ from kernelcomp._argtypes import (  # noqa: F401  (the option types, as kernelco
     widths,
 )
 from kernelcomp._version import __version__
-from kernelcomp.cli import _demo, _geometry, _gram, _info, _kpca, _train
 from kernelcomp.cli._common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -57,8 +57,23 @@ from kernelcomp.cli._common import (
 
 __all__ = ["build_parser", "main"]
 
-#: the subcommands, in the order of ``kernelcomp --help``
-SUBCOMMANDS = (_gram, _kpca, _geometry, _info, _train, _demo)
+
+def _subcommands() -> tuple[Any, ...]:
+    """The subcommand modules, in the order of ``kernelcomp --help``.
+
+    Imported when the parser is built, inside :func:`main`'s handling of
+    Ctrl-C: importing ``kernelcomp.cli`` itself loads neither NumPy nor any
+    subcommand, so an interrupt during start-up ends in one line, not a traceback.
+    """
+    from kernelcomp.cli import _demo, _geometry, _gram, _info, _kpca, _train
+
+    return (_gram, _kpca, _geometry, _info, _train, _demo)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SUBCOMMANDS":  # the subcommand modules, in the order of ``kernelcomp --help``
+        return _subcommands()
+    raise AttributeError(f"module 'kernelcomp.cli' has no attribute {name!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--traceback", action="store_true", help="show the full traceback of errors"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in SUBCOMMANDS:
+    for module in _subcommands():
         module.add_parser(sub)
     return parser
 
@@ -123,6 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["info", "/nonexistent.h5"])
     2
     """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a subcommand runs: while importing, parsing
+        print("kernelcomp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """:func:`main` (its Ctrl-C before the subcommand's own handling aside)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -13,9 +13,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: exit status of a user error / of an interrupted command / of a closed pipe
 EXIT_USAGE = 2
@@ -85,16 +86,14 @@ def save_figure(path: Path, draw: Callable[[Any], Any], title: str | None = None
     return path
 
 
-
-
-
-
 def labels(y: Any, name: str, n: int) -> np.ndarray:
     """Labels as float64; two classes other than -1/+1 are mapped to -1/+1.
 
     The paper's projections and MI use +-1 labels: with 0/1 labels the label
     vector has a large mean and the projections measure something else.
     """
+    import numpy as np
+
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]

@@ -67,7 +67,8 @@ def add_parser(sub: Any) -> None:
     )
     analytic.add_argument(
         "--activation", choices=_ActivationNames(), default=argparse.SUPPRESS,
-        help="default: relu; relu, relu_unit and erf in closed form, the others by quadrature",
+        help="default: relu; relu, relu_unit, erf, leaky_relu, linear and gelu in closed form, "
+        "tanh, silu, softplus and sigmoid as Hermite series, elu by quadrature",
     )
     analytic.add_argument(
         "--weight-std", type=stds, metavar="S", default=argparse.SUPPRESS,
@@ -128,7 +129,8 @@ def _analytic_kernel(args: argparse.Namespace) -> Any:
     empirical = {"--params": args.params != "all",
                  "--network-activation": args.network_activation is not None,
                  "--model": args.model is not None,
-                 "--input-shape": args.input_shape is not None}
+                 "--input-shape": args.input_shape is not None,
+                 "--max-memory": args.max_memory is not None}
     flags = [k for k, v in empirical.items() if v]
     if flags:
         raise UsageError(f"{', '.join(flags)} {'needs' if len(flags) == 1 else 'need'} "
@@ -154,10 +156,11 @@ def _network_kernel(args: argparse.Namespace) -> Any:
     net = load_network(Path(args.network), args.network_activation, args.checkpoint,
                        model=args.model)
     if args.kernel == "ntk":
-        return empirical_ntk(net, args.params, args.input_shape, args.dtype)
-    if args.params != "all" or args.input_shape is not None:
-        raise UsageError(f"{'--params' if args.params != 'all' else '--input-shape'} "
-                         "applies to --kernel ntk only")
+        return empirical_ntk(net, args.params, args.input_shape, args.dtype, args.max_memory)
+    if args.params != "all" or args.input_shape is not None or args.max_memory is not None:
+        flag = ("--params" if args.params != "all" else
+                "--input-shape" if args.input_shape is not None else "--max-memory")
+        raise UsageError(f"{flag} applies to --kernel ntk only")
     if not isinstance(net, FCNetwork):
         raise UsageError("--kernel nngp needs a kernelcomp network; the empirical kernel of a "
                          "PyTorch model is its NTK")

@@ -25,6 +25,7 @@ from kernelcomp.cli._common import (
     diagnostics_destination,
     evenly,
     progress_bar,
+    progress_on,
     save_figure,
     say,
     write_diagnostics,
@@ -163,8 +164,8 @@ def gram_of(s: Source, args: argparse.Namespace) -> tuple[np.ndarray, Any]:
     from kernelcomp._gram import gram
 
     net = s.network()
-    kernel = empirical_ntk(net, args.params, args.input_shape, args.dtype)
-    K = gram(kernel, s.X, dtype=args.dtype, n_jobs=args.n_jobs)
+    kernel = empirical_ntk(net, args.params, args.input_shape, args.dtype, args.max_memory)
+    K = gram(kernel, s.X, dtype=args.dtype, n_jobs=args.n_jobs, progress=progress_on(args))
     return K, net
 
 

@@ -21,8 +21,13 @@ from kernelcomp.cli._common import UsageError, labels
 
 def add_torch_options(p: Any) -> None:
     """``--model`` and ``--input-shape``: PyTorch checkpoints of any architecture."""
-    from kernelcomp._argtypes import int_list
+    from kernelcomp._argtypes import byte_size, int_list
 
+    p.add_argument(
+        "--max-memory", type=byte_size, metavar="BYTES",
+        help="memory budget of a PyTorch model's empirical NTK besides the Gram itself, e.g. "
+             "512M or 2G (default: a quarter of the memory available, at most 1G)",
+    )
     p.add_argument(
         "--model", metavar="PKG.MODULE:FACTORY",
         help=".pt/.pth files are state dicts of the module FACTORY() returns (imported with "
@@ -148,13 +153,14 @@ def _checkpoint_source(
 
 
 def empirical_ntk(net: Any, params: str = "all", input_shape: Any = None,
-                  dtype: str | None = None) -> Any:
+                  dtype: str | None = None, max_memory: int | None = None) -> Any:
     """The empirical NTK of a loaded network: EmpiricalNTK, or TorchNTK for a torch module."""
     from kernelcomp.network import FCNetwork
 
     if isinstance(net, FCNetwork):
-        if input_shape is not None:
-            raise UsageError("--input-shape applies to PyTorch models (TorchScript or --model)")
+        if input_shape is not None or max_memory is not None:
+            flag = "--input-shape" if input_shape is not None else "--max-memory"
+            raise UsageError(f"{flag} applies to PyTorch models (TorchScript or --model)")
         from kernelcomp.empirical import EmpiricalNTK
 
         return EmpiricalNTK(net, params=params)
@@ -164,7 +170,8 @@ def empirical_ntk(net: Any, params: str = "all", input_shape: Any = None,
     from kernelcomp._torch_ntk import TorchNTK
 
     try:
-        return TorchNTK(net, params=params, input_shape=input_shape, dtype=dtype or "float64")
+        return TorchNTK(net, params=params, input_shape=input_shape, dtype=dtype or "float64",
+                        max_memory=max_memory)
     except ValueError as exc:
         if input_shape is None and "input_shape is required" in str(exc):
             raise UsageError("the PyTorch model does not fix the shape of one sample: pass "

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._gram import default_block_rows
+from kernelcomp._linalg import matmul as _matmul
 from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import (
     check_bool,
@@ -212,7 +213,7 @@ def _kernel_pca_out_of_core(
             out = np.empty_like(V)
             for i0 in range(0, n, rows):
                 i1 = min(n, i0 + rows)
-                np.matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
+                _matmul(np.asarray(D[i0:i1], dtype=dt), V, out=out[i0:i1])
             bar.update(1)
             return out
 
@@ -349,7 +350,7 @@ def kernel_pca(
     trace = float(np.trace(K, dtype=np.float64))
 
     if method == "lanczos":
-        w, V, info = _block_lanczos(lambda B: K @ B, n, k, K.dtype, tol=tol,
+        w, V, info = _block_lanczos(lambda B: _matmul(K, B), n, k, K.dtype, tol=tol,
                                     random_state=random_state)
         if not info.converged:
             method = "subset"  # LAPACK: exact to round-off

@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kernelcomp._gram import default_block_rows
+from kernelcomp._linalg import matmul
 from kernelcomp._validation import (
     check_choice,
     check_real,
@@ -350,13 +351,13 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
     def _flow_decision(self, X: np.ndarray) -> np.ndarray:
         coef = self.dual_coef_[0]
         if _is_precomputed(self.kernel_):
-            return np.asarray(X[:, self.support_], dtype=np.float64) @ coef
+            return matmul(np.asarray(X[:, self.support_], dtype=np.float64), coef)
         out = np.zeros(X.shape[0], dtype=np.float64)
         if len(coef):
             for start, stop, block in self._iter_test_gram(
                 X, self.support_vectors_, self._gram_dtype
             ):
-                out[start:stop] = block @ coef
+                matmul(block, coef, out=out[start:stop])
         return out
 
     def _svc_apply(self, X: np.ndarray, name: str) -> np.ndarray:

@@ -26,12 +26,13 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from kernelcomp import _falkon
 from kernelcomp._base import Kernel
 from kernelcomp._gram import gram
-from kernelcomp._linalg import cholesky_inplace, mirror_upper
+from kernelcomp._linalg import cholesky_inplace, matmul, mirror_upper
 from kernelcomp._parallel import n_jobs_context
 from kernelcomp._validation import (
     check_choice,
     check_int,
     check_real,
+    check_real_dtype,
     result_dtype,
 )
 from kernelcomp.distributed import is_dask_array
@@ -127,7 +128,7 @@ def _cross_gram(xb: np.ndarray, kernel: Kernel, C: np.ndarray, dtype: str) -> np
 
 def _predict_block(xb: np.ndarray, kernel: Kernel, C: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """Predictions of a row block of Dask inputs (a Dask task)."""
-    return gram(kernel, xb, C, dtype=coef.dtype) @ coef
+    return matmul(gram(kernel, xb, C, dtype=coef.dtype), coef)
 
 
 class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
@@ -352,10 +353,10 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
                 drop_axis=1 if coef.ndim == 1 else None, dtype=dt)
         X = validate_data(self, X, reset=False, dtype=_FLOATS)
         if _is_precomputed(self.kernel_):
-            return np.asarray(X, dtype=dt) @ coef
+            return matmul(np.asarray(X, dtype=dt), coef)
         out = np.empty((X.shape[0], *coef.shape[1:]), dtype=dt)
         for start, stop, block in self._iter_test_gram(X, self.X_fit_, dt):
-            np.matmul(block, coef, out=out[start:stop])
+            matmul(block, coef, out=out[start:stop])
         return out
 
 
@@ -436,6 +437,7 @@ def _fit_falkon(est: NTKRegressor, kernel: Kernel | str, X: np.ndarray, y: np.nd
 def _fit_falkon_dask(est: NTKRegressor, kernel: Kernel, X: Any, y: Any, alpha: float,
                      sample_weight: Any) -> NTKRegressor:
     """``solver="falkon"`` on Dask arrays: K_nm blocks persisted on the workers."""
+    import dask
     import dask.array as da
 
     from kernelcomp.distributed import is_dask_array
@@ -458,6 +460,8 @@ def _fit_falkon_dask(est: NTKRegressor, kernel: Kernel, X: Any, y: Any, alpha: f
     if kernel.n_features_in is not None and X.shape[1] != kernel.n_features_in:
         raise ValueError(f"X has {X.shape[1]} features, but the kernel expects "
                          f"{kernel.n_features_in}")  # fmt: skip
+    check_real_dtype(X.dtype, "X")
+    check_real_dtype(y.dtype, "y")
     x_dt = np.empty(0, dtype=X.dtype)
     dt = result_dtype(x_dt if X.dtype == np.float32 else x_dt.astype(np.float64),
                       dtype=est.dtype)  # fmt: skip
@@ -482,7 +486,9 @@ def _fit_falkon_dask(est: NTKRegressor, kernel: Kernel, X: Any, y: Any, alpha: f
     else:
         W, w_sum = None, float(n)
     WY = Y if W is None else Y * W
-    rhs = (knm.T @ WY).compute()
+    rhs, y_finite = dask.compute(knm.T @ WY, da.isfinite(Y).all())  # one pass over y
+    if not y_finite:
+        raise ValueError("y contains NaN or infinity; all targets must be finite")
 
     def normal(beta: np.ndarray) -> np.ndarray:
         u = knm @ beta

@@ -32,7 +32,10 @@ from kernelcomp._h5 import (
     _read_values,
     _write_value,
     atomic_write,
+    check_free_space,
+    reserve,
     stamp,
+    write_lock,
 )
 
 
@@ -186,15 +189,50 @@ def add_run_diagnostics(
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
     config_json = _check_entries(entries, config)
-    with _open_checked(path, "run") as f:
-        exists = f"diagnostics/{name}" in f
+    with _open_checked(path, "run"):  # a readable run file (clear errors) before the lock
+        pass
     p = Path(path)
-    if exists and not force:
-        raise FileExistsError(
-            f"{p} already holds diagnostics {name!r}; pass force=True (--force) to replace them"
-        )
+    # one writer at a time: a second one waits for the first's copy, then adds to its result
+    with write_lock(p, wait=_LOCK_WAIT):
+        with _open_checked(p, "run") as f:
+            exists = f"diagnostics/{name}" in f
+            complete = bool(f.attrs.get("complete", True))
+        if not complete:
+            raise FormatError(
+                f"{p} is the file of a run that did not finish (or is still being trained); "
+                "diagnostics are added to complete run files only"
+            )
+        if exists and not force:
+            raise FileExistsError(
+                f"{p} already holds diagnostics {name!r}; pass force=True (--force) to replace "
+                "them"
+            )
+        need = p.stat().st_size + _entries_size(entries) + (1 << 20)
+        check_free_space(p.parent, need, f"a copy of {p} with its new diagnostics")
+        _add_group(p, entries, name, config_json)
+    return p
+
+
+#: seconds add_run_diagnostics waits for another writer of the same run file
+_LOCK_WAIT = 10.0
+
+
+def _entries_size(entries: Sequence[Mapping[str, Any]]) -> int:
+    """Bytes of the arrays of diagnostics entries (a bound for their space on disk)."""
+    total = 0
+    for entry in entries:
+        for value in entry.values():
+            if isinstance(value, np.ndarray):
+                total += value.nbytes
+    return total
+
+
+def _add_group(p: Path, entries: Sequence[Mapping[str, Any]], name: str,
+               config_json: str) -> None:
+    """Write a copy of the run file ``p`` with the group ``diagnostics/NAME``; rename it over."""
     with atomic_write(p, mode_from=p) as tmp:
         shutil.copyfile(p, tmp)
+        reserve(tmp, 2 * _entries_size(entries) + (1 << 20), what=f"the diagnostics of {p}")
         with h5py.File(tmp, "r+") as f:
             parent = f.require_group("diagnostics")
             if name in parent:
@@ -202,7 +240,6 @@ def add_run_diagnostics(
             g = parent.create_group(name)
             stamp(g, "diagnostics")
             _write_entries(g, entries, config_json)
-    return p
 
 
 def _read_diagnostics(g: h5py.Group, p: Path) -> Diagnostics:

@@ -17,9 +17,9 @@ and rename it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
-import os
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,14 +35,21 @@ from kernelcomp._h5 import (
     FormatError,
     _as_str,
     _atomic_h5,
+    _check_header,
     _dumps,
     _loads,
     _open_checked,
+    _open_h5,
     _output_path,
     _partial_path,
     _path_arg,
+    _publish,
     _refuse_partial,
+    check_free_space,
+    check_stored,
+    reserve,
     stamp,
+    write_lock,
 )
 from kernelcomp._parallel import n_jobs_context
 from kernelcomp._parallel import progress as show_progress
@@ -158,31 +165,71 @@ class GramInfo:
         None for a matrix saved without a kernel or made by a kernel that its
         description cannot rebuild (an empirical NTK needs its network).
         """
+        from kernelcomp.convolutional import _ConvKernel
         from kernelcomp.kernels import _AnalyticKernel
 
-        if self.kernel_desc.get("kernel") not in ("NTK", "NNGP"):
+        name = self.kernel_desc.get("kernel")
+        if name in ("ConvNTK", "ConvNNGP"):
+            return _ConvKernel.from_dict(self.kernel_desc)
+        if name not in ("NTK", "NNGP"):
             return None
         return _AnalyticKernel.from_dict(self.kernel_desc)
 
 
 def _gram_info(f: h5py.File, p: Path) -> GramInfo:
+    """The description of an open Gram file, its layout checked (FormatError if damaged)."""
+    try:
+        return _gram_info_unchecked(f, p)
+    except FormatError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise FormatError(
+            f"{p} is a damaged 'gram' file (its attributes cannot be read: {exc})"
+        ) from None
+
+
+def _gram_info_unchecked(f: h5py.File, p: Path) -> GramInfo:
     if "gram" not in f or not isinstance(f["gram"], h5py.Dataset):
         raise FormatError(f"{p} is a 'gram' file without a 'gram' dataset")
     ds = f["gram"]
-    done = f["completed_blocks"][()] if "completed_blocks" in f else np.ones(1, np.uint8)
+    if ds.ndim != 2 or ds.dtype not in (np.float32, np.float64):
+        raise FormatError(
+            f"{p}: its 'gram' dataset has shape {ds.shape} and dtype {ds.dtype}; a Gram matrix "
+            "is a 2-D float32 or float64 array (a damaged or foreign file)"
+        )
+    n = int(ds.shape[0])
+    block_rows = int(f.attrs.get("block_rows", n))
+    if "completed_blocks" in f:
+        rec = f["completed_blocks"]
+        if not isinstance(rec, h5py.Dataset) or rec.ndim != 1 or rec.dtype.kind not in "biu":
+            raise FormatError(f"{p}: its 'completed_blocks' record is not a 1-D integer array")
+        expected = n_blocks(n, block_rows) if block_rows >= 1 else -1
+        if rec.shape[0] != expected:
+            raise FormatError(
+                f"{p}: its 'completed_blocks' record has {rec.shape[0]} entries, but "
+                f"{n} rows in blocks of {block_rows} make {expected} (a damaged file)"
+            )
+        check_stored(rec, p, "its 'completed_blocks' record")
+        done = rec[()]
+    else:
+        done = np.ones(1, np.uint8)
+    kernel_desc = _loads(f.attrs.get("kernel")) or {}
+    inputs = _loads(f.attrs.get("inputs")) or {}
+    if not isinstance(kernel_desc, dict) or not isinstance(inputs, dict):
+        raise FormatError(f"{p}: its 'kernel' and 'inputs' attributes must be JSON objects")
     attrs = {k: _as_str(v) for k, v in f.attrs.items()}
     return GramInfo(
         path=p,
-        shape=(int(ds.shape[0]), int(ds.shape[1])),
+        shape=(n, int(ds.shape[1])),
         dtype=ds.dtype,
         symmetric=bool(f.attrs.get("symmetric", False)),
-        kernel_desc=_loads(f.attrs.get("kernel")) or {},
+        kernel_desc=kernel_desc,
         input_hash=_as_str(f.attrs.get("input_hash")) or None,
-        block_rows=int(f.attrs.get("block_rows", ds.shape[0])),
+        block_rows=block_rows,
         n_blocks=int(done.size),
         blocks_done=int(np.count_nonzero(done)),
         complete=bool(f.attrs.get("complete", True)),
-        inputs=_loads(f.attrs.get("inputs")) or {},
+        inputs=inputs,
         attrs=attrs,
     )
 
@@ -269,6 +316,7 @@ def load_gram(path: Any) -> np.ndarray:
                 "blocks); continue it with compute_gram_file(..., resume=True) / "
                 "kernelcomp gram --resume"
             )
+        check_stored(f["gram"], Path(path), "its 'gram' dataset")
         return f["gram"][()]
 
 
@@ -482,21 +530,113 @@ def compute_gram_file(
     req = _request(kernel, X, Y, dtype, block_rows)
     final = _output_path(path, force=force or resume)
     partial = _partial_path(final)
-    if resume and not force and final.exists():  # the same complete result: nothing to do
-        return _check_resumable(read_gram_info(final), req)
-    if resume and partial.exists():
-        rows = _check_resumable(read_gram_info(partial), req).block_rows  # its own layout
-    else:
-        _refuse_partial(
-            partial,
-            force,
-            "(an interrupted computation): pass resume=True (--resume) to continue it or "
-            "force=True (--force) to start again",
-        )
-        rows = _create_partial(partial, req, inputs)
-    _fill_blocks(partial, req, rows, n_jobs=n_jobs, progress=progress, should_stop=should_stop)
-    os.replace(partial, final)
+    with write_lock(final):  # one writer of final and partial, from the checks to the rename
+        if resume and not force and final.exists():  # the same complete result: nothing to do
+            return _check_final(_read_existing(final, "file"), req)
+        created = not (resume and partial.exists())
+        if created:
+            _refuse_partial(
+                partial,
+                force,
+                "(an interrupted computation): pass resume=True (--resume) to continue it or "
+                "force=True (--force) to start again",
+            )
+            n, m = req.shape
+            check_free_space(
+                final.parent, n * m * req.dtype.itemsize + _SLACK, f"a {n} x {m} Gram file"
+            )
+            _create_partial(partial, req, inputs)
+        try:
+            with _open_partial(partial, req) as (f, info):  # one handle, from here to the end
+                reserve(partial, f.id.get_filesize() + _SLACK, start=0,
+                        what=f"the Gram file {final}")
+                _fill_blocks(f, req, info.block_rows, n_jobs=n_jobs, progress=progress,
+                             should_stop=should_stop)
+        except NonFiniteGramError:
+            partial.unlink(missing_ok=True)  # it can never become a valid result
+            raise
+        except (ValueError, TypeError):
+            if created:  # the kernel refused these inputs (e.g. it overflows): no empty file
+                partial.unlink(missing_ok=True)
+            raise
+        except OSError as exc:
+            if created and getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+                partial.unlink(missing_ok=True)  # nothing computed yet: leave no empty file
+            raise
+        _publish(partial, final)
     return read_gram_info(final)
+
+
+#: bytes reserved beyond a Gram file's data (HDF5 metadata, the completion record)
+_SLACK = 1 << 20
+
+
+class NonFiniteGramError(ValueError):
+    """A kernel produced NaN or infinite Gram entries (refused rather than stored)."""
+
+
+def _read_existing(path: Path, what: str) -> GramInfo:
+    """The description of an existing final or partial Gram file, or an error naming --force.
+
+    Raises
+    ------
+    FormatError
+        If it cannot be read as a Gram file (damaged, foreign, truncated).
+    BlockingIOError
+        If another process holds it open for writing.
+    """
+    try:
+        return read_gram_info(path)
+    except BlockingIOError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise FormatError(
+            f"{path} cannot be read as a Gram {what} ({' '.join(str(exc).split())}); pass "
+            "force=True (--force) to discard it and compute the Gram matrix again"
+        ) from None
+
+
+@contextlib.contextmanager
+def _open_partial(partial: Path, req: _GramRequest) -> Any:
+    """The partial file opened for writing once, rechecked against ``req`` through that handle.
+
+    Yields the open file and its :class:`GramInfo`.
+
+    Raises
+    ------
+    FormatError
+        If it is not a readable Gram file of this request, naming --force.
+    BlockingIOError
+        If another process holds it open for writing.
+    """
+    hint = "; pass force=True (--force) to discard it and start again"
+    try:
+        with _open_h5(partial):  # the read checks: HDF5, lock, self-contained
+            pass
+        f = h5py.File(partial, "r+")
+    except BlockingIOError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{partial}: cannot continue it ({' '.join(str(exc).split())})"
+                          f"{hint}") from None
+    with f:
+        try:
+            _check_header(f, partial, "gram")
+            info = _gram_info(f, partial)
+        except FormatError as exc:
+            raise FormatError(f"{exc}{hint}") from None
+        yield f, _check_resumable(info, req)
+
+
+def _check_final(info: GramInfo, req: _GramRequest) -> GramInfo:
+    """An existing final file that ``resume`` would return: complete and of this request."""
+    if not info.complete or info.blocks_done != info.n_blocks:
+        raise FormatError(
+            f"{info.path} is an incomplete Gram file ({info.blocks_done}/{info.n_blocks} row "
+            "blocks) under the final name, so it cannot be resumed; pass force=True (--force) "
+            "to compute it again"
+        )
+    return _check_resumable(info, req)
 
 
 @dataclass(frozen=True)
@@ -596,7 +736,7 @@ def _create_partial(partial: Path, req: _GramRequest, inputs: Mapping[str, Any] 
 
 
 def _fill_blocks(
-    partial: Path,
+    f: h5py.File,
     req: _GramRequest,
     block_rows: int,
     *,
@@ -614,21 +754,23 @@ def _fill_blocks(
     GramInterrupted
         If ``should_stop()`` returns True after a block, before the last one.
     """
+    partial = Path(f.filename)
     n = req.shape[0]
     total = n_blocks(n, block_rows)
-    with h5py.File(partial, "r+") as f:
-        record = f["completed_blocks"]
+    record = f["completed_blocks"]
+    ds = f["gram"]
+    try:
         done = {int(i) for i in np.flatnonzero(record[()])}
         bar_args = {"total": total, "initial": len(done), "unit": "block"}
         with (
             show_progress(progress, desc=f"{req.desc['kernel']} Gram", **bar_args) as bar,
             n_jobs_context(n_jobs),
         ):
-            ds = f["gram"]
             blocks = iter_gram_blocks(
                 req.kernel, req.X, req.Y, dtype=req.dtype, block_rows=block_rows, skip=done
             )
             for block in blocks:
+                _check_finite_block(block, req)
                 for key, value in block.writes:
                     ds[key] = value
                 f.flush()  # the block's data reaches the file before its record
@@ -640,3 +782,27 @@ def _fill_blocks(
                     raise GramInterrupted(partial, len(done), total)
         f.attrs["complete"] = True
         f.flush()
+    finally:
+        del ds, record  # the datasets close before their file (h5py closes in that order)
+
+
+def _check_finite_block(block: Any, req: _GramRequest) -> None:
+    """Refuse a block with NaN or infinite entries before it is stored.
+
+    Raises
+    ------
+    NonFiniteGramError
+        Naming the rows and the kernel.
+    """
+    checked: list[np.ndarray] = []
+    for _, value in block.writes:
+        if any(value.base is c and value.size == c.size for c in checked):
+            continue  # a whole view (the mirrored transpose) of a block already checked
+        checked.append(value)
+        if not np.isfinite(value).all():
+            raise NonFiniteGramError(
+                f"the Gram matrix has NaN or infinite entries in rows {block.start}.."
+                f"{block.stop - 1}: {req.desc.get('kernel', 'the kernel')} produces non-finite "
+                "values on these inputs (a network whose outputs are NaN or infinite, or a "
+                "kernel that overflows); no Gram file is written"
+            )

@@ -33,8 +33,8 @@ def _network_file_info(p: Any) -> dict[str, Any] | None:
     if not isinstance(p, Path) or not p.is_file():
         return None
     try:
-        f = h5py.File(p, "r")
-    except OSError:
+        f = _open_h5(p)
+    except FormatError:
         return None
     with f:
         if _as_str(f.attrs.get("kernelcomp_format")) != NETWORK_FORMAT:

@@ -32,12 +32,22 @@ from kernelcomp._h5 import (
     _open_checked,
     _output_path,
     _partial_path,
+    _publish,
     _read_values,
     _refuse_partial,
     _write_value,
+    check_free_space,
+    check_stored,
+    reserve,
     stamp,
+    write_lock,
 )
 from kernelcomp._validation import check_int, check_matrix
+
+#: bytes reserved beyond a run file's data (HDF5 metadata)
+_SLACK = 1 << 20
+#: bytes reserved beyond a checkpoint's arrays (its group, attributes, metadata)
+_CHECKPOINT_SLACK = 256 << 10
 
 
 class RunWriter:
@@ -99,7 +109,19 @@ class RunWriter:
     ) -> None:
         final = _output_path(path, force)
         partial = _partial_path(final)
-        _refuse_partial(partial, force, "(a run that did not finish); remove it or pass force=True")
+        self._lock = contextlib.ExitStack()  # held from the checks to the final rename
+        self._lock.enter_context(write_lock(final))
+        try:
+            _refuse_partial(
+                partial, force, "(a run that did not finish); remove it or pass force=True"
+            )
+            self._create(final, partial, X_train, y_train, X_test, y_test, config)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _create(self, final: Path, partial: Path, X_train: Any, y_train: Any, X_test: Any,
+                y_test: Any, config: Mapping[str, Any] | None) -> None:
         data = {"X_train": check_matrix(X_train, "X_train")}
         data["y_train"] = _check_labels(y_train, "y_train", data["X_train"].shape[0])
         if (X_test is None) != (y_test is None):
@@ -116,6 +138,8 @@ class RunWriter:
         self.partial = partial
         self._n = 0
         self._closed = False
+        need = sum(v.nbytes for v in data.values()) + _SLACK
+        check_free_space(final.parent, need, f"the run file {final}")
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
         try:
@@ -141,6 +165,7 @@ class RunWriter:
             self.close()
         else:
             self._closed = True  # keep the partial file: the checkpoints written so far
+            self._lock.close()
 
     @property
     def n_checkpoints(self) -> int:
@@ -216,6 +241,14 @@ class RunWriter:
             _check_storable(value, name, "checkpoint value")
         index = self._n
         name = f"{index:06d}"
+        need = sum(np.asarray(a).nbytes for a in getattr(net, "weights", ()))
+        need += sum(np.asarray(a).nbytes for a in getattr(net, "biases", ()) if a is not None)
+        need += sum(v.nbytes for v in arrays.values())
+        need += sum(np.asarray(v).nbytes for v in extra.values() if not isinstance(v, Mapping))
+        # HDF5 cannot recover from a full disk in the middle of a write: the blocks the
+        # checkpoint needs are reserved first (a full disk fails here, the file intact)
+        reserve(self.partial, need + need // 8 + _CHECKPOINT_SLACK,
+                what=f"checkpoint {index} of {self.path}")
         with h5py.File(self.partial, "r+") as f:
             try:
                 g = f["checkpoints"].create_group(name)
@@ -246,6 +279,7 @@ class RunWriter:
         """
         if self._closed:
             raise RuntimeError(f"RunWriter for {self.path} is closed")
+        reserve(self.partial, _SLACK, what=f"the summary of {self.path}")
         with h5py.File(self.partial, "r+") as f:
             summary = _loads(f.attrs["summary"]) or {}
             summary.update(values)
@@ -260,10 +294,15 @@ class RunWriter:
             The final file.
         """
         if not self._closed:
-            with h5py.File(self.partial, "r+") as f:
-                f.attrs["complete"] = True
-            os.replace(self.partial, self.path)
-            self._closed = True
+            try:
+                reserve(self.partial, _SLACK, what=f"the run file {self.path}")
+                with h5py.File(self.partial, "r+") as f:
+                    f.attrs["complete"] = True
+                _publish(self.partial, self.path)
+                self._closed = True
+            finally:
+                if self._closed:
+                    self._lock.close()
         return self.path
 
 
@@ -398,7 +437,10 @@ def open_run(path: Any) -> Run:
         for part in ("data", "checkpoints"):
             if part not in f:
                 raise FormatError(f"{p} is a 'run' file without its {part!r} group")
-        data = {k: v[()] for k, v in f["data"].items()}
+        data = {}
+        for k, v in f["data"].items():
+            check_stored(v, p, f"dataset {v.name!r}")
+            data[k] = v[()]
         checkpoints = []
         for name in sorted(f["checkpoints"]):
             g = f["checkpoints"][name]

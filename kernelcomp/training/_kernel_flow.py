@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._gram import default_block_rows
+from kernelcomp._linalg import matmul
 from kernelcomp._validation import check_labels, check_matrix, check_square_gram
 from kernelcomp.training._engine import (
     MAX_DGRAD,
@@ -68,7 +69,7 @@ class KernelFlowResult:
             If ``K_test`` does not have ``p`` columns or holds NaN/inf.
         """
         K_test = check_matrix(K_test, "K_test", dtype=np.float64, n_features=len(self.coef))
-        return K_test @ self.coef
+        return matmul(K_test, self.coef)
 
     def predict(self, K_test: Any) -> np.ndarray:
         """Labels ``sign F`` (``+1`` where ``F > 0``, ``-1`` elsewhere)."""
@@ -91,10 +92,10 @@ def _columns_times(K: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray
     p = K.shape[0]
     block = default_block_rows(p, len(rows), K.itemsize)
     if block >= p:
-        return K[:, rows] @ w
+        return matmul(K[:, rows], w)
     out = np.empty(p)
     for start in range(0, p, block):
-        out[start:start + block] = K[start:start + block, rows] @ w
+        matmul(K[start:start + block, rows], w, out=out[start:start + block])
     return out
 
 
@@ -189,7 +190,7 @@ def kernel_gradient_flow(
 
     def backward(params: Any, v: np.ndarray, rows: np.ndarray | None) -> Any:
         if rows is None:
-            return v, K @ v
+            return v, matmul(K, v)
         return v, _columns_times(K, rows, v[rows])
 
     def step(params: tuple[np.ndarray, np.ndarray], g: Any, dt: float) -> Any:

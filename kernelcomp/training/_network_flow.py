@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import time
@@ -358,24 +359,29 @@ def train(
     # on an exception the writer's PATH.partial keeps the checkpoints so far
     with progress_bar(setup.progress, desc="train", unit="step", leave=False) as bar:
         writer = None if path is None else _open_run_file(setup, path)
-        for state, params, out in _flow(problem, params, setup.y, setup.control):  # noqa: B020
-            states.append(state)
-            if state.step:  # the bar counts steps; state 0 is the initial point
-                bar.update(1)
-            if setup.progress and (state.step % 25 == 0 or state.status is not None):
-                bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
-            reasons = policy.reasons(state)
-            if reasons:
-                records.append(_take_checkpoint(setup, state, params, out, "+".join(reasons),
-                                                test_outputs, writer))
+        with writer if writer is not None else contextlib.nullcontext():
+            for state, params, out in _flow(problem, params, setup.y,  # noqa: B020
+                                            setup.control):
+                states.append(state)
+                if state.step:  # the bar counts steps; state 0 is the initial point
+                    bar.update(1)
+                if setup.progress and (state.step % 25 == 0 or state.status is not None):
+                    bar.set_postfix(loss=f"{state.loss:.3g}", unsat=state.n_unsat)
+                reasons = policy.reasons(state)
+                if reasons:
+                    records.append(_take_checkpoint(setup, state, params, out,
+                                                    "+".join(reasons), test_outputs, writer))
+            if writer is not None:  # inside the with: an error here keeps the partial file
+                final = states[-1]
+                writer.set_summary(status=final.status, steps=final.step, time=final.time,
+                                   loss=final.loss, train_error=final.train_error,
+                                   test_error=records[-1].test_error,
+                                   wall_time=time.perf_counter() - wall0)
     final = states[-1]
     wall = time.perf_counter() - wall0
     result_path = None
     if writer is not None:
-        writer.set_summary(status=final.status, steps=final.step, time=final.time,
-                           loss=final.loss, train_error=final.train_error,
-                           test_error=records[-1].test_error, wall_time=wall)
-        result_path = writer.close()
+        result_path = writer.path  # closed (complete, renamed) by its with-block
     return TrainResult(
         net=_net_from_params(setup.net0, params), net0=setup.net0, alpha=setup.control.alpha,
         center=setup.center, status=str(final.status), final=final, history=_history(states),

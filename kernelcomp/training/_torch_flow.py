@@ -392,7 +392,7 @@ def train_torch(
     --------
     >>> import numpy as np, pytest
     >>> torch = pytest.importorskip("torch")
-    >>> from kernelcomp._torch_flow import train_torch
+    >>> from kernelcomp.training import train_torch
     >>> _ = torch.manual_seed(0)
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 20), torch.nn.Tanh(), torch.nn.Linear(20, 1))
     >>> X = np.random.default_rng(0).standard_normal((20, 3)); y = np.sign(X[:, 0])

@@ -1,0 +1,584 @@
+"""Compiled core of the analytic kernels of convolutional networks (CNN-GP, CNTK).
+
+The covariance of two images ``x, y`` through a convolutional network is a
+4-D array ``S[i, j, i', j']`` (position ``(i, j)`` of ``x`` against ``(i', j')``
+of ``y``). A stride-1 "same" convolution moves both positions together,
+``S'[i, j, i', j'] = w2/k^2 sum_{a,b} S[i+a, j+b, i'+a, j'+b] + b2``, so it never
+mixes entries of different *offsets* ``(u, v) = (i' - i, j' - j)``: for each
+offset the slice ``S_uv[i, j] = S[i, j, i+u, j+v]`` is a small 2-D image, on the
+window where both positions exist, zero-padded around it, and every layer up to
+the next pooling is a 2-D stencil (the convolution, done separably: rows then
+columns) or an entry-wise map (the activation's dual) on that image. A pass
+over one offset therefore stays in the first-level cache. A pooling layer
+scatters each offset's result into the pooled covariance of the next
+resolution (stored by pooled offsets ``(U, V)``); global average pooling sums
+everything, flattening sums the ``(0, 0)`` slice only.
+
+Only the offsets that the network's output depends on are computed: a
+flattening readout needs ``(0, 0)`` alone (the spatial diagonal, O(HW) per pair),
+a pool of size ``k`` before a stage that needs ``|U| <= R`` needs
+``|u| <= k R + k - 1``, and global average pooling needs them all.
+
+Program. The layer list arrives as integer/float tables built by
+:mod:`kernelcomp.conv`:
+
+``ops[o] = (kind, p1, p2)``, ``opf[o] = (f1, f2)``
+    ``CONV``: p1 = filter size k (odd), f = (w2, b2). ``ACT``: p1 = activation
+    code, p2 = offset of its per-position factors, f1 = scale^2 of the
+    activation. ``POOL``: p1 = k. ``GAP``, ``FLATTEN``: the reduction to a
+    scalar. ``DENSE``: f = (w2, b2). ``ACT`` after the reduction: p2 = offset of
+    its (single) factor.
+``stages[s] = (op_start, op_end, H, W, Ru, Rv, store, pad)``
+    Stage ``s`` runs ops ``op_start:op_end`` at resolution ``H x W`` on offsets
+    ``|u| <= Ru, |v| <= Rv``; ``ops[op_end]`` is its reduction (``POOL``,
+    ``GAP`` or ``FLATTEN``). ``store`` is where its input covariance lives in
+    the pooled-storage buffers (stage 0 reads the images), ``pad`` the largest
+    convolution radius of the stage.
+
+Per-sample state (:func:`prepare`): the activations' factors (ReLU:
+``sqrt(S_ii)`` and ``1/sqrt(S_ii)``; erf: ``1/sqrt(1 + 2 S_ii)``) at every
+position of every activation layer, computed by running the pair recursion of
+a sample with itself, which fills them as it goes (the ``(0, 0)`` offset of a
+stage is processed first, and at ``(0, 0)`` the self-covariance's diagonal is the
+slice itself). Because the pair pass on ``(x, x)`` performs the very same
+operations, identical images reproduce the diagonal exactly.
+
+The activation's expectations are one call, :func:`dual` (given the
+covariance and the two samples' factors, returns ``(K, Kdot)``), which
+dispatches to the closed forms of :mod:`kernelcomp._kernels.analytic`; a new
+activation needs a code there and in :func:`factors`.
+
+Everything runs in float64 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from kernelcomp._kernels._config import jit
+from kernelcomp._kernels.analytic import ERF, RELU, erf_step, relu_step
+
+CONV = 0
+ACT = 1
+POOL = 2
+GAP = 3
+FLATTEN = 4
+DENSE = 5
+
+__all__ = [
+    "ACT",
+    "CONV",
+    "DENSE",
+    "ERF",
+    "FLATTEN",
+    "GAP",
+    "POOL",
+    "RELU",
+    "dual",
+    "factors",
+    "pair",
+    "prepare",
+    "tiles",
+]
+
+
+# -- the activation's dual: one call per entry -------------------------------------
+
+
+@jit
+def factors(code: int, s: float) -> tuple[float, float]:
+    """Per-sample factors ``(a, b)`` of an activation for the variance ``s``."""
+    if code == RELU:
+        a = math.sqrt(max(s, 0.0))
+        b = 1.0 / a if a > 0.0 else 0.0
+        return a, b
+    a = 1.0 / math.sqrt(1.0 + 2.0 * max(s, 0.0))
+    return a, a
+
+
+@jit
+def dual(code: int, s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
+    """``(K, Kdot) = (E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` for covariance ``s``.
+
+    ``ai, bi`` and ``aj, bj`` are the two samples' :func:`factors` at the
+    positions concerned.
+    """
+    if code == RELU:
+        return relu_step(s, ai, aj, bi, bj, snap)
+    return erf_step(s, ai, aj)
+
+
+# -- one pair -------------------------------------------------------------------------
+
+
+@jit
+def _offset(idx: int) -> int:
+    """The idx-th offset in processing order: 0, 1, -1, 2, -2, ..."""
+    if idx == 0:
+        return 0
+    h = (idx + 1) // 2
+    return h if idx % 2 == 1 else -h
+
+
+@jit
+def _zero(buf: np.ndarray, rows: int, cols: int) -> None:
+    for i in range(rows):
+        for j in range(cols):
+            buf[i, j] = 0.0
+
+
+@jit
+def _zero_frame(
+    buf: np.ndarray, ilo: int, ihi: int, jlo: int, jhi: int, P: int
+) -> None:
+    """Zero the ``P``-wide frame around the window ``[ilo, ihi) x [jlo, jhi)`` (padded indices)."""
+    for i in range(ilo, ilo + P):
+        for j in range(jlo, jhi + 2 * P):
+            buf[i, j] = 0.0
+    for i in range(ihi + P, ihi + 2 * P):
+        for j in range(jlo, jhi + 2 * P):
+            buf[i, j] = 0.0
+    for i in range(ilo + P, ihi + P):
+        for j in range(jlo, jlo + P):
+            buf[i, j] = 0.0
+        for j in range(jhi + P, jhi + 2 * P):
+            buf[i, j] = 0.0
+
+
+@jit
+def _conv(
+    S: np.ndarray,
+    tmp: np.ndarray,
+    ilo: int,
+    ihi: int,
+    jlo: int,
+    jhi: int,
+    P: int,
+    r: int,
+    c: float,
+    add: float,
+    base: np.ndarray,
+    use_base: bool,
+) -> None:
+    """``S <- c * (box sum of radius r of S) + add (+ base)`` on the window, in place.
+
+    Rows first (into ``tmp``), then columns; entries outside the window read
+    zeros (the frame) and stay untouched. With ``use_base``, ``base`` (the new
+    covariance) is added instead of ``add`` (the tangent update). Every loop
+    runs along a row (vectorised).
+    """
+    j0 = jlo + P
+    j1 = jhi + P
+    w = j1 - j0
+    # loops run over slices with indices from 0 (numba then emits no negative-index
+    # fix-up, and LLVM vectorises them)
+    for i in range(ilo + P, ihi + P):
+        srow = S[i]
+        trow = tmp[i, j0:j1]
+        if r == 1:  # one fused loop per row (the common 3 x 3 filter)
+            sm = srow[j0 - 1 : j1 - 1]
+            s0 = srow[j0:j1]
+            sp = srow[j0 + 1 : j1 + 1]
+            for jj in range(w):
+                trow[jj] = sm[jj] + s0[jj] + sp[jj]
+        else:
+            sb = srow[j0 - r : j1 - r]
+            for jj in range(w):
+                trow[jj] = sb[jj]
+            for b in range(-r + 1, r + 1):
+                sb = srow[j0 + b : j1 + b]
+                for jj in range(w):
+                    trow[jj] += sb[jj]
+    for i in range(ilo + P, ihi + P):
+        srow = S[i, j0:j1]
+        brow = base[i, j0:j1]
+        if r == 1:
+            t0 = tmp[i - 1, j0:j1]
+            t1 = tmp[i, j0:j1]
+            t2 = tmp[i + 1, j0:j1]
+            if use_base:
+                for jj in range(w):
+                    srow[jj] = c * (t0[jj] + t1[jj] + t2[jj]) + brow[jj]
+            else:
+                for jj in range(w):
+                    srow[jj] = c * (t0[jj] + t1[jj] + t2[jj]) + add
+            continue
+        first = tmp[i - r, j0:j1]
+        for jj in range(w):
+            srow[jj] = first[jj]
+        for a in range(-r + 1, r + 1):
+            ta = tmp[i + a, j0:j1]
+            for jj in range(w):
+                srow[jj] += ta[jj]
+        if use_base:
+            for jj in range(w):
+                srow[jj] = c * srow[jj] + brow[jj]
+        else:
+            for jj in range(w):
+                srow[jj] = c * srow[jj] + add
+
+
+@jit
+def pair(
+    x: np.ndarray,
+    y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    self_mode: bool,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    work: np.ndarray,
+    snap: float,
+    PS: np.ndarray,
+    PT: np.ndarray,
+) -> tuple[float, float]:
+    """``(NNGP, NTK)`` of images ``x``, ``y`` (each ``(H, W, C)``).
+
+    ``fxa, fxb`` (``fya, fyb``) are the samples' activation factors; in
+    ``self_mode`` (``y is x``, the factor arrays the same) they are written as
+    the recursion reaches them. ``work`` is the shape of the 2-D work images
+    (the largest padded stage), ``PS``/``PT`` the pooled storage.
+
+    The work images are allocated here, not passed in: LLVM then knows they
+    alias nothing, and the loops that write them (the activation's above all)
+    vectorise; with arrays passed as arguments they stay scalar.
+    """
+    S = np.zeros((work[0], work[1]), dtype=np.float64)
+    T = np.zeros((work[0], work[1]), dtype=np.float64)
+    tmp = np.zeros((work[0], work[1]), dtype=np.float64)
+    flat = work[0] * work[1]
+    sf = np.empty(flat, dtype=np.float64)
+    tf = np.empty(flat, dtype=np.float64)
+    xaf = np.empty(flat, dtype=np.float64)
+    xbf = np.empty(flat, dtype=np.float64)
+    yaf = np.empty(flat, dtype=np.float64)
+    ybf = np.empty(flat, dtype=np.float64)
+    C = x.shape[2]
+    inv_c = 1.0 / C
+    nops = ops.shape[0]
+    nst = stages.shape[0]
+    s_val = 0.0
+    t_val = 0.0
+    tail = nops
+    for st in range(nst):
+        o0 = stages[st, 0]
+        o1 = stages[st, 1]
+        H = stages[st, 2]
+        W = stages[st, 3]
+        Ru = stages[st, 4]
+        Rv = stages[st, 5]
+        store = stages[st, 6]
+        P = stages[st, 7]
+        red = ops[o1, 0]
+        nv = 2 * Rv + 1
+        # next stage (a pool's target)
+        k = 1
+        nH = 0
+        nW = 0
+        nRu = 0
+        nRv = 0
+        nstore = 0
+        inv_pool = 1.0
+        if red == POOL:
+            k = ops[o1, 1]
+            nH = stages[st + 1, 2]
+            nW = stages[st + 1, 3]
+            nRu = stages[st + 1, 4]
+            nRv = stages[st + 1, 5]
+            nstore = stages[st + 1, 6]
+            size = (2 * nRu + 1) * (2 * nRv + 1) * nH * nW
+            for q in range(nstore, nstore + size):
+                PS[q] = 0.0
+                PT[q] = 0.0
+            inv_pool = 1.0 / (k * k * k * k)
+        acc_s = 0.0
+        acc_t = 0.0
+        col_s = np.zeros(W + 2 * P, dtype=np.float64)
+        col_t = np.zeros(W + 2 * P, dtype=np.float64)
+        _zero(S, H + 2 * P, W + 2 * P)
+        _zero(T, H + 2 * P, W + 2 * P)
+        _zero(tmp, H + 2 * P, W + 2 * P)
+        for iu in range(2 * Ru + 1):
+            u = _offset(iu)
+            ilo = max(0, -u)
+            ihi = min(H, H - u)
+            for iv in range(nv):
+                v = _offset(iv)
+                jlo = max(0, -v)
+                jhi = min(W, W - v)
+                if P > 0:
+                    _zero_frame(S, ilo, ihi, jlo, jhi, P)
+                    _zero_frame(T, ilo, ihi, jlo, jhi, P)
+                    _zero_frame(tmp, ilo, ihi, jlo, jhi, P)
+                # load the stage's input covariance of this offset
+                theta_zero = st == 0
+                # (inner loops run over slices indexed from 0: no negative-index
+                # fix-ups, so LLVM vectorises them)
+                w = jhi - jlo
+                if st == 0:
+                    for i in range(ilo, ihi):
+                        srow = S[i + P, jlo + P : jhi + P]
+                        trow = T[i + P, jlo + P : jhi + P]
+                        xr = x[i, jlo:jhi]
+                        yr = y[i + u, jlo + v : jhi + v]
+                        for jj in range(w):
+                            trow[jj] = 0.0
+                            srow[jj] = np.float64(xr[jj, 0]) * np.float64(yr[jj, 0])
+                        for ch in range(1, C):
+                            for jj in range(w):
+                                srow[jj] += np.float64(xr[jj, ch]) * np.float64(yr[jj, ch])
+                        if C > 1:
+                            for jj in range(w):
+                                srow[jj] *= inv_c
+                else:
+                    base = store + ((u + Ru) * nv + (v + Rv)) * H * W
+                    for i in range(ilo, ihi):
+                        srow = S[i + P, jlo + P : jhi + P]
+                        trow = T[i + P, jlo + P : jhi + P]
+                        ps = PS[base + i * W + jlo : base + i * W + jhi]
+                        pt = PT[base + i * W + jlo : base + i * W + jhi]
+                        for jj in range(w):
+                            srow[jj] = ps[jj]
+                            trow[jj] = pt[jj]
+                for o in range(o0, o1):
+                    kind = ops[o, 0]
+                    if kind == CONV:
+                        r = ops[o, 1] // 2
+                        c = opf[o, 0] / (ops[o, 1] * ops[o, 1])
+                        _conv(S, tmp, ilo, ihi, jlo, jhi, P, r, c, opf[o, 1], S, False)
+                        # NTK parameterisation: T' = S' + w2 * box(T)
+                        if theta_zero:
+                            for i in range(ilo + P, ihi + P):
+                                srow = S[i, jlo + P : jhi + P]
+                                trow = T[i, jlo + P : jhi + P]
+                                for jj in range(w):
+                                    trow[jj] = srow[jj]
+                            theta_zero = False
+                        else:
+                            _conv(T, tmp, ilo, ihi, jlo, jhi, P, r, c, 0.0, S, True)
+                    elif kind == ACT:
+                        code = ops[o, 1]
+                        off = ops[o, 2]
+                        sc2 = opf[o, 0]
+                        if self_mode and iu == 0 and iv == 0:
+                            for i in range(H):
+                                for j in range(W):
+                                    fa, fb = factors(code, S[i + P, j + P])
+                                    fxa[off + i * W + j] = fa
+                                    fxb[off + i * W + j] = fb
+                        # the row loops are written here, not in a helper: LLVM must see
+                        # that S and T alias nothing to vectorise them, and one copy per
+                        # activation code lets dual() fold to a single closed form
+                        # gather the window into flat vectors (rows are short: a
+                        # row-by-row loop would run in the vector loop's scalar tail)
+                        q = 0
+                        for i in range(ilo, ihi):
+                            srow = S[i + P, jlo + P : jhi + P]
+                            trow = T[i + P, jlo + P : jhi + P]
+                            xo = off + i * W + jlo
+                            yo = off + (i + u) * W + v + jlo
+                            xa = fxa[xo : xo + w]
+                            xb = fxb[xo : xo + w]
+                            ya = fya[yo : yo + w]
+                            yb = fyb[yo : yo + w]
+                            sq = sf[q : q + w]
+                            tq = tf[q : q + w]
+                            xaq = xaf[q : q + w]
+                            xbq = xbf[q : q + w]
+                            yaq = yaf[q : q + w]
+                            ybq = ybf[q : q + w]
+                            for jj in range(w):
+                                sq[jj] = srow[jj]
+                                tq[jj] = trow[jj]
+                                xaq[jj] = xa[jj]
+                                xbq[jj] = xb[jj]
+                                yaq[jj] = ya[jj]
+                                ybq[jj] = yb[jj]
+                            q += w
+                        if code == RELU:
+                            for e in range(q):
+                                kk, kd = dual(RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
+                        else:
+                            for e in range(q):
+                                kk, kd = dual(ERF, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
+                        q = 0
+                        for i in range(ilo, ihi):
+                            srow = S[i + P, jlo + P : jhi + P]
+                            trow = T[i + P, jlo + P : jhi + P]
+                            sq = sf[q : q + w]
+                            tq = tf[q : q + w]
+                            for jj in range(w):
+                                srow[jj] = sq[jj]
+                                trow[jj] = tq[jj]
+                            q += w
+                # reduce
+                if red == POOL:
+                    for i in range(ilo, ihi):
+                        I = i // k
+                        Ip = (i + u) // k
+                        if I >= nH or Ip >= nH:
+                            continue
+                        U = Ip - I
+                        if U > nRu or U < -nRu:
+                            continue
+                        for b in range(k):
+                            V = (b + v) // k
+                            if V > nRv or V < -nRv:
+                                continue
+                            slot = (U + nRu) * (2 * nRv + 1) + (V + nRv)
+                            dst = nstore + slot * nH * nW + I * nW
+                            # j = k J + b inside [jlo, jhi), J < nW, J + V in [0, nW)
+                            J0 = max(0, -V)
+                            while k * J0 + b < jlo:
+                                J0 += 1
+                            J1 = min(nW, nW - V)
+                            while J1 > J0 and k * (J1 - 1) + b >= jhi:
+                                J1 -= 1
+                            for J in range(J0, J1):
+                                PS[dst + J] += inv_pool * S[i + P, k * J + b + P]
+                                PT[dst + J] += inv_pool * T[i + P, k * J + b + P]
+                elif red == GAP or (iu == 0 and iv == 0):
+                    # column sums (vectorised), added in a fixed order at the end
+                    cs = col_s[jlo + P : jhi + P]
+                    ct = col_t[jlo + P : jhi + P]
+                    for i in range(ilo + P, ihi + P):
+                        srow = S[i, jlo + P : jhi + P]
+                        trow = T[i, jlo + P : jhi + P]
+                        for jj in range(w):
+                            cs[jj] += srow[jj]
+                            ct[jj] += trow[jj]
+        for j in range(W + 2 * P):
+            acc_s += col_s[j]
+            acc_t += col_t[j]
+        if red == GAP:
+            norm = 1.0 / (H * W * H * W)
+            s_val = acc_s * norm
+            t_val = acc_t * norm
+            tail = o1 + 1
+            break
+        if red == FLATTEN:
+            norm = 1.0 / (H * W)
+            s_val = acc_s * norm
+            t_val = acc_t * norm
+            tail = o1 + 1
+            break
+    for o in range(tail, nops):
+        kind = ops[o, 0]
+        if kind == DENSE:
+            s_val = opf[o, 0] * s_val + opf[o, 1]
+            t_val = s_val + opf[o, 0] * t_val
+        else:  # ACT
+            code = ops[o, 1]
+            off = ops[o, 2]
+            if self_mode:
+                fa, fb = factors(code, s_val)
+                fxa[off] = fa
+                fxb[off] = fb
+            kk, kd = dual(code, s_val, fxa[off], fya[off], fxb[off], fyb[off], snap)
+            s_val = opf[o, 0] * kk
+            t_val = opf[o, 0] * kd * t_val
+    return s_val, t_val
+
+
+@jit
+def _storage(store: int):
+    """Pooled storage for one thread."""
+    PS = np.zeros(max(store, 1), dtype=np.float64)
+    PT = np.zeros(max(store, 1), dtype=np.float64)
+    return PS, PT
+
+
+@jit(parallel=True)
+def prepare(
+    X: np.ndarray,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    work: np.ndarray,
+    store: int,
+    snap: float,
+    ntk: bool,
+    fa: np.ndarray,
+    fb: np.ndarray,
+    dg: np.ndarray,
+) -> None:
+    """Per-sample pass: activation factors ``fa, fb`` (n, F) and the diagonal ``dg`` (n,)."""
+    n = X.shape[0]
+    for i in numba.prange(n):
+        PS, PT = _storage(store)
+        s, t = pair(
+            X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, work, snap, PS, PT
+        )
+        dg[i] = t if ntk else s
+
+
+@jit(parallel=True)
+def tiles(
+    X: np.ndarray,
+    Y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    dgx: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    work: np.ndarray,
+    store: int,
+    snap: float,
+    ntk: bool,
+    symmetric: bool,
+    tile: int,
+    out: np.ndarray,
+) -> None:
+    """Fill ``out`` (n, m) with the kernel of images ``X`` against ``Y``.
+
+    Square tiles of ``tile`` x ``tile`` pairs are spread over threads; with
+    ``symmetric`` (``Y is X``) only tiles on or above the diagonal are computed,
+    each pair once, mirrored, and the diagonal is ``dgx``.
+    """
+    n = out.shape[0]
+    m = out.shape[1]
+    nti = (n + tile - 1) // tile
+    ntj = (m + tile - 1) // tile
+    if symmetric:
+        npairs = nti * (nti + 1) // 2
+    else:
+        npairs = nti * ntj
+    pti = np.empty(npairs, dtype=np.int64)
+    ptj = np.empty(npairs, dtype=np.int64)
+    p = 0
+    for ti in range(nti):
+        for tj in range(ti if symmetric else 0, ntj):
+            pti[p] = ti
+            ptj[p] = tj
+            p += 1
+    for p in numba.prange(npairs):
+        ti = pti[p]
+        tj = ptj[p]
+        PS, PT = _storage(store)
+        for i in range(ti * tile, min(n, ti * tile + tile)):
+            j0 = tj * tile
+            if symmetric and ti == tj:
+                out[i, i] = dgx[i]
+                j0 = i + 1
+            for j in range(j0, min(m, tj * tile + tile)):
+                s, t = pair(
+                    X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
+                    work, snap, PS, PT,
+                )
+                val = t if ntk else s
+                out[i, j] = val
+                if symmetric:
+                    out[j, i] = val

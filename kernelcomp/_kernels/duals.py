@@ -1,0 +1,452 @@
+"""Dual activations: ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` per entry, compiled.
+
+For a pair of pre-activations ``(u, v) ~ N(0, [[S11, S12], [S12, S22]])`` one
+layer of the NNGP/NTK recursion needs ``K = E[phi(u) phi(v)]`` and
+``Kdot = E[phi'(u) phi'(v)]`` (``Kdot = dK/dS12``, Price's theorem). Activations
+are chosen by their code in :mod:`kernelcomp._kernels.activations` (one code
+space for the finite networks, the analytic CPU core and the CUDA kernel).
+
+Two routes, both exact to rounding or to a stated bound:
+
+**Closed forms** (:func:`closed_step`), from two per-sample numbers ``a``,
+``b`` per layer (:func:`closed_state`) so that an entry costs a few flops:
+
+* ``relu``/``relu_unit``: the arc-cosine kernel (Cho & Saul 2009), ``a = sqrt(S)``,
+  ``b = 1/sqrt(S)`` (0 for ``S = 0``); ``relu_unit``'s factor 2 is folded into
+  the recursion's weights by the caller;
+* ``leaky_relu`` and the whole family ``phi = sa max(z, 0) + sb min(z, 0)``
+  (:func:`abrelu_step`; neural-tangents' ``ABRelu``): with ``rho = cos(theta)``
+  and ``g = (sa^2 + sb^2)(pi - theta) + 2 sa sb theta``,
+  ``K = sqrt(S11 S22) [(sa - sb)^2 sin(theta) + g rho] / (2 pi)`` and
+  ``Kdot = g / (2 pi)``;
+* ``linear``: ``K = S12``, ``Kdot = 1``;
+* ``erf``: the arcsine kernel (Williams 1997), ``a = b = 1/sqrt(1 + 2 S)``;
+* ``gelu`` (``phi = z Phi(z)``, :func:`gelu_step`; Tsuchida et al. 2021, the
+  form of neural-tangents' ``stax.Gelu``), ``a = S``, ``b = 1 + S``: with
+  ``P = (1 + S11)(1 + S22)``, ``D = sqrt(P - S12^2)`` (``>= sqrt(1 + S11 + S22)``:
+  no singularity at ``rho = +-1``) and ``A = asin(S12/sqrt(P))``,
+  ``K = S12/4 + [S12 A + (S12^2 + S11 S22 D^2)/(P D)] / (2 pi)`` and
+  ``Kdot = 1/4 + [A + S12/D (1 + (1 - S11 S22)/P + 1/D^2)] / (2 pi)``.
+
+**Hermite (Mehler) series** for smooth activations without a closed form
+(``tanh``, ``silu``, ``softplus``, ``sigmoid``; any smooth code works): with
+the orthonormal Hermite polynomials ``h_k`` of ``N(0, 1)`` and a sample's
+coefficients ``c_k(S) = E[phi(sqrt(S) z) h_k(z)]``, ``d_k(S) = E[phi'(sqrt(S) z) h_k(z)]``,
+
+.. code-block:: text
+
+    K = sum_k c_k(S11) c_k(S22) rho^k,    Kdot = sum_k d_k(S11) d_k(S22) rho^k
+
+(Mehler's formula), evaluated per entry by Horner's rule (:func:`series_step`)
+from per-sample coefficient vectors computed once in the O(n) pass
+(:func:`series_coefficients`, a high-order Gauss-Hermite rule). Truncated after
+degree ``m``, the error is at most ``sqrt(T_i T_j)`` for every
+``rho in [-1, 1]`` (Cauchy-Schwarz), ``T_i = sum_{k > m} c_k(S_ii)^2`` the
+tail energy of sample ``i``; the degree is chosen per layer so that every
+sample's tail is below ``tol`` times its own ``E[phi^2] = sum_k c_k^2`` (and
+the same for ``phi'``), so the error is at most ``tol sqrt(E_i E_j)``, at most
+``tol`` times the largest diagonal value. The tails are measured from the
+coefficients up to twice the degree (beyond, they decay like
+``exp(-c sqrt(k))``: what is left is orders of magnitude smaller; the tests
+check the result against an independent 2-D integral).
+
+The per-entry functions are plain ``@jit`` scalar functions that other compiled
+kernels may call: :func:`closed_step`, :func:`closed_dual` (from the raw
+``S11, S22, S12``), :func:`series_step` and :func:`series_dual`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+
+from kernelcomp._kernels._config import jit
+from kernelcomp._kernels.activations import (
+    ELU,
+    ERF,
+    GELU,
+    LEAKY_RELU,
+    LEAKY_SLOPE,
+    LINEAR,
+    RELU,
+    RELU_UNIT,
+    SIGMOID,
+    SILU,
+    SOFTPLUS,
+    TANH,
+    dphi,
+    phi,
+)
+
+#: codes with a closed form (their per-entry step is :func:`closed_step`)
+CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU)
+#: codes computed by the Hermite series when no closed form exists (smooth)
+SERIES_CODES = (TANH, SILU, SOFTPLUS, SIGMOID, ERF, GELU)
+#: codes computed by neither (kinked and not positively homogeneous): quadrature
+QUADRATURE_ONLY = (ELU,)
+
+_PI = math.pi
+_HALF_PI = 0.5 * math.pi
+_INV_2PI = 1.0 / (2.0 * math.pi)
+_2_OVER_PI = 2.0 / math.pi
+_4_OVER_PI = 4.0 / math.pi
+_TINY = 1e-300
+
+# leaky_relu = sa max(z, 0) + sb min(z, 0) with sa = 1, sb = LEAKY_SLOPE
+_LK_C1 = (1.0 - LEAKY_SLOPE) ** 2  # (sa - sb)^2
+_LK_C2 = 1.0 + LEAKY_SLOPE * LEAKY_SLOPE  # sa^2 + sb^2
+_LK_C3 = 2.0 * LEAKY_SLOPE  # 2 sa sb
+
+# rational approximation of asin(x)/x - 1 on |x| <= 0.5 (fdlibm, e_asin.c)
+_PS0 = 1.66666666666666657415e-01
+_PS1 = -3.25565818622400915405e-01
+_PS2 = 2.01212532134862925881e-01
+_PS3 = -4.00555345006794114027e-02
+_PS4 = 7.91534994289814532176e-04
+_PS5 = 3.47933107596021167570e-05
+_QS1 = -2.40339491173441421878e00
+_QS2 = 2.02094576023350569471e00
+_QS3 = -6.88283971605453293030e-01
+_QS4 = 7.70381505559019352791e-02
+
+
+@jit
+def _asin_core(ax: float) -> tuple[float, bool]:
+    """For ``0 <= ax <= 1``: ``r`` and ``big`` with asin(ax) = r (small) or pi/2 - 2r (big)."""
+    big = ax > 0.5
+    z = (1.0 - ax) * 0.5 if big else ax * ax
+    sq = math.sqrt(z)
+    s = sq if big else ax
+    p = z * (_PS0 + z * (_PS1 + z * (_PS2 + z * (_PS3 + z * (_PS4 + z * _PS5)))))
+    q = 1.0 + z * (_QS1 + z * (_QS2 + z * (_QS3 + z * _QS4)))
+    return s + s * (p / q), big
+
+
+@jit
+def acos(x: float) -> float:
+    """Branch-free arccos for ``-1 <= x <= 1`` (vectorises; ~1 ulp)."""
+    ax = abs(x)
+    r, big = _asin_core(ax)
+    a = 2.0 * r if big else _HALF_PI - r
+    return a if x >= 0.0 else _PI - a
+
+
+@jit
+def asin(x: float) -> float:
+    """Branch-free arcsin for ``-1 <= x <= 1`` (vectorises; ~1 ulp)."""
+    ax = abs(x)
+    r, big = _asin_core(ax)
+    a = _HALF_PI - 2.0 * r if big else r
+    return a if x >= 0.0 else -a
+
+
+@jit
+def snap_rho(s: float, bi: float, bj: float, snap: float) -> float:
+    """``rho = s bi bj``, set to +-1 within ``snap`` of it (and clipped to [-1, 1])."""
+    rho = s * (bi * bj)
+    return math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+
+
+# -- closed forms -------------------------------------------------------------------
+
+
+@jit
+def relu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
+    """ReLU arc-cosine expectations ``(K, Kdot)`` for covariance ``s`` of two units.
+
+    ``ai = sqrt(S_ii)``, ``bi = 1/sqrt(S_ii)`` (0 for a zero variance).
+    Correlations within ``snap`` of +-1 are set to +-1: they are rounding noise,
+    and this makes identical rows reproduce the diagonal exactly. Per-sample
+    factors are multiplied pairwise first, so ``k(x, y)`` and ``k(y, x)`` are
+    bit-identical.
+    """
+    rho = s * (bi * bj)
+    arho = abs(rho)
+    # clip to [-1, 1] and snap rounding-level distances from +-1 (selects, no branches)
+    rho = math.copysign(1.0, rho) if 1.0 - arho <= snap else rho
+    c = (1.0 - rho) * (1.0 + rho)
+    sin_t = math.sqrt(c if c > 0.0 else 0.0)
+    pi_minus_t = _PI - acos(rho)
+    k = (ai * aj) * (sin_t + pi_minus_t * rho) * _INV_2PI
+    kd = pi_minus_t * _INV_2PI
+    return k, kd
+
+
+@jit
+def abrelu_step(
+    s: float, ai: float, aj: float, bi: float, bj: float, snap: float,
+    c1: float, c2: float, c3: float,
+):
+    """``(K, Kdot)`` of ``phi = sa max(z, 0) + sb min(z, 0)``.
+
+    ``c1 = (sa - sb)^2``, ``c2 = sa^2 + sb^2``, ``c3 = 2 sa sb``; ``ai``, ``bi``
+    and the snapping as in :func:`relu_step`.
+    """
+    rho = s * (bi * bj)
+    rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+    c = (1.0 - rho) * (1.0 + rho)
+    sin_t = math.sqrt(c if c > 0.0 else 0.0)
+    t = acos(rho)
+    g = c2 * (_PI - t) + c3 * t
+    k = (ai * aj) * (c1 * sin_t + g * rho) * _INV_2PI
+    kd = g * _INV_2PI
+    return k, kd
+
+
+@jit
+def erf_step(s: float, ai: float, aj: float):
+    """Erf expectations ``(K, Kdot)``; ``ai = 1/sqrt(1 + 2 S_ii)``."""
+    u = ai * aj
+    r = 2.0 * s * u
+    r = math.copysign(1.0, r) if abs(r) > 1.0 else r
+    c = (1.0 - r) * (1.0 + r)
+    k = _2_OVER_PI * asin(r)
+    kd = _4_OVER_PI * u / math.sqrt(c if c > _TINY else _TINY)
+    return k, kd
+
+
+@jit
+def gelu_step(s: float, ai: float, aj: float, bi: float, bj: float):
+    """GELU (``z Phi(z)``) expectations ``(K, Kdot)``; ``ai = S_ii``, ``bi = 1 + S_ii``.
+
+    ``D^2 = P - s^2 >= 1`` for any valid covariance, so nothing is singular at
+    ``rho = +-1`` and no snapping is needed; a rounding excess of ``|s|`` over
+    ``sqrt(S11 S22)`` is harmless.
+    """
+    pq = ai * aj
+    p = bi * bj
+    d2 = p - s * s
+    d2 = d2 if d2 > 1.0 else 1.0  # >= 1 + S11 + S22 in exact arithmetic
+    dl = math.sqrt(d2)
+    x = s / math.sqrt(p)
+    x = math.copysign(1.0, x) if abs(x) > 1.0 else x
+    ang = asin(x)
+    k = 0.25 * s + _INV_2PI * (s * ang + (s * s + pq * d2) / (p * dl))
+    kd = 0.25 + _INV_2PI * (ang + (s / dl) * ((1.0 + (1.0 - pq) / p) + 1.0 / d2))
+    return k, kd
+
+
+@jit
+def closed_state(act: int, s: float) -> tuple[float, float]:
+    """Per-sample numbers ``(a, b)`` of a variance ``s`` that :func:`closed_step` takes."""
+    s = max(s, 0.0)
+    if act == ERF:
+        a = 1.0 / math.sqrt(1.0 + 2.0 * s)
+        return a, a
+    if act == GELU:
+        return s, 1.0 + s
+    a = math.sqrt(s)
+    return a, (1.0 / a if a > 0.0 else 0.0)
+
+
+@jit
+def closed_step(act: int, s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
+    """``(K, Kdot)`` of a closed-form activation ``act`` for covariance ``s``.
+
+    ``ai``, ``bi`` from :func:`closed_state`. ``relu_unit`` is computed as the
+    ReLU (its factor 2 is folded into the recursion's weights by the caller);
+    an activation without a closed form gives NaN.
+    """
+    if act == RELU or act == RELU_UNIT:
+        return relu_step(s, ai, aj, bi, bj, snap)
+    if act == ERF:
+        return erf_step(s, ai, aj)
+    if act == LEAKY_RELU:
+        return abrelu_step(s, ai, aj, bi, bj, snap, _LK_C1, _LK_C2, _LK_C3)
+    if act == LINEAR:
+        return s, 1.0
+    if act == GELU:
+        return gelu_step(s, ai, aj, bi, bj)
+    return math.nan, math.nan
+
+
+@jit
+def closed_dual(act: int, s11: float, s22: float, s12: float, snap: float):
+    """``(E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` of a closed-form ``act`` from the covariance.
+
+    For callers without per-sample state (e.g. another compiled kernel);
+    ``relu_unit`` includes its factor 2 here. NaN for codes without a closed form.
+    """
+    ai, bi = closed_state(act, s11)
+    aj, bj = closed_state(act, s22)
+    k, kd = closed_step(act, s12, ai, aj, bi, bj, snap)
+    if act == RELU_UNIT:
+        return 2.0 * k, 2.0 * kd
+    return k, kd
+
+
+# -- Hermite series -------------------------------------------------------------------
+
+
+@jit
+def series_step(rho: float, ci: np.ndarray, cj: np.ndarray, di: np.ndarray, dj: np.ndarray,
+                deg: int):
+    """``(K, Kdot)`` from two samples' Hermite coefficients at correlation ``rho``.
+
+    Horner's rule from degree ``deg`` down; each term's coefficient is
+    ``ci[k] * cj[k]`` (symmetric in the pair, bit for bit). ``rho`` as from
+    :func:`snap_rho`.
+    """
+    k = ci[deg] * cj[deg]
+    kd = di[deg] * dj[deg]
+    for m in range(deg - 1, -1, -1):
+        k = k * rho + ci[m] * cj[m]
+        kd = kd * rho + di[m] * dj[m]
+    return k, kd
+
+
+@jit
+def series_dual(s11: float, s22: float, s12: float, ci: np.ndarray, cj: np.ndarray,
+                di: np.ndarray, dj: np.ndarray, deg: int, snap: float):
+    """:func:`series_step` from the covariance (``ci``.. of ``s11`` and ``s22``)."""
+    bi = 1.0 / math.sqrt(s11) if s11 > 0.0 else 0.0
+    bj = 1.0 / math.sqrt(s22) if s22 > 0.0 else 0.0
+    return series_step(snap_rho(s12, bi, bj, snap), ci, cj, di, dj, deg)
+
+
+@jit(parallel=True)
+def _activation_table(z: np.ndarray, act: int, f: np.ndarray, df: np.ndarray) -> None:
+    """``f[i, n] = phi(z[i, n])``, ``df[i, n] = phi'(z[i, n])``."""
+    for i in numba.prange(z.shape[0]):
+        for m in range(z.shape[1]):
+            f[i, m] = phi(z[i, m], act)
+            df[i, m] = dphi(z[i, m], act)
+
+
+@jit(parallel=True)
+def _project(f: np.ndarray, df: np.ndarray, psi: np.ndarray, c: np.ndarray, d: np.ndarray) -> None:
+    """``c[i, k] = sum_n f[i, n] psi[0, n] psi[k, n]`` (and ``d`` of ``df``), summed in order.
+
+    A fixed sequential sum per coefficient (not BLAS, whose order depends on the
+    shapes), so a sample's coefficients are the same bits in any set of samples.
+    """
+    for i in numba.prange(f.shape[0]):
+        for k in range(psi.shape[0]):
+            a = 0.0
+            b = 0.0
+            for m in range(psi.shape[1]):
+                w = psi[0, m] * psi[k, m]
+                a += f[i, m] * w
+                b += df[i, m] * w
+            c[i, k] = a
+            d[i, k] = b
+
+
+@functools.lru_cache(maxsize=8)
+def _hermite_rule(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite rule of ``N(0, 1)`` and the Hermite functions at its nodes.
+
+    Returns ``x`` (nodes,) and ``psi`` (nodes // 2 + 1, nodes) with
+    ``psi[k, n] = h_k(x_n) sqrt(w_n)``, by the stable three-term recurrence.
+    """
+    from scipy.special import roots_hermitenorm
+
+    x, w = roots_hermitenorm(nodes)
+    w = w / w.sum()
+    kmax = nodes // 2
+    psi = np.empty((kmax + 1, nodes))
+    psi[0] = np.sqrt(w)
+    psi[1] = x * psi[0]
+    for k in range(1, kmax):
+        psi[k + 1] = (x * psi[k] - math.sqrt(k) * psi[k - 1]) / math.sqrt(k + 1)
+    return x, psi
+
+
+#: largest series degree (beyond it the coefficients of a very steep layer are
+#: truncated with the bound reported by :func:`series_coefficients`)
+MAX_DEGREE = 2048
+
+
+def rule_nodes(m: int) -> int:
+    """Gauss-Hermite nodes used for coefficients up to degree ``m``: a power of two >= 4 m."""
+    return max(128, 1 << math.ceil(math.log2(max(4 * m, 1))))
+
+
+def _coefficients(act: int, root: np.ndarray, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients ``(u, nodes // 2 + 1)`` of ``phi(root_u z)`` and ``phi'(root_u z)``."""
+    x, psi = _hermite_rule(nodes)
+    z = np.ascontiguousarray(root[:, None] * x[None, :])
+    f = np.empty_like(z)
+    df = np.empty_like(z)
+    _activation_table(z, act, f, df)
+    c = np.empty((z.shape[0], psi.shape[0]))
+    d = np.empty_like(c)
+    _project(f, df, psi, c, d)
+    return c, d
+
+
+def series_degree(act: int, s: np.ndarray, tol: float) -> tuple[int, float]:
+    """The Hermite-series degree of a layer with variances ``s``.
+
+    The smallest ``m`` such that every sample's tail energy beyond ``m`` is at
+    most ``tol`` times its own ``E[phi^2]`` (and likewise for ``phi'``), the
+    tails measured from the coefficients of a Gauss-Hermite rule of at least
+    ``4 m`` nodes (128 first, doubled until the degree is found; at most
+    :data:`MAX_DEGREE`, where the returned bound may exceed ``tol``).
+
+    Parameters
+    ----------
+    act : int
+        Activation code.
+    s : numpy.ndarray of shape (n,)
+        Pre-activation variances (negative values are taken as 0).
+    tol : float
+        Relative tail energy.
+
+    Returns
+    -------
+    m : int
+        The degree (at least 1).
+    bound : float
+        The largest tail energy beyond ``m`` relative to its sample's energy.
+    """
+    uq = np.unique(np.maximum(np.asarray(s, dtype=np.float64), 0.0))
+    root = np.sqrt(uq)
+    nodes = 128
+    while True:
+        c, d = _coefficients(act, root, nodes)
+        kmax = c.shape[1] - 1
+        ec = np.cumsum((c * c)[:, ::-1], axis=1)[:, ::-1]  # ec[:, k] = sum_{j >= k}
+        ed = np.cumsum((d * d)[:, ::-1], axis=1)[:, ::-1]
+        # every sample's tail relative to its own energy (then |error| <= tol sqrt(E_i E_j))
+        rc = ec[:, 1:] / np.maximum(ec[:, :1], _TINY)
+        rd = ed[:, 1:] / np.maximum(ed[:, :1], _TINY)
+        tail = np.maximum(rc.max(axis=0), rd.max(axis=0))  # tail[m] beyond degree m
+        half = kmax // 2  # tails are read from coefficients up to twice the degree
+        ok = np.nonzero(tail[:half] <= tol)[0]
+        if ok.size:
+            m = max(int(ok[0]), 1)
+            return m, float(tail[m])
+        if kmax >= MAX_DEGREE:
+            return half, float(tail[half])
+        nodes *= 2
+
+
+def series_coefficients(act: int, s: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hermite coefficients of ``phi(sqrt(s_i) z)`` and ``phi'(sqrt(s_i) z)`` up to degree ``m``.
+
+    Computed with the ``rule_nodes(m)``-point Gauss-Hermite rule, so a
+    sample's coefficients depend on its variance and ``m`` only (the same bits
+    in any set of samples).
+
+    Parameters
+    ----------
+    act : int
+        Activation code.
+    s : numpy.ndarray of shape (n,)
+        Pre-activation variances (negative values are taken as 0).
+    m : int
+        Degree (from :func:`series_degree`).
+
+    Returns
+    -------
+    C, D : numpy.ndarray of shape (m + 1, n)
+        Coefficients of ``phi`` and ``phi'``, C-contiguous.
+    """
+    s = np.maximum(np.asarray(s, dtype=np.float64), 0.0)
+    uq, inv = np.unique(s, return_inverse=True)
+    c, d = _coefficients(act, np.sqrt(uq), rule_nodes(m))
+    return np.ascontiguousarray(c[inv, : m + 1].T), np.ascontiguousarray(d[inv, : m + 1].T)

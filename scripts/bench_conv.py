@@ -1,0 +1,116 @@
+"""Benchmark: kc.ConvNTK against neural-tangents' jitted stax kernel_fn on 28 x 28 x 1 images.
+
+Run in the peer environment that has both (neural-tangents is never a dependency)::
+
+    PYTHONPATH=$PWD /work/ntvenv/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
+
+For each architecture (Myrtle-5, and a plain CNN without pooling: conv-relu x 3,
+flatten, dense) and dtype (float64, float32), it times, interleaved in one process:
+
+* neural-tangents: ``jax.jit(kernel_fn)(X, X, "ntk")`` after a warm-up call (the full
+  n x n matrix, which is how its kernel_fn computes a Gram);
+* kernelcomp: ``kc.ConvNTK(...)(X)`` (the symmetric Gram, each unique pair once), on
+  all threads, and on one thread (``n_jobs=1``), after a warm-up (compilation) call.
+
+It prints wall seconds, milliseconds per unique pair (n (n + 1) / 2), the per-core
+figure of the one-thread run (process CPU time per unique pair), the ratios
+neural-tangents / kernelcomp of wall times and of process CPU times (all threads;
+the CPU ratio is the one that survives a loaded machine), the largest relative
+difference between the two Grams, the load average and the BLAS/thread info
+(threadpoolctl). Images are 28 x 28 MNIST-like strokes (``make_nt_conv_fixtures``'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _images(n: int) -> np.ndarray:
+    from make_nt_conv_fixtures import _strokes
+
+    return _strokes(np.random.default_rng(0), n)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=16, help="images for Myrtle-5 (default 16)")
+    parser.add_argument("--n-flat", type=int, default=200,
+                        help="images for the CNN without pooling (its pairs are cheap)")
+    parser.add_argument("--arch", choices=["all", "myrtle5", "cnn3-flatten"], default="all")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numba
+    from make_nt_conv_fixtures import stax_network
+    from threadpoolctl import threadpool_info
+
+    import kernelcomp as kc
+
+    print("numba threads:", numba.get_num_threads(), "| cpus:", os.cpu_count())
+    for info in threadpool_info():
+        print("  threadpool:", info.get("internal_api"), info.get("num_threads"),
+              info.get("version"))
+    archs = {
+        "myrtle5": list(kc.ConvNTK.myrtle(5).layers),
+        "cnn3-flatten": ["conv", "relu"] * 3 + ["flatten", "dense"],
+    }
+    for name, layers in archs.items():
+        if args.arch not in ("all", name):
+            continue
+        n = args.n if name == "myrtle5" else args.n_flat
+        X64 = _images(n)
+        unique = n * (n + 1) / 2
+        ours = kc.ConvNTK(layers, weight_std=math.sqrt(2.0), bias_std=0.0)
+        _, _, kfn = stax_network({"layers": layers, "weight_std": math.sqrt(2.0),
+                                  "bias_std": 0.0})
+        kfn = jax.jit(kfn, static_argnames="get")
+        for dt in (np.float64, np.float32):
+            X = X64.astype(dt)
+            kfn(X[:2], X[:2], get="ntk").block_until_ready()  # compile
+            kfn(X, X, get="ntk").block_until_ready()
+            ours(X[:2])
+            ours(X[:2], n_jobs=1)
+            for rep in range(args.repeats):
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                Knt = np.asarray(kfn(X, X, get="ntk").block_until_ready())
+                t_nt = time.perf_counter() - t0
+                c_nt = time.process_time() - c0
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                K = ours(X)
+                t_kc = time.perf_counter() - t0
+                c_kc = time.process_time() - c0
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                ours(X, n_jobs=1)
+                t_1 = time.perf_counter() - t0
+                c_1 = time.process_time() - c0
+                err = float(np.max(np.abs(K - Knt)) / np.max(np.abs(Knt)))
+                print(
+                    f"{name:13s} {np.dtype(dt).name:7s} rep {rep}: "
+                    f"NT {t_nt:7.3f} s ({1e3 * t_nt / unique:8.3f} ms/pair) | "
+                    f"kc {t_kc:7.3f} s ({1e3 * t_kc / unique:8.3f} ms/pair) | "
+                    f"kc 1 thread {1e3 * t_1 / unique:8.3f} ms/pair wall, "
+                    f"{1e3 * c_1 / unique:8.3f} ms/pair cpu | ratio NT/kc {t_nt / t_kc:6.2f} wall, "
+                    f"{c_nt / c_kc:6.2f} cpu (NT {1e3 * c_nt / unique:.3f}, kc "
+                    f"{1e3 * c_kc / unique:.3f} ms/pair cpu) | "
+                    f"max rel diff {err:.1e} | load {os.getloadavg()}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""kc.ConvNTK / kc.ConvNNGP: neural-tangents fixtures, the naive 4-D recursion, the driver."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kernelcomp as kc
+from tests.naive_conv import conv_gram
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Max-norm relative difference ``max |a - b| / max |b|``."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b)))
+
+
+@pytest.fixture(scope="module")
+def nt():
+    return np.load(FIXTURES / "nt_conv_reference.npz")
+
+
+def _nt_configs() -> list[dict]:
+    with np.load(FIXTURES / "nt_conv_reference.npz") as f:
+        return json.loads(str(f["index_json"]))["configs"]
+
+
+def _kernel(cls, cfg: dict, **extra):
+    ws, bs = cfg["weight_std"], cfg["bias_std"]
+    return cls(
+        cfg["layers"],
+        weight_std=tuple(ws) if isinstance(ws, list) else ws,
+        bias_std=tuple(bs) if isinstance(bs, list) else bs,
+        **extra,
+    )
+
+
+# ---------------------------------------------------------------- neural-tangents
+
+
+@pytest.mark.parametrize("cfg", _nt_configs(), ids=lambda c: c["name"])
+def test_matches_neural_tangents(cfg, nt):
+    X, Y = nt[f"{cfg['group']}_X"], nt[f"{cfg['group']}_Y"]
+    same = {
+        "xx": np.array([[np.array_equal(a, b) for b in X] for a in X]),
+        "xy": np.array([[np.array_equal(a, b) for b in Y] for a in X]),
+    }
+    for name, cls in (("nngp", kc.ConvNNGP), ("ntk", kc.ConvNTK)):
+        k = _kernel(cls, cfg)
+        for part, args in (("xx", (X,)), ("xy", (X, Y))):
+            ref = nt[f"{cfg['name']}_{name}_{part}"]
+            got = k(*args)
+            # neural-tangents' ReLU formula, arctan2(sqrt(S11 S22 - S12^2), S12), loses
+            # half the digits where two positions' correlation is exactly +-1: between
+            # identical images, and on the sparse and stroke images (proportional
+            # patches) also between different ones; kernelcomp snaps those to +-1
+            # (test_neural_tangents_gap_is_its_formula shows that is the whole gap)
+            if cfg["group"] == "small":
+                assert relative_error(got[~same[part]], ref[~same[part]]) <= 1e-12, (name, part)
+                assert relative_error(got, ref) <= 1e-8, (name, part)
+            else:
+                assert relative_error(got, ref) <= 1e-10, (name, part)
+            # float32 inputs: float32 results, the recursion in float64
+            got32 = k(*(a.astype(np.float32) for a in args))
+            assert got32.dtype == np.float32
+            assert relative_error(got32, ref) <= 1e-6, (name, part)
+
+
+def test_neural_tangents_gap_is_its_formula(nt):
+    """On the sparse images, neural-tangents equals the naive recursion without the snap."""
+    cfg = next(c for c in _nt_configs() if c["name"] == "flat_sparse")
+    X, Y = nt["sparse_X"], nt["sparse_Y"]
+    stds = {"weight_std": cfg["weight_std"], "bias_std": cfg["bias_std"]}
+    ref = nt["flat_sparse_ntk_xy"]
+    unsnapped = conv_gram(X, Y, cfg["layers"], snap=False, **stds)
+    snapped = conv_gram(X, Y, cfg["layers"], snap=True, **stds)
+    assert relative_error(unsnapped, ref) <= 1e-14
+    assert relative_error(_kernel(kc.ConvNTK, cfg)(X, Y), snapped) <= 1e-14
+    assert relative_error(snapped, ref) > 1e-13  # the fixture does exercise the gap
+
+
+# ---------------------------------------------------------------- naive reference
+
+ARCHS = [
+    ["conv", "relu", "flatten", "dense"],
+    ["conv", "relu", "conv", "relu", "avgpool", "conv", "relu", "global_avgpool", "dense"],
+    ["conv", "erf", "conv5", "relu_unit", "global_avgpool", "dense", "relu", "dense"],
+    ["relu", "conv", "relu", "avgpool3", "flatten", "dense", "erf", "dense"],
+    ["conv", "relu", "avgpool", "avgpool", "flatten", "dense"],
+    ["conv", "relu", "avgpool", "conv", "relu", "flatten", "dense"],
+]
+
+
+@pytest.mark.parametrize("layers", ARCHS, ids=lambda a: "-".join(a))
+def test_matches_naive_recursion(layers, rng, dtype, tol):
+    X = rng.standard_normal((3, 6, 6, 2)).astype(dtype)
+    Y = np.abs(rng.standard_normal((2, 6, 6, 2))).astype(dtype)
+    Y[1, :3] = 0.0  # zero-variance positions
+    stds = {"weight_std": 1.3, "bias_std": 0.2}
+    for cls, ntk in ((kc.ConvNTK, True), (kc.ConvNNGP, False)):
+        k = cls(layers, **stds)
+        got = k(X, Y)
+        assert got.dtype == dtype
+        ref = conv_gram(X, Y, layers, ntk=ntk, **stds)
+        assert relative_error(got, ref) <= tol("gram")
+        assert relative_error(k.diag(Y), np.diag(conv_gram(Y, Y, layers, ntk=ntk, **stds))) <= (
+            tol("gram")
+        )
+
+
+def test_per_layer_stds_and_no_bias(rng):
+    layers = ["conv", "relu", "avgpool", "conv5", "relu", "flatten", "dense", "relu", "dense"]
+    X = rng.standard_normal((2, 7, 6, 1))
+    ws, bs = [1.1, 1.5, 0.9, 1.2], [0.3, None, 0.0, 0.4]
+    got = kc.ConvNTK(layers, weight_std=ws, bias_std=bs)(X)
+    ref = conv_gram(X, X, layers, weight_std=ws, bias_std=[b or 0.0 for b in bs])
+    assert relative_error(got, ref) <= 1e-12
+
+
+# ---------------------------------------------------------------- properties
+
+
+def test_symmetry_diag_and_identical_images(rng, dtype):
+    k = kc.ConvNTK.myrtle(5, image_shape=(8, 8, 1))
+    X = rng.random((7, 8, 8, 1)).astype(dtype)
+    K = k(X)
+    assert (K == K.T).all()
+    assert np.array_equal(np.diag(K), k.diag(X))
+    # a copy of an image in Y reproduces the diagonal exactly; K(X, Y) = K(Y, X)^T
+    Y = np.concatenate([X[3:5], rng.random((2, 8, 8, 1)).astype(dtype)])
+    Kxy = k(X, Y)
+    assert Kxy[3, 0] == K[3, 3] and Kxy[4, 1] == K[4, 4]
+    np.testing.assert_allclose(Kxy, k(Y, X).T, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    # (pair(x, y) and pair(y, x) sum in other orders: equal to rounding, not bitwise)
+    np.testing.assert_allclose(Kxy[:, :2], K[:, 3:5], rtol=1e-12 if dtype == np.float64 else 1e-6)
+    assert np.linalg.eigvalsh(K.astype(np.float64)).min() > -1e-6 * K.max()
+
+
+def test_flattened_rows_are_c_order_images(rng):
+    X = rng.standard_normal((4, 5, 6, 3))
+    k = kc.ConvNNGP(["conv", "relu", "avgpool", "global_avgpool", "dense"], image_shape=(5, 6, 3))
+    np.testing.assert_array_equal(k(X.reshape(4, -1)), k(X))
+    np.testing.assert_array_equal(k(X.reshape(4, -1), X[:2]), k(X, X[:2]))
+    assert k.n_features_in == 90
+    # another layout (channels first) is another kernel
+    Xt = X.transpose(0, 3, 1, 2).reshape(4, -1)
+    assert not np.allclose(k(Xt), k(X))
+
+
+def test_threads_do_not_change_values(rng):
+    k = kc.ConvNTK(["conv", "relu", "avgpool", "conv", "relu", "global_avgpool", "dense"])
+    X = rng.standard_normal((9, 6, 6, 1))
+    np.testing.assert_array_equal(k(X, n_jobs=1), k(X, n_jobs=2))
+
+
+def test_no_pooling_uses_the_spatial_diagonal_only():
+    k = kc.ConvNTK(["conv", "relu"] * 3 + ["flatten", "dense"])
+    assert k._program((28, 28, 1)).diagonal_only
+    assert not kc.ConvNTK.myrtle(5)._program((28, 28, 1)).diagonal_only
+    # a pool before a flatten needs the offsets |u|, |v| <= 1 only
+    prog = kc.ConvNTK(["conv", "relu", "avgpool", "flatten", "dense"])._program((8, 8, 1))
+    assert prog.stages[0, 4:6].tolist() == [1, 1]
+
+
+def test_description_equality_and_pickle():
+    k = kc.ConvNTK.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1)
+    desc = json.loads(json.dumps(k.to_dict()))
+    assert desc["kernel"] == "ConvNTK"
+    assert kc.convolutional._ConvKernel.from_dict(desc) == k
+    assert pickle.loads(pickle.dumps(k)) == k
+    assert hash(k) == hash(kc.ConvNTK.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1))
+    assert k != kc.ConvNNGP.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1)
+    assert kc.ConvNTK(["CONV", "Relu", "flatten", "dense"]).layers == (
+        "conv", "relu", "flatten", "dense")
+
+
+def test_myrtle_layers():
+    layers = kc.ConvNTK.myrtle(5).layers
+    assert layers == ("conv", "relu", "conv", "relu", "avgpool", "conv", "relu", "avgpool",
+                      "conv", "relu", "global_avgpool", "dense")
+    assert kc.ConvNTK.myrtle(10).layers.count("conv") == 9
+    assert kc.ConvNTK.myrtle(5).weight_std == pytest.approx(2**0.5)
+    with pytest.raises(ValueError, match="depth must be one of"):
+        kc.ConvNTK.myrtle(6)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("layers", "error", "match"),
+    [
+        (["conv", "tanh", "flatten", "dense"], ValueError, "unknown layer 'tanh' at layers"),
+        (["conv4", "relu", "flatten", "dense"], ValueError, "odd filter size"),
+        (["conv", "relu", "dense"], ValueError, "exactly once"),
+        (["conv", "flatten", "global_avgpool", "dense"], ValueError, "exactly once"),
+        (["conv", "dense", "flatten", "dense"], ValueError, "before the reduction"),
+        (["flatten", "conv", "dense"], ValueError, "after the reduction"),
+        (["conv", "relu", "flatten"], ValueError, "last layer must be 'dense'"),
+        ([], ValueError, "layers is empty"),
+        (["conv", 3, "flatten", "dense"], TypeError, r"layers\[1\] must be a string"),
+        ("conv relu flatten dense", TypeError, "layers must be a list"),
+    ],
+)
+def test_bad_layer_lists(layers, error, match):
+    with pytest.raises(error, match=match):
+        kc.ConvNTK(layers)
+
+
+def test_bad_stds():
+    with pytest.raises(ValueError, match="one value per conv/dense layer"):
+        kc.ConvNTK(["conv", "relu", "flatten", "dense"], weight_std=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="weight_std"):
+        kc.ConvNTK(["conv", "relu", "flatten", "dense"], weight_std=-1.0)
+
+
+def test_bad_image_shapes(rng):
+    k = kc.ConvNTK.myrtle(5)
+    with pytest.raises(ValueError, match=r"add a channel axis with X\[..., None\]"):
+        k(rng.random((2, 8, 8)))
+    with pytest.raises(ValueError, match="no image_shape"):
+        k(rng.random((2, 64)))
+    with pytest.raises(ValueError, match="cannot pool a 1x1 image"):
+        k(rng.random((2, 3, 3, 1)))
+    with pytest.raises(ValueError, match="cannot pool"):
+        kc.ConvNTK.myrtle(5, image_shape=(3, 3, 1))
+    with pytest.raises(ValueError, match=r"image_shape must be \(height, width, channels\)"):
+        kc.ConvNTK.myrtle(5, image_shape=(8, 8))
+    k8 = kc.ConvNTK.myrtle(5, image_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match="X has 63 features, but 64 are expected"):
+        k8(rng.random((2, 63)))
+    with pytest.raises(ValueError, match=r"Y holds images of shape \(8, 8, 2\), but \(8, 8, 1\)"):
+        k8(rng.random((2, 8, 8, 1)), rng.random((2, 8, 8, 2)))
+    with pytest.raises(ValueError, match="X contains NaN"):
+        k8(np.full((2, 8, 8, 1), np.nan))
+
+
+# ---------------------------------------------------------------- driver, files, estimators
+
+
+def test_gram_blocks_into_hdf5_with_resume(rng, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    k = kc.ConvNTK(["conv", "relu", "avgpool", "conv", "relu", "global_avgpool", "dense"],
+                   image_shape=(8, 8, 1), bias_std=0.1)
+    X = rng.random((40, 64))
+    ref = k(X)
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        ds = f.create_dataset("K", shape=(40, 40), dtype="f8")
+        kc.gram(k, X, out=ds, block_rows=7, progress=True, n_jobs=2)
+        np.testing.assert_array_equal(ds[()], ref)
+    # an interrupted file computation resumes and gives the same matrix
+    path = tmp_path / "gram.h5"
+    with pytest.raises(kc.io.GramInterrupted):
+        kc.io.compute_gram_file(k, X, None, path, block_rows=8, should_stop=lambda: True)
+    info = kc.io.compute_gram_file(k, X, None, path, block_rows=8, resume=True)
+    np.testing.assert_array_equal(kc.io.load_gram(path), ref)
+    assert info.kernel == k
+
+
+def test_estimator_and_diagnostics_take_the_kernel(rng):
+    from sklearn.kernel_ridge import KernelRidge
+
+    k = kc.ConvNTK(["conv", "relu", "avgpool", "global_avgpool", "dense"], image_shape=(6, 6, 1))
+    X = rng.random((30, 36))
+    y = X[:, :18].sum(1) - X[:, 18:].sum(1)
+    reg = kc.NTKRegressor(kernel=k, alpha=1e-3).fit(X[:20], y[:20])
+    ref = KernelRidge(alpha=1e-3, kernel="precomputed").fit(k(X[:20]), y[:20])
+    np.testing.assert_allclose(reg.predict(X[20:]), ref.predict(k(X[20:], X[:20])), rtol=1e-8)
+    ev = kc.diagnostics.kernel_pca(kc.gram(k, X), n_components=5)
+    assert ev.eigenvalues.shape == (5,)
+
+
+@pytest.mark.slow
+def test_large_gram_in_a_subprocess():
+    """n = 20000 small images (float32, the symmetric Gram): no crash, symmetric, exact diagonal."""
+    code = textwrap.dedent(
+        """
+        import numpy as np, kernelcomp as kc
+        X = np.random.default_rng(0).random((20000, 4, 4, 1), dtype=np.float32)
+        k = kc.ConvNTK(["conv", "relu", "conv", "relu", "flatten", "dense"], bias_std=0.1)
+        K = kc.gram(k, X, progress=False)
+        assert K.dtype == np.float32 and K.shape == (20000, 20000)
+        idx = np.random.default_rng(1).integers(0, 20000, 50)
+        assert (K[idx][:, idx] == K[idx][:, idx].T).all()
+        assert np.array_equal(np.diag(K)[idx], k.diag(X[idx]))
+        np.testing.assert_allclose(K[idx][:, idx], k(X[idx]), rtol=1e-6)
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=3600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().endswith("ok")

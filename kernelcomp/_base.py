@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._parallel import n_jobs_context
-from kernelcomp._validation import check_matrix, result_dtype
+from kernelcomp._validation import check_choice, check_matrix, result_dtype
 
 #: values of the ``device`` argument
 DEVICES = ("cpu", "cuda")
@@ -61,8 +61,7 @@ def check_device(device: Any) -> str:
     """Validate a ``device`` argument: ``"cpu"`` or ``"cuda"``."""
     if not isinstance(device, str):
         raise TypeError(f"device must be 'cpu' or 'cuda', got {type(device).__name__} {device!r}")
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    check_choice(device, "device", DEVICES)
     return device
 
 
@@ -223,10 +222,6 @@ class Kernel(abc.ABC):
     @abc.abstractmethod
     def _diag(self, px: Any) -> np.ndarray:
         """The diagonal of the Gram matrix of ``px``."""
-
-    def _n_rows(self, prep: Any) -> int:
-        """Number of samples in a prepared state (override if needed)."""
-        return int(prep.n)
 
     # -- description ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ One batched forward pass with forward hooks keeps every selected layer's
 inputs and outputs; one backward pass per output (``K`` of them, or one for an
 ``output=k`` or the sum of the logits) gives the ``delta``. The per-sample
 factors of a block of rows are then contracted by kernelcomp's bounded BLAS
-helpers (:func:`kernelcomp.empirical._hadamard_gram`). Parameters of modules
+helpers (:func:`kernelcomp._hadamard._hadamard_gram`). Parameters of modules
 the engine does not know (custom modules, ``Conv3d``, weight-normalised
 layers, parameters shared by several modules) take the per-sample Jacobian of
 ``torch.func`` (the ``"jacobian"`` route), for those parameters only.
@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from kernelcomp._hadamard import _hadamard_gram
 
 #: routes a layer may take
 ROUTES = ("structured", "explicit", "jacobian")
@@ -439,8 +441,6 @@ def contract(fx: Factors, fy: Factors, out: np.ndarray, symmetric: bool, torch: 
     ``out`` (C-contiguous or not) is written whole (exactly symmetric when
     ``symmetric``); the products go through kernelcomp's bounded BLAS helpers.
     """
-    from kernelcomp.empirical import _hadamard_gram
-
     dt = out.dtype
 
     def host(t: Any) -> np.ndarray:

@@ -160,6 +160,56 @@ def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
     return value
 
 
+def check_choice(value: Any, name: str, choices: Sequence[Any], *,
+                 what: str = "") -> Any:
+    """Validate that ``value`` is one of ``choices`` (the one wording of every such check).
+
+    Parameters
+    ----------
+    value : object
+        The value given.
+    name : str
+        The argument's name, for the message.
+    choices : sequence
+        The allowed values (strings, usually).
+    what : str, optional
+        An alternative the caller also accepts, named in the message
+        (e.g. ``"a list of layer indices"``); the caller checks it before.
+
+    Returns
+    -------
+    object
+        ``value`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not one of ``choices``: "NAME must be one of [...], got VALUE".
+    """
+    try:  # a bool is not the choice 1, an array is not a string it equals elementwise
+        ok = not isinstance(value, bool | np.bool_ | np.ndarray) and value in choices
+    except (TypeError, ValueError):  # unhashable against a set or dict of choices
+        ok = False
+    if not ok:
+        listed = sorted(choices) if isinstance(choices, set | frozenset | dict) else list(choices)
+        alt = f" or {what}" if what else ""
+        raise ValueError(f"{name} must be one of {listed}{alt}, got {value!r}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Validate a flag: ``True`` or ``False`` (NumPy booleans too), never 0/1 or None.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a boolean.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def check_real(value: Any, name: str, *, minimum: float | None = None) -> float:
     """Validate a finite real scalar."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -238,8 +288,7 @@ def check_labels(y: Any, n: int, name: str = "y", *, kind: str = "binary") -> np
     >>> check_labels([1, -1, 1], 3).tolist()
     [1.0, -1.0, 1.0]
     """
-    if kind not in LABEL_KINDS:
-        raise ValueError(f"kind must be one of {LABEL_KINDS}, got {kind!r}")
+    check_choice(kind, "kind", LABEL_KINDS)
     binary = kind == "binary"
     what = "labels" if binary else "targets"
     try:

@@ -27,8 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp import datasets
+from kernelcomp._base import Kernel
 from kernelcomp._parallel import progress as progress_bar
-from kernelcomp._validation import check_int, check_real
+from kernelcomp._validation import check_choice, check_int, check_real
+from kernelcomp.empirical import EmpiricalNTK
+from kernelcomp.kernels import NTK
+from kernelcomp.network import FCNetwork
 
 __all__ = [
     "ExponentFit",
@@ -230,6 +235,84 @@ def _slope(logp: np.ndarray, logerr: np.ndarray) -> tuple[float, float]:
     return float(slope), float(icpt)
 
 
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Mean of each row over its finite entries (NaN where there is none)."""
+    ok = np.isfinite(a)
+    counts = ok.sum(axis=1)
+    sums = np.where(ok, a, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _seed_bootstrap(statistic: Callable[[np.ndarray], float], n_seeds: int, n_bootstrap: int,
+                    level: float, seed: int) -> tuple[float, float] | None:
+    """Interval of ``statistic(columns)`` over resamples of the seeds with replacement.
+
+    Each resample draws ``n_seeds`` column indices (the same for every size);
+    resamples whose statistic is not finite are skipped. None when none is left.
+    """
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_seeds, n_seeds))
+                       for _ in range(n_bootstrap)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    q = (1 - level) / 2
+    lo, hi = np.quantile(values, [q, 1 - q])
+    return float(lo), float(hi)
+
+
+def loglog_slope(p: Any, per_seed: Any, *, n_bootstrap: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float | None, list[float | None]]:
+    """Log-log slope of the seed mean of a positive metric against ``p``, with an interval.
+
+    The twin of :func:`fit_exponent` for metrics that are not test errors (the
+    compression lambda): entries that are not positive or NaN (a run stopped
+    before t*) are left out of the seed means, sizes without any are left out of
+    the fit, and the interval is the seed bootstrap of :func:`fit_exponent`.
+
+    Parameters
+    ----------
+    p : array-like of shape (n_p,)
+        Sizes.
+    per_seed : array-like of shape (n_p, n_seeds)
+        The metric per size and seed.
+    n_bootstrap : int, default 1000
+        Resamples of the seeds.
+    level : float, default 0.95
+        Coverage of the interval.
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    (float or None, [low, high])
+        The slope (None when fewer than two sizes have a value) and its interval
+        (``[slope, slope]`` when no resample has two sizes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([16.0, 64.0, 256.0])
+    >>> slope, ci = loglog_slope(p, np.sqrt(p)[:, None] * np.ones((1, 3)))
+    >>> round(slope, 6), [round(v, 6) for v in ci]
+    (0.5, [0.5, 0.5])
+    """
+    p = np.asarray(p, dtype=float)
+    per_seed = np.asarray(per_seed, dtype=float)
+
+    def slope(v: np.ndarray) -> float:
+        m = _nanmean_rows(np.where(v > 0, v, np.nan))
+        ok = np.isfinite(m)
+        return _slope(np.log(p[ok]), np.log(m[ok]))[0] if ok.sum() >= 2 else math.nan
+
+    s = slope(per_seed)
+    if not math.isfinite(s):
+        return None, [None, None]
+    ci = _seed_bootstrap(lambda idx: slope(per_seed[:, idx]), per_seed.shape[1], n_bootstrap,
+                         level, seed)
+    return s, [s, s] if ci is None else list(ci)
+
+
 def fit_exponent(
     p: Any,
     errors: Any,
@@ -344,8 +427,7 @@ def fit_exponent(
         runs = np.full(p.size, errors.shape[1])
     else:
         runs = run_ok.sum(axis=1)
-        total = np.where(run_ok, errors, 0.0).sum(axis=1)
-        mean = np.divide(total, runs, out=np.full(p.size, np.nan), where=runs > 0)
+        mean = _nanmean_rows(np.where(run_ok, errors, np.nan))
     with np.errstate(invalid="ignore"):
         enough = mean > 0 if n_test is None else (mean * n_test >= max(min_errors, 1e-300))
     enough &= runs > 0
@@ -365,29 +447,14 @@ def fit_exponent(
     if n_bootstrap == 0:
         ci = (beta, beta)
     else:
-        rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
-        n_seeds = errors.shape[1]
-        sub = errors[keep]
-        sub_ok = None if run_ok is None else run_ok[keep]
-        betas = []
-        for _ in range(n_bootstrap):
-            idx = rng.integers(0, n_seeds, n_seeds)
-            if sub_ok is None:
-                m = sub[:, idx].mean(axis=1)
-            else:
-                ok = sub_ok[:, idx]
-                cnt = ok.sum(axis=1)
-                if (cnt == 0).any():
-                    continue
-                m = np.where(ok, sub[:, idx], 0.0).sum(axis=1) / cnt
-            if (m > 0).all():
-                betas.append(-_slope(lp, np.log(m))[0])
-        if betas:
-            q = (1 - level) / 2
-            lo_b, hi_b = np.quantile(betas, [q, 1 - q])
-            ci = (float(lo_b), float(hi_b))
-        else:
-            ci = (math.nan, math.nan)
+        sub = errors[keep] if run_ok is None else np.where(run_ok[keep], errors[keep], np.nan)
+
+        def resampled_beta(idx: np.ndarray) -> float:
+            m = sub[:, idx].mean(axis=1) if run_ok is None else _nanmean_rows(sub[:, idx])
+            return -_slope(lp, np.log(m))[0] if (m > 0).all() else math.nan
+
+        ci = _seed_bootstrap(resampled_beta, errors.shape[1], n_bootstrap, level,
+                             check_int(seed, "seed", minimum=0)) or (math.nan, math.nan)
     return ExponentFit(beta, ci, icpt, p[keep], mean[keep], dropped, level, n_bootstrap)
 
 
@@ -498,11 +565,7 @@ def _dataset(data: Any, d: int | None, d_par: int) -> Data:
     if callable(data):
         return data
     if isinstance(data, str):
-        from kernelcomp import datasets
-
-        if data not in datasets.DATASETS:
-            raise ValueError(f"data must be one of {sorted(datasets.DATASETS)} or a callable, "
-                             f"got {data!r}")
+        check_choice(data, "data", datasets.DATASETS, what="a callable")
         if d is None:
             raise ValueError(f"d (the input dimension) is required with data={data!r}")
 
@@ -657,8 +720,6 @@ def paper_ntk() -> Any:
     >>> paper_ntk() == NTK(depth=1, activation="relu_unit", bias_std=[1.0, None])
     True
     """
-    from kernelcomp.kernels import NTK
-
     return NTK(depth=1, activation="relu_unit", weight_std=1.0, bias_std=[1.0, None])
 
 
@@ -750,15 +811,9 @@ def frozen_kernel_curve(
     >>> lc.test_error.shape
     (2, 1)
     """
-    from kernelcomp._base import Kernel
-
     h = check_int(h, "h", minimum=1)
     if isinstance(kernel, str):
-        if kernel not in FROZEN_KERNELS:
-            raise ValueError(
-                f"kernel must be one of {list(FROZEN_KERNELS)} or a kernelcomp kernel object, "
-                f"got {kernel!r}"
-            )
+        check_choice(kernel, "kernel", FROZEN_KERNELS, what="a kernelcomp kernel object")
     elif not isinstance(kernel, Kernel):
         raise TypeError(
             f"kernel must be one of {list(FROZEN_KERNELS)} or a kernelcomp kernel object "
@@ -768,23 +823,20 @@ def frozen_kernel_curve(
         raise TypeError(
             f"machine must be one of {list(FROZEN_MACHINES)}, got {type(machine).__name__}"
         )
-    if machine not in FROZEN_MACHINES:
-        raise ValueError(f"machine must be one of {list(FROZEN_MACHINES)}, got {machine!r}")
+    check_choice(machine, "machine", FROZEN_MACHINES)
     fixed = paper_ntk() if isinstance(kernel, str) and kernel == "analytic" else kernel
 
     def recipe(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, seed: int) -> float:
-        from kernelcomp.estimators import NTKClassifier
+        # scikit-learn, on first use: kernelcomp.curves loads without it
+        from kernelcomp.estimators import HARD_MARGIN_C, NTKClassifier
 
         k = fixed
         if isinstance(k, str):  # "empirical": the paper's network at initialisation
-            from kernelcomp.empirical import EmpiricalNTK
-            from kernelcomp.network import FCNetwork
-
             net = FCNetwork.init(X.shape[1], [h], activation="relu_unit",
                                  parameterization="mean_field", bias=True, seed=seed)
             k = EmpiricalNTK(net)
         if machine == "svc":
-            clf = NTKClassifier(k, C=1e20)
+            clf = NTKClassifier(k, C=HARD_MARGIN_C)
         else:
             clf = NTKClassifier(k, solver="gradient_flow")
         clf.fit(X, y)

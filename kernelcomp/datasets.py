@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._validation import check_int
+from kernelcomp._validation import check_choice, check_int
 
 __all__ = [
     "DATASETS",
@@ -62,8 +62,7 @@ SPLITS: tuple[str, ...] = ("train", "test", "kernel", "validation")
 
 def _rng(seed: Any, split: str) -> np.random.Generator:
     """The generator of one ``(seed, split)`` stream."""
-    if not isinstance(split, str) or split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_choice(split, "split", SPLITS)
     if isinstance(seed, np.random.Generator):
         return seed
     seed = check_int(seed, "seed", minimum=0)
@@ -392,7 +391,8 @@ def informative_dims(name: str, d: int, d_par: int = 2) -> list[int]:
         return list(range(d_par))
     if name == "sphere":
         return list(range(d))
-    raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
+    check_choice(name, "dataset", DATASETS)
+    raise AssertionError(f"dataset {name!r} has no informative directions")  # pragma: no cover
 
 
 def load(
@@ -431,6 +431,4 @@ def load(
     """
     if name == "cylinder":
         return cylinder(n, d, d_par, seed, split=split)
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
-    return DATASETS[name](n, d, seed, split=split)
+    return DATASETS[check_choice(name, "dataset", DATASETS)](n, d, seed, split=split)

@@ -32,6 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp import curves, datasets, diagnostics, io, training
+from kernelcomp._h5 import _json_default
+from kernelcomp._validation import check_choice
+from kernelcomp.diagnostics import T_STAR_FRACTION, kpca_record, stretch_inputs, t_star
+from kernelcomp.empirical import EmpiricalNTK
+from kernelcomp.estimators import HARD_MARGIN_C, NTKClassifier
+from kernelcomp.network import FCNetwork
+from kernelcomp.plotting import _demo as figures
+from kernelcomp.plotting._style import save_figure
+
 __all__ = ["DemoConfig", "default_alpha", "run_demo"]
 
 #: default ``alpha sqrt(h)`` of each regime (feature << 1 << lazy)
@@ -49,10 +59,12 @@ MID_LOSS: float = 0.05
 #: a regime's compression "grows with p" when log lambda vs log p has at least
 #: this slope (half of the paper's sqrt(p))
 GROWTH_SLOPE: float = 0.25
-#: lambda is read at t*, the first checkpoint with more than this fraction of the
-#: training margins >= 1 (the authors' figures), in the figures' convention
-T_STAR_FRACTION: float = 0.1
+#: lambda is read at t*, the first checkpoint with more than
+#: diagnostics.T_STAR_FRACTION of the training margins >= 1 (the authors' figures),
+#: in the figures' convention
 COMPRESSION_CONVENTION: str = "figures"
+#: HARD_MARGIN_C as the summary's text writes it (1e20)
+_C_TEXT = f"{HARD_MARGIN_C:.0e}".replace("e+", "e")
 #: the authors drop runs whose test error is >= this from learning-curve fits
 MAX_ERROR: float = 0.25
 
@@ -133,8 +145,6 @@ def default_alpha(regime: str, h: int, alpha_sqrt_h: float | None = None,
 
 
 def _paper_net(d: int, h: int, seed: int) -> Any:
-    from kernelcomp.network import FCNetwork
-
     return FCNetwork.init(d, [h], activation="relu_unit", parameterization="mean_field",
                           bias=True, seed=seed)
 
@@ -200,8 +210,7 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     ['feature', 'lazy']
     """
     cfg = config if config is not None else (DemoConfig.quick() if quick else DemoConfig())
-    if cfg.dataset not in ("stripe", "cylinder"):
-        raise ValueError(f"dataset must be 'stripe' or 'cylinder', got {cfg.dataset!r}")
+    check_choice(cfg.dataset, "dataset", ("stripe", "cylinder"))
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -213,20 +222,47 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     trajectory = exp.compression_trajectory(feat)
     X_tr, y_tr = exp.draw(exp.p_kernel, cfg.seeds[0])
     grams = _GramCache(X_tr)
-    kpca, evs = exp.kernel_pca(feat, grams, y_tr)
+    kpca, records = exp.kernel_pca(feat, grams, y_tr)
     frozen = exp.frozen_kernels(feat, trajectory["t_star_index"], grams)
     summary = exp.summary(lc_frozen, frozen, kpca, trajectory, quick)
     summary["timing"] = {"curves_s": t_curves - t_start}
     summary["notes"] = notes(summary)
-    summary["figures"] = _figures(out, summary, exp.lcs, evs, y_tr)
-    summary["figures"].append(_neurons_figure(out, feat, trajectory["t_star_index"],
-                                              exp.informative, X_tr))
+    summary["figures"] = write_figures(out, summary, {
+        "kpca.png": lambda: figures.kpca_figure(
+            records, y_tr, ["init", "final"],
+            title="Empirical NTK of the feature run: init vs end"),
+        "neurons.png": lambda: figures.feature_neurons_figure(
+            feat, trajectory["t_star_index"], exp.informative, X_tr),
+    })
     summary["timing"]["total_s"] = time.perf_counter() - t_start
     with open(out / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=1, allow_nan=False, default=_json_default)
     if progress:
         print(report(summary))
     return summary
+
+
+
+def write_figures(out: Path, summary: dict[str, Any],
+                  extra: dict[str, Any] | None = None) -> list[str]:
+    """The demo's PNG figures (:mod:`kernelcomp.plotting`) from its summary, into ``out``.
+
+    ``extra`` maps further file names to functions drawing their figure (those
+    that need more than the summary). Returns the file names, in order.
+    """
+    draw = {
+        "compression.png": lambda: figures.compression_figure(summary),
+        "compression_vs_time.png": lambda: figures.compression_trajectory_figure(summary),
+        "learning_curves.png": lambda: figures.learning_curves_figure(summary),
+        "frozen_kernel.png": lambda: figures.frozen_kernel_figure(summary),
+        **(extra or {}),
+    }
+    order = ["compression.png", "compression_vs_time.png", "learning_curves.png", "kpca.png",
+             "frozen_kernel.png", "neurons.png"]
+    names = [n for n in order if n in draw] + [n for n in draw if n not in order]
+    for name in names:
+        save_figure(draw[name](), out / name)
+    return names
 
 
 class _GramCache:
@@ -243,8 +279,6 @@ class _GramCache:
     def __call__(self, net: Any) -> np.ndarray:
         key = net.fingerprint()
         if key not in self._grams:
-            from kernelcomp.empirical import EmpiricalNTK
-
             self._grams[key] = EmpiricalNTK(net)(self.X)
         return self._grams[key]
 
@@ -253,8 +287,6 @@ class _Experiment:
     """The steps of :func:`run_demo`, sharing the configuration and the runs kept."""
 
     def __init__(self, cfg: DemoConfig, out: Path, progress: bool) -> None:
-        from kernelcomp import datasets
-
         self.cfg = cfg
         self.out = out
         self.progress = progress
@@ -267,15 +299,11 @@ class _Experiment:
 
     def draw(self, n: int, seed: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """``n`` points of the demo's data model."""
-        from kernelcomp import datasets
-
         cfg = self.cfg
         return datasets.load(cfg.dataset, n, cfg.d, seed, split=split, d_par=cfg.d_par)
 
     def compression(self, net: Any) -> float:
         """lambda of a network in the figures' convention."""
-        from kernelcomp import diagnostics
-
         return diagnostics.compression(net, informative=self.informative,
                                        convention=COMPRESSION_CONVENTION)
 
@@ -286,8 +314,6 @@ class _Experiment:
     # 1. learning curves and compression in both regimes ----------------------------
     def learning_curves(self) -> None:
         """Train every (regime, p, seed) into a run file; the learning curves."""
-        from kernelcomp import curves
-
         cfg = self.cfg
         for regime in ("feature", "lazy"):
             _say(self.progress,
@@ -302,8 +328,6 @@ class _Experiment:
     def train_one(self, regime: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray,
                   yt: np.ndarray, seed: int) -> dict[str, float]:
         """One training run (a run file) and its metrics for the learning curve."""
-        from kernelcomp import training
-
         cfg = self.cfg
         p = X.shape[0]
         net = _paper_net(cfg.d, cfg.h, seed)
@@ -346,8 +370,6 @@ class _Experiment:
 
     def frozen_initial_curve(self) -> Any:
         """The lazy curve from the frozen initial NTK (the infinite-alpha limit), to larger p."""
-        from kernelcomp import curves
-
         cfg = self.cfg
         _say(self.progress,
              f"[lazy, frozen initial NTK] hard-margin SVM, p = {list(cfg.frozen_p)}")
@@ -371,40 +393,36 @@ class _Experiment:
         }
 
     def kernel_pca(self, feat: Any, grams: _GramCache,
-                   y: np.ndarray) -> tuple[dict[str, Any], list[Any]]:
-        """Kernel PCA of the feature run's empirical NTK at init and at the end."""
-        from kernelcomp import diagnostics
+                   y: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Kernel PCA of the feature run's empirical NTK at init and at the end.
 
+        Returns the summary's ``kpca`` entries and the two full records.
+        """
         kpca: dict[str, Any] = {}
-        evs = []
+        records = []
         for when, net in (("init", feat.net0), ("final", feat.net)):
-            ev = diagnostics.kernel_pca(grams(net),
-                                        n_components=min(self.cfg.kpca_components,
-                                                         self.p_kernel))
-            c = diagnostics.label_projection(ev.eigenvectors, y)
-            P = diagnostics.cumulative_projection(c, y)
-            mi = diagnostics.mutual_information(ev.eigenvectors, y, n_components=10, k=5)
+            rec = kpca_record(grams(net), y,
+                              n_components=min(self.cfg.kpca_components, self.p_kernel))
+            P = rec["cumulative_projection"]
             kpca[when] = {"cumulative_projection_top10": float(P[min(9, P.size - 1)]),
-                          "mutual_information": [float(v) for v in mi],
+                          "mutual_information": [float(v) for v in rec["mutual_information"]],
                           "cumulative_projection": [float(v) for v in P],
-                          "eigenvalues_top10": [float(v) for v in ev.eigenvalues[:10]]}
-            evs.append(ev)
+                          "eigenvalues_top10": [float(v) for v in rec["eigenvalues"][:10]]}
+            records.append(rec)
         kpca["kernel_change"] = float(diagnostics.kernel_change(grams(feat.net0),
                                                                 grams(feat.net)))
-        return kpca, evs
+        return kpca, records
 
     # 3. SVMs on the initial, the stretched initial and the final frozen NTK --------
     def frozen_kernels(self, feat: Any, k_star: int | None, grams: _GramCache) -> dict[str, Any]:
         """Frozen-kernel SVMs on fresh points (stored in the run file), the lazy NTK change."""
-        from kernelcomp import diagnostics, io
-
         cfg = self.cfg
         X_k, y_k = self.draw(self.p_kernel, cfg.seeds[0], split="kernel")
         X_te, y_te = self.draw(cfg.n_test, cfg.seeds[0], split="test")
         # lambda* = lambda(t*) of that run (at its end, said in the notes, if it stopped first)
         lam_star = self.compression(feat.checkpoints[-1 if k_star is None else k_star].net)
         frozen = {"p": int(self.p_kernel), "seed": int(cfg.seeds[0]), "n_test": int(cfg.n_test),
-                  "machine": "hard-margin SVM (SVC, C=1e20) on fresh training points",
+                  "machine": f"hard-margin SVM (SVC, C={_C_TEXT}) on fresh training points",
                   **frozen_kernel_errors(feat.net0, feat.net, self.informative, lam_star,
                                          X_k, y_k, X_te, y_te)}
         io.add_run_diagnostics(self.feature_run_file(),
@@ -423,8 +441,6 @@ class _Experiment:
     def summary(self, lc_frozen: Any, frozen: dict[str, Any], kpca: dict[str, Any],
                 trajectory: dict[str, Any], quick: bool) -> dict[str, Any]:
         """summary.json without its timing, notes and figures."""
-        from kernelcomp import curves
-
         cfg = self.cfg
         lcs = self.lcs
         runs = self.runs
@@ -433,15 +449,15 @@ class _Experiment:
         exponents: dict[str, Any] = {}
         mid_key = f"compression_at_loss_{MID_LOSS:g}"
         for regime, lc in lcs.items():
-            slope, slope_ci = _slope_ci(lc.p, lc.metrics["compression"])
-            slope_end, slope_end_ci = _slope_ci(lc.p, lc.metrics["compression_end"])
-            slope_mid, slope_mid_ci = _slope_ci(lc.p, lc.metrics["compression_mid"])
+            slope, slope_ci = curves.loglog_slope(lc.p, lc.metrics["compression"])
+            slope_end, slope_end_ci = curves.loglog_slope(lc.p, lc.metrics["compression_end"])
+            slope_mid, slope_mid_ci = curves.loglog_slope(lc.p, lc.metrics["compression_mid"])
             regimes[regime] = {
                 "alpha": cfg.alpha(regime),
                 "alpha_sqrt_h": cfg.alpha(regime) * math.sqrt(cfg.h),
                 "p": lc.p.tolist(),
                 "test_error": lc.mean().tolist(),
-                "compression": _clean(_nanmean_rows(lc.metrics["compression"])),
+                "compression": _clean(curves._nanmean_rows(lc.metrics["compression"])),
                 "compression_slope": slope, "compression_slope_ci": slope_ci,
                 "test_error_per_seed": lc.test_error.tolist(),
                 "compression_per_seed": _clean(lc.metrics["compression"]),
@@ -462,7 +478,8 @@ class _Experiment:
         exponents["lazy_frozen_ntk"] = {
             **_fit(lc_frozen), "p": lc_frozen.p.tolist(), "test_error": lc_frozen.mean().tolist(),
             "test_error_per_seed": lc_frozen.test_error.tolist(),
-            "machine": "hard-margin SVM (SVC, C=1e20) on the frozen initial infinite-width NTK "
+            "machine": f"hard-margin SVM (SVC, C={_C_TEXT}) on the frozen initial "
+                       "infinite-width NTK "
                        "of the paper's network (curves.paper_ntk())"}
         exponents["theory"] = {"feature": curves.beta_feature(cfg.d, self.d_par),
                                "lazy": curves.beta_lazy(cfg.d)}
@@ -525,16 +542,12 @@ def frozen_kernel_errors(net0: Any, net: Any, informative: Any, lam: float,
         gain over the initial one that the stretch recovers,
         ``(init - stretched) / (init - final)`` (None without a gain).
     """
-    from kernelcomp.diagnostics import stretch_inputs
-    from kernelcomp.empirical import EmpiricalNTK
-    from kernelcomp.estimators import NTKClassifier
-
     out: dict[str, Any] = {"stretch_lambda": float(lam)}
     cases = (("init", net0, X, X_test), ("final", net, X, X_test),
              ("stretched", net0, stretch_inputs(X, informative, lam),
               stretch_inputs(X_test, informative, lam)))
     for when, n, Xa, Xb in cases:
-        clf = NTKClassifier(kernel=EmpiricalNTK(n), C=1e20).fit(Xa, y)
+        clf = NTKClassifier(kernel=EmpiricalNTK(n), C=HARD_MARGIN_C).fit(Xa, y)
         wrong = int(np.count_nonzero(clf.predict(Xb) != y_test))
         out[f"{when}_ntk_test_error"] = wrong / len(y_test)
         out[f"{when}_ntk_test_error_ci"] = _wilson(wrong, len(y_test))
@@ -547,8 +560,6 @@ def frozen_kernel_errors(net0: Any, net: Any, informative: Any, lam: float,
 
 def _t_star_or_none(run: Any) -> int | None:
     """The checkpoint index of t*, or None for a run that stopped before it."""
-    from kernelcomp.diagnostics import t_star
-
     try:
         return t_star(run, T_STAR_FRACTION)
     except ValueError:
@@ -563,14 +574,6 @@ def _wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def _nanmean_rows(a: np.ndarray) -> np.ndarray:
-    """Mean of each row over its finite entries (NaN where there is none)."""
-    ok = np.isfinite(a)
-    counts = ok.sum(axis=1)
-    sums = np.where(ok, a, 0.0).sum(axis=1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
 def _finite_or_none(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
@@ -580,188 +583,16 @@ def _clean(a: Any) -> Any:
     return [_clean(v) for v in a] if np.ndim(a) else _finite_or_none(float(a))
 
 
-def _slope_ci(p: Any, per_seed: np.ndarray, n_boot: int = 1000,
-              level: float = 0.95) -> tuple[float | None, list[float | None]]:
-    """Log-log slope of the seed mean against ``p``, with a seed-bootstrap interval.
-
-    Runs without a value (NaN, e.g. stopped before t*) are left out of the mean.
-    """
-    p = np.asarray(p, dtype=float)
-    per_seed = np.asarray(per_seed, dtype=float)
-
-    def slope(v: np.ndarray) -> float:
-        m = _nanmean_rows(np.where(v > 0, v, np.nan))
-        ok = np.isfinite(m)
-        return _slope(p[ok], m[ok]) if ok.sum() >= 2 else math.nan
-
-    s = slope(per_seed)
-    rng = np.random.default_rng(0)
-    n = per_seed.shape[1]
-    boots = np.array([slope(per_seed[:, rng.integers(0, n, n)]) for _ in range(n_boot)])
-    boots = boots[np.isfinite(boots)]
-    if not math.isfinite(s):
-        return None, [None, None]
-    if boots.size == 0:
-        return s, [s, s]
-    q = (1 - level) / 2
-    return s, [float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q))]
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _p_ticks(ax: Any, p: Any) -> None:
-    """Label the x axis with the sizes themselves (no crowded minor labels)."""
-    from matplotlib.ticker import NullFormatter
-
-    ax.set_xticks([float(v) for v in p])
-    ax.set_xticklabels([str(int(v)) for v in p])
-    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _neurons_figure(out: Path, feat: Any, k_star: int | None, informative: Any,
-                    X: np.ndarray) -> str:
-    """neurons.png: the first-layer neurons of the largest feature run at init, t* and the end.
-
-    Coloured by attractor on its training points (the paper's figure 2).
-    """
-    from kernelcomp import diagnostics
-    from kernelcomp._geometry_plots import neurons_figure
-
-    picks = [("init", 0), *([] if k_star is None else [("$t^*$", k_star)]),
-             ("end", len(feat.checkpoints) - 1)]
-    nets = [feat.checkpoints[i].net for _, i in picks]
-    titles = [f"{name}, step {feat.checkpoints[i].step}: "
-              f"{diagnostics.attractors(net, X).n_attractors} attractors"
-              for (name, i), net in zip(picks, nets, strict=True)]
-    fig = neurons_figure(nets, informative, [X] * len(nets), titles,
-                         suptitle=f"Neurons of the feature run (p={X.shape[0]}), coloured by "
-                         "attractor")
-    fig.savefig(out / "neurons.png", dpi=110)
-    return "neurons.png"
 
 
-def _figures(out: Path, summary: dict[str, Any], lcs: dict[str, Any], evs: list[Any],
-             y: np.ndarray) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from kernelcomp import plotting
-
-    colors = {"feature": "tab:red", "lazy": "tab:blue"}
-    names = []
-
-    # compression vs p: at t* (the paper's), at the end, and the authors' theory
-    fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")
-    for regime, r in summary["regimes"].items():
-        p = np.asarray(r["p"], dtype=float)
-        per_seed = np.asarray(r["compression_per_seed"], dtype=float)
-        ax.plot(np.repeat(p, per_seed.shape[1]), per_seed.ravel(), ".", color=colors[regime],
-                alpha=0.35)
-        ax.plot(p, np.asarray(r["compression"], dtype=float), "o-", color=colors[regime],
-                label=f"{regime} ($\\alpha\\sqrt{{h}}$={r['alpha_sqrt_h']:g}), $t^*$")
-        if regime == "feature":
-            ax.plot(p, r["compression_end"], "s:", color=colors[regime], mfc="none",
-                    label=f"{regime}, end of training")
-    p = np.asarray(summary["regimes"]["feature"]["p"], dtype=float)
-    if "compression_theory" in summary["regimes"]["feature"]:
-        ax.plot(p, summary["regimes"]["feature"]["compression_theory"], "k--", lw=1,
-                label=r"theory $\lambda_{ODE} \approx 0.368\sqrt{p}$")
-    ax.set(xscale="log", yscale="log", xlabel="training set size p",
-           ylabel=r"compression $\lambda$",
-           title=f"First-layer compression at $t^*$ ({summary['config']['dataset']})")
-    _p_ticks(ax, p)
-    ax.legend(fontsize=8)
-    fig.savefig(out / "compression.png", dpi=110)
-    plt.close(fig)
-    names.append("compression.png")
-
-    # compression and test error along the largest feature run
-    tr = summary["compression_trajectory"]
-    fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")
-    t = np.asarray(tr["time"], dtype=float)
-    keep = t > 0
-    ax.plot(t[keep], np.asarray(tr["compression"])[keep], "o-", color="tab:red", ms=3,
-            label=r"compression $\lambda$")
-    ax.set(xscale="log", yscale="log", xlabel="flow time t", ylabel=r"compression $\lambda$",
-           title=f"Along training (feature, p={tr['p']}, seed {tr['seed']})")
-    if tr["t_star_index"] is not None:
-        ax.axvline(t[tr["t_star_index"]], color="gray", ls=":", lw=1,
-                   label=f"$t^*$ (> {T_STAR_FRACTION:.0%} of margins $\\geq$ 1)")
-    ax2 = ax.twinx()
-    ax2.plot(t[keep], np.asarray(tr["test_error"], dtype=float)[keep], "s-", color="k", ms=3,
-             lw=1, label="test error")
-    ax2.set(ylabel="test error", yscale="log")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="center left")
-    fig.savefig(out / "compression_vs_time.png", dpi=110)
-    plt.close(fig)
-    names.append("compression_vs_time.png")
-
-    # learning curves with fitted and theory slopes
-    fig, ax = plt.subplots(figsize=(5.2, 4.0), layout="constrained")
-    ex = summary["exponents"]
-    for regime, lc in lcs.items():
-        p = lc.p.astype(float)
-        mean = lc.mean()
-        sem = lc.test_error.std(axis=1) / math.sqrt(lc.test_error.shape[1])
-        ax.errorbar(p, mean, yerr=sem, fmt="o-", color=colors[regime], capsize=2,
-                    label=f"{regime}: fit $\\beta$="
-                          + ("n/a" if ex[regime]["beta"] is None else f"{ex[regime]['beta']:.2f}"))
-        theory = ex["theory"][regime]
-        anchor = mean[-1] if mean[-1] > 0 else np.max(mean)
-        ax.plot(p, anchor * (p / p[-1]) ** (-theory), ":", color=colors[regime],
-                label=f"{regime} theory $\\beta$={theory:.3f}")
-    fz = ex["lazy_frozen_ntk"]
-    pf = np.asarray(fz["p"], dtype=float)
-    ax.plot(pf, fz["test_error"], "^--", color="tab:cyan", ms=4,
-            label="frozen initial NTK (SVM): fit $\\beta$="
-                  + ("n/a" if fz["beta"] is None else f"{fz['beta']:.2f}"))
-    ax.set(xscale="log", yscale="log", xlabel="training set size p", ylabel="test error",
-           title=f"Learning curves ({summary['config']['dataset']})")
-    ax.legend(fontsize=7)
-    fig.savefig(out / "learning_curves.png", dpi=110)
-    plt.close(fig)
-    names.append("learning_curves.png")
-
-    # kernel PCA init vs final
-    axes = plotting.plot_kpca_summary(evs, y, labels=["init", "final"],
-                                      title="Empirical NTK of the feature run: init vs end")
-    axes[0, 0].figure.savefig(out / "kpca.png", dpi=100)
-    plt.close(axes[0, 0].figure)
-    names.append("kpca.png")
-
-    # frozen kernels
-    fk = summary["frozen_kernel"]
-    fig, ax = plt.subplots(figsize=(5.0, 3.8), layout="constrained")
-    keys = ("init", "stretched", "final")
-    vals = [fk[f"{k}_ntk_test_error"] for k in keys]
-    err = np.array([[v - fk[f"{k}_ntk_test_error_ci"][0], fk[f"{k}_ntk_test_error_ci"][1] - v]
-                    for k, v in zip(keys, vals, strict=True)]).T
-    ax.bar(["initial NTK", f"initial NTK,\nstretched by $\\lambda^*$={fk['stretch_lambda']:.1f}",
-            "final NTK"], vals, yerr=err, capsize=3,
-           color=["tab:gray", "tab:orange", "tab:red"])
-    for i, (k, v) in enumerate(zip(keys, vals, strict=True)):
-        ax.text(i, fk[f"{k}_ntk_test_error_ci"][1], f"{v:.3f}", ha="center", va="bottom")
-    ax.set(ylabel="test error", title=f"SVM on the frozen NTK (p={fk['p']})")
-    fig.savefig(out / "frozen_kernel.png", dpi=110)
-    plt.close(fig)
-    names.append("frozen_kernel.png")
-    return names
 
 
-def _slope(p: Any, values: Any) -> float:
-    """Least-squares slope of log(values) against log(p)."""
-    return float(np.polyfit(np.log(np.asarray(p, dtype=float)),
-                            np.log(np.asarray(values, dtype=float)), 1)[0])
 
 
 def notes(summary: dict[str, Any]) -> list[str]:

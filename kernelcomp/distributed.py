@@ -28,6 +28,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._gram import default_block_rows
+from kernelcomp._gram import gram as _gram
 from kernelcomp._validation import check_dtype, result_dtype
 
 __all__ = ["gram", "is_dask_array"]
@@ -99,8 +100,6 @@ def _as_blocks(x: Any, sizes: tuple[int, ...], name: str, kernel: Kernel) -> tup
 
 
 def _tile(kernel: Kernel, xi: np.ndarray, xj: np.ndarray | None, dtype: str) -> np.ndarray:
-    from kernelcomp._gram import gram as _gram
-
     return _gram(kernel, xi, xj, dtype=dtype)
 
 

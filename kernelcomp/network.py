@@ -46,7 +46,7 @@ import numpy as np
 from kernelcomp import _network_file, _torch
 from kernelcomp._kernels.activations import LEAKY_SLOPE as _LEAKY_SLOPE
 from kernelcomp._network_file import ENCODING, ENCODING_VERSION  # noqa: F401 (names kept here)
-from kernelcomp._validation import check_int, check_matrix, check_real
+from kernelcomp._validation import check_choice, check_int, check_matrix, check_real
 
 __all__ = ["ACTIVATIONS", "PARAMETERIZATIONS", "FCNetwork", "ForwardCache"]
 
@@ -83,9 +83,7 @@ def check_activation(activation: Any, name: str = "activation") -> str:
             f"{name} must be a string, one of {list(ACTIVATIONS)}, got {type(activation).__name__}"
         )
     act = activation.strip().lower()
-    if act not in ACTIVATIONS:
-        raise ValueError(f"unknown {name} {activation!r}; expected one of {list(ACTIVATIONS)}")
-    return act
+    return check_choice(act, name, ACTIVATIONS)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -273,6 +271,33 @@ def _per_layer(value: Any, name: str, n_layers: int, *, minimum: float | None = 
     return tuple(check_real(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values))
 
 
+def _bias_flags(bias: Any, n_layers: int) -> list[bool]:
+    """``FCNetwork.init``'s ``bias``: one flag per layer, from a bool or a sequence of them."""
+    if isinstance(bias, bool | np.bool_):
+        return [bool(bias)] * n_layers
+    if isinstance(bias, str) or not isinstance(bias, Sequence | np.ndarray):
+        raise TypeError(
+            f"bias must be a bool or a sequence of {n_layers} bools, got {type(bias).__name__}"
+        )
+    flags = list(bias)
+    if len(flags) != n_layers or not all(isinstance(b, bool | np.bool_) for b in flags):
+        raise ValueError(f"bias must be a bool or {n_layers} bools (one per layer), got {bias!r}")
+    return [bool(b) for b in flags]
+
+
+def _generator(seed: Any) -> np.random.Generator:
+    """``FCNetwork.init``'s ``seed`` (an int >= 0, a Generator or SeedSequence, or None)."""
+    if not (seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence)
+            or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool))):
+        raise TypeError(
+            f"seed must be an int, a numpy Generator or SeedSequence, or None, got "
+            f"{type(seed).__name__} {seed!r}"
+        )
+    if isinstance(seed, numbers.Integral) and seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng(seed)
+
+
 # ---------------------------------------------------------------------------
 # the network
 # ---------------------------------------------------------------------------
@@ -380,12 +405,8 @@ class FCNetwork:
         self.activation: str = check_activation(activation)
         self.weight_mult: tuple[float, ...] = _per_layer(weight_mult, "weight_mult", n_layers)
         self.bias_mult: tuple[float, ...] = _per_layer(bias_mult, "bias_mult", n_layers)
-        if not isinstance(parameterization, str) or parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown parameterization {parameterization!r}; expected one of "
-                f"{list(PARAMETERIZATIONS)}"
-            )
-        self.parameterization: str = parameterization
+        self.parameterization: str = check_choice(parameterization, "parameterization",
+                                                  PARAMETERIZATIONS)
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -462,11 +483,7 @@ class FCNetwork:
         hidden = [check_int(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths)]
         K = check_int(n_outputs, "n_outputs", minimum=1)
         act = check_activation(activation)
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown parameterization {parameterization!r}; expected one of "
-                f"{list(PARAMETERIZATIONS)}"
-            )
+        check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
         n_layers = len(hidden) + 1
         ws = _per_layer(weight_std, "weight_std", n_layers, minimum=0.0,
                         count=": len(widths) + 1")
@@ -474,33 +491,10 @@ class FCNetwork:
             bias_std = 1.0 if parameterization == "mean_field" else 0.0
         bstd = _per_layer(bias_std, "bias_std", n_layers, minimum=0.0,
                           count=": len(widths) + 1")
-        if isinstance(bias, bool | np.bool_):
-            has_bias = [bool(bias)] * n_layers
-        else:
-            if isinstance(bias, str) or not isinstance(bias, Sequence | np.ndarray):
-                raise TypeError(
-                    f"bias must be a bool or a sequence of {n_layers} bools, got "
-                    f"{type(bias).__name__}"
-                )
-            has_bias = list(bias)
-            if len(has_bias) != n_layers or not all(
-                isinstance(b, bool | np.bool_) for b in has_bias
-            ):
-                raise ValueError(
-                    f"bias must be a bool or {n_layers} bools (one per layer), got {bias!r}"
-                )
-            has_bias = [bool(b) for b in has_bias]
+        has_bias = _bias_flags(bias, n_layers)
         if parameterization == "mean_field":
             has_bias[-1] = False
-        if not (seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence)
-                or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool))):
-            raise TypeError(
-                f"seed must be an int, a numpy Generator or SeedSequence, or None, got "
-                f"{type(seed).__name__} {seed!r}"
-            )
-        if isinstance(seed, numbers.Integral) and seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        rng = np.random.default_rng(seed)
+        rng = _generator(seed)
         fan_in = [d, *hidden]
         fan_out = [*hidden, K]
         weights, biases = [], []

@@ -15,7 +15,7 @@ unit second moment under N(0, 1); global average pooling; readout
 
 Training: ``F = alpha (f - f0)``, soft hinge with beta = 3 (the paper's MNIST
 choice), the adaptive full-batch gradient flow of ``kc.training``
-(``kernelcomp._torch_flow.train_torch``: same step control, constants and stop
+(``kernelcomp.training.train_torch``: same step control, constants and stop
 rule: every training margin ``alpha y Ft >= 1``), in float64, in the feature
 (``alpha << 1``) and lazy (``alpha >> 1``) regimes, over a range of ``p``.
 
@@ -146,7 +146,7 @@ def kpca_summary(K: np.ndarray, y: np.ndarray, n_components: int) -> dict[str, A
 
 def one_run(data: tuple[np.ndarray, ...], p: int, seed: int, regime: str, alpha: float,
             args: argparse.Namespace) -> dict[str, Any]:
-    from kernelcomp._torch_flow import train_torch
+    from kernelcomp.training import train_torch
 
     Xtr, ytr, Xfr, yfr, Xte, yte = data
     X, y = Xtr[:p], ytr[:p]

@@ -175,8 +175,8 @@ def split_gauss_legendre_pair(f, g, s11, s22, s12, *, panels=24, nodes=40, half_
     uniform panels graded geometrically towards 0 down to ``c / 16``, each
     inner line at ``z2 = -rho z1 / c`` (the kink of ``g``) into ``panels``
     panels on either side, each panel ``nodes`` Gauss-Legendre points.
-    ``rho = +-1`` (or a zero variance) is a 1-D integral. Independent of kernelcomp's
-    rules (polar, Hermite).
+    ``rho = +-1`` (or a zero variance) is a 1-D integral. Independent of
+    kernelcomp's rules (polar, Hermite).
     """
     a, b = np.sqrt(s11), np.sqrt(s22)
     rho = 0.0 if a * b == 0 else float(np.clip(s12 / (a * b), -1.0, 1.0))

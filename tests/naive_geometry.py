@@ -1,4 +1,4 @@
-"""Slow, obvious references for kernelcomp._geometry (test oracles).
+"""Slow, obvious references for the network geometry of kernelcomp.diagnostics (test oracles).
 
 Written from the definitions (Paccolat et al. 2021 for the attractors; Ansuini et
 al. 2019 for the layer representations; Quinn et al. 2019 and Mao et al. 2024 for

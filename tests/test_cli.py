@@ -175,11 +175,11 @@ def test_gram_of_a_network_checkpoint(tmp_path, data, capsys, dtype):
         (["--network", npz, "--depth", "2", "--bias-std", "none"],
          r"--depth, --bias-std describe an analytic kernel; they do not apply with --network"),
         (["--params", "last"], r"--params needs --network"),
-        (["--network", run, "--checkpoint", "3"], r"has 3 checkpoints; --checkpoint 3 is out"),
+        (["--network", run, "--checkpoint", "3"], r"has 3 checkpoints; checkpoint 3 is out"),
         (["--network", npz, "--kernel", "nngp", "--params", "last"], r"applies to --kernel ntk"),
         (["--network", tmp_path / "gone.npz"], r"gone\.npz: no such file"),
         (["--network", tmp_path / "y.npy"], r"unsupported network file type '\.npy'"),
-        (["--network", npz, "--params", "middle"], r"unknown params 'middle'"),
+        (["--network", npz, "--params", "middle"], r"params must be one of .*got 'middle'"),
         (["--network", run, "--network-activation", "tanh"], r"applies to \.pt / state-dict"),
     ]:
         _user_error(["gram", x, *argv, "-o", o], capsys, rf"^kernelcomp gram: error: .*{pattern}")
@@ -851,10 +851,10 @@ def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
         return ["gram", x, "--network", tmp_path / ckpt, *extra, "-o", tmp_path / "K.h5"]
 
     cases = [
-        (gram("cnn.pt", "--model", "small_cnn"), r"--model must be package\.module:factory"),
-        (gram("cnn.pt", "--model", "a:b:c"), r"--model must be package\.module:factory"),
+        (gram("cnn.pt", "--model", "small_cnn"), r"model must be package\.module:factory"),
+        (gram("cnn.pt", "--model", "a:b:c"), r"model must be package\.module:factory"),
         (gram("cnn.pt", "--model", "no_such_pkg_kc.models:f"),
-         r"--model no_such_pkg_kc\.models:f: cannot import no_such_pkg_kc\.models"),
+         r"model no_such_pkg_kc\.models:f: cannot import no_such_pkg_kc\.models"),
         (gram("cnn.pt", "--model", "tests.torch_models:nothing"),
          r"tests\.torch_models has no 'nothing'"),
         (gram("cnn.pt", "--model", "tests.torch_models:CONSTANT"), r"CONSTANT is a int, not a"),
@@ -863,7 +863,7 @@ def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
         (gram("cnn.pt", "--model", "tests.torch_models:not_a_module"),
          r"the factory returned a dict, not a torch\.nn\.Module"),
         (gram("bigger.pt", *good),
-         r"bigger\.pt does not fit the model of --model tests\.torch_models:small_cnn: "
+         r"bigger\.pt does not fit the model of tests\.torch_models:small_cnn: "
          r"unexpected 4\.weight, 4\.bias; shapes \(file vs model\) 0\.weight \(4, 1, 2\) vs "
          r"\(3, 1, 2\)"),
         (gram("cnn.pt", "--model", "tests.torch_models:Factories.residual"),
@@ -880,7 +880,7 @@ def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
         (gram("cnn.pt", *good, "--params", "headless"),
          r"--params headless applies to kernelcomp networks"),
         (gram("cnn.pt", *good, "--network-activation", "tanh"),
-         r"the activation option applies to state dicts of Linear stacks"),
+         r"activation applies to state dicts of Linear stacks"),
         (gram("script.pt", "--kernel", "nngp"), r"--kernel nngp needs a kernelcomp network"),
         (["gram", x, "--model", "tests.torch_models:small_cnn", "-o", tmp_path / "K.h5"],
          r"--model needs --network"),

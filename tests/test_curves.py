@@ -401,3 +401,35 @@ def test_frozen_kernel_curve_errors():
         curves.frozen_kernel_curve("stripe", [8], kernel="empirical", h=0, d=2)
     with pytest.raises(ValueError, match=r"d .* is required"):
         curves.frozen_kernel_curve("stripe", [8])
+
+
+def _naive_slope_ci(p, per_seed, n_boot=1000, level=0.95):
+    """The demo's former fit (np.polyfit, one resample of the seeds per draw): the oracle."""
+    p = np.asarray(p, dtype=float)
+
+    def slope(v):
+        with np.errstate(invalid="ignore"):
+            m = np.array([np.mean(r[np.isfinite(r) & (r > 0)]) if np.any(r > 0) else np.nan
+                          for r in v])
+        ok = np.isfinite(m)
+        return np.polyfit(np.log(p[ok]), np.log(m[ok]), 1)[0] if ok.sum() >= 2 else np.nan
+
+    s = slope(per_seed)
+    gen = np.random.default_rng(0)
+    n = per_seed.shape[1]
+    boots = np.array([slope(per_seed[:, gen.integers(0, n, n)]) for _ in range(n_boot)])
+    boots = boots[np.isfinite(boots)]
+    q = (1 - level) / 2
+    return s, [np.quantile(boots, q), np.quantile(boots, 1 - q)]
+
+
+def test_loglog_slope_matches_the_naive_seed_bootstrap(rng):
+    p = np.array([16.0, 32.0, 64.0, 128.0])
+    lam = np.sqrt(p)[:, None] * np.exp(0.3 * rng.standard_normal((4, 5)))
+    lam[1, 2] = np.nan  # a run stopped before t*: left out of its size's mean
+    slope, ci = curves.loglog_slope(p, lam)
+    ref, ref_ci = _naive_slope_ci(p, lam)
+    assert slope == pytest.approx(ref, rel=1e-10)
+    np.testing.assert_allclose(ci, ref_ci, rtol=1e-10)
+    assert ci[0] < slope < ci[1]
+    assert curves.loglog_slope(p[:1], lam[:1]) == (None, [None, None])

@@ -57,14 +57,23 @@ def _check_schema(s, cfg):
         assert all(_number(v) for v in k["mutual_information"])
 
 
-def test_run_demo_writes_a_valid_summary(tmp_path, capsys):
+def test_run_demo_writes_a_valid_summary(tmp_path, capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    def no_pyplot(*args, **kwargs):
+        raise AssertionError("the demo's figures must not go through pyplot")
+
+    for name in ("figure", "subplots", "gcf", "gca"):
+        monkeypatch.setattr(plt, name, no_pyplot)
     s = demo.run_demo(tmp_path, config=TINY, progress=True)
     text = capsys.readouterr().out
     assert "beta_feature" in text and "SVM on frozen NTK" in text
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["regimes"] == json.loads(json.dumps(s["regimes"]))
     _check_schema(on_disk, TINY)
-    assert "neurons.png" in on_disk["figures"]  # neurons at init, t* and the end
+    assert on_disk["figures"] == ["compression.png", "compression_vs_time.png",
+                                  "learning_curves.png", "kpca.png", "frozen_kernel.png",
+                                  "neurons.png"]  # neurons at init, t* and the end
     for name in on_disk["figures"]:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # one run file per (regime, p, seed), readable, with the recorded numbers

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import kernelcomp as kc
 import kernelcomp._validation
 from kernelcomp import diagnostics as dg
+from kernelcomp.diagnostics import _checks, _labels
 from tests import naive_diagnostics as naive
 
 
@@ -259,7 +260,7 @@ def test_kth_distance_is_brute_force(vals, queries, k):
         k = len(vals)
     a = np.sort(np.array(vals, dtype=np.float64) / 2)
     x = np.array(queries, dtype=np.float64) / 2
-    got = dg._kth_distance(a, x, k)
+    got = _labels._kth_distance(a, x, k)
     want = [sorted(abs(q - t) for t in a)[k - 1] for q in x]
     np.testing.assert_array_equal(got, want)
 
@@ -425,7 +426,7 @@ def test_kernel_alignment_matches_naive(rng, dtype, tol, center, monkeypatch):
     assert dg.kernel_alignment(K, Y, center=center) == pytest.approx(
         naive.kernel_alignment(K, Y, center=center), rel=tol("eig") * 10
     )
-    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 60)  # several row blocks
+    monkeypatch.setattr(_checks, "_BLOCK_ELEMS", 60)  # several row blocks
     assert dg.kernel_alignment(K, y, center=center) == pytest.approx(got, rel=1e-12)
 
 
@@ -450,7 +451,7 @@ def test_kernel_change(rng, dtype, tol, monkeypatch):
     K1 = (K0 + 0.1 * rng.standard_normal((30, 20))).astype(dtype)
     want = np.linalg.norm(K1.astype(np.float64) - K0) / np.linalg.norm(K0.astype(np.float64))
     assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=tol("eig"))
-    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 50)
+    monkeypatch.setattr(_checks, "_BLOCK_ELEMS", 50)
     assert dg.kernel_change(K0, K1) == pytest.approx(want, rel=tol("eig"))
     assert dg.kernel_change(K0, K0) == 0.0
     with pytest.raises(ValueError, match=r"same shape, got \(30, 20\) and \(20, 30\)"):
@@ -539,7 +540,7 @@ def test_intrinsic_dimension_matches_naive(rng, dtype, tol, monkeypatch):
     K = kc.NTK()(X).astype(dtype)
     want = naive.twonn(K)
     assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=tol("eig") * 100)
-    monkeypatch.setattr(dg, "_BLOCK_ELEMS", 200)  # row blocks
+    monkeypatch.setattr(_checks, "_BLOCK_ELEMS", 200)  # row blocks
     assert dg.intrinsic_dimension(K) == pytest.approx(want, rel=tol("eig") * 100)
     assert dg.intrinsic_dimension(K, discard_fraction=0.0) == pytest.approx(
         naive.twonn(K, 0.0), rel=tol("eig") * 100
@@ -750,3 +751,41 @@ def test_stretch_inputs_and_the_stretched_kernel_on_a_tiny_problem(rng):
     if gain > 0:
         assert out["gain_explained"] == pytest.approx(
             (out["init_ntk_test_error"] - out["stretched_ntk_test_error"]) / gain)
+
+
+# ---------------------------------------------------------------------------
+# kpca_record: the per-Gram record of `kernelcomp kpca` and the demo
+# ---------------------------------------------------------------------------
+def test_kpca_record_is_the_sum_of_its_parts(rng):
+    X = rng.standard_normal((40, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    K = kc.NTK(depth=1)(X)
+    rec = dg.kpca_record(K, y, n_components=12, mi_components=4, mi_k=3, eigenvectors=True)
+    ev = dg.kernel_pca(K, n_components=12)
+    c = dg.label_projection(ev.eigenvectors, y)
+    assert rec["n_samples"] == 40 and rec["trace"] == pytest.approx(float(np.trace(K)))
+    np.testing.assert_array_equal(rec["eigenvalues"], ev.eigenvalues)
+    np.testing.assert_array_equal(rec["eigenvectors"], ev.eigenvectors)
+    np.testing.assert_array_equal(rec["label_projection"], c)
+    np.testing.assert_array_equal(rec["cumulative_projection"], dg.cumulative_projection(c, y))
+    np.testing.assert_array_equal(
+        rec["mutual_information"],
+        dg.mutual_information(ev.eigenvectors, y, n_components=4, k=3))
+    assert rec["effective_rank"] == dg.effective_rank(ev.eigenvalues)
+    assert rec["kernel_alignment"] == dg.kernel_alignment(K, y)
+
+
+def test_kpca_record_keeps_only_what_the_labels_allow(rng):
+    X = rng.standard_normal((30, 3))
+    K = kc.NNGP(depth=1)(X)
+    bare = dg.kpca_record(K)
+    assert set(bare) == {"n_samples", "trace", "eigenvalues", "effective_rank"}
+    three = dg.kpca_record(K, np.arange(30) % 3 - 1.0, n_components=5, mi_components=50)
+    assert "label_projection" in three and "mutual_information" not in three  # 3 classes
+    two = dg.kpca_record(K, np.where(X[:, 1] > 0, 1.0, -1.0), n_components=5,
+                         mi_components=50)
+    assert two["mutual_information"].shape == (5,)  # at most the eigenvectors computed
+    with pytest.raises(TypeError, match="eigenvectors must be True or False"):
+        dg.kpca_record(K, eigenvectors=1)
+    with pytest.raises(ValueError, match="mi_k must be >= 1"):
+        dg.kpca_record(K, mi_k=0)

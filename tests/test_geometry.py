@@ -1,4 +1,4 @@
-"""Tests of kernelcomp._geometry and kernelcomp._geometry_plots against tests/naive_geometry.py."""
+"""Tests of the network geometry (diagnostics and figures) against tests/naive_geometry.py."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from matplotlib.colors import to_rgba
 
 import kernelcomp as kc
-from kernelcomp import _geometry as geo
-from kernelcomp import _geometry_plots as gp
 from kernelcomp import diagnostics as dg
+from kernelcomp import diagnostics as geo
+from kernelcomp import plotting as gp
 from tests import naive_diagnostics
 from tests import naive_geometry as naive
 

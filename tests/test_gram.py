@@ -112,9 +112,6 @@ class _ThreadProbe(Kernel):
     def _diag(self, px):
         return np.einsum("ij,ij->i", px, px)
 
-    def _n_rows(self, prep):
-        return prep.shape[0]
-
 
 def test_n_jobs_is_honoured_and_restored(X):
     before = numba.get_num_threads()

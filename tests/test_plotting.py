@@ -134,7 +134,7 @@ def test_plot_spectra_colours_run_init_to_final(kpca):
     ax = kp.plot_spectra(spectra)
     assert legend_texts(ax) == ["init", "checkpoint 1", "final"]
     cmap = matplotlib.colormaps["viridis"]
-    lo, hi = kp._CMAP_RANGE
+    lo, hi = kp._style._CMAP_RANGE
     for line, t in zip(ax.lines, np.linspace(lo, hi, 3), strict=True):
         assert to_rgba(line.get_color()) == pytest.approx(cmap(t))
     np.testing.assert_allclose(ax.lines[2].get_ydata(), 0.25 * ev.eigenvalues[ev.eigenvalues > 0])
@@ -240,3 +240,22 @@ def test_given_axes_need_no_pyplot(kpca):
     assert kp.plot_spectra([ev], ax=ax1) is ax1
     assert kp.plot_cumulative_projection(dg.label_projection(ev.eigenvectors, y), y, ax=ax2) is ax2
     assert ax1.figure is fig and plt.get_fignums() == []
+
+
+def test_one_figure_style_and_no_pyplot_for_saved_figures(tmp_path):
+    from kernelcomp.plotting import _style
+
+    plt.close("all")
+    fig, ax = _style.new_figure()
+    assert plt.get_fignums() == [] and tuple(fig.get_size_inches()) == _style.FIGSIZE
+    fig, axes = _style.new_figure(1, 3, squeeze=False)
+    assert axes.shape == (1, 3)
+    assert fig.get_size_inches()[0] == pytest.approx(_style.FIGSIZE[0] + 2 * _style.PANEL_WIDTH)
+    _style.save_figure(fig, tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    # ax=None opens a pyplot figure (plt.show() shows it); save_figure closes it
+    ax = kp.plot_spectrum([3.0, 2.0, 1.0])
+    assert plt.get_fignums() == [ax.figure.number]
+    assert tuple(ax.figure.get_size_inches()) == _style.FIGSIZE
+    _style.save_figure(ax.figure, tmp_path / "b.png")
+    assert plt.get_fignums() == []

@@ -1,6 +1,6 @@
 """``train_torch``: the paper's adaptive gradient flow for any torch module.
 
-kernelcomp/_torch_flow.py.
+kernelcomp/training/_torch_flow.py.
 
 References: ``kc.training.train`` on an FCNetwork (the same rule on the same
 function, so the same trajectory), the linearised model (``kernel_gradient_flow``
@@ -25,7 +25,7 @@ from kernelcomp.training import MAX_DGRAD, MAX_DOUT, kernel_gradient_flow
 torch = pytest.importorskip("torch", reason="train_torch needs the optional PyTorch extra")
 nn = torch.nn
 
-from kernelcomp._torch_flow import train_torch  # noqa: E402
+from kernelcomp.training import train_torch  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -178,7 +178,7 @@ def test_a_few_steps_at_mnist_size_in_a_subprocess():
     # p = 20000: the flow holds one forward graph over all points and O(p) vectors
     code = textwrap.dedent("""
         import numpy as np, torch
-        from kernelcomp._torch_flow import train_torch
+        from kernelcomp.training import train_torch
         torch.manual_seed(0)
         rng = np.random.default_rng(0)
         X = rng.standard_normal((20000, 10)); y = np.where(X[:, 0] > 0, 1.0, -1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernelcomp._validation import check_labels
+from kernelcomp._validation import check_bool, check_choice, check_labels
 
 
 def test_binary_labels_come_back_as_float64():
@@ -64,3 +64,24 @@ def test_one_square_gram_message_and_one_symmetry_tolerance():
         check_gram(ok)
         with pytest.raises(ValueError, match="K must be symmetric"):
             check_gram(bad)
+
+
+def test_check_choice_is_the_one_wording():
+    assert check_choice("b", "mode", ("a", "b")) == "b"
+    assert check_choice("x", "data", {"x": 1, "y": 2}) == "x"  # a mapping's keys
+    with pytest.raises(ValueError, match=r"^mode must be one of \['a', 'b'\], got 'c'$"):
+        check_choice("c", "mode", ("a", "b"))
+    with pytest.raises(ValueError, match=r"must be one of \['x', 'y'\] or a callable, got 'z'"):
+        check_choice("z", "data", {"y": 2, "x": 1}, what="a callable")  # listed sorted
+    # never a coincidence of equality: True == 1, and an array equals "a" elementwise
+    for bad in (None, 2, True, ["a"], np.array(["a"]), {"a": 1}):
+        with pytest.raises(ValueError, match="mode must be one of"):
+            check_choice(bad, "mode", ("a", "b", 1))
+
+
+def test_check_bool_takes_only_booleans():
+    assert check_bool(True, "flag") is True
+    assert check_bool(np.bool_(False), "flag") is False
+    for bad in (0, 1, None, "yes", np.array([True])):
+        with pytest.raises(TypeError, match="flag must be True or False, got"):
+            check_bool(bad, "flag")

@@ -74,32 +74,16 @@ def check_plot_dir(plot: str | None) -> None:
     import kernelcomp.plotting  # noqa: F401  (fail before the work, not after it)
 
 
-def save_figure(path: Path, draw: Callable[[Any], Any], title: str | None = None,
-                size: tuple[float, float] = (5.5, 4.0)) -> Path:
-    """Draw ``draw(ax)`` on a new figure (no pyplot, no GUI) and save it as a PNG."""
-    from matplotlib.figure import Figure
+def save_figure(path: Path, draw: Callable[[Any], Any], title: str | None = None) -> Path:
+    """Draw ``draw(ax)`` on a new figure in the house style (no pyplot) and save it as a PNG."""
+    from kernelcomp.plotting import _style
 
-    fig = Figure(figsize=size, layout="constrained")
-    ax = draw(fig.add_subplot())
+    fig, ax = _style.new_figure()
+    ax = draw(ax)
     if title and hasattr(ax, "set_title"):
         ax.set_title(title, fontsize="medium")
-    fig.savefig(path, dpi=120)
+    _style.save_figure(fig, path)
     return path
-
-
-def file_kind(p: Path) -> str:
-    """The extension that says how to read ``p`` (that of ``x.h5`` for ``x.h5.partial``)."""
-    ext = p.suffix.lower()
-    if ext == ".partial":  # the partial file of a run that did not finish
-        ext = Path(p.stem).suffix.lower()
-    return ext
-
-
-def h5_format(path: Path) -> str | None:
-    """The ``kernelcomp_format`` of an HDF5 file (None for a foreign one)."""
-    from kernelcomp._h5 import _file_format
-
-    return _file_format(path)
 
 
 def labels(y: Any, name: str, n: int) -> np.ndarray:
@@ -162,6 +146,8 @@ def deferred_sigint() -> Iterator[Callable[[], bool]]:
 def diagnostics_destination(args: argparse.Namespace) -> Path:
     """Where a diagnostics subcommand writes: ``-o DIAG.h5`` or ``--into-run`` (checked)."""
     if args.into_run:
+        from kernelcomp._checkpoints import h5_format
+
         if len(args.files) != 1 or h5_format(Path(args.files[0])) != "run":
             raise UsageError("--into-run needs exactly one FILE, a run file")
         from kernelcomp import io

@@ -257,7 +257,8 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
     """neurons.png (with --informative), layer_geometry.png, gauss_newton.png, trajectory_*.png."""
     from kernelcomp import diagnostics as dg
     from kernelcomp import plotting
-    from kernelcomp._geometry_plots import neurons_figure
+    from kernelcomp.plotting import _style
+    from kernelcomp.plotting._geometry import neurons_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"step {e['step']}" if "step" in e else str(e["label"]) for e in entries]
@@ -266,7 +267,7 @@ def plots(entries: list[dict[str, Any]], nets: list[Any], items: list[Source],
         keep = evenly(len(nets), _MAX_PANELS)
         fig = neurons_figure([nets[i] for i in keep], args.informative,
                              [items[i].X for i in keep], [names[i] for i in keep])
-        fig.savefig(folder / "neurons.png", dpi=110)
+        _style.save_figure(fig, folder / "neurons.png")
         written.append(folder / "neurons.png")
     last = len(nets) - 1
     written.append(save_figure(

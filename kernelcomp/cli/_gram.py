@@ -19,7 +19,7 @@ from kernelcomp.cli._common import (
     progress_on,
     say,
 )
-from kernelcomp.cli._sources import add_torch_options, empirical_ntk, load_network
+from kernelcomp.cli._sources import add_torch_options, empirical_ntk
 
 
 class _ActivationNames:
@@ -151,6 +151,8 @@ def _network_kernel(args: argparse.Namespace) -> Any:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UsageError(f"{flags} describe an analytic kernel; they do not apply with "
                          "--network")
+    from kernelcomp._checkpoints import load_network
+
     net = load_network(Path(args.network), args.network_activation, args.checkpoint,
                        model=args.model)
     if args.kernel == "ntk":

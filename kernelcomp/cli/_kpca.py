@@ -115,27 +115,8 @@ def analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namesp
         )
     else:
         k = None if args.n_components is None else min(args.n_components, n)
-    ev = dg.kernel_pca(K, n_components=k)
-    entry: dict[str, Any] = {
-        "n_samples": n,
-        "trace": float(np.trace(K, dtype=np.float64)),
-        "eigenvalues": np.asarray(ev.eigenvalues),
-    }
-    if args.eigenvectors:
-        entry["eigenvectors"] = np.asarray(ev.eigenvectors)
-    if hasattr(dg, "effective_rank"):
-        entry["effective_rank"] = float(dg.effective_rank(ev.eigenvalues))
-    if y is not None:
-        c = dg.label_projection(ev.eigenvectors, y)
-        entry["label_projection"] = np.asarray(c)
-        entry["cumulative_projection"] = np.asarray(dg.cumulative_projection(c, y))
-        if hasattr(dg, "kernel_alignment"):
-            entry["kernel_alignment"] = float(dg.kernel_alignment(K, y))
-        if np.unique(y).size == 2:
-            n_mi = min(args.mi_components, ev.eigenvectors.shape[1])
-            entry["mutual_information"] = np.asarray(
-                dg.mutual_information(ev.eigenvectors, y, n_components=n_mi, k=args.mi_k)
-            )
+    entry = dg.kpca_record(K, y, n_components=k, mi_components=args.mi_components,
+                           mi_k=args.mi_k, eigenvectors=args.eigenvectors)
     if net is not None and args.informative is not None:
         if not isinstance(net, FCNetwork):
             raise UsageError("--informative (the compression of the first layer) needs "

@@ -1,234 +1,22 @@
-"""What ``kpca`` and ``geometry`` read: networks from checkpoint files, and their sources.
+"""What ``kpca`` and ``geometry`` read: Gram files, and networks with their points.
 
-:func:`load_network` reads ``.npz`` (``FCNetwork.save`` or a state dict of
-arrays), network ``.h5``, a checkpoint of a run file, and PyTorch ``.pt``/``.pth``
-checkpoints of any architecture (:func:`load_torch`: TorchScript files, or
-state dicts with the model's factory; never arbitrary pickles).
 :func:`sources` turns the FILE arguments of a subcommand into :class:`Source`
-items: a Gram file, or a network (loaded when needed) with its points and labels.
+items: a Gram file, or a network (loaded when needed, by
+:func:`kernelcomp._checkpoints.load_network`) with its points and labels.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import os
-import re
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kernelcomp.cli._common import UsageError, file_kind, h5_format, labels
-
-#: extensions of PyTorch checkpoints
-TORCH_EXTENSIONS = (".pt", ".pth")
-
-
-def load_network(p: Path, activation: str | None, checkpoint: int = -1,
-                 model: str | None = None) -> Any:
-    """A network from a .npz, .pt, network .h5 or run file (one of its checkpoints).
-
-    An :class:`~kernelcomp.network.FCNetwork`, or a ``torch.nn.Module`` for a
-    TorchScript file or a state dict with ``model`` (see :func:`load_torch`).
-    """
-    from kernelcomp import io
-    from kernelcomp.network import FCNetwork
-
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file")
-    ext = file_kind(p)
-    if ext in TORCH_EXTENSIONS:
-        return load_torch(p, activation, model)
-    if model is not None:
-        raise UsageError(f"{p}: --model applies to PyTorch .pt/.pth checkpoints")
-    if activation is not None and ext != ".npz":
-        raise UsageError(f"{p}: the activation option applies to .pt / state-dict .npz files")
-    if ext == ".npz":
-        return FCNetwork.load(p, **({} if activation is None else {"activation": activation}))
-    if ext in (".h5", ".hdf5"):
-        fmt = h5_format(p)
-        if fmt == "network":
-            return FCNetwork.load(p)
-        if fmt == "run":
-            run = io.open_run(p)
-            n = len(run.checkpoints)
-            if not -n <= checkpoint < n:
-                raise ValueError(f"{p} has {n} checkpoints; --checkpoint {checkpoint} is out "
-                                 "of range")
-            return run.checkpoints[checkpoint].network
-        raise ValueError(f"{p} is not a kernelcomp network or run file")
-    raise ValueError(f"{p}: unsupported network file type {p.suffix or '(none)'!r}; expected "
-                     ".npz, .pt or .h5")
-
-
-#: what a pickled whole model should be saved as instead
-_PICKLE_HINT = (
-    "save it with torch.save(model.state_dict(), path) and pass that file (with "
-    "--model package.module:factory unless the model is a Linear stack), or save a "
-    "TorchScript file: torch.jit.save(torch.jit.script(model), path)"
-)
-
-
-def _import_torch(path: Path) -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError(
-            f"{path}: reading .pt checkpoints needs PyTorch (pip install 'kernelcomp[torch]')"
-        ) from exc
-    return torch
-
-
-def is_torchscript(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (a zip with a ``code/`` folder)."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(name.split("/")[1:2] == ["code"] for name in z.namelist())
-
-
-def load_torch(path: Path, activation: str | None, model: str | None = None) -> Any:
-    """A network from a PyTorch checkpoint, never unpickling arbitrary objects.
-
-    * a TorchScript file: ``torch.jit.load`` (a ``torch.nn.Module``);
-    * a state dict (``torch.load(weights_only=True)``, also ``{"state_dict": ...}``)
-      with ``model = "package.module:factory"``: the factory's module with these
-      weights (``load_state_dict(strict=True)``, eval mode);
-    * a state dict of a Linear stack without ``model``:
-      :meth:`FCNetwork.from_torch <kernelcomp.network.FCNetwork.from_torch>`.
-    """
-    from kernelcomp.network import FCNetwork
-
-    torch = _import_torch(path)
-    if is_torchscript(path):
-        if model is not None:
-            raise UsageError(f"{path} is a TorchScript file, which holds its model; drop --model")
-        if activation is not None:
-            raise UsageError(f"{path} is a TorchScript file: the activation option does not "
-                             "apply to it")
-        try:
-            return torch.jit.load(path, map_location="cpu").eval()
-        except Exception as exc:
-            raise ValueError(f"{path}: cannot read as a TorchScript file ({exc})") from exc
-    state = _state_dict(path, torch)
-    if model is None:
-        return FCNetwork.from_torch(state, activation=activation or "relu")
-    if activation is not None:
-        raise UsageError("the activation option applies to state dicts of Linear stacks, not "
-                         "with --model (the factory's module has its activations)")
-    module = build_model(model, torch)
-    _check_state_dict(state, module, path, model)
-    floating = [v.dtype for v in state.values() if v.is_floating_point()]
-    if floating:  # the checkpoint's precision, not the factory's default float32
-        module = module.to(floating[0])
-    try:
-        module.load_state_dict(state, strict=True)
-    except Exception as exc:
-        raise ValueError(f"{path} does not fit the model of --model {model} ({exc})") from exc
-    return module.eval()
-
-
-def _state_dict(path: Path, torch: Any) -> dict[str, Any]:
-    """The tensors of a state-dict file (``weights_only=True``: no arbitrary objects)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if "Unsupported global" in str(exc):
-            # a whole pickled model (classes to import): loading it would run arbitrary code
-            raise ValueError(
-                f"{path} holds a pickled model, not a state dict; {_PICKLE_HINT}"
-            ) from exc
-        raise ValueError(f"{path}: cannot read as a PyTorch state dict ({exc})") from exc
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict (names -> "
-                         "tensors)")
-    return obj
-
-
-#: ``package.module:factory`` (the factory may be an attribute path, ``Class.create``)
-_MODEL_SPEC = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
-
-
-def build_model(spec: str, torch: Any) -> Any:
-    """The module ``factory()`` of ``--model package.module:factory``.
-
-    The module is imported with the current folder on ``sys.path`` (as
-    ``python -m`` would); the factory is called without arguments and must
-    return a ``torch.nn.Module``.
-    """
-    match = _MODEL_SPEC.match(spec)
-    if match is None:
-        raise UsageError(f"--model must be package.module:factory, got {spec!r}")
-    module_name, attr = match.groups()
-    with _cwd_on_path():
-        try:
-            mod = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ImportError(f"--model {spec}: cannot import {module_name} ({exc})") from exc
-        except Exception as exc:
-            raise ValueError(f"--model {spec}: importing {module_name} failed "
-                             f"({type(exc).__name__}: {exc})") from exc
-    factory: Any = mod
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise ValueError(f"--model {spec}: {module_name} has no {attr!r}")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise TypeError(f"--model {spec}: {attr} is a {type(factory).__name__}, not a factory")
-    try:
-        obj = factory()
-    except Exception as exc:
-        raise ValueError(f"--model {spec}: the factory failed ({type(exc).__name__}: "
-                         f"{exc})") from exc
-    if not isinstance(obj, torch.nn.Module):
-        raise TypeError(f"--model {spec}: the factory returned a {type(obj).__name__}, not a "
-                        "torch.nn.Module")
-    return obj
-
-
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.append(cwd)
-    try:
-        yield
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(cwd)
-
-
-def _check_state_dict(state: dict[str, Any], module: Any, path: Path, spec: str) -> None:
-    """One line naming what does not match (missing, unexpected, differently shaped)."""
-    expected = module.state_dict()
-
-    def some(names: list[str]) -> str:
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        return ", ".join(names[:3]) + more
-
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = ([f"missing {some(missing)}"] if missing else []) + (
-        [f"unexpected {some(unexpected)}"] if unexpected else []) + (
-        [f"shapes (file vs model) {some(shapes)}"] if shapes else [])
-    if problems:
-        raise ValueError(f"{path} does not fit the model of --model {spec}: "
-                         + "; ".join(problems))
+from kernelcomp.cli._common import UsageError, labels
 
 
 def add_torch_options(p: Any) -> None:
@@ -272,6 +60,7 @@ def sources(args: argparse.Namespace, command: str, *, grams: bool = True) -> li
     refuses Gram files (the subcommand needs networks).
     """
     from kernelcomp import io
+    from kernelcomp._checkpoints import TORCH_EXTENSIONS, file_kind, h5_format, load_network
 
     X_cli = None if args.data is None else io.read_array(args.data, key=args.data_key,
                                                          name="--data")
@@ -313,6 +102,8 @@ def sources(args: argparse.Namespace, command: str, *, grams: bool = True) -> li
 
 
 def _checkpoint_loader(p: Path, args: argparse.Namespace) -> Callable[[], Any]:
+    from kernelcomp._checkpoints import load_network
+
     return lambda: load_network(p, args.activation, model=getattr(args, "model", None))
 
 

@@ -29,8 +29,9 @@ zigzag, not the cost of a step, made runs take 1e5 steps; the step control is
 the paper's either way. ``integrator="euler"`` is the literal explicit step.
 
 :func:`train` runs this on a :class:`kernelcomp.FCNetwork` and writes
-checkpoints into a run file as it goes; :func:`kernel_gradient_flow` runs the
-same flow for the kernel machine ``F = sum_mu a_mu K(x, x_mu)`` on a frozen Gram.
+checkpoints into a run file as it goes; :func:`train_torch` runs the same flow on
+any ``torch.nn.Module`` (the optional PyTorch extra); :func:`kernel_gradient_flow`
+runs it for the kernel machine ``F = sum_mu a_mu K(x, x_mu)`` on a frozen Gram.
 
 References
 ----------
@@ -51,6 +52,7 @@ from kernelcomp.training._engine import (
     MAX_DGRAD,  # noqa: F401
     MAX_DOUT,  # noqa: F401
     MAX_REJECTIONS,  # noqa: F401
+    SOFT_HINGE_BETA,  # noqa: F401
     STALL_FRACTION,  # noqa: F401
     STALL_STEPS,  # noqa: F401
     STATUSES,  # noqa: F401
@@ -68,6 +70,7 @@ from kernelcomp.training._network_flow import (
     TrainResult,
     train,
 )
+from kernelcomp.training._torch_flow import train_torch
 
 #: supported losses ("softhinge" is accepted as an alias of "soft_hinge")
 LOSSES: tuple[str, ...] = _LOSSES
@@ -86,4 +89,5 @@ __all__ = [
     "loss_derivative",
     "loss_value",
     "train",
+    "train_torch",
 ]

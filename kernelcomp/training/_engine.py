@@ -18,13 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from kernelcomp._validation import check_int, check_real
+from kernelcomp._validation import check_choice, check_int, check_real
 
 #: supported losses ("softhinge" is accepted as an alias of "soft_hinge")
 LOSSES: tuple[str, ...] = ("hinge", "soft_hinge")
 #: integrators of the flow: "sliding" (default) treats the hinge's kink implicitly;
 #: "euler" is the paper's literal explicit step everywhere
 INTEGRATORS: tuple[str, ...] = ("sliding", "euler")
+#: sharpness of the soft hinge ``softplus_beta(1 - z)`` (the authors' value)
+SOFT_HINGE_BETA: float = 20.0
 
 # The paper's step control (Paccolat et al. 2021, appendix A; Geiger et al. 2020),
 # applied by _judge and _integrate: a tentative step of dt is accepted when
@@ -63,12 +65,10 @@ def _check_loss(loss: Any) -> str:
     name = loss.lower().replace("-", "_")
     if name == "softhinge":
         name = "soft_hinge"
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
-    return name
+    return check_choice(name, "loss", LOSSES)
 
 
-def loss_value(z: Any, loss: str = "hinge", beta: float = 20.0) -> np.ndarray:
+def loss_value(z: Any, loss: str = "hinge", beta: float = SOFT_HINGE_BETA) -> np.ndarray:
     """The per-sample loss ``l(z)`` of a margin ``z = alpha y Ft``.
 
     Parameters
@@ -103,7 +103,7 @@ def loss_value(z: Any, loss: str = "hinge", beta: float = 20.0) -> np.ndarray:
     return np.logaddexp(0.0, beta * (1.0 - z)) / beta
 
 
-def loss_derivative(z: Any, loss: str = "hinge", beta: float = 20.0) -> np.ndarray:
+def loss_derivative(z: Any, loss: str = "hinge", beta: float = SOFT_HINGE_BETA) -> np.ndarray:
     """The derivative ``l'(z)`` of :func:`loss_value` (``-1``/``0`` for the hinge).
 
     Parameters
@@ -266,8 +266,7 @@ def _control(
     max_wall: Any,
     integrator: Any = "sliding",
 ) -> _Control:
-    if integrator not in INTEGRATORS:
-        raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+    check_choice(integrator, "integrator", INTEGRATORS)
     alpha = check_real(alpha, "alpha")
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")

@@ -14,6 +14,7 @@ from kernelcomp._validation import check_labels, check_matrix, check_square_gram
 from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
+    SOFT_HINGE_BETA,
     FlowState,
     _control,
     _history,
@@ -104,7 +105,7 @@ def kernel_gradient_flow(
     *,
     loss: str = "hinge",
     alpha: float = 1.0,
-    beta: float = 20.0,
+    beta: float = SOFT_HINGE_BETA,
     max_dgrad: float = MAX_DGRAD,
     max_dout: float = MAX_DOUT,
     max_time: float = math.inf,

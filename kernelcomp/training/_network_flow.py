@@ -13,10 +13,20 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._parallel import progress as progress_bar
-from kernelcomp._validation import check_int, check_labels, check_matrix, check_real
+from kernelcomp._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_real,
+)
+from kernelcomp.io import RunWriter
+from kernelcomp.network import FCNetwork
 from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
+    SOFT_HINGE_BETA,
     FlowState,
     _Control,
     _control,
@@ -31,6 +41,9 @@ from kernelcomp.training._network_hooks import (
     _network_problem,
     _params_of,
 )
+
+#: how :func:`train` runs a step: "fused" (one compiled pass), "numpy", or "auto"
+METHODS: tuple[str, ...] = ("auto", "fused", "numpy")
 
 
 @dataclass
@@ -188,7 +201,7 @@ def train(
     *,
     alpha: float,
     loss: str = "hinge",
-    beta: float = 20.0,
+    beta: float = SOFT_HINGE_BETA,
     X_test: Any = None,
     y_test: Any = None,
     checkpoints: int | Sequence[int] = 4,
@@ -402,12 +415,6 @@ class _Setup:
     settings: dict[str, Any]  # the configuration stored in the run file
 
 
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 def _check_checkpoints(checkpoints: Any) -> int | tuple[int, ...]:
     """Checkpoints per decade of steps (an int >= 1), or a sequence of step numbers."""
     if isinstance(checkpoints, bool):
@@ -429,8 +436,6 @@ def _setup(net: Any, X: Any, y: Any, *, alpha: Any, loss: Any, beta: Any, X_test
            max_dgrad: Any, max_dout: Any, keep_networks: Any, progress: Any, method: Any,
            integrator: Any) -> _Setup:
     """Check every argument of :func:`train` (creating no file) and derive the run's setup."""
-    from kernelcomp.network import FCNetwork
-
     if not isinstance(net, FCNetwork):
         raise TypeError(f"net must be a kc.FCNetwork, got {type(net).__name__}")
     if net.n_outputs != 1:
@@ -446,8 +451,7 @@ def _setup(net: Any, X: Any, y: Any, *, alpha: Any, loss: Any, beta: Any, X_test
                  integrator)
     milestones = tuple(reversed(_check_fractions(loss_milestones, "loss_milestones")))
     fractions = _check_fractions(margin_fractions, "margin_fractions")
-    if method not in ("auto", "fused", "numpy"):
-        raise ValueError(f"method must be 'auto', 'fused' or 'numpy', got {method!r}")
+    check_choice(method, "method", METHODS)
     if method == "fused" and not _fused_eligible(net):
         raise ValueError(
             "method='fused' needs a one-hidden-layer, single-output network with an "
@@ -455,8 +459,8 @@ def _setup(net: Any, X: Any, y: Any, *, alpha: Any, loss: Any, beta: Any, X_test
             f"{net.n_outputs} output(s), activation {net.activation!r}"
         )
     schedule = _check_checkpoints(checkpoints)
-    center = _check_bool(center, "center")
-    flags = {name: _check_bool(value, name) for name, value in
+    center = check_bool(center, "center")
+    flags = {name: check_bool(value, name) for name, value in
              (("force", force), ("keep_networks", keep_networks), ("progress", progress))}
     if config is not None and not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
@@ -498,8 +502,6 @@ def _problems(setup: _Setup) -> tuple[_Problem, Callable[[Any], np.ndarray] | No
 
 
 def _open_run_file(setup: _Setup, path: Any) -> Any:
-    from kernelcomp.io import RunWriter
-
     return RunWriter(path, X_train=setup.X, y_train=setup.y, X_test=setup.X_test,
                      y_test=setup.y_test, config=setup.settings, force=setup.force)
 

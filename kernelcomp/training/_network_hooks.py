@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._linalg import gram_nt
+from kernelcomp.empirical import EmpiricalNTK
+from kernelcomp.network import activate, activate_grad
 from kernelcomp.training._engine import _Problem
 
 #: ReLU activations: gradients jump where a unit's pre-activation crosses 0, so the
@@ -67,8 +69,6 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
 
     def ntk(params: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
         """Tangent kernel on ``rows``, layer by layer (never the Jacobian)."""
-        from kernelcomp.empirical import EmpiricalNTK
-
         load(params)
         return EmpiricalNTK(work)(X[rows])
 
@@ -79,8 +79,6 @@ def _network_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
         ``dz_l = c_l (a_l dW_l^T + da_l W_l^T) + s_l db_l``, ``da_{l+1} = phi'(z_l) dz_l``
         is computed here (FCNetwork has no forward-mode pass).
         """
-        from kernelcomp.network import activate_grad
-
         load(params)
         dW: list[Any] = [None] * len(work.weights)
         db: list[Any] = [None] * len(work.biases)
@@ -197,8 +195,6 @@ def _fused_problem(net: Any, X: np.ndarray, out0: np.ndarray) -> _Problem:
 
     def hidden(params: list[np.ndarray], rows: np.ndarray) -> Any:
         """Inputs, phi(z) and c2 beta phi'(z) of the hidden units on ``rows``."""
-        from kernelcomp.network import activate, activate_grad
-
         key = rows.tobytes()
         if memo.get("params") is not params or memo.get("rows") != key:
             W1, beta, b1, _ = unpack(params)

@@ -1,6 +1,6 @@
-"""Figures of the network-geometry diagnostics (:mod:`kernelcomp._geometry`).
+"""Figures of the network-geometry diagnostics (neurons, layers, training trajectories).
 
-As in :mod:`kernelcomp.plotting`, every function imports matplotlib when it is
+As for the kernel-PCA figures, every function imports matplotlib when it is
 called, draws on the axes it is given (new ones when None), returns the axes,
 and never calls ``plt.show()``:
 
@@ -23,6 +23,7 @@ References
    same low-dimensional manifold", PNAS 121 (2024) e2310002121.
 """
 
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,22 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kernelcomp._geometry import (
+from kernelcomp._validation import check_choice
+from kernelcomp.diagnostics import (
     LayerGeometry,
     TrajectoryEmbedding,
-    _check_net,
-    _outgoing_norms,
     attractors,
 )
+from kernelcomp.diagnostics._compression import _first_layer, _informative_mask
+from kernelcomp.diagnostics._neurons import _check_net, _outgoing_norms
 from kernelcomp.network import FCNetwork
-
-# kernelcomp.plotting and kernelcomp.diagnostics are imported inside the functions:
-# they re-export the names of these modules (no import cycle at load time).
+from kernelcomp.plotting._style import PANEL_WIDTH, _axes, _legend, checkpoint_labels, new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
-
-__all__ = ["plot_layer_geometry", "plot_neurons", "plot_trajectory"]
 
 #: marker areas (points^2) of :func:`plot_neurons`: smallest, added for the largest
 #: |beta|, and the one size of neurons without a readout (a bare weight matrix)
@@ -75,12 +73,11 @@ def _networks(net_or_nets: Any) -> tuple[bool, list[Any]]:
 
 def _axes_row(axes: Any, n: int) -> list[Axes]:
     """``n`` axes: a new row of panels, or the ones given (checked)."""
-    import matplotlib.pyplot as plt
     from matplotlib.axes import Axes
 
     if axes is None:
-        _, grid = plt.subplots(1, n, figsize=(0.6 + 3.4 * n, 3.2), sharex=True, sharey=True,
-                               squeeze=False, layout="constrained")  # fmt: skip
+        _, grid = new_figure(1, n, size=(0.6 + PANEL_WIDTH * n, 3.2), pyplot=True, sharex=True,
+                             sharey=True, squeeze=False)
         return list(grid[0])
     row = [axes] if isinstance(axes, Axes) else list(np.ravel(np.asarray(axes, dtype=object)))
     for i, ax in enumerate(row):
@@ -92,10 +89,9 @@ def _axes_row(axes: Any, n: int) -> list[Axes]:
 
 
 def _titles(labels: Any, n: int) -> list[str | None]:
-    from kernelcomp import plotting as _kp
 
     if labels is None:
-        return [None] if n == 1 else _kp.checkpoint_labels(n)
+        return [None] if n == 1 else checkpoint_labels(n)
     if isinstance(labels, str) or not isinstance(labels, Sequence | np.ndarray):
         raise TypeError(f"labels must be a sequence of strings, got {type(labels).__name__}")
     labels = [str(s) for s in labels]
@@ -120,7 +116,7 @@ def plot_neurons(
     ``||omega_n,par||``) and ``y = ||omega_n,perp||`` (the norm of its weights on
     the other directions). Marker areas grow with the readout weight ``|beta_n|``
     (the norm of the next layer's column for deeper networks). With ``X`` the
-    neurons are coloured by attractor (:func:`kernelcomp._geometry.attractors` of
+    neurons are coloured by attractor (:func:`kernelcomp.diagnostics.attractors` of
     the first layer on ``X``), dead ones grey. Several networks (checkpoints) are
     drawn side by side, sharing their scales.
 
@@ -166,7 +162,7 @@ def plot_neurons(
     Examples
     --------
     >>> import kernelcomp as kc
-    >>> from kernelcomp._geometry_plots import plot_neurons
+    >>> from kernelcomp.plotting import plot_neurons
     >>> X, y = kc.datasets.stripe(40, 3, seed=0)
     >>> net = kc.FCNetwork.init(3, [20], activation="relu_unit",
     ...                         parameterization="mean_field", seed=0)
@@ -178,7 +174,6 @@ def plot_neurons(
     """
     import matplotlib
 
-    from kernelcomp import diagnostics as _dg
 
     single, items = _networks(net_or_nets)
     n = len(items)
@@ -187,8 +182,8 @@ def plot_neurons(
     for i, item in enumerate(items):
         if isinstance(item, FCNetwork):
             _check_net(item, "net_or_nets" if single else f"net_or_nets[{i}]")
-        W = _dg._first_layer(item)
-        mask = _dg._informative_mask(informative, W.shape[1])
+        W = _first_layer(item)
+        mask = _informative_mask(informative, W.shape[1])
         par = W[:, mask]
         x = par[:, 0] if par.shape[1] == 1 else np.linalg.norm(par, axis=1)
         y = np.linalg.norm(W[:, ~mask], axis=1)
@@ -228,7 +223,7 @@ def plot_layer_geometry(result: Any, ax: Any = None) -> Axes:
     Parameters
     ----------
     result : LayerGeometry
-        From :func:`kernelcomp._geometry.layer_geometry`.
+        From :func:`kernelcomp.diagnostics.layer_geometry`.
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure when None.
 
@@ -252,8 +247,8 @@ def plot_layer_geometry(result: Any, ax: Any = None) -> Axes:
     Examples
     --------
     >>> import numpy as np, kernelcomp as kc
-    >>> from kernelcomp._geometry import layer_geometry
-    >>> from kernelcomp._geometry_plots import plot_layer_geometry
+    >>> from kernelcomp.diagnostics import layer_geometry
+    >>> from kernelcomp.plotting import plot_layer_geometry
     >>> net = kc.FCNetwork.init(3, [30, 30, 30], seed=0)
     >>> X = np.random.default_rng(0).standard_normal((100, 3))
     >>> ax = plot_layer_geometry(layer_geometry(net, X))
@@ -262,13 +257,12 @@ def plot_layer_geometry(result: Any, ax: Any = None) -> Axes:
     """
     from matplotlib.ticker import MaxNLocator
 
-    from kernelcomp import plotting as _kp
 
     if not isinstance(result, LayerGeometry):
         raise TypeError(
             f"result must be a LayerGeometry (from layer_geometry), got {type(result).__name__}"
         )
-    ax = _kp._axes(ax)
+    ax = _axes(ax)
     layers = np.arange(1, result.depth + 1)
     ax.plot(layers, result.intrinsic_dimensions, "o-", ms=4, lw=1.2,
             label="intrinsic dimension (TwoNN)")  # fmt: skip
@@ -276,7 +270,7 @@ def plot_layer_geometry(result: Any, ax: Any = None) -> Axes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("hidden layer")
     ax.set_ylabel("dimension")
-    _kp._legend(ax)
+    _legend(ax)
     return ax
 
 
@@ -293,7 +287,7 @@ def plot_trajectory(
     Parameters
     ----------
     embedding : TrajectoryEmbedding
-        From :func:`kernelcomp._geometry.trajectory_embedding`, with at least two
+        From :func:`kernelcomp.diagnostics.trajectory_embedding`, with at least two
         components.
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure when None.
@@ -326,8 +320,8 @@ def plot_trajectory(
     Examples
     --------
     >>> import kernelcomp as kc
-    >>> from kernelcomp._geometry import trajectory_embedding
-    >>> from kernelcomp._geometry_plots import plot_trajectory
+    >>> from kernelcomp.diagnostics import trajectory_embedding
+    >>> from kernelcomp.plotting import plot_trajectory
     >>> X, y = kc.datasets.stripe(64, 3, seed=0)
     >>> net = kc.FCNetwork.init(3, [40], activation="relu_unit",
     ...                         parameterization="mean_field", seed=0)
@@ -339,8 +333,6 @@ def plot_trajectory(
     import matplotlib
     from matplotlib.colors import Normalize, SymLogNorm
 
-    from kernelcomp import diagnostics as _dg
-    from kernelcomp import plotting as _kp
 
     if not isinstance(embedding, TrajectoryEmbedding):
         raise TypeError(
@@ -352,7 +344,7 @@ def plot_trajectory(
             f"embedding has {embedding.n_components} component; plot_trajectory needs 2 "
             "(trajectory_embedding(..., n_components=2) or more, and 2 checkpoints)"
         )
-    color_by = _dg._check_choice(color_by, "color_by", _COLOR_BY)
+    color_by = check_choice(color_by, "color_by", _COLOR_BY)
     values = (embedding.steps if color_by == "step" else embedding.times).astype(np.float64)
     if not np.isfinite(values).all():
         raise ValueError(f"the embedding does not record every checkpoint's {color_by}")
@@ -366,7 +358,7 @@ def plot_trajectory(
         norm: Any = SymLogNorm(linthresh=float(positive.min()), vmin=lo, vmax=hi, base=10)
     else:
         norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1.0)
-    ax = _kp._axes(ax)
+    ax = _axes(ax)
     x, y = embedding.coordinates[:, 0], embedding.coordinates[:, 1]
     ax.plot(x, y, "-", color="0.7", lw=0.8, zorder=1)
     points = ax.scatter(x, y, c=values, cmap=colormap, norm=norm, s=18, zorder=2)
@@ -394,10 +386,9 @@ def neurons_figure(nets: Sequence[Any], informative: Any, Xs: Sequence[Any],
     matplotlib.figure.Figure
         A figure not registered with pyplot (save it with ``savefig``).
     """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(0.6 + 3.4 * len(nets), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(nets), squeeze=False)[0]
+    fig, grid = new_figure(1, len(nets), size=(0.6 + PANEL_WIDTH * len(nets), 3.4),
+                           squeeze=False)
+    axes = grid[0]
     for ax, net, X, title in zip(axes, nets, Xs, titles, strict=True):
         plot_neurons(net, informative, X=X, axes=ax)
         ax.set_title(title, fontsize="medium")

@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._torch_ntk import _import_torch
-from kernelcomp._validation import check_int, check_matrix
+from kernelcomp._validation import check_bool, check_int, check_matrix
 from kernelcomp._validation import check_labels as _check_labels
 from kernelcomp.training._engine import (
     MAX_DGRAD,
     MAX_DOUT,
+    SOFT_HINGE_BETA,
     FlowState,
     _control,
     _history,
@@ -56,7 +57,6 @@ from kernelcomp.training._engine import (
 from kernelcomp.training._integrators import _flow
 from kernelcomp.training._network_flow import (
     MARGIN_FRACTIONS,
-    _check_bool,
     _check_checkpoints,
     _check_fractions,
     _Classifier,
@@ -144,7 +144,7 @@ class TorchTrainResult(_Classifier):
 
         Parameters
         ----------
-        X : array-like of shape (n, prod(input_shape)) or (n, *input_shape)
+        X : array-like of shape ``(n, prod(input_shape))`` or ``(n, *input_shape)``
 
         Returns
         -------
@@ -268,6 +268,37 @@ def _module_problem(module: Any, X: np.ndarray, out0: np.ndarray, shape: tuple[i
     return _Problem(forward, backward, step, norms, sub), theta0, load
 
 
+def _check_data(module: Any, X: Any, y: Any, X_test: Any, y_test: Any,
+                input_shape: Any) -> tuple[Any, ...]:
+    """(X, y, X_test, y_test, shape of one sample) of :func:`train_torch`, checked."""
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"X must have shape (p, d) or (p, *input_shape), got {X.shape}")
+    shape = _input_shape(module, input_shape, int(math.prod(X.shape[1:])))
+    X = _as_inputs(X, shape)
+    y = _check_labels(y, X.shape[0])
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    if X_test is not None:
+        X_test = _as_inputs(X_test, shape)
+        y_test = _check_labels(y_test, X_test.shape[0], "y_test")
+    return X, y, X_test, y_test, shape
+
+
+def _initial(module: Any, torch: Any, X: np.ndarray, X_test: np.ndarray | None,
+             shape: tuple[int, ...], batch: int, center: bool) -> tuple[Any, Any, Any]:
+    """The float64 copy ``f0`` of the module and its outputs on X and X_test (0 uncentred)."""
+    net0 = copy.deepcopy(module).to(torch.float64).eval()
+    for prm in net0.parameters():
+        prm.grad = None
+    out0 = _evaluate(net0, X, shape, batch) if center else np.zeros(X.shape[0])
+    out0_test = None
+    if X_test is not None:
+        out0_test = (_evaluate(net0, X_test, shape, batch) if center
+                     else np.zeros(X_test.shape[0]))
+    return net0, out0, out0_test
+
+
 def train_torch(
     module: Any,
     X: Any,
@@ -275,7 +306,7 @@ def train_torch(
     *,
     alpha: float,
     loss: str = "soft_hinge",
-    beta: float = 20.0,
+    beta: float = SOFT_HINGE_BETA,
     input_shape: Any = None,
     X_test: Any = None,
     y_test: Any = None,
@@ -304,7 +335,7 @@ def train_torch(
         The network at initialisation, mapping ``(b, *input_shape)`` to ``(b,)``
         or ``(b, 1)``. Its trainable parameters (``requires_grad``) are trained;
         it is used in eval mode (no dropout, running BatchNorm statistics).
-    X : array-like of shape (p, prod(input_shape)) or (p, *input_shape)
+    X : array-like of shape ``(p, prod(input_shape))`` or ``(p, *input_shape)``
         Training inputs.
     y : array-like of shape (p,)
         Labels in {-1, +1}.
@@ -361,7 +392,7 @@ def train_torch(
     --------
     >>> import numpy as np, pytest
     >>> torch = pytest.importorskip("torch")
-    >>> from kernelcomp._torch_flow import train_torch
+    >>> from kernelcomp.training import train_torch
     >>> _ = torch.manual_seed(0)
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 20), torch.nn.Tanh(), torch.nn.Linear(20, 1))
     >>> X = np.random.default_rng(0).standard_normal((20, 3)); y = np.sign(X[:, 0])
@@ -372,34 +403,17 @@ def train_torch(
     torch = _import_torch("train_torch")
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    X = np.asarray(X)
-    if X.ndim < 2:
-        raise ValueError(f"X must have shape (p, d) or (p, *input_shape), got {X.shape}")
-    shape = _input_shape(module, input_shape, int(math.prod(X.shape[1:])))
-    X = _as_inputs(X, shape)
-    y = _check_labels(y, X.shape[0])
-    if (X_test is None) != (y_test is None):
-        raise ValueError("X_test and y_test must be given together")
-    if X_test is not None:
-        X_test = _as_inputs(X_test, shape)
-        y_test = _check_labels(y_test, X_test.shape[0], "y_test")
+    X, y, X_test, y_test, shape = _check_data(module, X, y, X_test, y_test, input_shape)
     c = _control(alpha, loss, beta, max_dgrad, max_dout, max_time, max_steps, max_wall, "euler")
     fractions = _check_fractions(margin_fractions, "margin_fractions")
     batch = check_int(batch_size, "batch_size", minimum=1)
     steps = _check_checkpoints(checkpoints)
     schedule = _geometric_schedule(steps) if isinstance(steps, int) else iter(steps)
-    center = _check_bool(center, "center")
+    center = check_bool(center, "center")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 
-    net0 = copy.deepcopy(module).to(torch.float64).eval()
-    for prm in net0.parameters():
-        prm.grad = None
-    out0 = _evaluate(net0, X, shape, batch) if center else np.zeros(X.shape[0])
-    out0_test = None
-    if X_test is not None:
-        out0_test = (_evaluate(net0, X_test, shape, batch) if center
-                     else np.zeros(X_test.shape[0]))
+    net0, out0, out0_test = _initial(module, torch, X, X_test, shape, batch, center)
     problem, theta, load = _module_problem(net0, X, out0, shape, batch)
 
     records: list[TorchCheckpoint] = []

@@ -1,16 +1,9 @@
 """Figures of the kernel-PCA diagnostics (Paccolat et al. 2021 [1]_).
 
-Every function imports matplotlib when it is called (``import kernelcomp`` stays
-light), draws on ``ax`` (a new figure and axes when ``ax=None``), returns the
-axes, and never calls ``plt.show()``: save with ``ax.figure.savefig(...)``.
-
-Single results:
-
-* :func:`plot_spectrum` -- eigenvalues against rank, log-log, with the fitted
-  power law;
-* :func:`plot_label_projection` -- ``c_r^2 / ||y||^2`` per eigenvector;
-* :func:`plot_cumulative_projection` -- ``P_k`` against ``k``;
-* :func:`plot_mutual_information` -- bits per eigenvector.
+Single results: :func:`plot_spectrum` (eigenvalues against rank, log-log, with
+the fitted power law), :func:`plot_label_projection` (``c_r^2 / ||y||^2`` per
+eigenvector), :func:`plot_cumulative_projection` (``P_k`` against ``k``),
+:func:`plot_mutual_information` (bits per eigenvector).
 
 Across checkpoints (a sequence ordered from initialisation to the end of
 training, coloured along a sequential colormap): :func:`plot_spectra`,
@@ -32,68 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kernelcomp import diagnostics as _dg
+from kernelcomp import diagnostics
 from kernelcomp._validation import check_int
+from kernelcomp.diagnostics import (
+    KernelPCAResult,
+    cumulative_projection,
+    label_projection,
+    spectrum_power_law,
+)
+from kernelcomp.diagnostics._checks import _eigenvalues_of
+from kernelcomp.plotting._style import _axes, _labels_and_colors, _legend, new_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
-
-__all__ = [
-    "checkpoint_labels",
-    "plot_cumulative_projection",
-    "plot_cumulative_projections",
-    "plot_kpca_summary",
-    "plot_label_projection",
-    "plot_label_projections",
-    "plot_layer_geometry",
-    "plot_mutual_information",
-    "plot_mutual_informations",
-    "plot_neurons",
-    "plot_spectra",
-    "plot_spectrum",
-    "plot_trajectory",
-]
-
-if TYPE_CHECKING:
-    from kernelcomp._geometry_plots import plot_layer_geometry, plot_neurons, plot_trajectory
-
-_GEOMETRY = ("plot_layer_geometry", "plot_neurons", "plot_trajectory")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _GEOMETRY:  # kernelcomp._geometry_plots builds on this module
-        from kernelcomp import _geometry_plots
-
-        value = getattr(_geometry_plots, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    # the lazily loaded names are listed too (autodoc and tab completion read dir())
-    return sorted({*globals(), *_GEOMETRY})
-
-#: part of the colormap used for checkpoints (the light end of viridis is
-#: unreadable on white)
-_CMAP_RANGE = (0.0, 0.85)
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-def _axes(ax: Any) -> Axes:
-    """``ax``, or new axes in a new pyplot figure (pyplot is imported only then)."""
-    from matplotlib.axes import Axes
-
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(5.0, 3.6), layout="constrained")
-        return ax
-    if not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
-    return ax
 
 
 def _vector(values: Any, name: str) -> np.ndarray:
@@ -133,31 +77,6 @@ def _sequence(items: Any, name: str) -> list[Any]:
     return items
 
 
-def checkpoint_labels(n: int) -> list[str]:
-    """Default legend labels of ``n`` checkpoints: ``init, 1, ..., final``.
-
-    Parameters
-    ----------
-    n : int
-        Number of checkpoints, at least 1.
-
-    Returns
-    -------
-    list of str
-        ``["init"]`` for one, ``["init", "final"]`` for two, and
-        ``["init", "checkpoint 1", ..., "final"]`` beyond.
-
-    Examples
-    --------
-    >>> checkpoint_labels(3)
-    ['init', 'checkpoint 1', 'final']
-    """
-    n = check_int(n, "n", minimum=1)
-    if n == 1:
-        return ["init"]
-    return ["init", *[f"checkpoint {i}" for i in range(1, n - 1)], "final"]
-
-
 def _overlay(draw: Any, values: Any, what: str, labels: Any, cmap: Any, ax: Any, *args: Any,
              **kwargs: Any) -> Axes:
     """One ``draw(item, *args, ax=, label=, color=, **kwargs)`` per checkpoint, init -> final."""
@@ -169,35 +88,6 @@ def _overlay(draw: Any, values: Any, what: str, labels: Any, cmap: Any, ax: Any,
     return ax
 
 
-def _labels_and_colors(n: int, labels: Any, cmap: Any) -> tuple[list[str], list[Any]]:
-    import matplotlib
-
-    if labels is None:
-        labels = checkpoint_labels(n)
-    else:
-        if isinstance(labels, str) or not isinstance(labels, Sequence | np.ndarray):
-            raise TypeError(f"labels must be a sequence of strings, got {type(labels).__name__}")
-        labels = [str(s) for s in labels]
-        if len(labels) != n:
-            raise ValueError(f"labels has {len(labels)} entries, but there are {n} checkpoints")
-    try:
-        colormap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
-    except KeyError as exc:
-        raise ValueError(f"cmap {cmap!r} is not a matplotlib colormap") from exc
-    lo, hi = _CMAP_RANGE
-    points = np.linspace(lo, hi, n) if n > 1 else np.array([lo])
-    return labels, [colormap(float(t)) for t in points]
-
-
-def _legend(ax: Axes) -> None:
-    handles, _ = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(fontsize="small", frameon=False)
-
-
-# ---------------------------------------------------------------------------
-# single results
-# ---------------------------------------------------------------------------
 def plot_spectrum(
     eigenvalues: Any,
     *,
@@ -246,13 +136,13 @@ def plot_spectrum(
     >>> ax.get_xscale(), ax.get_yscale()
     ('log', 'log')
     """
-    lam = np.sort(_dg._eigenvalues_of(eigenvalues).astype(np.float64))[::-1]
+    lam = np.sort(_eigenvalues_of(eigenvalues).astype(np.float64))[::-1]
     ax = _axes(ax)
     ranks = np.arange(1, lam.size + 1)
     pos = lam > 0
     (line,) = ax.plot(ranks[pos], lam[pos], ".-", ms=3, lw=1, label=label, color=color)
     if power_law:
-        fit = _dg.spectrum_power_law(lam, fit_range=fit_range)
+        fit = spectrum_power_law(lam, fit_range=fit_range)
         lo, hi = fit.fit_range
         rr = np.array([lo, hi], dtype=np.float64)
         ax.plot(
@@ -317,7 +207,7 @@ def plot_label_projection(
     >>> ax.get_ylabel()
     '$c_r^2 / \\|y\\|^2$'
     """
-    P = _dg.cumulative_projection(c, y)
+    P = cumulative_projection(c, y)
     frac = np.diff(P, prepend=0.0)
     k = _limit(n_components, frac.size)
     frac = frac[:k]
@@ -375,7 +265,7 @@ def plot_cumulative_projection(
     >>> ax.lines[0].get_ydata().tolist()
     [0.5, 1.0]
     """
-    P = _dg.cumulative_projection(c, y)
+    P = cumulative_projection(c, y)
     k = _limit(n_components, P.size)
     ax = _axes(ax)
     ax.plot(np.arange(1, k + 1), P[:k], "-", lw=1.5, label=label, color=color)
@@ -439,9 +329,6 @@ def plot_mutual_information(
     return ax
 
 
-# ---------------------------------------------------------------------------
-# across checkpoints
-# ---------------------------------------------------------------------------
 def plot_spectra(
     spectra: Any,
     labels: Any = None,
@@ -688,21 +575,19 @@ def plot_kpca_summary(
     >>> axes.shape
     (2, 2)
     """
-    import matplotlib.pyplot as plt
-
-    if isinstance(results, _dg.KernelPCAResult):
+    if isinstance(results, KernelPCAResult):
         results = [results]
     items = _sequence(results, "results")
     for i, res in enumerate(items):
-        if not isinstance(res, _dg.KernelPCAResult):
+        if not isinstance(res, KernelPCAResult):
             raise TypeError(
                 f"results[{i}] must be a KernelPCAResult (from kernel_pca), got "
                 f"{type(res).__name__}"
             )
-    proj = [_dg.label_projection(res.eigenvectors, y) for res in items]
+    proj = [label_projection(res.eigenvectors, y) for res in items]
     if mutual_information is None:
         mis = [
-            _dg.mutual_information(res.eigenvectors, y, n_components=n_components, k=k)
+            diagnostics.mutual_information(res.eigenvectors, y, n_components=n_components, k=k)
             for res in items
         ]
     else:
@@ -711,7 +596,7 @@ def plot_kpca_summary(
             raise ValueError(
                 f"mutual_information has {len(mis)} entries, but there are {len(items)} results"
             )
-    fig, axes = plt.subplots(2, 2, figsize=(10.0, 7.2), layout="constrained")
+    fig, axes = new_figure(2, 2, size=(10.0, 7.2), pyplot=True)
     plot_spectra(items, labels, ax=axes[0, 0], cmap=cmap)
     plot_label_projections(proj, y, labels, n_components=n_projection, ax=axes[0, 1], cmap=cmap)
     plot_cumulative_projections(proj, y, labels, ax=axes[1, 0], cmap=cmap)

@@ -60,21 +60,40 @@ PyTorch is imported inside the functions and methods of this module only:
 from __future__ import annotations
 
 import copy
-import hashlib
-import logging
 import math
-import numbers
 import threading
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from kernelcomp._base import FrozenKernel
-from kernelcomp._validation import check_dtype, check_int
+from kernelcomp._torch_autograd import _AutogradRoutes
+from kernelcomp._torch_layerwise import _LayerwiseRoute
+from kernelcomp._torch_support import (  # noqa: F401 - PARAM_SELECTIONS etc. re-exported
+    _FINGERPRINT_VERSION,
+    _FORCED,
+    METHODS,
+    OUTPUTS,
+    PARAM_SELECTIONS,
+    _check_device,
+    _check_input_shape,
+    _check_kernel_dtype,
+    _check_options,
+    _check_output,
+    _eager_version,
+    _fingerprint,
+    _frozen_copy,
+    _import_torch,
+    _is_scripted,
+    _leaf_activations,
+    _positions,
+    _Prepared,
+    _probe_module,
+    _resolve_params,
+    _script_activations,
+    _torch_threads,
+    _unscript,
+)
 
 __all__ = ["TorchNTK"]
 
@@ -83,29 +102,6 @@ __all__ = ["TorchNTK"]
 _JAC_BYTES = 1024 * 2**20
 #: the smallest default budget
 _MIN_BYTES = 64 * 2**20
-#: the computation routes
-METHODS = ("layerwise", "jacobian", "jvp")
-#: named output selections besides an index and None (the mean over outputs)
-OUTPUTS = ("mean", "sum_of_logits")
-#: forced per-layer routes of the layerwise engine (for checks; "auto" is the cheaper)
-_FORCED = ("auto", "structured", "explicit", "jacobian")
-#: named parameter selections
-PARAM_SELECTIONS = ("all", "last")
-#: version of the fingerprint's encoding
-_FINGERPRINT_VERSION = 1
-
-
-def _import_torch(what: str = "TorchNTK") -> Any:
-    """``torch``, or an ImportError saying that ``what`` needs the optional extra."""
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"{what} needs PyTorch (the optional extra: pip install 'kernelcomp[torch]'); "
-            "for a fully connected network without PyTorch use kc.FCNetwork and "
-            "kc.EmpiricalNTK"
-        ) from exc
-    return torch
 
 
 def available_memory() -> int | None:
@@ -128,221 +124,10 @@ def default_budget() -> int:
     return int(min(_JAC_BYTES, max(min(_MIN_BYTES, _JAC_BYTES), free // 4)))
 
 
-@contextmanager
-def _torch_threads() -> Iterator[None]:
-    """Limit torch's intra-op threads to numba's current thread count (set by ``n_jobs``).
-
-    Where numba and torch share one OpenMP runtime (the Linux CPU wheels), setting
-    numba's count already sets torch's and this does nothing.
-    """
-    import numba
-
-    torch = _import_torch()
-    n = numba.get_num_threads()
-    previous = torch.get_num_threads()
-    if n >= int(numba.config.NUMBA_NUM_THREADS) or n >= previous:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """Rows of ``X`` as a tensor of shape ``(n, *input_shape)`` (device, kernel dtype).
-
-    ``factors``: the layerwise engine's per-sample factors of all rows, when
-    they fit half of the memory budget (else computed block by block).
-    """
-
-    n: int
-    x: Any
-    factors: Any = None
-
-
-# ---------------------------------------------------------------------------
-# argument checks
-# ---------------------------------------------------------------------------
-def _check_kernel_dtype(dtype: Any, torch: Any) -> np.dtype:
-    if isinstance(dtype, torch.dtype):
-        names = {torch.float32: "float32", torch.float64: "float64"}
-        if dtype not in names:
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        dtype = names[dtype]
-    if dtype is None:
-        raise ValueError("dtype must be float32 or float64, got None")
-    dt = check_dtype(dtype, "dtype")
-    assert dt is not None
-    return dt
-
-
-def _check_device(device: Any, torch: Any) -> Any:
-    try:
-        dev = torch.device(device)
-    except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"device must be 'cpu' or 'cuda' (e.g. 'cuda:0'), got {device!r}") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was asked, but CUDA is not available "
-                "(torch.cuda.is_available() is False: no GPU, or a CPU-only PyTorch); "
-                "use device='cpu'"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r}: there are only {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif dev.type != "cpu":
-        raise ValueError(f"device must be 'cpu' or 'cuda' (e.g. 'cuda:0'), got {device!r}")
-    return dev
-
-
-def _check_input_shape(input_shape: Any, module: Any, torch: Any) -> tuple[int, ...]:
-    if input_shape is None:
-        for m in module.modules():
-            if next(m.parameters(recurse=False), None) is not None:
-                if isinstance(m, torch.nn.Linear) or (  # a scripted Linear too
-                    getattr(m, "original_name", None) == "Linear" and hasattr(m, "in_features")
-                ):
-                    return (int(m.in_features),)
-                raise ValueError(
-                    "input_shape is required: the module's first layer with parameters "
-                    f"({type(m).__name__}) does not fix the shape of one sample; pass it, e.g. "
-                    "input_shape=(1, 28, 28) for one-channel 28 x 28 images (the rows of X "
-                    "are then flattened images)"
-                )
-        raise ValueError("input_shape is required for a module without parameters")
-    if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
-        input_shape = (input_shape,)
-    if isinstance(input_shape, str) or not isinstance(input_shape, Sequence | np.ndarray):
-        raise TypeError(
-            "input_shape must be a tuple of positive ints (the shape of one sample), got "
-            f"{type(input_shape).__name__}"
-        )
-    shape = tuple(input_shape)
-    if not shape:
-        raise ValueError("input_shape must have at least one dimension, got ()")
-    for s in shape:
-        if isinstance(s, bool | np.bool_) or not isinstance(s, numbers.Integral) or s < 1:
-            raise ValueError(f"input_shape must hold positive ints, got {input_shape!r}")
-    return tuple(int(s) for s in shape)
-
-
-def _resolve_params(params: Any, trainable: list[str], frozen: list[str]) -> tuple[str, ...]:
-    """The names of the selected parameters, in ``named_parameters()`` order."""
-    if not trainable:
-        raise ValueError(
-            "the module has no trainable parameters (none with requires_grad=True); "
-            "its tangent kernel is zero"
-        )
-    if isinstance(params, str):
-        if params == "all":
-            return tuple(trainable)
-        if params == "last":
-            owner = trainable[-1].rpartition(".")[0]
-            return tuple(n for n in trainable if n.rpartition(".")[0] == owner)
-        raise ValueError(
-            f"unknown params {params!r}; expected one of {list(PARAM_SELECTIONS)} or a list of "
-            f"parameter-name prefixes (e.g. [{params!r}])"
-        )
-    if not isinstance(params, Sequence | np.ndarray):
-        raise TypeError(
-            f"params must be one of {list(PARAM_SELECTIONS)} or a list of parameter-name "
-            f"prefixes, got {type(params).__name__}"
-        )
-    prefixes = list(params)
-    if not prefixes:
-        raise ValueError("params is an empty list; select at least one parameter")
-    chosen: set[str] = set()
-    for p in prefixes:
-        if not isinstance(p, str) or not p:
-            raise TypeError(f"params must hold non-empty parameter-name prefixes (str), got {p!r}")
-
-        def matches(name: str, p: str = p) -> bool:
-            return name == p or name.startswith(p + ".")
-
-        hit = [n for n in trainable if matches(n)]
-        if not hit:
-            if any(matches(n) for n in frozen):
-                raise ValueError(
-                    f"params prefix {p!r} selects only parameters with requires_grad=False"
-                )
-            owners = sorted({n.rpartition(".")[0] or n for n in trainable})
-            raise ValueError(
-                f"params prefix {p!r} matches no trainable parameter of the module; its "
-                f"parameters belong to {owners[:20]}{' ...' if len(owners) > 20 else ''}"
-            )
-        chosen.update(hit)
-    return tuple(n for n in trainable if n in chosen)
-
-
-def _fingerprint(module: Any, names: tuple[str, ...]) -> str:
-    """SHA-256 of the module's class, printed architecture, parameter flags and state."""
-    torch = _import_torch()
-    h = hashlib.sha256()
-    cls = type(module)
-    flags = [
-        (n, tuple(p.shape), str(p.dtype), bool(p.requires_grad))
-        for n, p in module.named_parameters()
-    ]
-    h.update(
-        repr(
-            (
-                _FINGERPRINT_VERSION,
-                f"{cls.__module__}.{cls.__qualname__}",
-                repr(module),
-                flags,
-                names,
-            )
-        ).encode()
-    )
-    for name, t in module.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name};{t.dtype};{tuple(t.shape)};".encode())
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _leaf_activations(module: Any, x: Any) -> tuple[int, Any]:
-    """Rough per-sample count of the activations: outputs of the leaf modules on ``x``."""
-    total = [0]
-
-    def hook(_m: Any, _inp: Any, out: Any) -> None:
-        if hasattr(out, "numel"):
-            total[0] += int(out.numel())
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
-    try:
-        y = module(x)
-    finally:
-        for hd in handles:
-            hd.remove()
-    return total[0], y
-
-
-def _is_scripted(module: Any, torch: Any) -> bool:
-    """A TorchScript module (``torch.jit.load``/``torch.jit.script``): no hooks, no torch.func."""
-    return isinstance(module, torch.jit.ScriptModule)
-
-
-def _script_activations(module: Any, x: Any) -> tuple[int, Any]:
-    """``_leaf_activations`` of a TorchScript module, which takes no hooks.
-
-    Its input and output sizes: a lower bound of the backward pass's activations.
-    """
-    y = module(x)
-    return int(x.numel()) + (int(y.numel()) if hasattr(y, "numel") else 0), y
-
-
 # ---------------------------------------------------------------------------
 # the kernel
 # ---------------------------------------------------------------------------
-class TorchNTK(FrozenKernel):
+class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
     """Exact empirical neural tangent kernel of a PyTorch module.
 
     ``Theta(x, y) = sum_theta df(x)/dtheta . df(y)/dtheta`` over the module's
@@ -508,89 +293,18 @@ class TorchNTK(FrozenKernel):
         _route: str = "auto",
     ) -> None:
         torch = _import_torch()
-        if not isinstance(module, torch.nn.Module):
-            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        if not isinstance(method, str) or method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-        if _route not in _FORCED:
-            raise ValueError(f"unknown _route {_route!r}; expected one of {list(_FORCED)}")
-        if max_memory is not None:
-            max_memory = check_int(max_memory, "max_memory", minimum=1)
-        dt = _check_kernel_dtype(dtype, torch)
-        tdt = torch.float32 if dt == np.float32 else torch.float64
-        dev = _check_device(device, torch)
-        try:
-            frozen = copy.deepcopy(module)
-        except Exception as exc:
-            raise TypeError(
-                f"module could not be deep-copied ({type(exc).__name__}: {exc}); the kernel "
-                "keeps a frozen copy"
-            ) from exc
-        with warnings.catch_warnings():
-            # .to() of a TorchScript module reads each parameter's .grad (a UserWarning)
-            warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor")
-            frozen = frozen.to(device=dev, dtype=tdt).eval()
+        max_memory, dt, tdt, dev = _check_options(
+            module, method, _route, max_memory, dtype, device, torch
+        )
+        frozen = _frozen_copy(module, dev, tdt)
         named = list(frozen.named_parameters())
         trainable = [n for n, p in named if p.requires_grad]
         names = _resolve_params(params, trainable, [n for n, p in named if not p.requires_grad])
         shape = _check_input_shape(input_shape, frozen, torch)
-
-        scripted = _is_scripted(frozen, torch)
-        eager = _unscript(frozen, torch) if scripted else frozen
-        if scripted and eager is not None:  # the rebuilt copy must compute the same function
-            gen = torch.Generator(device="cpu").manual_seed(0)
-            xr = torch.randn((2, *shape), generator=gen, dtype=tdt).to(dev)
-            try:
-                with torch.no_grad():
-                    same = bool(torch.allclose(eager(xr), frozen(xr)))
-            except Exception:
-                same = False
-            if not same:
-                eager = None
-        if scripted and eager is None and method == "layerwise":
-            method = "jacobian"  # a TorchScript module the engine cannot rebuild
-        if scripted and eager is None and method != "jacobian":
-            raise ValueError(
-                f"method={method!r} needs torch.func, which TorchScript modules do not support; "
-                "use method='jacobian'"
-            )
+        scripted, eager, method = _eager_version(frozen, shape, tdt, dev, method, torch)
         # one probe sample: the module must accept it, per sample under vmap too
-        probe = torch.zeros((1, *shape), dtype=tdt, device=dev)
-        with torch.no_grad():
-            try:
-                acts, y = (_script_activations if scripted else _leaf_activations)(frozen, probe)
-            except Exception as exc:
-                raise ValueError(
-                    f"the module cannot be applied to a batch of shape {tuple(probe.shape)} "
-                    f"(input_shape={shape}): {type(exc).__name__}: {exc}"
-                ) from exc
-            if not isinstance(y, torch.Tensor) or not y.is_floating_point():
-                raise TypeError(
-                    "the module must return one floating tensor of shape (batch, ...), got "
-                    f"{type(y).__name__}" + (f" of dtype {y.dtype}" if hasattr(y, "dtype") else "")
-                )
-            if y.ndim == 0 or y.shape[0] != 1:
-                raise ValueError(
-                    f"the module maps a batch of 1 sample to shape {tuple(y.shape)}; the first "
-                    "dimension of its output must be the batch"
-                )
-            K = int(y[0].numel())
-            if K == 0:
-                raise ValueError("the module has no outputs (an empty output per sample)")
-        if isinstance(output, str):
-            if output not in OUTPUTS:
-                raise ValueError(f"unknown output {output!r}; expected an output index, None "
-                                 f"or one of {list(OUTPUTS)}")
-            output = None if (output == "mean" or K == 1) else output
-        if output is not None and not isinstance(output, str):
-            if isinstance(output, bool) or not isinstance(output, numbers.Integral):
-                raise TypeError(f"output must be an int, None, 'mean' or 'sum_of_logits', got "
-                                f"{type(output).__name__}")
-            if not -K <= int(output) < K:
-                raise ValueError(f"output={output} is out of range for a module with {K} output(s)")
-            output = int(output) % K
-            if K == 1:
-                output = None  # the same kernel; keeps equality simple
+        probe, acts, K = _probe_module(frozen, scripted, shape, tdt, dev, torch)
+        output = _check_output(output, K)
 
         self._module = frozen
         self._names = names
@@ -619,6 +333,14 @@ class TorchNTK(FrozenKernel):
         self._why = ""
         self._factor_row_bytes = 0
         self._work_row_bytes = 0
+        self._check_differentiable(probe, torch)
+        if method == "layerwise":
+            self._setup_layerwise(torch, probe)
+        self._fingerprint = _fingerprint(frozen, names)  # set last: frozen from here
+
+    def _check_differentiable(self, probe: Any, torch: Any) -> None:
+        """Raise ValueError unless the probe's Jacobian (scripted) or vmapped forward runs."""
+        scripted = self._scripted
         try:
             if scripted:
                 self._jacobian(probe, 0, 1)
@@ -635,9 +357,6 @@ class TorchNTK(FrozenKernel):
                 f"({type(exc).__name__}: {exc}); TorchNTK needs a module without "
                 "data-dependent Python control flow or in-place updates of its state"
             ) from exc
-        if method == "layerwise":
-            self._setup_layerwise(torch, probe)
-        self._fingerprint = _fingerprint(frozen, names)  # set last: frozen from here
 
     # -- immutability, equality, copies ----------------------------------------
     @property
@@ -884,310 +603,6 @@ class TorchNTK(FrozenKernel):
         K = self._k()
         return [(k0, min(K, k0 + c)) for k0 in range(0, K, c)]
 
-    def _jacobian(self, x: Any, lo: int, hi: int,
-                  names: tuple[str, ...] | None = None) -> list[Any]:
-        """Per-parameter Jacobian blocks of rows ``x`` and outputs ``lo:hi``.
-
-        Each is flattened to ``(b, (hi - lo) * size)``; ``names`` (default the
-        selection) the parameters.
-        """
-        if self._scripted and self._eager is self._module:
-            return self._jacobian_autograd(x, lo, hi)
-        from torch.func import jacrev, vmap
-
-        def f(p: dict[str, Any], xi: Any) -> Any:
-            return self._forward_one(p, xi, lo, hi)
-
-        names = self._names if names is None else names
-        jac = vmap(jacrev(f), in_dims=(None, 0))(self._primals(names), x)
-        b = x.shape[0]
-        return [jac[n].reshape(b, -1) for n in names]
-
-    def _jacobian_autograd(self, x: Any, lo: int, hi: int) -> list[Any]:
-        """:meth:`_jacobian` of a TorchScript module (no torch.func).
-
-        One forward pass per row and one ``torch.autograd.grad`` per row and
-        output, in the same layout.
-        """
-        torch = _import_torch()
-        params = dict(self._module.named_parameters())
-        ps = [params[n] for n in self._names]
-        b, c = x.shape[0], hi - lo
-        blocks = [torch.empty((b, c, *p.shape), dtype=p.dtype, device=p.device) for p in ps]
-        with torch.enable_grad():
-            for i in range(b):
-                y = self._select(self._module(x[i : i + 1]).reshape(-1))[lo:hi]
-                for k in range(c):
-                    grads = torch.autograd.grad(y[k], ps, retain_graph=k < c - 1,
-                                                allow_unused=True)
-                    for blk, g in zip(blocks, grads, strict=True):
-                        if g is None:  # a parameter the output does not depend on
-                            blk[i, k] = 0
-                        else:
-                            blk[i, k] = g
-        return [blk.reshape(b, -1) for blk in blocks]
-
-    @staticmethod
-    def _contract(acc: Any, ja: list[Any], jb: list[Any]) -> None:
-        """``acc += sum_a J_a(x) J_a(y)^T`` (per parameter tensor, never concatenated)."""
-        for a, b in zip(ja, jb, strict=True):
-            acc.addmm_(a, b.T)
-
-    def _jvp_block(self, x: Any, tangents: dict[str, Any], b2: int) -> Any:
-        """``K Theta(x, y)`` of rows ``x`` against the rows whose Jacobian is ``tangents``."""
-        from torch.func import jvp, vmap
-
-        K = self._k()
-        primals = self._primals()
-
-        def push(t: dict[str, Any]) -> Any:
-            return jvp(lambda p: self._forward_batch(p, x), (primals,), (t,))[1]
-
-        item = self._dtype.itemsize
-        per_tangent = max(1, 2 * x.shape[0] * (self._activations + K) * item)
-        chunk = int(max(1, min(b2 * K, (self._budget() // 2) // per_tangent)))
-        o = vmap(push, chunk_size=chunk)(tangents)  # (b2 * K, n1, K)
-        o = o.reshape(b2, K, x.shape[0], K)
-        return o.diagonal(dim1=1, dim2=3).sum(-1).T  # (n1, b2)
-
-    def _tangents(self, y: Any) -> tuple[dict[str, Any], int]:
-        from torch.func import jacrev, vmap
-
-        jac = vmap(jacrev(self._forward_one), in_dims=(None, 0))(self._primals(), y)
-        b = y.shape[0]
-        K = self._k()
-        return {n: jac[n].reshape(b * K, *jac[n].shape[2:]) for n in self._names}, b
-
-    # -- the layerwise engine ------------------------------------------------------
-    def _setup_layerwise(self, torch: Any, probe: Any) -> None:
-        """Find the engine's layers, their positions and routes; check batch independence."""
-        from kernelcomp import _torch_layers as tl
-
-        eager = self._eager
-        for m in eager.modules():  # in-place activations would overwrite saved tensors
-            if isinstance(getattr(m, "inplace", None), bool):
-                m.inplace = False
-        layers, rest = tl.find_layers(eager, self._names, torch)
-        if self._forced == "jacobian":
-            layers, rest = [], self._names
-        self._layers = layers
-        self._fallback = rest
-        # samples must not interact (BatchNorm without running statistics in eval mode)
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        x3 = torch.randn((3, *self._input_shape), generator=gen, dtype=self._torch_dtype)
-        x3 = x3.to(self._device)
-        with torch.no_grad():
-            try:
-                y3 = eager(x3).reshape(3, -1)
-                y1 = torch.cat([eager(x3[i : i + 1]).reshape(1, -1) for i in range(3)])
-                independent = bool(torch.allclose(y3, y1, rtol=1e-4, atol=1e-5 * (
-                    1 + float(y1.abs().max()))))
-            except Exception:  # integer inputs (embeddings) and such: trust the module
-                independent = True
-        if not independent:
-            self._why = ("the samples of a batch interact (e.g. BatchNorm without running "
-                         "statistics): every parameter takes the per-sample Jacobian")
-            self._layers, self._fallback = [], self._names
-        # positions and calls per layer on the probe sample, then the routes
-        f = self._factors_batch(probe, count=True)
-        kc = self._k()
-        for layer in self._layers:
-            layer.route = tl.choose_route(layer, kc, None if self._forced == "auto"
-                                          else self._forced)
-        f = self._factors_batch(probe)
-        self._factor_row_bytes = max(1, f.nbytes())
-        item = self._dtype.itemsize
-        patches = sum(tl.patch_elements(layer, self._torch_dtype, torch)
-                      for layer in self._layers)
-        fb = sum(int(dict(self._eager.named_parameters())[n].numel()) for n in self._fallback)
-        self._work_row_bytes = max(1, item * ((kc + 3) * self._activations + 2 * patches
-                                              + kc * fb) + 2 * self._factor_row_bytes)
-        log = logging.getLogger("kernelcomp")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("TorchNTK layerwise engine:\n%s", self.describe())
-
-    def _factors_batch(self, x: Any, count: bool = False, clone: bool | None = None) -> Any:
-        """The engine's per-sample factors of the rows ``x`` (one forward, Kc backward passes).
-
-        ``count=True`` records each layer's positions and calls instead.
-        ``clone``: copy the layers' inputs and outputs in the hooks (default:
-        when the module was seen to modify them in place, e.g. ``out += x``);
-        without copies, an in-place change is detected (version counters) and
-        the batch computed again with them.
-        """
-        from kernelcomp import _torch_layers as tl
-
-        torch = _import_torch()
-        b = x.shape[0]
-        copies = self._clone[0] if clone is None else clone
-        records: dict[int, list[tuple[Any, Any, int, int]]] = {id(L): [] for L in self._layers}
-
-        def hook_for(layer: Any) -> Any:
-            def hook(_m: Any, inp: Any, out: Any) -> Any:
-                a = inp[0].detach()
-                if copies:
-                    a = a.clone()
-                records[id(layer)].append((a, out, a._version, out._version))
-                # with copies, later in-place operations change the copy, not ``out``
-                return out.clone() if copies else None
-
-            return hook
-
-        handles = [L.module.register_forward_hook(hook_for(L)) for L in self._layers]
-        factors = tl.Factors(b, None, [], [])
-        blocks: list[Any] = []
-        try:
-            with torch.enable_grad():
-                y = self._select(self._eager(x).reshape(b, -1)) if self._layers else None
-        finally:
-            for hd in handles:
-                hd.remove()
-        if self._layers:
-            changed = [L.path for L in self._layers if any(
-                a._version != va or z._version != vz for a, z, va, vz in records[id(L)])]
-            if changed:
-                if copies:  # pragma: no cover - the copies are never changed in place
-                    raise RuntimeError(f"layers {changed} changed in place despite copies")
-                del records, y
-                self._clone[0] = True  # from now on (a flag, not the kernel's identity)
-                return self._factors_batch(x, count, clone=True)
-            for L in self._layers:
-                recs = records[id(L)]
-                if count:
-                    L.calls = len(recs)
-                    L.positions = max(1, sum(_positions(L, a, z) for a, z, _, _ in recs))
-            if count:
-                return None
-            zs = [z for L in self._layers for _, z, _, _ in records[id(L)]]
-            kc = y.shape[1]
-            if kc == 1:
-                grads = torch.autograd.grad(y.sum(), zs, allow_unused=True)
-                grads = [None if g is None else g.unsqueeze(0) for g in grads]
-            else:
-                grads = self._batched_grads(torch, y, zs)
-            it = iter(grads)
-            for L in self._layers:
-                calls = []
-                for a, z, _, _ in records[id(L)]:
-                    g = next(it)
-                    if g is None:
-                        g = torch.zeros((kc, *z.shape), dtype=z.dtype, device=z.device)
-                    calls.append((a, g.detach()))
-                if calls:
-                    blocks.extend(tl.layer_factors(L, calls, torch, factors))
-                elif L.route == "structured":  # never called: zero factors
-                    blocks.append(torch.zeros((b, kc, 1), dtype=self._torch_dtype,
-                                              device=self._device))
-                else:
-                    blocks.append(torch.zeros((b, kc, L.n_params), dtype=self._torch_dtype,
-                                              device=self._device))
-            del records, zs, grads, y
-        elif count:
-            return None
-        if self._fallback:
-            kc = self._k()
-            jac = self._jacobian(x, 0, kc, self._fallback)
-            blocks.extend(j.reshape(b, kc, -1) for j in jac)
-        if blocks:
-            factors.explicit = torch.cat(blocks, 2) if len(blocks) > 1 else blocks[0]
-        return factors
-
-    @staticmethod
-    def _batched_grads(torch: Any, y: Any, zs: list[Any]) -> list[Any]:
-        """``d y[:, k] / d z`` for every output ``k``: ``(Kc, *z.shape)`` (None: unused)."""
-        kc = y.shape[1]
-        eye = torch.eye(kc, dtype=y.dtype, device=y.device)
-        go = eye[:, None, :].expand(kc, y.shape[0], kc)
-        try:
-            return list(torch.autograd.grad(y, zs, grad_outputs=go, is_grads_batched=True,
-                                            allow_unused=True, retain_graph=True))
-        except Exception:  # an operation without a batching rule: one pass per output
-            per = [torch.autograd.grad(y[:, k].sum(), zs, retain_graph=True, allow_unused=True)
-                   for k in range(kc)]
-            out = []
-            for i, z in enumerate(zs):
-                gs = [p[i] for p in per]
-                out.append(None if all(g is None for g in gs) else torch.stack(
-                    [torch.zeros_like(z) if g is None else g for g in gs]))
-            return out
-
-    def _factors(self, x: Any) -> Any:
-        """:meth:`_factors_batch` of all rows ``x``, in batches within the work budget."""
-        from kernelcomp import _torch_layers as tl
-
-        torch = _import_torch()
-        n = x.shape[0]
-        bs = int(max(1, min(n, (self._budget() // 2) // self._work_row_bytes)))
-        first = self._factors_batch(x[:bs])
-        if bs >= n:
-            return first
-
-        def alloc(t: Any) -> Any:
-            full = torch.empty((n, *t.shape[1:]), dtype=t.dtype, device=t.device)
-            full[:bs] = t
-            return full
-
-        out = tl.Factors(
-            n,
-            None if first.explicit is None else alloc(first.explicit),
-            [(alloc(d), alloc(a)) for d, a in first.hadamard],
-            [(alloc(d), alloc(a)) for d, a in first.positional],
-        )
-        del first
-        for i0 in range(bs, n, bs):  # the other batches, written in place
-            i1 = min(n, i0 + bs)
-            part = self._factors_batch(x[i0:i1])
-            if part.explicit is not None:
-                out.explicit[i0:i1] = part.explicit
-            for (d, a), (pd, pa) in zip(out.hadamard + out.positional,
-                                        part.hadamard + part.positional, strict=True):
-                d[i0:i1] = pd
-                a[i0:i1] = pa
-            del part
-        return out
-
-    def _factor_rows(self) -> int:
-        """Rows whose factors fit half of the memory budget."""
-        return int(max(1, (self._budget() // 2) // self._factor_row_bytes))
-
-    def _fill_layerwise(self, px: _Prepared, py: _Prepared, out: np.ndarray,
-                        symmetric: bool) -> None:
-        from kernelcomp import _torch_layers as tl
-
-        torch = _import_torch()
-        n, m = px.n, py.n
-        fx = px.factors
-        fy = fx if symmetric else py.factors
-        if fx is None and n <= self._factor_rows() // (1 if symmetric else 2):
-            fx = self._factors(px.x)
-            if symmetric:
-                fy = fx
-        if fy is None and m <= self._factor_rows() // 2:
-            fy = self._factors(py.x)
-        if fx is not None and fy is not None:
-            tl.contract(fx, fy, out, symmetric, torch)
-            return
-        # rows do not fit: outer blocks (3/4 of the factor budget) held, inner ones in turn
-        rows = self._factor_rows()
-        outer = int(max(1, min(n, 3 * rows // 4)))
-        inner = int(max(1, rows // 4))
-        for i0 in range(0, n, outer):
-            i1 = min(n, i0 + outer)
-            fi = fx.take(i0, i1) if fx is not None else self._factors(px.x[i0:i1])
-            if symmetric:
-                tl.contract(fi, fi, out[i0:i1, i0:i1], True, torch)
-                j_start = i1
-            else:
-                j_start = 0
-            for j0 in range(j_start, m, inner):
-                j1 = min(m, j0 + inner)
-                fj = fy.take(j0, j1) if fy is not None else self._factors(py.x[j0:j1])
-                tl.contract(fi, fj, out[i0:i1, j0:j1], False, torch)
-                if symmetric:
-                    out[j0:j1, i0:i1] = out[i0:i1, j0:j1].T
-                del fj
-            del fi
-
     def describe(self) -> str:
         """How the kernel is computed, layer by layer (a table).
 
@@ -1308,46 +723,6 @@ class TorchNTK(FrozenKernel):
             acc /= self._k()
             out[...] = acc.cpu().numpy()
 
-    def _fill_jacobian(self, px: _Prepared, py: _Prepared, acc: Any, symmetric: bool) -> None:
-        n = px.n
-        m = 0 if symmetric else py.n
-        c, bo, bi = self._plan(n, m)
-        for lo, hi in self._chunks(c):
-            if symmetric:
-                for i0 in range(0, n, bo):
-                    i1 = min(n, i0 + bo)
-                    Ji = self._jacobian(px.x[i0:i1], lo, hi)
-                    self._contract(acc[i0:i1, i0:i1], Ji, Ji)
-                    for j0 in range(i1, n, bi):
-                        j1 = min(n, j0 + bi)
-                        self._contract(acc[i0:i1, j0:j1], Ji, self._jacobian(px.x[j0:j1], lo, hi))
-                    del Ji
-                continue
-            Jy = self._jacobian(py.x, lo, hi) if m <= bi else None  # computed once
-            for i0 in range(0, n, bo):
-                i1 = min(n, i0 + bo)
-                Ji = self._jacobian(px.x[i0:i1], lo, hi)
-                for j0 in range(0, m, bi):
-                    j1 = min(m, j0 + bi)
-                    Jj = Jy if Jy is not None else self._jacobian(py.x[j0:j1], lo, hi)
-                    self._contract(acc[i0:i1, j0:j1], Ji, Jj)
-                    del Jj
-                del Ji
-            del Jy
-
-    def _fill_jvp(self, px: _Prepared, py: _Prepared, acc: Any, symmetric: bool) -> None:
-        m = py.n
-        # only the tangent side's Jacobian is held (half the budget; the jvp chunks the rest)
-        b = int(max(1, min(m, self._budget() // (2 * self._row_bytes()))))
-        for j0 in range(0, m, b):
-            j1 = min(m, j0 + b)
-            t, bt = self._tangents(py.x[j0:j1])
-            if symmetric:  # columns j0:j1 against rows 0:j1: the upper triangle's part
-                acc[:j1, j0:j1] = self._jvp_block(px.x[:j1], t, bt)
-            else:
-                acc[:, j0:j1] = self._jvp_block(px.x, t, bt)
-            del t
-
     def _diag(self, px: _Prepared) -> np.ndarray:
         torch = _import_torch()
         n = px.n
@@ -1375,71 +750,6 @@ class TorchNTK(FrozenKernel):
                     for j in self._jacobian(px.x[i0:i1], lo, hi):
                         acc[i0:i1] += torch.einsum("ip,ip->i", j, j).double()
         return (acc / self._k()).cpu().numpy()
-
-
-def _positions(layer: Any, a: Any, z: Any) -> int:
-    """Positions per sample at which one call of a layer applies its weights."""
-    b = z.shape[0]
-    if layer.kind == "conv":
-        return int(z[0, 0].numel())
-    if layer.kind in ("linear", "embedding"):
-        return int(z.numel() // (b * z.shape[-1]))
-    return 1
-
-
-def _unscript(module: Any, torch: Any) -> Any:
-    """An eager copy of a TorchScript module made of ``torch.nn`` modules, or None.
-
-    Containers must be ``nn.Sequential`` and every leaf a ``torch.nn`` class
-    whose constructor arguments are readable attributes of the scripted module
-    (the constants TorchScript keeps); the copy must give the same outputs on a
-    probe batch. Anything else (custom modules, their own ``forward``) gives
-    None: the scripted module is then differentiated as a black box.
-    """
-    import inspect
-    from collections import OrderedDict
-
-    nn = torch.nn
-
-    def build(s: Any) -> Any:
-        name = getattr(s, "original_name", None)
-        cls = getattr(nn, str(name), None)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise ValueError(name)
-        children = list(s.named_children())
-        if cls is nn.Sequential:
-            return nn.Sequential(OrderedDict((n, build(c)) for n, c in children))
-        if children:
-            raise ValueError(name)
-        kwargs: dict[str, Any] = {}
-        for pname, prm in inspect.signature(cls.__init__).parameters.items():
-            if pname in ("self", "device", "dtype") or pname.startswith("_") or prm.kind in (
-                    prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
-                continue
-            if pname == "bias":
-                kwargs["bias"] = getattr(s, "bias", None) is not None
-            elif hasattr(s, pname):
-                kwargs[pname] = getattr(s, pname)
-            elif prm.default is inspect.Parameter.empty:
-                raise ValueError(pname)
-        m = cls(**kwargs)
-        state = s.state_dict()
-        ref = next((t for t in state.values() if t.is_floating_point()), None)
-        if ref is not None:  # before loading: load_state_dict casts to the module's dtype
-            m = m.to(device=ref.device, dtype=ref.dtype)
-        m.load_state_dict(state, strict=True)
-        for (_, p), (_, q) in zip(m.named_parameters(), s.named_parameters(), strict=True):
-            p.requires_grad_(q.requires_grad)
-        return m
-
-    try:
-        eager = build(module)
-        p0 = next(module.parameters(), None)
-        if p0 is not None:
-            eager = eager.to(device=p0.device, dtype=p0.dtype)
-        return eager.eval()
-    except Exception:
-        return None
 
 
 def _rebuild(module: Any, options: dict[str, Any], fingerprint: str) -> TorchNTK:

@@ -80,7 +80,7 @@ _PARAMETERIZATIONS = ("ntk", "standard")
 #: (float32). A thread-dependent route would make results depend on the thread count.
 FUSED_MAX_FEATURES = 64
 #: tile edge of the O(n^2) pass
-TILE = 128
+CPU_TILE = 128
 #: tile edge of the quadrature pass (each entry costs ~1e4 flops: small tiles balance threads)
 QUADRATURE_TILE = 16
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -463,7 +463,7 @@ class _AnalyticKernel(Kernel):
             ey=ey,
             symmetric=symmetric,
             use_out_dot=not fused,
-            tile=TILE,
+            tile=CPU_TILE,
             out=out,
             snap=_SNAP,
             snap_dot=snap_dot,

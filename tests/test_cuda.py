@@ -4,7 +4,7 @@ No GPU is needed: the CUDA code runs in subprocesses with
 ``NUMBA_ENABLE_CUDASIM=1`` (it must be set before numba.cuda is imported), and
 each returns its measurements as JSON. The simulator runs one Python thread
 per CUDA thread (~1e3 entries per second here), so matrices stay small: the
-recursion cases use 4 x 4 thread blocks (``cuda.TILE`` is read at run time by
+recursion cases use 4 x 4 thread blocks (``cuda.CUDA_TILE`` is read at run time by
 the simulator; the kernel is written for any tile), the layout cases the
 production tile (16 x 16) with ragged sizes (n = 37, 50, d = 40, 80). Tests
 that need numba-cuda are skipped without it; the errors for a missing
@@ -108,7 +108,7 @@ import kernelcomp as kc
 import kernelcomp._kernels.cuda as kcu
 
 assert kcu.SIMULATOR
-kcu.TILE, kcu._TILE_PAD = 4, 5  # small blocks: the simulator's cost is one thread per entry
+kcu.CUDA_TILE, kcu._TILE_PAD = 4, 5  # small blocks: the simulator's cost is one thread per entry
 rng = np.random.default_rng(7)
 X0 = rng.standard_normal((7, 3))  # 2 x 2 blocks of 4 x 4 (ragged)
 Y0 = rng.standard_normal((5, 3))
@@ -197,7 +197,7 @@ import numpy as np
 import kernelcomp as kc
 import kernelcomp._kernels.cuda as kcu
 
-assert kcu.SIMULATOR and kcu.TILE == 16
+assert kcu.SIMULATOR and kcu.CUDA_TILE == 16
 rng = np.random.default_rng(3)
 res = {}
 
@@ -253,7 +253,7 @@ import numpy as np
 import kernelcomp as kc
 import kernelcomp._kernels.cuda as kcu
 
-kcu.TILE, kcu._TILE_PAD = 4, 5
+kcu.CUDA_TILE, kcu._TILE_PAD = 4, 5
 rng = np.random.default_rng(11)
 X = rng.standard_normal((12, 4))
 X[0] = 0.0
@@ -311,7 +311,7 @@ import kernelcomp as kc
 import kernelcomp._kernels.cuda as kcu
 from kernelcomp._gram import iter_gram_blocks
 
-kcu.TILE, kcu._TILE_PAD = 4, 5
+kcu.CUDA_TILE, kcu._TILE_PAD = 4, 5
 tmp = json.load(sys.stdin)  # a temporary folder
 rng = np.random.default_rng(5)
 X = rng.standard_normal((13, 3))

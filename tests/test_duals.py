@@ -195,7 +195,7 @@ def test_gram_properties_of_every_route(rng, act, monkeypatch):
     C = k(X, Y)
     assert np.array_equal(C, k(Y, X).T)
     assert relative_error(C, k(np.vstack([X, Y]))[:45, 45:]) <= 1e-12
-    monkeypatch.setattr(kk, "TILE", 5)
+    monkeypatch.setattr(kk, "CPU_TILE", 5)
     assert np.array_equal(k(X), K) and np.array_equal(k(X, Y), C)
 
 

@@ -89,7 +89,7 @@ def test_gram_file_chunks_are_tiles_aligned_with_blocks(tmp_path, rng):
     # block rows are rounded down to a multiple of the tile edge
     assert info.block_rows == 512 and info.n_blocks == 2
     with h5py.File(tmp_path / "K.h5", "r") as f:
-        assert f["gram"].chunks == (io.TILE, io.TILE)
+        assert f["gram"].chunks == (io.CHUNK, io.CHUNK)
     small = io.compute_gram_file(kc.NTK(), X[:50], None, tmp_path / "S.h5", block_rows=20)
     assert small.block_rows == 20
     with h5py.File(tmp_path / "S.h5", "r") as f:

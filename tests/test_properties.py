@@ -78,13 +78,13 @@ def test_permutation_equivariance(X, k, seed):
        block=st.integers(1, 80))
 def test_tile_block_and_thread_invariance(X, k, tile, block):
     ref = k(X, n_jobs=1)
-    old = kernels_module.TILE
-    kernels_module.TILE = tile
+    old = kernels_module.CPU_TILE
+    kernels_module.CPU_TILE = tile
     try:
         assert np.array_equal(k(X, n_jobs=2), ref)
         assert np.array_equal(k(X, X[::-1], n_jobs=2), ref[:, ::-1])
     finally:
-        kernels_module.TILE = old
+        kernels_module.CPU_TILE = old
     assert np.array_equal(kc.gram(k, X, block_rows=block), ref)
     assert np.array_equal(kc.gram(k, X, X[:5], block_rows=block), ref[:, :5])
 
@@ -103,13 +103,13 @@ def test_large_thread_and_tile_invariance(rng, d):
     X = rng.standard_normal((333, d))
     k = kc.NTK(depth=3, bias_std=0.2)
     ref = k(X, n_jobs=1)
-    old = kernels_module.TILE
+    old = kernels_module.CPU_TILE
     try:
         for tile in (5, 64, 200):
-            kernels_module.TILE = tile
+            kernels_module.CPU_TILE = tile
             assert np.array_equal(k(X, n_jobs=2), ref)
     finally:
-        kernels_module.TILE = old
+        kernels_module.CPU_TILE = old
     for block in (1, 37, 100):
         blocked = kc.gram(k, X, block_rows=block)
         if d <= kernels_module.FUSED_MAX_FEATURES:

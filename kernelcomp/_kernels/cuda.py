@@ -3,11 +3,11 @@
 One fused kernel computes a block of the Gram matrix of rows ``X`` against
 rows ``Y``, dot products included (no separate GEMM, no cupy or torch):
 
-* a 2-D grid of ``TILE x TILE`` thread blocks; thread ``(ty, tx)`` of block
-  ``(by, bx)`` owns output entry ``(by*TILE + ty, bx*TILE + tx)`` (columns
+* a 2-D grid of ``CUDA_TILE x CUDA_TILE`` thread blocks; thread ``(ty, tx)`` of block
+  ``(by, bx)`` owns output entry ``(by*CUDA_TILE + ty, bx*CUDA_TILE + tx)`` (columns
   along ``x``, so a warp writes consecutive entries of one row);
 * the dot product ``x_i . y_j`` accumulates in float64 over shared-memory
-  tiles of ``TILE`` rows of ``X`` and of ``Y`` by ``TILE`` features (float32
+  tiles of ``CUDA_TILE`` rows of ``X`` and of ``Y`` by ``CUDA_TILE`` features (float32
   inputs are widened when loaded), feature by feature in order, as the CPU's
   fused tile loop does;
 * then every layer of the recursion of :mod:`kernelcomp._kernels.analytic`,
@@ -83,11 +83,11 @@ from kernelcomp._kernels.duals import (
 #: :mod:`kernelcomp._kernels.activations`); any smooth code also runs as a Hermite series
 CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU)
 
-#: edge of a thread block (TILE x TILE threads, one output entry each) and of
-#: the shared-memory tiles of X and Y (TILE rows by TILE features)
-TILE = 16
+#: edge of a thread block (CUDA_TILE x CUDA_TILE threads, one output entry each) and of
+#: the shared-memory tiles of X and Y (CUDA_TILE rows by CUDA_TILE features)
+CUDA_TILE = 16
 #: row length of the shared tiles (one pad column: conflict-free column reads)
-_TILE_PAD = TILE + 1
+_TILE_PAD = CUDA_TILE + 1
 #: device memory one output buffer may take (bytes); None: a quarter of the free
 #: memory (tests lower it to exercise the row chunks)
 MAX_OUT_BYTES: int | None = None
@@ -286,14 +286,14 @@ def _gram_kernel(
     nr = out.shape[0]
     nc = out.shape[1]
     d = X.shape[1]
-    r0 = byi * TILE
-    c0 = bxi * TILE
+    r0 = byi * CUDA_TILE
+    c0 = bxi * CUDA_TILE
     r = r0 + ty
     c = c0 + tx
-    sx = cuda.shared.array((TILE, _TILE_PAD), np.float64)
-    sy = cuda.shared.array((TILE, _TILE_PAD), np.float64)
+    sx = cuda.shared.array((CUDA_TILE, _TILE_PAD), np.float64)
+    sy = cuda.shared.array((CUDA_TILE, _TILE_PAD), np.float64)
     acc = 0.0
-    for k0 in range(0, d, TILE):
+    for k0 in range(0, d, CUDA_TILE):
         kk = k0 + tx
         # thread (ty, tx) loads feature kk of row r0+ty of X and of row c0+ty of Y
         if r < nr and kk < d:
@@ -305,9 +305,9 @@ def _gram_kernel(
         else:
             sy[ty, tx] = 0.0
         cuda.syncthreads()
-        for q in range(min(TILE, d - k0)):
+        for q in range(min(CUDA_TILE, d - k0)):
             acc += _mul(sx[ty, q], sy[tx, q])
-        if k0 + TILE < d:  # (uniform) the next loads overwrite the tiles
+        if k0 + CUDA_TILE < d:  # (uniform) the next loads overwrite the tiles
             cuda.syncthreads()
     inside = r < nr and c < nc
     upper = (not symmetric) or byi < bxi or ty <= tx
@@ -326,7 +326,7 @@ def _gram_kernel(
     if symmetric:
         # mirror through shared memory: thread (ty, tx) writes entry (c0+ty, r0+tx),
         # the value thread (tx, ty) computed (rows of out stay coalesced)
-        sres = cuda.shared.array((TILE, _TILE_PAD), np.float64)
+        sres = cuda.shared.array((CUDA_TILE, _TILE_PAD), np.float64)
         sres[ty, tx] = res
         cuda.syncthreads()
         mr = c0 + ty
@@ -449,7 +449,7 @@ def fill(
     identical rows give the per-sample diagonal).
     """
     nr = out.shape[0]
-    step = MAX_GRID * TILE
+    step = MAX_GRID * CUDA_TILE
     if nr <= step:
         _launch(rec, xs, ys, row0, col0, symmetric, out)
         return
@@ -460,8 +460,8 @@ def fill(
 def _launch(rec: Recursion, xs: DeviceSamples, ys: DeviceSamples, row0: int, col0: int,
             symmetric: bool, out: Any) -> None:
     nr, nc = out.shape
-    grid = ((nc + TILE - 1) // TILE, (nr + TILE - 1) // TILE)
-    _gram_kernel[grid, (TILE, TILE)](
+    grid = ((nc + CUDA_TILE - 1) // CUDA_TILE, (nr + CUDA_TILE - 1) // CUDA_TILE)
+    _gram_kernel[grid, (CUDA_TILE, CUDA_TILE)](
         xs.X,
         ys.X,
         xs.a,

@@ -72,7 +72,7 @@ from kernelcomp.io._diag_file import (
     save_diagnostics,
 )
 from kernelcomp.io._gram_file import (  # noqa: F401
-    TILE,
+    CHUNK,
     GramInfo,
     GramInterrupted,
     compute_gram_file,
@@ -105,4 +105,4 @@ __all__ = [
     "save_diagnostics",
     "save_gram",
 ]
-# PARTIAL_SUFFIX (used by the command line) and TILE are importable too, not in __all__
+# PARTIAL_SUFFIX (used by the command line) and CHUNK are importable too, not in __all__

@@ -56,7 +56,7 @@ from kernelcomp._parallel import progress as show_progress
 from kernelcomp._validation import check_int, check_matrix
 
 #: edge of the square HDF5 chunks ("tiles") of a Gram dataset
-TILE = 256
+CHUNK = 256
 
 
 class GramInterrupted(Exception):
@@ -322,7 +322,7 @@ def load_gram(path: Any) -> np.ndarray:
 
 def _tile_layout(n: int, m: int, block_rows: int) -> tuple[int, tuple[int, int]]:
     """Rows per block and chunk shape so that every write covers whole chunks."""
-    t = min(TILE, block_rows)
+    t = min(CHUNK, block_rows)
     block_rows = max(t, (block_rows // t) * t)
     return block_rows, (min(t, n), min(t, m))
 

@@ -74,7 +74,7 @@ def _post_activation(
 
 #: row-parallel version (for large layers) and serial version (small ones: a
 #: parallel region costs more than the work there, especially on busy cores)
-post_activation = jit(parallel=True)(_post_activation)
+post_activation = jit(_post_activation, parallel=True)
 post_activation_serial = jit(_post_activation)
 #: elements (n * h) from which the parallel version is used
 PARALLEL_MIN_SIZE = 2**18

@@ -504,7 +504,9 @@ def test_kpca_on_a_run_file_every_checkpoint(tmp_path, data, capsys, dtype):
     for e, net in zip(d.entries, nets, strict=True):
         K = kc.EmpiricalNTK(net)(X, dtype=dtype)
         _check_entry(e, K, y, EIG_RTOL[dtype])
-        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        # the paper's figures' convention, as kernelcomp train and the demo report it
+        assert e["compression"] == pytest.approx(
+            kc.diagnostics.compression(net, [0], convention="figures"))
         V = e["eigenvectors"]
         assert V.shape == (90, 90) and V.dtype == dtype
         np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0,
@@ -955,7 +957,9 @@ def test_geometry_of_a_run_file_every_checkpoint(tmp_path, data, capsys):
     for e, c, net in zip(diag.entries, run.checkpoints, nets, strict=False):
         assert e["step"] == c.step and e["label"] == f"trained:step {c.step}"
         _check_geometry_entry(e, net, run.data["X_train"])
-        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        # the paper's figures' convention, as kernelcomp train and the demo report it
+        assert e["compression"] == pytest.approx(
+            kc.diagnostics.compression(net, [0], convention="figures"))
     traj = diag.entries[-1]
     emb = kc.diagnostics.trajectory_embedding(run_file, split="train")
     np.testing.assert_allclose(traj["trajectory_coordinates"], emb.coordinates)
@@ -1071,3 +1075,10 @@ def test_gram_takes_every_activation_of_the_analytic_kernels(tmp_path):
                  "--depth", "2"]) == 0
     np.testing.assert_allclose(kc.io.load_gram(out), kc.NTK(depth=2, activation="tanh")(X),
                                rtol=1e-12)
+
+
+def test_compression_conventions_of_the_parser_are_the_librarys():
+    from kernelcomp.cli._common import COMPRESSION_CONVENTIONS
+
+    assert set(COMPRESSION_CONVENTIONS) == set(kc.diagnostics.COMPRESSION_CONVENTIONS)
+    assert COMPRESSION_CONVENTIONS[0] == "figures"  # the default, as train and demo report

@@ -190,6 +190,37 @@ def test_cli_train(tmp_path, capsys):
     assert "compression lambda n/a" in capsys.readouterr().out
 
 
+def test_train_and_kpca_report_the_same_lambda(tmp_path, capsys):
+    """kernelcomp train prints lambda(t*) in the convention kpca --informative stores."""
+    import re
+
+    out, diag = tmp_path / "run.h5", tmp_path / "d.h5"
+    assert main(["train", "stripe", "--p", "40", "--d", "4", "--h", "48", "--regime", "feature",
+                 "-o", str(out), "--n-test", "100", "--max-steps", "3000"]) == 0
+    text = capsys.readouterr().out
+    found = re.search(r"lambda ([0-9.]+) at t\* \(step (\d+)\), ([0-9.]+) at the end "
+                      r"\(figures convention\)", text)
+    assert found, text
+    lam_star, step, lam_end = float(found[1]), int(found[2]), float(found[3])
+    assert main(["kpca", str(out), "-o", str(diag), "--informative", "0",
+                 "--n-components", "5"]) == 0
+    assert "lambda" in capsys.readouterr().out
+    d = kc.io.load_diagnostics(diag)
+    assert d.config["compression_convention"] == "figures"
+    by_step = {e["step"]: e["compression"] for e in d.entries}
+    assert by_step[step] == pytest.approx(lam_star, abs=6e-4)
+    assert d.entries[-1]["compression"] == pytest.approx(lam_end, abs=6e-4)
+    run = kc.io.open_run(out)
+    k = kc.diagnostics.t_star(run)
+    assert run.checkpoints[k].step == step
+    assert main(["kpca", str(out), "-o", str(diag), "--informative", "0", "--force",
+                 "--n-components", "5", "--compression-convention", "rms", "-q"]) == 0
+    rms = {e["step"]: e["compression"] for e in kc.io.load_diagnostics(diag).entries}
+    assert rms[step] == pytest.approx(kc.diagnostics.compression(
+        run.checkpoints[k].network, [0], convention="rms"))
+    assert rms[step] != pytest.approx(lam_star, abs=6e-4)
+
+
 def test_cli_errors(tmp_path, capsys):
     assert main(["train", "ring", "--p", "3", "--d", "2", "-o", "x.h5"]) == 2
     assert "invalid choice" in capsys.readouterr().err

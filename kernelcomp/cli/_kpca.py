@@ -20,6 +20,7 @@ from kernelcomp._argtypes import int_list, n_jobs, positive_int
 from kernelcomp.cli._common import (
     MAX_CURVES,
     UsageError,
+    add_compression_convention,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
@@ -88,6 +89,7 @@ def add_parser(sub: Any) -> None:
         "--informative", type=int_list, metavar="J[,J...]",
         help="informative input directions (e.g. 0 or 0,1): also compute compression",
     )
+    add_compression_convention(p)
     p.add_argument(
         "--eigenvectors", action="store_true", help="store the eigenvectors too"
     )
@@ -121,7 +123,8 @@ def analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namesp
         if not isinstance(net, FCNetwork):
             raise UsageError("--informative (the compression of the first layer) needs "
                              "kernelcomp networks, not PyTorch models")
-        entry["compression"] = float(dg.compression(net, informative=args.informative))
+        entry["compression"] = float(dg.compression(
+            net, informative=args.informative, convention=args.compression_convention))
     return entry
 
 
@@ -151,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
                 mi = e.get("mutual_information")
                 mi_text = ("" if mi is None
                            else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit")
-                print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}")
+                lam = e.get("compression")
+                lam_text = ("" if lam is None else
+                            f", lambda {lam:.3f} ({args.compression_convention})")
+                print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}{lam_text}")
     return 0
 
 
@@ -181,6 +187,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "mi_components": args.mi_components,
         "mi_k": args.mi_k,
         "informative": args.informative,
+        "compression_convention": args.compression_convention,
         "dtype": args.dtype,
         "model": args.model,
         "input_shape": args.input_shape,

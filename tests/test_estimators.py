@@ -330,7 +330,10 @@ def test_classifier_svc_conventions_and_probabilities(rng, dtype, labels):
     pre = kc.NTKClassifier("precomputed", C=2.0, probability=True, random_state=3).fit(K, y)
     np.testing.assert_allclose(pre.predict_proba(Kt), ref.predict_proba(Kt), atol=1e-12)
     # without probability=True the methods do not exist, as in SVC
-    plain = kc.NTKClassifier(k, C=2.0).fit(X, y)
+    with warnings.catch_warnings():  # scikit-learn >= 1.9 deprecates passing probability
+        warnings.simplefilter("error")
+        plain = kc.NTKClassifier(k, C=2.0).fit(X, y)
+    assert plain.probA_.size == 0 and plain.probB_.size == 0
     assert not hasattr(plain, "predict_proba") and not hasattr(SVC(), "predict_proba")
     with pytest.raises(AttributeError, match="has no attribute 'predict_proba'"):
         plain.predict_proba(Xt)

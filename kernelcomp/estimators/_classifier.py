@@ -306,8 +306,9 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             decision_function_shape=self.decision_function_shape,
             break_ties=self.break_ties,
             max_iter=int(self.max_iter),
-            probability=bool(self.probability),
             random_state=self.random_state,
+            # only when asked: scikit-learn >= 1.9 warns whenever probability is passed
+            **({"probability": True} if self.probability else {}),
         )
         svc.fit(np.asarray(K, dtype=np.float64), y, sample_weight=sample_weight)
         self.svc_ = svc
@@ -316,8 +317,9 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         self.n_support_ = svc.n_support_
         self.dual_coef_ = svc.dual_coef_
         self.intercept_ = svc.intercept_
-        self.probA_ = svc.probA_
-        self.probB_ = svc.probB_
+        # read only with probability=True (the attributes warn in scikit-learn >= 1.9)
+        self.probA_ = svc.probA_ if self.probability else np.empty(0)
+        self.probB_ = svc.probB_ if self.probability else np.empty(0)
         self.fit_status_ = svc.fit_status_
         self.n_iter_ = svc.n_iter_
 

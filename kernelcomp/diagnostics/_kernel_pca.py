@@ -39,6 +39,7 @@ from kernelcomp.diagnostics._labels import (
     kernel_alignment,
     label_projection,
     mutual_information,
+    mutual_information_floor,
 )
 from kernelcomp.diagnostics._spectrum import effective_rank
 
@@ -503,7 +504,9 @@ def kpca_record(
         ``n_samples``, ``trace``, ``eigenvalues`` (descending), ``effective_rank``;
         with ``y`` also ``label_projection``, ``cumulative_projection``,
         ``kernel_alignment`` and, when ``y`` has two classes,
-        ``mutual_information`` (bits); ``eigenvectors`` when asked for. Arrays are
+        ``mutual_information`` (bits) and ``mutual_information_floor`` (the
+        estimator's value on shuffled labels, :func:`mutual_information_floor`);
+        ``eigenvectors`` when asked for. Arrays are
         NumPy arrays, scalars Python numbers.
 
     Raises
@@ -548,4 +551,6 @@ def kpca_record(
         n_mi = min(mi_components, ev.eigenvectors.shape[1])
         record["mutual_information"] = np.asarray(
             mutual_information(ev.eigenvectors, y, n_components=n_mi, k=mi_k))
+        record["mutual_information_floor"] = mutual_information_floor(
+            ev.eigenvectors, y, n_components=n_mi, k=mi_k)
     return record

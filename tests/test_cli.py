@@ -612,19 +612,31 @@ def test_kpca_plots_subsample_many_checkpoints(tmp_path, data, capsys, monkeypat
 
     X, y = data
     run, _ = _make_run(tmp_path, X[:30], y[:30], seeds=tuple(range(11)))
-    drawn = []
-    real = plotting.plot_spectra
+    drawn, traces, floors = [], [], []
+    real, real_mi = plotting.plot_spectra, plotting.plot_mutual_informations
 
     def spy(spectra, labels=None, **kwargs):
         drawn.append(list(labels))
+        traces.append(kwargs["traces"])
         return real(spectra, labels, **kwargs)
 
+    def spy_mi(mis, labels=None, **kwargs):
+        floors.append(kwargs["floor"])
+        return real_mi(mis, labels, **kwargs)
+
     monkeypatch.setattr(plotting, "plot_spectra", spy)
+    monkeypatch.setattr(plotting, "plot_mutual_informations", spy_mi)
     code, _, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--plot", tmp_path / "f", "-q"],
                         capsys)
     assert code == 0, err
-    assert len(io.load_diagnostics(tmp_path / "d.h5").entries) == 11  # all stored
-    assert drawn == [[f"step {5 * i}" for i in (0, 1, 3, 4, 6, 7, 9, 10)]]
+    entries = io.load_diagnostics(tmp_path / "d.h5").entries
+    assert len(entries) == 11  # all stored
+    kept = (0, 1, 3, 4, 6, 7, 9, 10)
+    assert drawn == [[f"step {5 * i}" for i in kept]]
+    # spectra divided by each Gram's trace; the MI estimator's floor (stored) drawn once
+    assert traces == [[pytest.approx(float(entries[i]["trace"])) for i in kept]]
+    assert floors == [pytest.approx(np.mean([entries[i]["mutual_information_floor"]
+                                             for i in kept]))]
 
 
 def test_kpca_user_errors(tmp_path, data, capsys):

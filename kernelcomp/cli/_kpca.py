@@ -212,7 +212,7 @@ def plots(
     figures: list[tuple[str, Callable[[Any], Any]]] = [
         ("spectrum.png", lambda ax: plotting.plot_spectra(
             [e["eigenvalues"] for e in entries], names, ax=ax,
-            power_law=len(entries) == 1)),
+            power_law=len(entries) == 1, traces=[e["trace"] for e in entries])),
     ]
     y0 = ys[0]
     same_y = y0 is not None and all(
@@ -226,7 +226,10 @@ def plots(
                         lambda ax: plotting.plot_cumulative_projections(
                             projections, y0, names, ax=ax)))
     if all("mutual_information" in e for e in entries):
+        floors = [e["mutual_information_floor"] for e in entries
+                  if "mutual_information_floor" in e]
         figures.append(("mutual_information.png", lambda ax: plotting.plot_mutual_informations(
-            [e["mutual_information"] for e in entries], names, ax=ax)))
+            [e["mutual_information"] for e in entries], names, ax=ax,
+            floor=float(np.mean(floors)) if floors else None)))
     title = os.path.basename(origins.pop()) if len(origins) == 1 else None
     return [save_figure(folder / fname, draw, title) for fname, draw in figures]

@@ -445,9 +445,11 @@ class _AnalyticKernel(Kernel):
 
         The NTK recursion carries the NNGP covariance along, so one tile pass
         writes both: each equals the separate call (``NNGP(...)(X, Y)`` and
-        ``NTK(...)(X, Y)`` with the same parameters) bit for bit, for about the
-        cost of the NTK alone (neural-tangents' ``kernel_fn(x1, x2, ("nngp",
-        "ntk"))``). The same on ``NTK`` and ``NNGP`` objects.
+        ``NTK(...)(X, Y)`` with the same parameters) bit for bit. The dot
+        products and the recursion run once, so it costs less than the two
+        calls (most when ``d`` is large and the dot products dominate); only
+        the second output is extra (neural-tangents' ``kernel_fn(x1, x2,
+        ("nngp", "ntk"))``). The same on ``NTK`` and ``NNGP`` objects.
 
         Parameters
         ----------

@@ -504,7 +504,9 @@ def test_kpca_on_a_run_file_every_checkpoint(tmp_path, data, capsys, dtype):
     for e, net in zip(d.entries, nets, strict=True):
         K = kc.EmpiricalNTK(net)(X, dtype=dtype)
         _check_entry(e, K, y, EIG_RTOL[dtype])
-        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        # the paper's figures' convention, as kernelcomp train and the demo report it
+        assert e["compression"] == pytest.approx(
+            kc.diagnostics.compression(net, [0], convention="figures"))
         V = e["eigenvectors"]
         assert V.shape == (90, 90) and V.dtype == dtype
         np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0,
@@ -610,19 +612,31 @@ def test_kpca_plots_subsample_many_checkpoints(tmp_path, data, capsys, monkeypat
 
     X, y = data
     run, _ = _make_run(tmp_path, X[:30], y[:30], seeds=tuple(range(11)))
-    drawn = []
-    real = plotting.plot_spectra
+    drawn, traces, floors = [], [], []
+    real, real_mi = plotting.plot_spectra, plotting.plot_mutual_informations
 
     def spy(spectra, labels=None, **kwargs):
         drawn.append(list(labels))
+        traces.append(kwargs["traces"])
         return real(spectra, labels, **kwargs)
 
+    def spy_mi(mis, labels=None, **kwargs):
+        floors.append(kwargs["floor"])
+        return real_mi(mis, labels, **kwargs)
+
     monkeypatch.setattr(plotting, "plot_spectra", spy)
+    monkeypatch.setattr(plotting, "plot_mutual_informations", spy_mi)
     code, _, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--plot", tmp_path / "f", "-q"],
                         capsys)
     assert code == 0, err
-    assert len(io.load_diagnostics(tmp_path / "d.h5").entries) == 11  # all stored
-    assert drawn == [[f"step {5 * i}" for i in (0, 1, 3, 4, 6, 7, 9, 10)]]
+    entries = io.load_diagnostics(tmp_path / "d.h5").entries
+    assert len(entries) == 11  # all stored
+    kept = (0, 1, 3, 4, 6, 7, 9, 10)
+    assert drawn == [[f"step {5 * i}" for i in kept]]
+    # spectra divided by each Gram's trace; the MI estimator's floor (stored) drawn once
+    assert traces == [[pytest.approx(float(entries[i]["trace"])) for i in kept]]
+    assert floors == [pytest.approx(np.mean([entries[i]["mutual_information_floor"]
+                                             for i in kept]))]
 
 
 def test_kpca_user_errors(tmp_path, data, capsys):
@@ -955,7 +969,9 @@ def test_geometry_of_a_run_file_every_checkpoint(tmp_path, data, capsys):
     for e, c, net in zip(diag.entries, run.checkpoints, nets, strict=False):
         assert e["step"] == c.step and e["label"] == f"trained:step {c.step}"
         _check_geometry_entry(e, net, run.data["X_train"])
-        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        # the paper's figures' convention, as kernelcomp train and the demo report it
+        assert e["compression"] == pytest.approx(
+            kc.diagnostics.compression(net, [0], convention="figures"))
     traj = diag.entries[-1]
     emb = kc.diagnostics.trajectory_embedding(run_file, split="train")
     np.testing.assert_allclose(traj["trajectory_coordinates"], emb.coordinates)
@@ -1071,3 +1087,10 @@ def test_gram_takes_every_activation_of_the_analytic_kernels(tmp_path):
                  "--depth", "2"]) == 0
     np.testing.assert_allclose(kc.io.load_gram(out), kc.NTK(depth=2, activation="tanh")(X),
                                rtol=1e-12)
+
+
+def test_compression_conventions_of_the_parser_are_the_librarys():
+    from kernelcomp.cli._common import COMPRESSION_CONVENTIONS
+
+    assert set(COMPRESSION_CONVENTIONS) == set(kc.diagnostics.COMPRESSION_CONVENTIONS)
+    assert COMPRESSION_CONVENTIONS[0] == "figures"  # the default, as train and demo report

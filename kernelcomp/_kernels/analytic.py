@@ -189,8 +189,17 @@ def tiles(
     use_out_dot: bool,
     tile: int,
     out: np.ndarray,
+    nngp: np.ndarray,
+    dg_nngp: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
+
+    With ``ntk`` and a non-empty ``nngp`` (n, m), the same pass also writes
+    the NNGP (the covariance ``S`` the NTK recursion carries) into ``nngp``,
+    with ``dg_nngp`` (n,) as its diagonal in the symmetric case: the very
+    operations, in the same order, as a pass with ``ntk=False``, so both
+    outputs equal the two separate passes bit for bit. ``nngp`` of shape
+    (0, 0) turns this off.
 
     ``Yt`` is the transposed second input (d, m), C-contiguous. With
     ``use_out_dot``, ``out`` already holds the dot products (e.g. from BLAS)
@@ -208,6 +217,7 @@ def tiles(
     m = out.shape[1]
     L = ax.shape[0]
     d = X.shape[1]
+    both = ntk and nngp.shape[0] == n and nngp.shape[1] == m and n > 0
     nti = (n + tile - 1) // tile
     ntj = (m + tile - 1) // tile
     if symmetric:
@@ -352,5 +362,15 @@ def tiles(
                     ocol = out[js:j1, i]
                     for jj in range(w):
                         ocol[jj] = res[jj]
+                if both:
+                    grow = nngp[i, js:j1]
+                    for jj in range(w):
+                        grow[jj] = s[jj]
+                    if symmetric:
+                        gcol = nngp[js:j1, i]
+                        for jj in range(w):
+                            gcol[jj] = s[jj]
             if on_diag:
                 out[i, i] = dgx[i]
+                if both:
+                    nngp[i, i] = dg_nngp[i]

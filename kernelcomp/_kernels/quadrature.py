@@ -279,18 +279,21 @@ def tiles(
     use_out_dot: bool,
     tile: int,
     out: np.ndarray,
+    nngp: np.ndarray,
+    dg_nngp: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
 
     Same contract as :func:`kernelcomp._kernels.analytic.tiles` (dot products
     fused or read from ``out``, the symmetric case computed above the diagonal
-    and mirrored, the diagonal from ``dgx``), with the quadrature as the layer
-    step.
+    and mirrored, the diagonal from ``dgx``; with ``ntk`` and a non-empty
+    ``nngp``, the NNGP too), with the quadrature as the layer step.
     """
     n = out.shape[0]
     m = out.shape[1]
     L = ax.shape[0]
     d = X.shape[1]
+    both = ntk and nngp.shape[0] == n and nngp.shape[1] == m and n > 0
     nti = (n + tile - 1) // tile
     ntj = (m + tile - 1) // tile
     npairs = nti * (nti + 1) // 2 if symmetric else nti * ntj
@@ -334,5 +337,11 @@ def tiles(
                 out[i, j] = res
                 if symmetric:
                     out[j, i] = res
+                if both:
+                    nngp[i, j] = s
+                    if symmetric:
+                        nngp[j, i] = s
             if on_diag:
                 out[i, i] = dgx[i]
+                if both:
+                    nngp[i, i] = dg_nngp[i]

@@ -40,6 +40,24 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
 
 
+#: conventions of lambda (kernelcomp.diagnostics.COMPRESSION_CONVENTIONS, the paper's
+#: figures' first, as ``kernelcomp train`` and the demo report it); spelled out here
+#: so that building the parser imports no NumPy
+COMPRESSION_CONVENTIONS = ("figures", "rms", "norm")
+
+
+def add_compression_convention(p: argparse.ArgumentParser) -> None:
+    """The ``--compression-convention`` option of the subcommands that report lambda."""
+    p.add_argument(
+        "--compression-convention", choices=COMPRESSION_CONVENTIONS, default="figures",
+        metavar="C",
+        help="convention of the compression lambda with --informative: figures (default; "
+             "the paper's figures' w_par / mean w_perp, as kernelcomp train and demo report "
+             "it), rms (sqrt of the mean squared weights' ratio) or norm (against the "
+             "norm of the uninformative weights)",
+    )
+
+
 def progress_on(args: argparse.Namespace) -> bool:
     """Progress bars: on a terminal, unless ``--quiet``."""
     return not getattr(args, "quiet", False) and sys.stderr.isatty()

@@ -20,6 +20,7 @@ from kernelcomp._argtypes import int_list, n_jobs, positive_int
 from kernelcomp.cli._common import (
     MAX_CURVES,
     UsageError,
+    add_compression_convention,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
@@ -88,6 +89,7 @@ def add_parser(sub: Any) -> None:
         "--informative", type=int_list, metavar="J[,J...]",
         help="informative input directions (e.g. 0 or 0,1): also compute compression",
     )
+    add_compression_convention(p)
     p.add_argument(
         "--eigenvectors", action="store_true", help="store the eigenvectors too"
     )
@@ -121,7 +123,8 @@ def analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namesp
         if not isinstance(net, FCNetwork):
             raise UsageError("--informative (the compression of the first layer) needs "
                              "kernelcomp networks, not PyTorch models")
-        entry["compression"] = float(dg.compression(net, informative=args.informative))
+        entry["compression"] = float(dg.compression(
+            net, informative=args.informative, convention=args.compression_convention))
     return entry
 
 
@@ -151,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
                 mi = e.get("mutual_information")
                 mi_text = ("" if mi is None
                            else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit")
-                print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}")
+                lam = e.get("compression")
+                lam_text = ("" if lam is None else
+                            f", lambda {lam:.3f} ({args.compression_convention})")
+                print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}{lam_text}")
     return 0
 
 
@@ -181,6 +187,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "mi_components": args.mi_components,
         "mi_k": args.mi_k,
         "informative": args.informative,
+        "compression_convention": args.compression_convention,
         "dtype": args.dtype,
         "model": args.model,
         "input_shape": args.input_shape,
@@ -205,7 +212,7 @@ def plots(
     figures: list[tuple[str, Callable[[Any], Any]]] = [
         ("spectrum.png", lambda ax: plotting.plot_spectra(
             [e["eigenvalues"] for e in entries], names, ax=ax,
-            power_law=len(entries) == 1)),
+            power_law=len(entries) == 1, traces=[e["trace"] for e in entries])),
     ]
     y0 = ys[0]
     same_y = y0 is not None and all(
@@ -219,7 +226,10 @@ def plots(
                         lambda ax: plotting.plot_cumulative_projections(
                             projections, y0, names, ax=ax)))
     if all("mutual_information" in e for e in entries):
+        floors = [e["mutual_information_floor"] for e in entries
+                  if "mutual_information_floor" in e]
         figures.append(("mutual_information.png", lambda ax: plotting.plot_mutual_informations(
-            [e["mutual_information"] for e in entries], names, ax=ax)))
+            [e["mutual_information"] for e in entries], names, ax=ax,
+            floor=float(np.mean(floors)) if floors else None)))
     title = os.path.basename(origins.pop()) if len(origins) == 1 else None
     return [save_figure(folder / fname, draw, title) for fname, draw in figures]

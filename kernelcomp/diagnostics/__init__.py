@@ -70,6 +70,7 @@ from kernelcomp.diagnostics._labels import (
     kernel_alignment,
     label_projection,
     mutual_information,
+    mutual_information_floor,
 )
 from kernelcomp.diagnostics._neurons import (
     Attractors,
@@ -108,6 +109,7 @@ __all__ = [
     "label_projection",
     "layer_geometry",
     "mutual_information",
+    "mutual_information_floor",
     "spectrum_power_law",
     "stretch_inputs",
     "t_star",

@@ -16,7 +16,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from kernelcomp._validation import (
     check_choice,
     check_gram,
     check_int,
+    check_matrix,
     check_real,
     symmetry_tolerance,
 )
@@ -38,6 +39,7 @@ from kernelcomp.diagnostics._labels import (
     kernel_alignment,
     label_projection,
     mutual_information,
+    mutual_information_floor,
 )
 from kernelcomp.diagnostics._spectrum import effective_rank
 
@@ -89,12 +91,16 @@ class KernelPCAResult:
     trace : float
         Trace of the decomposed (centred or not) matrix, i.e. the sum of *all*
         its eigenvalues, so truncated spectra still give explained fractions.
+    row_means : ndarray of shape (n,) or None
+        ``center=True`` only: the row means of the training Gram before
+        centring, which :meth:`transform` needs to centre new rows the same way.
     """
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     center: bool
     trace: float
+    row_means: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_samples(self) -> int:
@@ -112,6 +118,74 @@ class KernelPCAResult:
         if self.trace == 0.0:
             return np.zeros_like(self.eigenvalues, dtype=np.float64)
         return np.asarray(self.eigenvalues, dtype=np.float64) / self.trace
+
+    def transform(self, K_new: Any) -> np.ndarray:
+        """Coordinates of new points on the eigenvectors (the Nystrom extension).
+
+        ``K_new @ V / sqrt(lambda)`` with ``K_new[a, i] = k(x_new_a, x_i)`` the
+        Gram of the new points against the *training* points (in the order of
+        the decomposed matrix), centred as the training Gram was: with
+        ``center=True``, ``K_new - K_new.mean(1) - r + mean(r)`` with ``r`` the
+        training Gram's row means (:class:`sklearn.preprocessing.KernelCenterer`,
+        so the result equals :class:`sklearn.decomposition.KernelPCA`'s
+        ``transform`` on the same Gram, up to the sign of each component).
+        Components with an eigenvalue below ``1e-12`` (float32: ``2e-7``) of
+        the largest, zero to rounding, give zero coordinates (scikit-learn's
+        rule). On the training points themselves the coordinates are
+        ``V sqrt(lambda)``.
+
+        Parameters
+        ----------
+        K_new : array-like of shape (m, n)
+            Gram of ``m`` new points against the ``n`` training points, e.g.
+            ``kernel(X_new, X_train)``.
+
+        Returns
+        -------
+        ndarray of shape (m, n_components)
+            float64, or float32 when both ``K_new`` and the eigenvectors are.
+
+        Raises
+        ------
+        ValueError
+            If ``K_new`` is not 2-D, has not ``n`` columns, or is not finite.
+
+        References
+        ----------
+        Scholkopf, Smola, Muller (1998), *Nonlinear component analysis as a
+        kernel eigenvalue problem*, eq. (25); Williams and Seeger (2001), the
+        Nystrom method.
+
+        Examples
+        --------
+        >>> import numpy as np, kernelcomp as kc
+        >>> rng = np.random.default_rng(0)
+        >>> X, X_new = rng.standard_normal((40, 3)), rng.standard_normal((5, 3))
+        >>> k = kc.NTK()
+        >>> ev = kc.diagnostics.kernel_pca(k(X), n_components=4)
+        >>> ev.transform(k(X_new, X)).shape
+        (5, 4)
+        >>> bool(np.allclose(ev.transform(k(X)), ev.eigenvectors * np.sqrt(ev.eigenvalues)))
+        True
+        """
+        n = self.n_samples
+        K_new = check_matrix(K_new, "K_new")
+        if K_new.shape[1] != n:
+            raise ValueError(
+                f"K_new must have one column per training point ({n}), got shape "
+                f"{K_new.shape}: pass the Gram of the new points against the training points"
+            )
+        dt = np.result_type(K_new.dtype, self.eigenvectors.dtype)
+        Kn = np.asarray(K_new, dtype=np.float64)
+        if self.center:
+            r = np.asarray(self.row_means, dtype=np.float64)
+            Kn = Kn - Kn.mean(axis=1, keepdims=True) - r[None, :] + float(r.mean())
+        lam = np.asarray(self.eigenvalues, dtype=np.float64)
+        small = 2e-7 if self.eigenvalues.dtype == np.float32 else 1e-12
+        keep = lam > small * max(float(lam.max(initial=0.0)), 0.0)
+        scaled = np.zeros(self.eigenvectors.shape, dtype=np.float64)
+        scaled[:, keep] = self.eigenvectors[:, keep] / np.sqrt(lam[keep])
+        return _matmul(Kn, scaled).astype(dt, copy=False)
 
     def __repr__(self) -> str:
         top = ", ".join(f"{v:.4g}" for v in self.eigenvalues[:3])
@@ -344,7 +418,9 @@ def kernel_pca(
             method = "full"
 
     owned = False
+    row_means = None
     if center:
+        row_means = K.mean(axis=1, dtype=np.float64)
         K = _center_gram(K)
         owned = True
     trace = float(np.trace(K, dtype=np.float64))
@@ -384,7 +460,8 @@ def kernel_pca(
     w = np.ascontiguousarray(w[order])
     V = np.ascontiguousarray(V[:, order])
     V = _fix_signs(V)
-    return KernelPCAResult(eigenvalues=w, eigenvectors=V, center=bool(center), trace=trace)
+    return KernelPCAResult(eigenvalues=w, eigenvectors=V, center=bool(center), trace=trace,
+                           row_means=row_means)
 
 
 #: eigenvectors whose mutual information with the labels :func:`kpca_record` reports,
@@ -427,7 +504,9 @@ def kpca_record(
         ``n_samples``, ``trace``, ``eigenvalues`` (descending), ``effective_rank``;
         with ``y`` also ``label_projection``, ``cumulative_projection``,
         ``kernel_alignment`` and, when ``y`` has two classes,
-        ``mutual_information`` (bits); ``eigenvectors`` when asked for. Arrays are
+        ``mutual_information`` (bits) and ``mutual_information_floor`` (the
+        estimator's value on shuffled labels, :func:`mutual_information_floor`);
+        ``eigenvectors`` when asked for. Arrays are
         NumPy arrays, scalars Python numbers.
 
     Raises
@@ -472,4 +551,6 @@ def kpca_record(
         n_mi = min(mi_components, ev.eigenvectors.shape[1])
         record["mutual_information"] = np.asarray(
             mutual_information(ev.eigenvectors, y, n_components=n_mi, k=mi_k))
+        record["mutual_information_floor"] = mutual_information_floor(
+            ev.eigenvectors, y, n_components=n_mi, k=mi_k)
     return record

@@ -52,6 +52,7 @@ from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     series_step,
     snap_rho,
 )
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 
 @jit
@@ -189,6 +190,7 @@ def tiles(
     use_out_dot: bool,
     tile: int,
     out: np.ndarray,
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
 
@@ -202,7 +204,8 @@ def tiles(
     diagonal are computed and mirrored. With ``series``, every layer is the
     Hermite series of the coefficients ``cx``/``ex`` (rows) and ``cy``/``ey``
     (columns), (L, >= deg[l] + 1, n) each, to degree ``deg[l]``; otherwise
-    the closed form of ``act`` (those arrays are not read).
+    the closed form of ``act`` (those arrays are not read). Each finished tile
+    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -217,11 +220,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -354,3 +361,5 @@ def tiles(
                         ocol[jj] = res[jj]
             if on_diag:
                 out[i, i] = dgx[i]
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

@@ -60,6 +60,7 @@ import numpy as np
 
 from kernelcomp._kernels._config import jit
 from kernelcomp._kernels.analytic import ERF, RELU, erf_step, relu_step
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 CONV = 0
 ACT = 1
@@ -533,12 +534,14 @@ def tiles(
     symmetric: bool,
     tile: int,
     out: np.ndarray,
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of images ``X`` against ``Y``.
 
     Square tiles of ``tile`` x ``tile`` pairs are spread over threads; with
     ``symmetric`` (``Y is X``) only tiles on or above the diagonal are computed,
-    each pair once, mirrored, and the diagonal is ``dgx``.
+    each pair once, mirrored, and the diagonal is ``dgx``. Each finished tile
+    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -551,11 +554,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -574,3 +581,5 @@ def tiles(
                 out[i, j] = val
                 if symmetric:
                     out[j, i] = val
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

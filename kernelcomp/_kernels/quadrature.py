@@ -59,6 +59,7 @@ import numpy as np
 from kernelcomp._kernels._config import jit
 from kernelcomp._kernels.activations import dphi, phi
 from kernelcomp._kernels.analytic import _row_sqnorm
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 #: default number of nodes (per sector in theta, and per ray in r)
 DEFAULT_NODES = 24
@@ -279,13 +280,14 @@ def tiles(
     use_out_dot: bool,
     tile: int,
     out: np.ndarray,
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
 
     Same contract as :func:`kernelcomp._kernels.analytic.tiles` (dot products
     fused or read from ``out``, the symmetric case computed above the diagonal
     and mirrored, the diagonal from ``dgx``), with the quadrature as the layer
-    step.
+    step. Each finished tile adds its entries to ``ticks``.
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -297,11 +299,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -336,3 +342,5 @@ def tiles(
                     out[j, i] = res
             if on_diag:
                 out[i, i] = dgx[i]
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

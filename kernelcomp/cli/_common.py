@@ -36,13 +36,20 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
-    """The ``-q/--quiet`` flag every subcommand has."""
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    """The ``-q/--quiet`` and ``--progress`` flags of the long-running subcommands."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    g.add_argument(
+        "--progress", action="store_true",
+        help="progress bars on stderr even when it is not a terminal (default: on a terminal)",
+    )
 
 
 def progress_on(args: argparse.Namespace) -> bool:
-    """Progress bars: on a terminal, unless ``--quiet``."""
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    """Progress bars: with ``--progress``, else on a terminal unless ``--quiet``."""
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -177,13 +184,16 @@ def write_diagnostics(args: argparse.Namespace, out: Path, entries: list[dict[st
 @contextlib.contextmanager
 def progress_bar(args: argparse.Namespace, items: list[Any], desc: str,
                  unit: str) -> Iterator[Any]:
-    """``items``, wrapped in a tqdm bar on a terminal when there are several."""
+    """``items``, wrapped in a tqdm bar on a terminal when there are several.
+
+    The bar's postfix (``bar.set_postfix_str``) says what runs on the current item.
+    """
     if not (progress_on(args) and len(items) > 1):
         yield items
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(items, unit=unit, desc=desc)
+    bar = tqdm(items, unit=unit, desc=desc, position=0)
     try:
         yield bar
     finally:

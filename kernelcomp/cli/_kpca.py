@@ -134,10 +134,14 @@ def run(args: argparse.Namespace) -> int:
     items = sources(args, "kpca")
     entries = []
     with progress_bar(args, items, "kernel PCA", "kernel") as iterator:
+        stage = getattr(iterator, "set_postfix_str", lambda text: None)
         for s in iterator:
+            stage(f"{s.label}: Gram")
             K, net = gram_of(s, args)
+            stage(f"{s.label}: eigenpairs, projections, MI")
             entries.append({"label": s.label, "source": s.origin, **s.meta,
                             **analyse(K, s.y, net, args)})
+            stage("")
     write_diagnostics(args, out, entries, _config(args),
                       f"kernel PCA of {len(entries)} Gram matrices")
     if args.plot is not None:

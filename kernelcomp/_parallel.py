@@ -1,7 +1,10 @@
-"""Thread counts and progress bars of long computations.
+"""Threads, memory and progress bars of long computations.
 
 * :func:`resolve_n_jobs`, :func:`n_jobs_context`: ``n_jobs`` maps to numba's
   thread count.
+* :func:`available_memory`: the memory free for new allocations, from which
+  the default budgets are derived (the torch engine's blocks, Falkon's stored
+  cross Gram); :func:`bytes_text` writes a byte count for log lines.
 * :func:`progress`: a tqdm bar when asked for, a stand-in that does nothing
   otherwise, closed at the end either way.
 * :func:`ticking`, :func:`active_ticks`: a bar that moves while one compiled
@@ -13,6 +16,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +77,43 @@ def n_jobs_context(n_jobs: int | None) -> Iterator[int]:
         yield n
     finally:
         numba.set_num_threads(previous)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations, or None where unknown.
+
+    Linux's ``MemAvailable`` (free memory plus the caches the kernel can drop),
+    read when called; elsewhere ``os.sysconf``'s available pages where the
+    platform has them.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        pass
+    try:  # pragma: no cover - not Linux
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where unknown."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def bytes_text(nbytes: float) -> str:
+    """A byte count for log lines, in powers of 1024 (``1.5 GiB``)."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(nbytes) < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
 
 
 class _NoBar:

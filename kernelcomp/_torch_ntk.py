@@ -60,6 +60,7 @@ PyTorch is imported inside the functions and methods of this module only:
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import threading
 from typing import Any
@@ -67,6 +68,7 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._base import FrozenKernel
+from kernelcomp._parallel import available_memory, bytes_text
 from kernelcomp._torch_autograd import _AutogradRoutes
 from kernelcomp._torch_layerwise import _LayerwiseRoute
 from kernelcomp._torch_support import (  # noqa: F401 - PARAM_SELECTIONS etc. re-exported
@@ -99,25 +101,16 @@ __all__ = ["TorchNTK"]
 
 #: the largest default memory budget of one ``_fill``/``_diag`` call (``max_memory=None``:
 #: a quarter of the memory available, at most this, at least :data:`_MIN_BYTES`)
-_JAC_BYTES = 1024 * 2**20
+_JAC_BYTES = 8 * 2**30
 #: the smallest default budget
 _MIN_BYTES = 64 * 2**20
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - not Linux
-        return None
-    return None  # pragma: no cover
-
-
 def default_budget() -> int:
-    """The default ``max_memory``: a quarter of the available memory, within [64 MiB, 1 GiB]."""
+    """The default ``max_memory``: a quarter of the available memory, within [64 MiB, 8 GiB].
+
+    Read when a computation starts (:func:`kernelcomp._parallel.available_memory`).
+    """
     free = available_memory()
     if free is None:  # pragma: no cover - not Linux
         return min(_JAC_BYTES, 256 * 2**20)
@@ -188,8 +181,10 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         Bytes of per-sample factors (or Jacobian blocks) and backward-pass
         activations one call may hold, besides its output block; default
         :func:`default_budget`: a quarter of the memory available when the
-        call starts, at most 1 GiB, at least 64 MiB. Larger budgets mean fewer
-        recomputed rows (see Notes).
+        call starts, at most 8 GiB, at least 64 MiB. Larger budgets mean fewer
+        recomputed rows (see Notes); the ``kernelcomp`` logger says at INFO
+        level which budget a Gram matrix ran under and whether every row's
+        factors were held or recomputed block by block.
 
     Attributes
     ----------
@@ -692,11 +687,34 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         x = torch.from_numpy(X).to(device=self._device, dtype=self._torch_dtype)
         x = x.reshape(X.shape[0], *self._input_shape)
         n = X.shape[0]
-        if self._method == "layerwise" and n <= self._factor_rows() and n > 1:
+        held = self._method == "layerwise" and n <= self._factor_rows() and n > 1
+        if n > 1:
+            self._log_budget(n, held)
+        if held:
             # every row's factors once (kc.gram's blocks then only contract them)
             with self._lock, _torch_threads():
                 return _Prepared(n, x, self._factors(x))
         return _Prepared(n, x)
+
+    def _log_budget(self, n: int, held: bool) -> None:
+        """Say on the ``kernelcomp`` logger (INFO) which budget and route ``n`` rows get."""
+        log = logging.getLogger("kernelcomp")
+        if not log.isEnabledFor(logging.INFO):
+            return
+        budget = self._budget()
+        origin = ("max_memory" if self._max_memory is not None
+                  else "default: a quarter of the memory available, within [64 MiB, 8 GiB]")
+        if self._method != "layerwise":
+            route = f"{self._method} route, Jacobian blocks within the budget"
+        elif held:
+            route = (f"the per-sample factors of all {n} rows held "
+                     f"({bytes_text(n * self._factor_row_bytes)}), computed once")
+        else:
+            route = (f"the per-sample factors of {n} rows "
+                     f"({bytes_text(n * self._factor_row_bytes)}) exceed half the budget: "
+                     f"recomputed block by block ({self._factor_rows()} rows at a time); "
+                     "a larger max_memory (--max-memory) avoids it")
+        log.info("TorchNTK: memory budget %s (%s): %s", bytes_text(budget), origin, route)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         f = None if prep.factors is None else prep.factors.take(start, stop)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import tqdm.auto
@@ -15,7 +17,7 @@ from kernelcomp.cli import main
 class _Bar:
     """A stand-in tqdm bar that records its updates."""
 
-    instances: list[_Bar] = []
+    instances: ClassVar[list[_Bar]] = []
 
     def __init__(self, *args, total=None, initial=0, unit="it", desc=None, **kwargs):
         self.total, self.n, self.unit, self.desc = total, initial, unit, desc

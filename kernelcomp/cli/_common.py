@@ -43,6 +43,31 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
         "--progress", action="store_true",
         help="progress bars on stderr even when it is not a terminal (default: on a terminal)",
     )
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="say on stderr which memory budgets and routes the computation chose",
+    )
+
+
+@contextlib.contextmanager
+def verbose_logging(on: bool) -> Iterator[None]:
+    """With ``on``, the ``kernelcomp`` logger's INFO lines go to stderr for the block."""
+    if not on:
+        yield
+        return
+    import logging
+
+    log = logging.getLogger("kernelcomp")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kernelcomp: %(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def progress_on(args: argparse.Namespace) -> bool:

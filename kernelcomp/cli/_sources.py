@@ -26,7 +26,8 @@ def add_torch_options(p: Any) -> None:
     p.add_argument(
         "--max-memory", type=byte_size, metavar="BYTES",
         help="memory budget of a PyTorch model's empirical NTK besides the Gram itself, e.g. "
-             "512M or 2G (default: a quarter of the memory available, at most 1G)",
+             "512M or 2G (default: a quarter of the memory available, at most 8G; -v says "
+             "which budget ran and whether the per-sample factors were recomputed)",
     )
     p.add_argument(
         "--model", metavar="PKG.MODULE:FACTORY",

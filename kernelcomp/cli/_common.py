@@ -119,10 +119,13 @@ def save_figure(path: Path, draw: Callable[[Any], Any], title: str | None = None
 
 
 def labels(y: Any, name: str, n: int) -> np.ndarray:
-    """Labels as float64; two classes other than -1/+1 are mapped to -1/+1.
+    """Labels: two classes as -1/+1, three or more as they are, real targets as float64.
 
     The paper's projections and MI use +-1 labels: with 0/1 labels the label
-    vector has a large mean and the projections measure something else.
+    vector has a large mean and the projections measure something else. Three
+    or more classes (integer, boolean or string labels) are returned unchanged:
+    :func:`kernelcomp.diagnostics.kpca_record` projects their centred one-hot
+    indicators. Floating-point labels with more than two values are real targets.
     """
     import numpy as np
 
@@ -141,6 +144,15 @@ def labels(y: Any, name: str, n: int) -> np.ndarray:
             file=sys.stderr,
         )
         return np.where(arr == classes[1], 1.0, -1.0)
+    if classes.size >= 3 and arr.dtype.kind in "biuUSO":
+        shown = ", ".join(repr(c) for c in classes[:5].tolist())
+        print(
+            f"kernelcomp: {name}: {classes.size} classes ({shown}"
+            f"{', ...' if classes.size > 5 else ''}): P_k of their centred one-hot "
+            "indicators, mutual information by the kNN (KSG) estimator",
+            file=sys.stderr,
+        )
+        return arr
     if arr.dtype.kind not in "biuf":
         raise ValueError(
             f"{name} must be numeric (real targets) or have two classes, got dtype {arr.dtype} "

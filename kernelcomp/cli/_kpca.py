@@ -35,6 +35,8 @@ from kernelcomp.cli._sources import Source, add_torch_options, empirical_ntk, so
 #: without --n-components, kpca decomposes fully up to this n, else the top _DEFAULT_TOP
 _ALL_COMPONENTS_UP_TO = 3000
 _DEFAULT_TOP = 200
+#: the share of ||y||^2 in the labels' mean above which kpca says so
+_MEAN_SHARE_NOTE = 0.05
 
 
 def add_parser(sub: Any) -> None:
@@ -57,7 +59,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--name", default="kpca", help="group name for --into-run (default kpca)")
     p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
-    p.add_argument("--labels", metavar="Y", help="labels (+-1) of --data or of a Gram file")
+    p.add_argument(
+        "--labels", metavar="Y",
+        help="labels of --data or of a Gram file: two classes (as +-1), three or more "
+             "(integers or strings: centred one-hot P_k, KSG mutual information) or real "
+             "targets (floats)",
+    )
     p.add_argument("--data-key", metavar="NAME", help="array name inside an .npz/.h5 --data")
     p.add_argument("--labels-key", metavar="NAME", help="array name inside an .npz/.h5 --labels")
     p.add_argument(
@@ -150,13 +157,24 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "quiet", False):
         for e in entries:
             if "cumulative_projection" in e:
-                P = e["cumulative_projection"]
-                top = P[min(9, P.size - 1)]
-                mi = e.get("mutual_information")
-                mi_text = ("" if mi is None
-                           else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit")
-                print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}")
+                print(f"  {e['label']}: {summary(e)}")
+        shares = [e["label_mean_share"] for e in entries if "label_mean_share" in e]
+        if shares and max(shares) > _MEAN_SHARE_NOTE:
+            print(f"kernelcomp kpca: the labels' mean carries {max(shares):.0%} of ||y||^2, "
+                  "which P_k counts (uncentred, as in the paper); centre them to leave it "
+                  "out", file=sys.stderr)
     return 0
+
+
+def summary(e: dict[str, Any]) -> str:
+    """One line of an entry's label diagnostics: P_10 (and its coding), the mean MI."""
+    P = e["cumulative_projection"]
+    top = P[min(9, P.size - 1)]
+    coding = f" (one-hot, {e['n_classes']} classes)" if "n_classes" in e else ""
+    mi = e.get("mutual_information")
+    mi_text = ("" if mi is None else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit"
+               + (" (KSG)" if e.get("mi_method") == "ksg" else ""))
+    return f"P_10 = {top:.3f}{coding}{mi_text}"
 
 
 def gram_of(s: Source, args: argparse.Namespace) -> tuple[np.ndarray, Any]:
@@ -212,7 +230,7 @@ def plots(
             power_law=len(entries) == 1)),
     ]
     y0 = ys[0]
-    same_y = y0 is not None and all(
+    same_y = y0 is not None and not any("n_classes" in e for e in entries) and all(
         y is not None and y.shape == y0.shape and float(y @ y) == float(y0 @ y0) for y in ys
     )
     if same_y:

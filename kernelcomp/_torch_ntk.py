@@ -47,6 +47,17 @@ the n x P Jacobian is never held whole:
     not the default (``scripts/bench_torch_ntk.py`` compares the two; its
     figures are in the changelog).
 
+``torch.export`` programs (``torch.export.export``, ``.pt2`` files read by
+``torch.export.load``) are differentiated through ``program.module()``, a graph
+of ATen operators: for ``method="layerwise"`` each ``aten.linear``,
+``aten.conv1d`` and ``aten.conv2d`` call on its own weight (and bias) runs as
+the matching ``torch.nn`` layer holding the same parameters (checked on a
+probe batch), so the engine treats them as in the eager module; the other
+parameters (normalisation layers, tied weights) take the per-sample Jacobian.
+``describe()`` says so. Export the module in eval mode with a dynamic batch
+dimension: ``torch.export.export(model.eval(), (x,), dynamic_shapes=({0:
+torch.export.Dim("batch")},))``.
+
 TorchScript modules (``torch.jit.load``, ``torch.jit.script``) take neither
 ``torch.func`` nor forward hooks: their Jacobian blocks come from
 ``torch.autograd.grad``, one forward pass per row and one backward pass per row
@@ -70,6 +81,7 @@ import numpy as np
 from kernelcomp._base import FrozenKernel
 from kernelcomp._parallel import available_memory, bytes_text
 from kernelcomp._torch_autograd import _AutogradRoutes
+from kernelcomp._torch_export import exported_module, is_exported_program, traced_input_shape
 from kernelcomp._torch_layerwise import _LayerwiseRoute
 from kernelcomp._torch_support import (  # noqa: F401 - PARAM_SELECTIONS etc. re-exported
     _FINGERPRINT_VERSION,
@@ -130,9 +142,12 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
 
     Parameters
     ----------
-    module : torch.nn.Module
+    module : torch.nn.Module or torch.export.ExportedProgram
         Any module (a TorchScript one too, see the module docstring) mapping a
-        batch ``(b, *input_shape)`` to ``(b, ...)``: the
+        batch ``(b, *input_shape)`` to ``(b, ...)``, or a ``torch.export``
+        program (``torch.export.export``/``torch.export.load``; its
+        ``.module()`` is differentiated, its batch dimension must have been
+        exported as dynamic, and its kernel pickles as the program's archive): the
         outputs of one sample (flattened) are its K outputs. The kernel keeps a
         frozen deep copy, cast with ``.to(dtype)``, on ``device``, in eval mode
         (running BatchNorm statistics, no dropout: one sample's output must not
@@ -161,9 +176,10 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         2-D, ``X`` of shape ``(n, d)``: row ``i`` is reshaped (C order) to
         ``input_shape``, so ``d = prod(input_shape)``; e.g. ``input_shape=(1,
         28, 28)`` with ``X = images.reshape(n, -1)``. Arrays of shape ``(n,
-        *input_shape)`` are accepted too (and reshaped). Default: ``(in_features,)``
-        when the first module with parameters is an ``nn.Linear``; required
-        otherwise.
+        *input_shape)`` are accepted too (and reshaped). Default: the shape an
+        exported program was traced with (less its batch dimension), else
+        ``(in_features,)`` when the first module with parameters is an
+        ``nn.Linear``; required otherwise.
     dtype : {"float64", "float32"}, default "float64"
         The dtype the module computes in (inputs are cast to it). The Gram's
         dtype is kernelcomp's usual rule (float32 for float32 inputs, else
@@ -288,6 +304,9 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         _route: str = "auto",
     ) -> None:
         torch = _import_torch()
+        program = None
+        if is_exported_program(module):  # a torch.export program: its module
+            program, module = module, exported_module(module, torch)
         max_memory, dt, tdt, dev = _check_options(
             module, method, _route, max_memory, dtype, device, torch
         )
@@ -319,6 +338,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
                 self._activations = int(_leaf_activations(eager, probe)[0])
         self._lock = threading.Lock()
         self._scripted = scripted
+        self._exported = traced_input_shape(frozen, torch) is not None
         self._eager = eager if eager is not None else frozen
         self._clone = [False]  # the layerwise engine copies layer inputs/outputs (see below)
         self._forced = _route
@@ -331,6 +351,8 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         self._check_differentiable(probe, torch)
         if method == "layerwise":
             self._setup_layerwise(torch, probe)
+        # an exported program pickles as its torch.export archive (its module does not pickle)
+        self._program = None if program is None else _program_bytes(program, torch)
         self._fingerprint = _fingerprint(frozen, names)  # set last: frozen from here
 
     def _check_differentiable(self, probe: Any, torch: Any) -> None:
@@ -415,6 +437,14 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._program is not None:
+            return (_rebuild_exported, (self._program, self._options(), self._fingerprint))
+        if self._exported:
+            raise TypeError(
+                "a TorchNTK of an exported module (program.module()) cannot be pickled: torch's "
+                "exported modules do not pickle; make the kernel from the ExportedProgram "
+                "itself (e.g. EmpiricalNTK(torch.export.load(path))), which pickles"
+            )
         return (
             _rebuild,
             (self._module, self._options(), self._fingerprint),
@@ -619,7 +649,8 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         if self._why:
             lines.append("  " + self._why)
         if self._eager is not self._module:
-            lines.append("  TorchScript module rebuilt as eager torch.nn modules")
+            lines.append("  TorchScript module rebuilt as eager torch.nn modules" if self._scripted
+                         else "  exported module: its linear/conv calls run as torch.nn layers")
         lines.append(f"  {'layer':24} {'class':14} {'params':>9} {'pos':>6} {'route':10} "
                      "cost/pair (explicit, structured)")
         for L in self._layers:
@@ -775,3 +806,20 @@ def _rebuild(module: Any, options: dict[str, Any], fingerprint: str) -> TorchNTK
     if k.fingerprint != fingerprint:  # pragma: no cover - a corrupted pickle
         raise ValueError("the unpickled module does not match the kernel's fingerprint")
     return k
+
+
+def _program_bytes(program: Any, torch: Any) -> bytes:
+    """The ``torch.export.save`` archive of an exported program, in memory."""
+    import io
+
+    buf = io.BytesIO()
+    torch.export.save(program, buf)
+    return buf.getvalue()
+
+
+def _rebuild_exported(archive: bytes, options: dict[str, Any], fingerprint: str) -> TorchNTK:
+    """A pickled TorchNTK of an exported program, from the program's archive."""
+    import io
+
+    torch = _import_torch()
+    return _rebuild(torch.export.load(io.BytesIO(archive)), options, fingerprint)

@@ -872,6 +872,8 @@ def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
         (gram("script.pt", *good), r"script\.pt is a TorchScript file, which holds its model"),
         (gram("whole.pt", *good), r"whole\.pt holds a pickled model, not a state dict; save it "
                                   r"with torch\.save\(model\.state_dict\(\), path\) .* "
+                                  r"torch\.export\.save\(torch\.export\.export\(model, "
+                                  r".*'model\.pt2'\), .*"
                                   r"torch\.jit\.save\(torch\.jit\.script\(model\), path\)"),
         (gram("junk.pt", *good), r"junk\.pt: cannot read as a PyTorch state dict"),
         (gram("notensors.pt", *good), r"notensors\.pt holds a dict, not a state dict"),

@@ -47,10 +47,11 @@ def add_parser(sub: Any) -> None:
         description=(
             "Uncentred kernel PCA (spectrum, label projection, mutual information) of a Gram "
             "file, or of the empirical NTK of every checkpoint of a run file, or of network "
-            "checkpoints (.npz, .pt state dicts, run files) on --data/--labels."
+            "checkpoints (.npz, .pt state dicts, .pt2 torch.export programs, run files) on "
+            "--data/--labels."
         ),
     )
-    p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz or .pt files")
+    p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz, .pt or .pt2 files")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", metavar="DIAG.h5", help="diagnostics file to write")
     where.add_argument(

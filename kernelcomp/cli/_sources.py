@@ -32,12 +32,13 @@ def add_torch_options(p: Any) -> None:
     p.add_argument(
         "--model", metavar="PKG.MODULE:FACTORY",
         help=".pt/.pth files are state dicts of the module FACTORY() returns (imported with "
-             "the current folder on the path); TorchScript files need none",
+             "the current folder on the path); torch.export (.pt2) and TorchScript files "
+             "need none",
     )
     p.add_argument(
         "--input-shape", type=int_list, metavar="C,H,W",
         help="shape of one sample of a PyTorch model whose first layer is not Linear (the "
-             "rows of the data are flattened samples)",
+             "rows of the data are flattened samples; a torch.export program knows it)",
     )
 
 
@@ -161,7 +162,8 @@ def empirical_ntk(net: Any, params: str = "all", input_shape: Any = None,
     if isinstance(net, FCNetwork):
         if input_shape is not None or max_memory is not None:
             flag = "--input-shape" if input_shape is not None else "--max-memory"
-            raise UsageError(f"{flag} applies to PyTorch models (TorchScript or --model)")
+            raise UsageError(f"{flag} applies to PyTorch models (torch.export, TorchScript or "
+                             "--model)")
         from kernelcomp.empirical import EmpiricalNTK
 
         return EmpiricalNTK(net, params=params)

@@ -473,9 +473,12 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
             ``{"kernel": "TorchNTK", "params": {"params": [names], "output": k or
             None, "input_shape": [...], "dtype": ..., "module": {...}}}``; rebuild
             with :meth:`from_dict` and the module. ``method`` and ``device`` are
-            not part of it (they do not change the kernel).
+            not part of it (they do not change the kernel). The module's class
+            of an exported program is ``"torch.export"`` (torch's per-instance
+            graph-module classes name nothing).
         """
         cls = type(self._module)
+        name = "torch.export" if self._exported else f"{cls.__module__}.{cls.__qualname__}"
         return {
             "kernel": "TorchNTK",
             "params": {
@@ -485,7 +488,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
                 "dtype": self._dtype.name,
                 "module": {
                     "fingerprint": self._fingerprint,
-                    "class": f"{cls.__module__}.{cls.__qualname__}",
+                    "class": name,
                     "n_parameters": self._n_parameters,
                     "n_outputs": self._n_outputs,
                 },
@@ -530,7 +533,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         return k
 
     def __repr__(self) -> str:
-        cls = type(self._module).__name__
+        cls = "ExportedModule" if self._exported else type(self._module).__name__
         return (
             f"TorchNTK(module=<{cls} P={self._n_parameters} K={self._n_outputs} "
             f"#{self._fingerprint[:8]}>, params={len(self._names)} tensors, "

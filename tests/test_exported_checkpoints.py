@@ -155,8 +155,11 @@ def test_cli_gram_and_kpca_of_an_exported_program(tmp_path, data, capsys):
     K = _reference(model, X, np.float64)
     assert main(["gram", str(tmp_path / "X.npy"), "--network", str(path), "-o",
                  str(tmp_path / "K.h5"), "-v"]) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert re.search(r"kernelcomp: TorchNTK: memory budget [\d.]+ [KMG]iB \(default", err)
+    assert "TorchNTK(module=<ExportedModule P=" in out + err
+    info = io.read_gram_info(tmp_path / "K.h5")
+    assert info.kernel_desc["params"]["module"]["class"] == "torch.export"
     np.testing.assert_allclose(io.load_gram(tmp_path / "K.h5"), K, rtol=1e-12,
                                atol=1e-12 * K.max())
     assert main(["kpca", str(path), str(path), "--data", str(tmp_path / "X.npy"), "--labels",

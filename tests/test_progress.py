@@ -188,3 +188,18 @@ def test_cli_progress_and_quiet_exclude_each_other(tmp_path, capsys):
                  "--progress"])
     err = capsys.readouterr().err
     assert code == 2 and "not allowed with argument" in err
+
+
+def test_cli_shows_bars_on_a_terminal_and_none_with_quiet(tmp_path, capsys, monkeypatch):
+    args = _two_checkpoints(tmp_path)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)  # stderr is a terminal
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "K.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "NTK Gram" in err and "30/30" in err and "row" in err
+    assert main(["kpca", *args, "-o", str(tmp_path / "d.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "kernel PCA" in err and "2/2" in err and err.count("EmpiricalNTK Gram") >= 2
+    assert main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "K2.h5"), "-q"]) == 0
+    assert main(["kpca", *args, "-o", str(tmp_path / "d2.h5"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "row" not in err and "%" not in err and "kernel PCA" not in err

@@ -164,7 +164,14 @@ def load_torch(path: Path, activation: str | None, model: str | None = None) -> 
                 "package.module:factory (and --input-shape, e.g. 1,28,28, when the model "
                 "does not fix the shape of one sample), or save it with torch.export (.pt2)"
             )
-        return FCNetwork.from_torch(state, activation=activation or "relu")
+        try:
+            return FCNetwork.from_torch(state, activation=activation or "relu")
+        except ValueError as exc:  # not a Linear stack after all (BatchNorm, embeddings...)
+            raise ValueError(
+                f"{path}: {exc}; a state dict of another architecture needs its factory: "
+                "--model package.module:factory (and --input-shape when the model does not "
+                "fix the shape of one sample), or save it with torch.export (.pt2)"
+            ) from exc
     if activation is not None:
         raise ValueError("activation applies to state dicts of Linear stacks, not with a model "
                          "factory (the factory's module has its activations)")

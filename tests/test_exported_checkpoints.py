@@ -192,6 +192,14 @@ def test_cli_one_line_errors_for_torch_checkpoints(tmp_path, data, capsys):
                   tmp_path / "E.h5"]):
         err = _one_line_error(argv, capsys)
         assert "not a Linear stack" in err and "--model" in err and "--input-shape" in err
+    # any other state dict that is not a Linear stack (BatchNorm between Linear layers) too
+    mlp = torch.nn.Sequential(torch.nn.Linear(98, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 1))
+    torch.save(mlp.state_dict(), tmp_path / "bn.pt")
+    err = _one_line_error(["gram", tmp_path / "X.npy", "--network", tmp_path / "bn.pt", "-o",
+                           tmp_path / "G.h5"], capsys)
+    assert "only Linear layers" in err and "--model package.module:factory" in err
+    assert "--input-shape" in err and ".pt2" in err
     # a .pt2 with a model factory
     path = _export(model, tmp_path / "cnn.pt2")
     err = _one_line_error(["gram", tmp_path / "X.npy", "--network", path, "--model",

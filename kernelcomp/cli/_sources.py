@@ -98,7 +98,7 @@ def sources(args: argparse.Namespace, command: str, *, grams: bool = True) -> li
         else:
             raise ValueError(
                 f"{p}: unsupported file type {p.suffix or '(none)'!r}; {command} reads .h5 "
-                f"({'Gram/run' if grams else 'run/network'} files), .npz and .pt checkpoints"
+                f"({'Gram/run' if grams else 'run/network'} files), .npz, .pt and .pt2 checkpoints"
             )
     return found
 

@@ -132,6 +132,28 @@ def test_the_layerwise_engine_reads_the_exported_modules_layers(data):
     np.testing.assert_allclose(kt(Xt), Kt, rtol=1e-12, atol=1e-12 * Kt.max())
 
 
+def test_a_rewritten_module_that_computes_another_function_is_not_used(data, monkeypatch):
+    from kernelcomp import _torch_support
+
+    real = _torch_support.eager_layers
+
+    def wrong(module, torch_):
+        gm, n = real(module, torch_)
+        if n:  # an exported module's copy (an eager module comes back as itself)
+            with torch.no_grad():
+                gm.get_submodule("0").weight.mul_(2.0)  # the copy's own parameter: another NTK
+        return gm, n
+
+    monkeypatch.setattr(_torch_support, "eager_layers", wrong)
+    X, _ = data
+    model = _cnn(seed=4)
+    k = kc.EmpiricalNTK(_export(model))
+    assert "linear/conv calls run as torch.nn layers" not in k.describe()
+    assert k.describe().splitlines()[-1].split()[0] == "(others)"  # every parameter
+    K = _reference(model, X, np.float64)
+    np.testing.assert_allclose(k(X), K, rtol=1e-12, atol=1e-12 * K.max())
+
+
 def test_kernels_of_exported_programs_pickle(data):
     X, _ = data
     program = _export(_cnn(seed=2))
@@ -205,3 +227,48 @@ def test_cli_one_line_errors_for_torch_checkpoints(tmp_path, data, capsys):
     err = _one_line_error(["gram", tmp_path / "X.npy", "--network", path, "--model",
                            "tests.torch_models:small_cnn", "-o", tmp_path / "F.h5"], capsys)
     assert "torch.export program, which holds its model" in err
+
+
+@pytest.mark.slow
+def test_n20000_cli_gram_of_an_exported_cnn_in_a_subprocess(tmp_path):
+    """``kernelcomp gram`` of a 20000-point float32 NTK of an exported CNN (P = 2497).
+
+    In a subprocess; sampled entries against the eager module's kernel.
+    """
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    probe = textwrap.dedent(
+        f"""
+        import h5py, numpy as np, torch, kernelcomp as kc
+        from kernelcomp.cli import main
+        torch.manual_seed(0)
+        nn = torch.nn
+        model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                              nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1)).eval()
+        program = torch.export.export(model, (torch.zeros(2, 1, 14, 14),),
+                                      dynamic_shapes=({{0: torch.export.Dim("batch")}},))
+        torch.export.save(program, {str(tmp_path / "cnn.pt2")!r})
+        X = np.random.default_rng(0).standard_normal((20000, 196)).astype(np.float32)
+        np.save({str(tmp_path / "X.npy")!r}, X)
+        assert main(["gram", {str(tmp_path / "X.npy")!r}, "--network",
+                     {str(tmp_path / "cnn.pt2")!r}, "--dtype", "float32", "-o",
+                     {str(tmp_path / "K.h5")!r}, "-q"]) == 0
+        idx = [0, 7, 12345, 19999]
+        with h5py.File({str(tmp_path / "K.h5")!r}, "r") as f:
+            sub = f["gram"][idx][:, idx]
+        ref = kc.TorchNTK(model, input_shape=(1, 14, 14), dtype="float32")(X[idx])
+        err = float(np.abs(sub - ref).max() / np.abs(ref).max())
+        print("ERR", err)
+        assert err < 1e-5, err
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=5400, check=False, cwd=root,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ERR" in out.stdout

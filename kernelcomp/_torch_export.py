@@ -3,12 +3,14 @@
 An exported program (``torch.export.export``, ``torch.export.save``/``load``,
 ``.pt2`` files) is differentiated through its module, ``program.module()``: a
 ``torch.fx.GraphModule`` whose graph calls ATen operators on parameters held by
-plain containers. The layerwise engine recognises layers by their
-``torch.nn`` class, so :func:`eager_layers` gives a copy of that module in which
-every ``aten.linear``, ``aten.conv1d`` and ``aten.conv2d`` call on a container's
-own ``weight`` (and ``bias``) is a call of the matching ``torch.nn`` layer
-holding the same parameters; the rest of the graph is unchanged. Other
-parameters (normalisation layers, anything else) take the per-sample Jacobian.
+plain containers. The layerwise engine recognises layers by their ``torch.nn``
+class, so :func:`eager_layers` gives a copy of that module in which every
+``aten.linear``, ``aten.conv1d`` and ``aten.conv2d`` call (numeric or
+``"same"``/``"valid"`` padding; other padding modes are ``aten.pad`` calls
+before it) on a container's own ``weight`` (and ``bias``) is a call of the
+matching ``torch.nn`` layer holding the same parameters; the rest of the graph
+is unchanged. Other parameters (normalisation layers, anything else) take the
+per-sample Jacobian.
 
 PyTorch is imported by the callers; nothing here imports it.
 """
@@ -95,7 +97,8 @@ def _arguments(node: Any) -> dict[str, Any]:
 def _layer(node: Any, gm: Any, torch: Any) -> tuple[str, Any] | None:
     """``(owner path, torch.nn layer)`` replacing one ATen linear/conv call, or None."""
     nn, aten = torch.nn, torch.ops.aten
-    convs = {aten.conv1d.default: nn.Conv1d, aten.conv2d.default: nn.Conv2d}
+    convs = {aten.conv1d.default: nn.Conv1d, aten.conv2d.default: nn.Conv2d,
+             aten.conv1d.padding: nn.Conv1d, aten.conv2d.padding: nn.Conv2d}  # "same"/"valid"
     if node.op != "call_function" or (node.target is not aten.linear.default
                                       and node.target not in convs):
         return None
@@ -131,10 +134,11 @@ def _layer(node: Any, gm: Any, torch: Any) -> tuple[str, Any] | None:
             layer = nn.Linear(weight.shape[1], weight.shape[0], bias=b is not None,
                               device="meta")
         else:
-            groups = int(args["groups"])
+            groups, padding = int(args["groups"]), args["padding"]
             layer = convs[node.target](
                 weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                stride=tuple(args["stride"]), padding=tuple(args["padding"]),
+                stride=tuple(args["stride"]),
+                padding=padding if isinstance(padding, str) else tuple(padding),
                 dilation=tuple(args["dilation"]), groups=groups, bias=b is not None,
                 device="meta")
     layer.weight = weight  # the container's parameters themselves

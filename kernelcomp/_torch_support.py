@@ -449,4 +449,3 @@ def _check_output(output: Any, K: int) -> int | str | None:
         if K == 1:
             output = None  # the same kernel; keeps equality simple
     return output
-

@@ -42,11 +42,11 @@ def _cnn(seed=0):
 
 
 class _Tied(torch.nn.Module):
-    """A Conv1d, then one Linear applied twice (tied weights): the graph's reused parameters."""
+    """A Conv1d ("same"), then one Linear applied twice (tied weights): reused parameters."""
 
     def __init__(self):
         super().__init__()
-        self.conv = torch.nn.Conv1d(2, 2, 3, padding=1)
+        self.conv = torch.nn.Conv1d(2, 2, 3, padding="same")  # aten.conv1d.padding
         self.lin = torch.nn.Linear(10, 10)
         self.out = torch.nn.Linear(10, 1)
 

@@ -7,10 +7,11 @@ plain containers. The layerwise engine recognises layers by their ``torch.nn``
 class, so :func:`eager_layers` gives a copy of that module in which every
 ``aten.linear``, ``aten.conv1d`` and ``aten.conv2d`` call (numeric or
 ``"same"``/``"valid"`` padding; other padding modes are ``aten.pad`` calls
-before it) on a container's own ``weight`` (and ``bias``) is a call of the
-matching ``torch.nn`` layer holding the same parameters; the rest of the graph
-is unchanged. Other parameters (normalisation layers, anything else) take the
-per-sample Jacobian.
+before it), ``aten.layer_norm``, ``aten.group_norm`` and ``aten.batch_norm``
+(running statistics) on a container's own ``weight`` (and ``bias``, running
+statistics) is a call of the matching ``torch.nn`` layer holding the same
+tensors; the rest of the graph is unchanged. Other parameters (tied weights,
+anything else) take the per-sample Jacobian.
 
 PyTorch is imported by the callers; nothing here imports it.
 """
@@ -94,61 +95,106 @@ def _arguments(node: Any) -> dict[str, Any]:
     return out
 
 
-def _layer(node: Any, gm: Any, torch: Any) -> tuple[str, Any] | None:
-    """``(owner path, torch.nn layer)`` replacing one ATen linear/conv call, or None."""
+def _builders(torch: Any) -> dict[Any, Any]:
+    """ATen call -> ``make(args, weight, has_bias)``: a ``torch.nn`` layer (meta device) or None."""
     nn, aten = torch.nn, torch.ops.aten
-    convs = {aten.conv1d.default: nn.Conv1d, aten.conv2d.default: nn.Conv2d,
-             aten.conv1d.padding: nn.Conv1d, aten.conv2d.padding: nn.Conv2d}  # "same"/"valid"
-    if node.op != "call_function" or (node.target is not aten.linear.default
-                                      and node.target not in convs):
+
+    def conv(cls: Any) -> Any:
+        def make(a: dict[str, Any], w: Any, bias: bool) -> Any:
+            groups, padding = int(a["groups"]), a["padding"]
+            return cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]),
+                       stride=tuple(a["stride"]),
+                       padding=padding if isinstance(padding, str) else tuple(padding),
+                       dilation=tuple(a["dilation"]), groups=groups, bias=bias, device="meta")
+        return make
+
+    def linear(a: dict[str, Any], w: Any, bias: bool) -> Any:
+        return nn.Linear(w.shape[1], w.shape[0], bias=bias, device="meta") if w.ndim == 2 else None
+
+    def layer_norm(a: dict[str, Any], w: Any, bias: bool) -> Any:
+        return nn.LayerNorm(tuple(a["normalized_shape"]), eps=float(a["eps"]), bias=bias,
+                            device="meta")
+
+    def group_norm(a: dict[str, Any], w: Any, bias: bool) -> Any:
+        return (nn.GroupNorm(int(a["num_groups"]), w.shape[0], eps=float(a["eps"]),
+                             device="meta") if bias else None)
+
+    def batch_norm(a: dict[str, Any], w: Any, bias: bool) -> Any:
+        ndim = getattr(getattr(a["input"], "meta", {}).get("val"), "ndim", None)
+        cls = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+        if a["training"] or not bias or ndim not in cls:
+            return None  # batch statistics: the samples interact (the engine's check says so)
+        return cls[ndim](w.shape[0], eps=float(a["eps"]), momentum=a["momentum"],
+                         device="meta")
+
+    return {
+        aten.linear.default: linear,
+        aten.conv1d.default: conv(nn.Conv1d), aten.conv2d.default: conv(nn.Conv2d),
+        aten.conv1d.padding: conv(nn.Conv1d), aten.conv2d.padding: conv(nn.Conv2d),
+        aten.layer_norm.default: layer_norm,
+        aten.group_norm.default: group_norm,
+        aten.batch_norm.default: batch_norm,
+    }
+
+
+def _own_attr(node: Any, owner: str | None, torch: Any) -> str | None:
+    """The attribute name of a ``get_attr`` node used by one call only, on ``owner``."""
+    if not (isinstance(node, torch.fx.Node) and node.op == "get_attr" and len(node.users) == 1):
+        return None
+    path, _, attr = str(node.target).rpartition(".")
+    return attr if path and (owner is None or path == owner) else None
+
+
+def _layer(node: Any, gm: Any, builders: dict[Any, Any], torch: Any) -> tuple[str, Any] | None:
+    """``(owner path, torch.nn layer)`` replacing one ATen layer call, or None.
+
+    The call's parameters (and a BatchNorm's running statistics) must be all the
+    tensors of one container, each read by this call alone.
+    """
+    make = builders.get(node.target) if node.op == "call_function" else None
+    if make is None:
         return None
     args = _arguments(node)
-    w, b = args.get("weight"), args.get("bias")
-    if not (isinstance(w, torch.fx.Node) and w.op == "get_attr" and len(w.users) == 1):
+    w = args.get("weight")
+    if _own_attr(w, None, torch) != "weight":
         return None
-    owner, _, attr = str(w.target).rpartition(".")
-    if attr != "weight" or not owner:
-        return None
-    if b is not None and not (isinstance(b, torch.fx.Node) and b.op == "get_attr"
-                              and b.target == f"{owner}.bias" and len(b.users) == 1):
-        return None
+    owner = str(w.target).rpartition(".")[0]
+    tensors = {"weight": w}
+    for name in ("bias", "running_mean", "running_var"):
+        if args.get(name) is not None:
+            if _own_attr(args[name], owner, torch) != name:
+                return None
+            tensors[name] = args[name]
     try:
         m = gm.get_submodule(owner)
     except AttributeError:
         return None
     own = dict(m.named_parameters(recurse=False))
-    if (list(m.children()) or list(m.buffers(recurse=False))
-            or set(own) != ({"weight", "bias"} if b is not None else {"weight"})):
+    bufs = {k for k, _ in m.named_buffers(recurse=False)} - {"num_batches_tracked"}
+    if list(m.children()) or set(own) | bufs != set(tensors) or bufs - {"running_mean",
+                                                                         "running_var"}:
         return None
-    # one graph use of each parameter: tied weights stay in the graph (the fallback sums them)
-    uses = sum(1 for n in gm.graph.nodes if n.op == "get_attr"
-               and str(n.target) in (f"{owner}.weight", f"{owner}.bias"))
-    if uses != len(own):
+    # one graph read of each tensor: tied weights stay in the graph (the fallback sums them)
+    reads = sum(1 for n in gm.graph.nodes if n.op == "get_attr"
+                and str(n.target) in {f"{owner}.{k}" for k in tensors})
+    if reads != len(tensors):
         return None
-    weight = own["weight"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # meta-device construction
-        if node.target is aten.linear.default:
-            if weight.ndim != 2:
-                return None
-            layer = nn.Linear(weight.shape[1], weight.shape[0], bias=b is not None,
-                              device="meta")
-        else:
-            groups, padding = int(args["groups"]), args["padding"]
-            layer = convs[node.target](
-                weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                stride=tuple(args["stride"]),
-                padding=padding if isinstance(padding, str) else tuple(padding),
-                dilation=tuple(args["dilation"]), groups=groups, bias=b is not None,
-                device="meta")
-    layer.weight = weight  # the container's parameters themselves
-    if b is not None:
-        layer.bias = own["bias"]
-    return owner, layer
+        layer = make(args, own["weight"], "bias" in tensors)
+    if layer is None or set(dict(layer.named_parameters())) != set(own):
+        return None
+    for k in own:  # the container's parameters themselves
+        setattr(layer, k, own[k])
+    for k in bufs:
+        setattr(layer, k, getattr(m, k))
+    if hasattr(m, "num_batches_tracked") and hasattr(layer, "num_batches_tracked"):
+        layer.num_batches_tracked = m.num_batches_tracked
+    return owner, layer.train(False)
 
 
 def eager_layers(module: Any, torch: Any) -> tuple[Any, int]:
-    """A copy of an exported module whose linear/conv calls are ``torch.nn`` layers.
+    """A copy of an exported module whose layer calls are ``torch.nn`` layers.
 
     Returns
     -------
@@ -162,9 +208,9 @@ def eager_layers(module: Any, torch: Any) -> tuple[Any, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # copying exported modules
         gm = copy.deepcopy(module)
-    graph, n = gm.graph, 0
+    graph, n, builders = gm.graph, 0, _builders(torch)
     for node in list(graph.nodes):
-        found = _layer(node, gm, torch)
+        found = _layer(node, gm, builders, torch)
         if found is None:
             continue
         owner, layer = found

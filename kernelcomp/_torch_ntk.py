@@ -50,10 +50,11 @@ the n x P Jacobian is never held whole:
 ``torch.export`` programs (``torch.export.export``, ``.pt2`` files read by
 ``torch.export.load``) are differentiated through ``program.module()``, a graph
 of ATen operators: for ``method="layerwise"`` each ``aten.linear``,
-``aten.conv1d`` and ``aten.conv2d`` call on its own weight (and bias) runs as
-the matching ``torch.nn`` layer holding the same parameters (checked on a
+``aten.conv1d``, ``aten.conv2d``, ``aten.layer_norm``, ``aten.group_norm`` and
+``aten.batch_norm`` (running statistics) call on its own weight (and bias)
+runs as the matching ``torch.nn`` layer holding the same tensors (checked on a
 probe batch), so the engine treats them as in the eager module; the other
-parameters (normalisation layers, tied weights) take the per-sample Jacobian.
+parameters (tied weights, other operators) take the per-sample Jacobian.
 ``describe()`` says so. Export the module in eval mode with a dynamic batch
 dimension: ``torch.export.export(model.eval(), (x,), dynamic_shapes=({0:
 torch.export.Dim("batch")},))``.
@@ -653,7 +654,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
             lines.append("  " + self._why)
         if self._eager is not self._module:
             lines.append("  TorchScript module rebuilt as eager torch.nn modules" if self._scripted
-                         else "  exported module: its linear/conv calls run as torch.nn layers")
+                         else "  exported module: its layer calls run as torch.nn layers")
         lines.append(f"  {'layer':24} {'class':14} {'params':>9} {'pos':>6} {'route':10} "
                      "cost/pair (explicit, structured)")
         for L in self._layers:

@@ -111,16 +111,32 @@ def test_the_layerwise_engine_reads_the_exported_modules_layers(data):
     model = _cnn(seed=3)
     k = kc.EmpiricalNTK(_export(model))
     text = k.describe()
-    assert "exported module: its linear/conv calls run as torch.nn layers" in text
+    assert "exported module: its layer calls run as torch.nn layers" in text
     rows = {line.split()[0]: line.split()[1] for line in text.splitlines()[2:]}
-    assert rows == {"layer": "class", "0": "Conv2d", "3": "Conv2d", "6": "Linear",
-                    "(others)": "8"}  # the BatchNorm's 4 + 4 parameters take the Jacobian
-    assert text.rstrip().endswith("1.weight, 1.bias")
+    assert rows == {"layer": "class", "0": "Conv2d", "1": "BatchNorm2d", "3": "Conv2d",
+                    "6": "Linear"}  # every parameter in a layer of the engine
     # the per-layer routes give the same kernel as the eager module's
     K = _reference(model, X, np.float64)
     for route in ("structured", "explicit"):
         Kr = kc.EmpiricalNTK(_export(model), _route=route)(X)
         np.testing.assert_allclose(Kr, K, rtol=1e-12, atol=1e-12 * K.max())
+    # normalisation layers (eval-mode BatchNorm's running statistics shared too)
+    norms = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3), torch.nn.GroupNorm(2, 4), torch.nn.Tanh(),
+        torch.nn.Flatten(), torch.nn.LayerNorm(100), torch.nn.Linear(100, 6),
+        torch.nn.BatchNorm1d(6), torch.nn.Tanh(), torch.nn.Linear(6, 1),
+    ).double()
+    with torch.no_grad():
+        for p in norms.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # affine parameters away from 1 and 0
+    norms[6].running_mean.uniform_(-0.5, 0.5)
+    norms[6].running_var.uniform_(0.5, 2.0)
+    norms.eval()
+    kn = kc.EmpiricalNTK(_export(norms))
+    classes = [ln.split()[1] for ln in kn.describe().splitlines()[3:]]
+    assert classes == ["Conv2d", "GroupNorm", "LayerNorm", "Linear", "BatchNorm1d", "Linear"]
+    Kn = _reference(norms, X, np.float64)
+    np.testing.assert_allclose(kn(X), Kn, rtol=1e-12, atol=1e-12 * Kn.max())
     # tied weights stay in the graph (their parameter is used twice): the fallback sums them
     tied = _Tied().double().eval()
     kt = kc.EmpiricalNTK(_export(tied, shape=(2, 5)))
@@ -148,7 +164,7 @@ def test_a_rewritten_module_that_computes_another_function_is_not_used(data, mon
     X, _ = data
     model = _cnn(seed=4)
     k = kc.EmpiricalNTK(_export(model))
-    assert "linear/conv calls run as torch.nn layers" not in k.describe()
+    assert "layer calls run as torch.nn layers" not in k.describe()
     assert k.describe().splitlines()[-1].split()[0] == "(others)"  # every parameter
     K = _reference(model, X, np.float64)
     np.testing.assert_allclose(k(X), K, rtol=1e-12, atol=1e-12 * K.max())

@@ -49,6 +49,7 @@ import numpy as np
 
 from kernelcomp._base import Kernel
 from kernelcomp._kernels import conv as _core
+from kernelcomp._parallel import active_ticks
 from kernelcomp._validation import check_int, check_real, result_dtype
 
 __all__ = ["ConvNNGP", "ConvNTK"]
@@ -393,7 +394,7 @@ class _ConvKernel(Kernel):
         _core.tiles(
             px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
             prog.work, prog.store, _SNAP, self._ntk, prog.slab, prog.circular, symmetric,
-            tile, out,
+            tile, out, active_ticks(),
         )
 
     def _diag(self, px: _Prepared) -> np.ndarray:

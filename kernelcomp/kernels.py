@@ -45,7 +45,7 @@ from kernelcomp._kernels import duals as _duals
 from kernelcomp._kernels import quadrature as _quad
 from kernelcomp._kernels.activations import CODES as _CODES
 from kernelcomp._linalg import gemm_nt, syrk_upper
-from kernelcomp._parallel import n_jobs_context
+from kernelcomp._parallel import active_ticks, n_jobs_context
 from kernelcomp._validation import check_int, per_layer
 
 __all__ = ["NNGP", "NTK", "Kernel", "KernelPair"]
@@ -511,7 +511,8 @@ class _AnalyticKernel(Kernel):
             _quad.tiles(
                 px.X, py.Xt, px.a, px.b, px.dg, px.sqn, px.rsq, py.a, py.b, py.sqn, py.rsq,
                 symmetric=symmetric, use_out_dot=not fused, tile=QUADRATURE_TILE, out=out,
-                nngp=nngp, dg_nngp=dg_nngp, snap=_SNAP, snap_dot=snap_dot, **p,
+                nngp=nngp, dg_nngp=dg_nngp, snap=_SNAP, snap_dot=snap_dot,
+                ticks=active_ticks(), **p,
                 **_quad.rules(self.quadrature_nodes),
             )
             return
@@ -544,6 +545,8 @@ class _AnalyticKernel(Kernel):
             out=out,
             nngp=nngp,
             dg_nngp=dg_nngp,
+
+            ticks=active_ticks(),
             snap=_SNAP,
             snap_dot=snap_dot,
             **p,

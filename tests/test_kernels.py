@@ -15,6 +15,7 @@ import pytest
 import kernelcomp as kc
 import kernelcomp.kernels as kernels_module
 from kernelcomp._kernels import analytic as core
+from kernelcomp._parallel import new_ticks
 from tests.naive import analytic_diag, analytic_kernel, relative_error, symmetric_error
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -200,10 +201,12 @@ def test_fused_dot_products_sum_features_in_order(rng, d):
     fused = np.empty((70, 50))
     none = np.empty((0, 0))
     core.tiles(*args, symmetric=False, use_out_dot=False, tile=16, out=fused, nngp=none,
-               dg_nngp=np.empty(0), snap=kernels_module._SNAP, snap_dot=0.0, **p)  # fmt: skip
+               dg_nngp=np.empty(0), ticks=new_ticks(), snap=kernels_module._SNAP,
+               snap_dot=0.0, **p)  # fmt: skip
     given = seq.copy()
     core.tiles(*args, symmetric=False, use_out_dot=True, tile=16, out=given, nngp=none,
-               dg_nngp=np.empty(0), snap=kernels_module._SNAP, snap_dot=-1.0, **p)  # fmt: skip
+               dg_nngp=np.empty(0), ticks=new_ticks(), snap=kernels_module._SNAP,
+               snap_dot=-1.0, **p)  # fmt: skip
     assert np.array_equal(fused, given)
     assert np.array_equal(fused, k(X, Y))
 

@@ -52,6 +52,7 @@ from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     series_step,
     snap_rho,
 )
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 
 @jit
@@ -191,6 +192,8 @@ def tiles(
     out: np.ndarray,
     nngp: np.ndarray,
     dg_nngp: np.ndarray,
+
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
 
@@ -211,7 +214,8 @@ def tiles(
     diagonal are computed and mirrored. With ``series``, every layer is the
     Hermite series of the coefficients ``cx``/``ex`` (rows) and ``cy``/``ey``
     (columns), (L, >= deg[l] + 1, n) each, to degree ``deg[l]``; otherwise
-    the closed form of ``act`` (those arrays are not read).
+    the closed form of ``act`` (those arrays are not read). Each finished tile
+    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -227,11 +231,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -374,3 +382,6 @@ def tiles(
                 out[i, i] = dgx[i]
                 if both:
                     nngp[i, i] = dg_nngp[i]
+
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

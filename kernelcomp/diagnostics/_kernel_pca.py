@@ -35,7 +35,9 @@ from kernelcomp._validation import (
 )
 from kernelcomp.diagnostics._checks import _block_rows
 from kernelcomp.diagnostics._labels import (
+    class_indicators,
     cumulative_projection,
+    is_multiclass,
     kernel_alignment,
     label_projection,
     mutual_information,
@@ -486,15 +488,23 @@ def kpca_record(
     K : array-like of shape (n, n)
         Symmetric Gram matrix.
     y : array-like of shape (n,), optional
-        Real labels (e.g. +-1) of the Gram's points: the label projections, the
-        kernel alignment and, for two classes, the mutual information are added.
+        Labels of the Gram's points. Real values (floating point, or two
+        classes: the paper's +-1 labels): the label projections of ``y`` as
+        given (uncentred, as in the paper), the kernel alignment and, for two
+        classes, the paper's mutual information. Three or more classes
+        (integers, booleans or strings): the projections of their centred
+        one-hot indicators (:func:`class_indicators`; ``label_projection`` of
+        shape (k, C), ``P_k`` summed over the classes), the alignment with them
+        and the mutual information of each eigenvector with the class by
+        scikit-learn's kNN estimator (``method="ksg"``: the paper's estimator
+        is defined for two classes).
     n_components : int, optional
         Eigenpairs to compute (default all).
     mi_components : int, default 10
         Top eigenvectors whose mutual information with the labels is estimated
         (at most ``n_components``).
     mi_k : int, default 5
-        Neighbours of the paper's kNN estimator.
+        Neighbours of the kNN estimator.
     eigenvectors : bool, default False
         Keep the eigenvectors in the record too.
 
@@ -503,11 +513,15 @@ def kpca_record(
     dict
         ``n_samples``, ``trace``, ``eigenvalues`` (descending), ``effective_rank``;
         with ``y`` also ``label_projection``, ``cumulative_projection``,
-        ``kernel_alignment`` and, when ``y`` has two classes,
-        ``mutual_information`` (bits) and ``mutual_information_floor`` (the
-        estimator's value on shuffled labels, :func:`mutual_information_floor`);
-        ``eigenvectors`` when asked for. Arrays are
-        NumPy arrays, scalars Python numbers.
+        ``kernel_alignment``, ``label_mean_share`` (the share of the targets'
+        squared norm carried by their mean, ``n |mean(y)|^2 / ||y||^2``: the part
+        of ``P_k`` the constant direction accounts for; 0 for centred
+        indicators), ``mutual_information`` (bits; two classes: the paper's
+        estimator, three or more: ``"ksg"``) with ``mi_method`` naming the
+        estimator, with two classes also ``mutual_information_floor`` (the
+        estimator's value on shuffled labels, :func:`mutual_information_floor`); for three or more
+        classes ``n_classes``; ``eigenvectors`` when asked for. Arrays are NumPy
+        arrays, scalars Python numbers.
 
     Raises
     ------
@@ -543,14 +557,27 @@ def kpca_record(
     record["effective_rank"] = float(effective_rank(ev.eigenvalues))
     if y is None:
         return record
-    c = label_projection(ev.eigenvectors, y)
+    n_mi = min(mi_components, ev.eigenvectors.shape[1])
+    if is_multiclass(y):
+        labels = np.asarray(y).reshape(-1)
+        target, classes = class_indicators(labels)
+        record["n_classes"] = int(classes.size)
+        mi_method = "ksg"
+    else:
+        target, labels = y, y
+        mi_method = "paper" if np.unique(np.asarray(y)).size == 2 else None
+    c = label_projection(ev.eigenvectors, target)
     record["label_projection"] = np.asarray(c)
-    record["cumulative_projection"] = np.asarray(cumulative_projection(c, y))
-    record["kernel_alignment"] = float(kernel_alignment(K, y))
-    if np.unique(np.asarray(y)).size == 2:
-        n_mi = min(mi_components, ev.eigenvectors.shape[1])
-        record["mutual_information"] = np.asarray(
-            mutual_information(ev.eigenvectors, y, n_components=n_mi, k=mi_k))
+    record["cumulative_projection"] = np.asarray(cumulative_projection(c, target))
+    record["kernel_alignment"] = float(kernel_alignment(K, target))
+    T = np.asarray(target, dtype=np.float64).reshape(K.shape[0], -1)
+    record["label_mean_share"] = float(
+        K.shape[0] * np.sum(T.mean(axis=0) ** 2) / np.sum(T * T))
+    if mi_method is not None:
+        record["mutual_information"] = np.asarray(mutual_information(
+            ev.eigenvectors, labels, n_components=n_mi, k=mi_k, method=mi_method))
+        record["mi_method"] = mi_method
+    if mi_method == "paper":
         record["mutual_information_floor"] = mutual_information_floor(
-            ev.eigenvectors, y, n_components=n_mi, k=mi_k)
+            ev.eigenvectors, labels, n_components=n_mi, k=mi_k)
     return record

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from kernelcomp import _conv_cuda
 from kernelcomp._base import Kernel
 from kernelcomp._kernels import conv as _core
 from kernelcomp._validation import check_int, check_real, result_dtype
@@ -371,6 +372,10 @@ class _ConvKernel(Kernel):
 
     def _diag(self, px: _Prepared) -> np.ndarray:
         return px.dg
+
+    def _cuda_backend(self) -> Kernel:
+        # device="cuda": the one-thread-per-pair CUDA kernel (kernelcomp._conv_cuda)
+        return _conv_cuda.cuda_backend(self, _SNAP)
 
     # -- description ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ __all__ = ["THREADS", "ConvProgram", "fill", "require", "scratch_budget_bytes"]
 
 #: threads of a block (one pair each)
 THREADS = 64
-#: device bytes the per-pair scratch of one launch may take; None: a quarter of
+#: device bytes the per-pair scratch of one launch may take; None: half of
 #: the free memory (tests lower it to exercise several launches)
 MAX_SCRATCH_BYTES: int | None = None
 
@@ -322,7 +322,7 @@ def scratch_budget_bytes() -> int:
     if MAX_SCRATCH_BYTES is not None:
         return int(MAX_SCRATCH_BYTES)
     free = float(cuda.current_context().get_memory_info()[0])
-    return int(min(free / 4.0, 2.0**62))  # the simulator reports infinite memory
+    return int(min(free / 2.0, 2.0**62))  # the simulator reports infinite memory
 
 
 class ConvProgram:

@@ -50,7 +50,8 @@ readout; the first pool acts on the input, so it runs as the kernel of the
 28 x 28 digits: ~30 ms); the default ``--infinite-p`` 32 ... 256 with 1500 test
 digits is ~4e5 pairs, ~10 minutes of CPU per seed; ``--infinite-p 32 64 128
 256 512 1024 2048`` ~5e6 pairs (about an hour on 2 cores), or
-``--infinite-device cuda`` on a GPU. ``--p`` and ``--lazy-p`` with no sizes
+``--infinite-device cuda`` on a GPU (measured: p = 32 ... 512 with 500 test
+digits, 3.9e5 pairs, ~10 minutes of CPU). ``--p`` and ``--lazy-p`` with no sizes
 skip the nets (e.g. only the kernels: ``--p --lazy-p``).
 
 Output: ``summary.json``, ``report.txt`` (every run, the mean test errors by
@@ -399,16 +400,23 @@ def plot(root: Path, summary: dict[str, Any]) -> Path | None:
                                             for r in summary.get("infinite", [])
                                             if "svm_test_error" in r]),
     }
+    sizes: set[int] = set()
     for label, (key, color, style, data) in rows.items():
         if not data:
             continue
         p, e = _mean_curve(data)
+        sizes.update(int(v) for v in p)
         f = fits.get(key) if key else None
         if f and f.get("beta") is not None:
             label += f", $\\beta$ = {f['beta']:.2f}"
         ax.plot(p, e, style, color=color, label=label.strip(), ms=4)
     ax.set(xscale="log", yscale="log", xlabel="p (training digits)", ylabel="test error",
            title="MNIST parity: learning curves")
+    if sizes:  # the sizes themselves as ticks (log minor labels overlap)
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xticks(sorted(sizes), [str(v) for v in sorted(sizes)])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=7)
     at = kpca_at(summary)
     if at is not None:

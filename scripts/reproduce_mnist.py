@@ -72,7 +72,7 @@ p = 64: 3,900-8,700; p = 128: 9,800-11,400 (500-540 s wall each, two processes
 on 2 cores shared with other jobs); p = 256: 23,400-41,100 (550-760 s); lazy
 (alpha = 1e3): p = 32: 1,300-1,500, p = 64: 3,500-4,500. ``--quick`` (h = 4,
 p = 32, 64, 200 steps, one seed, the infinite-width kernel at p = 16, 32) takes
-about a minute. The defaults take about 45
+1-2 minutes (108 s at load 5 on 2 cores). The defaults take about 45
 minutes per seed on such a machine; run one process per seed and put them
 together with ``--merge``. The frozen initial NTK machines at p >= 1024 need
 more than 360 s of their own flow (``--max-wall``).

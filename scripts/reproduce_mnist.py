@@ -73,7 +73,8 @@ on 2 cores shared with other jobs); p = 256: 23,400-41,100 (550-760 s); lazy
 (alpha = 1e3): p = 32: 1,300-1,500, p = 64: 3,500-4,500. ``--quick`` (h = 4,
 p = 32, 64, 200 steps, one seed, the infinite-width kernel at p = 16, 32) takes
 1-2 minutes (108 s at load 5 on 2 cores). The defaults take about 45
-minutes per seed on such a machine; run one process per seed and put them
+minutes per seed on such a machine, and ~10 more for the infinite-width kernel
+(``--infinite-p`` with no sizes skips it); run one process per seed and put them
 together with ``--merge``. The frozen initial NTK machines at p >= 1024 need
 more than 360 s of their own flow (``--max-wall``).
 The paper's experiment is much larger: a 16-layer CNN on MNIST.

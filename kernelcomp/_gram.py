@@ -256,7 +256,8 @@ def gram(
         Rows per block when writing by blocks (default about 64 MiB of output);
         host outputs only (a device ``out`` is written in one launch).
     device : {"cpu", "cuda"}, default "cpu"
-        ``"cuda"``: the O(n m) work runs on the GPU (``NTK``/``NNGP``; needs
+        ``"cuda"``: the O(n m) work runs on the GPU (``NTK``/``NNGP``,
+        ``ConvNTK``/``ConvNNGP``; needs
         numba-cuda and a CUDA device); the per-sample pass stays on the CPU.
         Host outputs are computed in device buffers and copied back: one
         buffer for the whole matrix when it takes at most a quarter of the free

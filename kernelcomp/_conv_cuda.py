@@ -26,6 +26,11 @@ class _CudaConv(_CudaAnalytic):
     """The ``device="cuda"`` backend of a convolutional kernel, made for one call."""
 
     def __init__(self, base: Any, snap: float) -> None:
+        if getattr(base, "padding", "same") != "same":
+            raise NotImplementedError(
+                f"device='cuda' runs convolutional kernels with padding='same' only, got "
+                f"padding={base.padding!r}; compute this kernel on the CPU (device='cpu')"
+            )
         super().__init__(base)  # numba-cuda and a device, or CudaUnavailableError
         from kernelcomp._kernels import cuda_conv as _cc  # numba-cuda, on demand
 
@@ -37,12 +42,14 @@ class _CudaConv(_CudaAnalytic):
         key = tuple(int(v) for v in shape)
         if key not in self._programs:
             self._programs[key] = self._cc.ConvProgram(
-                self.base._program(key), self.base._ntk, self._snap
+                # the CUDA kernel walks the offsets one by one: their storage layout
+                self.base._program(key, slab_ok=False), self.base._ntk, self._snap
             )
         return self._programs[key]
 
     def _prepare(self, X: np.ndarray) -> _DevicePrepared:
-        host = self.base._prepare(X)
+        # the diagonal by the recursion the device runs, so duplicates reproduce it
+        host = self.base._prepare(X, slab_ok=False)
         dev = self._cc.ConvSamples(X, host.fa, host.fb, host.dg)
         return _DevicePrepared(host, dev, 0, X.shape[0])
 

@@ -241,7 +241,13 @@ class _ConvKernel(Kernel):
             object.__setattr__(self, "n_features_in", shape[0] * shape[1] * shape[2])
 
     # -- the compiled program ------------------------------------------------------
-    def _program(self, shape: tuple[int, int, int]) -> _Program:
+    def _program(self, shape: tuple[int, int, int], slab_ok: bool = True) -> _Program:
+        """The compiled program of this network for images of ``shape``.
+
+        ``slab_ok=False`` keeps the offset-by-offset layout of the pooled
+        storage (the one the CUDA kernel runs) where the CPU core would use the
+        slab layout.
+        """
         H, W, _ = shape
         circular = self.padding == "circular"
         parsed = _parse_layers(self.layers)
@@ -306,7 +312,7 @@ class _ConvKernel(Kernel):
         diagonal_only = all(st[4] == 0 and st[5] == 0 for st in stages)
         # global average pooling needs (nearly) every offset: the slab layout, all of them
         # at once in long loops; so does circular padding unless the diagonal suffices
-        slab = not diagonal_only and (ops[last[1]][0] == _core.GAP or circular)
+        slab = slab_ok and not diagonal_only and (ops[last[1]][0] == _core.GAP or circular)
         store = 0
         for st in stages[1:]:
             st[6] = store
@@ -381,8 +387,8 @@ class _ConvKernel(Kernel):
         return X, Yc, dt
 
     # -- hooks --------------------------------------------------------------------
-    def _prepare(self, X: np.ndarray) -> _Prepared:
-        prog = self._program(X.shape[1:])
+    def _prepare(self, X: np.ndarray, slab_ok: bool = True) -> _Prepared:
+        prog = self._program(X.shape[1:], slab_ok)
         n = X.shape[0]
         fa = np.zeros((n, prog.n_factors), dtype=np.float64)
         fb = np.zeros((n, prog.n_factors), dtype=np.float64)

@@ -37,12 +37,13 @@ blocks are the public layer's (:mod:`kernelcomp._conv_cuda`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from kernelcomp._kernels._config import cuda_jit
-from kernelcomp._kernels.conv import ACT, CONV, DENSE, FLATTEN, GAP, POOL, RELU
+from kernelcomp._kernels.conv import ACT, CONV, DENSE, ERF, FLATTEN, GAP, POOL, RELU
 from kernelcomp._kernels.cuda import (
     _device,
     _erf_step,
@@ -218,8 +219,10 @@ def _pair(X, Y, xi, yj, fxa, fxb, fya, fyb, ops, opf, stages, cols, snap,
                                 if code == RELU:
                                     kk, kd = _relu_step(S[e, t], fxa[xi, fx], fya[yj, fy],
                                                         fxb[xi, fx], fyb[yj, fy], snap)
-                                else:
+                                elif code == ERF:
                                     kk, kd = _erf_step(S[e, t], fxa[xi, fx], fya[yj, fy])
+                                else:  # no step for this code: never silently another one
+                                    kk, kd = math.nan, math.nan
                                 S[e, t] = _mul(sc2, kk)
                                 T[e, t] = _mul(_mul(sc2, kd), T[e, t])
                 # reduce
@@ -281,8 +284,10 @@ def _pair(X, Y, xi, yj, fxa, fxb, fya, fyb, ops, opf, stages, cols, snap,
             if code == RELU:
                 kk, kd = _relu_step(s_val, fxa[xi, off], fya[yj, off], fxb[xi, off],
                                     fyb[yj, off], snap)
-            else:
+            elif code == ERF:
                 kk, kd = _erf_step(s_val, fxa[xi, off], fya[yj, off])
+            else:  # no step for this code: never silently another one
+                kk, kd = math.nan, math.nan
             s_val = _mul(opf[o, 0], kk)
             t_val = _mul(_mul(opf[o, 0], kd), t_val)
     return s_val, t_val

@@ -50,7 +50,7 @@ from kernelcomp._validation import check_int, per_layer
 __all__ = ["NNGP", "NTK", "Kernel"]
 
 #: activations with closed-form expectations (their step in the analytic core)
-_CLOSED_FORMS = ("relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu")
+_CLOSED_FORMS = ("relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu", "elu")
 #: smooth activations the Hermite series computes (route of "auto" for those
 #: without a closed form; ``method="series"`` for the others)
 _SERIES = ("tanh", "silu", "softplus", "sigmoid", "erf", "gelu")

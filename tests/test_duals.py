@@ -51,8 +51,10 @@ NUMPY = {
     "silu": (lambda z: z * expit(z), lambda z: expit(z) * (1.0 + z * (1.0 - expit(z)))),
     "softplus": (lambda z: np.logaddexp(0.0, z), expit),
     "sigmoid": (expit, lambda z: expit(z) * (1.0 - expit(z))),
+    "elu": (lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
+            lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))),
 }
-CLOSED = ["relu", "relu_unit", "leaky_relu", "linear", "erf", "gelu"]
+CLOSED = ["relu", "relu_unit", "leaky_relu", "linear", "erf", "gelu", "elu"]
 SERIES = ["tanh", "silu", "softplus", "sigmoid", "erf", "gelu"]
 
 #: (S11, S22, rho): tiny and large variances, rho = +-1 and near it
@@ -207,7 +209,8 @@ def test_series_route_through_the_method_argument(rng):
         assert relative_error(series, closed) <= 1e-10
     with pytest.raises(ValueError, match="'relu' is not smooth"):
         kc.NTK(activation="relu", method="series")
-    assert kc.NTK(activation="elu")._route == "quadrature"
+    assert kc.NTK(activation="elu")._route == "closed"
+    assert kc.NTK(activation="elu", method="quadrature")._route == "quadrature"
 
 
 def test_neural_tangents_gelu_and_leaky_relu_fixtures():

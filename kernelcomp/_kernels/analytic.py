@@ -7,7 +7,7 @@ layer by layer with :func:`series_layer`):
 ``a[l, i]``, ``b[l, i]``
     The two numbers of :func:`kernelcomp._kernels.duals.closed_state` for the
     pre-activation variance ``S_ii`` of layer ``l`` (ReLU family: ``sqrt(S_ii)``
-    and ``1/sqrt(S_ii)``; erf: ``1/sqrt(1 + 2 S_ii)`` twice; GELU: ``S_ii``
+    and ``1/sqrt(S_ii)``, ELU too; erf: ``1/sqrt(1 + 2 S_ii)`` twice; GELU: ``S_ii``
     and ``1 + S_ii``); series route: ``sqrt(S_ii)`` and ``1/sqrt(S_ii)``.
 ``c[l, :, i]``, ``e[l, :, i]``
     Series route only: Hermite coefficients of ``phi`` and ``phi'`` at that
@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
-from kernelcomp._kernels.activations import ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
+from kernelcomp._kernels.activations import ELU, ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
 from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     _LK_C1,
     _LK_C2,
@@ -46,6 +46,7 @@ from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     asin,
     closed_state,
     closed_step,
+    elu_step,
     erf_step,
     gelu_step,
     relu_step,
@@ -339,6 +340,11 @@ def tiles(
                     elif act == GELU:
                         for jj in range(w):
                             k, kd = gelu_step(s[jj], ai, ayl[jj], bi, byl[jj])
+                            t[jj] = tal * k + tbl + w2n * kd * t[jj]
+                            s[jj] = w2n * k + b2n
+                    elif act == ELU:
+                        for jj in range(w):
+                            k, kd = elu_step(s[jj], ai, ayl[jj], bi, byl[jj], snap)
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
                     else:  # not a closed form: the public layer never gets here

@@ -50,6 +50,7 @@ from kernelcomp._kernels._config import (
 )
 from kernelcomp._kernels.activations import (
     CODES,
+    ELU,
     ERF,
     GELU,
     LEAKY_RELU,
@@ -60,8 +61,13 @@ from kernelcomp._kernels.activations import (
 from kernelcomp._kernels.duals import (
     _2_OVER_PI,
     _4_OVER_PI,
+    _GL_T,
+    _GL_W,
     _HALF_PI,
     _INV_2PI,
+    _INV_SQRT2,
+    _INV_SQRT_2PI,
+    _INV_SQRT_8PI,
     _LK_C1,
     _LK_C2,
     _LK_C3,
@@ -76,12 +82,14 @@ from kernelcomp._kernels.duals import (
     _QS2,
     _QS3,
     _QS4,
+    _SQRT_2PI,
     _TINY,
+    _TWO_PI,
 )
 
 #: codes with a closed-form step in :func:`_entry` (the codes of
 #: :mod:`kernelcomp._kernels.activations`); any smooth code also runs as a Hermite series
-CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU)
+CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU, ELU)
 
 #: edge of a thread block (CUDA_TILE x CUDA_TILE threads, one output entry each) and of
 #: the shared-memory tiles of X and Y (CUDA_TILE rows by CUDA_TILE features)
@@ -217,6 +225,136 @@ def _gelu_step(s, ai, aj, bi, bj):
 
 
 @_device
+def _norm_cdf(x):
+    """:func:`kernelcomp._kernels.duals.norm_cdf` on the device."""
+    return _mul(0.5, math.erfc(_mul(-x, _INV_SQRT2)))
+
+
+@_device
+def _bvnu_asymptotic(h, k, a, a2):
+    """:func:`kernelcomp._kernels.duals._bvnu_asymptotic` on the device (20 nodes)."""
+    if a2 <= 0.0:
+        return 0.0
+    hk = _mul(h, k)
+    bs = _mul(h - k, h - k)
+    c = (4.0 - hk) / 8.0
+    d = (12.0 - hk) / 16.0
+    e0 = _mul(-0.5, bs / a2 + hk)
+    bvn = 0.0
+    if e0 > -100.0:
+        bvn = _mul(_mul(a, math.exp(e0)),
+                   1.0 - _mul(_mul(c, bs - a2), 1.0 - _mul(d, bs) / 5.0) / 3.0
+                   + _mul(_mul(_mul(c, d), a2), a2) / 5.0)
+    if hk > -100.0:
+        b = math.sqrt(bs)
+        bvn = bvn - _mul(_mul(_mul(math.exp(_mul(-0.5, hk)), _mul(_SQRT_2PI, _norm_cdf(-b / a))),
+                              b),
+                         1.0 - _mul(_mul(c, bs), 1.0 - _mul(d, bs) / 5.0) / 3.0)
+    ah = _mul(0.5, a)
+    for q in range(20):
+        xq = _mul(ah, _GL_T[2, q])
+        xs = _mul(xq, xq)
+        e = _mul(-0.5, bs / xs + hk)
+        if e > -100.0:
+            rs = math.sqrt(1.0 - xs)
+            sp = 1.0 + _mul(_mul(c, xs), 1.0 + _mul(d, xs))
+            ep = math.exp(_mul(_mul(-0.5, hk), xs) / _mul(1.0 + rs, 1.0 + rs)) / rs
+            bvn = bvn + _mul(_mul(_mul(ah, _GL_W[2, q]), math.exp(e)), ep - sp)
+    return -bvn / _TWO_PI
+
+
+@_device
+def _bvnu_finish(h, k, r, bvn):
+    """:func:`kernelcomp._kernels.duals._bvnu_finish` on the device."""
+    if r > 0.0:
+        bvn = bvn + _norm_cdf(-max(h, k))
+    else:
+        bvn = -bvn + max(0.0, _norm_cdf(-h) - _norm_cdf(-k))
+    return min(max(bvn, 0.0), 1.0)
+
+
+@_device
+def _bvn_sorted(h, k):
+    return (h, k) if h <= k else (k, h)
+
+
+@_device
+def _bvn_cdf3(r, h1, k1, h2, k2, h3, k3):
+    """:func:`kernelcomp._kernels.duals.bvn_cdf3` on the device (same operations)."""
+    h1, k1 = _bvn_sorted(-h1, -k1)
+    h2, k2 = _bvn_sorted(-h2, -k2)
+    h3, k3 = _bvn_sorted(-h3, -k3)
+    ar = abs(r)
+    if ar < 0.925:
+        rule = 0 if ar < 0.3 else (1 if ar < 0.75 else 2)
+        hk1 = _mul(h1, k1)
+        hk2 = _mul(h2, k2)
+        hk3 = _mul(h3, k3)
+        hs1 = _mul(0.5, _mul(h1, h1) + _mul(k1, k1))
+        hs2 = _mul(0.5, _mul(h2, h2) + _mul(k2, k2))
+        hs3 = _mul(0.5, _mul(h3, h3) + _mul(k3, k3))
+        asr = _mul(0.5, _asin(r))
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for q in range(6 + 6 * rule + 2 * (rule // 2)):
+            sn = math.sin(_mul(asr, _GL_T[rule, q]))
+            den = 1.0 / (1.0 - _mul(sn, sn))
+            wq = _GL_W[rule, q]
+            s1 += _mul(wq, math.exp(_mul(_mul(sn, hk1) - hs1, den)))
+            s2 += _mul(wq, math.exp(_mul(_mul(sn, hk2) - hs2, den)))
+            s3 += _mul(wq, math.exp(_mul(_mul(sn, hk3) - hs3, den)))
+        f = asr / _TWO_PI
+        p1 = _mul(s1, f) + _mul(_norm_cdf(-h1), _norm_cdf(-k1))
+        p2 = _mul(s2, f) + _mul(_norm_cdf(-h2), _norm_cdf(-k2))
+        p3 = _mul(s3, f) + _mul(_norm_cdf(-h3), _norm_cdf(-k3))
+        return (min(max(p1, 0.0), 1.0), min(max(p2, 0.0), 1.0), min(max(p3, 0.0), 1.0))
+    a2 = _mul(1.0 - r, 1.0 + r)
+    a2 = a2 if a2 > 0.0 else 0.0
+    a = math.sqrt(a2)
+    if r < 0.0:
+        k1 = -k1
+        k2 = -k2
+        k3 = -k3
+    p1 = _bvnu_finish(h1, k1, r, _bvnu_asymptotic(h1, k1, a, a2))
+    p2 = _bvnu_finish(h2, k2, r, _bvnu_asymptotic(h2, k2, a, a2))
+    p3 = _bvnu_finish(h3, k3, r, _bvnu_asymptotic(h3, k3, a, a2))
+    return p1, p2, p3
+
+
+@_device
+def _elu_step(s, ai, aj, bi, bj, snap):
+    """:func:`kernelcomp._kernels.duals.elu_step` on the device (same operations)."""
+    rho = _mul(s, _mul(bi, bj))
+    rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+    r2 = _mul(1.0 - rho, 1.0 + rho)
+    r2 = r2 if r2 > 0.0 else 0.0
+    r = math.sqrt(r2)
+    aa = _mul(ai, aj)
+    c = _mul(rho, aa)
+    pm = _PI - _acos(rho)
+    p = _mul(pm, _INV_2PI)
+    qi = _mul(ai, ai)
+    qj = _mul(aj, aj)
+    a_i, a_j, cc = _bvn_cdf3(rho, -ai, -_mul(rho, ai), -aj, -_mul(rho, aj),
+                             -(ai + _mul(rho, aj)), -(aj + _mul(rho, ai)))
+    ei = math.exp(_mul(0.5, qi))
+    ej = math.exp(_mul(0.5, qj))
+    gi = _mul(ei, _norm_cdf(-ai) - a_i)
+    gj = _mul(ej, _norm_cdf(-aj) - a_j)
+    hi = _mul(ei, a_i)
+    hj = _mul(ej, a_j)
+    fi = _mul(_mul(math.exp(_mul(0.5, _mul(qi, r2))), _norm_cdf(-_mul(ai, r))), _INV_SQRT_2PI)
+    fj = _mul(_mul(math.exp(_mul(0.5, _mul(qj, r2))), _norm_cdf(-_mul(aj, r))), _INV_SQRT_2PI)
+    e = _mul(math.exp(_mul(0.5, qi + qj) + c), cc)
+    kd = (p + e) + (gi + gj)
+    xij = ((_mul(c, gj) + _mul(ai, fj)) - _mul(ai, _INV_SQRT_8PI)) - hi
+    xji = ((_mul(c, gi) + _mul(aj, fi)) - _mul(aj, _INV_SQRT_8PI)) - hj
+    k = ((_mul(_mul(aa, r + _mul(pm, rho)), _INV_2PI) + p) + e) + (xij + xji)
+    return k, kd
+
+
+@_device
 def _series_step(s, i, j, l, bi, bj, snap, deg, cx, cy, ex, ey, ntk):
     """:func:`kernelcomp._kernels.duals.series_step` (Horner) on the device."""
     rho = _mul(s, _mul(bi, bj))
@@ -262,6 +400,8 @@ def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, sn
             k, kd = s, 1.0
         elif act == GELU:
             k, kd = _gelu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j])
+        elif act == ELU:
+            k, kd = _elu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
         else:
             k, kd = math.nan, math.nan
         w2n = par[l + 1]

@@ -82,6 +82,7 @@ from kernelcomp._kernels.duals import (
     _QS2,
     _QS3,
     _QS4,
+    _SIN_C,
     _SQRT_2PI,
     _TINY,
     _TWO_PI,
@@ -231,10 +232,18 @@ def _norm_cdf(x):
 
 
 @_device
-def _bvnu_asymptotic(h, k, a, a2):
-    """:func:`kernelcomp._kernels.duals._bvnu_asymptotic` on the device (20 nodes)."""
-    if a2 <= 0.0:
-        return 0.0
+def _sin_small(t):
+    """:func:`kernelcomp._kernels.duals._sin_small` on the device."""
+    z = _mul(t, t)
+    p = _SIN_C[10]
+    for m in range(9, -1, -1):
+        p = _mul(p, z) + _SIN_C[m]
+    return _mul(t, p)
+
+
+@_device
+def _bvnu_head(h, k, a, a2):
+    """:func:`kernelcomp._kernels.duals._bvnu_head` on the device."""
     hk = _mul(h, k)
     bs = _mul(h - k, h - k)
     c = (4.0 - hk) / 8.0
@@ -250,17 +259,18 @@ def _bvnu_asymptotic(h, k, a, a2):
         bvn = bvn - _mul(_mul(_mul(math.exp(_mul(-0.5, hk)), _mul(_SQRT_2PI, _norm_cdf(-b / a))),
                               b),
                          1.0 - _mul(_mul(c, bs), 1.0 - _mul(d, bs) / 5.0) / 3.0)
-    ah = _mul(0.5, a)
-    for q in range(20):
-        xq = _mul(ah, _GL_T[2, q])
-        xs = _mul(xq, xq)
-        e = _mul(-0.5, bs / xs + hk)
-        if e > -100.0:
-            rs = math.sqrt(1.0 - xs)
-            sp = 1.0 + _mul(_mul(c, xs), 1.0 + _mul(d, xs))
-            ep = math.exp(_mul(_mul(-0.5, hk), xs) / _mul(1.0 + rs, 1.0 + rs)) / rs
-            bvn = bvn + _mul(_mul(_mul(ah, _GL_W[2, q]), math.exp(e)), ep - sp)
-    return -bvn / _TWO_PI
+    return bvn, hk, bs, c, d
+
+
+@_device
+def _bvnu_node(x, er, rinv, wq, hk, bs, c, d):
+    """:func:`kernelcomp._kernels.duals._bvnu_node` on the device."""
+    e = _mul(-0.5, bs / x + hk)
+    if e > -100.0:
+        sp = 1.0 + _mul(_mul(c, x), 1.0 + _mul(d, x))
+        ep = _mul(math.exp(_mul(_mul(-0.5, hk), er)), rinv)
+        return _mul(_mul(wq, math.exp(e)), ep - sp)
+    return 0.0
 
 
 @_device
@@ -279,8 +289,8 @@ def _bvn_sorted(h, k):
 
 
 @_device
-def _bvn_cdf3(r, h1, k1, h2, k2, h3, k3):
-    """:func:`kernelcomp._kernels.duals.bvn_cdf3` on the device (same operations)."""
+def _bvn_core3(r, h1, k1, h2, k2, h3, k3, q1, q2, q3):
+    """:func:`kernelcomp._kernels.duals.bvn_core3` on the device (same operations)."""
     h1, k1 = _bvn_sorted(-h1, -k1)
     h2, k2 = _bvn_sorted(-h2, -k2)
     h3, k3 = _bvn_sorted(-h3, -k3)
@@ -298,16 +308,16 @@ def _bvn_cdf3(r, h1, k1, h2, k2, h3, k3):
         s2 = 0.0
         s3 = 0.0
         for q in range(6 + 6 * rule + 2 * (rule // 2)):
-            sn = math.sin(_mul(asr, _GL_T[rule, q]))
+            sn = _sin_small(_mul(asr, _GL_T[rule, q]))
             den = 1.0 / (1.0 - _mul(sn, sn))
             wq = _GL_W[rule, q]
             s1 += _mul(wq, math.exp(_mul(_mul(sn, hk1) - hs1, den)))
             s2 += _mul(wq, math.exp(_mul(_mul(sn, hk2) - hs2, den)))
             s3 += _mul(wq, math.exp(_mul(_mul(sn, hk3) - hs3, den)))
         f = asr / _TWO_PI
-        p1 = _mul(s1, f) + _mul(_norm_cdf(-h1), _norm_cdf(-k1))
-        p2 = _mul(s2, f) + _mul(_norm_cdf(-h2), _norm_cdf(-k2))
-        p3 = _mul(s3, f) + _mul(_norm_cdf(-h3), _norm_cdf(-k3))
+        p1 = _mul(s1, f) + q1
+        p2 = _mul(s2, f) + q2
+        p3 = _mul(s3, f) + q3
         return (min(max(p1, 0.0), 1.0), min(max(p2, 0.0), 1.0), min(max(p3, 0.0), 1.0))
     a2 = _mul(1.0 - r, 1.0 + r)
     a2 = a2 if a2 > 0.0 else 0.0
@@ -316,9 +326,30 @@ def _bvn_cdf3(r, h1, k1, h2, k2, h3, k3):
         k1 = -k1
         k2 = -k2
         k3 = -k3
-    p1 = _bvnu_finish(h1, k1, r, _bvnu_asymptotic(h1, k1, a, a2))
-    p2 = _bvnu_finish(h2, k2, r, _bvnu_asymptotic(h2, k2, a, a2))
-    p3 = _bvnu_finish(h3, k3, r, _bvnu_asymptotic(h3, k3, a, a2))
+    b1 = 0.0
+    b2 = 0.0
+    b3 = 0.0
+    if a2 > 0.0:
+        b1, hk1, bs1, c1, d1 = _bvnu_head(h1, k1, a, a2)
+        b2, hk2, bs2, c2, d2 = _bvnu_head(h2, k2, a, a2)
+        b3, hk3, bs3, c3, d3 = _bvnu_head(h3, k3, a, a2)
+        ah = _mul(0.5, a)
+        for q in range(20):
+            xq = _mul(ah, _GL_T[2, q])
+            x = _mul(xq, xq)
+            rs = math.sqrt(1.0 - x)
+            er = x / _mul(1.0 + rs, 1.0 + rs)
+            rinv = 1.0 / rs
+            wq = _mul(ah, _GL_W[2, q])
+            b1 = b1 + _bvnu_node(x, er, rinv, wq, hk1, bs1, c1, d1)
+            b2 = b2 + _bvnu_node(x, er, rinv, wq, hk2, bs2, c2, d2)
+            b3 = b3 + _bvnu_node(x, er, rinv, wq, hk3, bs3, c3, d3)
+        b1 = -b1 / _TWO_PI
+        b2 = -b2 / _TWO_PI
+        b3 = -b3 / _TWO_PI
+    p1 = _bvnu_finish(h1, k1, r, b1)
+    p2 = _bvnu_finish(h2, k2, r, b2)
+    p3 = _bvnu_finish(h3, k3, r, b3)
     return p1, p2, p3
 
 
@@ -336,12 +367,23 @@ def _elu_step(s, ai, aj, bi, bj, snap):
     p = _mul(pm, _INV_2PI)
     qi = _mul(ai, ai)
     qj = _mul(aj, aj)
-    a_i, a_j, cc = _bvn_cdf3(rho, -ai, -_mul(rho, ai), -aj, -_mul(rho, aj),
-                             -(ai + _mul(rho, aj)), -(aj + _mul(rho, ai)))
+    ni = _norm_cdf(-ai)
+    nj = _norm_cdf(-aj)
+    hi_ = -(ai + _mul(rho, aj))
+    hj_ = -(aj + _mul(rho, ai))
+    q1 = 0.0
+    q2 = 0.0
+    q3 = 0.0
+    if abs(rho) < 0.925:
+        q1 = _mul(ni, _norm_cdf(-_mul(rho, ai)))
+        q2 = _mul(nj, _norm_cdf(-_mul(rho, aj)))
+        q3 = _mul(_norm_cdf(hi_), _norm_cdf(hj_))
+    a_i, a_j, cc = _bvn_core3(rho, -ai, -_mul(rho, ai), -aj, -_mul(rho, aj), hi_, hj_,
+                              q1, q2, q3)
     ei = math.exp(_mul(0.5, qi))
     ej = math.exp(_mul(0.5, qj))
-    gi = _mul(ei, _norm_cdf(-ai) - a_i)
-    gj = _mul(ej, _norm_cdf(-aj) - a_j)
+    gi = _mul(ei, ni - a_i)
+    gj = _mul(ej, nj - a_j)
     hi = _mul(ei, a_i)
     hj = _mul(ej, a_j)
     fi = _mul(_mul(math.exp(_mul(0.5, _mul(qi, r2))), _norm_cdf(-_mul(ai, r))), _INV_SQRT_2PI)

@@ -248,6 +248,8 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _INV_SQRT_8PI = 1.0 / math.sqrt(8.0 * math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
+#: Taylor coefficients of sin(t)/t in t^2: (-1)^m / (2m + 1)!
+_SIN_C = np.array([(-1.0) ** m / math.factorial(2 * m + 1) for m in range(11)])
 
 
 @jit
@@ -263,16 +265,30 @@ def _bvn_sorted(h: float, k: float) -> tuple[float, float]:
 
 
 @jit
-def _bvnu_asymptotic(h: float, k: float, a: float, a2: float, nodes, weights) -> float:
-    """Genz's ``|r| >= 0.925`` branch of ``P(X > h, Y > k)``, before its final Phi terms.
+def _sin_small(t: float) -> float:
+    """``sin(t)`` for ``|t| <= 1.2`` by its Taylor polynomial to degree 21 (~1 ulp).
 
-    ``a = sqrt(1 - r^2)``, ``a2 = 1 - r^2``, ``k`` already negated for ``r < 0``:
-    the integral over ``x = sqrt(1 - r'^2)`` from 0 to ``a`` of the correction
-    to the ``|r| = 1`` limit, its expansion's first terms in closed form and
-    the remainder by the 20-node Gauss-Legendre rule. 0 for ``|r| = 1``.
+    The node angles of :func:`bvn_cdf3` stay below 1.19; a polynomial is the
+    same bits on every target (no libm).
     """
-    if a2 <= 0.0:
-        return 0.0
+    z = t * t
+    p = _SIN_C[10]
+    for m in range(9, -1, -1):
+        p = p * z + _SIN_C[m]
+    return t * p
+
+
+@jit
+def _bvnu_head(h: float, k: float, a: float, a2: float):
+    """Genz's ``|r| >= 0.925`` branch of ``P(X > h, Y > k)``: the closed-form part.
+
+    ``a = sqrt(1 - r^2) > 0``, ``a2 = 1 - r^2``, ``k`` already negated for
+    ``r < 0``. The branch integrates, over ``x = sqrt(1 - r'^2)`` from 0 to
+    ``a``, the correction to the ``|r| = 1`` limit: the first terms of its
+    expansion in closed form (here) and the remainder by the 20-node
+    Gauss-Legendre rule (:func:`_bvnu_node`). Returns that closed-form part
+    and ``hk``, ``bs``, ``c``, ``d`` for the nodes.
+    """
     hk = h * k
     bs = (h - k) * (h - k)
     c = (4.0 - hk) / 8.0
@@ -288,17 +304,23 @@ def _bvnu_asymptotic(h: float, k: float, a: float, a2: float, nodes, weights) ->
         bvn = bvn - math.exp(-0.5 * hk) * (_SQRT_2PI * norm_cdf(-b / a)) * b * (
             1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0
         )
-    ah = 0.5 * a
-    for q in range(20):
-        xq = ah * nodes[q]
-        xs = xq * xq
-        e = -0.5 * (bs / xs + hk)
-        if e > -100.0:
-            rs = math.sqrt(1.0 - xs)
-            sp = 1.0 + c * xs * (1.0 + d * xs)
-            ep = math.exp(-0.5 * hk * xs / ((1.0 + rs) * (1.0 + rs))) / rs
-            bvn = bvn + ah * weights[q] * math.exp(e) * (ep - sp)
-    return -bvn / _TWO_PI
+    return bvn, hk, bs, c, d
+
+
+@jit
+def _bvnu_node(x: float, er: float, rinv: float, wq: float, hk: float, bs: float, c: float,
+               d: float) -> float:
+    """One node's term of Genz's asymptotic branch (0 below ``e^-100``).
+
+    ``x`` the squared node, ``er = x / (1 + sqrt(1 - x))^2``, ``rinv = 1/sqrt(1 - x)``,
+    ``wq`` the weight times half the interval.
+    """
+    e = -0.5 * (bs / x + hk)
+    if e > -100.0:
+        sp = 1.0 + c * x * (1.0 + d * x)
+        ep = math.exp(-0.5 * hk * er) * rinv
+        return wq * math.exp(e) * (ep - sp)
+    return 0.0
 
 
 @jit
@@ -312,17 +334,9 @@ def _bvnu_finish(h: float, k: float, r: float, bvn: float) -> float:
 
 
 @jit
-def bvn_cdf3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3: float):
-    """Three bivariate normal cdfs ``Phi_2(h, k; r) = P(X < h, Y < k)`` at one correlation.
-
-    Genz's method (Genz 2004, *Statistics and Computing* 14, 251-260; the
-    Drezner-Wesolowsky integral over ``asin``): Gauss-Legendre rules of 6, 12
-    and 20 nodes for ``|r| < 0.3``, ``< 0.75`` and ``< 0.925``, Genz's asymptotic
-    form with 20 nodes beyond, exact at ``r = +-1``. About 1e-15 absolute.
-    The sines of the nodes depend on ``r`` only and are shared by the three
-    pairs; each pair is sorted first, so ``Phi_2(h, k; r)`` and
-    ``Phi_2(k, h; r)`` are the same bits.
-    """
+def bvn_core3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3: float,
+              q1: float, q2: float, q3: float):
+    """:func:`bvn_cdf3` given ``q = Phi(h) Phi(k)`` of each pair (read for ``|r| < 0.925``)."""
     # upper probabilities P(X > -h, Y > -k), each pair sorted
     h1, k1 = _bvn_sorted(-h1, -k1)
     h2, k2 = _bvn_sorted(-h2, -k2)
@@ -343,16 +357,16 @@ def bvn_cdf3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3
         s2 = 0.0
         s3 = 0.0
         for q in range(6 + 6 * rule + 2 * (rule // 2)):  # 6, 12, 20 nodes
-            sn = math.sin(asr * nodes[q])
+            sn = _sin_small(asr * nodes[q])
             den = 1.0 / (1.0 - sn * sn)
             wq = weights[q]
             s1 += wq * math.exp((sn * hk1 - hs1) * den)
             s2 += wq * math.exp((sn * hk2 - hs2) * den)
             s3 += wq * math.exp((sn * hk3 - hs3) * den)
         f = asr / _TWO_PI
-        p1 = s1 * f + norm_cdf(-h1) * norm_cdf(-k1)
-        p2 = s2 * f + norm_cdf(-h2) * norm_cdf(-k2)
-        p3 = s3 * f + norm_cdf(-h3) * norm_cdf(-k3)
+        p1 = s1 * f + q1
+        p2 = s2 * f + q2
+        p3 = s3 * f + q3
         return (min(max(p1, 0.0), 1.0), min(max(p2, 0.0), 1.0), min(max(p3, 0.0), 1.0))
     a2 = (1.0 - r) * (1.0 + r)
     a2 = a2 if a2 > 0.0 else 0.0
@@ -361,12 +375,47 @@ def bvn_cdf3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3
         k1 = -k1
         k2 = -k2
         k3 = -k3
-    nodes = _GL_T[2]
-    weights = _GL_W[2]
-    p1 = _bvnu_finish(h1, k1, r, _bvnu_asymptotic(h1, k1, a, a2, nodes, weights))
-    p2 = _bvnu_finish(h2, k2, r, _bvnu_asymptotic(h2, k2, a, a2, nodes, weights))
-    p3 = _bvnu_finish(h3, k3, r, _bvnu_asymptotic(h3, k3, a, a2, nodes, weights))
+    b1 = b2 = b3 = 0.0
+    if a2 > 0.0:  # |r| = 1: the limit alone
+        b1, hk1, bs1, c1, d1 = _bvnu_head(h1, k1, a, a2)
+        b2, hk2, bs2, c2, d2 = _bvnu_head(h2, k2, a, a2)
+        b3, hk3, bs3, c3, d3 = _bvnu_head(h3, k3, a, a2)
+        ah = 0.5 * a
+        for q in range(20):  # the node terms that depend on r only, shared
+            xq = ah * _GL_T[2, q]
+            x = xq * xq
+            rs = math.sqrt(1.0 - x)
+            er = x / ((1.0 + rs) * (1.0 + rs))
+            rinv = 1.0 / rs
+            wq = ah * _GL_W[2, q]
+            b1 = b1 + _bvnu_node(x, er, rinv, wq, hk1, bs1, c1, d1)
+            b2 = b2 + _bvnu_node(x, er, rinv, wq, hk2, bs2, c2, d2)
+            b3 = b3 + _bvnu_node(x, er, rinv, wq, hk3, bs3, c3, d3)
+        b1 = -b1 / _TWO_PI
+        b2 = -b2 / _TWO_PI
+        b3 = -b3 / _TWO_PI
+    p1 = _bvnu_finish(h1, k1, r, b1)
+    p2 = _bvnu_finish(h2, k2, r, b2)
+    p3 = _bvnu_finish(h3, k3, r, b3)
     return p1, p2, p3
+
+
+@jit
+def bvn_cdf3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3: float):
+    """Three bivariate normal cdfs ``Phi_2(h, k; r) = P(X < h, Y < k)`` at one correlation.
+
+    Genz's method (Genz 2004, *Statistics and Computing* 14, 251-260; the
+    Drezner-Wesolowsky integral over ``asin``): Gauss-Legendre rules of 6, 12
+    and 20 nodes for ``|r| < 0.3``, ``< 0.75`` and ``< 0.925``, Genz's asymptotic
+    form with 20 nodes beyond, exact at ``r = +-1``. About 1e-15 absolute.
+    The node terms that depend on ``r`` only are shared by the three pairs;
+    each pair is sorted first, so ``Phi_2(h, k; r)`` and ``Phi_2(k, h; r)`` are
+    the same bits.
+    """
+    q1 = norm_cdf(h1) * norm_cdf(k1)
+    q2 = norm_cdf(h2) * norm_cdf(k2)
+    q3 = norm_cdf(h3) * norm_cdf(k3)
+    return bvn_core3(r, h1, k1, h2, k2, h3, k3, q1, q2, q3)
 
 
 @jit
@@ -414,12 +463,20 @@ def elu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
     p = pm * _INV_2PI
     qi = ai * ai
     qj = aj * aj
-    a_i, a_j, cc = bvn_cdf3(rho, -ai, -(rho * ai), -aj, -(rho * aj),
-                            -(ai + rho * aj), -(aj + rho * ai))
+    ni = norm_cdf(-ai)
+    nj = norm_cdf(-aj)
+    hi_ = -(ai + rho * aj)
+    hj_ = -(aj + rho * ai)
+    q1 = q2 = q3 = 0.0
+    if abs(rho) < 0.925:  # the products bvn_core3 reads on this branch
+        q1 = ni * norm_cdf(-(rho * ai))
+        q2 = nj * norm_cdf(-(rho * aj))
+        q3 = norm_cdf(hi_) * norm_cdf(hj_)
+    a_i, a_j, cc = bvn_core3(rho, -ai, -(rho * ai), -aj, -(rho * aj), hi_, hj_, q1, q2, q3)
     ei = math.exp(0.5 * qi)
     ej = math.exp(0.5 * qj)
-    gi = ei * (norm_cdf(-ai) - a_i)
-    gj = ej * (norm_cdf(-aj) - a_j)
+    gi = ei * (ni - a_i)
+    gj = ej * (nj - a_j)
     hi = ei * a_i
     hj = ej * a_j
     fi = math.exp(0.5 * (qi * r2)) * norm_cdf(-(ai * r)) * _INV_SQRT_2PI

@@ -124,11 +124,15 @@ def _check_scale(kernel: Any, dtype: np.dtype, a: np.ndarray, b: np.ndarray,
     for values, limit in ((a, inner), (b, inner), (dg, outer)):
         peak = float(np.max(np.abs(values))) if values.size else 0.0
         if not peak <= limit:  # NaN fails too
+            hint = ""
+            if kernel.activation == "elu" and kernel._route == "closed":
+                hint = (" (ELU's closed form holds to pre-activation variances of about 350: "
+                        "its factors e^S overflow beyond; method='quadrature' has no such limit)")
             raise ValueError(
                 f"{kernel!r} overflows on these inputs: its recursion reaches {peak:.3g}, "
                 f"beyond the {limit:.3g} from which {np.dtype(dtype).name} Gram entries can "
                 "be computed; the variances grow like weight_std**2 per layer: lower "
-                "weight_std or depth, or rescale the inputs"
+                f"weight_std or depth, or rescale the inputs{hint}"
             )
 
 

@@ -306,3 +306,13 @@ def test_series_gram_at_mnist_size():
         close(np.diag(K), k.diag(X.astype(np.float32)), 1e-7)
         del K
     """, timeout=3000)
+
+
+def test_elu_closed_form_refuses_variances_whose_exponentials_overflow():
+    # e^{2S} of the diagonal overflows beyond S ~ 355: refused in words, not NaN entries
+    X = np.array([[19.0], [-19.0], [9.5]])  # first-layer variances 361, 361, 90
+    with pytest.raises(ValueError, match=r"overflows .*ELU's closed form holds to .* 350"):
+        kc.NTK(depth=1, activation="elu")(X)
+    K = kc.NTK(depth=1, activation="elu")(X * (18.0 / 19.0))  # variances up to 324
+    assert np.isfinite(K).all() and np.array_equal(K, K.T)
+    assert np.isfinite(kc.NTK(depth=1, activation="elu", method="quadrature")(X)).all()

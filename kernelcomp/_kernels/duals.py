@@ -335,8 +335,12 @@ def _bvnu_finish(h: float, k: float, r: float, bvn: float) -> float:
 
 @jit
 def bvn_core3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3: float,
-              q1: float, q2: float, q3: float):
-    """:func:`bvn_cdf3` given ``q = Phi(h) Phi(k)`` of each pair (read for ``|r| < 0.925``)."""
+              q1: float, q2: float, q3: float, same12: bool):
+    """:func:`bvn_cdf3` given ``q = Phi(h) Phi(k)`` of each pair (read for ``|r| < 0.925``).
+
+    ``same12``: the first two pairs (and ``q``) are the same numbers, whose
+    result is then computed once (the same bits as twice).
+    """
     # upper probabilities P(X > -h, Y > -k), each pair sorted
     h1, k1 = _bvn_sorted(-h1, -k1)
     h2, k2 = _bvn_sorted(-h2, -k2)
@@ -361,11 +365,12 @@ def bvn_core3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k
             den = 1.0 / (1.0 - sn * sn)
             wq = weights[q]
             s1 += wq * math.exp((sn * hk1 - hs1) * den)
-            s2 += wq * math.exp((sn * hk2 - hs2) * den)
+            if not same12:
+                s2 += wq * math.exp((sn * hk2 - hs2) * den)
             s3 += wq * math.exp((sn * hk3 - hs3) * den)
         f = asr / _TWO_PI
         p1 = s1 * f + q1
-        p2 = s2 * f + q2
+        p2 = p1 if same12 else s2 * f + q2
         p3 = s3 * f + q3
         return (min(max(p1, 0.0), 1.0), min(max(p2, 0.0), 1.0), min(max(p3, 0.0), 1.0))
     a2 = (1.0 - r) * (1.0 + r)
@@ -389,13 +394,14 @@ def bvn_core3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k
             rinv = 1.0 / rs
             wq = ah * _GL_W[2, q]
             b1 = b1 + _bvnu_node(x, er, rinv, wq, hk1, bs1, c1, d1)
-            b2 = b2 + _bvnu_node(x, er, rinv, wq, hk2, bs2, c2, d2)
+            if not same12:
+                b2 = b2 + _bvnu_node(x, er, rinv, wq, hk2, bs2, c2, d2)
             b3 = b3 + _bvnu_node(x, er, rinv, wq, hk3, bs3, c3, d3)
         b1 = -b1 / _TWO_PI
         b2 = -b2 / _TWO_PI
         b3 = -b3 / _TWO_PI
     p1 = _bvnu_finish(h1, k1, r, b1)
-    p2 = _bvnu_finish(h2, k2, r, b2)
+    p2 = p1 if same12 else _bvnu_finish(h2, k2, r, b2)
     p3 = _bvnu_finish(h3, k3, r, b3)
     return p1, p2, p3
 
@@ -415,7 +421,7 @@ def bvn_cdf3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3
     q1 = norm_cdf(h1) * norm_cdf(k1)
     q2 = norm_cdf(h2) * norm_cdf(k2)
     q3 = norm_cdf(h3) * norm_cdf(k3)
-    return bvn_core3(r, h1, k1, h2, k2, h3, k3, q1, q2, q3)
+    return bvn_core3(r, h1, k1, h2, k2, h3, k3, q1, q2, q3, False)
 
 
 @jit
@@ -463,24 +469,28 @@ def elu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
     p = pm * _INV_2PI
     qi = ai * ai
     qj = aj * aj
+    # equal variances (e.g. normalised inputs): the per-sample terms of j are those of
+    # i, computed once (the same bits)
+    same = ai == aj
     ni = norm_cdf(-ai)
-    nj = norm_cdf(-aj)
+    nj = ni if same else norm_cdf(-aj)
     hi_ = -(ai + rho * aj)
     hj_ = -(aj + rho * ai)
     q1 = q2 = q3 = 0.0
     if abs(rho) < 0.925:  # the products bvn_core3 reads on this branch
         q1 = ni * norm_cdf(-(rho * ai))
-        q2 = nj * norm_cdf(-(rho * aj))
+        q2 = q1 if same else nj * norm_cdf(-(rho * aj))
         q3 = norm_cdf(hi_) * norm_cdf(hj_)
-    a_i, a_j, cc = bvn_core3(rho, -ai, -(rho * ai), -aj, -(rho * aj), hi_, hj_, q1, q2, q3)
+    a_i, a_j, cc = bvn_core3(rho, -ai, -(rho * ai), -aj, -(rho * aj), hi_, hj_, q1, q2, q3,
+                             same)
     ei = math.exp(0.5 * qi)
-    ej = math.exp(0.5 * qj)
+    ej = ei if same else math.exp(0.5 * qj)
     gi = ei * (ni - a_i)
     gj = ej * (nj - a_j)
     hi = ei * a_i
     hj = ej * a_j
     fi = math.exp(0.5 * (qi * r2)) * norm_cdf(-(ai * r)) * _INV_SQRT_2PI
-    fj = math.exp(0.5 * (qj * r2)) * norm_cdf(-(aj * r)) * _INV_SQRT_2PI
+    fj = fi if same else math.exp(0.5 * (qj * r2)) * norm_cdf(-(aj * r)) * _INV_SQRT_2PI
     e = math.exp(0.5 * (qi + qj) + c) * cc
     kd = (p + e) + (gi + gj)
     xij = ((c * gj + ai * fj) - ai * _INV_SQRT_8PI) - hi

@@ -46,7 +46,8 @@ from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     asin,
     closed_state,
     closed_step,
-    elu_step,
+    elu_sample,
+    elu_step_pre,
     erf_step,
     gelu_step,
     relu_step,
@@ -237,6 +238,15 @@ def tiles(
         rho = np.empty(tile, dtype=np.float64)
         kk = np.empty(tile, dtype=np.float64)
         kkd = np.empty(tile, dtype=np.float64)
+        if act == ELU and not series:  # the columns' per-sample terms, once per tile
+            eln = np.empty((L, tile), dtype=np.float64)
+            ele = np.empty((L, tile), dtype=np.float64)
+            for l in range(L):
+                for jj in range(j1 - j0):
+                    eln[l, jj], ele[l, jj] = elu_sample(ay[l, j0 + jj])
+        else:
+            eln = np.empty((1, 1), dtype=np.float64)
+            ele = eln
         for i in range(i0, i1):
             js = i + 1 if on_diag else j0
             w = j1 - js
@@ -343,8 +353,12 @@ def tiles(
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
                     elif act == ELU:
+                        ni, ei = elu_sample(ai)
+                        nyl = eln[l, js - j0:]
+                        eyl = ele[l, js - j0:]
                         for jj in range(w):
-                            k, kd = elu_step(s[jj], ai, ayl[jj], bi, byl[jj], snap)
+                            k, kd = elu_step_pre(s[jj], ai, ayl[jj], bi, byl[jj], snap, ni,
+                                                 nyl[jj], ei, eyl[jj])
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
                     else:  # not a closed form: the public layer never gets here

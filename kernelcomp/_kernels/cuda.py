@@ -82,7 +82,15 @@ from kernelcomp._kernels.duals import (
     _QS2,
     _QS3,
     _QS4,
-    _SIN_C,
+    _S1,
+    _S2,
+    _S3,
+    _S4,
+    _S5,
+    _S6,
+    _S7,
+    _S8,
+    _S9,
     _SQRT_2PI,
     _TINY,
     _TWO_PI,
@@ -235,9 +243,16 @@ def _norm_cdf(x):
 def _sin_small(t):
     """:func:`kernelcomp._kernels.duals._sin_small` on the device."""
     z = _mul(t, t)
-    p = _SIN_C[10]
-    for m in range(9, -1, -1):
-        p = _mul(p, z) + _SIN_C[m]
+    p = _S9
+    p = _mul(p, z) + _S8
+    p = _mul(p, z) + _S7
+    p = _mul(p, z) + _S6
+    p = _mul(p, z) + _S5
+    p = _mul(p, z) + _S4
+    p = _mul(p, z) + _S3
+    p = _mul(p, z) + _S2
+    p = _mul(p, z) + _S1
+    p = _mul(p, z) + 1.0
     return _mul(t, p)
 
 

@@ -248,8 +248,16 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _INV_SQRT_8PI = 1.0 / math.sqrt(8.0 * math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
-#: Taylor coefficients of sin(t)/t in t^2: (-1)^m / (2m + 1)!
-_SIN_C = np.array([(-1.0) ** m / math.factorial(2 * m + 1) for m in range(11)])
+# Taylor coefficients of sin(t)/t in t^2: (-1)^m / (2m + 1)!
+_S1 = -0.16666666666666666
+_S2 = 0.008333333333333333
+_S3 = -0.0001984126984126984
+_S4 = 2.7557319223985893e-06
+_S5 = -2.505210838544172e-08
+_S6 = 1.6059043836821613e-10
+_S7 = -7.647163731819816e-13
+_S8 = 2.8114572543455206e-15
+_S9 = -8.22063524662433e-18
 
 
 @jit
@@ -266,15 +274,22 @@ def _bvn_sorted(h: float, k: float) -> tuple[float, float]:
 
 @jit
 def _sin_small(t: float) -> float:
-    """``sin(t)`` for ``|t| <= 1.2`` by its Taylor polynomial to degree 21 (~1 ulp).
+    """``sin(t)`` for ``|t| <= 1.2`` by its Taylor polynomial to degree 19 (~1 ulp).
 
-    The node angles of :func:`bvn_cdf3` stay below 1.19; a polynomial is the
-    same bits on every target (no libm).
+    The node angles of :func:`bvn_cdf3` stay below 1.19 (truncation below
+    1e-18); a polynomial is the same bits on every target (no libm).
     """
     z = t * t
-    p = _SIN_C[10]
-    for m in range(9, -1, -1):
-        p = p * z + _SIN_C[m]
+    p = _S9
+    p = p * z + _S8
+    p = p * z + _S7
+    p = p * z + _S6
+    p = p * z + _S5
+    p = p * z + _S4
+    p = p * z + _S3
+    p = p * z + _S2
+    p = p * z + _S1
+    p = p * z + 1.0
     return t * p
 
 
@@ -456,7 +471,27 @@ def elu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
     (Tsuchida et al. 2021 derive the equal-variance case.) The two
     per-sample halves are summed last, so ``k(x, y)`` and ``k(y, x)`` are
     the same bits; the three ``Phi_2`` share one correlation
-    (:func:`bvn_cdf3`). Finite for variances up to ~1400 (``e^{S/2}``).
+    (:func:`bvn_cdf3`). The factors ``e^{S}`` overflow for variances beyond ~350.
+    """
+    ni = norm_cdf(-ai)
+    nj = norm_cdf(-aj)
+    return elu_step_pre(s, ai, aj, bi, bj, snap, ni, nj, math.exp(0.5 * (ai * ai)),
+                        math.exp(0.5 * (aj * aj)))
+
+
+@jit
+def elu_sample(a: float) -> tuple[float, float]:
+    """The per-sample terms ``(Phi(-sigma), e^{S/2})`` of :func:`elu_step_pre` (``a = sigma``)."""
+    return norm_cdf(-a), math.exp(0.5 * (a * a))
+
+
+@jit
+def elu_step_pre(s: float, ai: float, aj: float, bi: float, bj: float, snap: float,
+                 ni: float, nj: float, ei: float, ej: float):
+    """:func:`elu_step` given each sample's ``Phi(-sigma)`` and ``e^{S/2}`` (:func:`elu_sample`).
+
+    The tile pass computes those once per sample and layer; any caller gets
+    the same bits as :func:`elu_step`.
     """
     rho = s * (bi * bj)
     rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
@@ -469,22 +504,19 @@ def elu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
     p = pm * _INV_2PI
     qi = ai * ai
     qj = aj * aj
-    # equal variances (e.g. normalised inputs): the per-sample terms of j are those of
-    # i, computed once (the same bits)
+    # equal variances (e.g. normalised inputs): the terms of j are those of i,
+    # computed once (the same bits as twice)
     same = ai == aj
-    ni = norm_cdf(-ai)
-    nj = ni if same else norm_cdf(-aj)
     hi_ = -(ai + rho * aj)
     hj_ = -(aj + rho * ai)
     q1 = q2 = q3 = 0.0
     if abs(rho) < 0.925:  # the products bvn_core3 reads on this branch
         q1 = ni * norm_cdf(-(rho * ai))
         q2 = q1 if same else nj * norm_cdf(-(rho * aj))
-        q3 = norm_cdf(hi_) * norm_cdf(hj_)
+        ci = norm_cdf(hi_)
+        q3 = ci * (ci if same else norm_cdf(hj_))
     a_i, a_j, cc = bvn_core3(rho, -ai, -(rho * ai), -aj, -(rho * aj), hi_, hj_, q1, q2, q3,
                              same)
-    ei = math.exp(0.5 * qi)
-    ej = ei if same else math.exp(0.5 * qj)
     gi = ei * (ni - a_i)
     gj = ej * (nj - a_j)
     hi = ei * a_i

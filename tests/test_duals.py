@@ -1,6 +1,7 @@
 """Per-entry duals of the activations (kernelcomp._kernels.duals) and their kernels.
 
-The closed forms (ReLU family, leaky ReLU, linear, erf, GELU) and the Hermite
+The closed forms (ReLU family, leaky ReLU, linear, erf, GELU, ELU with the
+bivariate normal cdf, itself checked against scipy and mpmath) and the Hermite
 series of the smooth activations (tanh, SiLU, softplus, sigmoid; erf and GELU
 too, through ``method="series"``) against an independent split Gauss-Legendre
 2-D integral (tests/naive.py) at a few dozen covariances, ``rho = +-1``, tiny

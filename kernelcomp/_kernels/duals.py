@@ -26,7 +26,12 @@ Two routes, both exact to rounding or to a stated bound:
   ``P = (1 + S11)(1 + S22)``, ``D = sqrt(P - S12^2)`` (``>= sqrt(1 + S11 + S22)``:
   no singularity at ``rho = +-1``) and ``A = asin(S12/sqrt(P))``,
   ``K = S12/4 + [S12 A + (S12^2 + S11 S22 D^2)/(P D)] / (2 pi)`` and
-  ``Kdot = 1/4 + [A + S12/D (1 + (1 - S11 S22)/P + 1/D^2)] / (2 pi)``.
+  ``Kdot = 1/4 + [A + S12/D (1 + (1 - S11 S22)/P + 1/D^2)] / (2 pi)``;
+* ``elu`` (``z`` for ``z > 0``, ``e^z - 1`` else; :func:`elu_step`),
+  ``a = sqrt(S)``, ``b = 1/sqrt(S)``: by exponential tilting
+  (``E[e^u 1_A(u, v)] = e^{S11/2} P((u + S11, v + S12) in A)``) every term is a
+  bivariate normal cdf ``Phi_2`` at the pair's correlation, three per entry
+  (:func:`bvn_cdf3`, Genz's method, ~1e-15; formulas in :func:`elu_step`).
 
 **Hermite (Mehler) series** for smooth activations without a closed form
 (``tanh``, ``silu``, ``softplus``, ``sigmoid``; any smooth code works): with
@@ -52,7 +57,8 @@ check the result against an independent 2-D integral).
 
 The per-entry functions are plain ``@jit`` scalar functions that other compiled
 kernels may call: :func:`closed_step`, :func:`closed_dual` (from the raw
-``S11, S22, S12``), :func:`series_step` and :func:`series_dual`.
+``S11, S22, S12``), :func:`series_step`, :func:`series_dual` and the bivariate
+normal cdf :func:`bvn_cdf` / :func:`bvn_cdf3`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # the test venv gets it so the torch interop tests run; elsewhere they are skipped.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-cp311-*.whl))
 
-.PHONY: test demo lint docs package-check bench mutants clean venv
+.PHONY: test demo lint docs package-check bench mutants mutation clean venv
 
 venv: $(STAMP)
 
@@ -54,7 +54,21 @@ bench: $(STAMP)
 mutants: $(STAMP)
 	$(PY) scripts/mutants.py
 
+# mutmut on one pure-Python module (a file or a package folder) with the tests that cover
+# it, in a scratch copy under build/mutation/ (CONTRIBUTING.md); not in CI (minutes to an
+# hour a module). make mutation MODULE=kernelcomp/curves.py TESTS="tests/test_curves.py"
+MODULE ?=
+TESTS  ?=
+mutation: $(VENV)/.mutation
+	@test -n "$(MODULE)" && test -n "$(TESTS)" || \
+		{ echo 'usage: make mutation MODULE=kernelcomp/curves.py TESTS="tests/test_curves.py"'; exit 2; }
+	$(PY) scripts/mutation.py $(MODULE) $(TESTS)
+
+$(VENV)/.mutation: $(STAMP)
+	$(PY) -m pip install -q -e ".[mutation]"
+	touch $@
+
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .hypothesis docs/_build docs/api/generated dist \
+	rm -rf $(VENV) build/mutation demo_out .pytest_cache .hypothesis docs/_build docs/api/generated dist \
 		docs/auto_examples docs/sg_execution_times.rst
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -35,6 +35,16 @@ al. 2019, Arora et al. 2019):
 (:mod:`kernelcomp._kernels.conv`) computes each pair once, offset by offset,
 and only the offsets the output depends on (a network without pooling that
 ends in ``"flatten"`` needs the spatial diagonal alone).
+
+On an NVIDIA GPU (numba-cuda, ``pip install 'kernelcomp[cuda]'``),
+``k(X, device="cuda")`` and ``kc.gram(k, X, device="cuda")`` compute the pairs
+with one CUDA thread per pair running the same recursion, operation for
+operation (:mod:`kernelcomp._kernels.cuda_conv`); the per-sample pass stays on
+the CPU. Inputs and ``out`` may be device arrays, as for :class:`kernelcomp.NTK`;
+without numba-cuda or a device, ``device="cuda"`` raises a RuntimeError that
+says which. Each pair needs ``8 (3 (H+2r)(W+2r) + 2 s)`` bytes of device
+scratch (``s``: the pooled covariances, ~2.4 MB for Myrtle-5 on 28 x 28 images),
+and a launch takes as many pairs as half the free device memory holds.
 """
 
 from __future__ import annotations
@@ -47,8 +57,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from kernelcomp import _conv_cuda
 from kernelcomp._base import Kernel
 from kernelcomp._kernels import conv as _core
+from kernelcomp._parallel import active_ticks
 from kernelcomp._validation import check_int, check_real, result_dtype
 
 __all__ = ["ConvNNGP", "ConvNTK"]
@@ -61,6 +73,7 @@ _SQRT2 = math.sqrt(2.0)
 _SNAP = 32.0 * _EPS64
 #: depth -> conv-relu blocks at each of the three resolutions (Shankar et al. 2020)
 _MYRTLE = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
+_PADDINGS = ("same", "circular")
 _LAYER_HELP = (
     "'conv' or 'convK' (K odd), 'relu', 'relu_unit', 'erf', 'avgpool' or 'avgpoolK', "
     "'global_avgpool', 'flatten', 'dense'"
@@ -175,6 +188,8 @@ class _Program:
     store: int
     n_factors: int
     diagonal_only: bool
+    slab: bool  # all offsets, in the slab layout (:func:`kernelcomp._kernels.conv.pair_slab`)
+    circular: bool
 
 
 @dataclass(frozen=True)
@@ -197,10 +212,17 @@ class _ConvKernel(Kernel):
     image_shape: Any = None
     weight_std: Any = 1.0
     bias_std: Any = 0.0
+    padding: str = "same"
 
     _ntk: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.padding, str) or self.padding.strip().lower() not in _PADDINGS:
+            raise ValueError(
+                f"padding must be one of {list(_PADDINGS)} (zeros, or the image wrapped "
+                f"around as a torus), got {self.padding!r}"
+            )
+        object.__setattr__(self, "padding", self.padding.strip().lower())
         parsed = _parse_layers(self.layers)
         object.__setattr__(self, "layers", tuple(str(s).strip().lower() for s in self.layers))
         n = _n_weighted(parsed)
@@ -221,6 +243,7 @@ class _ConvKernel(Kernel):
     # -- the compiled program ------------------------------------------------------
     def _program(self, shape: tuple[int, int, int]) -> _Program:
         H, W, _ = shape
+        circular = self.padding == "circular"
         parsed = _parse_layers(self.layers)
         n = _n_weighted(parsed)
         ws = _expand_std(self.weight_std, "weight_std", n, allow_none=False)
@@ -235,6 +258,12 @@ class _ConvKernel(Kernel):
         reduced = False
         for idx, lay in enumerate(parsed):
             if lay.kind == "conv":
+                if circular and lay.size > min(h, w):
+                    raise ValueError(
+                        f"layers[{idx}] = 'conv{lay.size}' is larger than the {h}x{w} image it "
+                        f"filters (image_shape {tuple(shape)}); circular padding wraps the "
+                        "image once at most"
+                    )
                 ops.append((_core.CONV, lay.size, 0))
                 opf.append((ws[wi] ** 2, bs[wi] ** 2))
                 wi += 1
@@ -274,10 +303,17 @@ class _ConvKernel(Kernel):
             nxt = stages[s + 1]
             stages[s][4] = min(stages[s][2] - 1, k * nxt[4] + k - 1)
             stages[s][5] = min(stages[s][3] - 1, k * nxt[5] + k - 1)
+        diagonal_only = all(st[4] == 0 and st[5] == 0 for st in stages)
+        # global average pooling needs (nearly) every offset: the slab layout, all of them
+        # at once in long loops; so does circular padding unless the diagonal suffices
+        slab = not diagonal_only and (ops[last[1]][0] == _core.GAP or circular)
         store = 0
         for st in stages[1:]:
             st[6] = store
-            store += (2 * st[4] + 1) * (2 * st[5] + 1) * st[2] * st[3]
+            if slab:  # pooled offsets U (2H - 1, or H wrapping), rows, W x W slabs
+                store += (st[2] if circular else 2 * st[2] - 1) * st[2] * st[3] * st[3]
+            else:
+                store += (2 * st[4] + 1) * (2 * st[5] + 1) * st[2] * st[3]
         rows = max(st[2] + 2 * st[7] for st in stages)
         cols = max(st[3] + 2 * st[7] for st in stages)
         return _Program(
@@ -287,7 +323,9 @@ class _ConvKernel(Kernel):
             work=np.array([rows, cols], dtype=np.int64),
             store=int(store),
             n_factors=max(1, n_factors),
-            diagonal_only=all(st[4] == 0 and st[5] == 0 for st in stages),
+            diagonal_only=diagonal_only,
+            slab=slab,
+            circular=circular,
         )
 
     # -- inputs -------------------------------------------------------------------
@@ -351,7 +389,7 @@ class _ConvKernel(Kernel):
         dg = np.empty(n, dtype=np.float64)
         _core.prepare(
             X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP, self._ntk,
-            fa, fb, dg,
+            prog.slab, prog.circular, fa, fb, dg,
         )
         return _Prepared(X, fa, fb, dg)
 
@@ -366,11 +404,16 @@ class _ConvKernel(Kernel):
         tile = 32 if prog.diagonal_only else 4
         _core.tiles(
             px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
-            prog.work, prog.store, _SNAP, self._ntk, symmetric, tile, out,
+            prog.work, prog.store, _SNAP, self._ntk, prog.slab, prog.circular, symmetric,
+            tile, out, active_ticks(),
         )
 
     def _diag(self, px: _Prepared) -> np.ndarray:
         return px.dg
+
+    def _cuda_backend(self) -> Kernel:
+        # device="cuda": the one-thread-per-pair CUDA kernel (kernelcomp._conv_cuda)
+        return _conv_cuda.cuda_backend(self, _SNAP)
 
     # -- description ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -212,121 +213,21 @@ def test_building_the_command_line_loads_no_compiled_code():
 # ---------------------------------------------------------------------------
 # every import of the package: no circles
 # ---------------------------------------------------------------------------
-def _all_modules() -> dict[str, Path]:
-    """Every module of the package: dotted name -> file (a package is its ``__init__``)."""
-    out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
-
-
-def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    if not node.level:
-        return node.module or ""
-    base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _runs(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int, bool]]:
-    """(module run, line, inside a function) for each import statement of ``module``.
-
-    ``from pkg import name`` runs ``pkg.name`` when that is a module; an import of
-    ``a.b.c`` runs ``a.b.c`` and the ``__init__`` of ``a.b`` first. Imports under
-    ``if TYPE_CHECKING:`` never run and are left out; so is the package root
-    (``kernelcomp/__init__`` imports nothing of its own but ``_version``).
-    """
-    found: list[tuple[str, int, bool]] = []
-    is_package = path.name == "__init__.py"
-
-    def add(target: str, line: int, inside: bool) -> None:
-        while target and target not in modules:
-            target = target.rpartition(".")[0]
-        while target and target != "kernelcomp":
-            found.append((target, line, inside))
-            target = target.rpartition(".")[0]
-
-    def visit(node: ast.AST, inside: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                for sub in child.orelse:
-                    visit(sub, inside)
-            elif isinstance(child, ast.Import):
-                for alias in child.names:
-                    if alias.name.split(".")[0] == "kernelcomp":
-                        add(alias.name, child.lineno, inside)
-            elif isinstance(child, ast.ImportFrom):
-                target = _absolute(module, is_package, child)
-                if target.split(".")[0] == "kernelcomp":
-                    add(target, child.lineno, inside)
-                    for alias in child.names:
-                        if f"{target}.{alias.name}" in modules:
-                            add(f"{target}.{alias.name}", child.lineno, inside)
-            else:
-                visit(child, inside or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef
-                                                  | ast.Lambda))
-
-    visit(ast.parse(path.read_text(encoding="utf-8")), False)
-    return found
+# the import graph is the one scripts/layout_metrics.py reports (one home for the rules:
+# function-level imports count, an import of ``a.b.c`` runs the ``__init__`` of ``a.b``
+# first, ``if TYPE_CHECKING:`` imports never run)
+_spec = importlib.util.spec_from_file_location(
+    "layout_metrics", PACKAGE.parent / "scripts" / "layout_metrics.py"
+)
+assert _spec is not None and _spec.loader is not None
+layout = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(layout)
+_circles = layout.circles
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> the modules its imports run.
-
-    A module's own packages are not edges: they are already being imported when
-    it runs.
-    """
-    modules = _all_modules()
-    graph = {}
-    for name, path in modules.items():
-        own = {name.rsplit(".", k)[0] for k in range(name.count(".") + 1)}
-        graph[name] = {t for t, _, _ in _runs(name, path, modules) if t not in own}
-    return graph
-
-
-def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (iterative Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    out = []
-    for root in sorted(graph):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            v, children = work[-1]
-            w = next(children, None)
-            if w is not None:
-                if w not in index:
-                    index[w] = low[w] = len(index)
-                    stack.append(w)
-                    on_stack.add(w)
-                    work.append((w, iter(sorted(graph.get(w, ())))))
-                elif w in on_stack:
-                    low[v] = min(low[v], index[w])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[v])
-            if low[v] == index[v]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == v:
-                        break
-                if len(comp) > 1:
-                    out.append(sorted(comp))
-    return out
+    """Module -> the modules its imports run (a module's own packages are not edges)."""
+    return layout.import_graph(layout.known_modules())
 
 
 def test_the_cycle_finder_finds_circles():
@@ -353,10 +254,10 @@ FUNCTION_LEVEL_IMPORTS_OUTSIDE_CLI = 30
 
 
 def test_function_level_imports_stay_few():
-    modules = _all_modules()
+    modules = layout.known_modules()
     late = sorted({(name, line) for name, path in modules.items()
                    if not name.startswith("kernelcomp.cli")
-                   for _, line, inside in _runs(name, path, modules) if inside})
+                   for _, line, inside in layout.imports(path, modules) if inside})
     assert len(late) <= FUNCTION_LEVEL_IMPORTS_OUTSIDE_CLI, late
 
 

@@ -53,13 +53,13 @@ Everything runs in float64 whatever the input dtype.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
-from kernelcomp._kernels.analytic import ERF, RELU, erf_step, relu_step
+from kernelcomp._kernels.activations import ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
+from kernelcomp._kernels.duals import closed_state, closed_step
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 CONV = 0
 ACT = 1
@@ -90,13 +90,11 @@ __all__ = [
 
 @jit
 def factors(code: int, s: float) -> tuple[float, float]:
-    """Per-sample factors ``(a, b)`` of an activation for the variance ``s``."""
-    if code == RELU:
-        a = math.sqrt(max(s, 0.0))
-        b = 1.0 / a if a > 0.0 else 0.0
-        return a, b
-    a = 1.0 / math.sqrt(1.0 + 2.0 * max(s, 0.0))
-    return a, a
+    """Per-sample factors ``(a, b)`` of an activation for the variance ``s``.
+
+    See :func:`kernelcomp._kernels.duals.closed_state`.
+    """
+    return closed_state(code, s)
 
 
 @jit
@@ -104,11 +102,31 @@ def dual(code: int, s: float, ai: float, aj: float, bi: float, bj: float, snap: 
     """``(K, Kdot) = (E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` for covariance ``s``.
 
     ``ai, bi`` and ``aj, bj`` are the two samples' :func:`factors` at the
-    positions concerned.
+    positions concerned (:func:`kernelcomp._kernels.duals.closed_step`; the
+    factor 2 of ``relu_unit`` is the caller's).
     """
-    if code == RELU:
-        return relu_step(s, ai, aj, bi, bj, snap)
-    return erf_step(s, ai, aj)
+    return closed_step(code, s, ai, aj, bi, bj, snap)
+
+
+@jit
+def _tail(ops, opf, tail, s_val, t_val, self_mode, fxa, fxb, fya, fyb, snap):
+    """The layers after the reduction to a scalar (dense layers and activations)."""
+    for o in range(tail, ops.shape[0]):
+        kind = ops[o, 0]
+        if kind == DENSE:
+            s_val = opf[o, 0] * s_val + opf[o, 1]
+            t_val = s_val + opf[o, 0] * t_val
+        else:  # ACT
+            code = ops[o, 1]
+            off = ops[o, 2]
+            if self_mode:
+                fa, fb = closed_state(code, s_val)
+                fxa[off] = fa
+                fxb[off] = fb
+            kk, kd = closed_step(code, s_val, fxa[off], fya[off], fxb[off], fyb[off], snap)
+            s_val = opf[o, 0] * kk
+            t_val = opf[o, 0] * kd * t_val
+    return s_val, t_val
 
 
 # -- one pair -------------------------------------------------------------------------
@@ -228,6 +246,7 @@ def pair(
     stages: np.ndarray,
     work: np.ndarray,
     snap: float,
+    circ: bool,
     PS: np.ndarray,
     PT: np.ndarray,
 ) -> tuple[float, float]:
@@ -361,7 +380,7 @@ def pair(
                         if self_mode and iu == 0 and iv == 0:
                             for i in range(H):
                                 for j in range(W):
-                                    fa, fb = factors(code, S[i + P, j + P])
+                                    fa, fb = closed_state(code, S[i + P, j + P])
                                     fxa[off + i * W + j] = fa
                                     fxb[off + i * W + j] = fb
                         # the row loops are written here, not in a helper: LLVM must see
@@ -393,16 +412,38 @@ def pair(
                                 yaq[jj] = ya[jj]
                                 ybq[jj] = yb[jj]
                             q += w
-                        if code == RELU:
+                        if code == RELU or code == RELU_UNIT:
                             for e in range(q):
-                                kk, kd = dual(RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                kk, kd = closed_step(
+                                    RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
-                        else:
+                        elif code == ERF:
                             for e in range(q):
-                                kk, kd = dual(ERF, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                kk, kd = closed_step(
+                                    ERF, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
+                        elif code == LEAKY_RELU:
+                            for e in range(q):
+                                kk, kd = closed_step(
+                                    LEAKY_RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
+                        elif code == GELU:
+                            for e in range(q):
+                                kk, kd = closed_step(
+                                    GELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
+                        else:  # LINEAR
+                            for e in range(q):
+                                sf[e] = sc2 * sf[e]
+                                tf[e] = sc2 * tf[e]
                         q = 0
                         for i in range(ilo, ihi):
                             srow = S[i + P, jlo + P : jhi + P]
@@ -464,22 +505,361 @@ def pair(
             t_val = acc_t * norm
             tail = o1 + 1
             break
-    for o in range(tail, nops):
-        kind = ops[o, 0]
-        if kind == DENSE:
-            s_val = opf[o, 0] * s_val + opf[o, 1]
-            t_val = s_val + opf[o, 0] * t_val
-        else:  # ACT
-            code = ops[o, 1]
-            off = ops[o, 2]
-            if self_mode:
-                fa, fb = factors(code, s_val)
-                fxa[off] = fa
-                fxb[off] = fb
-            kk, kd = dual(code, s_val, fxa[off], fya[off], fxb[off], fyb[off], snap)
-            s_val = opf[o, 0] * kk
-            t_val = opf[o, 0] * kd * t_val
-    return s_val, t_val
+    return _tail(ops, opf, tail, s_val, t_val, self_mode, fxa, fxb, fya, fyb, snap)
+
+
+# -- all offsets at once: the slab layout ----------------------------------------------
+
+
+@jit
+def _rezero_border(A: np.ndarray, i: int, W: int, P: int) -> None:
+    """Zero the ``P``-wide border of slab ``i`` of ``A`` (rows of ``W + 2P``, flattened)."""
+    Wp = W + 2 * P
+    row = A[i]
+    for f in range(P * Wp):
+        row[f] = 0.0
+    for f in range((W + P) * Wp, Wp * Wp):
+        row[f] = 0.0
+    for j in range(P, W + P):
+        for q in range(P):
+            row[j * Wp + q] = 0.0
+            row[j * Wp + W + P + q] = 0.0
+
+
+@jit
+def _wrap_border(A: np.ndarray, i: int, W: int, P: int) -> None:
+    """Fill the border of slab ``i`` of ``A`` periodically (circular padding)."""
+    Wp = W + 2 * P
+    row = A[i]
+    for jp in range(Wp):
+        j = (jp - P) % W + P
+        for qp in range(Wp):
+            if P <= jp < W + P and P <= qp < W + P:
+                continue
+            q = (qp - P) % W + P
+            row[jp * Wp + qp] = row[j * Wp + q]
+
+
+@jit
+def _slab_conv(
+    A: np.ndarray, tmp: np.ndarray, base: np.ndarray, use_base: bool, ilo: int, ihi: int,
+    H: int, W: int, P: int, r: int, c: float, add: float, circ: bool,
+) -> None:
+    """``A <- c * box_r(A) + add`` (or ``+ base``) on slabs ``[ilo, ihi)``, in place.
+
+    Slab ``i`` (stored at ``i + P``) holds ``M[j, j'] = S[i, j, i + u, j']`` with a
+    ``P``-wide border; the box filter sums the slabs ``i - r .. i + r`` (zero
+    padding: the frame slabs are zero; circular: they are copies) and then along
+    the diagonal ``M[j + b, j' + b]``, a shift of ``b (W + 2P + 1)`` in the
+    flattened slab. Borders are zero afterwards.
+    """
+    Wp = W + 2 * P
+    Z = Wp * Wp
+    if circ:
+        for i in range(P, H + P):
+            _wrap_border(A, i, W, P)
+        for q in range(P):
+            src_lo = A[H + q]  # slab H - P + q
+            dst_lo = A[q]
+            src_hi = A[P + q]  # slab q
+            dst_hi = A[H + P + q]
+            for f in range(Z):
+                dst_lo[f] = src_lo[f]
+                dst_hi[f] = src_hi[f]
+    # slabs (vectorised over the whole flattened slab)
+    for i in range(ilo + P, ihi + P):
+        t = tmp[i]
+        a0 = A[i - r]
+        for f in range(Z):
+            t[f] = a0[f]
+        for a in range(-r + 1, r + 1):
+            aa = A[i + a]
+            for f in range(Z):
+                t[f] += aa[f]
+    # diagonal of each slab, over the flattened interior (the border columns
+    # between rows get garbage, zeroed below)
+    f0 = P * Wp + P
+    n = (W - 1) * Wp + W
+    step = Wp + 1
+    for i in range(ilo + P, ihi + P):
+        t = tmp[i]
+        out = A[i, f0 : f0 + n]
+        br = base[i, f0 : f0 + n]
+        if r == 1:
+            tm = t[f0 - step : f0 - step + n]
+            t0 = t[f0 : f0 + n]
+            tp = t[f0 + step : f0 + step + n]
+            if use_base:
+                for f in range(n):
+                    out[f] = c * (tm[f] + t0[f] + tp[f]) + br[f]
+            else:
+                for f in range(n):
+                    out[f] = c * (tm[f] + t0[f] + tp[f]) + add
+        else:
+            tb = t[f0 - r * step : f0 - r * step + n]
+            for f in range(n):
+                out[f] = tb[f]
+            for b in range(-r + 1, r + 1):
+                tb = t[f0 + b * step : f0 + b * step + n]
+                for f in range(n):
+                    out[f] += tb[f]
+            if use_base:
+                for f in range(n):
+                    out[f] = c * out[f] + br[f]
+            else:
+                for f in range(n):
+                    out[f] = c * out[f] + add
+        _rezero_border(A, i, W, P)
+
+
+@jit
+def pair_slab(
+    x: np.ndarray,
+    y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    self_mode: bool,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    snap: float,
+    circ: bool,
+    PS: np.ndarray,
+    PT: np.ndarray,
+) -> tuple[float, float]:
+    """``(NNGP, NTK)`` of images ``x``, ``y`` over all offsets (the slab layout).
+
+    For each row offset ``u`` (zero padding: ``-(H-1) .. H-1`` in the order 0, 1,
+    -1, ...; circular: ``0 .. H-1``, rows wrapping), the covariance is a stack of
+    slabs ``M_i[j, j'] = S[i, j, i + u, j']`` (W x W, zero-bordered, flattened),
+    one per row ``i`` where both rows exist. A convolution sums neighbouring
+    slabs and shifts along each slab's diagonal (long vectorised loops), an
+    activation maps the slabs entry-wise, a pool adds ``k x k`` blocks of a slab
+    into the pooled stack of the next resolution (``PS``, ``PT``: per pooled
+    offset ``U``, rows ``I``, ``W' x W'`` slabs), global average pooling sums
+    every slab, flattening the diagonals at ``u = 0``.
+    """
+    C = x.shape[2]
+    inv_c = 1.0 / C
+    nops = ops.shape[0]
+    nst = stages.shape[0]
+    s_val = 0.0
+    t_val = 0.0
+    tail = nops
+    for st in range(nst):
+        o0 = stages[st, 0]
+        o1 = stages[st, 1]
+        H = stages[st, 2]
+        W = stages[st, 3]
+        store = stages[st, 6]
+        P = stages[st, 7]
+        if circ and P < 1:
+            P = 1
+        Wp = W + 2 * P
+        Z = Wp * Wp
+        red = ops[o1, 0]
+        nslot = H if circ else 2 * H - 1
+        S = np.zeros((H + 2 * P, Z), dtype=np.float64)
+        T = np.zeros((H + 2 * P, Z), dtype=np.float64)
+        tmp = np.zeros((H + 2 * P, Z), dtype=np.float64)
+        colS = np.zeros(Z, dtype=np.float64)
+        colT = np.zeros(Z, dtype=np.float64)
+        k = 1
+        nH = 0
+        nW = 0
+        nstore = 0
+        nslot_n = 0
+        inv_pool = 1.0
+        if red == POOL:
+            k = ops[o1, 1]
+            nH = stages[st + 1, 2]
+            nW = stages[st + 1, 3]
+            nstore = stages[st + 1, 6]
+            nslot_n = nH if circ else 2 * nH - 1
+            for q in range(nstore, nstore + nslot_n * nH * nW * nW):
+                PS[q] = 0.0
+                PT[q] = 0.0
+            inv_pool = 1.0 / (k * k * k * k)
+        rs = np.empty(W, dtype=np.float64)
+        rt = np.empty(W, dtype=np.float64)
+        for iu in range(nslot):
+            u = iu if circ else _offset(iu)
+            ilo = 0 if circ else max(0, -u)
+            ihi = H if circ else min(H, H - u)
+            if not circ:
+                for i in range(ilo, ilo + P):
+                    for f in range(Z):
+                        S[i, f] = 0.0
+                        T[i, f] = 0.0
+                for i in range(ihi + P, ihi + 2 * P):
+                    for f in range(Z):
+                        S[i, f] = 0.0
+                        T[i, f] = 0.0
+            # the stage's input covariance
+            for i in range(ilo, ihi):
+                ip = (i + u) % H
+                srow = S[i + P]
+                trow = T[i + P]
+                _rezero_border(S, i + P, W, P)
+                for j in range(W):
+                    sr = srow[(j + P) * Wp + P : (j + P) * Wp + P + W]
+                    tr = trow[(j + P) * Wp + P : (j + P) * Wp + P + W]
+                    if st == 0:
+                        yr = y[ip]
+                        x0 = np.float64(x[i, j, 0])
+                        for jj in range(W):
+                            sr[jj] = x0 * np.float64(yr[jj, 0])
+                        for ch in range(1, C):
+                            xc = np.float64(x[i, j, ch])
+                            for jj in range(W):
+                                sr[jj] += xc * np.float64(yr[jj, ch])
+                        if C > 1:
+                            for jj in range(W):
+                                sr[jj] *= inv_c
+                    else:
+                        slot = u if circ else u + H - 1
+                        b0 = store + ((slot * H + i) * W + j) * W
+                        ps = PS[b0 : b0 + W]
+                        pt = PT[b0 : b0 + W]
+                        for jj in range(W):
+                            sr[jj] = ps[jj]
+                            tr[jj] = pt[jj]
+                if st > 0:
+                    _rezero_border(T, i + P, W, P)
+            theta_zero = st == 0
+            for o in range(o0, o1):
+                kind = ops[o, 0]
+                if kind == CONV:
+                    r = ops[o, 1] // 2
+                    c = opf[o, 0] / (ops[o, 1] * ops[o, 1])
+                    _slab_conv(S, tmp, S, False, ilo, ihi, H, W, P, r, c, opf[o, 1], circ)
+                    if theta_zero:  # T' = S' (T = 0 before the first convolution)
+                        for i in range(ilo + P, ihi + P):
+                            srow = S[i]
+                            trow = T[i]
+                            for f in range(Z):
+                                trow[f] = srow[f]
+                        theta_zero = False
+                    else:
+                        _slab_conv(T, tmp, S, True, ilo, ihi, H, W, P, r, c, 0.0, circ)
+                elif kind == ACT:
+                    code = ops[o, 1]
+                    off = ops[o, 2]
+                    sc2 = opf[o, 0]
+                    if theta_zero:  # T = 0 before the first convolution: make it so
+                        for i in range(ilo + P, ihi + P):
+                            for f in range(Z):
+                                T[i, f] = 0.0
+                        theta_zero = False
+                    if self_mode and iu == 0:
+                        for i in range(H):
+                            for j in range(W):
+                                fa, fb = closed_state(code, S[i + P, (j + P) * Wp + j + P])
+                                fxa[off + i * W + j] = fa
+                                fxb[off + i * W + j] = fb
+                    for i in range(ilo, ihi):
+                        ip = (i + u) % H
+                        srow = S[i + P]
+                        trow = T[i + P]
+                        ya = fya[off + ip * W : off + ip * W + W]
+                        yb = fyb[off + ip * W : off + ip * W + W]
+                        for j in range(W):
+                            xa = fxa[off + i * W + j]
+                            xb = fxb[off + i * W + j]
+                            sr = srow[(j + P) * Wp + P : (j + P) * Wp + P + W]
+                            tr = trow[(j + P) * Wp + P : (j + P) * Wp + P + W]
+                            # one loop per code: closed_step folds to one closed form
+                            if code == RELU or code == RELU_UNIT:
+                                for jj in range(W):
+                                    kk, kd = closed_step(RELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    sr[jj] = sc2 * kk
+                                    tr[jj] = sc2 * kd * tr[jj]
+                            elif code == ERF:
+                                for jj in range(W):
+                                    kk, kd = closed_step(ERF, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    sr[jj] = sc2 * kk
+                                    tr[jj] = sc2 * kd * tr[jj]
+                            elif code == LEAKY_RELU:
+                                for jj in range(W):
+                                    kk, kd = closed_step(
+                                        LEAKY_RELU, sr[jj], xa, ya[jj], xb, yb[jj], snap
+                                    )
+                                    sr[jj] = sc2 * kk
+                                    tr[jj] = sc2 * kd * tr[jj]
+                            elif code == GELU:
+                                for jj in range(W):
+                                    kk, kd = closed_step(GELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    sr[jj] = sc2 * kk
+                                    tr[jj] = sc2 * kd * tr[jj]
+                            elif code == LINEAR:
+                                for jj in range(W):
+                                    sr[jj] = sc2 * sr[jj]
+                                    tr[jj] = sc2 * tr[jj]
+            if theta_zero:  # no convolution nor activation in the stage: T = 0
+                for i in range(ilo + P, ihi + P):
+                    for f in range(Z):
+                        T[i, f] = 0.0
+            # reduce
+            if red == POOL:
+                nW2 = nW * nW
+                for i in range(ilo, ihi):
+                    I = i // k
+                    Ip = ((i + u) % H) // k
+                    if I >= nH or Ip >= nH:
+                        continue
+                    U = Ip - I
+                    slot = U % nH if circ else U + nH - 1
+                    dst = nstore + (slot * nH + I) * nW2
+                    srow = S[i + P]
+                    trow = T[i + P]
+                    for J in range(nW):
+                        for jj in range(W):
+                            rs[jj] = 0.0
+                            rt[jj] = 0.0
+                        for b in range(k):
+                            f = (k * J + b + P) * Wp + P
+                            sr = srow[f : f + W]
+                            tr = trow[f : f + W]
+                            for jj in range(W):
+                                rs[jj] += sr[jj]
+                                rt[jj] += tr[jj]
+                        ps = PS[dst + J * nW : dst + J * nW + nW]
+                        pt = PT[dst + J * nW : dst + J * nW + nW]
+                        for Jp in range(nW):
+                            a_s = 0.0
+                            a_t = 0.0
+                            for bp in range(k):
+                                a_s += rs[k * Jp + bp]
+                                a_t += rt[k * Jp + bp]
+                            ps[Jp] += inv_pool * a_s
+                            pt[Jp] += inv_pool * a_t
+            elif red == GAP:
+                for i in range(ilo + P, ihi + P):
+                    srow = S[i]
+                    trow = T[i]
+                    for f in range(Z):
+                        colS[f] += srow[f]
+                        colT[f] += trow[f]
+            elif iu == 0:  # FLATTEN: the diagonals of the slabs at u = 0
+                for i in range(ilo + P, ihi + P):
+                    for j in range(W):
+                        f = (j + P) * Wp + j + P
+                        colS[f] += S[i, f]
+                        colT[f] += T[i, f]
+        if red == GAP or red == FLATTEN:
+            acc_s = 0.0
+            acc_t = 0.0
+            for f in range(Z):
+                acc_s += colS[f]
+                acc_t += colT[f]
+            norm = 1.0 / (H * W * H * W) if red == GAP else 1.0 / (H * W)
+            s_val = acc_s * norm
+            t_val = acc_t * norm
+            tail = o1 + 1
+            break
+    return _tail(ops, opf, tail, s_val, t_val, self_mode, fxa, fxb, fya, fyb, snap)
 
 
 @jit
@@ -500,6 +880,8 @@ def prepare(
     store: int,
     snap: float,
     ntk: bool,
+    slab: bool,
+    circ: bool,
     fa: np.ndarray,
     fb: np.ndarray,
     dg: np.ndarray,
@@ -508,9 +890,15 @@ def prepare(
     n = X.shape[0]
     for i in numba.prange(n):
         PS, PT = _storage(store)
-        s, t = pair(
-            X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, work, snap, PS, PT
-        )
+        if slab:
+            s, t = pair_slab(
+                X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, snap, circ, PS, PT
+            )
+        else:
+            s, t = pair(
+                X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, work, snap,
+                circ, PS, PT,
+            )
         dg[i] = t if ntk else s
 
 
@@ -530,15 +918,19 @@ def tiles(
     store: int,
     snap: float,
     ntk: bool,
+    slab: bool,
+    circ: bool,
     symmetric: bool,
     tile: int,
     out: np.ndarray,
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of images ``X`` against ``Y``.
 
     Square tiles of ``tile`` x ``tile`` pairs are spread over threads; with
     ``symmetric`` (``Y is X``) only tiles on or above the diagonal are computed,
-    each pair once, mirrored, and the diagonal is ``dgx``.
+    each pair once, mirrored, and the diagonal is ``dgx``. Each finished tile
+    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -551,11 +943,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -566,11 +962,19 @@ def tiles(
                 out[i, i] = dgx[i]
                 j0 = i + 1
             for j in range(j0, min(m, tj * tile + tile)):
-                s, t = pair(
-                    X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
-                    work, snap, PS, PT,
-                )
+                if slab:
+                    s, t = pair_slab(
+                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
+                        snap, circ, PS, PT,
+                    )
+                else:
+                    s, t = pair(
+                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
+                        work, snap, circ, PS, PT,
+                    )
                 val = t if ntk else s
                 out[i, j] = val
                 if symmetric:
                     out[j, i] = val
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

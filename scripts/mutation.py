@@ -1,0 +1,140 @@
+"""Run mutmut on one pure-Python module of kernelcomp with the tests that cover it.
+
+``make mutation MODULE=kernelcomp/curves.py TESTS="tests/test_curves.py"`` calls this
+script. It lays a scratch copy of the package, the tests and ``pyproject.toml`` under
+``build/mutation/<module>/`` (the repository itself is never rewritten), adds a
+``[tool.mutmut]`` section that mutates only MODULE (a file, or a folder for a whole
+package) and runs only TESTS, stops each pytest run at its first failure (``-x``), then
+runs ``mutmut run`` there and prints the survivors and the score.
+
+It is not part of CI (a module takes minutes to an hour); see CONTRIBUTING.md. The
+compiled kernels (numba) are out of mutmut's reach: ``scripts/mutants.py`` keeps the
+hand-made mutants for them.
+
+Examples
+--------
+``python scripts/mutation.py kernelcomp/diagnostics tests/test_diagnostics.py``
+
+``python scripts/mutation.py kernelcomp/curves.py tests/test_curves.py --max-children 1``
+
+``python scripts/mutation.py kernelcomp/curves.py tests/test_curves.py --show`` lists the
+survivors of the previous run (no new run) with their diffs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _mutmut() -> list[str]:
+    exe = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
+    if exe is None:
+        sys.exit("mutmut is not installed: pip install -e '.[mutation]'")
+    return [exe]
+
+
+def _scratch(module: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", module.strip("/"))
+    return ROOT / "build" / "mutation" / name
+
+
+def _config(module: str, tests: list[str]) -> str:
+    path = module.rstrip("/")
+    pattern = path if path.endswith(".py") else path + "/*"
+    return (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["kernelcomp"]\n'
+        f"only_mutate = {json.dumps([pattern])}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        # fast fail, no cache folder, no doctests of the whole package
+        'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", '
+        '"-W", "ignore::DeprecationWarning"]\n'
+        "use_git_change_detection = false\n"
+        "timeout_multiplier = 5.0\n"
+        "timeout_constant = 20.0\n"
+    )
+
+
+def _lay_out(scratch: Path, module: str, tests: list[str]) -> None:
+    if scratch.exists():
+        # keep mutmut's results (mutants/) so that a rerun only tests what changed
+        for entry in ("kernelcomp", "tests", "pyproject.toml"):
+            target = scratch / entry
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    scratch.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
+    shutil.copytree(ROOT / "kernelcomp", scratch / "kernelcomp", ignore=ignore)
+    shutil.copytree(ROOT / "tests", scratch / "tests", ignore=ignore)
+    text = (ROOT / "pyproject.toml").read_text()
+    if "[tool.mutmut]" in text:
+        sys.exit("pyproject.toml already has a [tool.mutmut] section; this script writes its own")
+    (scratch / "pyproject.toml").write_text(text + _config(module, tests))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("module", help="file or package folder to mutate (kernelcomp/curves.py)")
+    parser.add_argument("tests", nargs="+", help="test files (or node ids) that cover it")
+    parser.add_argument(
+        "--max-children", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")),
+        help="parallel mutant runs (default 2, or $MUTATION_JOBS)",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print the survivors of the last run with diffs"
+    )
+    args = parser.parse_args(argv)
+    if not (ROOT / args.module).exists():
+        parser.error(f"module: {args.module!r} does not exist under {ROOT}")
+    scratch = _scratch(args.module)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the scratch copy, not the checkout, must be imported
+    if not args.show:
+        _lay_out(scratch, args.module, args.tests)
+        code = subprocess.call(
+            [*_mutmut(), "run", "--max-children", str(args.max_children)], cwd=scratch, env=env
+        )
+        if code not in (0, 1):
+            return code
+    out = subprocess.run(
+        [*_mutmut(), "results", "--all", "true"], cwd=scratch, env=env,
+        capture_output=True, text=True, check=False,
+    ).stdout
+    status: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, verdict = line.strip().rpartition(": ")
+        if name:
+            status[name] = verdict
+    counts: dict[str, int] = {}
+    for verdict in status.values():
+        counts[verdict] = counts.get(verdict, 0) + 1
+    survivors = sorted(n for n, v in status.items() if v in ("survived", "no tests"))
+    for name in survivors:
+        print(f"{status[name]}: {name}")
+        if args.show:
+            diff = subprocess.run(
+                [*_mutmut(), "show", name], cwd=scratch, env=env,
+                capture_output=True, text=True, check=False,
+            ).stdout
+            print(diff)
+    tested = sum(c for v, c in counts.items() if v not in ("skipped", "not checked"))
+    killed = sum(counts.get(v, 0) for v in ("killed", "timeout", "segfault", "suspicious"))
+    score = 100.0 * killed / tested if tested else float("nan")
+    print(f"{args.module}: {counts}")
+    print(f"{args.module}: mutation score {killed}/{tested} = {score:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

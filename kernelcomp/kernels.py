@@ -17,13 +17,14 @@ trained as stored) the NNGP is the same and the tangent update reads
 hidden layer ``l`` (``T1 = x.x' + [bias]``), so the NTK grows with the width.
 
 Activations (:mod:`kernelcomp._kernels.duals`): ``"relu"``, ``"relu_unit"``,
-``"erf"``, ``"leaky_relu"``, ``"linear"`` and ``"gelu"`` have closed forms; the
-smooth ``"tanh"``, ``"silu"``, ``"softplus"`` and ``"sigmoid"`` are Hermite
-(Mehler) series of per-sample coefficients with a tail bound (``method="series"``,
-erf and GELU accept it too); ``"elu"`` is computed by quadrature
-(:mod:`kernelcomp._kernels.quadrature`: four sectors in polar coordinates split
-where ``u = 0`` or ``v = 0``, ``4 n^2`` points per pair and layer,
-``n = quadrature_nodes``), which ``method="quadrature"`` also forces for the others.
+``"erf"``, ``"leaky_relu"``, ``"linear"``, ``"gelu"`` and ``"elu"`` (through
+the bivariate normal cdf) have closed forms; the smooth ``"tanh"``, ``"silu"``,
+``"softplus"`` and ``"sigmoid"`` are Hermite (Mehler) series of per-sample
+coefficients with a tail bound (``method="series"``, erf and GELU accept it
+too); ``method="quadrature"`` computes any of them by quadrature, the reference
+route (:mod:`kernelcomp._kernels.quadrature`: four sectors in polar coordinates
+split where ``u = 0`` or ``v = 0``, ``4 n^2`` points per pair and layer,
+``n = quadrature_nodes``).
 
 ``device="cuda"`` computes the O(n m) part on the GPU (:mod:`kernelcomp._kernels.cuda`,
 numba-cuda): the per-sample pass stays on the CPU and its results are copied
@@ -67,7 +68,7 @@ class KernelPair(NamedTuple):
     ntk: np.ndarray
 
 #: activations with closed-form expectations (their step in the analytic core)
-_CLOSED_FORMS = ("relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu")
+_CLOSED_FORMS = ("relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu", "elu")
 #: smooth activations the Hermite series computes (route of "auto" for those
 #: without a closed form; ``method="series"`` for the others)
 _SERIES = ("tanh", "silu", "softplus", "sigmoid", "erf", "gelu")
@@ -141,11 +142,15 @@ def _check_scale(kernel: Any, dtype: np.dtype, a: np.ndarray, b: np.ndarray,
     for values, limit in ((a, inner), (b, inner), (dg, outer)):
         peak = float(np.max(np.abs(values))) if values.size else 0.0
         if not peak <= limit:  # NaN fails too
+            hint = ""
+            if kernel.activation == "elu" and kernel._route == "closed":
+                hint = (" (ELU's closed form holds to pre-activation variances of about 350: "
+                        "its factors e^S overflow beyond; method='quadrature' has no such limit)")
             raise ValueError(
                 f"{kernel!r} overflows on these inputs: its recursion reaches {peak:.3g}, "
                 f"beyond the {limit:.3g} from which {np.dtype(dtype).name} Gram entries can "
                 "be computed; the variances grow like weight_std**2 per layer: lower "
-                "weight_std or depth, or rescale the inputs"
+                f"weight_std or depth, or rescale the inputs{hint}"
             )
 
 
@@ -799,9 +804,10 @@ class NTK(_AnalyticKernel):
         definition. ``"relu_unit"`` is ``sqrt(2) max(z, 0)``, the ReLU of unit
         second moment used by Paccolat et al. (2021). ReLU, unit ReLU, erf,
         leaky ReLU, linear and GELU have closed forms (exactly neural-tangents'
-        ``stax.Relu``/``Erf``/``LeakyRelu``/``Gelu``); tanh, SiLU, softplus and
-        sigmoid are Hermite series exact to 1e-11 of the kernel's scale per
-        layer; ELU is computed by quadrature.
+        ``stax.Relu``/``Erf``/``LeakyRelu``/``Gelu``), and so has ELU (through
+        the bivariate normal cdf; pre-activation variances up to about 350);
+        tanh, SiLU, softplus and sigmoid are Hermite series exact to 1e-11 of
+        the kernel's scale per layer.
     weight_std : float or sequence of float, default 1.0
         sigma_w, one value or one per Dense layer (``depth + 1``).
     bias_std : float, None or sequence, default 0.0
@@ -812,9 +818,9 @@ class NTK(_AnalyticKernel):
         Hidden widths, required with ``"standard"`` (its NTK scales with them).
     method : {"auto", "closed_form", "series", "quadrature"}, default "auto"
         How ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` are computed at each
-        layer: ``"auto"`` uses the closed form where there is one, the Hermite
-        series for the other smooth activations and quadrature otherwise (ELU);
-        ``"series"`` (smooth activations) and ``"quadrature"`` (any) force
+        layer: ``"auto"`` uses the closed form where there is one and the
+        Hermite series for the other (smooth) activations; ``"series"``
+        (smooth activations) and ``"quadrature"`` (any, the reference) force
         those routes, to compare with the closed forms. The series keeps every
         sample's tail energy below 1e-11 of its own ``E[phi^2]`` (and
         ``E[phi'^2]``), which bounds a layer's truncation error by 1e-11 of

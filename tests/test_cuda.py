@@ -169,6 +169,30 @@ def test_every_cpu_activation_runs_on_the_gpu_or_is_refused_in_words():
 
 
 @needs_numba_cuda
+def test_the_device_elu_step_is_the_cpu_step_in_every_branch():
+    # every branch of Genz's method (|rho| < 0.3, < 0.75, < 0.925, beyond, +-1) and
+    # variances from 1e-8 to 10: the device function's operations are the CPU's
+    res = _run("""
+        import json, math
+        import numpy as np
+        import kernelcomp._kernels.cuda as kcu
+        from kernelcomp._kernels import duals
+        assert kcu.SIMULATOR
+        snap = 32.0 * float(np.finfo(np.float64).eps)
+        same, n = True, 0
+        for q1 in (1e-8, 0.05, 1.0, 10.0):
+            for q2 in (1e-8, 0.7, 10.0):
+                for rho in (-1.0, -0.9999, -0.93, -0.8, -0.5, -0.1, 0.0, 0.2, 0.6, 0.9, 0.95, 1.0):
+                    a1, a2 = math.sqrt(q1), math.sqrt(q2)
+                    args = (rho * a1 * a2, a1, a2, 1.0 / a1, 1.0 / a2, snap)
+                    same = same and duals.elu_step(*args) == kcu._elu_step(*args)
+                    n += 1
+        print(json.dumps({"same": bool(same), "n": n}))
+    """)
+    assert res["same"] and res["n"] == 144
+
+
+@needs_numba_cuda
 def test_the_kernel_refuses_an_unknown_activation_code_in_words():
     res = _run("""
         import json

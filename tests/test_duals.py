@@ -1,6 +1,7 @@
 """Per-entry duals of the activations (kernelcomp._kernels.duals) and their kernels.
 
-The closed forms (ReLU family, leaky ReLU, linear, erf, GELU) and the Hermite
+The closed forms (ReLU family, leaky ReLU, linear, erf, GELU, ELU with the
+bivariate normal cdf, itself checked against scipy and mpmath) and the Hermite
 series of the smooth activations (tanh, SiLU, softplus, sigmoid; erf and GELU
 too, through ``method="series"``) against an independent split Gauss-Legendre
 2-D integral (tests/naive.py) at a few dozen covariances, ``rho = +-1``, tiny
@@ -51,8 +52,10 @@ NUMPY = {
     "silu": (lambda z: z * expit(z), lambda z: expit(z) * (1.0 + z * (1.0 - expit(z)))),
     "softplus": (lambda z: np.logaddexp(0.0, z), expit),
     "sigmoid": (expit, lambda z: expit(z) * (1.0 - expit(z))),
+    "elu": (lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
+            lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))),
 }
-CLOSED = ["relu", "relu_unit", "leaky_relu", "linear", "erf", "gelu"]
+CLOSED = ["relu", "relu_unit", "leaky_relu", "linear", "erf", "gelu", "elu"]
 SERIES = ["tanh", "silu", "softplus", "sigmoid", "erf", "gelu"]
 
 #: (S11, S22, rho): tiny and large variances, rho = +-1 and near it
@@ -97,6 +100,70 @@ def test_closed_forms_match_the_2d_integral(act, triple):
     rk, rkd, scale = reference(act, *triple)
     assert abs(k - rk) <= 1e-12 * scale + 1e-300, (k, rk)
     assert abs(kd - rkd) <= 1e-12 * scale + 1e-300, (kd, rkd)
+
+
+#: ELU at the edges of Genz's branches (|rho| = 0.3, 0.75, 0.925) and tiny/large variances
+ELU_TRIPLES = [
+    (10.0, 10.0, 0.2999), (10.0, 10.0, -0.3), (10.0, 0.01, 0.75), (0.1, 7.0, -0.7499),
+    (1e-8, 10.0, -0.9249), (3.0, 3.0, 0.925), (10.0, 10.0, 0.99), (7.0, 1e-4, -0.95),
+    (1e-8, 1e-8, -1.0), (10.0, 1e-8, 1.0),
+]
+
+
+@pytest.mark.parametrize("triple", ELU_TRIPLES, ids=str)
+def test_elu_closed_form_at_the_branch_edges(triple):
+    s11, s22, rho = triple
+    s12 = rho * math.sqrt(s11 * s22)
+    k, kd = duals.closed_dual(CODES["elu"], s11, s22, s12, SNAP)
+    rk, rkd, scale = reference("elu", *triple)
+    assert abs(k - rk) <= 1e-12 * scale and abs(kd - rkd) <= 1e-12 * scale, (k, rk, kd, rkd)
+    # symmetric in the pair, bit for bit
+    assert duals.closed_dual(CODES["elu"], s22, s11, s12, SNAP) == (k, kd)
+
+
+def _bvn_mpmath(h, k, r):
+    """P(X < h, Y < k) as the 1-D integral of phi(x) Phi((k - r x) / sqrt(1 - r^2)), 30 digits."""
+    import mpmath as mp
+
+    mp.mp.dps = 30
+    h, k, r = mp.mpf(h), mp.mpf(k), mp.mpf(r)
+    s = mp.sqrt(1 - r * r)
+    # split where the inner cdf steps (x = k / r, width s / r) and near h
+    edges = [k / r + j * s / r for j in (-8, -2, 0, 2, 8)] if r else []
+    cuts = sorted({e for e in edges if e < h - 1e-6} | {h - 1})
+    return float(mp.quad(lambda x: mp.npdf(x) * mp.ncdf((k - r * x) / s),
+                         [-mp.inf, *[c for c in cuts if c < h], h]))
+
+
+#: correlations on both sides of Genz's branch edges, near +-1, and +-1
+BVN_RHOS = [-1.0, -0.999999, -0.99, -0.925, -0.9249, -0.75, -0.7499, -0.3, -0.2999, -0.05, 0.0,
+            0.2999, 0.3, 0.7499, 0.75, 0.9249, 0.925, 0.99, 0.999999, 1.0]
+
+
+@pytest.mark.parametrize("rho", BVN_RHOS)
+def test_bivariate_normal_cdf_against_scipy(rho):
+    from scipy.stats import multivariate_normal, norm
+
+    rng = np.random.default_rng(int(1000 * (rho + 2)))
+    for h, k in [*rng.uniform(-5.0, 5.0, size=(6, 2)).tolist(), [0.0, 0.0], [1.5, -1.5]]:
+        got = duals.bvn_cdf(h, k, rho)
+        assert got == duals.bvn_cdf(k, h, rho)  # order-independent, bit for bit
+        if abs(rho) == 1.0:  # Y = +-X
+            want = norm.cdf(min(h, k)) if rho > 0 else max(0.0, norm.cdf(h) - norm.cdf(-k))
+        else:
+            mvn = multivariate_normal(mean=[0.0, 0.0], cov=[[1.0, rho], [rho, 1.0]],
+                                      abseps=1e-13, releps=1e-13, maxpts=10**7)
+            want = mvn.cdf([h, k])
+        assert abs(got - want) <= 1e-14, (h, k, got, want)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.2, 0.5, 0.8, 0.93, 0.999])
+def test_bivariate_normal_cdf_is_relatively_exact_in_the_lower_tail(rho):
+    # the ELU terms multiply Phi_2 far in the lower tail by e^{S}: relative accuracy counts
+    for h, k in ((-6.0, -6.5), (-7.5, -2.0), (-4.0, -4.0), (-1.0, -7.0)):
+        got = duals.bvn_cdf(h, k, rho)
+        want = _bvn_mpmath(h, k, rho)
+        assert abs(got - want) <= 1e-8 * want, (h, k, got, want)
 
 
 @pytest.mark.parametrize("act", SERIES)
@@ -207,7 +274,8 @@ def test_series_route_through_the_method_argument(rng):
         assert relative_error(series, closed) <= 1e-10
     with pytest.raises(ValueError, match="'relu' is not smooth"):
         kc.NTK(activation="relu", method="series")
-    assert kc.NTK(activation="elu")._route == "quadrature"
+    assert kc.NTK(activation="elu")._route == "closed"
+    assert kc.NTK(activation="elu", method="quadrature")._route == "quadrature"
 
 
 def test_neural_tangents_gelu_and_leaky_relu_fixtures():
@@ -239,3 +307,13 @@ def test_series_gram_at_mnist_size():
         close(np.diag(K), k.diag(X.astype(np.float32)), 1e-7)
         del K
     """, timeout=3000)
+
+
+def test_elu_closed_form_refuses_variances_whose_exponentials_overflow():
+    # e^{2S} of the diagonal overflows beyond S ~ 355: refused in words, not NaN entries
+    X = np.array([[19.0], [-19.0], [9.5]])  # first-layer variances 361, 361, 90
+    with pytest.raises(ValueError, match=r"overflows .*ELU's closed form holds to .* 350"):
+        kc.NTK(depth=1, activation="elu")(X)
+    K = kc.NTK(depth=1, activation="elu")(X * (18.0 / 19.0))  # variances up to 324
+    assert np.isfinite(K).all() and np.array_equal(K, K.T)
+    assert np.isfinite(kc.NTK(depth=1, activation="elu", method="quadrature")(X)).all()

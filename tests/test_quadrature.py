@@ -267,15 +267,18 @@ def test_tile_size_does_not_change_the_result(rng, monkeypatch):
 
 
 def test_parameters_and_description():
-    k = kc.NTK(depth=2, activation="ELU", quadrature_nodes=12)
-    assert k.activation == "elu" and k._quadrature  # no closed form, not smooth
+    k = kc.NTK(depth=2, activation="ELU", method="quadrature", quadrature_nodes=12)
+    assert k.activation == "elu" and k._quadrature
     desc = k.to_dict()
-    assert desc["params"]["quadrature_nodes"] == 12 and "method" not in desc["params"]
+    assert desc["params"]["quadrature_nodes"] == 12 and desc["params"]["method"] == "quadrature"
     assert kc.NTK.from_dict(desc) == k
     q = kc.NNGP(activation="relu", method="quadrature")
     assert q.to_dict()["params"]["method"] == "quadrature"
     assert kc.NTK.from_dict(q.to_dict()) == q
     assert kc.NTK(activation="elu") != k
+    # the closed form does not use the nodes: the same kernel with any of them
+    assert kc.NTK(activation="elu", quadrature_nodes=12) == kc.NTK(activation="elu")
+    assert "quadrature_nodes" not in kc.NTK(activation="elu").to_dict()["params"]
     for act in ALL:
         kc.NTK(activation=act)  # every compiled activation is accepted
 
@@ -300,7 +303,7 @@ def test_bad_parameters(kwargs, exc, match):
 def test_cuda_refuses_quadrature():
     match = "activation 'elu' by quadrature .* runs on device='cpu'"
     with pytest.raises(NotImplementedError, match=match):
-        kc.NTK(activation="elu")(np.ones((2, 3)), device="cuda")
+        kc.NTK(activation="elu", method="quadrature")(np.ones((2, 3)), device="cuda")
     with pytest.raises(NotImplementedError, match="activation 'relu' by quadrature"):
         kc.NTK(method="quadrature")(np.ones((2, 3)), device="cuda")
 

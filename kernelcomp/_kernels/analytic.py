@@ -7,7 +7,7 @@ layer by layer with :func:`series_layer`):
 ``a[l, i]``, ``b[l, i]``
     The two numbers of :func:`kernelcomp._kernels.duals.closed_state` for the
     pre-activation variance ``S_ii`` of layer ``l`` (ReLU family: ``sqrt(S_ii)``
-    and ``1/sqrt(S_ii)``; erf: ``1/sqrt(1 + 2 S_ii)`` twice; GELU: ``S_ii``
+    and ``1/sqrt(S_ii)``, ELU too; erf: ``1/sqrt(1 + 2 S_ii)`` twice; GELU: ``S_ii``
     and ``1 + S_ii``); series route: ``sqrt(S_ii)`` and ``1/sqrt(S_ii)``.
 ``c[l, :, i]``, ``e[l, :, i]``
     Series route only: Hermite coefficients of ``phi`` and ``phi'`` at that
@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
-from kernelcomp._kernels.activations import ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
+from kernelcomp._kernels.activations import ELU, ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
 from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     _LK_C1,
     _LK_C2,
@@ -46,6 +46,8 @@ from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     asin,
     closed_state,
     closed_step,
+    elu_sample,
+    elu_step_pre,
     erf_step,
     gelu_step,
     relu_step,
@@ -254,6 +256,15 @@ def tiles(
         rho = np.empty(tile, dtype=np.float64)
         kk = np.empty(tile, dtype=np.float64)
         kkd = np.empty(tile, dtype=np.float64)
+        if act == ELU and not series:  # the columns' per-sample terms, once per tile
+            eln = np.empty((L, tile), dtype=np.float64)
+            ele = np.empty((L, tile), dtype=np.float64)
+            for l in range(L):
+                for jj in range(j1 - j0):
+                    eln[l, jj], ele[l, jj] = elu_sample(ay[l, j0 + jj])
+        else:
+            eln = np.empty((1, 1), dtype=np.float64)
+            ele = eln
         for i in range(i0, i1):
             js = i + 1 if on_diag else j0
             w = j1 - js
@@ -357,6 +368,15 @@ def tiles(
                     elif act == GELU:
                         for jj in range(w):
                             k, kd = gelu_step(s[jj], ai, ayl[jj], bi, byl[jj])
+                            t[jj] = tal * k + tbl + w2n * kd * t[jj]
+                            s[jj] = w2n * k + b2n
+                    elif act == ELU:
+                        ni, ei = elu_sample(ai)
+                        nyl = eln[l, js - j0:]
+                        eyl = ele[l, js - j0:]
+                        for jj in range(w):
+                            k, kd = elu_step_pre(s[jj], ai, ayl[jj], bi, byl[jj], snap, ni,
+                                                 nyl[jj], ei, eyl[jj])
                             t[jj] = tal * k + tbl + w2n * kd * t[jj]
                             s[jj] = w2n * k + b2n
                     else:  # not a closed form: the public layer never gets here

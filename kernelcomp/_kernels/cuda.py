@@ -27,7 +27,12 @@ the CPU fused loop's order: by design the GPU reproduces the CPU's fused path
 (``d <= FUSED_MAX_FEATURES``) bit for bit, and above that it differs from the
 CPU's BLAS dot products by their rounding only (it never snaps dot products:
 it does not need to). Identical rows give exactly the diagonal, and so do
-duplicates across ``X`` and ``Y``. The tests check all this in numba's
+duplicates across ``X`` and ``Y``. One exception: ELU's step calls ``exp`` and
+``erfc``, which are the C library's on the CPU and libdevice's on a GPU; they
+may differ in the last bit, so on a real GPU ELU's entries agree with the CPU's
+to rounding (~1e-15) rather than bit for bit, and a duplicated row's entry may
+differ from the CPU's diagonal by as much (symmetry is exact either way; the
+simulator, which runs the C library's, matches bit for bit). The tests check all this in numba's
 simulator, where the device functions run as Python on NumPy float64 scalars
 (the same IEEE operations); ``scripts/bench_cuda.py --check`` checks it on a GPU.
 
@@ -50,6 +55,7 @@ from kernelcomp._kernels._config import (
 )
 from kernelcomp._kernels.activations import (
     CODES,
+    ELU,
     ERF,
     GELU,
     LEAKY_RELU,
@@ -60,8 +66,13 @@ from kernelcomp._kernels.activations import (
 from kernelcomp._kernels.duals import (
     _2_OVER_PI,
     _4_OVER_PI,
+    _GL_T,
+    _GL_W,
     _HALF_PI,
     _INV_2PI,
+    _INV_SQRT2,
+    _INV_SQRT_2PI,
+    _INV_SQRT_8PI,
     _LK_C1,
     _LK_C2,
     _LK_C3,
@@ -76,12 +87,23 @@ from kernelcomp._kernels.duals import (
     _QS2,
     _QS3,
     _QS4,
+    _S1,
+    _S2,
+    _S3,
+    _S4,
+    _S5,
+    _S6,
+    _S7,
+    _S8,
+    _S9,
+    _SQRT_2PI,
     _TINY,
+    _TWO_PI,
 )
 
 #: codes with a closed-form step in :func:`_entry` (the codes of
 #: :mod:`kernelcomp._kernels.activations`); any smooth code also runs as a Hermite series
-CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU)
+CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU, ELU)
 
 #: edge of a thread block (CUDA_TILE x CUDA_TILE threads, one output entry each) and of
 #: the shared-memory tiles of X and Y (CUDA_TILE rows by CUDA_TILE features)
@@ -217,6 +239,184 @@ def _gelu_step(s, ai, aj, bi, bj):
 
 
 @_device
+def _norm_cdf(x):
+    """:func:`kernelcomp._kernels.duals.norm_cdf` on the device."""
+    return _mul(0.5, math.erfc(_mul(-x, _INV_SQRT2)))
+
+
+@_device
+def _sin_small(t):
+    """:func:`kernelcomp._kernels.duals._sin_small` on the device."""
+    z = _mul(t, t)
+    p = _S9
+    p = _mul(p, z) + _S8
+    p = _mul(p, z) + _S7
+    p = _mul(p, z) + _S6
+    p = _mul(p, z) + _S5
+    p = _mul(p, z) + _S4
+    p = _mul(p, z) + _S3
+    p = _mul(p, z) + _S2
+    p = _mul(p, z) + _S1
+    p = _mul(p, z) + 1.0
+    return _mul(t, p)
+
+
+@_device
+def _bvnu_head(h, k, a, a2):
+    """:func:`kernelcomp._kernels.duals._bvnu_head` on the device."""
+    hk = _mul(h, k)
+    bs = _mul(h - k, h - k)
+    c = (4.0 - hk) / 8.0
+    d = (12.0 - hk) / 16.0
+    e0 = _mul(-0.5, bs / a2 + hk)
+    bvn = 0.0
+    if e0 > -100.0:
+        bvn = _mul(_mul(a, math.exp(e0)),
+                   1.0 - _mul(_mul(c, bs - a2), 1.0 - _mul(d, bs) / 5.0) / 3.0
+                   + _mul(_mul(_mul(c, d), a2), a2) / 5.0)
+    if hk > -100.0:
+        b = math.sqrt(bs)
+        bvn = bvn - _mul(_mul(_mul(math.exp(_mul(-0.5, hk)), _mul(_SQRT_2PI, _norm_cdf(-b / a))),
+                              b),
+                         1.0 - _mul(_mul(c, bs), 1.0 - _mul(d, bs) / 5.0) / 3.0)
+    return bvn, hk, bs, c, d
+
+
+@_device
+def _bvnu_node(x, er, rinv, wq, hk, bs, c, d):
+    """:func:`kernelcomp._kernels.duals._bvnu_node` on the device."""
+    e = _mul(-0.5, bs / x + hk)
+    if e > -100.0:
+        sp = 1.0 + _mul(_mul(c, x), 1.0 + _mul(d, x))
+        ep = _mul(math.exp(_mul(_mul(-0.5, hk), er)), rinv)
+        return _mul(_mul(wq, math.exp(e)), ep - sp)
+    return 0.0
+
+
+@_device
+def _bvnu_finish(h, k, r, bvn):
+    """:func:`kernelcomp._kernels.duals._bvnu_finish` on the device."""
+    if r > 0.0:
+        bvn = bvn + _norm_cdf(-max(h, k))
+    else:
+        bvn = -bvn + max(0.0, _norm_cdf(-h) - _norm_cdf(-k))
+    return min(max(bvn, 0.0), 1.0)
+
+
+@_device
+def _bvn_sorted(h, k):
+    return (h, k) if h <= k else (k, h)
+
+
+@_device
+def _bvn_core3(r, h1, k1, h2, k2, h3, k3, q1, q2, q3):
+    """:func:`kernelcomp._kernels.duals.bvn_core3` on the device (same operations)."""
+    h1, k1 = _bvn_sorted(-h1, -k1)
+    h2, k2 = _bvn_sorted(-h2, -k2)
+    h3, k3 = _bvn_sorted(-h3, -k3)
+    ar = abs(r)
+    if ar < 0.925:
+        rule = 0 if ar < 0.3 else (1 if ar < 0.75 else 2)
+        hk1 = _mul(h1, k1)
+        hk2 = _mul(h2, k2)
+        hk3 = _mul(h3, k3)
+        hs1 = _mul(0.5, _mul(h1, h1) + _mul(k1, k1))
+        hs2 = _mul(0.5, _mul(h2, h2) + _mul(k2, k2))
+        hs3 = _mul(0.5, _mul(h3, h3) + _mul(k3, k3))
+        asr = _mul(0.5, _asin(r))
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for q in range(6 + 6 * rule + 2 * (rule // 2)):
+            sn = _sin_small(_mul(asr, _GL_T[rule, q]))
+            den = 1.0 / (1.0 - _mul(sn, sn))
+            wq = _GL_W[rule, q]
+            s1 += _mul(wq, math.exp(_mul(_mul(sn, hk1) - hs1, den)))
+            s2 += _mul(wq, math.exp(_mul(_mul(sn, hk2) - hs2, den)))
+            s3 += _mul(wq, math.exp(_mul(_mul(sn, hk3) - hs3, den)))
+        f = asr / _TWO_PI
+        p1 = _mul(s1, f) + q1
+        p2 = _mul(s2, f) + q2
+        p3 = _mul(s3, f) + q3
+        return (min(max(p1, 0.0), 1.0), min(max(p2, 0.0), 1.0), min(max(p3, 0.0), 1.0))
+    a2 = _mul(1.0 - r, 1.0 + r)
+    a2 = a2 if a2 > 0.0 else 0.0
+    a = math.sqrt(a2)
+    if r < 0.0:
+        k1 = -k1
+        k2 = -k2
+        k3 = -k3
+    b1 = 0.0
+    b2 = 0.0
+    b3 = 0.0
+    if a2 > 0.0:
+        b1, hk1, bs1, c1, d1 = _bvnu_head(h1, k1, a, a2)
+        b2, hk2, bs2, c2, d2 = _bvnu_head(h2, k2, a, a2)
+        b3, hk3, bs3, c3, d3 = _bvnu_head(h3, k3, a, a2)
+        ah = _mul(0.5, a)
+        for q in range(20):
+            xq = _mul(ah, _GL_T[2, q])
+            x = _mul(xq, xq)
+            rs = math.sqrt(1.0 - x)
+            er = x / _mul(1.0 + rs, 1.0 + rs)
+            rinv = 1.0 / rs
+            wq = _mul(ah, _GL_W[2, q])
+            b1 = b1 + _bvnu_node(x, er, rinv, wq, hk1, bs1, c1, d1)
+            b2 = b2 + _bvnu_node(x, er, rinv, wq, hk2, bs2, c2, d2)
+            b3 = b3 + _bvnu_node(x, er, rinv, wq, hk3, bs3, c3, d3)
+        b1 = -b1 / _TWO_PI
+        b2 = -b2 / _TWO_PI
+        b3 = -b3 / _TWO_PI
+    p1 = _bvnu_finish(h1, k1, r, b1)
+    p2 = _bvnu_finish(h2, k2, r, b2)
+    p3 = _bvnu_finish(h3, k3, r, b3)
+    return p1, p2, p3
+
+
+@_device
+def _elu_step(s, ai, aj, bi, bj, snap):
+    """:func:`kernelcomp._kernels.duals.elu_step` on the device (same operations)."""
+    rho = _mul(s, _mul(bi, bj))
+    rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+    r2 = _mul(1.0 - rho, 1.0 + rho)
+    r2 = r2 if r2 > 0.0 else 0.0
+    r = math.sqrt(r2)
+    aa = _mul(ai, aj)
+    c = _mul(rho, aa)
+    pm = _PI - _acos(rho)
+    p = _mul(pm, _INV_2PI)
+    qi = _mul(ai, ai)
+    qj = _mul(aj, aj)
+    ni = _norm_cdf(-ai)
+    nj = _norm_cdf(-aj)
+    hi_ = -(ai + _mul(rho, aj))
+    hj_ = -(aj + _mul(rho, ai))
+    q1 = 0.0
+    q2 = 0.0
+    q3 = 0.0
+    if abs(rho) < 0.925:
+        q1 = _mul(ni, _norm_cdf(-_mul(rho, ai)))
+        q2 = _mul(nj, _norm_cdf(-_mul(rho, aj)))
+        q3 = _mul(_norm_cdf(hi_), _norm_cdf(hj_))
+    a_i, a_j, cc = _bvn_core3(rho, -ai, -_mul(rho, ai), -aj, -_mul(rho, aj), hi_, hj_,
+                              q1, q2, q3)
+    ei = math.exp(_mul(0.5, qi))
+    ej = math.exp(_mul(0.5, qj))
+    gi = _mul(ei, ni - a_i)
+    gj = _mul(ej, nj - a_j)
+    hi = _mul(ei, a_i)
+    hj = _mul(ej, a_j)
+    fi = _mul(_mul(math.exp(_mul(0.5, _mul(qi, r2))), _norm_cdf(-_mul(ai, r))), _INV_SQRT_2PI)
+    fj = _mul(_mul(math.exp(_mul(0.5, _mul(qj, r2))), _norm_cdf(-_mul(aj, r))), _INV_SQRT_2PI)
+    e = _mul(math.exp(_mul(0.5, qi + qj) + c), cc)
+    kd = (p + e) + (gi + gj)
+    xij = ((_mul(c, gj) + _mul(ai, fj)) - _mul(ai, _INV_SQRT_8PI)) - hi
+    xji = ((_mul(c, gi) + _mul(aj, fi)) - _mul(aj, _INV_SQRT_8PI)) - hj
+    k = ((_mul(_mul(aa, r + _mul(pm, rho)), _INV_2PI) + p) + e) + (xij + xji)
+    return k, kd
+
+
+@_device
 def _series_step(s, i, j, l, bi, bj, snap, deg, cx, cy, ex, ey, ntk):
     """:func:`kernelcomp._kernels.duals.series_step` (Horner) on the device."""
     rho = _mul(s, _mul(bi, bj))
@@ -262,6 +462,8 @@ def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, sn
             k, kd = s, 1.0
         elif act == GELU:
             k, kd = _gelu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j])
+        elif act == ELU:
+            k, kd = _elu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
         else:
             k, kd = math.nan, math.nan
         w2n = par[l + 1]

@@ -26,7 +26,12 @@ Two routes, both exact to rounding or to a stated bound:
   ``P = (1 + S11)(1 + S22)``, ``D = sqrt(P - S12^2)`` (``>= sqrt(1 + S11 + S22)``:
   no singularity at ``rho = +-1``) and ``A = asin(S12/sqrt(P))``,
   ``K = S12/4 + [S12 A + (S12^2 + S11 S22 D^2)/(P D)] / (2 pi)`` and
-  ``Kdot = 1/4 + [A + S12/D (1 + (1 - S11 S22)/P + 1/D^2)] / (2 pi)``.
+  ``Kdot = 1/4 + [A + S12/D (1 + (1 - S11 S22)/P + 1/D^2)] / (2 pi)``;
+* ``elu`` (``z`` for ``z > 0``, ``e^z - 1`` else; :func:`elu_step`),
+  ``a = sqrt(S)``, ``b = 1/sqrt(S)``: by exponential tilting
+  (``E[e^u 1_A(u, v)] = e^{S11/2} P((u + S11, v + S12) in A)``) every term is a
+  bivariate normal cdf ``Phi_2`` at the pair's correlation, three per entry
+  (:func:`bvn_cdf3`, Genz's method, ~1e-15; formulas in :func:`elu_step`).
 
 **Hermite (Mehler) series** for smooth activations without a closed form
 (``tanh``, ``silu``, ``softplus``, ``sigmoid``; any smooth code works): with
@@ -52,7 +57,8 @@ check the result against an independent 2-D integral).
 
 The per-entry functions are plain ``@jit`` scalar functions that other compiled
 kernels may call: :func:`closed_step`, :func:`closed_dual` (from the raw
-``S11, S22, S12``), :func:`series_step` and :func:`series_dual`.
+``S11, S22, S12``), :func:`series_step`, :func:`series_dual` and the bivariate
+normal cdf :func:`bvn_cdf` / :func:`bvn_cdf3`.
 """
 
 from __future__ import annotations
@@ -82,11 +88,9 @@ from kernelcomp._kernels.activations import (
 )
 
 #: codes with a closed form (their per-entry step is :func:`closed_step`)
-CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU)
+CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU, ELU)
 #: codes computed by the Hermite series when no closed form exists (smooth)
 SERIES_CODES = (TANH, SILU, SOFTPLUS, SIGMOID, ERF, GELU)
-#: codes computed by neither (kinked and not positively homogeneous): quadrature
-QUADRATURE_ONLY = (ELU,)
 
 _PI = math.pi
 _HALF_PI = 0.5 * math.pi
@@ -229,6 +233,310 @@ def gelu_step(s: float, ai: float, aj: float, bi: float, bj: float):
     return k, kd
 
 
+# -- ELU: the bivariate normal cdf (Genz's method) ---------------------------------------
+
+
+def _gauss_legendre_on_0_2(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre rule of ``n`` nodes on [0, 2] (Genz's ``1 -+ x``), padded to 20."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    t = np.zeros(20)
+    v = np.zeros(20)
+    t[:n] = 1.0 + x
+    v[:n] = w
+    return t, v
+
+
+#: Genz's three rules: 6 nodes for |rho| < 0.3, 12 below 0.75, 20 from there on
+_GL_T = np.stack([_gauss_legendre_on_0_2(n)[0] for n in (6, 12, 20)])
+_GL_W = np.stack([_gauss_legendre_on_0_2(n)[1] for n in (6, 12, 20)])
+_TWO_PI = 2.0 * math.pi
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_INV_SQRT_8PI = 1.0 / math.sqrt(8.0 * math.pi)
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+# Taylor coefficients of sin(t)/t in t^2: (-1)^m / (2m + 1)!
+_S1 = -0.16666666666666666
+_S2 = 0.008333333333333333
+_S3 = -0.0001984126984126984
+_S4 = 2.7557319223985893e-06
+_S5 = -2.505210838544172e-08
+_S6 = 1.6059043836821613e-10
+_S7 = -7.647163731819816e-13
+_S8 = 2.8114572543455206e-15
+_S9 = -8.22063524662433e-18
+
+
+@jit
+def norm_cdf(x: float) -> float:
+    """The N(0, 1) cdf, ``erfc(-x / sqrt(2)) / 2`` (relative accuracy in the lower tail)."""
+    return 0.5 * math.erfc(-x * _INV_SQRT2)
+
+
+@jit
+def _bvn_sorted(h: float, k: float) -> tuple[float, float]:
+    """``(min, max)`` of a pair: the evaluation order of Phi_2's arguments is fixed."""
+    return (h, k) if h <= k else (k, h)
+
+
+@jit
+def _sin_small(t: float) -> float:
+    """``sin(t)`` for ``|t| <= 1.2`` by its Taylor polynomial to degree 19 (~1 ulp).
+
+    The node angles of :func:`bvn_cdf3` stay below 1.19 (truncation below
+    1e-18); a polynomial is the same bits on every target (no libm).
+    """
+    z = t * t
+    p = _S9
+    p = p * z + _S8
+    p = p * z + _S7
+    p = p * z + _S6
+    p = p * z + _S5
+    p = p * z + _S4
+    p = p * z + _S3
+    p = p * z + _S2
+    p = p * z + _S1
+    p = p * z + 1.0
+    return t * p
+
+
+@jit
+def _bvnu_head(h: float, k: float, a: float, a2: float):
+    """Genz's ``|r| >= 0.925`` branch of ``P(X > h, Y > k)``: the closed-form part.
+
+    ``a = sqrt(1 - r^2) > 0``, ``a2 = 1 - r^2``, ``k`` already negated for
+    ``r < 0``. The branch integrates, over ``x = sqrt(1 - r'^2)`` from 0 to
+    ``a``, the correction to the ``|r| = 1`` limit: the first terms of its
+    expansion in closed form (here) and the remainder by the 20-node
+    Gauss-Legendre rule (:func:`_bvnu_node`). Returns that closed-form part
+    and ``hk``, ``bs``, ``c``, ``d`` for the nodes.
+    """
+    hk = h * k
+    bs = (h - k) * (h - k)
+    c = (4.0 - hk) / 8.0
+    d = (12.0 - hk) / 16.0
+    e0 = -0.5 * (bs / a2 + hk)
+    bvn = 0.0
+    if e0 > -100.0:
+        bvn = a * math.exp(e0) * (
+            1.0 - c * (bs - a2) * (1.0 - d * bs / 5.0) / 3.0 + c * d * a2 * a2 / 5.0
+        )
+    if hk > -100.0:
+        b = math.sqrt(bs)
+        bvn = bvn - math.exp(-0.5 * hk) * (_SQRT_2PI * norm_cdf(-b / a)) * b * (
+            1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0
+        )
+    return bvn, hk, bs, c, d
+
+
+@jit
+def _bvnu_node(x: float, er: float, rinv: float, wq: float, hk: float, bs: float, c: float,
+               d: float) -> float:
+    """One node's term of Genz's asymptotic branch (0 below ``e^-100``).
+
+    ``x`` the squared node, ``er = x / (1 + sqrt(1 - x))^2``, ``rinv = 1/sqrt(1 - x)``,
+    ``wq`` the weight times half the interval.
+    """
+    e = -0.5 * (bs / x + hk)
+    if e > -100.0:
+        sp = 1.0 + c * x * (1.0 + d * x)
+        ep = math.exp(-0.5 * hk * er) * rinv
+        return wq * math.exp(e) * (ep - sp)
+    return 0.0
+
+
+@jit
+def _bvnu_finish(h: float, k: float, r: float, bvn: float) -> float:
+    """Genz's last step of the ``|r| >= 0.925`` branch (``k`` negated for ``r < 0``)."""
+    if r > 0.0:
+        bvn = bvn + norm_cdf(-max(h, k))
+    else:
+        bvn = -bvn + max(0.0, norm_cdf(-h) - norm_cdf(-k))
+    return min(max(bvn, 0.0), 1.0)
+
+
+@jit
+def bvn_core3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3: float,
+              q1: float, q2: float, q3: float, same12: bool):
+    """:func:`bvn_cdf3` given ``q = Phi(h) Phi(k)`` of each pair (read for ``|r| < 0.925``).
+
+    ``same12``: the first two pairs (and ``q``) are the same numbers, whose
+    result is then computed once (the same bits as twice).
+    """
+    # upper probabilities P(X > -h, Y > -k), each pair sorted
+    h1, k1 = _bvn_sorted(-h1, -k1)
+    h2, k2 = _bvn_sorted(-h2, -k2)
+    h3, k3 = _bvn_sorted(-h3, -k3)
+    ar = abs(r)
+    if ar < 0.925:
+        rule = 0 if ar < 0.3 else (1 if ar < 0.75 else 2)
+        nodes = _GL_T[rule]
+        weights = _GL_W[rule]
+        hk1 = h1 * k1
+        hk2 = h2 * k2
+        hk3 = h3 * k3
+        hs1 = 0.5 * (h1 * h1 + k1 * k1)
+        hs2 = 0.5 * (h2 * h2 + k2 * k2)
+        hs3 = 0.5 * (h3 * h3 + k3 * k3)
+        asr = 0.5 * asin(r)
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for q in range(6 + 6 * rule + 2 * (rule // 2)):  # 6, 12, 20 nodes
+            sn = _sin_small(asr * nodes[q])
+            den = 1.0 / (1.0 - sn * sn)
+            wq = weights[q]
+            s1 += wq * math.exp((sn * hk1 - hs1) * den)
+            if not same12:
+                s2 += wq * math.exp((sn * hk2 - hs2) * den)
+            s3 += wq * math.exp((sn * hk3 - hs3) * den)
+        f = asr / _TWO_PI
+        p1 = s1 * f + q1
+        p2 = p1 if same12 else s2 * f + q2
+        p3 = s3 * f + q3
+        return (min(max(p1, 0.0), 1.0), min(max(p2, 0.0), 1.0), min(max(p3, 0.0), 1.0))
+    a2 = (1.0 - r) * (1.0 + r)
+    a2 = a2 if a2 > 0.0 else 0.0
+    a = math.sqrt(a2)
+    if r < 0.0:
+        k1 = -k1
+        k2 = -k2
+        k3 = -k3
+    b1 = b2 = b3 = 0.0
+    if a2 > 0.0:  # |r| = 1: the limit alone
+        b1, hk1, bs1, c1, d1 = _bvnu_head(h1, k1, a, a2)
+        b2, hk2, bs2, c2, d2 = _bvnu_head(h2, k2, a, a2)
+        b3, hk3, bs3, c3, d3 = _bvnu_head(h3, k3, a, a2)
+        ah = 0.5 * a
+        for q in range(20):  # the node terms that depend on r only, shared
+            xq = ah * _GL_T[2, q]
+            x = xq * xq
+            rs = math.sqrt(1.0 - x)
+            er = x / ((1.0 + rs) * (1.0 + rs))
+            rinv = 1.0 / rs
+            wq = ah * _GL_W[2, q]
+            b1 = b1 + _bvnu_node(x, er, rinv, wq, hk1, bs1, c1, d1)
+            if not same12:
+                b2 = b2 + _bvnu_node(x, er, rinv, wq, hk2, bs2, c2, d2)
+            b3 = b3 + _bvnu_node(x, er, rinv, wq, hk3, bs3, c3, d3)
+        b1 = -b1 / _TWO_PI
+        b2 = -b2 / _TWO_PI
+        b3 = -b3 / _TWO_PI
+    p1 = _bvnu_finish(h1, k1, r, b1)
+    p2 = p1 if same12 else _bvnu_finish(h2, k2, r, b2)
+    p3 = _bvnu_finish(h3, k3, r, b3)
+    return p1, p2, p3
+
+
+@jit
+def bvn_cdf3(r: float, h1: float, k1: float, h2: float, k2: float, h3: float, k3: float):
+    """Three bivariate normal cdfs ``Phi_2(h, k; r) = P(X < h, Y < k)`` at one correlation.
+
+    Genz's method (Genz 2004, *Statistics and Computing* 14, 251-260; the
+    Drezner-Wesolowsky integral over ``asin``): Gauss-Legendre rules of 6, 12
+    and 20 nodes for ``|r| < 0.3``, ``< 0.75`` and ``< 0.925``, Genz's asymptotic
+    form with 20 nodes beyond, exact at ``r = +-1``. About 1e-15 absolute.
+    The node terms that depend on ``r`` only are shared by the three pairs;
+    each pair is sorted first, so ``Phi_2(h, k; r)`` and ``Phi_2(k, h; r)`` are
+    the same bits.
+    """
+    q1 = norm_cdf(h1) * norm_cdf(k1)
+    q2 = norm_cdf(h2) * norm_cdf(k2)
+    q3 = norm_cdf(h3) * norm_cdf(k3)
+    return bvn_core3(r, h1, k1, h2, k2, h3, k3, q1, q2, q3, False)
+
+
+@jit
+def bvn_cdf(h: float, k: float, r: float) -> float:
+    """``Phi_2(h, k; r) = P(X < h, Y < k)`` for standard normals of correlation ``r``.
+
+    The route of :func:`bvn_cdf3` (one pair); ``r`` in [-1, 1].
+    """
+    return bvn_cdf3(r, h, k, h, k, h, k)[0]
+
+
+@jit
+def elu_step(s: float, ai: float, aj: float, bi: float, bj: float, snap: float):
+    """ELU (``z`` for ``z > 0``, ``e^z - 1`` else) expectations ``(K, Kdot)``.
+
+    ``ai = sqrt(S_ii)``, ``bi = 1/sqrt(S_ii)`` (0 for 0) and the snapping of
+    ``rho`` as in :func:`relu_step`. With ``sigma_i = ai``, ``c = rho ai aj``,
+    ``r = sqrt(1 - rho^2)``, ``P = (pi - acos(rho)) / (2 pi)`` and, by
+    exponential tilting, ``A_i = Phi_2(-sigma_i, -rho sigma_i; rho)``,
+    ``C = Phi_2(-(sigma_i + rho sigma_j), -(sigma_j + rho sigma_i); rho)``,
+    ``G_i = e^{S_ii/2} (Phi(-sigma_i) - A_i)`` (``= E[e^{u_i}; u_i < 0 < u_j]``),
+    ``H_i = e^{S_ii/2} A_i`` (``= E[e^{u_i}; u_i, u_j < 0]``),
+    ``F_i = e^{S_ii r^2/2} Phi(-sigma_i r) / sqrt(2 pi)`` and
+    ``E = e^{(S_ii + S_jj)/2 + c} C`` (``= E[e^{u_i + u_j}; u_i, u_j < 0]``):
+
+    .. code-block:: text
+
+        Kdot = P + E + G_i + G_j
+        K    = ai aj (r + (pi - acos(rho)) rho) / (2 pi) + P + E + X_ij + X_ji
+        X_ij = c G_j + sigma_i F_j - sigma_i / sqrt(8 pi) - H_i
+
+    (Tsuchida et al. 2021 derive the equal-variance case.) The two
+    per-sample halves are summed last, so ``k(x, y)`` and ``k(y, x)`` are
+    the same bits; the three ``Phi_2`` share one correlation
+    (:func:`bvn_cdf3`). The factors ``e^{S}`` overflow for variances beyond ~350.
+    """
+    ni = norm_cdf(-ai)
+    nj = norm_cdf(-aj)
+    return elu_step_pre(s, ai, aj, bi, bj, snap, ni, nj, math.exp(0.5 * (ai * ai)),
+                        math.exp(0.5 * (aj * aj)))
+
+
+@jit
+def elu_sample(a: float) -> tuple[float, float]:
+    """The per-sample terms ``(Phi(-sigma), e^{S/2})`` of :func:`elu_step_pre` (``a = sigma``)."""
+    return norm_cdf(-a), math.exp(0.5 * (a * a))
+
+
+@jit
+def elu_step_pre(s: float, ai: float, aj: float, bi: float, bj: float, snap: float,
+                 ni: float, nj: float, ei: float, ej: float):
+    """:func:`elu_step` given each sample's ``Phi(-sigma)`` and ``e^{S/2}`` (:func:`elu_sample`).
+
+    The tile pass computes those once per sample and layer; any caller gets
+    the same bits as :func:`elu_step`.
+    """
+    rho = s * (bi * bj)
+    rho = math.copysign(1.0, rho) if 1.0 - abs(rho) <= snap else rho
+    r2 = (1.0 - rho) * (1.0 + rho)
+    r2 = r2 if r2 > 0.0 else 0.0
+    r = math.sqrt(r2)
+    aa = ai * aj
+    c = rho * aa
+    pm = _PI - acos(rho)
+    p = pm * _INV_2PI
+    qi = ai * ai
+    qj = aj * aj
+    # equal variances (e.g. normalised inputs): the terms of j are those of i,
+    # computed once (the same bits as twice)
+    same = ai == aj
+    hi_ = -(ai + rho * aj)
+    hj_ = -(aj + rho * ai)
+    q1 = q2 = q3 = 0.0
+    if abs(rho) < 0.925:  # the products bvn_core3 reads on this branch
+        q1 = ni * norm_cdf(-(rho * ai))
+        q2 = q1 if same else nj * norm_cdf(-(rho * aj))
+        ci = norm_cdf(hi_)
+        q3 = ci * (ci if same else norm_cdf(hj_))
+    a_i, a_j, cc = bvn_core3(rho, -ai, -(rho * ai), -aj, -(rho * aj), hi_, hj_, q1, q2, q3,
+                             same)
+    gi = ei * (ni - a_i)
+    gj = ej * (nj - a_j)
+    hi = ei * a_i
+    hj = ej * a_j
+    fi = math.exp(0.5 * (qi * r2)) * norm_cdf(-(ai * r)) * _INV_SQRT_2PI
+    fj = fi if same else math.exp(0.5 * (qj * r2)) * norm_cdf(-(aj * r)) * _INV_SQRT_2PI
+    e = math.exp(0.5 * (qi + qj) + c) * cc
+    kd = (p + e) + (gi + gj)
+    xij = ((c * gj + ai * fj) - ai * _INV_SQRT_8PI) - hi
+    xji = ((c * gi + aj * fi) - aj * _INV_SQRT_8PI) - hj
+    k = ((aa * (r + pm * rho) * _INV_2PI + p) + e) + (xij + xji)
+    return k, kd
+
+
 @jit
 def closed_state(act: int, s: float) -> tuple[float, float]:
     """Per-sample numbers ``(a, b)`` of a variance ``s`` that :func:`closed_step` takes."""
@@ -260,6 +568,8 @@ def closed_step(act: int, s: float, ai: float, aj: float, bi: float, bj: float, 
         return s, 1.0
     if act == GELU:
         return gelu_step(s, ai, aj, bi, bj)
+    if act == ELU:
+        return elu_step(s, ai, aj, bi, bj, snap)
     return math.nan, math.nan
 
 

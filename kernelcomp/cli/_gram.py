@@ -67,8 +67,8 @@ def add_parser(sub: Any) -> None:
     )
     analytic.add_argument(
         "--activation", choices=_ActivationNames(), default=argparse.SUPPRESS,
-        help="default: relu; relu, relu_unit, erf, leaky_relu, linear and gelu in closed form, "
-        "tanh, silu, softplus and sigmoid as Hermite series, elu by quadrature",
+        help="default: relu; relu, relu_unit, erf, leaky_relu, linear, gelu and elu in closed "
+        "form, tanh, silu, softplus and sigmoid as Hermite series",
     )
     analytic.add_argument(
         "--weight-std", type=stds, metavar="S", default=argparse.SUPPRESS,

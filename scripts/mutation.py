@@ -19,6 +19,11 @@ Examples
 
 ``python scripts/mutation.py kernelcomp/curves.py tests/test_curves.py --show`` lists the
 survivors of the previous run (no new run) with their diffs.
+
+``python scripts/mutation.py kernelcomp/curves.py tests/test_curves.py --survivors`` lays
+out the current tests again and reruns only the mutants that survived (or had no test)
+in the previous run: mutmut keeps every other verdict, so this is the cheap re-measure
+after new tests (the score it prints is then over all mutants of the module).
 """
 
 from __future__ import annotations
@@ -83,6 +88,24 @@ def _lay_out(scratch: Path, module: str, tests: list[str]) -> None:
     (scratch / "pyproject.toml").write_text(text + _config(module, tests))
 
 
+def _results(scratch: Path, env: dict[str, str]) -> dict[str, str]:
+    """mutmut's verdict per mutant name of the run in ``scratch``."""
+    out = subprocess.run(
+        [*_mutmut(), "results", "--all", "true"], cwd=scratch, env=env,
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    status: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, verdict = line.strip().rpartition(": ")
+        if name:
+            status[name] = verdict
+    return status
+
+
+def _survivors(status: dict[str, str]) -> list[str]:
+    return sorted(n for n, v in status.items() if v in ("survived", "no tests"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("module", help="file or package folder to mutate (kernelcomp/curves.py)")
@@ -94,32 +117,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--show", action="store_true", help="print the survivors of the last run with diffs"
     )
+    parser.add_argument(
+        "--survivors", action="store_true",
+        help="rerun only the survivors and no-test mutants of the last run, with the current tests",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not (ROOT / args.module).exists():
         parser.error(f"module: {args.module!r} does not exist under {ROOT}")
     scratch = _scratch(args.module)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the scratch copy, not the checkout, must be imported
-    if not args.show:
+    names: list[str] = []
+    before: dict[str, str] = {}
+    if args.survivors:
+        if not (scratch / "mutants").is_dir():
+            parser.error(f"--survivors: no previous run under {scratch}")
+        before = _results(scratch, env)
+        names = _survivors(before)
+        if not names:
+            print(f"{args.module}: no survivor to rerun")
+    if not args.show and (names or not args.survivors):
         _lay_out(scratch, args.module, args.tests)
         code = subprocess.call(
-            [*_mutmut(), "run", "--max-children", str(args.max_children)], cwd=scratch, env=env
-        )
+            [*_mutmut(), "run", "--max-children", str(args.max_children), *names],
+            cwd=scratch, env=env,
+        )  # fmt: skip
         if code not in (0, 1):
             return code
-    out = subprocess.run(
-        [*_mutmut(), "results", "--all", "true"], cwd=scratch, env=env,
-        capture_output=True, text=True, check=False,
-    ).stdout
-    status: dict[str, str] = {}
-    for line in out.splitlines():
-        name, _, verdict = line.strip().rpartition(": ")
-        if name:
-            status[name] = verdict
+    status = _results(scratch, env)
+    # mutmut resets every cached verdict when the test selection changes; the mutants that
+    # were not rerun keep the verdict of the previous run (same source, a superset of tests)
+    kept = [n for n, v in before.items() if n not in names and status.get(n) == "not checked"]
+    for name in kept:
+        status[name] = before[name]
+    if kept:
+        print(f"{args.module}: {len(kept)} verdicts kept from the previous run")
     counts: dict[str, int] = {}
     for verdict in status.values():
         counts[verdict] = counts.get(verdict, 0) + 1
-    survivors = sorted(n for n, v in status.items() if v in ("survived", "no tests"))
+    survivors = _survivors(status)
     for name in survivors:
         print(f"{status[name]}: {name}")
         if args.show:

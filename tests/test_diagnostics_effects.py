@@ -9,6 +9,7 @@ their reason in tests/mutation_equivalents.md.
 from __future__ import annotations
 
 import math
+import os
 import re
 import warnings
 from types import SimpleNamespace
@@ -221,6 +222,8 @@ def test_attractor_network_warning_reports_the_output_scale(monkeypatch, activat
         "merge into their |beta|-weighted mean, exact only for identical neurons"
     )
     assert msg.startswith(f"attractor_network is not exact on X: {why}; max |f_merged - f| = ")
+    # stacklevel: the warning is the caller's, not a line of kernelcomp's own module
+    assert not w.filename.endswith(os.path.join("diagnostics", "_neurons.py"))
     scale = float(re.search(r"\(outputs up to ([^)]+)\)$", msg).group(1))
     assert scale == pytest.approx(naive_output_scale(net, X), rel=5e-3)
 

@@ -35,10 +35,11 @@ def doc_net():
 DOC_X = np.array([[1.0, 0.5], [-1.0, 2.0]])
 
 
-def deep_net(rng, activation="relu", bias=True):
+def deep_net(rng, activation="relu", bias=True, out_bias=True):
     """Depth 2, distinct multipliers per layer and a readout bias (b_out = 0.7)."""
     W = [rng.standard_normal((4, 3)), rng.standard_normal((5, 4)), rng.standard_normal((1, 5))]
-    b = [rng.standard_normal(4), rng.standard_normal(5), np.array([0.7])] if bias else None
+    b_out = np.array([0.7]) if out_bias else None
+    b = [rng.standard_normal(4), rng.standard_normal(5), b_out] if bias else None
     return kc.FCNetwork(W, b, activation, weight_mult=(0.9, 0.6, 0.3), bias_mult=(1.1, 1.3, 2.5))
 
 
@@ -201,12 +202,13 @@ def test_attractor_network_layer_message_names_the_last_layer():
         dg.attractor_network(deep_net(rng), rng.standard_normal((5, 3)), layer=0)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_attractor_network_warning_reports_the_output_scale(monkeypatch, activation):
+@pytest.mark.parametrize(("activation", "out_bias"), [("relu", True), ("tanh", True),
+                                                     ("relu", False)])  # fmt: skip
+def test_attractor_network_warning_reports_the_output_scale(monkeypatch, activation, out_bias):
     # a negative tolerance forces the warning, whose message carries the documented
     # scale max_x sum_n |c beta_n phi(z_n(x))| + |s b_out| (computed here by loops)
     rng = np.random.default_rng(5)
-    net = deep_net(rng, activation)
+    net = deep_net(rng, activation, out_bias=out_bias)
     X = rng.standard_normal((12, 3))
     monkeypatch.setattr(_neurons, "EXACT_RTOL", -1.0)
     with pytest.warns(RuntimeWarning) as record:
@@ -434,6 +436,9 @@ def test_compression_at_margin_fraction_and_derived_informative():
         dg.compression_at(fake_train_run(fracs, nets))
     given = dg.compression_at(fake_train_run(fracs, nets), informative=[0])
     assert given == dg.compression(nets[1], [0], convention="figures")
+    sphere = fake_train_run(fracs, nets, config={"dataset": "sphere", "d": 5})
+    with pytest.raises(ValueError, match=r"informative covers all 5 input directions"):
+        dg.compression_at(sphere)  # the sphere's informative set is read from d
     dropped = fake_train_run(fracs, [None, None, None], config=cfg, net0=nets[0])
     with pytest.raises(
         ValueError,

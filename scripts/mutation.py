@@ -24,6 +24,13 @@ survivors of the previous run (no new run) with their diffs.
 out the current tests again and reruns only the mutants that survived (or had no test)
 in the previous run: mutmut keeps every other verdict, so this is the cheap re-measure
 after new tests (the score it prints is then over all mutants of the module).
+
+mutmut calls "suspicious" a mutant whose worker died on a signal other than its timeout;
+on this package that happens to every mutant of some functions (the out-of-core kernel
+PCA, for one), and some of those mutants pass the tests. They do not count as killed.
+``--recheck`` reruns each of them by hand (one ``pytest.main`` per mutant, in one child
+process, with the tests mutmut maps to its function), keeps the verdicts in
+``build/mutation/<module>/recheck.json`` and counts them from then on.
 """
 
 from __future__ import annotations
@@ -118,10 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         "--show", action="store_true", help="print the survivors of the last run with diffs"
     )
     parser.add_argument(
+        "--recheck", action="store_true",
+        help="rerun the 'suspicious' mutants of the last run by hand and count their verdicts",
+    )  # fmt: skip
+    parser.add_argument("--recheck-worker", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--survivors", action="store_true",
         help="rerun only the survivors and no-test mutants of the last run, with the current tests",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.recheck_worker:
+        return _recheck_worker(Path(args.recheck_worker))
     if not (ROOT / args.module).exists():
         parser.error(f"module: {args.module!r} does not exist under {ROOT}")
     scratch = _scratch(args.module)
@@ -136,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         names = _survivors(before)
         if not names:
             print(f"{args.module}: no survivor to rerun")
-    if not args.show and (names or not args.survivors):
+    # --show and --recheck read the last run; --survivors reruns only its survivors
+    fresh_run = not (args.show or args.recheck or args.survivors)
+    if fresh_run or (args.survivors and names):
         _lay_out(scratch, args.module, args.tests)
         code = subprocess.call(
             [*_mutmut(), "run", "--max-children", str(args.max_children), *names],
@@ -152,10 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         status[name] = before[name]
     if kept:
         print(f"{args.module}: {len(kept)} verdicts kept from the previous run")
+    recheck_file = scratch / "recheck.json"
+    if args.recheck:
+        todo = sorted(n for n, v in status.items() if v == "suspicious")
+        print(f"{args.module}: rechecking {len(todo)} suspicious mutants by hand")
+        job = scratch / "recheck_job.json"
+        job.write_text(json.dumps({"names": todo, "out": str(recheck_file)}))
+        subprocess.call(
+            [sys.executable, str(Path(__file__).resolve()), args.module, "-",
+             "--recheck-worker", str(job)], cwd=scratch / "mutants", env=env,
+        )  # fmt: skip
+    rechecked = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+    for name, verdict in rechecked.items():
+        if status.get(name) == "suspicious":
+            status[name] = verdict
     counts: dict[str, int] = {}
     for verdict in status.values():
         counts[verdict] = counts.get(verdict, 0) + 1
-    survivors = _survivors(status)
+    survivors = sorted(n for n, v in status.items() if v in ("survived", "no tests"))
     for name in survivors:
         print(f"{status[name]}: {name}")
         if args.show:
@@ -165,10 +195,39 @@ def main(argv: list[str] | None = None) -> int:
             ).stdout
             print(diff)
     tested = sum(c for v, c in counts.items() if v not in ("skipped", "not checked"))
-    killed = sum(counts.get(v, 0) for v in ("killed", "timeout", "segfault", "suspicious"))
+    killed = sum(counts.get(v, 0) for v in ("killed", "timeout", "segfault", "killed by hand"))
     score = 100.0 * killed / tested if tested else float("nan")
     print(f"{args.module}: {counts}")
-    print(f"{args.module}: mutation score {killed}/{tested} = {score:.1f} %")
+    print(f"{args.module}: mutation score {killed}/{tested} = {score:.1f} %"
+          + (f" ({counts['suspicious']} suspicious not counted: --recheck)"
+             if counts.get("suspicious") else ""))  # fmt: skip
+    return 0
+
+
+def _recheck_worker(job_file: Path) -> int:
+    """Rerun mutants by hand in this process (cwd: the scratch's ``mutants/``)."""
+    import pytest
+
+    job = json.loads(job_file.read_text())
+    out = Path(job["out"])
+    done = json.loads(out.read_text()) if out.exists() else {}
+    stats = json.loads(Path("mutmut-stats.json").read_text())
+    tests_of = stats["tests_by_mangled_function_name"]
+    duration = stats["duration_by_test"]
+    sys.path.insert(0, os.getcwd())
+    base = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
+            "ignore::DeprecationWarning"]  # fmt: skip
+    for name in job["names"]:
+        if name in done:
+            continue
+        tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], ()),
+                       key=lambda t: duration.get(t, 0.0))  # fmt: skip
+        if not tests:
+            continue
+        os.environ["MUTANT_UNDER_TEST"] = name
+        code = int(pytest.main([*base, *tests]))
+        done[name] = "killed by hand" if code == 1 else "survived" if code == 0 else "suspicious"
+        out.write_text(json.dumps(done, indent=1))
     return 0
 
 

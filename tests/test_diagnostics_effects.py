@@ -691,3 +691,98 @@ def test_trajectory_embedding_run_file_errors(tmp_path):
     empty = write_run(tmp_path / "empty.h5", [], config={"alpha": 1.0})
     with pytest.raises(ValueError, match=r"empty.h5: the run has no checkpoints$"):
         dg.trajectory_embedding(empty, split="train")
+
+
+# ---------------------------------------------------------------------------
+# kernel_pca of a Gram on disk (h5py dataset): checks, boundaries, outputs
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """An open HDF5 file and a 30 x 30 Gram with distinct eigenvalues (max |K| known)."""
+    import h5py
+
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((30, 6))
+    K = A @ A.T + np.diag(np.linspace(1.0, 0.1, 30))
+    with h5py.File(tmp_path / "K.h5", "w") as f:
+        yield f, K
+
+
+def test_kernel_pca_on_disk_messages(disk):
+    f, K = disk
+    f["K"], f["rect"], f["cube"], f["int"] = K, K[:, :5], np.zeros((2, 2, 2)), np.ones((3, 3), int)
+    bad = K.copy()
+    bad[3, 4] = np.nan
+    f["nan"] = bad
+    cases = [
+        (f["rect"], {}, ValueError, r"^K must be a square Gram matrix, got shape \(30, 5\)$"),
+        (f["cube"], {}, ValueError, r"^K must be a square Gram matrix, got shape \(2, 2, 2\)$"),
+        (f["int"], {}, TypeError, r"^K must hold floating-point numbers, got dtype int64$"),
+        (f["K"], {"n_components": None}, ValueError,
+         r"^a Gram on disk needs n_components \(its top eigenpairs, < n\)$"),
+        (f["K"], {"n_components": 30}, ValueError,
+         r"^n_components must be < n = 30 for a Gram on disk, got 30$"),
+        (f["K"], {"n_components": 0}, ValueError, r"^n_components must be >= 1, got 0$"),
+        (f["K"], {"n_components": "2"}, TypeError, r"^n_components must be an integer"),
+        (f["K"], {"method": "full"}, ValueError,
+         r"^a Gram on disk is read by method='lanczos' only, got 'full'$"),
+        (f["K"], {"method": "nope"}, ValueError, r"^method must be one of"),
+        (f["K"], {"center": True}, ValueError,
+         r"^center=True is not available for a Gram on disk$"),
+        (f["nan"], {}, ValueError, r"^K contains NaN or infinity \(rows 0:30\)$"),
+    ]  # fmt: skip
+    for D, kw, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            dg.kernel_pca(D, **{"n_components": 3, **kw})
+
+
+@pytest.mark.parametrize("method", ["auto", "lanczos"])
+def test_kernel_pca_on_disk_outputs_and_smallest_request(disk, method):
+    f, K = disk
+    f["K"] = K
+    want = np.linalg.eigvalsh(K)[::-1]
+    one = dg.kernel_pca(f["K"], 1, method=method)  # n_components = 1 is allowed
+    np.testing.assert_allclose(one.eigenvalues, want[:1], rtol=1e-8)
+    res = dg.kernel_pca(f["K"], 4, method=method)
+    assert res.center is False
+    assert res.trace == pytest.approx(float(np.trace(K)), rel=1e-14)
+    np.testing.assert_allclose(res.eigenvalues, want[:4], rtol=1e-8)
+
+
+def test_kernel_pca_on_disk_trace_is_summed_in_float64(disk):
+    f, K = disk
+    K32 = K.astype(np.float32)
+    f["K"] = K32
+    want = sum(float(v) for v in np.diagonal(K32))  # float64 sum of the float32 diagonal
+    assert dg.kernel_pca(f["K"], 2).trace == pytest.approx(want, rel=1e-13)
+
+
+def test_kernel_pca_on_disk_symmetry_threshold(disk):
+    f, _ = disk
+    # max |K| = 2 and an asymmetry of exactly sqrt(eps) * 2 = 2^-25: not above, accepted
+    K = np.diag([2.0, 1.5, 1.0, 0.25])
+    K[1, 0], K[0, 1] = 0.5, 0.5 + 2.0**-25
+    f["edge"] = K
+    assert dg.kernel_pca(f["edge"], 2, tol=1e-6).eigenvalues.shape == (2,)
+    K[0, 1] = 0.5 + 1e-3
+    f["far"] = K
+    tol = f"{2.0**-26 * 2.0:.3g}"
+    with pytest.raises(ValueError, match=rf"= 0.001 exceeds {tol} \(sqrt\(eps\) x max\|K\|\)$"):
+        dg.kernel_pca(f["far"], 2, tol=1e-6)
+    # float32: its own sqrt(eps) ~ 3.5e-4, far above float64's
+    K32 = np.diag([4.0, 3.0, 2.0, 1.0]).astype(np.float32)
+    K32[0, 1] += np.float32(1e-5)
+    f["k32"] = K32
+    assert dg.kernel_pca(f["k32"], 2, tol=1e-4).eigenvalues.dtype == np.float32
+
+
+def test_kernel_pca_on_disk_progress_bar(disk, capsys):
+    f, K = disk
+    f["K"] = K
+    dg.kernel_pca(f["K"], 2, progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"kernel PCA passes: \d+pass", err)
+    dg.kernel_pca(f["K"], 2)
+    assert capsys.readouterr().err == ""

@@ -786,3 +786,33 @@ def test_kernel_pca_on_disk_progress_bar(disk, capsys):
     assert re.search(r"kernel PCA passes: \d+pass", err)
     dg.kernel_pca(f["K"], 2)
     assert capsys.readouterr().err == ""
+
+
+def test_kernel_pca_result_repr():
+    K = np.diag([4.0, 3.0, 2.0, 1.0])
+    three = dg.kernel_pca(K, 3)
+    assert repr(three) == (
+        "KernelPCAResult(n_samples=4, n_components=3, center=False, eigenvalues=[4, 3, 2])"
+    )
+    four = dg.kernel_pca(K, 4, center=True)
+    top = ", ".join(f"{v:.4g}" for v in four.eigenvalues[:3])
+    assert repr(four) == (
+        f"KernelPCAResult(n_samples=4, n_components=4, center=True, eigenvalues=[{top}, ...])"
+    )
+
+
+def test_kpca_record_mi_components_and_trace():
+    X, y = kc.datasets.stripe(40, 3, seed=1)
+    K = kc.NTK()(X).astype(np.float32)
+    rec = dg.kpca_record(K, y, n_components=8, mi_components=1)  # 1 is allowed
+    assert rec["mutual_information"].shape == (1,)
+    want = sum(float(v) for v in np.diagonal(K))  # float64 sum of the float32 diagonal
+    assert rec["trace"] == pytest.approx(want, rel=1e-13)
+    with pytest.raises(ValueError, match=r"^mi_components must be >= 1, got 0$"):
+        dg.kpca_record(K, y, mi_components=0)
+    with pytest.raises(TypeError, match=r"^mi_components must be an integer"):
+        dg.kpca_record(K, y, mi_components=2.0)
+    bad = np.array(K, dtype=np.float64)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^K contains NaN"):
+        dg.kpca_record(bad, y)

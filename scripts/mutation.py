@@ -109,6 +109,17 @@ def _results(scratch: Path, env: dict[str, str]) -> dict[str, str]:
     return status
 
 
+def _forget_rechecks(path: Path, names: list[str] | None) -> None:
+    """Drop the hand verdicts of mutants mutmut is about to rerun (all when None)."""
+    if not path.exists():
+        return
+    if names is None:
+        path.unlink()
+        return
+    kept = {k: v for k, v in json.loads(path.read_text()).items() if k not in set(names)}
+    path.write_text(json.dumps(kept, indent=1))
+
+
 def _survivors(status: dict[str, str]) -> list[str]:
     return sorted(n for n, v in status.items() if v in ("survived", "no tests"))
 
@@ -154,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh_run = not (args.show or args.recheck or args.survivors)
     if fresh_run or (args.survivors and names):
         _lay_out(scratch, args.module, args.tests)
+        _forget_rechecks(scratch / "recheck.json", None if fresh_run else names)
         code = subprocess.call(
             [*_mutmut(), "run", "--max-children", str(args.max_children), *names],
             cwd=scratch, env=env,

@@ -74,6 +74,6 @@ for name, ev in zip(("NTK", "NNGP"), evs, strict=True):
     print(f"{name}: top eigenvalue {ev.eigenvalues[0]:.1f}, "
           f"power-law exponent over ranks {fit.fit_range}: {fit.exponent:.2f}")
 
-ax = kp.plot_spectra(evs, labels=["NTK", "NNGP"])
+ax = kp.plot_spectra(evs, labels=["NTK", "NNGP"], traces=True)
 ax.set_title("Kernel-PCA spectra (depth 2, 600 points on $S^2$)")
 plt.show()

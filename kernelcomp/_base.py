@@ -101,7 +101,8 @@ class Kernel(abc.ABC):
             Threads to use (None: all).
         device : {"cpu", "cuda"}, default "cpu"
             Where the O(n m) work runs; ``"cuda"`` needs numba-cuda and a GPU
-            (``NTK``/``NNGP`` only). The result is a NumPy array either way.
+            (``NTK``/``NNGP``, ``ConvNTK``/``ConvNNGP``). The result is a NumPy
+            array either way.
 
         Returns
         -------
@@ -139,7 +140,7 @@ class Kernel(abc.ABC):
         """
         raise NotImplementedError(
             f"device='cuda' is not supported for {type(self).__name__} yet (only the analytic "
-            "NTK and NNGP run on the GPU); use device='cpu'"
+            "NTK, NNGP, ConvNTK and ConvNNGP run on the GPU); use device='cpu'"
         )
 
     def diag(self, X: Any, *, dtype: Any = None, n_jobs: int | None = None) -> np.ndarray:

@@ -1,11 +1,11 @@
 """Networks from checkpoint files of every kind, in one place below the command line.
 
 :func:`load_network` reads ``.npz`` (``FCNetwork.save`` or a state dict of
-arrays), network ``.h5``, a checkpoint of a run file, and PyTorch ``.pt``/``.pth``
-checkpoints of any architecture (:func:`load_torch`: TorchScript files, or state
-dicts with the model's factory ``package.module:factory``; never arbitrary
-pickles). ``kernelcomp gram``, ``kpca`` and ``geometry`` read their networks
-through it.
+arrays), network ``.h5``, a checkpoint of a run file, and PyTorch
+``.pt``/``.pth``/``.pt2`` checkpoints of any architecture (:func:`load_torch`:
+``torch.export`` programs, TorchScript files, or state dicts with the model's
+factory ``package.module:factory``; never arbitrary pickles). ``kernelcomp
+gram``, ``kpca`` and ``geometry`` read their networks through it.
 """
 
 from __future__ import annotations
@@ -21,13 +21,21 @@ from typing import Any
 
 from kernelcomp import _torch_ntk, io
 from kernelcomp._h5 import _file_format
+from kernelcomp._torch_export import exported_module
 from kernelcomp.network import FCNetwork
 
-__all__ = ["TORCH_EXTENSIONS", "file_kind", "h5_format", "load_network", "load_torch"]
+__all__ = [
+    "TORCH_EXTENSIONS",
+    "file_kind",
+    "h5_format",
+    "is_exported_file",
+    "load_network",
+    "load_torch",
+]
 
 
-#: extensions of PyTorch checkpoints
-TORCH_EXTENSIONS = (".pt", ".pth")
+#: extensions of PyTorch checkpoints (``.pt2``: ``torch.export.save``'s programs)
+TORCH_EXTENSIONS = (".pt", ".pth", ".pt2")
 
 
 def file_kind(p: Path) -> str:
@@ -47,8 +55,9 @@ def load_network(p: Path, activation: str | None = None, checkpoint: int = -1,
                  model: str | None = None) -> Any:
     """A network from a .npz, .pt, network .h5 or run file (one of its checkpoints).
 
-    An :class:`~kernelcomp.network.FCNetwork`, or a ``torch.nn.Module`` for a
-    TorchScript file or a state dict with ``model`` (see :func:`load_torch`).
+    An :class:`~kernelcomp.network.FCNetwork`, or a ``torch.nn.Module`` for an
+    exported program, a TorchScript file or a state dict with ``model`` (see
+    :func:`load_torch`).
     """
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")
@@ -74,14 +83,16 @@ def load_network(p: Path, activation: str | None = None, checkpoint: int = -1,
             return run.checkpoints[checkpoint].network
         raise ValueError(f"{p} is not a kernelcomp network or run file")
     raise ValueError(f"{p}: unsupported network file type {p.suffix or '(none)'!r}; expected "
-                     ".npz, .pt or .h5")
+                     ".npz, .pt, .pt2 or .h5")
 
 
 #: what a pickled whole model should be saved as instead
 _PICKLE_HINT = (
     "save it with torch.save(model.state_dict(), path) and pass that file (with "
-    "the model's factory (package.module:factory) unless it is a Linear stack), or save a "
-    "TorchScript file: torch.jit.save(torch.jit.script(model), path)"
+    "the model's factory (package.module:factory) unless it is a Linear stack), or export "
+    "it: torch.export.save(torch.export.export(model, (x,), dynamic_shapes=({0: "
+    "torch.export.Dim('batch')},)), 'model.pt2'), or save a TorchScript file: "
+    "torch.jit.save(torch.jit.script(model), path)"
 )
 
 
@@ -99,9 +110,22 @@ def is_torchscript(path: Path) -> bool:
         return any(name.split("/")[1:2] == ["code"] for name in z.namelist())
 
 
+def is_exported_file(path: Path) -> bool:
+    """Whether ``path`` is a ``torch.export.save`` archive (a zip with an ``archive_format``)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(name.split("/")[-1] == "archive_format" for name in z.namelist())
+
+
 def load_torch(path: Path, activation: str | None, model: str | None = None) -> Any:
     """A network from a PyTorch checkpoint, never unpickling arbitrary objects.
 
+    * an exported program (``torch.export.save``, ``.pt2``): ``torch.export.load``
+      and its ``.module()``, a ``torch.nn.Module`` (its batch dimension must
+      have been exported as dynamic);
     * a TorchScript file: ``torch.jit.load`` (a ``torch.nn.Module``);
     * a state dict (``torch.load(weights_only=True)``, also ``{"state_dict": ...}``)
       with ``model = "package.module:factory"``: the factory's module with these
@@ -110,6 +134,16 @@ def load_torch(path: Path, activation: str | None, model: str | None = None) -> 
       :meth:`FCNetwork.from_torch <kernelcomp.network.FCNetwork.from_torch>`.
     """
     torch = _import_torch(path)
+    if is_exported_file(path):
+        if model is not None or activation is not None:
+            what = "the model (a factory)" if model is not None else "the activation option"
+            raise ValueError(f"{path} is a torch.export program, which holds its model; "
+                             f"{what} does not apply to it")
+        try:
+            program = torch.export.load(path)
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot read as a torch.export program ({exc})") from exc
+        return exported_module(program, torch, str(path))
     if is_torchscript(path):
         if model is not None:
             raise ValueError(f"{path} is a TorchScript file, which holds its model; drop the model")
@@ -122,7 +156,22 @@ def load_torch(path: Path, activation: str | None, model: str | None = None) -> 
             raise ValueError(f"{path}: cannot read as a TorchScript file ({exc})") from exc
     state = _state_dict(path, torch)
     if model is None:
-        return FCNetwork.from_torch(state, activation=activation or "relu")
+        shaped = [k for k, v in state.items() if v.ndim > 2]
+        if shaped:
+            raise ValueError(
+                f"{path} is the state dict of a model that is not a Linear stack ({shaped[0]} "
+                f"has shape {tuple(state[shaped[0]].shape)}): pass its factory with --model "
+                "package.module:factory (and --input-shape, e.g. 1,28,28, when the model "
+                "does not fix the shape of one sample), or save it with torch.export (.pt2)"
+            )
+        try:
+            return FCNetwork.from_torch(state, activation=activation or "relu")
+        except ValueError as exc:  # not a Linear stack after all (BatchNorm, embeddings...)
+            raise ValueError(
+                f"{path}: {exc}; a state dict of another architecture needs its factory: "
+                "--model package.module:factory (and --input-shape when the model does not "
+                "fix the shape of one sample), or save it with torch.export (.pt2)"
+            ) from exc
     if activation is not None:
         raise ValueError("activation applies to state dicts of Linear stacks, not with a model "
                          "factory (the factory's module has its activations)")

@@ -24,7 +24,6 @@ otherwise. Only ``m x m`` and ``m x t`` matrices are factorised.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +32,7 @@ import scipy.linalg
 
 from kernelcomp._gram import default_block_rows
 from kernelcomp._linalg import cholesky_inplace, gram_nt, matmul
+from kernelcomp._parallel import available_memory, physical_memory
 from kernelcomp._parallel import progress as progress_bar
 
 __all__ = [
@@ -46,12 +46,15 @@ __all__ = [
 
 
 def default_max_memory() -> int:
-    """Bytes allowed for a stored ``K_nm``: half of the machine's physical memory."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        total = 8 * 2**30
-    return int(total // 2)
+    """Bytes allowed for a stored ``K_nm``: half of the memory available now.
+
+    :func:`kernelcomp._parallel.available_memory` (Linux ``MemAvailable``);
+    half of the physical memory where it is unknown, 4 GiB where both are.
+    """
+    free = available_memory()
+    if free is None:  # pragma: no cover - not Linux
+        free = physical_memory() or 8 * 2**30
+    return int(free // 2)
 
 
 def falkon(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._base import Kernel, is_device_array
-from kernelcomp._parallel import n_jobs_context
+from kernelcomp._parallel import NO_TICKER, n_jobs_context, ticking
 from kernelcomp._parallel import progress as progress_bar
 from kernelcomp._validation import check_int
 
@@ -78,6 +78,7 @@ def iter_gram_blocks(
     block_rows: int | None = None,
     skip: Any = (),
     device: str = "cpu",
+    ticker: Any = NO_TICKER,
 ) -> Iterator[GramBlock]:
     """Compute a Gram matrix one row block at a time.
 
@@ -96,6 +97,9 @@ def iter_gram_blocks(
         Block indices not to compute (already stored).
     device : {"cpu", "cuda"}, default "cpu"
         As in :func:`gram` (blocks are host arrays either way).
+    ticker : object, optional
+        A :func:`kernelcomp._parallel.ticking` ticker: each block moves its bar
+        by the block's rows while it is computed.
 
     Yields
     ------
@@ -104,7 +108,7 @@ def iter_gram_blocks(
     _check_kernel(kernel)
     kernel = kernel._for_device(device)
     X, Yc, dt = _prepare_inputs(kernel, X, Y, dtype)
-    yield from _iter_prepared(kernel, X, Yc, dt, block_rows, skip)
+    yield from _iter_prepared(kernel, X, Yc, dt, block_rows, skip, ticker)
 
 
 def _iter_prepared(
@@ -114,32 +118,47 @@ def _iter_prepared(
     dt: np.dtype,
     block_rows: int | None,
     skip: Any,
+    ticker: Any = NO_TICKER,
 ) -> Iterator[GramBlock]:
+    """The blocks of :func:`iter_gram_blocks` from prepared inputs.
+
+    ``ticker`` (:func:`kernelcomp._parallel.ticking`) advances a bar by a
+    block's rows while the block is computed, split between its two passes in
+    the symmetric case in proportion to their entries.
+    """
     n = X.shape[0]
     symmetric = Y is None
     m = n if symmetric else Y.shape[0]
     if block_rows is None:
         block_rows = default_block_rows(n, m, dt.itemsize)
     block_rows = check_int(block_rows, "block_rows", minimum=1)
+    ticker.note("per-sample pass")
     px = kernel._prepare(X)
     py = px if symmetric else kernel._prepare(Y)
+    ticker.note("")
     for b in range(n_blocks(n, block_rows)):
         if b in skip:
             continue
         i0, i1 = b * block_rows, min(n, (b + 1) * block_rows)
         pb = kernel._take(px, i0, i1)
+        r = i1 - i0
         if symmetric:
-            diag_block = np.empty((i1 - i0, i1 - i0), dtype=dt)
-            kernel._fill(pb, pb, diag_block, True)
+            # rows' shares of the two passes, by the entries each computes
+            diag_share = r * (r + 1) / (r * (r + 1) + 2 * r * (n - i1))
+            diag_block = np.empty((r, r), dtype=dt)
+            with ticker.span(r * diag_share):
+                kernel._fill(pb, pb, diag_block, True)
             writes = [((slice(i0, i1), slice(i0, i1)), diag_block)]
             if i1 < n:
-                off = np.empty((i1 - i0, n - i1), dtype=dt)
-                kernel._fill(pb, kernel._take(px, i1, n), off, False)
+                off = np.empty((r, n - i1), dtype=dt)
+                with ticker.span(r * (1.0 - diag_share)):
+                    kernel._fill(pb, kernel._take(px, i1, n), off, False)
                 writes.append(((slice(i0, i1), slice(i1, n)), off))
                 writes.append(((slice(i1, n), slice(i0, i1)), off.T))
         else:
-            block = np.empty((i1 - i0, m), dtype=dt)
-            kernel._fill(pb, py, block, False)
+            block = np.empty((r, m), dtype=dt)
+            with ticker.span(r):
+                kernel._fill(pb, py, block, False)
             writes = [((slice(i0, i1), slice(0, m)), block)]
         yield GramBlock(b, i0, i1, writes)
 
@@ -217,7 +236,11 @@ def gram(
     n_jobs : int, optional
         Threads (None or -1: all; restored afterwards).
     progress : bool
-        Show a tqdm progress bar over row blocks.
+        Show a tqdm progress bar (:func:`tqdm.auto.tqdm`: a widget in notebooks)
+        in rows. It moves while a row block is computed: the compiled passes
+        of the analytic and convolutional kernels count the tiles they finish
+        and a thread polls the count four times a second (other kernels move
+        it once per block).
     out : numpy.ndarray or h5py.Dataset, optional
         Where to write the (n, m) result, block by block; a dataset larger
         than memory is fine. Its dtype must be floating (an integer or bool
@@ -233,7 +256,8 @@ def gram(
         Rows per block when writing by blocks (default about 64 MiB of output);
         host outputs only (a device ``out`` is written in one launch).
     device : {"cpu", "cuda"}, default "cpu"
-        ``"cuda"``: the O(n m) work runs on the GPU (``NTK``/``NNGP``; needs
+        ``"cuda"``: the O(n m) work runs on the GPU (``NTK``/``NNGP``,
+        ``ConvNTK``/``ConvNNGP``; needs
         numba-cuda and a CUDA device); the per-sample pass stays on the CPU.
         Host outputs are computed in device buffers and copied back: one
         buffer for the whole matrix when it takes at most a quarter of the free
@@ -302,11 +326,13 @@ def gram(
         result = np.empty((n, m), dtype=dt) if out is None else out
         if block_rows is None:
             block_rows = default_block_rows(n, m, dt.itemsize)
-        with progress_bar(progress, total=n, unit="row", desc=label) as bar:
-            for block in _iter_prepared(kernel, X, Yc, dt, block_rows, ()):
+        with (
+            progress_bar(progress, total=n, unit="row", desc=label) as bar,
+            ticking(bar) as ticker,
+        ):
+            for block in _iter_prepared(kernel, X, Yc, dt, block_rows, (), ticker):
                 for key, value in block.writes:
                     result[key] = value
-                bar.update(block.stop - block.start)
         return result
 
 

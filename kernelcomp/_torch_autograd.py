@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kernelcomp._parallel import add_ticks
 from kernelcomp._torch_support import _import_torch, _Prepared
 
 
@@ -96,6 +97,7 @@ class _AutogradRoutes:
         n = px.n
         m = 0 if symmetric else py.n
         c, bo, bi = self._plan(n, m)
+        total = c * n  # progress: rows of every parameter chunk
         for lo, hi in self._chunks(c):
             if symmetric:
                 for i0 in range(0, n, bo):
@@ -106,6 +108,7 @@ class _AutogradRoutes:
                         j1 = min(n, j0 + bi)
                         self._contract(acc[i0:i1, j0:j1], Ji, self._jacobian(px.x[j0:j1], lo, hi))
                     del Ji
+                    add_ticks(i1 - i0, total)
                 continue
             Jy = self._jacobian(py.x, lo, hi) if m <= bi else None  # computed once
             for i0 in range(0, n, bo):
@@ -117,6 +120,7 @@ class _AutogradRoutes:
                     self._contract(acc[i0:i1, j0:j1], Ji, Jj)
                     del Jj
                 del Ji
+                add_ticks(i1 - i0, total)
             del Jy
 
     def _fill_jvp(self, px: _Prepared, py: _Prepared, acc: Any, symmetric: bool) -> None:
@@ -131,3 +135,4 @@ class _AutogradRoutes:
             else:
                 acc[:, j0:j1] = self._jvp_block(px.x, t, bt)
             del t
+            add_ticks(j1 - j0, m)

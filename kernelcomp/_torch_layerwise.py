@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelcomp._parallel import add_ticks
 from kernelcomp._torch_support import _import_torch, _positions, _Prepared
 
 
@@ -231,11 +232,13 @@ class _LayerwiseRoute:
         rows = self._factor_rows()
         outer = int(max(1, min(n, 3 * rows // 4)))
         inner = int(max(1, rows // 4))
+        total = n * (n + 1) // 2 if symmetric else n * m  # progress: entries
         for i0 in range(0, n, outer):
             i1 = min(n, i0 + outer)
             fi = fx.take(i0, i1) if fx is not None else self._factors(px.x[i0:i1])
             if symmetric:
                 tl.contract(fi, fi, out[i0:i1, i0:i1], True, torch)
+                add_ticks((i1 - i0) * (i1 - i0 + 1) // 2, total)
                 j_start = i1
             else:
                 j_start = 0
@@ -246,4 +249,5 @@ class _LayerwiseRoute:
                 if symmetric:
                     out[j0:j1, i0:i1] = out[i0:i1, j0:j1].T
                 del fj
+                add_ticks((i1 - i0) * (j1 - j0), total)
             del fi

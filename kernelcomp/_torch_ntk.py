@@ -47,6 +47,18 @@ the n x P Jacobian is never held whole:
     not the default (``scripts/bench_torch_ntk.py`` compares the two; its
     figures are in the changelog).
 
+``torch.export`` programs (``torch.export.export``, ``.pt2`` files read by
+``torch.export.load``) are differentiated through ``program.module()``, a graph
+of ATen operators: for ``method="layerwise"`` each ``aten.linear``,
+``aten.conv1d``, ``aten.conv2d``, ``aten.layer_norm``, ``aten.group_norm`` and
+``aten.batch_norm`` (running statistics) call on its own weight (and bias)
+runs as the matching ``torch.nn`` layer holding the same tensors (checked on a
+probe batch), so the engine treats them as in the eager module; the other
+parameters (tied weights, other operators) take the per-sample Jacobian.
+``describe()`` says so. Export the module in eval mode with a dynamic batch
+dimension: ``torch.export.export(model.eval(), (x,), dynamic_shapes=({0:
+torch.export.Dim("batch")},))``.
+
 TorchScript modules (``torch.jit.load``, ``torch.jit.script``) take neither
 ``torch.func`` nor forward hooks: their Jacobian blocks come from
 ``torch.autograd.grad``, one forward pass per row and one backward pass per row
@@ -60,6 +72,7 @@ PyTorch is imported inside the functions and methods of this module only:
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import threading
 from typing import Any
@@ -67,7 +80,9 @@ from typing import Any
 import numpy as np
 
 from kernelcomp._base import FrozenKernel
+from kernelcomp._parallel import available_memory, bytes_text
 from kernelcomp._torch_autograd import _AutogradRoutes
+from kernelcomp._torch_export import exported_module, is_exported_program, traced_input_shape
 from kernelcomp._torch_layerwise import _LayerwiseRoute
 from kernelcomp._torch_support import (  # noqa: F401 - PARAM_SELECTIONS etc. re-exported
     _FINGERPRINT_VERSION,
@@ -99,25 +114,16 @@ __all__ = ["TorchNTK"]
 
 #: the largest default memory budget of one ``_fill``/``_diag`` call (``max_memory=None``:
 #: a quarter of the memory available, at most this, at least :data:`_MIN_BYTES`)
-_JAC_BYTES = 1024 * 2**20
+_JAC_BYTES = 8 * 2**30
 #: the smallest default budget
 _MIN_BYTES = 64 * 2**20
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - not Linux
-        return None
-    return None  # pragma: no cover
-
-
 def default_budget() -> int:
-    """The default ``max_memory``: a quarter of the available memory, within [64 MiB, 1 GiB]."""
+    """The default ``max_memory``: a quarter of the available memory, within [64 MiB, 8 GiB].
+
+    Read when a computation starts (:func:`kernelcomp._parallel.available_memory`).
+    """
     free = available_memory()
     if free is None:  # pragma: no cover - not Linux
         return min(_JAC_BYTES, 256 * 2**20)
@@ -137,9 +143,12 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
 
     Parameters
     ----------
-    module : torch.nn.Module
+    module : torch.nn.Module or torch.export.ExportedProgram
         Any module (a TorchScript one too, see the module docstring) mapping a
-        batch ``(b, *input_shape)`` to ``(b, ...)``: the
+        batch ``(b, *input_shape)`` to ``(b, ...)``, or a ``torch.export``
+        program (``torch.export.export``/``torch.export.load``; its
+        ``.module()`` is differentiated, its batch dimension must have been
+        exported as dynamic, and its kernel pickles as the program's archive): the
         outputs of one sample (flattened) are its K outputs. The kernel keeps a
         frozen deep copy, cast with ``.to(dtype)``, on ``device``, in eval mode
         (running BatchNorm statistics, no dropout: one sample's output must not
@@ -168,9 +177,10 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         2-D, ``X`` of shape ``(n, d)``: row ``i`` is reshaped (C order) to
         ``input_shape``, so ``d = prod(input_shape)``; e.g. ``input_shape=(1,
         28, 28)`` with ``X = images.reshape(n, -1)``. Arrays of shape ``(n,
-        *input_shape)`` are accepted too (and reshaped). Default: ``(in_features,)``
-        when the first module with parameters is an ``nn.Linear``; required
-        otherwise.
+        *input_shape)`` are accepted too (and reshaped). Default: the shape an
+        exported program was traced with (less its batch dimension), else
+        ``(in_features,)`` when the first module with parameters is an
+        ``nn.Linear``; required otherwise.
     dtype : {"float64", "float32"}, default "float64"
         The dtype the module computes in (inputs are cast to it). The Gram's
         dtype is kernelcomp's usual rule (float32 for float32 inputs, else
@@ -188,8 +198,10 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         Bytes of per-sample factors (or Jacobian blocks) and backward-pass
         activations one call may hold, besides its output block; default
         :func:`default_budget`: a quarter of the memory available when the
-        call starts, at most 1 GiB, at least 64 MiB. Larger budgets mean fewer
-        recomputed rows (see Notes).
+        call starts, at most 8 GiB, at least 64 MiB. Larger budgets mean fewer
+        recomputed rows (see Notes); the ``kernelcomp`` logger says at INFO
+        level which budget a Gram matrix ran under and whether every row's
+        factors were held or recomputed block by block.
 
     Attributes
     ----------
@@ -293,6 +305,9 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         _route: str = "auto",
     ) -> None:
         torch = _import_torch()
+        program = None
+        if is_exported_program(module):  # a torch.export program: its module
+            program, module = module, exported_module(module, torch)
         max_memory, dt, tdt, dev = _check_options(
             module, method, _route, max_memory, dtype, device, torch
         )
@@ -324,6 +339,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
                 self._activations = int(_leaf_activations(eager, probe)[0])
         self._lock = threading.Lock()
         self._scripted = scripted
+        self._exported = traced_input_shape(frozen, torch) is not None
         self._eager = eager if eager is not None else frozen
         self._clone = [False]  # the layerwise engine copies layer inputs/outputs (see below)
         self._forced = _route
@@ -336,6 +352,8 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         self._check_differentiable(probe, torch)
         if method == "layerwise":
             self._setup_layerwise(torch, probe)
+        # an exported program pickles as its torch.export archive (its module does not pickle)
+        self._program = None if program is None else _program_bytes(program, torch)
         self._fingerprint = _fingerprint(frozen, names)  # set last: frozen from here
 
     def _check_differentiable(self, probe: Any, torch: Any) -> None:
@@ -420,6 +438,14 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._program is not None:
+            return (_rebuild_exported, (self._program, self._options(), self._fingerprint))
+        if self._exported:
+            raise TypeError(
+                "a TorchNTK of an exported module (program.module()) cannot be pickled: torch's "
+                "exported modules do not pickle; make the kernel from the ExportedProgram "
+                "itself (e.g. EmpiricalNTK(torch.export.load(path))), which pickles"
+            )
         return (
             _rebuild,
             (self._module, self._options(), self._fingerprint),
@@ -448,9 +474,12 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
             ``{"kernel": "TorchNTK", "params": {"params": [names], "output": k or
             None, "input_shape": [...], "dtype": ..., "module": {...}}}``; rebuild
             with :meth:`from_dict` and the module. ``method`` and ``device`` are
-            not part of it (they do not change the kernel).
+            not part of it (they do not change the kernel). The module's class
+            of an exported program is ``"torch.export"`` (torch's per-instance
+            graph-module classes name nothing).
         """
         cls = type(self._module)
+        name = "torch.export" if self._exported else f"{cls.__module__}.{cls.__qualname__}"
         return {
             "kernel": "TorchNTK",
             "params": {
@@ -460,7 +489,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
                 "dtype": self._dtype.name,
                 "module": {
                     "fingerprint": self._fingerprint,
-                    "class": f"{cls.__module__}.{cls.__qualname__}",
+                    "class": name,
                     "n_parameters": self._n_parameters,
                     "n_outputs": self._n_outputs,
                 },
@@ -505,7 +534,7 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         return k
 
     def __repr__(self) -> str:
-        cls = type(self._module).__name__
+        cls = "ExportedModule" if self._exported else type(self._module).__name__
         return (
             f"TorchNTK(module=<{cls} P={self._n_parameters} K={self._n_outputs} "
             f"#{self._fingerprint[:8]}>, params={len(self._names)} tensors, "
@@ -624,7 +653,8 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         if self._why:
             lines.append("  " + self._why)
         if self._eager is not self._module:
-            lines.append("  TorchScript module rebuilt as eager torch.nn modules")
+            lines.append("  TorchScript module rebuilt as eager torch.nn modules" if self._scripted
+                         else "  exported module: its layer calls run as torch.nn layers")
         lines.append(f"  {'layer':24} {'class':14} {'params':>9} {'pos':>6} {'route':10} "
                      "cost/pair (explicit, structured)")
         for L in self._layers:
@@ -692,11 +722,34 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         x = torch.from_numpy(X).to(device=self._device, dtype=self._torch_dtype)
         x = x.reshape(X.shape[0], *self._input_shape)
         n = X.shape[0]
-        if self._method == "layerwise" and n <= self._factor_rows() and n > 1:
+        held = self._method == "layerwise" and n <= self._factor_rows() and n > 1
+        if n > 1:
+            self._log_budget(n, held)
+        if held:
             # every row's factors once (kc.gram's blocks then only contract them)
             with self._lock, _torch_threads():
                 return _Prepared(n, x, self._factors(x))
         return _Prepared(n, x)
+
+    def _log_budget(self, n: int, held: bool) -> None:
+        """Say on the ``kernelcomp`` logger (INFO) which budget and route ``n`` rows get."""
+        log = logging.getLogger("kernelcomp")
+        if not log.isEnabledFor(logging.INFO):
+            return
+        budget = self._budget()
+        origin = ("max_memory" if self._max_memory is not None
+                  else "default: a quarter of the memory available, within [64 MiB, 8 GiB]")
+        if self._method != "layerwise":
+            route = f"{self._method} route, Jacobian blocks within the budget"
+        elif held:
+            route = (f"the per-sample factors of all {n} rows held "
+                     f"({bytes_text(n * self._factor_row_bytes)}), computed once")
+        else:
+            route = (f"the per-sample factors of {n} rows "
+                     f"({bytes_text(n * self._factor_row_bytes)}) exceed half the budget: "
+                     f"recomputed block by block ({self._factor_rows()} rows at a time); "
+                     "a larger max_memory (--max-memory) avoids it")
+        log.info("TorchNTK: memory budget %s (%s): %s", bytes_text(budget), origin, route)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         f = None if prep.factors is None else prep.factors.take(start, stop)
@@ -757,3 +810,20 @@ def _rebuild(module: Any, options: dict[str, Any], fingerprint: str) -> TorchNTK
     if k.fingerprint != fingerprint:  # pragma: no cover - a corrupted pickle
         raise ValueError("the unpickled module does not match the kernel's fingerprint")
     return k
+
+
+def _program_bytes(program: Any, torch: Any) -> bytes:
+    """The ``torch.export.save`` archive of an exported program, in memory."""
+    import io
+
+    buf = io.BytesIO()
+    torch.export.save(program, buf)
+    return buf.getvalue()
+
+
+def _rebuild_exported(archive: bytes, options: dict[str, Any], fingerprint: str) -> TorchNTK:
+    """A pickled TorchNTK of an exported program, from the program's archive."""
+    import io
+
+    torch = _import_torch()
+    return _rebuild(torch.export.load(io.BytesIO(archive)), options, fingerprint)

@@ -35,6 +35,16 @@ al. 2019, Arora et al. 2019):
 (:mod:`kernelcomp._kernels.conv`) computes each pair once, offset by offset,
 and only the offsets the output depends on (a network without pooling that
 ends in ``"flatten"`` needs the spatial diagonal alone).
+
+On an NVIDIA GPU (numba-cuda, ``pip install 'kernelcomp[cuda]'``),
+``k(X, device="cuda")`` and ``kc.gram(k, X, device="cuda")`` compute the pairs
+with one CUDA thread per pair running the same recursion, operation for
+operation (:mod:`kernelcomp._kernels.cuda_conv`); the per-sample pass stays on
+the CPU. Inputs and ``out`` may be device arrays, as for :class:`kernelcomp.NTK`;
+without numba-cuda or a device, ``device="cuda"`` raises a RuntimeError that
+says which. Each pair needs ``8 (3 (H+2r)(W+2r) + 2 s)`` bytes of device
+scratch (``s``: the pooled covariances, ~2.4 MB for Myrtle-5 on 28 x 28 images),
+and a launch takes as many pairs as half the free device memory holds.
 """
 
 from __future__ import annotations
@@ -47,8 +57,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from kernelcomp import _conv_cuda
 from kernelcomp._base import Kernel
 from kernelcomp._kernels import conv as _core
+from kernelcomp._parallel import active_ticks
 from kernelcomp._validation import check_int, check_real, result_dtype
 
 __all__ = ["ConvNNGP", "ConvNTK"]
@@ -393,11 +405,15 @@ class _ConvKernel(Kernel):
         _core.tiles(
             px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
             prog.work, prog.store, _SNAP, self._ntk, prog.slab, prog.circular, symmetric,
-            tile, out,
+            tile, out, active_ticks(),
         )
 
     def _diag(self, px: _Prepared) -> np.ndarray:
         return px.dg
+
+    def _cuda_backend(self) -> Kernel:
+        # device="cuda": the one-thread-per-pair CUDA kernel (kernelcomp._conv_cuda)
+        return _conv_cuda.cuda_backend(self, _SNAP)
 
     # -- description ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

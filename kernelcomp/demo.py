@@ -223,9 +223,11 @@ def run_demo(out_dir: Any, quick: bool = False, progress: bool = True,
     X_tr, y_tr = exp.draw(exp.p_kernel, cfg.seeds[0])
     grams = _GramCache(X_tr)
     kpca, records = exp.kernel_pca(feat, grams, y_tr)
-    frozen = exp.frozen_kernels(feat, trajectory["t_star_index"], grams)
+    t_frozen = time.perf_counter()
+    frozen = exp.frozen_kernels(grams)
+    t_frozen = time.perf_counter() - t_frozen
     summary = exp.summary(lc_frozen, frozen, kpca, trajectory, quick)
-    summary["timing"] = {"curves_s": t_curves - t_start}
+    summary["timing"] = {"curves_s": t_curves - t_start, "frozen_kernel_s": t_frozen}
     summary["notes"] = notes(summary)
     summary["figures"] = write_figures(out, summary, {
         "kpca.png": lambda: figures.kpca_figure(
@@ -307,9 +309,10 @@ class _Experiment:
         return diagnostics.compression(net, informative=self.informative,
                                        convention=COMPRESSION_CONVENTION)
 
-    def feature_run_file(self) -> Path:
-        """The run file of the largest feature run of the first seed."""
-        return self.out / "runs" / f"feature_p{self.p_kernel}_seed{self.cfg.seeds[0]}.h5"
+    def feature_run_file(self, seed: int | None = None) -> Path:
+        """The run file of the largest feature run of a seed (default the first)."""
+        seed = self.cfg.seeds[0] if seed is None else seed
+        return self.out / "runs" / f"feature_p{self.p_kernel}_seed{seed}.h5"
 
     # 1. learning curves and compression in both regimes ----------------------------
     def learning_curves(self) -> None:
@@ -363,7 +366,7 @@ class _Experiment:
                             f"steps={res.final.step:6d} test_error={err:.4f} "
                             f"lambda(t*)={lam:7.2f} lambda(end)={lam_end:7.2f} "
                             f"({time.perf_counter() - t0:.1f} s)")
-        if p == self.p_kernel and seed == cfg.seeds[0]:
+        if p == self.p_kernel:  # every seed: the frozen-kernel SVMs use them all
             self.kept[(regime, p, seed)] = res
         return {"test_error": err, "compression": lam, "compression_end": lam_end,
                 "compression_mid": lam_mid}
@@ -406,6 +409,8 @@ class _Experiment:
             P = rec["cumulative_projection"]
             kpca[when] = {"cumulative_projection_top10": float(P[min(9, P.size - 1)]),
                           "mutual_information": [float(v) for v in rec["mutual_information"]],
+                          # the estimator on shuffled labels: its floor at this n
+                          "mutual_information_floor": float(rec["mutual_information_floor"]),
                           "cumulative_projection": [float(v) for v in P],
                           "eigenvalues_top10": [float(v) for v in rec["eigenvalues"][:10]]}
             records.append(rec)
@@ -414,23 +419,40 @@ class _Experiment:
         return kpca, records
 
     # 3. SVMs on the initial, the stretched initial and the final frozen NTK --------
-    def frozen_kernels(self, feat: Any, k_star: int | None, grams: _GramCache) -> dict[str, Any]:
-        """Frozen-kernel SVMs on fresh points (stored in the run file), the lazy NTK change."""
+    def frozen_kernels(self, grams: _GramCache) -> dict[str, Any]:
+        """Frozen-kernel SVMs on fresh points for every seed's largest feature run.
+
+        Each seed's errors are stored in its run file; the summary pools the
+        seeds' test points (errors, Wilson intervals, the share of the gain)
+        and keeps every seed's values (``per_seed``), whose spread is the
+        seed-to-seed uncertainty the pooled intervals do not include.
+        """
         cfg = self.cfg
-        X_k, y_k = self.draw(self.p_kernel, cfg.seeds[0], split="kernel")
-        X_te, y_te = self.draw(cfg.n_test, cfg.seeds[0], split="test")
-        # lambda* = lambda(t*) of that run (at its end, said in the notes, if it stopped first)
-        lam_star = self.compression(feat.checkpoints[-1 if k_star is None else k_star].net)
-        frozen = {"p": int(self.p_kernel), "seed": int(cfg.seeds[0]), "n_test": int(cfg.n_test),
+        per_seed = []
+        for seed in cfg.seeds:
+            feat = self.kept.get(("feature", self.p_kernel, seed))
+            if feat is None:
+                continue
+            k_star = _t_star_or_none(feat)
+            X_k, y_k = self.draw(self.p_kernel, seed, split="kernel")
+            X_te, y_te = self.draw(cfg.n_test, seed, split="test")
+            # lambda* = lambda(t*) of that run (at its end, said in the notes, if it stopped
+            # first)
+            lam_star = self.compression(feat.checkpoints[-1 if k_star is None else k_star].net)
+            errors = {"seed": int(seed), "t_star_reached": k_star is not None,
+                      **frozen_kernel_errors(feat.net0, feat.net, self.informative, lam_star,
+                                             X_k, y_k, X_te, y_te)}
+            io.add_run_diagnostics(self.feature_run_file(seed),
+                                   [{k: np.asarray(v) if isinstance(v, list) else v
+                                     for k, v in errors.items() if v is not None}],
+                                   name="frozen_kernel", force=True,
+                                   config={"margin_fraction": T_STAR_FRACTION,
+                                           "convention": COMPRESSION_CONVENTION})
+            per_seed.append(errors)
+        frozen = {"p": int(self.p_kernel), "seeds": [e["seed"] for e in per_seed],
+                  "n_test": int(cfg.n_test),
                   "machine": f"hard-margin SVM (SVC, C={_C_TEXT}) on fresh training points",
-                  **frozen_kernel_errors(feat.net0, feat.net, self.informative, lam_star,
-                                         X_k, y_k, X_te, y_te)}
-        io.add_run_diagnostics(self.feature_run_file(),
-                               [{k: np.asarray(v) if isinstance(v, list) else v
-                                 for k, v in frozen.items()}],
-                               name="frozen_kernel", force=True,
-                               config={"margin_fraction": T_STAR_FRACTION,
-                                       "convention": COMPRESSION_CONVENTION})
+                  **_pool_frozen(per_seed, cfg.n_test), "per_seed": per_seed}
         lazy = self.kept.get(("lazy", self.p_kernel, cfg.seeds[0]))
         if lazy is not None:
             frozen["lazy_kernel_change"] = float(diagnostics.kernel_change(
@@ -493,8 +515,9 @@ class _Experiment:
             "lazy_compression_near_1": bool(lam_l and max(abs(v - 1) for v in lam_l) < 0.2),
             "final_ntk_beats_initial_ntk": bool(
                 frozen["final_ntk_test_error"] < frozen["init_ntk_test_error"]),
-            "stretched_ntk_beats_initial_ntk": bool(
-                frozen["stretched_ntk_test_error"] < frozen["init_ntk_test_error"]),
+            "stretched_ntk_beats_initial_ntk": bool(frozen["per_seed"]) and all(
+                e["stretched_ntk_test_error"] < e["init_ntk_test_error"]
+                for e in frozen["per_seed"]),
             "projection_top10_grows": bool(kpca["final"]["cumulative_projection_top10"]
                                            > kpca["init"]["cumulative_projection_top10"]),
             "mutual_information_grows": bool(np.mean(kpca["final"]["mutual_information"])
@@ -555,6 +578,28 @@ def frozen_kernel_errors(net0: Any, net: Any, informative: Any, lam: float,
     out["gain_explained"] = (
         (out["init_ntk_test_error"] - out["stretched_ntk_test_error"]) / gain if gain > 0
         else None)
+    return out
+
+
+def _pool_frozen(per_seed: list[dict[str, Any]], n_test: int) -> dict[str, Any]:
+    """The seeds' frozen-kernel errors pooled over their test points.
+
+    Errors and 95 % Wilson intervals of the pooled test points (seeds x
+    ``n_test``), the mean ``stretch_lambda`` and the pooled and per-seed share of
+    the final NTK's gain that the stretch recovers.
+    """
+    out: dict[str, Any] = {}
+    total = n_test * len(per_seed)
+    for when in ("init", "stretched", "final"):
+        wrong = sum(round(e[f"{when}_ntk_test_error"] * n_test) for e in per_seed)
+        out[f"{when}_ntk_test_error"] = wrong / total
+        out[f"{when}_ntk_test_error_ci"] = _wilson(wrong, total)
+    out["stretch_lambda"] = float(np.mean([e["stretch_lambda"] for e in per_seed]))
+    gain = out["init_ntk_test_error"] - out["final_ntk_test_error"]
+    out["gain_explained"] = (
+        (out["init_ntk_test_error"] - out["stretched_ntk_test_error"]) / gain if gain > 0
+        else None)
+    out["gain_explained_per_seed"] = [e["gain_explained"] for e in per_seed]
     return out
 
 
@@ -637,7 +682,8 @@ def notes(summary: dict[str, Any]) -> list[str]:
             + ", ".join("n/a" if v is None else f"{v:.1f}" for v in f["compression"])
             + ("" if "compression_theory" not in f else
                " against " + ", ".join(f"{v:.1f}" for v in f["compression_theory"]))
-            + f" for p = {f['p']}. At the end of training (every margin >= 1) it is "
+            + f" for p = {f['p']}." + _theory_prefactor_note(f)
+            + " At the end of training (every margin >= 1) it is "
             f"p^{f['compression_end_slope']:.2f} ("
             + ", ".join(f"{v:.1f}" for v in f["compression_end"]) + ")"
             + (": fitting the last points (the authors' over-fitting phase) grows weights "
@@ -646,29 +692,87 @@ def notes(summary: dict[str, Any]) -> list[str]:
                "; the paper reads lambda at t*.")
         )
     fk = summary["frozen_kernel"]
-    share = fk.get("gain_explained")
-    if summary["compression_trajectory"]["t_star_index"] is None:
-        out.append(
-            f"the feature run at p = {fk['p']} stopped before t*: the stretched kernel uses "
-            "lambda at its end instead."
-        )
-    out.append(
-        f"stretched kernel (initial NTK, uninformative inputs divided by lambda(t*) = "
-        f"{fk['stretch_lambda']:.1f}): test error {fk['stretched_ntk_test_error']:.4f}, "
-        f"initial {fk['init_ntk_test_error']:.4f}, final {fk['final_ntk_test_error']:.4f}"
-        + ("" if share is None else
-           f": the stretch recovers {share:.0%} of the final NTK's gain"
-           + (" (compression explains the gain)" if share >= 0.5
-              else " (compression alone does not explain the gain at this scale)"))
-        + "."
-    )
+    out.extend(_stretched_note(fk))
     for claim, shown in summary["claims"].items():
         if not shown:
             out.append(f"claim {claim} does not show at this scale (see the numbers above).")
+    k = summary["kpca"]
+    floor = float(np.mean([k[w]["mutual_information_floor"] for w in ("init", "final")]))
     out.append(
-        "mutual information: the paper's kNN estimator (k = 5) gives an uninformative "
-        "eigenvector about 0.08 bit, not 0; compare init and final against that baseline."
+        f"mutual information: the paper's kNN estimator (k = 5) gives {floor:.3f} bit on "
+        f"shuffled labels at n = {k['p']} (its floor, the dashed line of kpca.png), not 0; "
+        f"the top-10 means {np.mean(k['init']['mutual_information']):.3f} (init) and "
+        f"{np.mean(k['final']['mutual_information']):.3f} (final) are informative only above "
+        "it."
     )
+    out.append(
+        "figures: kpca.png divides each spectrum by its Gram's trace; the theory lines of "
+        "learning_curves.png have the theory's slopes with prefactors fitted to the measured "
+        "means (least squares in log space over the fitted p), so only slopes are compared; "
+        "neurons.png's colours at initialisation are the clustering of random weights, not "
+        "attractors (those form during training)."
+    )
+    return out
+
+
+def _theory_prefactor_note(f: dict[str, Any]) -> str:
+    """Why lambda(t*) and lambda_ODE are compared by their slopes only (stripe runs)."""
+    if "compression_theory" not in f:
+        return ""
+    ratios = ", ".join("n/a" if v is None else f"{v / t:.1f}"
+                       for v, t in zip(f["compression"], f["compression_theory"], strict=True))
+    return (
+        " Only the slopes are compared: both are ratios per input direction (lambda(t*) "
+        "the figures' w_1 / mean_{j>=2} w_j; lambda_ODE = sqrt(p) |E[y x_1]|, the authors' "
+        "ODE estimate of a neuron's informative drift against the 1/sqrt(p) spread of one "
+        "uninformative component), so no convention factor separates them (the 'rms' "
+        "convention differs from the figures' by a few %, 'norm' is smaller by sqrt(d - 1)). "
+        "The estimate gives the sqrt(p) growth, not the prefactor at t*: "
+        f"lambda(t*) / lambda_ODE = {ratios} here."
+    )
+
+
+def _stretched_note(fk: dict[str, Any]) -> list[str]:
+    """What the stretched-kernel SVMs show, no more than their seeds support."""
+    out = []
+    per_seed = fk["per_seed"]
+    early = [e["seed"] for e in per_seed if not e["t_star_reached"]]
+    if early:
+        out.append(
+            f"the feature runs at p = {fk['p']} of seeds {early} stopped before t*: their "
+            "stretched kernels use lambda at the end instead."
+        )
+    share, shares = fk["gain_explained"], fk["gain_explained_per_seed"]
+    n = len(per_seed)
+
+    def errs(when: str) -> str:
+        ci = fk[f"{when}_ntk_test_error_ci"]
+        return f"{fk[f'{when}_ntk_test_error']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+    text = (
+        f"stretched kernel (initial NTK, uninformative inputs divided by lambda(t*), mean "
+        f"{fk['stretch_lambda']:.1f}), p = {fk['p']}, {n} seed{'s' if n > 1 else ''} x "
+        f"{fk['n_test']} test points pooled (95% intervals over test points only): stretched "
+        f"{errs('stretched')}, initial {errs('init')}, final {errs('final')}"
+    )
+    if share is None or any(v is None for v in shares):
+        text += "; the final NTK does not beat the initial one in every seed, so there is no "
+        text += "gain to explain."
+    else:
+        per = ", ".join(f"{v:.0%}" for v in shares)
+        text += f": the stretch recovers {share:.0%} of the final NTK's gain (per seed: {per})"
+        separated = fk["stretched_ntk_test_error_ci"][1] < fk["init_ntk_test_error_ci"][0]
+        if min(shares) >= 0.5 and separated and n >= 3:
+            text += f": compression accounts for most of the gain in each of the {n} seeds."
+        elif min(shares) >= 0.5 and separated:
+            text += (f": compression accounts for most of the gain in each of the {n} seeds; "
+                     "too few seeds to say more.")
+        elif share >= 0.5:
+            text += (": consistent with compression accounting for the gain, but not in "
+                     "every seed or not beyond the intervals at this scale.")
+        else:
+            text += ": compression alone does not account for the gain at this scale."
+    out.append(text)
     return out
 
 
@@ -718,7 +822,8 @@ def report(summary: dict[str, Any]) -> str:
         ci = fk[f"{key}_ntk_test_error_ci"]
         return f"{fk[f'{key}_ntk_test_error']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
 
-    lines.append(f"SVM on frozen NTK (p={fk['p']}, fresh points): initial {err('init')}, "
+    lines.append(f"SVM on frozen NTK (p={fk['p']}, fresh points, {len(fk['per_seed'])} seeds "
+                 f"pooled): initial {err('init')}, "
                  f"stretched by lambda(t*)={fk['stretch_lambda']:.1f} {err('stretched')}, "
                  f"final {err('final')}")
     k = summary["kpca"]

@@ -350,9 +350,13 @@ def _rebuild(
 
 
 def _is_torch_module(obj: Any) -> bool:
-    """Whether ``obj`` is a ``torch.nn.Module``, without importing torch (by its class's MRO)."""
+    """Whether ``obj`` is a ``torch.nn.Module`` or a ``torch.export`` program.
+
+    Without importing torch (by its class's MRO).
+    """
     return any(
-        c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module"
+        (c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module")
+        or (c.__name__ == "ExportedProgram" and c.__module__.startswith("torch.export"))
         for c in type(obj).__mro__
     )
 
@@ -402,7 +406,8 @@ class EmpiricalNTK(_EmpiricalKernel):
     and back-propagated vectors (BLAS products of n x n_l blocks) without the
     n x P Jacobian.
 
-    Any ``torch.nn.Module`` (CNNs, residual nets...) may be passed instead of an
+    Any ``torch.nn.Module`` (CNNs, residual nets...) or ``torch.export`` program
+    (``torch.export.load("model.pt2")``) may be passed instead of an
     ``FCNetwork``: ``EmpiricalNTK(module, params, output, input_shape=...)``
     then returns a :class:`kernelcomp._torch_ntk.TorchNTK` (``kc.TorchNTK``),
     computed layer by layer as here (structured products for dense layers,
@@ -470,8 +475,8 @@ class EmpiricalNTK(_EmpiricalKernel):
     """
 
     def __new__(cls, net: Any = None, *args: Any, **kwargs: Any) -> Any:
-        # any torch.nn.Module: the Jacobian-based kernel of kernelcomp._torch_ntk (torch is
-        # then imported already; nothing here imports it)
+        # any torch.nn.Module (or torch.export program): the kernel of kernelcomp._torch_ntk
+        # (torch is then imported already; nothing here imports it)
         if cls is EmpiricalNTK and _is_torch_module(net):
             from kernelcomp._torch_ntk import TorchNTK
 

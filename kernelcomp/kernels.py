@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -45,9 +45,26 @@ from kernelcomp._kernels import duals as _duals
 from kernelcomp._kernels import quadrature as _quad
 from kernelcomp._kernels.activations import CODES as _CODES
 from kernelcomp._linalg import gemm_nt, syrk_upper
+from kernelcomp._parallel import active_ticks, n_jobs_context
 from kernelcomp._validation import check_int, per_layer
 
-__all__ = ["NNGP", "NTK", "Kernel"]
+__all__ = ["NNGP", "NTK", "Kernel", "KernelPair"]
+
+
+class KernelPair(NamedTuple):
+    """The NNGP and the NTK Gram matrices of one network, from one pass.
+
+    Returned by :meth:`NTK.gram_pair` (and :meth:`NNGP.gram_pair`), like
+    neural-tangents' ``kernel_fn(x1, x2, ("nngp", "ntk"))``.
+
+    Attributes
+    ----------
+    nngp : ndarray of shape (n, m)
+    ntk : ndarray of shape (n, m)
+    """
+
+    nngp: np.ndarray
+    ntk: np.ndarray
 
 #: activations with closed-form expectations (their step in the analytic core)
 _CLOSED_FORMS = ("relu", "relu_unit", "erf", "leaky_relu", "linear", "gelu")
@@ -422,7 +439,66 @@ class _AnalyticKernel(Kernel):
         cy, ey = widen(py)
         return deg, cx, ex, cy, ey
 
-    def _fill(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool) -> None:
+    def gram_pair(self, X: Any, Y: Any = None, *, dtype: Any = None,
+                  n_jobs: int | None = None) -> KernelPair:
+        """The NNGP and the NTK Gram matrices of this network from one pass.
+
+        The NTK recursion carries the NNGP covariance along, so one tile pass
+        writes both: each equals the separate call (``NNGP(...)(X, Y)`` and
+        ``NTK(...)(X, Y)`` with the same parameters) bit for bit. The dot
+        products and the recursion run once, so it costs less than the two
+        calls (most when ``d`` is large and the dot products dominate); only
+        the second output is extra (neural-tangents' ``kernel_fn(x1, x2,
+        ("nngp", "ntk"))``). The same on ``NTK`` and ``NNGP`` objects.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        Y : array-like of shape (m, d), optional
+            None: the symmetric Gram matrices of ``X``.
+        dtype : {None, "float32", "float64"}
+            As for ``k(X, Y)``.
+        n_jobs : int, optional
+            Threads (None: all).
+
+        Returns
+        -------
+        KernelPair
+            ``(nngp, ntk)``, each of shape (n, m).
+
+        Raises
+        ------
+        ValueError, TypeError
+            For invalid inputs, as ``k(X, Y)``.
+
+        Examples
+        --------
+        >>> import numpy as np, kernelcomp as kc
+        >>> X = np.random.default_rng(0).standard_normal((5, 3))
+        >>> nngp, ntk = kc.NTK(depth=2, bias_std=0.1).gram_pair(X)
+        >>> bool(np.array_equal(nngp, kc.NNGP(depth=2, bias_std=0.1)(X)))
+        True
+        """
+        params = {f.name: getattr(self, f.name) for f in fields(self)}
+        k_ntk, k_nngp = NTK(**params), NNGP(**params)
+        X, Yc, dt = k_ntk._gram_inputs(X, Y, dtype)
+        shape = (X.shape[0], X.shape[0] if Yc is None else Yc.shape[0])
+        ntk, nngp = np.empty(shape, dtype=dt), np.empty(shape, dtype=dt)
+        with n_jobs_context(n_jobs):
+            px = k_ntk._prepare(X)
+            py = px if Yc is None else k_ntk._prepare(Yc)
+            # the diagonal of the symmetric NNGP: its own per-sample pass, O(n L)
+            dg = k_nngp._prepare(X).dg if Yc is None else np.empty(0)
+            k_ntk._fill(px, py, ntk, Yc is None, nngp=nngp, dg_nngp=dg)
+        return KernelPair(nngp=nngp, ntk=ntk)
+
+    def _fill(self, px: _Prepared, py: _Prepared, out: np.ndarray, symmetric: bool,
+              nngp: np.ndarray | None = None, dg_nngp: np.ndarray | None = None) -> None:
+        # nngp (NTK only): the NNGP block written by the same pass (see gram_pair)
+        if nngp is None:
+            nngp = np.empty((0, 0), dtype=out.dtype)
+        if dg_nngp is None or dg_nngp.size == 0:
+            dg_nngp = np.empty(0)
         d = px.X.shape[1]
         p = self._layer_params(d)
         fused = d <= FUSED_MAX_FEATURES
@@ -435,7 +511,9 @@ class _AnalyticKernel(Kernel):
             _quad.tiles(
                 px.X, py.Xt, px.a, px.b, px.dg, px.sqn, px.rsq, py.a, py.b, py.sqn, py.rsq,
                 symmetric=symmetric, use_out_dot=not fused, tile=QUADRATURE_TILE, out=out,
-                snap=_SNAP, snap_dot=snap_dot, **p, **_quad.rules(self.quadrature_nodes),
+                nngp=nngp, dg_nngp=dg_nngp, snap=_SNAP, snap_dot=snap_dot,
+                ticks=active_ticks(), **p,
+                **_quad.rules(self.quadrature_nodes),
             )
             return
         series = self._route == "series" and self.depth > 0
@@ -465,6 +543,10 @@ class _AnalyticKernel(Kernel):
             use_out_dot=not fused,
             tile=CPU_TILE,
             out=out,
+            nngp=nngp,
+            dg_nngp=dg_nngp,
+
+            ticks=active_ticks(),
             snap=_SNAP,
             snap_dot=snap_dot,
             **p,

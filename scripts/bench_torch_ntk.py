@@ -15,6 +15,10 @@ For each model and dtype (float32, float64), interleaved in one process (best of
 * ``torch.func``: the recipe ``vmap(jacrev(f))`` of all n rows at once, the
   per-parameter blocks concatenated, ``J J^T`` (no memory bound);
 * ``FCNetwork`` (mlp only): ``kc.EmpiricalNTK(kc.FCNetwork.from_torch(model))``;
+* with ``--exported``: ``TorchNTK`` of the model's ``torch.export`` program
+  (``exported``: its linear/conv calls read as ``torch.nn`` layers by the
+  layerwise engine) and the same with every parameter by the per-sample Jacobian
+  (``export, jac``: what the program's graph gives without that rewriting);
 
 and the largest difference from the float64 torch.func Gram relative to its
 largest entry. With ``--nt``, neural-tangents' ``empirical_ntk_fn``
@@ -29,6 +33,7 @@ Usage::
     python scripts/bench_torch_ntk.py                 # all models, both dtypes
     python scripts/bench_torch_ntk.py --quick         # small n, for development
     python scripts/bench_torch_ntk.py --models mlp --nt
+    python scripts/bench_torch_ntk.py --models cnn16 --exported
 """
 
 from __future__ import annotations
@@ -171,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--nt", action="store_true", help="also run neural-tangents")
+    parser.add_argument("--exported", action="store_true",
+                        help="also the kernel of the model's torch.export program")
     parser.add_argument("--nt-python", default=os.environ.get("KERNELCOMP_NT_PYTHON", "python3"))
     parser.add_argument("--nt-batch", type=int, default=100,
                         help="row blocks of neural-tangents' Gram (nt.batch; 0: none)")
@@ -219,6 +226,14 @@ def main(argv: list[str] | None = None) -> None:
                 "torch.func": lambda x=Xd, d=tdt, m=model, s=shape: torch_func_recipe(
                     torch, m, x, s, d),
             }
+            if args.exported:
+                x0 = torch.zeros((2, *shape))
+                program = torch.export.export(model.eval(), (x0,),
+                                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+                ke = TorchNTK(program, dtype=dt)
+                kj = TorchNTK(program, dtype=dt, _route="jacobian")
+                fns["exported"] = lambda k=ke, x=Xd: k(x, n_jobs=args.threads)
+                fns["export, jac"] = lambda k=kj, x=Xd: k(x, n_jobs=args.threads)
             if name == "mlp":
                 net = kc.FCNetwork.from_torch(model)
                 fc = kc.EmpiricalNTK(net)

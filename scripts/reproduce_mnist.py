@@ -33,6 +33,33 @@ trained on ``p`` points, up to larger ``p`` (``--frozen-p``). Fits use only the
 sizes where every seed's run reached the stop rule (runs cut by ``--max-wall``
 or ``--max-steps`` are reported and listed as excluded).
 
+And the infinite-width limit (``--infinite-p``): the machine on the NTK of the
+infinitely wide CNN (``kc.ConvNTK``, the analytic CNTK, no initialisation
+seed) trained on the same first ``p`` digits and tested on the same test
+digits, its learning curve and its kernel PCA (``P_k``, MI) on the training
+set; beside the paper's machine, the library's estimators on the same Grams
+(``kc.NTKClassifier`` hard margin, ``kc.NTKRegressor``).
+``--infinite-arch paper`` (default) is the closest architecture the analytic
+kernel offers to :func:`paper_cnn`: each stride-2 convolution becomes a
+stride-1 "same" convolution and a 2 x 2 average pool, swish becomes the ReLU of
+unit second moment (``relu_unit``), weights and biases N(0, 1) over
+``sqrt(fan_in)`` (``weight_std = bias_std = 1``), global average pooling, dense
+readout; the first pool acts on the input, so it runs as the kernel of the
+2 x 2 mean-pooled 14 x 14 digits (the same kernel: the pool is linear). About
+1-2 ms of CPU per pair of digits (Myrtle-5, ``--infinite-arch myrtle5``, on the
+28 x 28 digits: ~30 ms); the default ``--infinite-p`` 32 ... 256 with 1500 test
+digits is ~4e5 pairs, ~10 minutes of CPU per seed; ``--infinite-p 32 64 128
+256 512 1024 2048`` ~5e6 pairs (about an hour on 2 cores), or
+``--infinite-device cuda`` on a GPU (measured: p = 32 ... 512 with 500 test
+digits, 3.9e5 pairs, ~10 minutes of CPU). ``--p`` and ``--lazy-p`` with no sizes
+skip the nets (e.g. only the kernels: ``--p --lazy-p``).
+
+Output: ``summary.json``, ``report.txt`` (every run, the mean test errors by
+``p`` side by side, the fitted exponents) and ``learning_curves.png`` (test
+error against ``p`` of every curve; ``P_k`` and MI of the infinite-width
+kernel, the frozen initial NTK and the feature net's final NTK at the largest
+``p`` where the infinite-width kernel's PCA was computed).
+
 Defaults: h = 8 channels, feature alpha = 1e-2 and lazy alpha = 1e3 (with the
 1/h readout the crossover is alpha ~ 1), feature nets at p = 32 ... 256, lazy
 nets at p = 32, 64, frozen initial NTK at p = 32 ... 2048, seeds 0 and 1,
@@ -44,8 +71,10 @@ Steps to the stop rule, measured (feature, alpha = 1e-2): p = 32: 2,200-2,600;
 p = 64: 3,900-8,700; p = 128: 9,800-11,400 (500-540 s wall each, two processes
 on 2 cores shared with other jobs); p = 256: 23,400-41,100 (550-760 s); lazy
 (alpha = 1e3): p = 32: 1,300-1,500, p = 64: 3,500-4,500. ``--quick`` (h = 4,
-p = 32, 64, 200 steps, one seed) takes about 35 s. The defaults take about 45
-minutes per seed on such a machine; run one process per seed and put them
+p = 32, 64, 200 steps, one seed, the infinite-width kernel at p = 16, 32) takes
+1-2 minutes (108 s at load 5 on 2 cores). The defaults take about 45
+minutes per seed on such a machine, and ~10 more for the infinite-width kernel
+(``--infinite-p`` with no sizes skips it); run one process per seed and put them
 together with ``--merge``. The frozen initial NTK machines at p >= 1024 need
 more than 360 s of their own flow (``--max-wall``).
 The paper's experiment is much larger: a 16-layer CNN on MNIST.
@@ -77,6 +106,15 @@ from kernelcomp.training import kernel_gradient_flow
 ALPHAS = {"feature": 1e-2, "lazy": 1e3}
 #: the paper's MNIST soft-hinge sharpness
 SOFT_BETA = 3.0
+#: ridge of the kernel regression on the infinite-width kernel, relative to its mean diagonal
+RIDGE = 1e-6
+#: infinite-width CNNs: name -> (layers, mean-pool factor of the 28 x 28 input,
+#: weight_std, bias_std); "paper" is the analogue of paper_cnn (see the docstring)
+INFINITE_ARCHS: dict[str, tuple[list[str], int, float, float]] = {
+    "paper": (["conv5", "relu_unit", "avgpool", "conv", "relu_unit", "global_avgpool",
+               "dense"], 2, 1.0, 1.0),
+    "myrtle5": (list(kc.ConvNTK.myrtle(5).layers), 1, math.sqrt(2.0), 0.0),
+}
 
 
 def swish_unit_constant() -> float:
@@ -134,12 +172,13 @@ def kernel_machine(K_train: np.ndarray, y: np.ndarray, K_test: np.ndarray, y_tes
 
 
 def kpca_summary(K: np.ndarray, y: np.ndarray, n_components: int) -> dict[str, Any]:
-    """``P_k`` at k = 1, 10, 100 (when available) and MI (bits) of the top 10 eigenvectors."""
+    """``P_k`` at k = 1, 10, 100 (and the whole curve) and MI (bits) of the top 10 eigenvectors."""
     res = diagnostics.kernel_pca(K, n_components=min(n_components, K.shape[0]))
     c = diagnostics.label_projection(res.eigenvectors, y)
     P = diagnostics.cumulative_projection(c, y)
     mi = diagnostics.mutual_information(res.eigenvectors, y, n_components=10)
     return {"P": {str(k): float(P[k - 1]) for k in (1, 10, 100) if k <= len(P)},
+            "P_curve": [float(v) for v in P],
             "MI_top10": [float(v) for v in mi], "MI_mean10": float(np.mean(mi)),
             "MI_max10": float(np.max(mi))}
 
@@ -237,8 +276,23 @@ def report(summary: dict[str, Any]) -> str:
         s += f" | {r['wall_train']:.0f}"
         lines.append(s)
     for r in summary.get("frozen", []):
-        lines.append(f"  p={r['p']:5d} s={r['seed']} frozen initial NTK machine: {r['status']} "
-                     f"test error {r['test_error']:.4f}")
+        s = (f"  p={r['p']:5d} s={r['seed']} frozen initial NTK machine: {r['status']} "
+             f"test error {r['test_error']:.4f}")
+        if "kpca" in r:
+            s += (f" | P_10 {r['kpca']['P'].get('10', float('nan')):.3f}"
+                  f" | MI mean top-10 {r['kpca']['MI_mean10']:.3f}")
+        lines.append(s)
+    for r in summary.get("infinite", []):
+        s = (f"  p={r['p']:5d} s={r['seed']} infinite-width CNN NTK ({r['arch']}) machine: "
+             f"{r['status']} test error {r['test_error']:.4f}")
+        if "svm_test_error" in r:
+            s += (f" | hard-margin SVM {r['svm_test_error']:.4f}"
+                  f" | ridge {r['ridge_test_error']:.4f}")
+        if "kpca" in r:
+            s += (f" | P_10 {r['kpca']['P'].get('10', float('nan')):.3f}"
+                  f" | MI mean top-10 {r['kpca']['MI_mean10']:.3f}")
+        lines.append(s)
+    lines += ["", *compare_curves(summary)]
     lines.append("")
     for name, f in summary["fits"].items():
         if f is None or f.get("beta") is None:
@@ -252,13 +306,208 @@ def report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare_curves(summary: dict[str, Any]) -> list[str]:
+    """Mean test error (over seeds) at each p: nets, frozen initial NTK, infinite width."""
+    curves_: dict[str, dict[int, list[float]]] = {}
+
+    def add(name: str, p: int, err: float) -> None:
+        curves_.setdefault(name, {}).setdefault(p, []).append(err)
+
+    for r in summary["runs"]:
+        add(f"net {r['regime']}", r["p"], r["test_error"])
+    for r in summary.get("frozen", []):
+        add("frozen initial NTK (width h)", r["p"], r["test_error"])
+    for r in summary.get("infinite", []):
+        add(f"infinite-width CNN NTK ({r['arch']})", r["p"], r["test_error"])
+    for r in summary.get("infinite", []):
+        if "svm_test_error" in r:
+            add("  same kernel, hard-margin SVM", r["p"], r["svm_test_error"])
+            add("  same kernel, ridge regression", r["p"], r["ridge_test_error"])
+    ps = sorted({p for c in curves_.values() for p in c})
+    if not ps:
+        return []
+    lines = [f"{'mean test error by p:':37s}" + " ".join(f"{p:>7d}" for p in ps)]
+    for name, c in curves_.items():
+        cells = [f"{np.mean(c[p]):7.4f}" if p in c else f"{'-':>7s}" for p in ps]
+        lines.append(f"  {name:34s} " + " ".join(cells))
+    return lines
+
+
+def _mean_curve(rows: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes and the mean (over seeds) of ``(p, value)`` rows."""
+    ps = sorted({p for p, _ in rows})
+    return np.array(ps), np.array([np.mean([v for q, v in rows if q == p]) for p in ps])
+
+
+def kpca_at(summary: dict[str, Any]) -> tuple[int, int, dict[str, dict[str, Any]]] | None:
+    """The kernel PCAs compared in the figure: ``(p, seed, {label: kpca})``.
+
+    At the largest ``p`` (first seed) where the infinite-width kernel has one:
+    that kernel, the frozen initial NTK and the final NTK of the feature-regime
+    net of that size and seed, when they were computed.
+    """
+    inf = [r for r in summary.get("infinite", []) if "kpca" in r]
+    if not inf:
+        return None
+    seed = min(r["seed"] for r in inf)
+    p = max(r["p"] for r in inf if r["seed"] == seed)
+    got: dict[str, dict[str, Any]] = {}
+    for r in summary.get("frozen", []):
+        if (r["p"], r["seed"]) == (p, seed) and "kpca" in r:
+            got["frozen initial NTK (width h)"] = r["kpca"]
+    for r in summary["runs"]:
+        if (r["p"], r["seed"], r["regime"]) == (p, seed, "feature") and "kpca" in r:
+            got["final NTK, feature net"] = r["kpca"]["final"]
+    for r in inf:
+        if (r["p"], r["seed"]) == (p, seed):
+            got[f"infinite-width CNN NTK ({r['arch']})"] = r["kpca"]
+    return p, seed, got
+
+
+def plot(root: Path, summary: dict[str, Any]) -> Path | None:
+    """``learning_curves.png``: test error against p, and ``P_k`` and MI at one p.
+
+    Left: mean test error (over seeds) of every curve, log-log, the fitted
+    exponents in the legend. Middle and right: ``P_k`` against ``k`` and the MI of
+    the top 10 eigenvectors at the p of :func:`kpca_at`. None without matplotlib.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        print("no matplotlib: no figure")
+        return None
+    fits = summary.get("fits", {})
+    fig = Figure(figsize=(13.5, 4.2), layout="constrained")
+    ax, axp, axm = fig.subplots(1, 3)
+    rows = {
+        "net, feature regime": ("net_feature", "tab:red", "o-",
+                                [(r["p"], r["test_error"]) for r in summary["runs"]
+                                 if r["regime"] == "feature"]),
+        "net, lazy regime": ("net_lazy", "tab:blue", "s-",
+                             [(r["p"], r["test_error"]) for r in summary["runs"]
+                              if r["regime"] == "lazy"]),
+        "final NTK of the feature net": ("ntk_final_feature", "tab:red", "o:",
+                                         [(r["p"], r["machines"]["final"]["test_error"])
+                                          for r in summary["runs"]
+                                          if r["regime"] == "feature" and "machines" in r]),
+        "frozen initial NTK (width h)": ("frozen_init_ntk", "tab:blue", "s--",
+                                         [(r["p"], r["test_error"])
+                                          for r in summary.get("frozen", [])]),
+        "infinite-width CNN NTK": ("infinite_width_ntk", "black", "D-",
+                                   [(r["p"], r["test_error"])
+                                    for r in summary.get("infinite", [])]),
+        "  same kernel, hard-margin SVM": (None, "0.55", "D:",
+                                           [(r["p"], r["svm_test_error"])
+                                            for r in summary.get("infinite", [])
+                                            if "svm_test_error" in r]),
+    }
+    sizes: set[int] = set()
+    for label, (key, color, style, data) in rows.items():
+        if not data:
+            continue
+        p, e = _mean_curve(data)
+        sizes.update(int(v) for v in p)
+        f = fits.get(key) if key else None
+        if f and f.get("beta") is not None:
+            label += f", $\\beta$ = {f['beta']:.2f}"
+        ax.plot(p, e, style, color=color, label=label.strip(), ms=4)
+    ax.set(xscale="log", yscale="log", xlabel="p (training digits)", ylabel="test error",
+           title="MNIST parity: learning curves")
+    if sizes:  # the sizes themselves as ticks (log minor labels overlap)
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xticks(sorted(sizes), [str(v) for v in sorted(sizes)])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7)
+    at = kpca_at(summary)
+    if at is not None:
+        p, seed, got = at
+        colors = {"frozen": "tab:blue", "final": "tab:red", "infinite": "black"}
+        for label, kp in got.items():
+            color = next(c for w, c in colors.items() if w in label)
+            P = kp.get("P_curve")
+            if P:
+                axp.plot(np.arange(1, len(P) + 1), P, color=color, label=label)
+            mi = kp["MI_top10"]
+            axm.plot(np.arange(1, len(mi) + 1), mi, "o-", color=color, ms=3,
+                     label=f"{label}, mean {kp['MI_mean10']:.3f}")
+        axp.set(xscale="log", ylim=(0, 1), xlabel="k (eigenvectors, by eigenvalue)",
+                ylabel="$P_k$", title=f"labels on the top k eigenvectors, p = {p}, seed {seed}")
+        axm.axhline(0.08, color="0.6", lw=0.8, ls="--", label="random vector (~0.08 bits)")
+        axm.set(xlabel="eigenvector", ylabel="MI with the labels (bits)",
+                title=f"mutual information, p = {p}")
+        axp.legend(fontsize=7)
+        axm.legend(fontsize=7)
+    path = root / "learning_curves.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def frozen_init(data: tuple[np.ndarray, ...], p: int, seed: int,
                 args: argparse.Namespace) -> dict[str, Any]:
-    """The lazy limit (alpha -> infinity): the machine on the frozen initial NTK."""
+    """The lazy limit (alpha -> infinity): the machine on the frozen initial NTK, its kernel PCA."""
     Xtr, ytr, _, _, Xte, yte = data
     k = kc.TorchNTK(paper_cnn(args.h, seed), input_shape=(1, 28, 28))
-    m = kernel_machine(k(Xtr[:p]), ytr[:p], k(Xte, Xtr[:p]), yte, args.max_wall)
-    return {"p": p, "seed": seed, **m}
+    K = k(Xtr[:p])
+    out = {"p": p, "seed": seed, **kernel_machine(K, ytr[:p], k(Xte, Xtr[:p]), yte, args.max_wall)}
+    if p <= args.kernel_max_p:
+        out["kpca"] = kpca_summary(K, ytr[:p], args.kpca_components)
+    return out
+
+
+def digit_images(X: np.ndarray, pool: int) -> np.ndarray:
+    """Rows (n, 784) as (n, 28/pool, 28/pool, 1) images, mean-pooled by ``pool``."""
+    s = 28 // pool
+    return X.reshape(X.shape[0], s, pool, s, pool, 1).mean(axis=(2, 4))
+
+
+def estimators(K: np.ndarray, y: np.ndarray, K_test: np.ndarray,
+               y_test: np.ndarray) -> dict[str, float]:
+    """Test errors of ``kc.NTKClassifier`` (hard margin) and ``kc.NTKRegressor`` on a Gram.
+
+    Kernel regression of the +-1 labels (sign of the prediction) with a ridge of
+    ``RIDGE`` times the mean diagonal, and the hard-margin SVM
+    (``C = HARD_MARGIN_C``), both with ``kernel="precomputed"``.
+    """
+    from kernelcomp.estimators import HARD_MARGIN_C
+
+    svm = kc.NTKClassifier(kernel="precomputed", C=HARD_MARGIN_C).fit(K, y)
+    ridge = kc.NTKRegressor(kernel="precomputed", alpha=RIDGE * float(np.mean(np.diag(K))))
+    ridge.fit(K, y)
+    return {"svm_test_error": float(np.mean(svm.predict(K_test) != y_test)),
+            "ridge_test_error": float(np.mean(np.sign(ridge.predict(K_test)) != y_test))}
+
+
+def infinite_width(data: tuple[np.ndarray, ...], ps: list[int], seed: int,
+                   args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The machine on the infinite-width CNN's NTK at each ``p``, and its kernel PCA.
+
+    One Gram of the first ``max(ps)`` training digits and one of the test digits
+    against them; smaller ``p`` are their leading blocks. Each ``p``: the paper's
+    machine (:func:`kernel_machine`, the fitted curve) and the library's
+    estimators on the same Grams (:func:`estimators`).
+    """
+    Xtr, ytr, _, _, Xte, yte = data
+    ps = sorted(ps)
+    layers, pool, ws, bs = INFINITE_ARCHS[args.infinite_arch]
+    k = kc.ConvNTK(layers, weight_std=ws, bias_std=bs)
+    top = max(ps)
+    A = digit_images(Xtr[:top], pool)
+    t0 = time.perf_counter()
+    K = kc.gram(k, A, device=args.infinite_device)
+    Kt = kc.gram(k, digit_images(Xte, pool), A, device=args.infinite_device)
+    wall_gram = time.perf_counter() - t0
+    out = []
+    for p in ps:
+        r: dict[str, Any] = {"p": p, "seed": seed, "arch": args.infinite_arch,
+                             **kernel_machine(K[:p, :p], ytr[:p], Kt[:, :p], yte,
+                                              args.max_wall),
+                             **estimators(K[:p, :p], ytr[:p], Kt[:, :p], yte)}
+        if p <= args.kernel_max_p:
+            r["kpca"] = kpca_summary(K[:p, :p], ytr[:p], args.kpca_components)
+        out.append(r)
+    out[-1]["wall_gram"] = wall_gram
+    return out
 
 
 def main() -> None:
@@ -266,12 +515,18 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output folder (summary.json, report.txt)")
     ap.add_argument("--quick", action="store_true", help="CI-sized smoke run (< 1 minute)")
     ap.add_argument("--h", type=int, default=8, help="channels of both convolutions")
-    ap.add_argument("--p", type=int, nargs="+", default=[32, 64, 128, 256],
-                    help="training-set sizes of the feature-regime nets")
+    ap.add_argument("--p", type=int, nargs="*", default=[32, 64, 128, 256],
+                    help="training-set sizes of the feature-regime nets (none: skip them)")
     ap.add_argument("--lazy-p", type=int, nargs="*", default=[32, 64],
-                    help="training-set sizes of the lazy-regime nets")
+                    help="training-set sizes of the lazy-regime nets (none: skip them)")
     ap.add_argument("--frozen-p", type=int, nargs="*", default=[32, 64, 128, 256, 512, 1024, 2048],
                     help="sizes of the frozen-initial-NTK machine (the lazy limit)")
+    ap.add_argument("--infinite-p", type=int, nargs="*", default=[32, 64, 128, 256],
+                    help="sizes of the infinite-width CNN kernel's machine (none: skip it)")
+    ap.add_argument("--infinite-arch", choices=sorted(INFINITE_ARCHS), default="paper",
+                    help="the infinitely wide CNN (paper: the analogue of the finite CNN)")
+    ap.add_argument("--infinite-device", choices=["cpu", "cuda"], default="cpu",
+                    help="where the infinite-width kernel's Gram matrices are computed")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="seeds (shuffle and initialisation; default 0 1, --quick 0)")
     ap.add_argument("--feature-alpha", type=float, default=ALPHAS["feature"])
@@ -291,6 +546,7 @@ def main() -> None:
         return
     if args.quick:
         args.h, args.p, args.lazy_p, args.frozen_p = 4, [32, 64], [32], [32, 64]
+        args.infinite_p = [16, 32]
         args.seeds, args.n_test, args.kpca_components = args.seeds or [0], 500, 20
         args.max_steps = args.max_steps or 200
     args.seeds = args.seeds or [0, 1]
@@ -304,11 +560,13 @@ def main() -> None:
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     frozen: list[dict[str, Any]] = []
+    infinite: list[dict[str, Any]] = []
     config = dict(vars(args))
     config.update(alphas=alphas, soft_hinge_beta=SOFT_BETA)
 
     def save(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        summary = {"config": config, "runs": runs, "frozen": frozen, **(extra or {})}
+        summary = {"config": config, "runs": runs, "frozen": frozen, "infinite": infinite,
+                   **(extra or {})}
         (root / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
 
@@ -317,7 +575,7 @@ def main() -> None:
         n_pool = X.shape[0] - args.n_test
         top = max([*sizes["feature"], *sizes["lazy"], 0])
         half = n_pool // 2
-        if top > half or max([*args.frozen_p, 0]) > n_pool:
+        if top > half or max([*args.frozen_p, *args.infinite_p, 0]) > n_pool:
             raise SystemExit(f"the sizes need more than the {n_pool} non-test digits")
         # training set: the first p; fresh points: p from the middle of the pool on
         data = (X[:n_pool], y[:n_pool], X[half:n_pool], y[half:n_pool], X[n_pool:], y[n_pool:])
@@ -339,7 +597,14 @@ def main() -> None:
             print(f"[{time.perf_counter() - t0:7.0f} s] p={p} seed={seed} frozen initial NTK: "
                   f"{f['status']} test={f['test_error']:.4f}", flush=True)
             save()
-    finish(root, config, runs, frozen, time.perf_counter() - t0)
+        if args.infinite_p:
+            for r in infinite_width(data, args.infinite_p, seed, args):
+                infinite.append(r)
+                print(f"[{time.perf_counter() - t0:7.0f} s] p={r['p']} seed={seed} "
+                      f"infinite-width CNN NTK ({r['arch']}): {r['status']} "
+                      f"test={r['test_error']:.4f}", flush=True)
+            save()
+    finish(root, config, runs, frozen, time.perf_counter() - t0, infinite)
 
 
 def _machine_key(r: dict[str, Any], m: str) -> tuple[float, str] | None:
@@ -357,9 +622,12 @@ def _machine_key(r: dict[str, Any], m: str) -> tuple[float, str] | None:
 
 
 def finish(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],
-           frozen: list[dict[str, Any]], wall: float) -> None:
+           frozen: list[dict[str, Any]], wall: float,
+           infinite: list[dict[str, Any]] | None = None) -> None:
     """Learning-curve fits over all seeds; ``summary.json`` and ``report.txt``."""
-    seeds = sorted({r["seed"] for r in runs} | {r["seed"] for r in frozen})
+    infinite = infinite or []
+    seeds = sorted({r["seed"] for r in runs} | {r["seed"] for r in frozen}
+                   | {r["seed"] for r in infinite})
     fits: dict[str, Any] = {}
     for regime in ("feature", "lazy"):
         sub = [r for r in runs if r["regime"] == regime]
@@ -372,13 +640,19 @@ def finish(root: Path, config: dict[str, Any], runs: list[dict[str, Any]],
                 ps, seeds, config["n_test"])
     fits["frozen_init_ntk"] = fit(frozen, lambda r: (r["test_error"], r["status"]),
                                   sorted({r["p"] for r in frozen}), seeds, config["n_test"])
-    summary = {"config": config, "runs": runs, "frozen": frozen, "fits": fits,
-               "wall_total": wall}
+    fits["infinite_width_ntk"] = fit(infinite, lambda r: (r["test_error"], r["status"]),
+                                     sorted({r["p"] for r in infinite}), seeds,
+                                     config["n_test"])
+    summary = {"config": config, "runs": runs, "frozen": frozen, "infinite": infinite,
+               "fits": fits, "wall_total": wall}
     (root / "summary.json").write_text(json.dumps(summary, indent=1))
     what = "summed over the merged folders" if config.get("merged") else "total"
     text = report(summary) + f"\n\nwall time ({what}) {wall:.0f} s\n"
     (root / "report.txt").write_text(text)
     print(text, flush=True)
+    fig = plot(root, summary)
+    if fig is not None:
+        print(f"figure: {fig}", flush=True)
 
 
 def merge(out: Path, folders: list[str]) -> None:
@@ -389,19 +663,22 @@ def merge(out: Path, folders: list[str]) -> None:
     """
     runs: dict[tuple[Any, ...], Any] = {}
     frozen: dict[tuple[Any, ...], Any] = {}
+    infinite: dict[tuple[Any, ...], Any] = {}
     wall, config = 0.0, None
     for f in folders:
         s = json.loads((Path(f) / "summary.json").read_text())
         config = config or s["config"]
         runs.update({(r["p"], r["seed"], r["regime"]): r for r in s["runs"]})
         frozen.update({(r["p"], r["seed"]): r for r in s["frozen"]})
+        infinite.update({(r["p"], r["seed"]): r for r in s.get("infinite", [])})
         wall += s.get("wall_total", 0.0)
     if config is None:
         raise SystemExit("--merge needs at least one folder")
     config = {**config, "merged": list(folders)}
     out.mkdir(parents=True, exist_ok=True)
     finish(out, config, sorted(runs.values(), key=lambda r: (r["regime"], r["p"], r["seed"])),
-           sorted(frozen.values(), key=lambda r: (r["p"], r["seed"])), wall)
+           sorted(frozen.values(), key=lambda r: (r["p"], r["seed"])), wall,
+           sorted(infinite.values(), key=lambda r: (r["p"], r["seed"])))
 
 
 if __name__ == "__main__":

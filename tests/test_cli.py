@@ -446,9 +446,10 @@ def test_kpca_maps_two_class_labels_to_pm1_and_caps_large_decompositions(
         # the same diagnostics as with the +-1 labels
         np.testing.assert_allclose(got["cumulative_projection"], expected["cumulative_projection"])
         np.testing.assert_allclose(got["mutual_information"], expected["mutual_information"])
-    np.save(tmp_path / "ys3.npy", np.array(["a", "b", "c"])[np.arange(y.size) % 3])
-    _user_error(["kpca", gram_file, "--labels", tmp_path / "ys3.npy", "-o", tmp_path / "e.h5"],
-                capsys, r"--labels must be numeric .* got dtype <U1 with 3 classes")
+    # three classes have a meaning (tests/test_multiclass_labels.py); one class name has none
+    np.save(tmp_path / "ys1.npy", np.array(["a"] * y.size))
+    _user_error(["kpca", gram_file, "--labels", tmp_path / "ys1.npy", "-o", tmp_path / "e.h5"],
+                capsys, r"--labels must be numeric .* got dtype <U1 with 1 classes")
     # large Gram matrices get the top eigenpairs unless --n-components asks otherwise
     monkeypatch.setattr("kernelcomp.cli._kpca._ALL_COMPONENTS_UP_TO", 50)
     monkeypatch.setattr("kernelcomp.cli._kpca._DEFAULT_TOP", 12)
@@ -504,7 +505,9 @@ def test_kpca_on_a_run_file_every_checkpoint(tmp_path, data, capsys, dtype):
     for e, net in zip(d.entries, nets, strict=True):
         K = kc.EmpiricalNTK(net)(X, dtype=dtype)
         _check_entry(e, K, y, EIG_RTOL[dtype])
-        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        # the paper's figures' convention, as kernelcomp train and the demo report it
+        assert e["compression"] == pytest.approx(
+            kc.diagnostics.compression(net, [0], convention="figures"))
         V = e["eigenvectors"]
         assert V.shape == (90, 90) and V.dtype == dtype
         np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0,
@@ -610,19 +613,31 @@ def test_kpca_plots_subsample_many_checkpoints(tmp_path, data, capsys, monkeypat
 
     X, y = data
     run, _ = _make_run(tmp_path, X[:30], y[:30], seeds=tuple(range(11)))
-    drawn = []
-    real = plotting.plot_spectra
+    drawn, traces, floors = [], [], []
+    real, real_mi = plotting.plot_spectra, plotting.plot_mutual_informations
 
     def spy(spectra, labels=None, **kwargs):
         drawn.append(list(labels))
+        traces.append(kwargs["traces"])
         return real(spectra, labels, **kwargs)
 
+    def spy_mi(mis, labels=None, **kwargs):
+        floors.append(kwargs["floor"])
+        return real_mi(mis, labels, **kwargs)
+
     monkeypatch.setattr(plotting, "plot_spectra", spy)
+    monkeypatch.setattr(plotting, "plot_mutual_informations", spy_mi)
     code, _, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--plot", tmp_path / "f", "-q"],
                         capsys)
     assert code == 0, err
-    assert len(io.load_diagnostics(tmp_path / "d.h5").entries) == 11  # all stored
-    assert drawn == [[f"step {5 * i}" for i in (0, 1, 3, 4, 6, 7, 9, 10)]]
+    entries = io.load_diagnostics(tmp_path / "d.h5").entries
+    assert len(entries) == 11  # all stored
+    kept = (0, 1, 3, 4, 6, 7, 9, 10)
+    assert drawn == [[f"step {5 * i}" for i in kept]]
+    # spectra divided by each Gram's trace; the MI estimator's floor (stored) drawn once
+    assert traces == [[pytest.approx(float(entries[i]["trace"])) for i in kept]]
+    assert floors == [pytest.approx(np.mean([entries[i]["mutual_information_floor"]
+                                             for i in kept]))]
 
 
 def test_kpca_user_errors(tmp_path, data, capsys):
@@ -871,6 +886,8 @@ def test_torch_checkpoint_user_errors(tmp_path, data, capsys):
         (gram("script.pt", *good), r"script\.pt is a TorchScript file, which holds its model"),
         (gram("whole.pt", *good), r"whole\.pt holds a pickled model, not a state dict; save it "
                                   r"with torch\.save\(model\.state_dict\(\), path\) .* "
+                                  r"torch\.export\.save\(torch\.export\.export\(model, "
+                                  r".*'model\.pt2'\), .*"
                                   r"torch\.jit\.save\(torch\.jit\.script\(model\), path\)"),
         (gram("junk.pt", *good), r"junk\.pt: cannot read as a PyTorch state dict"),
         (gram("notensors.pt", *good), r"notensors\.pt holds a dict, not a state dict"),
@@ -955,7 +972,9 @@ def test_geometry_of_a_run_file_every_checkpoint(tmp_path, data, capsys):
     for e, c, net in zip(diag.entries, run.checkpoints, nets, strict=False):
         assert e["step"] == c.step and e["label"] == f"trained:step {c.step}"
         _check_geometry_entry(e, net, run.data["X_train"])
-        assert e["compression"] == pytest.approx(kc.diagnostics.compression(net, [0]))
+        # the paper's figures' convention, as kernelcomp train and the demo report it
+        assert e["compression"] == pytest.approx(
+            kc.diagnostics.compression(net, [0], convention="figures"))
     traj = diag.entries[-1]
     emb = kc.diagnostics.trajectory_embedding(run_file, split="train")
     np.testing.assert_allclose(traj["trajectory_coordinates"], emb.coordinates)
@@ -1071,3 +1090,10 @@ def test_gram_takes_every_activation_of_the_analytic_kernels(tmp_path):
                  "--depth", "2"]) == 0
     np.testing.assert_allclose(kc.io.load_gram(out), kc.NTK(depth=2, activation="tanh")(X),
                                rtol=1e-12)
+
+
+def test_compression_conventions_of_the_parser_are_the_librarys():
+    from kernelcomp.cli._common import COMPRESSION_CONVENTIONS
+
+    assert set(COMPRESSION_CONVENTIONS) == set(kc.diagnostics.COMPRESSION_CONVENTIONS)
+    assert COMPRESSION_CONVENTIONS[0] == "figures"  # the default, as train and demo report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -111,12 +112,21 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys, monkeypatch):
             fit = np.polyfit(np.log(r["p"]), np.log(lam), 1)[0]
             assert slope == pytest.approx(fit, rel=1e-9)
             assert ci[0] <= ci[1]
-    # the stretched-kernel results are stored in the feature run's file too
-    diag = kc.io.load_diagnostics(tmp_path / on_disk["kpca"]["run"], name="frozen_kernel")
+    # the stretched-kernel results of every seed, stored in its feature run's file too, and
+    # pooled over the seeds' test points
     fk = on_disk["frozen_kernel"]
-    for key in ("init_ntk_test_error", "stretched_ntk_test_error", "final_ntk_test_error",
-                "stretch_lambda"):
-        assert diag.entries[0][key] == pytest.approx(fk[key])
+    assert fk["seeds"] == list(TINY.seeds) and len(fk["per_seed"]) == len(TINY.seeds)
+    keys = ("init_ntk_test_error", "stretched_ntk_test_error", "final_ntk_test_error")
+    for e in fk["per_seed"]:
+        diag = kc.io.load_diagnostics(
+            tmp_path / "runs" / f"feature_p{max(TINY.p)}_seed{e['seed']}.h5", name="frozen_kernel")
+        for key in (*keys, "stretch_lambda"):
+            assert diag.entries[0][key] == pytest.approx(e[key])
+    for key in keys:
+        assert fk[key] == pytest.approx(np.mean([e[key] for e in fk["per_seed"]]))
+    assert fk["gain_explained_per_seed"] == [e["gain_explained"] for e in fk["per_seed"]]
+    assert on_disk["claims"]["stretched_ntk_beats_initial_ntk"] == all(
+        e["stretched_ntk_test_error"] < e["init_ntk_test_error"] for e in fk["per_seed"])
     # lambda and test error along the largest feature run are its checkpoints'
     tr = on_disk["compression_trajectory"]
     run = kc.io.open_run(tmp_path / on_disk["kpca"]["run"])
@@ -125,7 +135,8 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys, monkeypatch):
     for ck, lam in zip(run.checkpoints, tr["compression"], strict=True):
         assert kc.diagnostics.compression(ck.network, [0], **FIG) == pytest.approx(lam)
     assert tr["t_star_index"] == kc.diagnostics.t_star(run)  # every TINY run reaches t*
-    assert fk["stretch_lambda"] == pytest.approx(tr["compression"][tr["t_star_index"]])
+    assert fk["per_seed"][0]["stretch_lambda"] == pytest.approx(
+        tr["compression"][tr["t_star_index"]])
     assert tr["loss_fraction"][0] == 1.0
     f = on_disk["regimes"]["feature"]
     assert on_disk["claims"]["feature_compression_grows_with_p"] == (
@@ -148,13 +159,59 @@ def test_run_demo_writes_a_valid_summary(tmp_path, capsys, monkeypatch):
         and on_disk["exponents"]["feature"]["beta"]
         > on_disk["exponents"]["lazy_frozen_ntk"]["beta"])
     assert any(n.startswith("stretched kernel") for n in notes)
+    # the MI estimator's floor: measured on shuffled labels, in the notes
+    for when in ("init", "final"):
+        floor = on_disk["kpca"][when]["mutual_information_floor"]
+        assert _number(floor) and 0 < floor < 0.5
+    assert any(n.startswith("mutual information:") and "shuffled labels" in n for n in notes)
+    assert any("Only the slopes are compared" in n for n in notes)
     assert all(f"note: {n}" in text for n in notes)
+    _check_figures(on_disk)
     # the per-p means are the means of the runs
     for regime in ("feature", "lazy"):
         for i, p in enumerate(TINY.p):
             errs = [r["test_error"] for r in on_disk["runs"]
                     if r["regime"] == regime and r["p"] == p]
             assert on_disk["regimes"][regime]["test_error"][i] == pytest.approx(np.mean(errs))
+
+
+def _check_figures(s):
+    """Issue 27: the theory lines' prefactors fitted, per-seed points, no count at init."""
+    from kernelcomp.plotting import _demo as figures
+
+    lc = figures.learning_curves_figure(s).axes[0]
+    for regime in ("feature", "lazy"):
+        ex, theory = s["exponents"][regime], s["exponents"]["theory"][regime]
+        p = np.asarray(s["regimes"][regime]["p"], dtype=float)
+        mean = np.asarray(s["regimes"][regime]["test_error"])
+        fitted = np.isin(p, ex.get("p_fitted") or p) & (mean > 0)
+        line = next(ln for ln in lc.lines if ln.get_label().startswith(f"{regime} theory"))
+        assert "prefactor fitted" in line.get_label()
+        # least squares in log space: the line's geometric mean over the fitted p is the data's
+        y = np.asarray(line.get_ydata())
+        np.testing.assert_allclose(np.exp(np.mean(np.log(y[fitted]))),
+                                   np.exp(np.mean(np.log(mean[fitted]))), rtol=1e-12)
+        np.testing.assert_allclose(np.diff(np.log(y)) / np.diff(np.log(p)), -theory,
+                                   rtol=1e-12)
+    comp = figures.compression_figure(s).axes[0]
+    assert "0.368" in " ".join(ln.get_label() for ln in comp.lines)
+    assert any("prefactor fitted" in ln.get_label() for ln in comp.lines)
+    fk = figures.frozen_kernel_figure(s).axes[0]
+    dots = [ln for ln in fk.lines if ln.get_marker() == "."]
+    assert sorted(float(v) for ln in dots for v in ln.get_ydata()) == pytest.approx(sorted(
+        e[f"{w}_ntk_test_error"] for e in s["frozen_kernel"]["per_seed"]
+        for w in ("init", "stretched", "final")))
+    X, y = kc.datasets.stripe(24, TINY.d, seed=0)
+    net = kc.FCNetwork.init(TINY.d, [16], activation="relu_unit",
+                            parameterization="mean_field", seed=0)
+    run = kc.training.train(net, X, y, alpha=0.05 / 4, max_steps=2000)
+    titles = [ax.get_title() for ax in figures.feature_neurons_figure(
+        run, kc.diagnostics.t_star(run), [0], X).axes if ax.get_title()]
+    assert len(titles) == 3  # init, t* and the end
+    # a count at t* and the end; none at initialisation (random weights have no attractors)
+    assert "random weights (no attractors yet)" in titles[0]
+    assert not re.search(r"\d+ attractors", titles[0])
+    assert all(re.search(r"\d+ attractors$", t) for t in titles[1:])
 
 
 def test_cli_demo_quick(tmp_path, monkeypatch, capsys):
@@ -188,6 +245,35 @@ def test_cli_train(tmp_path, capsys):
     assert main(["train", "sphere", "--p", "12", "--d", "3", "--h", "8",
                  "-o", str(tmp_path / "s.h5"), "--n-test", "50", "--max-steps", "5"]) == 0
     assert "compression lambda n/a" in capsys.readouterr().out
+
+
+def test_train_and_kpca_report_the_same_lambda(tmp_path, capsys):
+    """kernelcomp train prints lambda(t*) in the convention kpca --informative stores."""
+    out, diag = tmp_path / "run.h5", tmp_path / "d.h5"
+    assert main(["train", "stripe", "--p", "40", "--d", "4", "--h", "48", "--regime", "feature",
+                 "-o", str(out), "--n-test", "100", "--max-steps", "3000"]) == 0
+    text = capsys.readouterr().out
+    found = re.search(r"lambda ([0-9.]+) at t\* \(step (\d+)\), ([0-9.]+) at the end "
+                      r"\(figures convention\)", text)
+    assert found, text
+    lam_star, step, lam_end = float(found[1]), int(found[2]), float(found[3])
+    assert main(["kpca", str(out), "-o", str(diag), "--informative", "0",
+                 "--n-components", "5"]) == 0
+    assert "lambda" in capsys.readouterr().out
+    d = kc.io.load_diagnostics(diag)
+    assert d.config["compression_convention"] == "figures"
+    by_step = {e["step"]: e["compression"] for e in d.entries}
+    assert by_step[step] == pytest.approx(lam_star, abs=6e-4)
+    assert d.entries[-1]["compression"] == pytest.approx(lam_end, abs=6e-4)
+    run = kc.io.open_run(out)
+    k = kc.diagnostics.t_star(run)
+    assert run.checkpoints[k].step == step
+    assert main(["kpca", str(out), "-o", str(diag), "--informative", "0", "--force",
+                 "--n-components", "5", "--compression-convention", "rms", "-q"]) == 0
+    rms = {e["step"]: e["compression"] for e in kc.io.load_diagnostics(diag).entries}
+    assert rms[step] == pytest.approx(kc.diagnostics.compression(
+        run.checkpoints[k].network, [0], convention="rms"))
+    assert rms[step] != pytest.approx(lam_star, abs=6e-4)
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -228,3 +314,39 @@ def test_demo_survives_runs_stopped_before_t_star(tmp_path):
     assert all(r["t_star_step"] is None for r in s["runs"] if r["compression"] is None)
     assert any("stopped before t*" in n for n in s["notes"])
     json.loads((tmp_path / "summary.json").read_text())  # valid JSON: no NaN
+
+
+def test_theory_lines_have_fitted_prefactors():
+    from kernelcomp.plotting._demo import fixed_slope_prefactor
+
+    p = np.array([32.0, 64, 128, 256])
+    assert fixed_slope_prefactor(p, 0.7 * p**-0.4, -0.4) == pytest.approx(0.7, rel=1e-12)
+    # least squares in log space: the geometric mean of the ratios
+    noisy = 0.7 * p**-0.4 * np.array([1.1, 0.9, 1.2, 1 / 1.2])
+    assert fixed_slope_prefactor(p, noisy, -0.4) == pytest.approx(
+        0.7 * (1.1 * 0.9) ** 0.25, rel=1e-12)
+
+
+def _frozen(shares, init=0.08, stretched=0.02, final=0.03, n_test=5000):
+    per_seed = [{"seed": i, "t_star_reached": True, "stretch_lambda": 10.0,
+                 "init_ntk_test_error": init, "stretched_ntk_test_error": stretched,
+                 "final_ntk_test_error": final, "gain_explained": s}
+                for i, s in enumerate(shares)]
+    return {"p": 512, "n_test": n_test, "per_seed": per_seed,
+            **demo._pool_frozen(per_seed, n_test)}
+
+
+def test_stretched_note_says_no_more_than_the_seeds_support():
+    note = demo._stretched_note(_frozen([1.2, 1.2, 1.2]))[-1]
+    assert "3 seeds x 5000 test points pooled" in note
+    assert "compression accounts for most of the gain in each of the 3 seeds." in note
+    assert "too few seeds" not in note
+    assert "too few seeds" in demo._stretched_note(_frozen([1.2]))[-1]
+    # overlapping intervals (few test points): no claim beyond "consistent with"
+    weak = demo._stretched_note(_frozen([0.9, 0.9, 0.9], init=0.05, stretched=0.045,
+                                        final=0.044, n_test=200))[-1]
+    assert "consistent with compression" in weak and "accounts for most" not in weak
+    one_bad = _frozen([1.2, 0.2, 1.2])
+    assert "not in every seed" in demo._stretched_note(one_bad)[-1]
+    assert "does not account" in demo._stretched_note(
+        _frozen([0.2, 0.2, 0.2], stretched=0.07))[-1]

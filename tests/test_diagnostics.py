@@ -112,6 +112,45 @@ def test_kernel_pca_center_equals_explicit_centring(rng, dtype, tol):
     assert not np.shares_memory(ev.eigenvectors, K)
 
 
+@pytest.mark.parametrize("center", [True, False])
+def test_kernel_pca_transform_is_sklearns_nystrom_extension(rng, dtype, tol, center):
+    from sklearn.decomposition import KernelPCA
+
+    X, X_new = rng.standard_normal((60, 4)), rng.standard_normal((9, 4))
+    k = kc.NTK(depth=2, bias_std=0.3)
+    K, K_new = k(X).astype(dtype), k(X_new, X).astype(dtype)
+    ev = dg.kernel_pca(K, n_components=6, center=center)
+    Z = ev.transform(K_new)
+    assert Z.shape == (9, 6) and Z.dtype == dtype
+    # on the training points: the embedding V sqrt(lambda)
+    np.testing.assert_allclose(ev.transform(K), ev.eigenvectors * np.sqrt(ev.eigenvalues),
+                               atol=tol("eig") * 10 * float(np.sqrt(ev.eigenvalues[0])))
+    if center:
+        # scikit-learn centres with the training Gram's statistics: same coordinates up to
+        # each component's sign
+        ref = KernelPCA(n_components=6, kernel="precomputed").fit(
+            K.astype(np.float64)).transform(K_new.astype(np.float64))
+    else:  # the uncentred Nystrom extension, written out
+        ref = K_new.astype(np.float64) @ ev.eigenvectors.astype(np.float64) / np.sqrt(
+            ev.eigenvalues.astype(np.float64))
+    signs = np.sign(np.sum(Z * ref, axis=0))
+    np.testing.assert_allclose(Z, ref * signs, atol=tol("eig") * 10 * np.abs(ref).max())
+
+
+def test_kernel_pca_transform_zero_eigenvalues_and_errors(rng):
+    X = rng.standard_normal((10, 2))
+    ev = dg.kernel_pca(kc.NTK()(X), center=True)  # the centred Gram has a null vector
+    null = np.abs(ev.eigenvalues) <= 1e-12 * ev.eigenvalues[0]
+    assert null.sum() == 1  # round-off, of either sign
+    Z = ev.transform(kc.NTK()(rng.standard_normal((3, 2)), X))
+    assert np.all(np.isfinite(Z)) and np.all(np.abs(Z[:, ~null]) > 0)
+    np.testing.assert_array_equal(Z[:, null], 0.0)
+    with pytest.raises(ValueError, match=r"one column per training point \(10\)"):
+        ev.transform(np.ones((3, 9)))
+    with pytest.raises(ValueError, match="K_new"):
+        ev.transform(np.full((3, 10), np.nan))
+
+
 def test_kernel_pca_integer_input_and_input_untouched(rng):
     K = np.array([[2, 1], [1, 2]])
     ev = dg.kernel_pca(K)
@@ -296,6 +335,24 @@ def test_mutual_information_separating_and_random(rng, dtype):
     # uninformative eigenvectors: the estimator's small positive bias (~0.08 bit at k=5)
     assert 0.0 < mi[1:].mean() < 0.12
     assert mi[1:].max() < 0.2
+
+
+def test_mutual_information_floor_is_the_estimator_on_shuffled_labels(rng):
+    y = np.repeat([-1, 1], 150)
+    V = np.c_[y + 0.1 * rng.standard_normal(300), rng.standard_normal((300, 3))]
+    floor = dg.mutual_information_floor(V, y, n_shuffles=4, random_state=7)
+    shuffles = np.random.default_rng(7)
+    ref = np.mean([dg.mutual_information(V, y[shuffles.permutation(300)]) for _ in range(4)])
+    assert floor == pytest.approx(ref, rel=1e-12)
+    # the estimator's bias (~0.08 bit at k = 5), well below an informative vector
+    assert 0.03 < floor < 0.15 < dg.mutual_information(V, y)[0]
+    assert dg.mutual_information_floor(V, y) == dg.mutual_information_floor(V, y)
+    with pytest.raises(ValueError, match="n_shuffles"):
+        dg.mutual_information_floor(V, y, n_shuffles=0)
+    rec = dg.kpca_record(kc.NTK()(V), y, n_components=12)
+    assert rec["mutual_information_floor"] == pytest.approx(
+        dg.mutual_information_floor(dg.kernel_pca(kc.NTK()(V), n_components=12).eigenvectors,
+                                    y), rel=1e-12)
 
 
 def test_mutual_information_label_types_and_symmetry(rng):

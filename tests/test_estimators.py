@@ -299,6 +299,50 @@ def test_classifier_matches_svc(rng, dtype, C, labels):
     np.testing.assert_allclose(pre.decision_function(Kt), ref.decision_function(Kt), atol=1e-6)
 
 
+@pytest.mark.parametrize("labels", ["binary", "multiclass"])
+def test_classifier_svc_conventions_and_probabilities(rng, dtype, labels):
+    """classes_ order, decision_function shapes/signs and Platt probabilities as SVC's."""
+    X, Xt = _data(rng, n=90, m=25, dtype=dtype)
+    if labels == "binary":
+        y = np.where(X[:, 0] + 0.3 * X[:, 1] > 0, "yes", "no")  # classes_ = ["no", "yes"]
+    else:
+        y = np.digitize(X[:, 0], [-0.4, 0.4]) * 2 - 5  # -5, -3, -1
+    k = kc.NTK(depth=1, bias_std=0.1)
+    K, Kt = gram(k, X).astype(np.float64), gram(k, Xt, X).astype(np.float64)
+    clf = kc.NTKClassifier(k, C=2.0, probability=True, random_state=3).fit(X, y)
+    ref = SVC(kernel="precomputed", C=2.0, probability=True, random_state=3).fit(K, y)
+    np.testing.assert_array_equal(clf.classes_, ref.classes_)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+    dec = clf.decision_function(Xt)
+    assert dec.shape == ref.decision_function(Kt).shape
+    if labels == "binary":
+        assert dec.shape == (25,)  # positive values predict classes_[1]
+        np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[(dec > 0).astype(int)])
+    else:
+        assert dec.shape == (25, 3)
+    proba = clf.predict_proba(Xt)
+    assert proba.shape == (25, len(clf.classes_))
+    np.testing.assert_allclose(proba, ref.predict_proba(Kt), atol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(clf.predict_log_proba(Xt), ref.predict_log_proba(Kt), atol=1e-5)
+    np.testing.assert_allclose(clf.probA_, ref.probA_)
+    np.testing.assert_allclose(clf.probB_, ref.probB_)
+    pre = kc.NTKClassifier("precomputed", C=2.0, probability=True, random_state=3).fit(K, y)
+    np.testing.assert_allclose(pre.predict_proba(Kt), ref.predict_proba(Kt), atol=1e-12)
+    # without probability=True the methods do not exist, as in SVC
+    with warnings.catch_warnings():  # scikit-learn >= 1.9 deprecates passing probability
+        warnings.simplefilter("error")
+        plain = kc.NTKClassifier(k, C=2.0).fit(X, y)
+    assert plain.probA_.size == 0 and plain.probB_.size == 0
+    assert not hasattr(plain, "predict_proba") and not hasattr(SVC(), "predict_proba")
+    with pytest.raises(AttributeError, match="has no attribute 'predict_proba'"):
+        plain.predict_proba(Xt)
+    with pytest.raises(ValueError, match="probability=True is not supported by solver="):
+        kc.NTKClassifier(k, solver="gradient_flow", probability=True).fit(X, y)
+    with pytest.raises(TypeError, match="probability"):
+        kc.NTKClassifier(k, probability=1).fit(X, y)
+
+
 def test_classifier_binary_decision_formula(rng):
     X, Xt = _data(rng, n=70)
     y = np.where(X[:, 0] > 0.2, 1, -1)

@@ -15,6 +15,7 @@ import pytest
 import kernelcomp as kc
 import kernelcomp.kernels as kernels_module
 from kernelcomp._kernels import analytic as core
+from kernelcomp._parallel import new_ticks
 from tests.naive import analytic_diag, analytic_kernel, relative_error, symmetric_error
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -198,11 +199,14 @@ def test_fused_dot_products_sum_features_in_order(rng, d):
     p = k._layer_params(d)
     p.update(series=False, deg=px.deg, cx=px.c, ex=px.e, cy=py.c, ey=py.e)
     fused = np.empty((70, 50))
-    core.tiles(*args, symmetric=False, use_out_dot=False, tile=16, out=fused,
-               snap=kernels_module._SNAP, snap_dot=0.0, **p)  # fmt: skip
+    none = np.empty((0, 0))
+    core.tiles(*args, symmetric=False, use_out_dot=False, tile=16, out=fused, nngp=none,
+               dg_nngp=np.empty(0), ticks=new_ticks(), snap=kernels_module._SNAP,
+               snap_dot=0.0, **p)  # fmt: skip
     given = seq.copy()
-    core.tiles(*args, symmetric=False, use_out_dot=True, tile=16, out=given,
-               snap=kernels_module._SNAP, snap_dot=-1.0, **p)  # fmt: skip
+    core.tiles(*args, symmetric=False, use_out_dot=True, tile=16, out=given, nngp=none,
+               dg_nngp=np.empty(0), ticks=new_ticks(), snap=kernels_module._SNAP,
+               snap_dot=-1.0, **p)  # fmt: skip
     assert np.array_equal(fused, given)
     assert np.array_equal(fused, k(X, Y))
 
@@ -355,3 +359,45 @@ def test_bad_inputs(X, Y, exc, match):
 def test_integer_and_list_inputs_are_accepted():
     K = kc.NTK()([[1, 2], [3, 4]])
     assert K.dtype == np.float64 and K.shape == (2, 2)
+
+
+# ------------------------------------------------------------------ NNGP and NTK in one pass
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"depth": 2, "bias_std": 0.3},  # closed form (ReLU)
+        {"depth": 1, "activation": "erf", "weight_std": 1.3},
+        {"depth": 2, "activation": "gelu", "bias_std": (0.1, 0.2, 0.3)},
+        {"depth": 1, "activation": "tanh"},  # Hermite series
+        {"depth": 1, "activation": "elu", "quadrature_nodes": 8},  # quadrature
+        {"depth": 0},
+        {"depth": 2, "parameterization": "standard", "width": 7, "bias_std": 0.5},
+    ],
+)
+@pytest.mark.parametrize("d", [3, kernels_module.FUSED_MAX_FEATURES + 5])  # fused / BLAS dots
+def test_gram_pair_equals_the_two_separate_calls_bit_for_bit(rng, dtype, params, d):
+    small = params.get("activation") in ("elu", "tanh")
+    n, m = (23, 9) if small else (kernels_module.CPU_TILE + 21, 40)  # ragged edge tiles
+    X = rng.standard_normal((n, d)).astype(dtype)
+    Y = rng.standard_normal((m, d)).astype(dtype)
+    X[3] = X[1]  # duplicated rows reproduce the diagonal
+    ntk, nngp = kc.NTK(**params), kc.NNGP(**params)
+    for k in (ntk, nngp):  # the same method on either kernel
+        for pair, A, B in ((k.gram_pair(X), X, None), (k.gram_pair(X, Y, n_jobs=1), X, Y)):
+            assert isinstance(pair, kc.kernels.KernelPair)
+            assert pair.ntk.dtype == dtype and pair.nngp.dtype == dtype
+            np.testing.assert_array_equal(pair.ntk, ntk(A, B))
+            np.testing.assert_array_equal(pair.nngp, nngp(A, B))
+    sym = ntk.gram_pair(X)
+    np.testing.assert_array_equal(sym.nngp, sym.nngp.T)
+    np.testing.assert_array_equal(np.diag(sym.nngp), nngp.diag(X))
+
+
+def test_gram_pair_validates_like_a_call(rng):
+    k = kc.NTK()
+    with pytest.raises(ValueError, match="features"):
+        k.gram_pair(rng.standard_normal((4, 3)), rng.standard_normal((4, 2)))
+    with pytest.raises(ValueError, match=r"NaN|finite"):
+        k.gram_pair(np.full((3, 2), np.nan))
+    a, b = k.gram_pair(rng.standard_normal((4, 3)), dtype="float32")
+    assert a.dtype == b.dtype == np.float32

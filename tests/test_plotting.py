@@ -167,7 +167,8 @@ def test_plot_kpca_summary(kpca):
     fig = axes[0, 0].figure
     assert fig._suptitle.get_text() == "stripe"
     spec, proj, cum, mi = axes.ravel()
-    assert len(spec.lines) == 2 and len(cum.lines) == 2 and len(mi.lines) == 2
+    # the MI panel also has the estimator's floor (a dashed line)
+    assert len(spec.lines) == 2 and len(cum.lines) == 2 and len(mi.lines) == 3
     want_mi = dg.mutual_information(ev2.eigenvectors, y)
     np.testing.assert_allclose(mi.lines[1].get_ydata(), want_mi)
     assert proj.lines[0].get_xdata().max() <= 50
@@ -259,3 +260,37 @@ def test_one_figure_style_and_no_pyplot_for_saved_figures(tmp_path):
     assert tuple(ax.figure.get_size_inches()) == _style.FIGSIZE
     _style.save_figure(ax.figure, tmp_path / "b.png")
     assert plt.get_fignums() == []
+
+
+# ---------------------------------------------------------------------------
+# issue 27: spectra divided by the trace, the MI estimator's floor
+# ---------------------------------------------------------------------------
+def test_plot_spectra_divided_by_the_trace(kpca):
+    ev, _ = kpca
+    ax = kp.plot_spectrum(ev, trace=True, power_law=False)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), ev.eigenvalues[ev.eigenvalues > 0]
+                               / ev.trace)
+    assert "trace" in ax.get_ylabel()
+    assert "trace" not in kp.plot_spectrum(ev, power_law=False).get_ylabel()
+    ax = kp.plot_spectra([ev.eigenvalues, 2 * ev.eigenvalues], traces=[ev.trace, 2 * ev.trace])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), ax.lines[1].get_ydata())
+    assert "trace" in ax.get_ylabel()
+    with pytest.raises(ValueError, match=r"traces must have one value per spectrum \(2\)"):
+        kp.plot_spectra([ev.eigenvalues, ev.eigenvalues], traces=[1.0])
+    with pytest.raises(ValueError, match="trace must be > 0"):
+        kp.plot_spectrum(ev.eigenvalues, trace=0.0)
+    with pytest.raises(TypeError, match="trace=True needs a KernelPCAResult"):
+        kp.plot_spectrum(ev.eigenvalues, trace=True)
+
+
+def test_plot_mutual_informations_draws_the_floor(kpca):
+    ev, y = kpca
+    mi = dg.mutual_information(ev.eigenvectors, y, n_components=6)
+    floor = dg.mutual_information_floor(ev.eigenvectors, y, n_components=6)
+    ax = kp.plot_mutual_informations([mi, mi], floor=floor)
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and np.all(np.asarray(dashed[0].get_ydata()) == floor)
+    assert any("floor" in t.get_text() for t in ax.get_legend().get_texts())
+    axes = kp.plot_kpca_summary([ev], y)
+    assert any(ln.get_linestyle() == "--" for ln in axes[1, 1].lines)
+    assert "trace" in axes[0, 0].get_ylabel()

@@ -217,3 +217,9 @@ def test_reproduce_mnist_quick_runs(tmp_path):
     rel = {r["regime"]: r["rel_weight_change"] for r in s["runs"] if r["p"] == 32}
     assert rel["lazy"] < 1e-2 < 0.1 < rel["feature"]
     assert "beta[frozen_init_ntk]" in (tmp_path / "report.txt").read_text()
+    # the infinite-width CNN kernel's curve (p = 16, 32), its estimators and the figure
+    inf = s["infinite"]
+    assert [r["p"] for r in inf] == [16, 32] and all(r["arch"] == "paper" for r in inf)
+    assert all(0 <= r[e] <= 1 for r in inf for e in ("test_error", "svm_test_error"))
+    assert "beta[infinite_width_ntk]" in (tmp_path / "report.txt").read_text()
+    assert (tmp_path / "learning_curves.png").stat().st_size > 10_000

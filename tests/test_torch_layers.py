@@ -346,7 +346,7 @@ def test_default_budget_follows_free_memory(monkeypatch):
     from kernelcomp import _torch_ntk
 
     monkeypatch.setattr(_torch_ntk, "available_memory", lambda: 40 * 2**30)
-    assert _torch_ntk.default_budget() == 2**30
+    assert _torch_ntk.default_budget() == 8 * 2**30  # a quarter of 40 GiB, capped (issue 27)
     monkeypatch.setattr(_torch_ntk, "available_memory", lambda: 1 * 2**30)
     assert _torch_ntk.default_budget() == 2**28
     monkeypatch.setattr(_torch_ntk, "available_memory", lambda: 2**20)

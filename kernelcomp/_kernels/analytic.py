@@ -52,6 +52,7 @@ from kernelcomp._kernels.duals import (  # noqa: F401  (acos, asin: re-exported)
     series_step,
     snap_rho,
 )
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 
 @jit
@@ -189,8 +190,19 @@ def tiles(
     use_out_dot: bool,
     tile: int,
     out: np.ndarray,
+    nngp: np.ndarray,
+    dg_nngp: np.ndarray,
+
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
+
+    With ``ntk`` and a non-empty ``nngp`` (n, m), the same pass also writes
+    the NNGP (the covariance ``S`` the NTK recursion carries) into ``nngp``,
+    with ``dg_nngp`` (n,) as its diagonal in the symmetric case: the very
+    operations, in the same order, as a pass with ``ntk=False``, so both
+    outputs equal the two separate passes bit for bit. ``nngp`` of shape
+    (0, 0) turns this off.
 
     ``Yt`` is the transposed second input (d, m), C-contiguous. With
     ``use_out_dot``, ``out`` already holds the dot products (e.g. from BLAS)
@@ -202,12 +214,14 @@ def tiles(
     diagonal are computed and mirrored. With ``series``, every layer is the
     Hermite series of the coefficients ``cx``/``ex`` (rows) and ``cy``/``ey``
     (columns), (L, >= deg[l] + 1, n) each, to degree ``deg[l]``; otherwise
-    the closed form of ``act`` (those arrays are not read).
+    the closed form of ``act`` (those arrays are not read). Each finished tile
+    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
     """
     n = out.shape[0]
     m = out.shape[1]
     L = ax.shape[0]
     d = X.shape[1]
+    both = ntk and nngp.shape[0] == n and nngp.shape[1] == m and n > 0
     nti = (n + tile - 1) // tile
     ntj = (m + tile - 1) // tile
     if symmetric:
@@ -217,11 +231,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -352,5 +370,18 @@ def tiles(
                     ocol = out[js:j1, i]
                     for jj in range(w):
                         ocol[jj] = res[jj]
+                if both:
+                    grow = nngp[i, js:j1]
+                    for jj in range(w):
+                        grow[jj] = s[jj]
+                    if symmetric:
+                        gcol = nngp[js:j1, i]
+                        for jj in range(w):
+                            gcol[jj] = s[jj]
             if on_diag:
                 out[i, i] = dgx[i]
+                if both:
+                    nngp[i, i] = dg_nngp[i]
+
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

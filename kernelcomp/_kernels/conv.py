@@ -53,14 +53,13 @@ Everything runs in float64 whatever the input dtype.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
 from kernelcomp._kernels.activations import ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
 from kernelcomp._kernels.duals import closed_state, closed_step
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 CONV = 0
 ACT = 1
@@ -91,7 +90,10 @@ __all__ = [
 
 @jit
 def factors(code: int, s: float) -> tuple[float, float]:
-    """Per-sample factors ``(a, b)`` of an activation for the variance ``s`` (:func:`closed_state`)."""
+    """Per-sample factors ``(a, b)`` of an activation for the variance ``s``.
+
+    See :func:`kernelcomp._kernels.duals.closed_state`.
+    """
     return closed_state(code, s)
 
 
@@ -412,12 +414,16 @@ def pair(
                             q += w
                         if code == RELU or code == RELU_UNIT:
                             for e in range(q):
-                                kk, kd = closed_step(RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                kk, kd = closed_step(
+                                    RELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
                         elif code == ERF:
                             for e in range(q):
-                                kk, kd = closed_step(ERF, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                kk, kd = closed_step(
+                                    ERF, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
                         elif code == LEAKY_RELU:
@@ -429,7 +435,9 @@ def pair(
                                 tf[e] = sc2 * kd * tf[e]
                         elif code == GELU:
                             for e in range(q):
-                                kk, kd = closed_step(GELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap)
+                                kk, kd = closed_step(
+                                    GELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
                         else:  # LINEAR
@@ -915,12 +923,14 @@ def tiles(
     symmetric: bool,
     tile: int,
     out: np.ndarray,
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of images ``X`` against ``Y``.
 
     Square tiles of ``tile`` x ``tile`` pairs are spread over threads; with
     ``symmetric`` (``Y is X``) only tiles on or above the diagonal are computed,
-    each pair once, mirrored, and the diagonal is ``dgx``.
+    each pair once, mirrored, and the diagonal is ``dgx``. Each finished tile
+    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
     """
     n = out.shape[0]
     m = out.shape[1]
@@ -933,11 +943,15 @@ def tiles(
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -962,3 +976,5 @@ def tiles(
                 out[i, j] = val
                 if symmetric:
                     out[j, i] = val
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

@@ -59,6 +59,7 @@ import numpy as np
 from kernelcomp._kernels._config import jit
 from kernelcomp._kernels.activations import dphi, phi
 from kernelcomp._kernels.analytic import _row_sqnorm
+from kernelcomp._kernels.progress import begin, tick, tile_work
 
 #: default number of nodes (per sector in theta, and per ray in r)
 DEFAULT_NODES = 24
@@ -279,29 +280,39 @@ def tiles(
     use_out_dot: bool,
     tile: int,
     out: np.ndarray,
+    nngp: np.ndarray,
+    dg_nngp: np.ndarray,
+
+    ticks: np.ndarray,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of rows ``X`` against columns ``Yt``.
 
     Same contract as :func:`kernelcomp._kernels.analytic.tiles` (dot products
     fused or read from ``out``, the symmetric case computed above the diagonal
-    and mirrored, the diagonal from ``dgx``), with the quadrature as the layer
-    step.
+    and mirrored, the diagonal from ``dgx``; with ``ntk`` and a non-empty
+    ``nngp``, the NNGP too), with the quadrature as the layer step. Each
+    finished tile adds its entries to ``ticks``.
     """
     n = out.shape[0]
     m = out.shape[1]
     L = ax.shape[0]
     d = X.shape[1]
+    both = ntk and nngp.shape[0] == n and nngp.shape[1] == m and n > 0
     nti = (n + tile - 1) // tile
     ntj = (m + tile - 1) // tile
     npairs = nti * (nti + 1) // 2 if symmetric else nti * ntj
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
     p = 0
+    total = 0
     for ti in range(nti):
         for tj in range(ti if symmetric else 0, ntj):
             pti[p] = ti
             ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
             p += 1
+    begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
@@ -334,5 +345,14 @@ def tiles(
                 out[i, j] = res
                 if symmetric:
                     out[j, i] = res
+                if both:
+                    nngp[i, j] = s
+                    if symmetric:
+                        nngp[j, i] = s
             if on_diag:
                 out[i, i] = dgx[i]
+                if both:
+                    nngp[i, i] = dg_nngp[i]
+
+        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                              min(m, tj * tile + tile), symmetric and ti == tj))

@@ -53,6 +53,7 @@ from kernelcomp.cli._common import (
     EXIT_USAGE,
     Parser,
     UsageError,
+    verbose_logging,
 )
 
 __all__ = ["build_parser", "main"]
@@ -165,7 +166,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from kernelcomp.io import GramInterrupted
 
     try:
-        return int(func(args) or 0)
+        with verbose_logging(bool(getattr(args, "verbose", False))):
+            return int(func(args) or 0)
     except GramInterrupted as exc:
         print(f"kernelcomp {command}: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED

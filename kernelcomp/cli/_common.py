@@ -36,13 +36,63 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
-    """The ``-q/--quiet`` flag every subcommand has."""
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    """The ``-q/--quiet`` and ``--progress`` flags of the long-running subcommands."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    g.add_argument(
+        "--progress", action="store_true",
+        help="progress bars on stderr even when it is not a terminal (default: on a terminal)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="say on stderr which memory budgets and routes the computation chose",
+    )
+
+
+@contextlib.contextmanager
+def verbose_logging(on: bool) -> Iterator[None]:
+    """With ``on``, the ``kernelcomp`` logger's INFO lines go to stderr for the block."""
+    if not on:
+        yield
+        return
+    import logging
+
+    log = logging.getLogger("kernelcomp")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kernelcomp: %(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+#: conventions of lambda (kernelcomp.diagnostics.COMPRESSION_CONVENTIONS, the paper's
+#: figures' first, as ``kernelcomp train`` and the demo report it); spelled out here
+#: so that building the parser imports no NumPy
+COMPRESSION_CONVENTIONS = ("figures", "rms", "norm")
+
+
+def add_compression_convention(p: argparse.ArgumentParser) -> None:
+    """The ``--compression-convention`` option of the subcommands that report lambda."""
+    p.add_argument(
+        "--compression-convention", choices=COMPRESSION_CONVENTIONS, default="figures",
+        metavar="C",
+        help="convention of the compression lambda with --informative: figures (default; "
+             "the paper's figures' w_par / mean w_perp, as kernelcomp train and demo report "
+             "it), rms (sqrt of the mean squared weights' ratio) or norm (against the "
+             "norm of the uninformative weights)",
+    )
 
 
 def progress_on(args: argparse.Namespace) -> bool:
-    """Progress bars: on a terminal, unless ``--quiet``."""
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    """Progress bars: with ``--progress``, else on a terminal unless ``--quiet``."""
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -87,10 +137,13 @@ def save_figure(path: Path, draw: Callable[[Any], Any], title: str | None = None
 
 
 def labels(y: Any, name: str, n: int) -> np.ndarray:
-    """Labels as float64; two classes other than -1/+1 are mapped to -1/+1.
+    """Labels: two classes as -1/+1, three or more as they are, real targets as float64.
 
     The paper's projections and MI use +-1 labels: with 0/1 labels the label
-    vector has a large mean and the projections measure something else.
+    vector has a large mean and the projections measure something else. Three
+    or more classes (integer, boolean or string labels) are returned unchanged:
+    :func:`kernelcomp.diagnostics.kpca_record` projects their centred one-hot
+    indicators. Floating-point labels with more than two values are real targets.
     """
     import numpy as np
 
@@ -109,6 +162,15 @@ def labels(y: Any, name: str, n: int) -> np.ndarray:
             file=sys.stderr,
         )
         return np.where(arr == classes[1], 1.0, -1.0)
+    if classes.size >= 3 and arr.dtype.kind in "biuUSO":
+        shown = ", ".join(repr(c) for c in classes[:5].tolist())
+        print(
+            f"kernelcomp: {name}: {classes.size} classes ({shown}"
+            f"{', ...' if classes.size > 5 else ''}): P_k of their centred one-hot "
+            "indicators, mutual information by the kNN (KSG) estimator",
+            file=sys.stderr,
+        )
+        return arr
     if arr.dtype.kind not in "biuf":
         raise ValueError(
             f"{name} must be numeric (real targets) or have two classes, got dtype {arr.dtype} "
@@ -177,13 +239,16 @@ def write_diagnostics(args: argparse.Namespace, out: Path, entries: list[dict[st
 @contextlib.contextmanager
 def progress_bar(args: argparse.Namespace, items: list[Any], desc: str,
                  unit: str) -> Iterator[Any]:
-    """``items``, wrapped in a tqdm bar on a terminal when there are several."""
+    """``items``, wrapped in a tqdm bar on a terminal when there are several.
+
+    The bar's postfix (``bar.set_postfix_str``) says what runs on the current item.
+    """
     if not (progress_on(args) and len(items) > 1):
         yield items
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(items, unit=unit, desc=desc)
+    bar = tqdm(items, unit=unit, desc=desc, position=0)
     try:
         yield bar
     finally:

@@ -32,6 +32,7 @@ from kernelcomp._argtypes import int_list, n_jobs, positive_int
 from kernelcomp.cli._common import (
     MAX_CURVES,
     UsageError,
+    add_compression_convention,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
@@ -93,6 +94,7 @@ def add_parser(sub: Any) -> None:
         "--informative", type=int_list, metavar="J[,J...]",
         help="informative input directions (e.g. 0): compression, and neurons.png",
     )
+    add_compression_convention(p)
     p.add_argument(
         "--gauss-newton", action="store_true",
         help=f"the Gauss-Newton spectrum beyond {_GAUSS_NEWTON_UP_TO} points too (a full "
@@ -202,7 +204,8 @@ def analyse(net: Any, X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]
             "gauss_newton_log_spacing_std": float(gn.log_spacing_std),
         })
     if args.informative is not None:
-        entry["compression"] = float(dg.compression(net, informative=args.informative))
+        entry["compression"] = float(dg.compression(
+            net, informative=args.informative, convention=args.compression_convention))
     return entry
 
 
@@ -246,6 +249,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "split": args.split,
         "layer": args.layer,
         "informative": args.informative,
+        "compression_convention": args.compression_convention,
         "trajectory_components": args.trajectory_components,
         "loss_curvature": "identity (the square loss)",
         "dtype": args.dtype,

@@ -89,7 +89,8 @@ def add_parser(sub: Any) -> None:
     empirical = p.add_argument_group("empirical kernel of a finite network")
     empirical.add_argument(
         "--network", metavar="CKPT",
-        help="network file (.npz, .pt, .h5 network or run file): its empirical NTK/NNGP",
+        help="network file (.npz, .pt/.pth, .pt2, .h5 network or run file): its empirical "
+             "NTK/NNGP",
     )
     empirical.add_argument(
         "--checkpoint", type=int, default=-1, metavar="I",

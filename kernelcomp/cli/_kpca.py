@@ -20,6 +20,7 @@ from kernelcomp._argtypes import int_list, n_jobs, positive_int
 from kernelcomp.cli._common import (
     MAX_CURVES,
     UsageError,
+    add_compression_convention,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
@@ -35,6 +36,8 @@ from kernelcomp.cli._sources import Source, add_torch_options, empirical_ntk, so
 #: without --n-components, kpca decomposes fully up to this n, else the top _DEFAULT_TOP
 _ALL_COMPONENTS_UP_TO = 3000
 _DEFAULT_TOP = 200
+#: the share of ||y||^2 in the labels' mean above which kpca says so
+_MEAN_SHARE_NOTE = 0.05
 
 
 def add_parser(sub: Any) -> None:
@@ -45,10 +48,11 @@ def add_parser(sub: Any) -> None:
         description=(
             "Uncentred kernel PCA (spectrum, label projection, mutual information) of a Gram "
             "file, or of the empirical NTK of every checkpoint of a run file, or of network "
-            "checkpoints (.npz, .pt state dicts, run files) on --data/--labels."
+            "checkpoints (.npz, .pt state dicts, .pt2 torch.export programs, run files) on "
+            "--data/--labels."
         ),
     )
-    p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz or .pt files")
+    p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz, .pt or .pt2 files")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", metavar="DIAG.h5", help="diagnostics file to write")
     where.add_argument(
@@ -57,7 +61,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--name", default="kpca", help="group name for --into-run (default kpca)")
     p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
-    p.add_argument("--labels", metavar="Y", help="labels (+-1) of --data or of a Gram file")
+    p.add_argument(
+        "--labels", metavar="Y",
+        help="labels of --data or of a Gram file: two classes (as +-1), three or more "
+             "(integers or strings: centred one-hot P_k, KSG mutual information) or real "
+             "targets (floats)",
+    )
     p.add_argument("--data-key", metavar="NAME", help="array name inside an .npz/.h5 --data")
     p.add_argument("--labels-key", metavar="NAME", help="array name inside an .npz/.h5 --labels")
     p.add_argument(
@@ -88,6 +97,7 @@ def add_parser(sub: Any) -> None:
         "--informative", type=int_list, metavar="J[,J...]",
         help="informative input directions (e.g. 0 or 0,1): also compute compression",
     )
+    add_compression_convention(p)
     p.add_argument(
         "--eigenvectors", action="store_true", help="store the eigenvectors too"
     )
@@ -121,7 +131,8 @@ def analyse(K: np.ndarray, y: np.ndarray | None, net: Any, args: argparse.Namesp
         if not isinstance(net, FCNetwork):
             raise UsageError("--informative (the compression of the first layer) needs "
                              "kernelcomp networks, not PyTorch models")
-        entry["compression"] = float(dg.compression(net, informative=args.informative))
+        entry["compression"] = float(dg.compression(
+            net, informative=args.informative, convention=args.compression_convention))
     return entry
 
 
@@ -134,10 +145,14 @@ def run(args: argparse.Namespace) -> int:
     items = sources(args, "kpca")
     entries = []
     with progress_bar(args, items, "kernel PCA", "kernel") as iterator:
+        stage = getattr(iterator, "set_postfix_str", lambda text: None)
         for s in iterator:
+            stage(f"{s.label}: Gram")
             K, net = gram_of(s, args)
+            stage(f"{s.label}: eigenpairs, projections, MI")
             entries.append({"label": s.label, "source": s.origin, **s.meta,
                             **analyse(K, s.y, net, args)})
+            stage("")
     write_diagnostics(args, out, entries, _config(args),
                       f"kernel PCA of {len(entries)} Gram matrices")
     if args.plot is not None:
@@ -146,13 +161,27 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "quiet", False):
         for e in entries:
             if "cumulative_projection" in e:
-                P = e["cumulative_projection"]
-                top = P[min(9, P.size - 1)]
-                mi = e.get("mutual_information")
-                mi_text = ("" if mi is None
-                           else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit")
-                print(f"  {e['label']}: P_10 = {top:.3f}{mi_text}")
+                lam = e.get("compression")
+                lam_text = ("" if lam is None else
+                            f", lambda {lam:.3f} ({args.compression_convention})")
+                print(f"  {e['label']}: {summary(e)}{lam_text}")
+        shares = [e["label_mean_share"] for e in entries if "label_mean_share" in e]
+        if shares and max(shares) > _MEAN_SHARE_NOTE:
+            print(f"kernelcomp kpca: the labels' mean carries {max(shares):.0%} of ||y||^2, "
+                  "which P_k counts (uncentred, as in the paper); centre them to leave it "
+                  "out", file=sys.stderr)
     return 0
+
+
+def summary(e: dict[str, Any]) -> str:
+    """One line of an entry's label diagnostics: P_10 (and its coding), the mean MI."""
+    P = e["cumulative_projection"]
+    top = P[min(9, P.size - 1)]
+    coding = f" (one-hot, {e['n_classes']} classes)" if "n_classes" in e else ""
+    mi = e.get("mutual_information")
+    mi_text = ("" if mi is None else f", MI top-{mi.size} mean {float(np.mean(mi)):.3f} bit"
+               + (" (KSG)" if e.get("mi_method") == "ksg" else ""))
+    return f"P_10 = {top:.3f}{coding}{mi_text}"
 
 
 def gram_of(s: Source, args: argparse.Namespace) -> tuple[np.ndarray, Any]:
@@ -181,6 +210,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "mi_components": args.mi_components,
         "mi_k": args.mi_k,
         "informative": args.informative,
+        "compression_convention": args.compression_convention,
         "dtype": args.dtype,
         "model": args.model,
         "input_shape": args.input_shape,
@@ -205,10 +235,10 @@ def plots(
     figures: list[tuple[str, Callable[[Any], Any]]] = [
         ("spectrum.png", lambda ax: plotting.plot_spectra(
             [e["eigenvalues"] for e in entries], names, ax=ax,
-            power_law=len(entries) == 1)),
+            power_law=len(entries) == 1, traces=[e["trace"] for e in entries])),
     ]
     y0 = ys[0]
-    same_y = y0 is not None and all(
+    same_y = y0 is not None and not any("n_classes" in e for e in entries) and all(
         y is not None and y.shape == y0.shape and float(y @ y) == float(y0 @ y0) for y in ys
     )
     if same_y:
@@ -219,7 +249,10 @@ def plots(
                         lambda ax: plotting.plot_cumulative_projections(
                             projections, y0, names, ax=ax)))
     if all("mutual_information" in e for e in entries):
+        floors = [e["mutual_information_floor"] for e in entries
+                  if "mutual_information_floor" in e]
         figures.append(("mutual_information.png", lambda ax: plotting.plot_mutual_informations(
-            [e["mutual_information"] for e in entries], names, ax=ax)))
+            [e["mutual_information"] for e in entries], names, ax=ax,
+            floor=float(np.mean(floors)) if floors else None)))
     title = os.path.basename(origins.pop()) if len(origins) == 1 else None
     return [save_figure(folder / fname, draw, title) for fname, draw in figures]

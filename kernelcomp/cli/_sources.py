@@ -26,17 +26,19 @@ def add_torch_options(p: Any) -> None:
     p.add_argument(
         "--max-memory", type=byte_size, metavar="BYTES",
         help="memory budget of a PyTorch model's empirical NTK besides the Gram itself, e.g. "
-             "512M or 2G (default: a quarter of the memory available, at most 1G)",
+             "512M or 2G (default: a quarter of the memory available, at most 8G; -v says "
+             "which budget ran and whether the per-sample factors were recomputed)",
     )
     p.add_argument(
         "--model", metavar="PKG.MODULE:FACTORY",
         help=".pt/.pth files are state dicts of the module FACTORY() returns (imported with "
-             "the current folder on the path); TorchScript files need none",
+             "the current folder on the path); torch.export (.pt2) and TorchScript files "
+             "need none",
     )
     p.add_argument(
         "--input-shape", type=int_list, metavar="C,H,W",
         help="shape of one sample of a PyTorch model whose first layer is not Linear (the "
-             "rows of the data are flattened samples)",
+             "rows of the data are flattened samples; a torch.export program knows it)",
     )
 
 
@@ -96,7 +98,7 @@ def sources(args: argparse.Namespace, command: str, *, grams: bool = True) -> li
         else:
             raise ValueError(
                 f"{p}: unsupported file type {p.suffix or '(none)'!r}; {command} reads .h5 "
-                f"({'Gram/run' if grams else 'run/network'} files), .npz and .pt checkpoints"
+                f"({'Gram/run' if grams else 'run/network'} files), .npz, .pt and .pt2 checkpoints"
             )
     return found
 
@@ -160,7 +162,8 @@ def empirical_ntk(net: Any, params: str = "all", input_shape: Any = None,
     if isinstance(net, FCNetwork):
         if input_shape is not None or max_memory is not None:
             flag = "--input-shape" if input_shape is not None else "--max-memory"
-            raise UsageError(f"{flag} applies to PyTorch models (TorchScript or --model)")
+            raise UsageError(f"{flag} applies to PyTorch models (torch.export, TorchScript or "
+                             "--model)")
         from kernelcomp.empirical import EmpiricalNTK
 
         return EmpiricalNTK(net, params=params)

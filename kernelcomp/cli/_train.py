@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
             value = diagnostics.compression(net, informative, convention=COMPRESSION_CONVENTION)
             return f"{value:.3f}"
 
-        at = "n/a (stopped before t*)" if k is None else lam_of(res.checkpoints[k].net)
-        lam = f"{at} at t*, {lam_of(res.net)} at the end"
+        at = ("n/a (stopped before t*)" if k is None
+              else f"{lam_of(res.checkpoints[k].net)} at t* (step {res.checkpoints[k].step})")
+        # the convention kernelcomp kpca/geometry --informative store by default
+        lam = f"{at}, {lam_of(res.net)} at the end ({COMPRESSION_CONVENTION} convention)"
     if not args.quiet:
         print(f"{out}: {res.status} after {res.final.step} steps (t={res.final.time:.4g}, "
               f"{res.wall_time:.1f} s); train error {res.final.train_error:.4f}, test error "

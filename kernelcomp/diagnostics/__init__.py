@@ -31,6 +31,13 @@ Labels
 * :func:`mutual_information` takes class labels of any type. The paper's
   estimator (``method="paper"``) is defined for **two classes** only and raises
   a ``ValueError`` otherwise; ``method="ksg"`` accepts any number of classes.
+* :func:`kpca_record` (and ``kernelcomp kpca --labels``) gives three or more
+  classes (integer, boolean or string labels) one meaning: the projections of
+  their centred one-hot indicators (:func:`class_indicators`), ``P_k`` summed
+  over the classes and normalised by the indicators' squared norm, and the
+  ``"ksg"`` mutual information of each eigenvector with the class.
+  Floating-point labels are real targets, projected as given; the record's
+  ``label_mean_share`` says how much of ``P_k`` their mean carries.
 
 References
 ----------
@@ -66,10 +73,12 @@ from kernelcomp.diagnostics._kernel_pca import (  # noqa: F401
     kpca_record,
 )
 from kernelcomp.diagnostics._labels import (
+    class_indicators,
     cumulative_projection,
     kernel_alignment,
     label_projection,
     mutual_information,
+    mutual_information_floor,
 )
 from kernelcomp.diagnostics._neurons import (
     Attractors,
@@ -95,6 +104,7 @@ __all__ = [
     "TrajectoryEmbedding",
     "attractor_network",
     "attractors",
+    "class_indicators",
     "compression",
     "compression_at",
     "cumulative_projection",
@@ -108,6 +118,7 @@ __all__ = [
     "label_projection",
     "layer_geometry",
     "mutual_information",
+    "mutual_information_floor",
     "spectrum_power_law",
     "stretch_inputs",
     "t_star",

@@ -16,7 +16,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,15 +29,19 @@ from kernelcomp._validation import (
     check_choice,
     check_gram,
     check_int,
+    check_matrix,
     check_real,
     symmetry_tolerance,
 )
 from kernelcomp.diagnostics._checks import _block_rows
 from kernelcomp.diagnostics._labels import (
+    class_indicators,
     cumulative_projection,
+    is_multiclass,
     kernel_alignment,
     label_projection,
     mutual_information,
+    mutual_information_floor,
 )
 from kernelcomp.diagnostics._spectrum import effective_rank
 
@@ -89,12 +93,16 @@ class KernelPCAResult:
     trace : float
         Trace of the decomposed (centred or not) matrix, i.e. the sum of *all*
         its eigenvalues, so truncated spectra still give explained fractions.
+    row_means : ndarray of shape (n,) or None
+        ``center=True`` only: the row means of the training Gram before
+        centring, which :meth:`transform` needs to centre new rows the same way.
     """
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     center: bool
     trace: float
+    row_means: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_samples(self) -> int:
@@ -112,6 +120,74 @@ class KernelPCAResult:
         if self.trace == 0.0:
             return np.zeros_like(self.eigenvalues, dtype=np.float64)
         return np.asarray(self.eigenvalues, dtype=np.float64) / self.trace
+
+    def transform(self, K_new: Any) -> np.ndarray:
+        """Coordinates of new points on the eigenvectors (the Nystrom extension).
+
+        ``K_new @ V / sqrt(lambda)`` with ``K_new[a, i] = k(x_new_a, x_i)`` the
+        Gram of the new points against the *training* points (in the order of
+        the decomposed matrix), centred as the training Gram was: with
+        ``center=True``, ``K_new - K_new.mean(1) - r + mean(r)`` with ``r`` the
+        training Gram's row means (:class:`sklearn.preprocessing.KernelCenterer`,
+        so the result equals :class:`sklearn.decomposition.KernelPCA`'s
+        ``transform`` on the same Gram, up to the sign of each component).
+        Components with an eigenvalue below ``1e-12`` (float32: ``2e-7``) of
+        the largest, zero to rounding, give zero coordinates (scikit-learn's
+        rule). On the training points themselves the coordinates are
+        ``V sqrt(lambda)``.
+
+        Parameters
+        ----------
+        K_new : array-like of shape (m, n)
+            Gram of ``m`` new points against the ``n`` training points, e.g.
+            ``kernel(X_new, X_train)``.
+
+        Returns
+        -------
+        ndarray of shape (m, n_components)
+            float64, or float32 when both ``K_new`` and the eigenvectors are.
+
+        Raises
+        ------
+        ValueError
+            If ``K_new`` is not 2-D, has not ``n`` columns, or is not finite.
+
+        References
+        ----------
+        Scholkopf, Smola, Muller (1998), *Nonlinear component analysis as a
+        kernel eigenvalue problem*, eq. (25); Williams and Seeger (2001), the
+        Nystrom method.
+
+        Examples
+        --------
+        >>> import numpy as np, kernelcomp as kc
+        >>> rng = np.random.default_rng(0)
+        >>> X, X_new = rng.standard_normal((40, 3)), rng.standard_normal((5, 3))
+        >>> k = kc.NTK()
+        >>> ev = kc.diagnostics.kernel_pca(k(X), n_components=4)
+        >>> ev.transform(k(X_new, X)).shape
+        (5, 4)
+        >>> bool(np.allclose(ev.transform(k(X)), ev.eigenvectors * np.sqrt(ev.eigenvalues)))
+        True
+        """
+        n = self.n_samples
+        K_new = check_matrix(K_new, "K_new")
+        if K_new.shape[1] != n:
+            raise ValueError(
+                f"K_new must have one column per training point ({n}), got shape "
+                f"{K_new.shape}: pass the Gram of the new points against the training points"
+            )
+        dt = np.result_type(K_new.dtype, self.eigenvectors.dtype)
+        Kn = np.asarray(K_new, dtype=np.float64)
+        if self.center:
+            r = np.asarray(self.row_means, dtype=np.float64)
+            Kn = Kn - Kn.mean(axis=1, keepdims=True) - r[None, :] + float(r.mean())
+        lam = np.asarray(self.eigenvalues, dtype=np.float64)
+        small = 2e-7 if self.eigenvalues.dtype == np.float32 else 1e-12
+        keep = lam > small * max(float(lam.max(initial=0.0)), 0.0)
+        scaled = np.zeros(self.eigenvectors.shape, dtype=np.float64)
+        scaled[:, keep] = self.eigenvectors[:, keep] / np.sqrt(lam[keep])
+        return _matmul(Kn, scaled).astype(dt, copy=False)
 
     def __repr__(self) -> str:
         top = ", ".join(f"{v:.4g}" for v in self.eigenvalues[:3])
@@ -344,7 +420,9 @@ def kernel_pca(
             method = "full"
 
     owned = False
+    row_means = None
     if center:
+        row_means = K.mean(axis=1, dtype=np.float64)
         K = _center_gram(K)
         owned = True
     trace = float(np.trace(K, dtype=np.float64))
@@ -384,7 +462,8 @@ def kernel_pca(
     w = np.ascontiguousarray(w[order])
     V = np.ascontiguousarray(V[:, order])
     V = _fix_signs(V)
-    return KernelPCAResult(eigenvalues=w, eigenvectors=V, center=bool(center), trace=trace)
+    return KernelPCAResult(eigenvalues=w, eigenvectors=V, center=bool(center), trace=trace,
+                           row_means=row_means)
 
 
 #: eigenvectors whose mutual information with the labels :func:`kpca_record` reports,
@@ -409,15 +488,23 @@ def kpca_record(
     K : array-like of shape (n, n)
         Symmetric Gram matrix.
     y : array-like of shape (n,), optional
-        Real labels (e.g. +-1) of the Gram's points: the label projections, the
-        kernel alignment and, for two classes, the mutual information are added.
+        Labels of the Gram's points. Real values (floating point, or two
+        classes: the paper's +-1 labels): the label projections of ``y`` as
+        given (uncentred, as in the paper), the kernel alignment and, for two
+        classes, the paper's mutual information. Three or more classes
+        (integers, booleans or strings): the projections of their centred
+        one-hot indicators (:func:`class_indicators`; ``label_projection`` of
+        shape (k, C), ``P_k`` summed over the classes), the alignment with them
+        and the mutual information of each eigenvector with the class by
+        scikit-learn's kNN estimator (``method="ksg"``: the paper's estimator
+        is defined for two classes).
     n_components : int, optional
         Eigenpairs to compute (default all).
     mi_components : int, default 10
         Top eigenvectors whose mutual information with the labels is estimated
         (at most ``n_components``).
     mi_k : int, default 5
-        Neighbours of the paper's kNN estimator.
+        Neighbours of the kNN estimator.
     eigenvectors : bool, default False
         Keep the eigenvectors in the record too.
 
@@ -426,9 +513,15 @@ def kpca_record(
     dict
         ``n_samples``, ``trace``, ``eigenvalues`` (descending), ``effective_rank``;
         with ``y`` also ``label_projection``, ``cumulative_projection``,
-        ``kernel_alignment`` and, when ``y`` has two classes,
-        ``mutual_information`` (bits); ``eigenvectors`` when asked for. Arrays are
-        NumPy arrays, scalars Python numbers.
+        ``kernel_alignment``, ``label_mean_share`` (the share of the targets'
+        squared norm carried by their mean, ``n |mean(y)|^2 / ||y||^2``: the part
+        of ``P_k`` the constant direction accounts for; 0 for centred
+        indicators), ``mutual_information`` (bits; two classes: the paper's
+        estimator, three or more: ``"ksg"``) with ``mi_method`` naming the
+        estimator, with two classes also ``mutual_information_floor`` (the
+        estimator's value on shuffled labels, :func:`mutual_information_floor`); for three or more
+        classes ``n_classes``; ``eigenvectors`` when asked for. Arrays are NumPy
+        arrays, scalars Python numbers.
 
     Raises
     ------
@@ -464,12 +557,27 @@ def kpca_record(
     record["effective_rank"] = float(effective_rank(ev.eigenvalues))
     if y is None:
         return record
-    c = label_projection(ev.eigenvectors, y)
+    n_mi = min(mi_components, ev.eigenvectors.shape[1])
+    if is_multiclass(y):
+        labels = np.asarray(y).reshape(-1)
+        target, classes = class_indicators(labels)
+        record["n_classes"] = int(classes.size)
+        mi_method = "ksg"
+    else:
+        target, labels = y, y
+        mi_method = "paper" if np.unique(np.asarray(y)).size == 2 else None
+    c = label_projection(ev.eigenvectors, target)
     record["label_projection"] = np.asarray(c)
-    record["cumulative_projection"] = np.asarray(cumulative_projection(c, y))
-    record["kernel_alignment"] = float(kernel_alignment(K, y))
-    if np.unique(np.asarray(y)).size == 2:
-        n_mi = min(mi_components, ev.eigenvectors.shape[1])
-        record["mutual_information"] = np.asarray(
-            mutual_information(ev.eigenvectors, y, n_components=n_mi, k=mi_k))
+    record["cumulative_projection"] = np.asarray(cumulative_projection(c, target))
+    record["kernel_alignment"] = float(kernel_alignment(K, target))
+    T = np.asarray(target, dtype=np.float64).reshape(K.shape[0], -1)
+    record["label_mean_share"] = float(
+        K.shape[0] * np.sum(T.mean(axis=0) ** 2) / np.sum(T * T))
+    if mi_method is not None:
+        record["mutual_information"] = np.asarray(mutual_information(
+            ev.eigenvectors, labels, n_components=n_mi, k=mi_k, method=mi_method))
+        record["mi_method"] = mi_method
+    if mi_method == "paper":
+        record["mutual_information_floor"] = mutual_information_floor(
+            ev.eigenvectors, labels, n_components=n_mi, k=mi_k)
     return record

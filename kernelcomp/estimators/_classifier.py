@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.svm import SVC
+from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kernelcomp._gram import default_block_rows
 from kernelcomp._linalg import matmul
 from kernelcomp._validation import (
+    check_bool,
     check_choice,
     check_real,
     result_dtype,
@@ -82,6 +84,14 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         As in ``SVC``.
     max_iter : int, default -1
         Iteration limit (-1: none): SVC solver iterations, or accepted flow steps.
+    probability : bool, default False
+        As in ``SVC``: fit Platt's sigmoid on the decision values (an internal
+        5-fold cross-validation, so ``fit`` is slower) and offer
+        :meth:`predict_proba` / :meth:`predict_log_proba`, which do not exist
+        otherwise. ``"svc"`` only (the flow refuses it). As in ``SVC``, the
+        probabilities may disagree with :meth:`predict` near the boundary.
+    random_state : int, RandomState or None, default None
+        Seed of the cross-validation of ``probability=True`` (as in ``SVC``).
     flow_options : dict, optional
         Keyword arguments of :func:`kernelcomp.training.kernel_gradient_flow`
         (``"gradient_flow"`` only).
@@ -104,6 +114,8 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         Binary: ``decision_function(x) = k(x, support_vectors_) @ dual_coef_[0]
         + intercept_[0]``.
     intercept_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
+    probA_, probB_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
+        Platt's sigmoid parameters (``probability=True``; empty otherwise).
     fit_status_ : int
         0 when the solver converged.
     n_iter_ : ndarray
@@ -165,6 +177,8 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         decision_function_shape: str = "ovr",
         break_ties: bool = False,
         max_iter: int = -1,
+        probability: bool = False,
+        random_state: Any = None,
         flow_options: dict[str, Any] | None = None,
         dtype: Any = None,
         n_jobs: int | None = None,
@@ -177,6 +191,8 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         self.decision_function_shape = decision_function_shape
         self.break_ties = break_ties
         self.max_iter = max_iter
+        self.probability = probability
+        self.random_state = random_state
         self.flow_options = flow_options
         self.dtype = dtype
         self.n_jobs = n_jobs
@@ -200,6 +216,12 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             raise TypeError(f"max_iter must be an integer, got {self.max_iter!r}")
         if self.max_iter < -1 or self.max_iter == 0:
             raise ValueError(f"max_iter must be -1 (no limit) or >= 1, got {self.max_iter}")
+        check_bool(self.probability, "probability")
+        if self.probability and self.solver == "gradient_flow":
+            raise ValueError(
+                "probability=True is not supported by solver='gradient_flow' (the paper's "
+                "flow has no calibrated probabilities); use solver='svc'"
+            )
         self._check_common_params()
         options: dict[str, Any] = {}
         if self.flow_options is not None:
@@ -284,6 +306,9 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             decision_function_shape=self.decision_function_shape,
             break_ties=self.break_ties,
             max_iter=int(self.max_iter),
+            random_state=self.random_state,
+            # only when asked: scikit-learn >= 1.9 warns whenever probability is passed
+            **({"probability": True} if self.probability else {}),
         )
         svc.fit(np.asarray(K, dtype=np.float64), y, sample_weight=sample_weight)
         self.svc_ = svc
@@ -292,6 +317,9 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         self.n_support_ = svc.n_support_
         self.dual_coef_ = svc.dual_coef_
         self.intercept_ = svc.intercept_
+        # read only with probability=True (the attributes warn in scikit-learn >= 1.9)
+        self.probA_ = svc.probA_ if self.probability else np.empty(0)
+        self.probB_ = svc.probB_ if self.probability else np.empty(0)
         self.fit_status_ = svc.fit_status_
         self.n_iter_ = svc.n_iter_
 
@@ -340,6 +368,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         )
         self.dual_coef_ = coef[support][None, :]
         self.intercept_ = np.zeros(1)
+        self.probA_ = self.probB_ = np.empty(0)
         self.fit_status_ = 0 if result.status == "converged" else 1
         self.n_iter_ = np.array([result.final.step], dtype=np.int32)
 
@@ -409,6 +438,52 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         if self._solver == "gradient_flow":
             return self._flow_decision(X)
         return self._svc_apply(X, "decision_function")
+
+    def _check_proba(self) -> bool:
+        # available_if turns this into "has no attribute 'predict_proba'", as for SVC
+        return bool(self.probability)
+
+    @available_if(_check_proba)
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (Platt scaling), as ``SVC.predict_proba``.
+
+        Only with ``probability=True`` (otherwise the method does not exist, as
+        in ``SVC``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Samples, or their Gram matrix when ``kernel="precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_test, n_classes)
+            Columns in the order of ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            For NaN/inf or a wrong number of features (columns).
+        """
+        X = self._test_input(X)
+        return self._svc_apply(X, "predict_proba")
+
+    @available_if(_check_proba)
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`, as ``SVC.predict_log_proba``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Samples, or their Gram matrix when ``kernel="precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_test, n_classes)
+        """
+        return np.log(self.predict_proba(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, as ``SVC.predict``.

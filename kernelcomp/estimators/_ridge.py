@@ -14,6 +14,7 @@ NeurIPS; Paccolat et al. (2021), J. Stat. Mech. 044001, §5.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +28,7 @@ from kernelcomp import _falkon
 from kernelcomp._base import Kernel
 from kernelcomp._gram import gram
 from kernelcomp._linalg import cholesky_inplace, matmul, mirror_upper
-from kernelcomp._parallel import n_jobs_context
+from kernelcomp._parallel import bytes_text, n_jobs_context
 from kernelcomp._validation import (
     check_choice,
     check_int,
@@ -184,8 +185,11 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         ``"falkon"``: seed of the choice of centres.
     max_memory : int, optional
         ``"falkon"``: bytes allowed for keeping the n x m cross Gram ``K_nm``
-        between iterations (default half of the physical memory); beyond it
-        the blocks are recomputed at every iteration.
+        between iterations (default: half of the memory available when
+        ``fit`` starts, Linux's ``MemAvailable``); beyond it the blocks are
+        recomputed at every iteration, which costs one cross Gram per
+        iteration. ``knm_route_`` says which ran; the ``kernelcomp`` logger
+        says it at INFO level with the sizes.
     progress : bool, default False
         ``"falkon"``: a progress bar over the iterations.
 
@@ -201,6 +205,13 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         ``"falkon"``: indices of the centres among the training samples.
     n_iter_ : int
         ``"falkon"``: conjugate-gradient iterations run (1 for ``"cholesky"``).
+    knm_route_ : {"stored", "recomputed", "persisted"}
+        ``"falkon"`` only: ``K_nm`` was computed once and kept (it fitted
+        ``max_memory_``), recomputed by blocks at every iteration, or, for
+        Dask arrays, persisted on the workers.
+    max_memory_ : int or None
+        ``"falkon"`` only: the budget that decided ``knm_route_`` (None for
+        Dask arrays).
     kernel_ : Kernel or "precomputed"
         The kernel used (``kc.NTK()`` when ``kernel=None``).
     n_features_in_ : int
@@ -309,6 +320,8 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
             )
         if not dask:
             X, y = self._validate_fit_X(X, y, multi_output=True, y_numeric=True)
+        for stale in ("knm_route_", "max_memory_"):  # from an earlier fit with Falkon
+            self.__dict__.pop(stale, None)
         return _FITS[solver, dask](self, kernel, X, y, alpha, sample_weight)
 
     def _falkon_params(self) -> tuple[int, int, float]:
@@ -416,8 +429,9 @@ def _fit_falkon(est: NTKRegressor, kernel: Kernel | str, X: np.ndarray, y: np.nd
 
         def knm_blocks() -> Iterator[tuple[int, int, np.ndarray]]:
             yield from est._iter_test_gram(X, C, dt, rows=rows)
-    rhs, normal = _falkon.in_memory_normal(knm_blocks, Y, weights,
-                                           store=_falkon.fits(n, m, dt.itemsize, budget))
+    store = _falkon.fits(n, m, dt.itemsize, budget)
+    _log_knm_route(est, n, m, dt, budget, store)
+    rhs, normal = _falkon.in_memory_normal(knm_blocks, Y, weights, store=store)
     w_sum = float(n if weights is None else weights.sum())
     coef, n_iter, _ = _falkon.falkon(K_mm, rhs, normal, alpha, w_sum, max_iter=max_iter,
                                      tol=tol, progress=bool(est.progress))  # fmt: skip
@@ -431,7 +445,24 @@ def _fit_falkon(est: NTKRegressor, kernel: Kernel | str, X: np.ndarray, y: np.nd
     est.center_indices_ = idx
     est.n_iter_ = n_iter
     est.kernel_ = kernel
+    est.knm_route_ = "stored" if store else "recomputed"
+    est.max_memory_ = budget
     return est
+
+
+def _log_knm_route(est: NTKRegressor, n: int, m: int, dt: np.dtype, budget: int,
+                   store: bool) -> None:
+    """Say on the ``kernelcomp`` logger (INFO) whether K_nm is kept, and why."""
+    log = logging.getLogger("kernelcomp")
+    if not log.isEnabledFor(logging.INFO):
+        return
+    origin = ("max_memory" if est.max_memory is not None
+              else "default: half of the memory available")
+    size = bytes_text(n * m * dt.itemsize)
+    route = ("stored (computed once)" if store
+             else "recomputed block by block at every iteration (a larger max_memory keeps it)")
+    log.info("NTKRegressor(solver='falkon'): K_nm %d x %d %s (%s) %s; budget %s (%s)",
+             n, m, dt.name, size, route, bytes_text(budget), origin)
 
 
 def _fit_falkon_dask(est: NTKRegressor, kernel: Kernel, X: Any, y: Any, alpha: float,
@@ -501,6 +532,8 @@ def _fit_falkon_dask(est: NTKRegressor, kernel: Kernel, X: Any, y: Any, alpha: f
     est.center_indices_ = idx
     est.n_iter_ = n_iter
     est.n_features_in_ = X.shape[1]
+    est.knm_route_ = "persisted"
+    est.max_memory_ = None
     return est
 
 

@@ -51,7 +51,7 @@ from kernelcomp._h5 import (
     stamp,
     write_lock,
 )
-from kernelcomp._parallel import n_jobs_context
+from kernelcomp._parallel import n_jobs_context, ticking
 from kernelcomp._parallel import progress as show_progress
 from kernelcomp._validation import check_int, check_matrix
 
@@ -761,13 +761,16 @@ def _fill_blocks(
     ds = f["gram"]
     try:
         done = {int(i) for i in np.flatnonzero(record[()])}
-        bar_args = {"total": total, "initial": len(done), "unit": "block"}
+        rows_done = sum(min(n, (b + 1) * block_rows) - b * block_rows for b in done)
+        bar_args = {"total": n, "initial": rows_done, "unit": "row"}
         with (
             show_progress(progress, desc=f"{req.desc['kernel']} Gram", **bar_args) as bar,
+            ticking(bar) as ticker,
             n_jobs_context(n_jobs),
         ):
             blocks = iter_gram_blocks(
-                req.kernel, req.X, req.Y, dtype=req.dtype, block_rows=block_rows, skip=done
+                req.kernel, req.X, req.Y, dtype=req.dtype, block_rows=block_rows, skip=done,
+                ticker=ticker,
             )
             for block in blocks:
                 _check_finite_block(block, req)
@@ -777,7 +780,6 @@ def _fill_blocks(
                 record[block.index] = 1
                 f.flush()
                 done.add(block.index)
-                bar.update(1)
                 if should_stop is not None and len(done) < total and should_stop():
                     raise GramInterrupted(partial, len(done), total)
         f.attrs["complete"] = True

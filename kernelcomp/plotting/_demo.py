@@ -55,9 +55,17 @@ def compression_figure(summary: dict[str, Any]) -> Any:
     p = np.asarray(feature["p"], dtype=float)
     if "compression_theory" in feature:
         ax.plot(p, feature["compression_theory"], "k--", lw=1,
-                label=r"theory $\lambda_{ODE} \approx 0.368\sqrt{p}$")
+                label=r"theory $\lambda_{ODE} = \sqrt{p}\,|E[y x_1]| \approx 0.368\sqrt{p}$"
+                      "\n(the authors' ODE estimate: compare slopes only)")
+    lam = np.asarray(feature["compression"], dtype=float)
+    ok = np.isfinite(lam) & (lam > 0)
+    if ok.any():
+        # sqrt(p) with its prefactor fitted to lambda(t*) (least squares in log space)
+        c = fixed_slope_prefactor(p[ok], lam[ok], 0.5)
+        ax.plot(p, c * np.sqrt(p), color="0.5", lw=0.8,
+                label=f"$\\propto\\sqrt{{p}}$, prefactor fitted ({c:.2f})")
     ax.set(xscale="log", yscale="log", xlabel="training set size p",
-           ylabel=r"compression $\lambda$",
+           ylabel=r"compression $\lambda$ ($w_1$ / mean$_{j\geq 2}\, w_j$)",
            title=f"First-layer compression at $t^*$ ({summary['config']['dataset']})")
     _p_ticks(ax, p)
     ax.legend(fontsize=8)
@@ -88,6 +96,16 @@ def compression_trajectory_figure(summary: dict[str, Any]) -> Any:
     return fig
 
 
+def fixed_slope_prefactor(x: Any, y: Any, slope: float) -> float:
+    """``c`` of ``y = c x^slope`` by least squares in log space (the slope fixed).
+
+    ``log c = mean(log y - slope log x)`` over the points given (positive ``y``).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    return float(np.exp(np.mean(np.log(y) - slope * np.log(x))))
+
+
 def _beta(fit: dict[str, Any]) -> str:
     return "n/a" if fit["beta"] is None else f"{fit['beta']:.2f}"
 
@@ -105,9 +123,12 @@ def learning_curves_figure(summary: dict[str, Any]) -> Any:
         ax.errorbar(p, mean, yerr=sem, fmt="o-", color=color, capsize=2,
                     label=f"{regime}: fit $\\beta$=" + _beta(ex[regime]))
         theory = ex["theory"][regime]
-        anchor = mean[-1] if mean[-1] > 0 else np.max(mean)
-        ax.plot(p, anchor * (p / p[-1]) ** (-theory), ":", color=color,
-                label=f"{regime} theory $\\beta$={theory:.3f}")
+        fitted = np.isin(p, ex[regime].get("p_fitted") or p) & (mean > 0)
+        if fitted.any():
+            # the theory's slope, its prefactor fitted to the measured means
+            c = fixed_slope_prefactor(p[fitted], mean[fitted], -theory)
+            ax.plot(p, c * p ** (-theory), ":", color=color,
+                    label=f"{regime} theory $\\beta$={theory:.3f} (prefactor fitted)")
     fz = ex["lazy_frozen_ntk"]
     ax.plot(np.asarray(fz["p"], dtype=float), fz["test_error"], "^--", color="tab:cyan", ms=4,
             label="frozen initial NTK (SVM): fit $\\beta$=" + _beta(fz))
@@ -126,11 +147,14 @@ def kpca_figure(records: Sequence[dict[str, Any]], y: Any, labels: Sequence[str]
     """
     fig, axes = new_figure(2, 2, size=(10.0, 7.2))
     projections = [r["label_projection"] for r in records]
-    plot_spectra([r["eigenvalues"] for r in records], labels, ax=axes[0, 0])
+    floors = [r["mutual_information_floor"] for r in records if "mutual_information_floor" in r]
+    plot_spectra([r["eigenvalues"] for r in records], labels, ax=axes[0, 0],
+                 traces=[r["trace"] for r in records])
     plot_label_projections(projections, y, labels, n_components=n_projection, ax=axes[0, 1])
     plot_cumulative_projections(projections, y, labels, ax=axes[1, 0])
-    plot_mutual_informations([r["mutual_information"] for r in records], labels, ax=axes[1, 1])
-    axes[0, 0].set_title("spectrum")
+    plot_mutual_informations([r["mutual_information"] for r in records], labels, ax=axes[1, 1],
+                             floor=float(np.mean(floors)) if floors else None)
+    axes[0, 0].set_title("spectrum (divided by the trace)")
     top = min(n_projection, np.asarray(projections[0]).shape[0])
     axes[0, 1].set_title(f"label projection per eigenvector (top {top})")
     axes[1, 0].set_title("cumulative label projection")
@@ -153,7 +177,16 @@ def frozen_kernel_figure(summary: dict[str, Any]) -> Any:
            color=["tab:gray", "tab:orange", REGIME_COLORS["feature"]])
     for i, (v, ci) in enumerate(zip(vals, cis, strict=True)):
         ax.text(i, ci[1], f"{v:.3f}", ha="center", va="bottom")
-    ax.set(ylabel="test error", title=f"SVM on the frozen NTK (p={fk['p']})")
+    per_seed = fk.get("per_seed", [])
+    for i, key in enumerate(keys):  # each seed's error: the seed-to-seed spread
+        seeds = [e[f"{key}_ntk_test_error"] for e in per_seed]
+        ax.plot(i + np.linspace(-0.15, 0.15, len(seeds)) if len(seeds) > 1 else [i] * len(seeds),
+                seeds, "k.", ms=5, label="one seed" if i == 0 and seeds else None)
+    if per_seed:
+        ax.legend(fontsize=8)
+    n = len(per_seed)
+    ax.set(ylabel="test error",
+           title=f"SVM on the frozen NTK (p={fk['p']}, {n} seed{'s' if n != 1 else ''} pooled)")
     return fig
 
 
@@ -165,9 +198,11 @@ def feature_neurons_figure(run: Any, k_star: int | None, informative: Any, X: An
     picks = [("init", 0), *([] if k_star is None else [("$t^*$", k_star)]),
              ("end", len(run.checkpoints) - 1)]
     nets = [run.checkpoints[i].net for _, i in picks]
+    # at initialisation the weights are random: there are no attractors to count yet
     titles = [f"{name}, step {run.checkpoints[i].step}: "
-              f"{attractors(net, X).n_attractors} attractors"
+              + ("random weights (no attractors yet)" if i == 0 else
+                 f"{attractors(net, X).n_attractors} attractors")
               for (name, i), net in zip(picks, nets, strict=True)]
     return neurons_figure(nets, informative, [X] * len(nets), titles,
                           suptitle=f"Neurons of the feature run (p={X.shape[0]}), coloured by "
-                          "attractor")
+                          "attractor (at init: the same clustering of random weights)")

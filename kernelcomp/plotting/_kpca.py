@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kernelcomp import diagnostics
-from kernelcomp._validation import check_int
+from kernelcomp._validation import check_int, check_real
 from kernelcomp.diagnostics import (
     KernelPCAResult,
     cumulative_projection,
@@ -96,6 +96,7 @@ def plot_spectrum(
     ax: Any = None,
     label: str | None = None,
     color: Any = None,
+    trace: float | bool | None = None,
 ) -> Axes:
     """Eigenvalues against their rank on log-log axes, with a fitted power law.
 
@@ -114,6 +115,11 @@ def plot_spectrum(
         Where to draw; a new figure when None.
     label, color : optional
         Legend label and colour of the spectrum.
+    trace : float or True, optional
+        Draw ``lambda_r / trace`` (the fraction of the kernel's trace, which
+        makes spectra of kernels of different scales comparable), the y label
+        saying so: the Gram's trace, or True for a ``KernelPCAResult``'s own.
+        None: the raw eigenvalues.
 
     Returns
     -------
@@ -122,7 +128,8 @@ def plot_spectrum(
     Raises
     ------
     ValueError, TypeError
-        On an empty / non-finite spectrum or a bad ``fit_range`` (from the fit).
+        On an empty / non-finite spectrum or a bad ``fit_range`` (from the fit);
+        on a non-positive ``trace``, or ``trace=True`` without a ``KernelPCAResult``.
 
     References
     ----------
@@ -137,6 +144,8 @@ def plot_spectrum(
     ('log', 'log')
     """
     lam = np.sort(_eigenvalues_of(eigenvalues).astype(np.float64))[::-1]
+    if trace is not None:
+        lam = lam / _trace_of(eigenvalues, trace)
     ax = _axes(ax)
     ranks = np.arange(1, lam.size + 1)
     pos = lam > 0
@@ -157,9 +166,26 @@ def plot_spectrum(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("rank $r$")
-    ax.set_ylabel(r"eigenvalue $\lambda_r$")
+    ax.set_ylabel(r"eigenvalue / trace  $\lambda_r / \mathrm{Tr}\,K$" if trace is not None
+                  else r"eigenvalue $\lambda_r$")
     _legend(ax)
     return ax
+
+
+def _trace_of(eigenvalues: Any, trace: Any) -> float:
+    """The trace to normalise a spectrum by (``trace=`` of :func:`plot_spectrum`)."""
+    if trace is True:
+        if not isinstance(eigenvalues, KernelPCAResult):
+            raise TypeError("trace=True needs a KernelPCAResult (which records its trace); "
+                            "pass the Gram's trace as a number")
+        value = float(eigenvalues.trace)
+    elif isinstance(trace, bool):
+        raise TypeError("trace must be a positive number, True or None, got False")
+    else:
+        value = check_real(trace, "trace")
+    if not value > 0:
+        raise ValueError(f"trace must be > 0 to normalise a spectrum, got {value}")
+    return value
 
 
 def plot_label_projection(
@@ -283,6 +309,7 @@ def plot_mutual_information(
     ax: Any = None,
     label: str | None = None,
     color: Any = None,
+    floor: float | None = None,
 ) -> Axes:
     """Mutual information (bits) of each eigenvector with the labels.
 
@@ -292,6 +319,10 @@ def plot_mutual_information(
         From :func:`kernelcomp.diagnostics.mutual_information`.
     ax, label, color : optional
         As in :func:`plot_spectrum`.
+    floor : float, optional
+        The estimator's floor (its value on shuffled labels,
+        :func:`kernelcomp.diagnostics.mutual_information_floor`), drawn as a
+        grey dashed line: estimates at or below it carry no information.
 
     Returns
     -------
@@ -320,6 +351,10 @@ def plot_mutual_information(
     values = _vector(mi, "mi")
     ax = _axes(ax)
     ax.plot(np.arange(1, values.size + 1), values, "o-", ms=4, lw=1, label=label, color=color)
+    if floor is not None:
+        level = check_real(floor, "floor")
+        ax.axhline(level, color="0.45", ls="--", lw=1,
+                   label=f"estimator floor (shuffled labels), {level:.2f} bit")
     ys = np.concatenate([np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.lines])
     ax.set_ylim(min(0.0, 1.05 * float(ys.min())), max(1.05, 1.05 * float(ys.max())))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -336,6 +371,7 @@ def plot_spectra(
     power_law: bool = False,
     ax: Any = None,
     cmap: Any = "viridis",
+    traces: Any = None,
 ) -> Axes:
     """Spectra of several checkpoints on one log-log plot, init -> final.
 
@@ -350,6 +386,10 @@ def plot_spectra(
     ax : matplotlib.axes.Axes, optional
     cmap : str or Colormap, default "viridis"
         Colours along training (dark = init).
+    traces : sequence of float, or True, optional
+        Normalise each spectrum by its Gram's trace (``trace=`` of
+        :func:`plot_spectrum`): one trace per spectrum, or True for
+        ``KernelPCAResult`` spectra.
 
     Returns
     -------
@@ -359,7 +399,8 @@ def plot_spectra(
     ------
     ValueError, TypeError
         On an empty sequence, a label count that differs from the number of
-        checkpoints, an unknown colormap or an invalid spectrum.
+        checkpoints, an unknown colormap or an invalid spectrum; on a number
+        of traces that differs from the number of spectra.
 
     References
     ----------
@@ -374,7 +415,19 @@ def plot_spectra(
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['init', 'final']
     """
-    return _overlay(plot_spectrum, spectra, "spectra", labels, cmap, ax, power_law=power_law)
+    if traces is None or traces is True:
+        return _overlay(plot_spectrum, spectra, "spectra", labels, cmap, ax,
+                        power_law=power_law, trace=traces)
+    items = _sequence(spectra, "spectra")
+    values = list(traces)
+    if len(values) != len(items):
+        raise ValueError(f"traces must have one value per spectrum ({len(items)}), got "
+                         f"{len(values)}")
+    names, colors = _labels_and_colors(len(items), labels, cmap)
+    ax = _axes(ax)
+    for item, name, color, tr in zip(items, names, colors, values, strict=True):
+        plot_spectrum(item, ax=ax, label=name, color=color, power_law=power_law, trace=tr)
+    return ax
 
 
 def plot_label_projections(
@@ -476,6 +529,7 @@ def plot_mutual_informations(
     *,
     ax: Any = None,
     cmap: Any = "viridis",
+    floor: float | None = None,
 ) -> Axes:
     """Mutual information per eigenvector for several checkpoints, init -> final.
 
@@ -485,6 +539,9 @@ def plot_mutual_informations(
         One mutual-information vector per checkpoint.
     labels, ax, cmap : optional
         As in :func:`plot_spectra`.
+    floor : float, optional
+        The estimator's floor on these data, drawn once (see
+        :func:`plot_mutual_information`).
 
     Returns
     -------
@@ -507,7 +564,14 @@ def plot_mutual_informations(
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['t=0', 't=T']
     """
-    return _overlay(plot_mutual_information, mis, "mis", labels, cmap, ax)
+    ax = _overlay(plot_mutual_information, mis, "mis", labels, cmap, ax)
+    if floor is not None:
+        level = check_real(floor, "floor")
+        ax.axhline(level, color="0.45", ls="--", lw=1,
+                   label=f"estimator floor (shuffled labels), {level:.2f} bit")
+        ax.set_ylim(min(ax.get_ylim()[0], 0.0), max(ax.get_ylim()[1], 1.05 * level))
+        _legend(ax)
+    return ax
 
 
 def plot_kpca_summary(
@@ -553,7 +617,9 @@ def plot_kpca_summary(
     Returns
     -------
     ndarray of matplotlib.axes.Axes, shape (2, 2)
-        ``[[spectrum, projection], [cumulative, mutual information]]``; the
+        ``[[spectrum, projection], [cumulative, mutual information]]`` (the
+        spectra divided by their Gram's trace; for two classes the MI panel
+        shows the estimator's floor on shuffled labels); the
         figure is ``axes[0, 0].figure``.
 
     Raises
@@ -597,10 +663,14 @@ def plot_kpca_summary(
                 f"mutual_information has {len(mis)} entries, but there are {len(items)} results"
             )
     fig, axes = new_figure(2, 2, size=(10.0, 7.2), pyplot=True)
-    plot_spectra(items, labels, ax=axes[0, 0], cmap=cmap)
+    # the estimator's floor depends on n, k and the class balance, not on the vectors
+    floor = (diagnostics.mutual_information_floor(items[-1].eigenvectors, y,
+                                                  n_components=n_components, k=k)
+             if np.unique(np.asarray(y)).size == 2 else None)
+    plot_spectra(items, labels, ax=axes[0, 0], cmap=cmap, traces=True)
     plot_label_projections(proj, y, labels, n_components=n_projection, ax=axes[0, 1], cmap=cmap)
     plot_cumulative_projections(proj, y, labels, ax=axes[1, 0], cmap=cmap)
-    plot_mutual_informations(mis, labels, ax=axes[1, 1], cmap=cmap)
+    plot_mutual_informations(mis, labels, ax=axes[1, 1], cmap=cmap, floor=floor)
     axes[0, 0].set_title("spectrum")
     top = "" if n_projection is None else f" (top {min(n_projection, items[0].n_components)})"
     axes[0, 1].set_title(f"label projection per eigenvector{top}")

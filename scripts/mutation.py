@@ -19,6 +19,18 @@ Examples
 
 ``python scripts/mutation.py kernelcomp/curves.py tests/test_curves.py --show`` lists the
 survivors of the previous run (no new run) with their diffs.
+
+``python scripts/mutation.py kernelcomp/curves.py tests/test_curves.py --survivors`` lays
+out the current tests again and reruns only the mutants that survived (or had no test)
+in the previous run: mutmut keeps every other verdict, so this is the cheap re-measure
+after new tests (the score it prints is then over all mutants of the module).
+
+mutmut calls "suspicious" a mutant whose worker died on a signal other than its timeout;
+on this package that happens to every mutant of some functions (the out-of-core kernel
+PCA, for one), and some of those mutants pass the tests. They do not count as killed.
+``--recheck`` reruns each of them by hand (one ``pytest.main`` per mutant, in one child
+process, with the tests mutmut maps to its function), keeps the verdicts in
+``build/mutation/<module>/recheck.json`` and counts them from then on.
 """
 
 from __future__ import annotations
@@ -83,6 +95,35 @@ def _lay_out(scratch: Path, module: str, tests: list[str]) -> None:
     (scratch / "pyproject.toml").write_text(text + _config(module, tests))
 
 
+def _results(scratch: Path, env: dict[str, str]) -> dict[str, str]:
+    """mutmut's verdict per mutant name of the run in ``scratch``."""
+    out = subprocess.run(
+        [*_mutmut(), "results", "--all", "true"], cwd=scratch, env=env,
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    status: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, verdict = line.strip().rpartition(": ")
+        if name:
+            status[name] = verdict
+    return status
+
+
+def _forget_rechecks(path: Path, names: list[str] | None) -> None:
+    """Drop the hand verdicts of mutants mutmut is about to rerun (all when None)."""
+    if not path.exists():
+        return
+    if names is None:
+        path.unlink()
+        return
+    kept = {k: v for k, v in json.loads(path.read_text()).items() if k not in set(names)}
+    path.write_text(json.dumps(kept, indent=1))
+
+
+def _survivors(status: dict[str, str]) -> list[str]:
+    return sorted(n for n, v in status.items() if v in ("survived", "no tests"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("module", help="file or package folder to mutate (kernelcomp/curves.py)")
@@ -94,27 +135,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--show", action="store_true", help="print the survivors of the last run with diffs"
     )
+    parser.add_argument(
+        "--recheck", action="store_true",
+        help="rerun the 'suspicious' mutants of the last run by hand and count their verdicts",
+    )  # fmt: skip
+    parser.add_argument("--recheck-worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--survivors", action="store_true",
+        help="rerun only the survivors and no-test mutants of the last run, with the current tests",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.recheck_worker:
+        return _recheck_worker(Path(args.recheck_worker))
     if not (ROOT / args.module).exists():
         parser.error(f"module: {args.module!r} does not exist under {ROOT}")
     scratch = _scratch(args.module)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the scratch copy, not the checkout, must be imported
-    if not args.show:
+    names: list[str] = []
+    before: dict[str, str] = {}
+    if args.survivors:
+        if not (scratch / "mutants").is_dir():
+            parser.error(f"--survivors: no previous run under {scratch}")
+        before = _results(scratch, env)
+        names = _survivors(before)
+        if not names:
+            print(f"{args.module}: no survivor to rerun")
+    # --show and --recheck read the last run; --survivors reruns only its survivors
+    fresh_run = not (args.show or args.recheck or args.survivors)
+    if fresh_run or (args.survivors and names):
         _lay_out(scratch, args.module, args.tests)
+        _forget_rechecks(scratch / "recheck.json", None if fresh_run else names)
         code = subprocess.call(
-            [*_mutmut(), "run", "--max-children", str(args.max_children)], cwd=scratch, env=env
-        )
+            [*_mutmut(), "run", "--max-children", str(args.max_children), *names],
+            cwd=scratch, env=env,
+        )  # fmt: skip
         if code not in (0, 1):
             return code
-    out = subprocess.run(
-        [*_mutmut(), "results", "--all", "true"], cwd=scratch, env=env,
-        capture_output=True, text=True, check=False,
-    ).stdout
-    status: dict[str, str] = {}
-    for line in out.splitlines():
-        name, _, verdict = line.strip().rpartition(": ")
-        if name:
+    status = _results(scratch, env)
+    # mutmut resets every cached verdict when the test selection changes; the mutants that
+    # were not rerun keep the verdict of the previous run (same source, a superset of tests)
+    kept = [n for n, v in before.items() if n not in names and status.get(n) == "not checked"]
+    for name in kept:
+        status[name] = before[name]
+    if kept:
+        print(f"{args.module}: {len(kept)} verdicts kept from the previous run")
+    recheck_file = scratch / "recheck.json"
+    if args.recheck:
+        todo = sorted(n for n, v in status.items() if v == "suspicious")
+        print(f"{args.module}: rechecking {len(todo)} suspicious mutants by hand")
+        job = scratch / "recheck_job.json"
+        job.write_text(json.dumps({"names": todo, "out": str(recheck_file)}))
+        subprocess.call(
+            [sys.executable, str(Path(__file__).resolve()), args.module, "-",
+             "--recheck-worker", str(job)], cwd=scratch / "mutants", env=env,
+        )  # fmt: skip
+    rechecked = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+    for name, verdict in rechecked.items():
+        if status.get(name) == "suspicious":
             status[name] = verdict
     counts: dict[str, int] = {}
     for verdict in status.values():
@@ -129,10 +207,39 @@ def main(argv: list[str] | None = None) -> int:
             ).stdout
             print(diff)
     tested = sum(c for v, c in counts.items() if v not in ("skipped", "not checked"))
-    killed = sum(counts.get(v, 0) for v in ("killed", "timeout", "segfault", "suspicious"))
+    killed = sum(counts.get(v, 0) for v in ("killed", "timeout", "segfault", "killed by hand"))
     score = 100.0 * killed / tested if tested else float("nan")
     print(f"{args.module}: {counts}")
-    print(f"{args.module}: mutation score {killed}/{tested} = {score:.1f} %")
+    print(f"{args.module}: mutation score {killed}/{tested} = {score:.1f} %"
+          + (f" ({counts['suspicious']} suspicious not counted: --recheck)"
+             if counts.get("suspicious") else ""))  # fmt: skip
+    return 0
+
+
+def _recheck_worker(job_file: Path) -> int:
+    """Rerun mutants by hand in this process (cwd: the scratch's ``mutants/``)."""
+    import pytest
+
+    job = json.loads(job_file.read_text())
+    out = Path(job["out"])
+    done = json.loads(out.read_text()) if out.exists() else {}
+    stats = json.loads(Path("mutmut-stats.json").read_text())
+    tests_of = stats["tests_by_mangled_function_name"]
+    duration = stats["duration_by_test"]
+    sys.path.insert(0, os.getcwd())
+    base = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
+            "ignore::DeprecationWarning"]  # fmt: skip
+    for name in job["names"]:
+        if name in done:
+            continue
+        tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], ()),
+                       key=lambda t: duration.get(t, 0.0))  # fmt: skip
+        if not tests:
+            continue
+        os.environ["MUTANT_UNDER_TEST"] = name
+        code = int(pytest.main([*base, *tests]))
+        done[name] = "killed by hand" if code == 1 else "survived" if code == 0 else "suspicious"
+        out.write_text(json.dumps(done, indent=1))
     return 0
 
 

@@ -53,6 +53,8 @@ Everything runs in float64 whatever the input dtype.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -440,10 +442,14 @@ def pair(
                                 )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
-                        else:  # LINEAR
+                        elif code == LINEAR:
                             for e in range(q):
                                 sf[e] = sc2 * sf[e]
                                 tf[e] = sc2 * tf[e]
+                        else:  # a code without a step here: NaN, never another activation
+                            for e in range(q):
+                                sf[e] = math.nan
+                                tf[e] = math.nan
                         q = 0
                         for i in range(ilo, ihi):
                             srow = S[i + P, jlo + P : jhi + P]
@@ -797,6 +803,10 @@ def pair_slab(
                                 for jj in range(W):
                                     sr[jj] = sc2 * sr[jj]
                                     tr[jj] = sc2 * tr[jj]
+                            else:  # a code without a step here: NaN, never another
+                                for jj in range(W):
+                                    sr[jj] = math.nan
+                                    tr[jj] = math.nan
             if theta_zero:  # no convolution nor activation in the stage: T = 0
                 for i in range(ilo + P, ihi + P):
                     for f in range(Z):

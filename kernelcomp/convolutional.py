@@ -311,8 +311,9 @@ class _ConvKernel(Kernel):
             stages[s][5] = min(stages[s][3] - 1, k * nxt[5] + k - 1)
         diagonal_only = all(st[4] == 0 and st[5] == 0 for st in stages)
         # global average pooling needs (nearly) every offset: the slab layout, all of them
-        # at once in long loops; so does circular padding unless the diagonal suffices
-        slab = slab_ok and not diagonal_only and (ops[last[1]][0] == _core.GAP or circular)
+        # at once in long loops; circular padding runs in the slab layout only (the
+        # offset-by-offset walk pads with zeros), even where the diagonal would suffice
+        slab = slab_ok and (circular or (not diagonal_only and ops[last[1]][0] == _core.GAP))
         store = 0
         for st in stages[1:]:
             st[6] = store
@@ -537,6 +538,12 @@ class ConvNTK(_ConvKernel):
         sigma_w, one value or one per conv/dense layer in order.
     bias_std : float, None or sequence, default 0.0
         sigma_b, likewise (None: no bias).
+    padding : {"same", "circular"}, default "same"
+        Border of every convolution: zeros (neural-tangents' ``"SAME"``), or
+        the image wrapped around as a torus (``"circular"``; then a network
+        ending in global average pooling gives the same kernel for circular
+        shifts of either image). Filters may not be larger than the image
+        they filter with ``"circular"``.
 
     Notes
     -----
@@ -580,6 +587,8 @@ class ConvNNGP(_ConvKernel):
     image_shape : tuple of int (H, W, C), optional
     weight_std : float or sequence of float, default 1.0
     bias_std : float, None or sequence, default 0.0
+    padding : {"same", "circular"}, default "same"
+        As for :class:`ConvNTK`.
 
     References
     ----------

@@ -13,8 +13,11 @@ from typing import Any
 import numpy as np
 
 
-def _conv(S: np.ndarray, k: int) -> np.ndarray:
-    """Mean over the k x k filter of S[p + d, p' + d], zeros outside the image."""
+def _conv(S: np.ndarray, k: int, circular: bool = False) -> np.ndarray:
+    """Mean over the k x k filter of S[p + d, p' + d], zeros outside the image.
+
+    ``circular``: the image wraps around (positions modulo H and W), no zeros.
+    """
     H, W = S.shape[0], S.shape[1]
     r = k // 2
     out = np.zeros_like(S)
@@ -26,6 +29,8 @@ def _conv(S: np.ndarray, k: int) -> np.ndarray:
                     for a in range(-r, r + 1):
                         for b in range(-r, r + 1):
                             p, q, p2, q2 = i + a, j + b, i2 + a, j2 + b
+                            if circular:
+                                p, q, p2, q2 = p % H, q % W, p2 % H, q2 % W
                             if 0 <= p < H and 0 <= q < W and 0 <= p2 < H and 0 <= q2 < W:
                                 acc += S[p, q, p2, q2]
                     out[i, j, i2, j2] = acc / (k * k)
@@ -74,6 +79,7 @@ def conv_kernel(
     weight_std: float | list[float] = 1.0,
     bias_std: float | list[float] = 0.0,
     snap: bool = True,
+    padding: str = "same",
 ) -> tuple[float, float]:
     """``(nngp, ntk)`` of two images ``(H, W, C)`` through ``layers``.
 
@@ -97,8 +103,9 @@ def conv_kernel(
             w2, b2 = ws[wi] ** 2, bs[wi] ** 2
             wi += 1
             for q in range(3):
-                S[q] = w2 * _conv(S[q], k) + b2
-                T[q] = S[q] + w2 * _conv(T[q], k)
+                circ = padding == "circular"
+                S[q] = w2 * _conv(S[q], k, circ) + b2
+                T[q] = S[q] + w2 * _conv(T[q], k, circ)
         elif kind == "dense":
             w2, b2 = ws[wi] ** 2, bs[wi] ** 2
             wi += 1

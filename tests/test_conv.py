@@ -116,6 +116,39 @@ def test_matches_naive_recursion(layers, rng, dtype, tol):
         )
 
 
+@pytest.mark.parametrize("layers", ARCHS[:4], ids=lambda a: "-".join(a))
+def test_circular_padding_matches_naive_recursion(layers, rng):
+    X = rng.standard_normal((3, 6, 6, 2))
+    Y = np.abs(rng.standard_normal((2, 6, 6, 2)))
+    stds = {"weight_std": 1.3, "bias_std": 0.2}
+    for cls, ntk in ((kc.ConvNTK, True), (kc.ConvNNGP, False)):
+        k = cls(layers, padding="circular", **stds)
+        ref = conv_gram(X, Y, layers, ntk=ntk, padding="circular", **stds)
+        assert relative_error(k(X, Y), ref) <= 1e-12
+        zero = conv_gram(X, Y, layers, ntk=ntk, **stds)
+        assert relative_error(zero, ref) > 1e-3  # the padding matters on 6 x 6 images
+
+
+def test_circular_padding_makes_global_pooling_shift_invariant(rng):
+    layers = ["conv", "relu", "conv", "relu", "global_avgpool", "dense"]
+    X = rng.standard_normal((3, 7, 7, 1))
+    shifted = np.roll(X, (2, -3), axis=(1, 2))
+    circ = kc.ConvNTK(layers, padding="circular")
+    K = circ(X, X)
+    np.testing.assert_allclose(circ(X, shifted), K, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(circ(shifted, shifted), K, rtol=1e-13, atol=0)
+    zero = kc.ConvNTK(layers)  # zero padding: the borders see the shift
+    assert relative_error(zero(X, shifted), zero(X, X)) > 1e-3
+
+
+def test_bad_padding():
+    with pytest.raises(ValueError, match="padding must be one of"):
+        kc.ConvNTK(["conv", "relu", "flatten", "dense"], padding="valid")
+    with pytest.raises(ValueError, match="circular padding wraps"):
+        kc.ConvNTK(["conv7", "relu", "flatten", "dense"], padding="circular",
+                   image_shape=(5, 5, 1))
+
+
 def test_per_layer_stds_and_no_bias(rng):
     layers = ["conv", "relu", "avgpool", "conv5", "relu", "flatten", "dense", "relu", "dense"]
     X = rng.standard_normal((2, 7, 6, 1))

@@ -257,7 +257,7 @@ def test_keyboard_interrupt_and_should_stop_keep_completed_blocks(tmp_path, rng,
     np.testing.assert_array_equal(io.load_gram(out), kc.NNGP(depth=2)(X))
 
 
-def test_gram_file_progress_bar_counts_blocks_from_the_resume_point(tmp_path, rng, capsys):
+def test_gram_file_progress_bar_counts_rows_from_the_resume_point(tmp_path, rng, capsys):
     X = rng.standard_normal((200, 3))
     k = kc.NTK(depth=2)
     out = tmp_path / "K.h5"
@@ -266,7 +266,9 @@ def test_gram_file_progress_bar_counts_blocks_from_the_resume_point(tmp_path, rn
     assert capsys.readouterr().err == ""  # no bar unless asked for
     io.compute_gram_file(k, X, None, out, resume=True, progress=True)
     err = capsys.readouterr().err
-    assert "NTK Gram" in err and "1/4" in err and "4/4" in err and "0/4" not in err
+    # rows, starting at the 50 rows already stored
+    assert "NTK Gram" in err and "| 50/200" in err and "| 200/200" in err
+    assert "| 0/200" not in err
     np.testing.assert_array_equal(io.load_gram(out), k(X))
 
 

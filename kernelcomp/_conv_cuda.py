@@ -26,7 +26,7 @@ class _CudaConv(_CudaAnalytic):
     """The ``device="cuda"`` backend of a convolutional kernel, made for one call."""
 
     def __init__(self, base: Any, snap: float) -> None:
-        if getattr(base, "padding", "same") != "same":
+        if base.padding != "same":
             raise NotImplementedError(
                 f"device='cuda' runs convolutional kernels with padding='same' only, got "
                 f"padding={base.padding!r}; compute this kernel on the CPU (device='cpu')"

@@ -262,3 +262,11 @@ def test_device_argument_is_checked_for_conv_kernels():
     for bad, exc in (("gpu", ValueError), (0, TypeError)):
         with pytest.raises(exc, match="device"):
             k(X, device=bad)
+
+
+def test_circular_padding_is_refused_on_the_device_before_any_device_work():
+    # the device kernel pads with zeros only; the refusal comes before numba-cuda is needed
+    X = np.random.default_rng(0).standard_normal((2, 4, 4, 1))
+    k = kc.ConvNTK(["conv", "relu", "flatten", "dense"], padding="circular")
+    with pytest.raises(NotImplementedError, match=r"padding='same' only.*device='cpu'"):
+        k(X, device="cuda")

@@ -197,7 +197,11 @@ def _state_dict(path: Path, torch: Any) -> dict[str, Any]:
             raise ValueError(
                 f"{path} holds a pickled model, not a state dict; {_PICKLE_HINT}"
             ) from exc
-        raise ValueError(f"{path}: cannot read as a PyTorch state dict ({exc})") from exc
+        raise ValueError(
+            f"{path}: cannot read as a PyTorch state dict ({type(exc).__name__}: {exc}); "
+            "PyTorch checkpoints are torch.export programs (.pt2), TorchScript files or "
+            "state dicts saved with torch.save"
+        ) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(

@@ -288,3 +288,12 @@ def test_n20000_cli_gram_of_an_exported_cnn_in_a_subprocess(tmp_path):
                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ERR" in out.stdout
+
+
+def test_a_junk_pt2_names_the_error_and_the_formats(tmp_path):
+    path = tmp_path / "junk.pt2"
+    path.write_bytes(b"not a checkpoint")
+    want = (r"(?s)junk\.pt2: cannot read as a PyTorch state dict \(\w+:"
+            r".*torch\.export programs \(\.pt2\), TorchScript files or state dicts")
+    with pytest.raises(ValueError, match=want):
+        ck.load_network(path)

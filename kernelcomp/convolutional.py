@@ -412,7 +412,7 @@ class _ConvKernel(Kernel):
         _core.tiles(
             px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
             prog.work, prog.store, _SNAP, self._ntk, prog.slab, prog.circular, symmetric,
-            tile, out, active_ticks(),
+            tile, out, active_ticks(), False,
         )
 
     def _diag(self, px: _Prepared) -> np.ndarray:

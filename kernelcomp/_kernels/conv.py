@@ -880,7 +880,6 @@ def _storage(store: int):
     return PS, PT
 
 
-@jit(parallel=True)
 def prepare(
     X: np.ndarray,
     ops: np.ndarray,
@@ -896,20 +895,15 @@ def prepare(
     fb: np.ndarray,
     dg: np.ndarray,
 ) -> None:
-    """Per-sample pass: activation factors ``fa, fb`` (n, F) and the diagonal ``dg`` (n,)."""
-    n = X.shape[0]
-    for i in numba.prange(n):
-        PS, PT = _storage(store)
-        if slab:
-            s, t = pair_slab(
-                X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, snap, circ, PS, PT
-            )
-        else:
-            s, t = pair(
-                X[i], X[i], fa[i], fb[i], fa[i], fb[i], True, ops, opf, stages, work, snap,
-                circ, PS, PT,
-            )
-        dg[i] = t if ntk else s
+    """Per-sample pass: activation factors ``fa, fb`` (n, F) and the diagonal ``dg`` (n,).
+
+    :func:`tiles` in its per-sample mode: one compiled pass serves both, so the
+    pair functions are compiled (and inlined by LLVM) once, not twice.
+    """
+    tiles(
+        X, X, fa, fb, dg, fa, fb, ops, opf, stages, work, store, snap, ntk, slab, circ,
+        False, 1, np.empty((0, 0), dtype=np.float64), np.zeros((1, 1), dtype=np.int64), True,
+    )
 
 
 @jit(parallel=True)
@@ -934,6 +928,7 @@ def tiles(
     tile: int,
     out: np.ndarray,
     ticks: np.ndarray,
+    per_sample: bool,
 ) -> None:
     """Fill ``out`` (n, m) with the kernel of images ``X`` against ``Y``.
 
@@ -941,50 +936,71 @@ def tiles(
     ``symmetric`` (``Y is X``) only tiles on or above the diagonal are computed,
     each pair once, mirrored, and the diagonal is ``dgx``. Each finished tile
     adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
+
+    With ``per_sample`` (:func:`prepare`: ``Y is X``, ``fya is fxa``) it runs
+    each sample against itself in self mode instead, writing the factors
+    ``fxa``, ``fxb`` and the diagonal ``dgx``; ``out``, ``ticks``, ``symmetric``
+    and ``tile`` are not read. The mode is an argument from Python, never a
+    literal inside compiled code: numba compiles a callee once per literal value,
+    and the pair functions take tens of seconds each to compile.
     """
-    n = out.shape[0]
-    m = out.shape[1]
-    nti = (n + tile - 1) // tile
-    ntj = (m + tile - 1) // tile
-    if symmetric:
-        npairs = nti * (nti + 1) // 2
+    if per_sample:
+        n = X.shape[0]
+        m = n
+        tile = 1
+        nti = n
+        npairs = n
     else:
-        npairs = nti * ntj
+        n = out.shape[0]
+        m = out.shape[1]
+        nti = (n + tile - 1) // tile
+        ntj = (m + tile - 1) // tile
+        npairs = nti * (nti + 1) // 2 if symmetric else nti * ntj
     pti = np.empty(npairs, dtype=np.int64)
     ptj = np.empty(npairs, dtype=np.int64)
-    p = 0
     total = 0
-    for ti in range(nti):
-        for tj in range(ti if symmetric else 0, ntj):
-            pti[p] = ti
-            ptj[p] = tj
-            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
-                               min(m, tj * tile + tile), symmetric and ti == tj)
-            p += 1
-    begin(ticks, total)
+    if per_sample:
+        for p in range(n):
+            pti[p] = p
+            ptj[p] = p
+    else:
+        p = 0
+        for ti in range(nti):
+            for tj in range(ti if symmetric else 0, ntj):
+                pti[p] = ti
+                ptj[p] = tj
+                total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                                   min(m, tj * tile + tile), symmetric and ti == tj)
+                p += 1
+        begin(ticks, total)
+    diag_tile = symmetric and not per_sample
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
         PS, PT = _storage(store)
         for i in range(ti * tile, min(n, ti * tile + tile)):
             j0 = tj * tile
-            if symmetric and ti == tj:
+            if diag_tile and ti == tj:
                 out[i, i] = dgx[i]
                 j0 = i + 1
             for j in range(j0, min(m, tj * tile + tile)):
                 if slab:
                     s, t = pair_slab(
-                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
-                        snap, circ, PS, PT,
+                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
+                        stages, snap, circ, PS, PT,
                     )
                 else:
                     s, t = pair(
-                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], False, ops, opf, stages,
-                        work, snap, circ, PS, PT,
+                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
+                        stages, work, snap, circ, PS, PT,
                     )
                 val = t if ntk else s
+                if per_sample:
+                    dgx[i] = val
+                    continue
                 out[i, j] = val
                 if symmetric:
                     out[j, i] = val
-        tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
-                              min(m, tj * tile + tile), symmetric and ti == tj))
+        if not per_sample:
+            tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                                  min(m, tj * tile + tile), symmetric and ti == tj))

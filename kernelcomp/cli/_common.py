@@ -205,6 +205,26 @@ def deferred_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def add_diagnostics_io(p: argparse.ArgumentParser, name: str, labels_help: str) -> None:
+    """The options every diagnostics subcommand shares: where it writes, and its data.
+
+    ``-o DIAG.h5`` or ``--into-run`` (with ``--name``, default ``name``; read by
+    :func:`diagnostics_destination`), ``--data``/``--labels`` for network files and
+    their ``--data-key``/``--labels-key``.
+    """
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", metavar="DIAG.h5", help="diagnostics file to write")
+    where.add_argument(
+        "--into-run", action="store_true",
+        help="store the diagnostics inside the (single) run file, as group diagnostics/NAME",
+    )
+    p.add_argument("--name", default=name, help=f"group name for --into-run (default {name})")
+    p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
+    p.add_argument("--labels", metavar="Y", help=labels_help)
+    p.add_argument("--data-key", metavar="NAME", help="array name inside an .npz/.h5 --data")
+    p.add_argument("--labels-key", metavar="NAME", help="array name inside an .npz/.h5 --labels")
+
+
 def diagnostics_destination(args: argparse.Namespace) -> Path:
     """Where a diagnostics subcommand writes: ``-o DIAG.h5`` or ``--into-run`` (checked)."""
     if args.into_run:

@@ -33,6 +33,7 @@ from kernelcomp.cli._common import (
     MAX_CURVES,
     UsageError,
     add_compression_convention,
+    add_diagnostics_io,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
@@ -66,18 +67,7 @@ def add_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="run .h5, network .h5 or .npz files")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("-o", "--output", metavar="DIAG.h5", help="diagnostics file to write")
-    where.add_argument(
-        "--into-run", action="store_true",
-        help="store the diagnostics inside the (single) run file, as group diagnostics/NAME",
-    )
-    p.add_argument("--name", default="geometry", help="group name for --into-run "
-                   "(default geometry)")
-    p.add_argument("--data", metavar="X", help="samples for network files (.npy/.npz/.csv/.h5)")
-    p.add_argument("--labels", metavar="Y", help="labels (+-1) of --data")
-    p.add_argument("--data-key", metavar="NAME", help="array name inside an .npz/.h5 --data")
-    p.add_argument("--labels-key", metavar="NAME", help="array name inside an .npz/.h5 --labels")
+    add_diagnostics_io(p, "geometry", labels_help="labels (+-1) of --data")
     p.add_argument(
         "--split", choices=("train", "test"), default="train",
         help="which data of a run file (default: train); the trajectory is read on it too",

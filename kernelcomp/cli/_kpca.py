@@ -21,6 +21,7 @@ from kernelcomp.cli._common import (
     MAX_CURVES,
     UsageError,
     add_compression_convention,
+    add_diagnostics_io,
     add_quiet,
     check_plot_dir,
     diagnostics_destination,
@@ -53,22 +54,12 @@ def add_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="Gram/run .h5, .npz, .pt or .pt2 files")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("-o", "--output", metavar="DIAG.h5", help="diagnostics file to write")
-    where.add_argument(
-        "--into-run", action="store_true",
-        help="store the diagnostics inside the (single) run file, as group diagnostics/NAME",
+    add_diagnostics_io(
+        p, "kpca",
+        labels_help="labels of --data or of a Gram file: two classes (as +-1), three or more "
+                    "(integers or strings: centred one-hot P_k, KSG mutual information) or real "
+                    "targets (floats)",
     )
-    p.add_argument("--name", default="kpca", help="group name for --into-run (default kpca)")
-    p.add_argument("--data", metavar="X", help="samples for checkpoints (.npy/.npz/.csv/.h5)")
-    p.add_argument(
-        "--labels", metavar="Y",
-        help="labels of --data or of a Gram file: two classes (as +-1), three or more "
-             "(integers or strings: centred one-hot P_k, KSG mutual information) or real "
-             "targets (floats)",
-    )
-    p.add_argument("--data-key", metavar="NAME", help="array name inside an .npz/.h5 --data")
-    p.add_argument("--labels-key", metavar="NAME", help="array name inside an .npz/.h5 --labels")
     p.add_argument(
         "--split", choices=("train", "test"), default="train",
         help="which data of a run file (default: train)",

@@ -462,6 +462,7 @@ class _ConvKernel(Kernel):
                 "image_shape": plain(self.image_shape),
                 "weight_std": plain(self.weight_std),
                 "bias_std": plain(self.bias_std),
+                "padding": self.padding,
             },
         }
 

@@ -250,6 +250,9 @@ def test_description_equality_and_pickle():
     desc = json.loads(json.dumps(k.to_dict()))
     assert desc["kernel"] == "ConvNTK"
     assert kc.convolutional._ConvKernel.from_dict(desc) == k
+    # every parameter survives the description (a Gram file's resume rebuilds the kernel)
+    circ = kc.ConvNNGP(["conv", "elu", "global_avgpool", "dense"], padding="circular")
+    assert kc.convolutional._ConvKernel.from_dict(json.loads(json.dumps(circ.to_dict()))) == circ
     assert pickle.loads(pickle.dumps(k)) == k
     assert hash(k) == hash(kc.ConvNTK.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1))
     assert k != kc.ConvNNGP.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1)

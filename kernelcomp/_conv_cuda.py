@@ -48,6 +48,7 @@ class _CudaConv(_CudaAnalytic):
         return self._programs[key]
 
     def _prepare(self, X: np.ndarray) -> _DevicePrepared:
+        self._program(X.shape[1:])  # refuses a program the device cannot run, first
         # the diagonal by the recursion the device runs, so duplicates reproduce it
         host = self.base._prepare(X, slab_ok=False)
         dev = self._cc.ConvSamples(X, host.fa, host.fb, host.dg)

@@ -5,9 +5,13 @@ The network is a list of layers applied to images of shape ``(H, W, C)``:
 ``"conv"`` (3 x 3) or ``"convK"`` (K odd)
     Convolution, stride 1, ``padding="same"`` (zeros), weights ``N(0, sw^2 /
     (K^2 C_in))`` and biases ``N(0, sb^2)`` in the NTK parameterisation.
-``"relu"``, ``"relu_unit"``, ``"erf"``
-    Activations with closed forms (as in :class:`kernelcomp.NTK`;
-    ``"relu_unit"`` is ``sqrt(2) max(z, 0)``).
+``"relu"``, ``"relu_unit"``, ``"leaky_relu"``, ``"erf"``, ``"gelu"``, ``"elu"``, ``"linear"``
+    The activations with closed forms, the same names and definitions as in
+    :class:`kernelcomp.NTK` (``"relu_unit"`` is ``sqrt(2) max(z, 0)``,
+    ``"leaky_relu"`` ``max(z, 0.01 z)``, ``"gelu"`` ``z Phi(z)``, ``"elu"``
+    ``z`` for ``z > 0`` and ``e^z - 1`` else); their expectations are the FC
+    kernels' closed forms, entry by entry. ELU's hold to pre-activation
+    variances of about 350 (beyond, its factors ``e^S`` overflow: refused).
 ``"avgpool"`` (2 x 2) or ``"avgpoolK"``
     Average pooling, stride = size, valid (a ragged last row or column is dropped).
 ``"global_avgpool"``, ``"flatten"``
@@ -65,8 +69,16 @@ from kernelcomp._validation import check_int, check_real, result_dtype
 
 __all__ = ["ConvNNGP", "ConvNTK"]
 
-#: activations with closed forms: code of the core and the scale^2 of phi
-_ACTIVATIONS = {"relu": (_core.RELU, 1.0), "relu_unit": (_core.RELU, 2.0), "erf": (_core.ERF, 1.0)}
+#: activations with closed forms (those of kc.NTK): code of the core and the scale^2 of phi
+_ACTIVATIONS = {
+    "relu": (_core.RELU, 1.0),
+    "relu_unit": (_core.RELU, 2.0),
+    "leaky_relu": (_core.LEAKY_RELU, 1.0),
+    "erf": (_core.ERF, 1.0),
+    "gelu": (_core.GELU, 1.0),
+    "elu": (_core.ELU, 1.0),
+    "linear": (_core.LINEAR, 1.0),
+}
 _EPS64 = float(np.finfo(np.float64).eps)
 _SQRT2 = math.sqrt(2.0)
 #: correlations within this distance of +-1 are rounding noise and snap to +-1
@@ -75,8 +87,9 @@ _SNAP = 32.0 * _EPS64
 _MYRTLE = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
 _PADDINGS = ("same", "circular")
 _LAYER_HELP = (
-    "'conv' or 'convK' (K odd), 'relu', 'relu_unit', 'erf', 'avgpool' or 'avgpoolK', "
-    "'global_avgpool', 'flatten', 'dense'"
+    "'conv' or 'convK' (K odd), an activation ("
+    + ", ".join(repr(a) for a in _ACTIVATIONS)
+    + "), 'avgpool' or 'avgpoolK', 'global_avgpool', 'flatten', 'dense'"
 )
 
 
@@ -398,6 +411,19 @@ class _ConvKernel(Kernel):
             X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP, self._ntk,
             prog.slab, prog.circular, fa, fb, dg,
         )
+        if not np.all(np.isfinite(dg)):
+            # every entry is bounded by its diagonal values (Cauchy-Schwarz, and for ELU
+            # e^{S12} <= e^{(S11 + S22)/2}): finite diagonals, finite pairs
+            hint = (
+                " (ELU's closed form holds to pre-activation variances of about 350: its "
+                "factors e^S overflow beyond)" if "elu" in self.layers else ""
+            )
+            raise ValueError(
+                f"{self!r} overflows on these inputs: the recursion of "
+                f"{int(np.sum(~np.isfinite(dg)))} of {n} images is not finite in float64; "
+                f"the variances grow like weight_std**2 per layer: lower weight_std or depth, "
+                f"or rescale the inputs{hint}"
+            )
         return _Prepared(X, fa, fb, dg)
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
@@ -436,6 +462,7 @@ class _ConvKernel(Kernel):
                 "image_shape": plain(self.image_shape),
                 "weight_std": plain(self.weight_std),
                 "bias_std": plain(self.bias_std),
+                "padding": self.padding,
             },
         }
 
@@ -517,15 +544,20 @@ class ConvNTK(_ConvKernel):
 
     Exactly neural-tangents' ``stax`` kernel of the same architecture in the NTK
     parameterisation (``stax.Conv(N, (K, K), padding="SAME")``, ``stax.Relu()``,
-    ``stax.Erf()``, ``stax.AvgPool((k, k), (k, k))``, ``stax.GlobalAvgPool()``,
-    ``stax.Flatten()``, ``stax.Dense(N)``), computed in float64.
+    ``stax.LeakyRelu(0.01)``, ``stax.Erf()``, ``stax.Gelu(approximate=False)``,
+    ``stax.Identity()`` for ``"linear"``, ``stax.AvgPool((k, k), (k, k))``,
+    ``stax.GlobalAvgPool()``, ``stax.Flatten()``, ``stax.Dense(N)``), computed in
+    float64. (neural-tangents has no ELU layer; ``"elu"`` is the closed form of
+    :class:`kernelcomp.NTK`'s ``activation="elu"``.)
 
     Parameters
     ----------
     layers : sequence of str
         The network, e.g. ``["conv", "relu", "conv", "relu", "flatten", "dense"]``:
-        ``"conv"``/``"convK"`` (K odd, stride 1, zero "same" padding),
-        ``"relu"``, ``"relu_unit"``, ``"erf"``, ``"avgpool"``/``"avgpoolK"``
+        ``"conv"``/``"convK"`` (K odd, stride 1, zero "same" padding), the
+        activations with closed forms of :class:`kernelcomp.NTK` (``"relu"``,
+        ``"relu_unit"``, ``"leaky_relu"``, ``"erf"``, ``"gelu"``, ``"elu"``,
+        ``"linear"``; same definitions), ``"avgpool"``/``"avgpoolK"``
         (stride K, valid), then exactly one of ``"global_avgpool"`` and
         ``"flatten"``, then dense layers (and activations); the last layer is
         ``"dense"``.

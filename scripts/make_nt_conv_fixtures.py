@@ -72,6 +72,20 @@ def configs() -> list[dict]:
          "bias_std": 0.1, "group": "sparse"},
         {"name": "myrtle5_mnist", "layers": MYRTLE5, "weight_std": math.sqrt(2),
          "bias_std": 0.0, "group": "mnist"},
+        # the other closed forms of the FC kernels (neural-tangents has no ELU layer)
+        {"name": "flat_leaky_gelu", "layers": ["conv", "leaky_relu", "conv", "gelu", "flatten",
+                                               "dense"],
+         "weight_std": 1.3, "bias_std": 0.2, "group": "small"},
+        {"name": "pool_gap_gelu_leaky", "layers": ["conv", "gelu", "avgpool", "conv",
+                                                   "leaky_relu", "global_avgpool", "dense"],
+         "weight_std": 1.4, "bias_std": 0.1, "group": "small"},
+        {"name": "linear_tail", "layers": ["conv", "linear", "conv", "relu", "avgpool", "flatten",
+                                           "dense", "gelu", "dense", "leaky_relu", "dense"],
+         "weight_std": [1.2, 1.1, 1.3, 0.9, 1.0], "bias_std": [0.0, 0.3, 0.1, 0.2, 0.1],
+         "group": "small"},
+        {"name": "deep_gap_leaky_sparse", "layers": ["conv", "leaky_relu", "conv", "gelu", "conv",
+                                                     "leaky_relu", "global_avgpool", "dense"],
+         "weight_std": math.sqrt(2), "bias_std": 0.0, "group": "sparse"},
     ]
 
 
@@ -128,6 +142,12 @@ def stax_network(cfg: dict):
             out.append(stax.ABRelu(0.0, math.sqrt(2.0)))
         elif name == "erf":
             out.append(stax.Erf())
+        elif name == "leaky_relu":
+            out.append(stax.LeakyRelu(0.01))
+        elif name == "gelu":
+            out.append(stax.Gelu(approximate=False))
+        elif name == "linear":
+            out.append(stax.Identity())
         elif name.startswith("avgpool"):
             k = int(name[7:] or 2)
             out.append(stax.AvgPool((k, k), strides=(k, k), padding="VALID"))

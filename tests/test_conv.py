@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import kernelcomp as kc
-from tests.naive_conv import conv_gram
+from tests.naive_conv import conv_gram, conv_kernel
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -116,6 +116,48 @@ def test_matches_naive_recursion(layers, rng, dtype, tol):
         )
 
 
+#: the closed forms of the FC kernels beyond relu / relu_unit / erf
+NEW_ACTIVATIONS = ["leaky_relu", "gelu", "elu", "linear"]
+
+
+@pytest.mark.parametrize("act", NEW_ACTIVATIONS)
+def test_activations_match_naive_recursion_and_fc_kernel(act, rng):
+    """Every closed-form activation of kc.NTK, in both layouts and after the reduction.
+
+    The reference integrates the activation itself (kernelcomp's quadrature route,
+    40 x 40 nodes per sector), never the closed forms the core calls: exact to
+    rounding for the piecewise-linear leaky_relu and linear, ~1e-11 absolute for the
+    smooth gelu and elu at these variances (a few units); 1e-9 relative bounds both.
+    """
+    # offsets one by one (pool, flatten) with an activation after the reduction, and
+    # all offsets at once (slab layout: global average pooling)
+    archs = [
+        ["conv", act, "avgpool", "conv", act, "flatten", "dense", act, "dense"],
+        [act, "conv", act, "conv", act, "global_avgpool", "dense"],
+    ]
+    X = rng.standard_normal((2, 5, 5, 1))
+    Y = np.abs(rng.standard_normal((2, 5, 5, 1)))
+    Y[1, :2] = 0.0  # zero-variance positions
+    stds = {"weight_std": 1.3, "bias_std": 0.2}
+    for layers in archs:
+        assert (kc.ConvNTK(layers)._program((5, 5, 1)).slab) == (layers[-2] == "global_avgpool")
+        ref = np.array([[conv_kernel(x, y, layers, **stds) for y in Y] for x in X])
+        ref_diag = np.array([conv_kernel(y, y, layers, **stds) for y in Y])
+        for cls, part in ((kc.ConvNNGP, 0), (kc.ConvNTK, 1)):
+            k = cls(layers, **stds)
+            assert relative_error(k(X, Y), ref[..., part]) <= 1e-9, (layers, part)
+            assert relative_error(k.diag(Y), ref_diag[:, part]) <= 1e-9, (layers, part)
+            got32 = k(X.astype(np.float32), Y.astype(np.float32))
+            assert got32.dtype == np.float32
+            assert relative_error(got32, ref[..., part]) <= 1e-6
+    # a 1 x 1 image with 1 x 1 convolutions is the FC network: kc.NTK's closed form
+    Z = rng.standard_normal((4, 1, 1, 3))
+    for cls, fc in ((kc.ConvNTK, kc.NTK), (kc.ConvNNGP, kc.NNGP)):
+        conv = cls(["conv1", act, "conv1", act, "flatten", "dense"], weight_std=1.2, bias_std=0.3)
+        ref = fc(depth=2, activation=act, weight_std=1.2, bias_std=0.3)(Z.reshape(4, 3))
+        assert relative_error(conv(Z), ref) <= 1e-13
+
+
 @pytest.mark.parametrize("layers", ARCHS[:4], ids=lambda a: "-".join(a))
 def test_circular_padding_matches_naive_recursion(layers, rng):
     X = rng.standard_normal((3, 6, 6, 2))
@@ -208,6 +250,9 @@ def test_description_equality_and_pickle():
     desc = json.loads(json.dumps(k.to_dict()))
     assert desc["kernel"] == "ConvNTK"
     assert kc.convolutional._ConvKernel.from_dict(desc) == k
+    # every parameter survives the description (a Gram file's resume rebuilds the kernel)
+    circ = kc.ConvNNGP(["conv", "elu", "global_avgpool", "dense"], padding="circular")
+    assert kc.convolutional._ConvKernel.from_dict(json.loads(json.dumps(circ.to_dict()))) == circ
     assert pickle.loads(pickle.dumps(k)) == k
     assert hash(k) == hash(kc.ConvNTK.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1))
     assert k != kc.ConvNNGP.myrtle(7, image_shape=(16, 16, 3), bias_std=0.1)
@@ -246,6 +291,25 @@ def test_myrtle_layers():
 def test_bad_layer_lists(layers, error, match):
     with pytest.raises(error, match=match):
         kc.ConvNTK(layers)
+
+
+def test_unknown_activation_lists_the_closed_forms():
+    with pytest.raises(ValueError, match=r"unknown layer 'tanh'.*'leaky_relu'.*'gelu', 'elu'"):
+        kc.ConvNTK(["conv", "tanh", "flatten", "dense"])
+
+
+def test_overflow_is_refused_with_one_line(rng):
+    X = rng.standard_normal((3, 5, 5, 1))
+    # ELU's factors e^S overflow from variances of ~350 (here ~900 after the first conv)
+    k = kc.ConvNTK(["conv", "elu", "conv", "elu", "global_avgpool", "dense"], weight_std=40.0)
+    with pytest.raises(ValueError, match=r"overflows on these inputs.*ELU's closed form holds"):
+        k(X)
+    with pytest.raises(ValueError, match=r"overflows on these inputs.*ELU's closed form holds"):
+        kc.ConvNNGP(k.layers, weight_std=40.0)(X[:1], X)
+    assert np.isfinite(kc.ConvNTK(k.layers, weight_std=3.0)(X)).all()
+    # any activation: a float64 overflow of the recursion
+    with pytest.raises(ValueError, match=r"overflows on these inputs: the recursion of 3 of 3"):
+        kc.ConvNTK(["conv", "relu"] * 3 + ["flatten", "dense"], weight_std=1e110)(X)
 
 
 def test_bad_stds():

@@ -44,6 +44,15 @@ CASES = [
                  "dense"],
       "weight_std": [1.2, 0.9, 1.5, 1.1], "bias_std": [0.1, None, 0.3, 0.2]},
      (7, 7, 1), 3, 2),
+    # every closed form of the FC kernels, in both reductions and after the reduction
+    ("acts-flatten-tail", "ConvNTK",
+     {"layers": ["conv", "leaky_relu", "conv", "gelu", "conv", "linear", "flatten", "dense",
+                 "elu", "dense", "gelu", "dense"], "bias_std": 0.1},
+     (5, 5, 1), 3, 2),
+    ("acts-pool-gap", "ConvNTK",
+     {"layers": ["conv", "elu", "avgpool", "conv", "gelu", "conv", "leaky_relu",
+                 "global_avgpool", "dense", "linear", "dense"], "weight_std": 1.3},
+     (6, 6, 1), 3, 2),
     ("myrtle5", "ConvNTK", {"myrtle": 5}, (8, 8, 1), 3, 2),
     ("myrtle5-nngp", "ConvNNGP", {"myrtle": 5}, (8, 8, 1), 3, 0),
 ]
@@ -129,6 +138,7 @@ import numpy as np
 from numba import cuda
 import kernelcomp as kc
 import kernelcomp._kernels.cuda_conv as kcc
+import kernelcomp.convolutional as kconv
 
 tmp = json.load(sys.stdin)
 kcc.THREADS = 4
@@ -169,6 +179,9 @@ for name, fn in {
     "shape": lambda: k(rng.standard_normal((3, 5, 5, 1)), device="cuda"),
     "nan": lambda: k(np.full((2, *shape), np.nan), device="cuda"),
     "device": lambda: k(X, device="gpu"),
+    # an activation code without a device step (tanh has no closed form: smuggled in)
+    "code": lambda: (kconv._ACTIVATIONS.__setitem__("tanh", (3, 1.0)),
+                     kc.ConvNTK(["conv", "tanh", "flatten", "dense"])(X, device="cuda")),
 }.items():
     try:
         fn()
@@ -188,6 +201,10 @@ def test_cuda_conv_blocks_launches_device_arrays_and_hdf5(tmp_path):
     assert errors["shape"][0] == "ValueError" and "(6, 6, 1) are expected" in errors["shape"][1]
     assert errors["nan"][0] == "ValueError" and "NaN" in errors["nan"][1]
     assert errors["device"][0] == "ValueError" and "device" in errors["device"][1]
+    # refused with one line before any launch (the device step would give NaN)
+    assert errors["code"][0] == "NotImplementedError", errors["code"]
+    assert "no closed-form step for activation code 3" in errors["code"][1]
+    assert "\n" not in errors["code"][1]
 
 
 _NO_NUMBA_CUDA_SCRIPT = """

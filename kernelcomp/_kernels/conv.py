@@ -43,10 +43,14 @@ stage is processed first, and at ``(0, 0)`` the self-covariance's diagonal is th
 slice itself). Because the pair pass on ``(x, x)`` performs the very same
 operations, identical images reproduce the diagonal exactly.
 
-The activation's expectations are one call, :func:`dual` (given the
-covariance and the two samples' factors, returns ``(K, Kdot)``), which
-dispatches to the closed forms of :mod:`kernelcomp._kernels.analytic`; a new
-activation needs a code there and in :func:`factors`.
+The activation's expectations are the FC kernels' per-entry closed forms,
+:func:`kernelcomp._kernels.duals.closed_step` (given the covariance and the
+two samples' factors, returns ``(K, Kdot)``; :func:`dual` is the same call):
+relu (and relu_unit, its factor 2 in the op's scale), leaky_relu, erf, gelu,
+elu and linear. The entry loops have one copy per code, so each folds to a
+single closed form and vectorises where the form does (ELU's bivariate normal
+cdf does not); a code without a loop gives NaN, never another activation. A
+new closed form needs its loop in :func:`pair` and :func:`pair_slab`.
 
 Everything runs in float64 whatever the input dtype.
 """
@@ -59,7 +63,15 @@ import numba
 import numpy as np
 
 from kernelcomp._kernels._config import jit
-from kernelcomp._kernels.activations import ERF, GELU, LEAKY_RELU, LINEAR, RELU, RELU_UNIT
+from kernelcomp._kernels.activations import (
+    ELU,
+    ERF,
+    GELU,
+    LEAKY_RELU,
+    LINEAR,
+    RELU,
+    RELU_UNIT,
+)
 from kernelcomp._kernels.duals import closed_state, closed_step
 from kernelcomp._kernels.progress import begin, tick, tile_work
 
@@ -74,9 +86,13 @@ __all__ = [
     "ACT",
     "CONV",
     "DENSE",
+    "ELU",
     "ERF",
     "FLATTEN",
     "GAP",
+    "GELU",
+    "LEAKY_RELU",
+    "LINEAR",
     "POOL",
     "RELU",
     "dual",
@@ -442,6 +458,13 @@ def pair(
                                 )
                                 sf[e] = sc2 * kk
                                 tf[e] = sc2 * kd * tf[e]
+                        elif code == ELU:
+                            for e in range(q):
+                                kk, kd = closed_step(
+                                    ELU, sf[e], xaf[e], yaf[e], xbf[e], ybf[e], snap
+                                )
+                                sf[e] = sc2 * kk
+                                tf[e] = sc2 * kd * tf[e]
                         elif code == LINEAR:
                             for e in range(q):
                                 sf[e] = sc2 * sf[e]
@@ -797,6 +820,11 @@ def pair_slab(
                             elif code == GELU:
                                 for jj in range(W):
                                     kk, kd = closed_step(GELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    sr[jj] = sc2 * kk
+                                    tr[jj] = sc2 * kd * tr[jj]
+                            elif code == ELU:
+                                for jj in range(W):
+                                    kk, kd = closed_step(ELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
                                     sr[jj] = sc2 * kk
                                     tr[jj] = sc2 * kd * tr[jj]
                             elif code == LINEAR:

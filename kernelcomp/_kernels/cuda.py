@@ -101,7 +101,7 @@ from kernelcomp._kernels.duals import (
     _TWO_PI,
 )
 
-#: codes with a closed-form step in :func:`_entry` (the codes of
+#: codes with a closed-form step in :func:`closed_step` (the codes of
 #: :mod:`kernelcomp._kernels.activations`); any smooth code also runs as a Hermite series
 CLOSED_CODES = (RELU, RELU_UNIT, ERF, LEAKY_RELU, LINEAR, GELU, ELU)
 
@@ -417,6 +417,29 @@ def _elu_step(s, ai, aj, bi, bj, snap):
 
 
 @_device
+def closed_step(act, s, ai, aj, bi, bj, snap):
+    """:func:`kernelcomp._kernels.duals.closed_step` on the device: ``(K, Kdot)`` of a code.
+
+    One explicit step per code of :data:`CLOSED_CODES` (``relu_unit`` computed as
+    the ReLU: its factor 2 is the caller's); NaN for any other code (callers
+    refuse those on the host first).
+    """
+    if act == RELU or act == RELU_UNIT:
+        return _relu_step(s, ai, aj, bi, bj, snap)
+    if act == ERF:
+        return _erf_step(s, ai, aj)
+    if act == LEAKY_RELU:
+        return _abrelu_step(s, ai, aj, bi, bj, snap, _LK_C1, _LK_C2, _LK_C3)
+    if act == LINEAR:
+        return s, 1.0
+    if act == GELU:
+        return _gelu_step(s, ai, aj, bi, bj)
+    if act == ELU:
+        return _elu_step(s, ai, aj, bi, bj, snap)
+    return math.nan, math.nan
+
+
+@_device
 def _series_step(s, i, j, l, bi, bj, snap, deg, cx, cy, ex, ey, ntk):
     """:func:`kernelcomp._kernels.duals.series_step` (Horner) on the device."""
     rho = _mul(s, _mul(bi, bj))
@@ -450,22 +473,8 @@ def _entry(acc, i, j, ax, bx, ay, by, par, n_layers, act, ntk, s0a, t0a, t0b, sn
     for l in range(L):
         if series:
             k, kd = _series_step(s, i, j, l, bx[l, i], by[l, j], snap, deg, cx, cy, ex, ey, ntk)
-        elif act == RELU or act == RELU_UNIT:  # relu_unit's factor 2 is in par
-            k, kd = _relu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
-        elif act == ERF:
-            k, kd = _erf_step(s, ax[l, i], ay[l, j])
-        elif act == LEAKY_RELU:
-            k, kd = _abrelu_step(
-                s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap, _LK_C1, _LK_C2, _LK_C3
-            )
-        elif act == LINEAR:
-            k, kd = s, 1.0
-        elif act == GELU:
-            k, kd = _gelu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j])
-        elif act == ELU:
-            k, kd = _elu_step(s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
-        else:
-            k, kd = math.nan, math.nan
+        else:  # relu_unit's factor 2 is in par
+            k, kd = closed_step(act, s, ax[l, i], ay[l, j], bx[l, i], by[l, j], snap)
         w2n = par[l + 1]
         if ntk:
             t = (_mul(par[2 * L + 2 + l], k) + par[3 * L + 2 + l]) + _mul(_mul(w2n, kd), t)

@@ -37,18 +37,17 @@ blocks are the public layer's (:mod:`kernelcomp._conv_cuda`).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from kernelcomp._kernels._config import cuda_jit
-from kernelcomp._kernels.conv import ACT, CONV, DENSE, ERF, FLATTEN, GAP, POOL, RELU
+from kernelcomp._kernels.conv import ACT, CONV, DENSE, FLATTEN, GAP, POOL
 from kernelcomp._kernels.cuda import (
+    CLOSED_CODES,
     _device,
-    _erf_step,
     _mul,
-    _relu_step,
+    closed_step,
     cuda,
     require,
 )
@@ -216,13 +215,8 @@ def _pair(X, Y, xi, yj, fxa, fxb, fya, fyb, ops, opf, stages, cols, snap,
                                 e = (i + P) * cols + j + P
                                 fx = off + i * W + j
                                 fy = off + (i + u) * W + j + v
-                                if code == RELU:
-                                    kk, kd = _relu_step(S[e, t], fxa[xi, fx], fya[yj, fy],
-                                                        fxb[xi, fx], fyb[yj, fy], snap)
-                                elif code == ERF:
-                                    kk, kd = _erf_step(S[e, t], fxa[xi, fx], fya[yj, fy])
-                                else:  # no step for this code: never silently another one
-                                    kk, kd = math.nan, math.nan
+                                kk, kd = closed_step(code, S[e, t], fxa[xi, fx], fya[yj, fy],
+                                                     fxb[xi, fx], fyb[yj, fy], snap)
                                 S[e, t] = _mul(sc2, kk)
                                 T[e, t] = _mul(_mul(sc2, kd), T[e, t])
                 # reduce
@@ -281,13 +275,8 @@ def _pair(X, Y, xi, yj, fxa, fxb, fya, fyb, ops, opf, stages, cols, snap,
         else:  # ACT after the reduction: one factor per sample
             code = ops[o, 1]
             off = ops[o, 2]
-            if code == RELU:
-                kk, kd = _relu_step(s_val, fxa[xi, off], fya[yj, off], fxb[xi, off],
-                                    fyb[yj, off], snap)
-            elif code == ERF:
-                kk, kd = _erf_step(s_val, fxa[xi, off], fya[yj, off])
-            else:  # no step for this code: never silently another one
-                kk, kd = math.nan, math.nan
+            kk, kd = closed_step(code, s_val, fxa[xi, off], fya[yj, off], fxb[xi, off],
+                                 fyb[yj, off], snap)
             s_val = _mul(opf[o, 0], kk)
             t_val = _mul(_mul(opf[o, 0], kd), t_val)
     return s_val, t_val
@@ -344,6 +333,14 @@ class ConvProgram:
     """
 
     def __init__(self, program: Any, ntk: bool, snap: float) -> None:
+        ops = np.asarray(program.ops)
+        for code in ops[ops[:, 0] == ACT, 1]:
+            if int(code) not in CLOSED_CODES:  # the device step would give NaN
+                raise NotImplementedError(
+                    f"device='cuda' has no closed-form step for activation code {int(code)} of "
+                    f"this convolutional kernel (device codes {sorted(CLOSED_CODES)}); compute "
+                    "it on the CPU (device='cpu')"
+                )
         self.ops = cuda.to_device(np.ascontiguousarray(program.ops, dtype=np.int64))
         self.opf = cuda.to_device(np.ascontiguousarray(program.opf, dtype=np.float64))
         self.stages = cuda.to_device(np.ascontiguousarray(program.stages, dtype=np.int64))

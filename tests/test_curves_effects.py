@@ -1,0 +1,234 @@
+"""Each documented parameter of ``kc.curves`` has its documented effect (issue 26).
+
+The mutation round on ``kernelcomp/curves.py`` (``make mutation``) left mutants that no
+test told apart: a bound of a validated argument moved, a name in a message, a
+boundary (``>`` vs ``>=``) never sat on, a key of a serialised curve, the ``n_test``
+a curve hands to its own fit, the seed an estimator recipe passes on. Each test here
+sits on one of them with an independent oracle: the paper's formula by hand, a plain
+float64 computation, a recording estimator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from kernelcomp import curves
+
+
+# ------------------------------------------------------------------ theory
+def test_beta_feature_bounds_of_d_and_d_par():
+    # d = 1 is allowed (one direction, the stripe): (2 - 1) / (3 - 2) = 1
+    assert curves.beta_feature(1) == 1.0
+    assert curves.beta_lazy(1) == 1.0
+    # d_par = d is allowed (no perpendicular direction): d / (3d - 2)
+    assert curves.beta_feature(3, d_par=3) == pytest.approx(3 / 7, rel=1e-15)
+    assert curves.beta_feature(2, d_par=2) == pytest.approx(2 / 4, rel=1e-15)
+    with pytest.raises(ValueError, match=r"^d must be >= 1, got 0$"):
+        curves.beta_feature(0)
+    with pytest.raises(ValueError, match=r"^d_par must be >= 1, got 0$"):
+        curves.beta_feature(3, d_par=0)
+    with pytest.raises(TypeError, match=r"^d_par must be an integer"):
+        curves.beta_feature(3, d_par=1.5)
+
+
+def test_compression_theory_edges_and_scalar_type():
+    with pytest.raises(TypeError, match=r"^x_min must be a real number"):
+        curves.compression_theory(1.0, x_min="a")
+    with pytest.raises(TypeError, match=r"^x_max must be a real number"):
+        curves.compression_theory(1.0, x_max="a")
+    with pytest.raises(ValueError, match=r"x_min must be < x_max, got x_min=1.0 and x_max=1.0"):
+        curves.compression_theory(1.0, x_min=1.0, x_max=1.0)
+    # "a float for a scalar p": a Python float, not a numpy scalar
+    assert type(curves.compression_theory(4.0)) is float
+    assert type(curves.compression_theory(np.int64(4))) is float
+    out = curves.compression_theory(np.array([1, 4], dtype=np.int32))
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64
+    # a stripe of other edges, by hand
+    c = (2 / math.pi) * (math.exp(-0.0**2 / 2) - math.exp(-1.0**2 / 2)) ** 2
+    assert curves.compression_theory(9.0, x_min=0.0, x_max=1.0) == pytest.approx(
+        math.sqrt(9 * c), rel=1e-14)
+
+
+# ------------------------------------------------------------------ log-log slope
+def test_loglog_slope_computes_in_float64_whatever_the_input():
+    rng = np.random.default_rng(3)
+    p = np.array([10, 30, 90, 270], dtype=np.float32)
+    per_seed = (np.sqrt(p.astype(np.float64))[:, None]
+                * np.exp(0.2 * rng.standard_normal((4, 6)))).astype(np.float32)
+    got = curves.loglog_slope(p, per_seed, n_bootstrap=50)
+    ref = curves.loglog_slope(p.astype(np.float64), per_seed.astype(np.float64),
+                              n_bootstrap=50)
+    assert got == ref
+    # integer inputs are read as float64 too
+    ints = curves.loglog_slope([10, 30, 90], [[1, 2], [2, 3], [4, 5]], n_bootstrap=0)
+    flts = curves.loglog_slope([10.0, 30.0, 90.0], [[1.0, 2.0], [2.0, 3.0], [4.0, 5.0]],
+                               n_bootstrap=0)
+    assert ints[0] == flts[0]
+
+
+def test_loglog_slope_leaves_out_zero_and_keeps_values_below_one():
+    p = np.array([1.0, 4.0, 16.0])
+    # values below 1 are positive: kept; a zero is "not positive": left out of its mean
+    per_seed = np.array([[0.1, 0.1], [0.2, 0.0], [0.4, 0.4]])
+    slope, _ = curves.loglog_slope(p, per_seed, n_bootstrap=0)
+    # means 0.1, 0.2 (the zero left out), 0.4: slope log(2)/log(4) = 0.5
+    assert slope == pytest.approx(0.5, rel=1e-12)
+
+
+# ------------------------------------------------------------------ LearningCurve
+def _curve():
+    p = np.array([100, 200, 400, 800])
+    err = np.array([[0.2, 0.2], [0.1, 0.1], [0.05, 0.05], [0.004, 0.004]])
+    return curves.LearningCurve(p, np.array([0, 1]), err, n_test=1000,
+                                metrics={"lam": np.array([[1.0, 2.0]] * 4)})
+
+
+def test_learning_curve_fit_reads_its_own_n_test():
+    lc = _curve()
+    # 0.004 * 1000 = 4 test errors < 10: the last size is dropped with the curve's n_test
+    fit = lc.fit_exponent(n_bootstrap=0)
+    assert fit.dropped.tolist() == [800]
+    ref = curves.fit_exponent(lc.p, lc.test_error, n_test=1000, n_bootstrap=0)
+    assert fit.beta == ref.beta and fit.p.tolist() == [100, 200, 400]
+    # an explicit n_test wins
+    assert lc.fit_exponent(n_bootstrap=0, n_test=10_000).dropped.tolist() == []
+
+
+def test_learning_curve_to_dict_is_the_documented_json():
+    d = _curve().to_dict()
+    assert d == {
+        "p": [100, 200, 400, 800],
+        "seeds": [0, 1],
+        "n_test": 1000,
+        "test_error": [[0.2, 0.2], [0.1, 0.1], [0.05, 0.05], [0.004, 0.004]],
+        "metrics": {"lam": [[1.0, 2.0]] * 4},
+    }
+    json.dumps(d)
+
+
+# ------------------------------------------------------------------ estimator_recipe
+class _Recorder(ClassifierMixin, BaseEstimator):
+    """Predicts class 1 everywhere and records the random_state it was fitted with."""
+
+    seen: ClassVar[list] = []
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        _Recorder.seen.append(self.random_state)
+        return self
+
+    def predict(self, X):
+        return np.ones(len(X))
+
+
+class _Plain:
+    """fit/predict and nothing else (no get_params): left as the factory made it."""
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def test_estimator_recipe_passes_the_seed_as_random_state():
+    _Recorder.seen = []
+    recipe = curves.estimator_recipe(_Recorder())
+    X, y = np.zeros((4, 2)), np.array([0, 1, 1, 1])
+    assert recipe(X, y, X, y, 7) == 0.25
+    assert _Recorder.seen == [7]
+    # an object without get_params runs as is
+    assert curves.estimator_recipe(lambda: _Plain())(X, y, X, y, 3) == 0.75
+    with pytest.raises(TypeError, match=r"a factory returning such an object, got int$"):
+        curves.estimator_recipe(3)
+
+
+# ------------------------------------------------------------------ fit_exponent
+def _law(p, beta=0.5, a=2.0, n_seeds=3):
+    p = np.asarray(p, dtype=np.float64)
+    return a * p[:, None] ** -beta * np.ones((1, n_seeds))
+
+
+def test_fit_exponent_validates_each_argument_with_its_message():
+    p = np.array([100.0, 200.0, 400.0])
+    err = _law(p) / 10
+    with pytest.raises(ValueError, match=r"^p must be a non-empty 1-D array of sizes, got "
+                                         r"shape \(3, 1\)$"):
+        curves.fit_exponent(p[:, None], err)
+    with pytest.raises(ValueError, match=r"p must be a non-empty 1-D array of sizes, got "
+                                         r"shape \(0,\)"):
+        curves.fit_exponent([], np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"^p must hold finite sizes > 0$"):
+        curves.fit_exponent([0.0, 200.0, 400.0], err)
+    with pytest.raises(ValueError, match=r"^errors must hold test errors in \[0, 1\] \(no NaN\)$"):
+        curves.fit_exponent(p, np.where(np.eye(3, dtype=bool), np.nan, err))
+    with pytest.raises(ValueError, match=r"errors must hold test errors in \[0, 1\]"):
+        curves.fit_exponent(p, err * 0 + 1.5)
+    with pytest.raises(ValueError, match=r"errors must hold test errors in \[0, 1\]"):
+        curves.fit_exponent(p, err * 0 - 0.1)
+    with pytest.raises(ValueError, match=r"^n_test must be >= 1, got 0$"):
+        curves.fit_exponent(p, err, n_test=0)
+    # one size: a valid p, refused only for having fewer than two sizes to fit
+    with pytest.raises(ValueError, match=r"fewer than two sizes left to fit \(1\)"):
+        curves.fit_exponent([100.0], [[0.1, 0.1]])
+
+
+def test_fit_exponent_accepts_the_edges_of_its_ranges():
+    # p = 1 and fractional sizes are sizes > 0; errors of exactly 0 and exactly 1 are in [0, 1]
+    p = np.array([0.5, 1.0, 4.0])
+    err = np.array([[1.0, 1.0], [0.5, 0.5], [0.25, 0.0]])
+    fit = curves.fit_exponent(p, err, n_bootstrap=0)
+    # means 1, 0.5, 0.125: least squares on log-log by hand
+    lp, le = np.log(p), np.log([1.0, 0.5, 0.125])
+    ref = np.polyfit(lp, le, 1)
+    assert fit.beta == pytest.approx(-ref[0], rel=1e-12)
+    assert fit.intercept == pytest.approx(ref[1], rel=1e-12, abs=1e-14)
+
+
+def test_fit_exponent_reads_one_seed_from_a_1d_array():
+    p = np.array([100.0, 200.0, 400.0])
+    err = _law(p, n_seeds=1)
+    one = curves.fit_exponent(p, err[:, 0], n_bootstrap=20)
+    two = curves.fit_exponent(p, err, n_bootstrap=20)
+    assert one.beta == two.beta and one.ci == two.ci
+
+
+def test_fit_exponent_computes_in_float64_whatever_the_input():
+    rng = np.random.default_rng(5)
+    p = np.array([100, 300, 900, 2700], dtype=np.float32)
+    err = (0.9 * p[:, None].astype(np.float64) ** -0.4
+           * np.exp(0.1 * rng.standard_normal((4, 5)))).astype(np.float32)
+    got = curves.fit_exponent(p, err, n_test=10_000, n_bootstrap=30)
+    ref = curves.fit_exponent(p.astype(np.float64), err.astype(np.float64), n_test=10_000,
+                              n_bootstrap=30)
+    assert got.beta == ref.beta and got.ci == ref.ci and got.intercept == ref.intercept
+    # predict is float64 for float32 sizes too
+    out = ref.predict(np.array([1000.0], dtype=np.float32))
+    assert out.dtype == np.float64
+    assert out[0] == pytest.approx(math.exp(ref.intercept) * 1000.0 ** -ref.beta, rel=1e-14)
+
+
+def test_fit_exponent_documented_defaults():
+    rng = np.random.default_rng(9)
+    p = np.array([100, 200, 400, 800])
+    err = 0.5 * p[:, None] ** -0.5 * np.exp(0.2 * rng.standard_normal((4, 6)))
+    # exactly 10 test errors (0.01 * 1000) sits on the default min_errors: kept
+    err[3] = 0.01
+    fit = curves.fit_exponent(p, err, n_test=1000)
+    assert fit.p.tolist() == [100, 200, 400, 800] and fit.dropped.size == 0
+    assert fit.n_bootstrap == 1000 and fit.level == 0.95
+    explicit = curves.fit_exponent(p, err, n_test=1000, min_errors=10.0, n_bootstrap=1000,
+                                   level=0.95, seed=0)
+    assert fit.ci == explicit.ci
+    assert curves.fit_exponent(p, err, n_test=1000, seed=1).ci != fit.ci
+    # 9.99 errors: below the default, dropped
+    err[3] = 0.00999
+    assert curves.fit_exponent(p, err, n_test=1000, n_bootstrap=0).dropped.tolist() == [800]

@@ -232,3 +232,84 @@ def test_fit_exponent_documented_defaults():
     # 9.99 errors: below the default, dropped
     err[3] = 0.00999
     assert curves.fit_exponent(p, err, n_test=1000, n_bootstrap=0).dropped.tolist() == [800]
+
+
+def test_fit_exponent_validates_the_options_with_their_names():
+    p = np.array([100.0, 200.0, 400.0])
+    err = _law(p) / 10
+
+    def fit(**kw):
+        return curves.fit_exponent(p, err, n_bootstrap=0, **kw)
+
+    # n_test = 1 is allowed (with min_errors = 0 every positive mean counts)
+    assert fit(n_test=1, min_errors=0).p.tolist() == [100, 200, 400]
+    for kw, exc, msg in [
+        ({"n_test": 0}, ValueError, r"^n_test must be >= 1, got 0$"),
+        ({"n_test": 1.5}, TypeError, r"^n_test must be an integer"),
+        ({"min_errors": -1.0}, ValueError, r"^min_errors must be >= 0.0, got -1.0$"),
+        ({"min_errors": "a"}, TypeError, r"^min_errors must be a real number"),
+        ({"n_bootstrap": -1}, ValueError, r"^n_bootstrap must be >= 0, got -1$"),
+        ({"n_bootstrap": 1.5}, TypeError, r"^n_bootstrap must be an integer"),
+        ({"level": "a"}, TypeError, r"^level must be a real number"),
+        ({"level": 0.0}, ValueError, r"^level must be in \(0, 1\), got 0.0$"),
+        ({"level": 1.0}, ValueError, r"^level must be in \(0, 1\), got 1.0$"),
+        ({"p_range": 5}, ValueError, r"^p_range must be a pair \(low, high\), got 5$"),
+        ({"p_range": (1, 2, 3)}, ValueError, r"^p_range must be a pair \(low, high\), got"),
+        ({"p_range": ("a", 500)}, TypeError, r"^p_range must be a real number"),
+        ({"p_range": (400, 100)}, ValueError, r"^p_range must have low <= high"),
+        # low == high is a valid range, holding one size here
+        ({"p_range": (200, 200)}, ValueError, r"^fewer than two sizes left to fit \(1\)"),
+    ]:
+        with pytest.raises(exc, match=msg):
+            curves.fit_exponent(p, err, **({"n_bootstrap": 0} | kw))
+    with pytest.raises(ValueError, match=r"^n_bootstrap must be >= 0"):
+        curves.fit_exponent(p, err, n_bootstrap=-1)
+
+
+def test_fit_exponent_without_n_test_drops_zero_means():
+    # "None keeps every size with a positive mean error": a zero mean is not positive
+    p = np.array([100.0, 200.0, 400.0, 800.0])
+    err = _law(p) / 10
+    err[3] = 0.0
+    fit = curves.fit_exponent(p, err, n_bootstrap=0)
+    assert fit.dropped.tolist() == [800] and fit.p.tolist() == [100, 200, 400]
+    assert fit.beta == pytest.approx(0.5, rel=1e-12)
+
+
+def test_fit_exponent_message_lists_the_dropped_sizes_and_both_reasons():
+    p = np.array([100.0, 200.0, 400.0])
+    err = np.array([[0.3, 0.3], [0.001, 0.001], [0.1, 0.1]])
+    msg = (r"^fewer than two sizes left to fit \(1\): widen p_range or use a larger test set "
+           r"\(sizes dropped for < 10 test errors or every run >= max_error=0.25: "
+           r"\[100, 200\]\)$")
+    with pytest.raises(ValueError, match=msg):
+        curves.fit_exponent(p, err, n_test=1000, max_error=0.25)
+    with pytest.raises(ValueError, match=r"\(sizes dropped for < 10 test errors: \[200\]\)$"):
+        curves.fit_exponent(p[1:], err[1:], n_test=1000)
+
+
+def test_fit_exponent_bootstrap_skips_zero_means_without_a_warning():
+    # seed 0 failed at p = 200 (error 0 is a measured zero): the resamples that draw only
+    # seed 0 have a zero mean there and are skipped, with no log(0) warning on the way
+    p = np.array([100.0, 200.0, 400.0])
+    err = np.array([[0.2, 0.22], [0.0, 0.15], [0.1, 0.11]])
+    with np.errstate(all="raise"):
+        fit = curves.fit_exponent(p, err, n_bootstrap=200)
+    assert np.isfinite(fit.ci).all()
+    # the by-hand bootstrap: the same resamples, zero means skipped
+    rng = np.random.default_rng(0)
+    betas = []
+    for _ in range(200):
+        m = err[:, rng.integers(0, 2, 2)].mean(axis=1)
+        if (m > 0).all():
+            betas.append(-np.polyfit(np.log(p), np.log(m), 1)[0])
+    np.testing.assert_allclose(fit.ci, np.quantile(betas, [0.025, 0.975]), rtol=1e-10)
+
+
+def test_fit_exponent_validates_the_bootstrap_seed():
+    p = np.array([100.0, 200.0, 400.0])
+    err = _law(p) / 10
+    with pytest.raises(ValueError, match=r"^seed must be >= 0, got -1$"):
+        curves.fit_exponent(p, err, seed=-1, n_bootstrap=5)
+    with pytest.raises(TypeError, match=r"^seed must be an integer"):
+        curves.fit_exponent(p, err, seed=0.5, n_bootstrap=5)

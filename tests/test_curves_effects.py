@@ -313,3 +313,72 @@ def test_fit_exponent_validates_the_bootstrap_seed():
         curves.fit_exponent(p, err, seed=-1, n_bootstrap=5)
     with pytest.raises(TypeError, match=r"^seed must be an integer"):
         curves.fit_exponent(p, err, seed=0.5, n_bootstrap=5)
+
+
+# ------------------------------------------------------------------ learning_curve
+def _toy_data(log):
+    """``data(n, seed, split)`` that records its calls; row i of a draw holds i."""
+
+    def data(n, seed, split):
+        log.append((n, seed, split))
+        X = np.arange(n, dtype=np.float64)[:, None] + (0.5 if split == "test" else 0.0)
+        return X, np.full(n, float(seed))
+
+    return data
+
+
+def test_learning_curve_draws_nested_sets_and_passes_ints():
+    log, calls = [], []
+
+    def recipe(X, y, Xt, yt, seed):
+        calls.append((X[:, 0].tolist(), Xt.shape[0], type(seed), seed, y[0]))
+        return {"test_error": X.shape[0] / 100, "only_some": 1.0} if seed else 0.5
+
+    lc = curves.learning_curve(recipe, _toy_data(log), np.array([3, 1]), seeds=np.array([0, 2]),
+                               n_test=4)
+    # one test draw and one training draw of max(p) per seed
+    assert log == [(4, 0, "test"), (3, 0, "train"), (4, 2, "test"), (3, 2, "train")]
+    # nested training sets: the first n rows of the largest; seeds as Python ints
+    assert calls == [([0.0, 1.0, 2.0], 4, int, 0, 0.0), ([0.0], 4, int, 0, 0.0),
+                     ([0.0, 1.0, 2.0], 4, int, 2, 2.0), ([0.0], 4, int, 2, 2.0)]
+    np.testing.assert_array_equal(lc.test_error, [[0.5, 0.03], [0.5, 0.01]])
+    # a metric is NaN where a run did not return it
+    np.testing.assert_array_equal(lc.metrics["only_some"], [[np.nan, 1.0], [np.nan, 1.0]])
+    assert lc.p.dtype == np.int64 and lc.p.tolist() == [3, 1]
+    assert lc.seeds.dtype == np.int64 and lc.seeds.tolist() == [0, 2] and lc.n_test == 4
+    # the default seeds are 0..4 and the default test set holds 10000 points
+    log.clear()
+    default = curves.learning_curve(lambda *a: 0.0, _toy_data(log), [1])
+    assert default.seeds.tolist() == [0, 1, 2, 3, 4] and default.n_test == 10_000
+    assert [c for c in log if c[2] == "test"] == [(10_000, s, "test") for s in range(5)]
+
+
+def test_learning_curve_validates_with_the_names_of_the_arguments():
+    data = _toy_data([])
+    ok = lambda *a: 0.0  # noqa: E731
+    # seed 0 and size 1 sit on the documented bounds
+    assert curves.learning_curve(ok, data, [1], seeds=[0], n_test=1).test_error.shape == (1, 1)
+    for args, kw, exc, msg in [
+        ((ok, data, "12"), {}, TypeError, r"^p must be a sequence of sizes, got str$"),
+        ((ok, data, 12), {}, TypeError, r"^p must be a sequence of sizes, got int$"),
+        ((ok, data, {3}), {}, TypeError, r"^p must be a sequence of sizes, got set$"),
+        ((ok, data, [2, 1.5]), {}, TypeError, r"^p\[1\] must be an integer"),
+        ((ok, data, [2]), {"seeds": "01"}, TypeError,
+         r"^seeds must be a sequence of ints, got str$"),
+        ((ok, data, [2]), {"seeds": 3}, TypeError, r"^seeds must be a sequence of ints, got int$"),
+        ((ok, data, [2]), {"seeds": [0, -1]}, ValueError, r"^seeds\[1\] must be >= 0, got -1$"),
+        ((ok, data, [2]), {"n_test": 0}, ValueError, r"^n_test must be >= 1, got 0$"),
+        ((3, data, [2]), {}, TypeError,
+         r"^model must be an estimator or a callable recipe, got int$"),
+        ((ok, 3, [2]), {}, TypeError, r"^data must be a dataset name or a callable, got int$"),
+        ((ok, "ring", [2]), {"d": 2}, ValueError,
+         r"^data must be one of \['cylinder', 'sphere', 'stripe'\] or a callable, got 'ring'$"),
+        ((ok, "stripe", [2]), {}, ValueError,
+         r"^d \(the input dimension\) is required with data='stripe'$"),
+        ((lambda *a: True, data, [2]), {}, TypeError,
+         r"^a recipe must return a test error \(float\) or a dict with 'test_error', got bool$"),
+        ((lambda *a: {"x": 1.0}, data, [2]), {}, ValueError,
+         r"^a recipe's dict must hold 'test_error'$"),
+    ]:
+        with pytest.raises(exc, match=msg):
+            curves.learning_curve(*args, **kw)

@@ -382,3 +382,27 @@ def test_learning_curve_validates_with_the_names_of_the_arguments():
     ]:
         with pytest.raises(exc, match=msg):
             curves.learning_curve(*args, **kw)
+
+
+def test_loglog_slope_with_two_sizes_and_tiny_bootstraps():
+    p = np.array([4.0, 16.0, 64.0])
+    per_seed = np.array([[2.0, 2.2], [4.0, 3.6], [np.nan, np.nan]])
+    # two sizes with a value are enough for a slope
+    s, ci = curves.loglog_slope(p, per_seed, n_bootstrap=0)
+    assert s == pytest.approx(np.log(3.8 / 2.1) / np.log(4.0), rel=1e-12)
+    # no resample: the interval is [slope, slope]
+    assert ci == [s, s]
+    # one resample: its slope is both ends (rng(0) draws the seed indices)
+    idx = np.random.default_rng(0).integers(0, 2, 2)
+    m = per_seed[:2, idx].mean(axis=1)
+    one = np.log(m[1] / m[0]) / np.log(4.0)
+    s1, ci1 = curves.loglog_slope(p, per_seed, n_bootstrap=1)
+    assert s1 == s and ci1 == pytest.approx([one, one], rel=1e-12)
+    # fit_exponent: one resample gives (beta*, beta*), none gives (beta, beta)
+    err = np.array([[0.2, 0.25], [0.1, 0.14], [0.05, 0.06]])
+    fit = curves.fit_exponent(np.array([100.0, 200.0, 400.0]), err, n_bootstrap=1)
+    m = err[:, np.random.default_rng(0).integers(0, 2, 2)].mean(axis=1)
+    b = -np.polyfit(np.log([100.0, 200.0, 400.0]), np.log(m), 1)[0]
+    assert fit.ci == pytest.approx((b, b), rel=1e-12)
+    none = curves.fit_exponent(np.array([100.0, 200.0, 400.0]), err, n_bootstrap=0)
+    assert none.ci == (none.beta, none.beta)

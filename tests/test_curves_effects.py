@@ -406,3 +406,63 @@ def test_loglog_slope_with_two_sizes_and_tiny_bootstraps():
     assert fit.ci == pytest.approx((b, b), rel=1e-12)
     none = curves.fit_exponent(np.array([100.0, 200.0, 400.0]), err, n_bootstrap=0)
     assert none.ci == (none.beta, none.beta)
+
+
+# ------------------------------------------------------------------ frozen_kernel_curve
+def test_frozen_kernel_curve_hands_its_defaults_to_learning_curve(monkeypatch):
+    seen = {}
+
+    def fake(recipe, data, p, **kw):
+        seen.update(kw, data=data, p=p)
+        return "curve"
+
+    monkeypatch.setattr(curves, "learning_curve", fake)
+    assert curves.frozen_kernel_curve("cylinder", [8], d=3) == "curve"
+    assert seen == {"data": "cylinder", "p": [8], "seeds": (0, 1, 2, 3, 4), "n_test": 10_000,
+                    "d": 3, "d_par": 2, "progress": False}
+    curves.frozen_kernel_curve("cylinder", [8], d=3, d_par=3, n_test=7, seeds=[1],
+                               progress=True)
+    assert (seen["d_par"], seen["n_test"], seen["seeds"], seen["progress"]) == (3, 7, [1], True)
+
+
+def test_frozen_kernel_curve_progress_shows_a_bar(capsys):
+    curves.frozen_kernel_curve("stripe", [8], seeds=[0], n_test=20, d=2)
+    assert capsys.readouterr().err == ""
+    curves.frozen_kernel_curve("stripe", [8], seeds=[0], n_test=20, d=2, progress=True)
+    assert "learning curve" in capsys.readouterr().err
+
+
+def test_frozen_kernel_curve_empirical_network_is_the_papers(monkeypatch):
+    from kernelcomp import FCNetwork
+
+    nets = []
+    real = curves.EmpiricalNTK
+
+    def record(net):
+        nets.append(net)
+        return real(net)
+
+    monkeypatch.setattr(curves, "EmpiricalNTK", record)
+    curves.frozen_kernel_curve("stripe", [6], kernel="empirical", seeds=[3], n_test=5, d=2)
+    (net,) = nets
+    # the default width h = 1000, sqrt(2) relu, mean-field, hidden bias, no readout bias
+    assert [w.shape for w in net.weights] == [(1000, 2), (1, 1000)]
+    assert net.activation == "relu_unit" and net.parameterization == "mean_field"
+    assert net.biases[0] is not None and net.biases[1] is None
+    ref = FCNetwork.init(2, [1000], activation="relu_unit", parameterization="mean_field",
+                         bias=True, seed=3)
+    np.testing.assert_array_equal(net.weights[0], ref.weights[0])
+    np.testing.assert_array_equal(net.biases[0], ref.biases[0])
+
+
+def test_frozen_kernel_curve_messages_name_what_was_passed():
+    with pytest.raises(ValueError, match=r"^kernel must be one of \['analytic', 'empirical'\] "
+                                         r"or a kernelcomp kernel object, got 'lazy'$"):
+        curves.frozen_kernel_curve("stripe", [8], kernel="lazy", d=2)
+    with pytest.raises(TypeError, match=r"\(kc.NTK\(\), kc.EmpiricalNTK\(net\)...\), got int$"):
+        curves.frozen_kernel_curve("stripe", [8], kernel=3, d=2)
+    with pytest.raises(TypeError, match=r"^machine must be one of \['svc', 'gradient_flow'\], "
+                                         r"got int$"):
+        curves.frozen_kernel_curve("stripe", [8], machine=3, d=2)
+    with pytest.raises(ValueError, match=r"^h must be >= 1, got 0$"):
+        curves.frozen_kernel_curve("stripe", [8], h=0, d=2)

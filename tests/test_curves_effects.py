@@ -10,6 +10,7 @@ float64 computation, a recording estimator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from typing import ClassVar
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from kernelcomp import curves
+from kernelcomp import curves, datasets
 
 
 # ------------------------------------------------------------------ theory
@@ -344,6 +345,7 @@ def test_learning_curve_draws_nested_sets_and_passes_ints():
     np.testing.assert_array_equal(lc.test_error, [[0.5, 0.03], [0.5, 0.01]])
     # a metric is NaN where a run did not return it
     np.testing.assert_array_equal(lc.metrics["only_some"], [[np.nan, 1.0], [np.nan, 1.0]])
+    assert set(lc.metrics) == {"only_some"}  # the test error is not a metric
     assert lc.p.dtype == np.int64 and lc.p.tolist() == [3, 1]
     assert lc.seeds.dtype == np.int64 and lc.seeds.tolist() == [0, 2] and lc.n_test == 4
     # the default seeds are 0..4 and the default test set holds 10000 points
@@ -466,3 +468,47 @@ def test_frozen_kernel_curve_messages_name_what_was_passed():
         curves.frozen_kernel_curve("stripe", [8], machine=3, d=2)
     with pytest.raises(ValueError, match=r"^h must be >= 1, got 0$"):
         curves.frozen_kernel_curve("stripe", [8], h=0, d=2)
+
+
+def test_learning_curve_progress_bar_counts_runs(monkeypatch, capsys):
+    from kernelcomp import _parallel
+
+    opened, updates = [], []
+    real = _parallel.progress
+
+    @contextlib.contextmanager
+    def record(enabled, **kw):
+        opened.append((enabled, kw))
+        with real(enabled, **kw) as bar:
+            update = bar.update
+
+            def counted(n=1):
+                updates.append(n)
+                return update(n)
+
+            bar.update = counted
+            yield bar
+
+    monkeypatch.setattr(curves, "progress_bar", record)
+    data = _toy_data([])
+    curves.learning_curve(lambda *a: 0.0, data, [1, 2], seeds=[0, 1], n_test=3)
+    assert capsys.readouterr().err == ""  # no bar by default
+    curves.learning_curve(lambda *a: 0.0, data, [1, 2], seeds=[0, 1], n_test=3, progress=True)
+    assert "learning curve" in capsys.readouterr().err
+    kw = {"total": 4, "desc": "learning curve", "unit": "run", "leave": False}
+    assert opened == [(False, kw), (True, kw)]
+    assert updates == [1] * 8  # one per run, both calls
+
+
+def test_learning_curve_cylinder_default_d_par_is_two():
+    seen = []
+
+    def recipe(X, y, Xt, yt, seed):
+        seen.append((X, y))
+        return 0.0
+
+    curves.learning_curve(recipe, "cylinder", [30], seeds=[2], n_test=5, d=5)
+    X, y = datasets.load("cylinder", 30, 5, 2, split="train", d_par=2)
+    np.testing.assert_array_equal(seen[0][0], X)
+    np.testing.assert_array_equal(seen[0][1], y)
+    assert not np.array_equal(y, datasets.load("cylinder", 30, 5, 2, split="train", d_par=3)[1])

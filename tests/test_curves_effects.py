@@ -76,9 +76,9 @@ def test_loglog_slope_computes_in_float64_whatever_the_input():
 def test_loglog_slope_leaves_out_zero_and_keeps_values_below_one():
     p = np.array([1.0, 4.0, 16.0])
     # values below 1 are positive: kept; a zero is "not positive": left out of its mean
-    per_seed = np.array([[0.1, 0.1], [0.2, 0.0], [0.4, 0.4]])
+    per_seed = np.array([[0.1, 0.1], [0.2, 0.2], [0.4, 0.0]])
     slope, _ = curves.loglog_slope(p, per_seed, n_bootstrap=0)
-    # means 0.1, 0.2 (the zero left out), 0.4: slope log(2)/log(4) = 0.5
+    # means 0.1, 0.2, 0.4 (the zero left out): slope log(2)/log(4) = 0.5
     assert slope == pytest.approx(0.5, rel=1e-12)
 
 

@@ -10,6 +10,7 @@ the same precomputed Gram, a by-hand computation.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 from sklearn.svm import SVC
 
 import kernelcomp as kc
+from kernelcomp.estimators import SingularKernelWarning
 
 da = pytest.importorskip("dask.array", reason="the optional Dask extra is not installed")
 
@@ -261,3 +263,38 @@ def test_flow_max_iter_caps_the_steps_unless_flow_options_do():
     np.testing.assert_array_equal(full.dual_coef_, coef[np.flatnonzero(coef)][None, :])
     np.testing.assert_array_equal(full.n_support_, [np.sum(y[full.support_] == 0),
                                                     np.sum(y[full.support_] == 1)])
+
+
+# ------------------------------------------------------------------ the exact solve's fallback
+def test_singular_fallback_counts_the_eigenvalues_it_cuts():
+    # K = v v^T + u u^T: rank 2 of 5; with alpha = 0 three eigenvalues are zero to round-off
+    rng = np.random.default_rng(11)
+    V = rng.standard_normal((5, 2))
+    K = V @ V.T
+    y = rng.standard_normal(5)
+    est = kc.NTKRegressor("precomputed", alpha=0.0)
+    with pytest.warns(SingularKernelWarning,
+                      match=r"K \+ alpha\*I \(n=5, alpha=0, dtype=float64\) is singular or not "
+                            r"positive definite: the Cholesky factorisation failed .*"
+                            r"\(3 of 5 eigenvalues treated as zero\)"):
+        est.fit(K, y)
+    # the minimum-norm least-squares solution: numpy's pseudo-inverse
+    np.testing.assert_allclose(est.dual_coef_, np.linalg.pinv(K, hermitian=True) @ y,
+                               rtol=1e-8)
+    # the smallest eigenvalue is reported: here a round-off zero
+    with pytest.warns(SingularKernelWarning) as rec:
+        kc.NTKRegressor("precomputed", alpha=0.0).fit(K, y)
+    found = re.search(r"smallest eigenvalue is (\S+)\. Using", str(rec[0].message))
+    assert abs(float(found.group(1))) < 1e-12 * np.linalg.eigvalsh(K).max()
+    assert float(found.group(1)) == pytest.approx(np.linalg.eigvalsh(K).min(), abs=1e-12)
+
+
+def test_empirical_kernel_width_mismatch_names_the_network():
+    net = kc.FCNetwork.init(4, [8], seed=0)
+    X = np.random.default_rng(0).standard_normal((6, 3))
+    msg = (r"^X has 3 features, but the kernel EmpiricalNTK expects 4 \(the input dimension of "
+           r"its network\)$")
+    with pytest.raises(ValueError, match=msg):
+        kc.NTKRegressor(kc.EmpiricalNTK(net)).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match=msg):
+        kc.NTKClassifier(kc.EmpiricalNTK(net)).fit(X, X[:, 0] > 0)

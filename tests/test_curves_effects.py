@@ -365,6 +365,8 @@ def test_learning_curve_validates_with_the_names_of_the_arguments():
         ((ok, data, 12), {}, TypeError, r"^p must be a sequence of sizes, got int$"),
         ((ok, data, {3}), {}, TypeError, r"^p must be a sequence of sizes, got set$"),
         ((ok, data, [2, 1.5]), {}, TypeError, r"^p\[1\] must be an integer"),
+        ((ok, data, []), {}, ValueError, r"^p must hold at least one size$"),
+        ((ok, data, [2]), {"seeds": []}, ValueError, r"^seeds must hold at least one seed$"),
         ((ok, data, [2]), {"seeds": "01"}, TypeError,
          r"^seeds must be a sequence of ints, got str$"),
         ((ok, data, [2]), {"seeds": 3}, TypeError, r"^seeds must be a sequence of ints, got int$"),

@@ -121,7 +121,7 @@ def _forget_rechecks(path: Path, names: list[str] | None) -> None:
 
 
 def _saved_verdicts(scratch: Path) -> dict[str, str]:
-    """The merged verdicts the last run printed (mutmut's, kept ones and hand rechecks)."""
+    """mutmut's verdicts of the last run, with the ones it kept from earlier runs."""
     path = scratch / "verdicts.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         status[name] = before[name]
     if kept:
         print(f"{args.module}: {len(kept)} verdicts kept from the previous run")
+    # mutmut's verdicts and the kept ones, before the hand verdicts (those stay in recheck.json)
+    (scratch / "verdicts.json").write_text(json.dumps(status, indent=1))
     recheck_file = scratch / "recheck.json"
     if args.recheck:
         # the suspicious ones, and those a previous recheck left alive (new tests may kill them)
@@ -210,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, verdict in rechecked.items():
         if name in status:
             status[name] = verdict
-    (scratch / "verdicts.json").write_text(json.dumps(status, indent=1))
     counts: dict[str, int] = {}
     for verdict in status.values():
         counts[verdict] = counts.get(verdict, 0) + 1

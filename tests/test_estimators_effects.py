@@ -298,3 +298,21 @@ def test_empirical_kernel_width_mismatch_names_the_network():
         kc.NTKRegressor(kc.EmpiricalNTK(net)).fit(X, X[:, 0])
     with pytest.raises(ValueError, match=msg):
         kc.NTKClassifier(kc.EmpiricalNTK(net)).fit(X, X[:, 0] > 0)
+
+
+@pytest.mark.parametrize("cls", [kc.NTKRegressor, kc.NTKClassifier])
+def test_kernel_messages_in_full(cls):
+    X, y = _labels(10)
+    unknown = (r"^unknown kernel 'ntk'; expected None \(kc.NTK\(\)\), 'precomputed' or a "
+               r"kernelcomp kernel object such as kc.NTK\(depth=2\), kc.NNGP\(\) or "
+               r"kc.EmpiricalNTK\(net\)$")
+    with pytest.raises(ValueError, match=unknown):
+        cls("ntk").fit(X, y)
+    wrong = (r"^kernel must be None, 'precomputed' or a kernelcomp kernel \(kc.NTK\(\), "
+             r"kc.NNGP\(\), kc.EmpiricalNTK\(net\)\), got int$")
+    with pytest.raises(TypeError, match=wrong):
+        cls(3).fit(X, y)
+    with pytest.raises(ValueError, match=r"^Precomputed matrix must be a square matrix \(the Gram "
+                                         r"matrix of the training samples\). Input is a 10x3 "
+                                         r"matrix.$"):
+        cls("precomputed").fit(X, y)

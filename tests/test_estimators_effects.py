@@ -316,3 +316,18 @@ def test_kernel_messages_in_full(cls):
                                          r"matrix of the training samples\). Input is a 10x3 "
                                          r"matrix.$"):
         cls("precomputed").fit(X, y)
+
+
+@pytest.mark.parametrize(("k_dtype", "dtype", "want"), [
+    (np.float32, "float64", np.float64), (np.float64, "float32", np.float32),
+    (np.float32, None, np.float32),
+])
+def test_precomputed_gram_is_solved_in_the_dtype_asked(k_dtype, dtype, want):
+    X, y = _data(40)
+    K = kc.gram(kc.NTK(depth=1), X)
+    est = kc.NTKRegressor("precomputed", alpha=1e-2, dtype=dtype).fit(K.astype(k_dtype), y)
+    assert est.dual_coef_.dtype == want
+    ref = np.linalg.solve(K.astype(k_dtype).astype(np.float64) + 1e-2 * np.eye(40), y)
+    rtol = 1e-8 if want == np.float64 else 2e-3
+    np.testing.assert_allclose(est.dual_coef_, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+

@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         if code not in (0, 1):
             return code
     status = _results(scratch, env)
+    if not fresh_run:  # --show / --recheck: the verdicts an earlier run kept stand
+        saved = _saved_verdicts(scratch)
+        status = {n: saved.get(n, v) if v == "not checked" else v for n, v in status.items()}
     # mutmut resets every cached verdict when the test selection changes; the mutants that
     # were not rerun keep the verdict of the previous run (same source, a superset of tests)
     kept = [n for n, v in before.items() if n not in names and status.get(n) == "not checked"]

@@ -120,6 +120,12 @@ def _forget_rechecks(path: Path, names: list[str] | None) -> None:
     path.write_text(json.dumps(kept, indent=1))
 
 
+def _saved_verdicts(scratch: Path) -> dict[str, str]:
+    """mutmut's verdicts of the last run, with the ones it kept from earlier runs."""
+    path = scratch / "verdicts.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _survivors(status: dict[str, str]) -> list[str]:
     return sorted(n for n, v in status.items() if v in ("survived", "no tests"))
 
@@ -158,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (scratch / "mutants").is_dir():
             parser.error(f"--survivors: no previous run under {scratch}")
         before = _results(scratch, env)
+        # a chain of --survivors runs: mutmut reset the verdicts the previous run kept
+        saved = _saved_verdicts(scratch)
+        before = {n: saved.get(n, v) if v == "not checked" else v for n, v in before.items()}
         names = _survivors(before)
         if not names:
             print(f"{args.module}: no survivor to rerun")
@@ -166,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if fresh_run or (args.survivors and names):
         _lay_out(scratch, args.module, args.tests)
         _forget_rechecks(scratch / "recheck.json", None if fresh_run else names)
+        if fresh_run:
+            (scratch / "verdicts.json").unlink(missing_ok=True)
         code = subprocess.call(
             [*_mutmut(), "run", "--max-children", str(args.max_children), *names],
             cwd=scratch, env=env,
@@ -173,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         if code not in (0, 1):
             return code
     status = _results(scratch, env)
+    if not fresh_run:  # --show / --recheck: the verdicts an earlier run kept stand
+        saved = _saved_verdicts(scratch)
+        status = {n: saved.get(n, v) if v == "not checked" else v for n, v in status.items()}
     # mutmut resets every cached verdict when the test selection changes; the mutants that
     # were not rerun keep the verdict of the previous run (same source, a superset of tests)
     kept = [n for n, v in before.items() if n not in names and status.get(n) == "not checked"]
@@ -180,9 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         status[name] = before[name]
     if kept:
         print(f"{args.module}: {len(kept)} verdicts kept from the previous run")
+    # mutmut's verdicts and the kept ones, before the hand verdicts (those stay in recheck.json)
+    (scratch / "verdicts.json").write_text(json.dumps(status, indent=1))
     recheck_file = scratch / "recheck.json"
     if args.recheck:
-        todo = sorted(n for n, v in status.items() if v == "suspicious")
+        # the suspicious ones, and those a previous recheck left alive (new tests may kill them)
+        earlier = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+        todo = sorted(n for n, v in status.items()
+                      if v == "suspicious" or earlier.get(n) == "survived")
         print(f"{args.module}: rechecking {len(todo)} suspicious mutants by hand")
         job = scratch / "recheck_job.json"
         job.write_text(json.dumps({"names": todo, "out": str(recheck_file)}))
@@ -190,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, str(Path(__file__).resolve()), args.module, "-",
              "--recheck-worker", str(job)], cwd=scratch / "mutants", env=env,
         )  # fmt: skip
+    # a hand verdict stands for a mutant mutmut has not rerun since (the entries of rerun
+    # mutants are forgotten, and a fresh run forgets them all)
     rechecked = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
     for name, verdict in rechecked.items():
-        if status.get(name) == "suspicious":
+        if name in status:
             status[name] = verdict
     counts: dict[str, int] = {}
     for verdict in status.values():
@@ -230,7 +251,7 @@ def _recheck_worker(job_file: Path) -> int:
     base = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
             "ignore::DeprecationWarning"]  # fmt: skip
     for name in job["names"]:
-        if name in done:
+        if done.get(name, "survived") != "survived":  # a survivor may die to newer tests
             continue
         tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], ()),
                        key=lambda t: duration.get(t, 0.0))  # fmt: skip

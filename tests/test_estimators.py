@@ -615,6 +615,9 @@ def test_errors_at_fit(rng):
     ids=["regressor", "classifier", "flow"],
 )
 def test_errors_at_predict(rng, model):
+    # a fresh copy: the parametrized instance outlives one run of the session (pytest.main
+    # called twice in one process, as mutmut does, would find it fitted)
+    model = clone(model)
     X, _ = _stripe(30, 0)
     y = X[:, 0] if isinstance(model, kc.NTKRegressor) else np.where(X[:, 0] > 0, 1, -1)
     method = "predict" if isinstance(model, kc.NTKRegressor) else "decision_function"

@@ -407,9 +407,15 @@ class _ConvKernel(Kernel):
         fa = np.zeros((n, prog.n_factors), dtype=np.float64)
         fb = np.zeros((n, prog.n_factors), dtype=np.float64)
         dg = np.empty(n, dtype=np.float64)
+        # the recursion runs in float64 whatever the inputs: a float64 copy of float32
+        # images (n * H * W * C * 8 bytes) lets the core compile for one input dtype, not
+        # two (minutes of compile each), with the same values (products are formed in
+        # float64 either way)
+        gram_dtype = X.dtype
+        X = np.ascontiguousarray(X, dtype=np.float64)
         _core.prepare(
             X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP, self._ntk,
-            prog.slab, prog.circular, fa, fb, dg,
+            prog.slab, prog.circular, fa, fb, dg, gram_dtype=gram_dtype,
         )
         if not np.all(np.isfinite(dg)):
             # every entry is bounded by its diagonal values (Cauchy-Schwarz, and for ELU

@@ -922,15 +922,19 @@ def prepare(
     fa: np.ndarray,
     fb: np.ndarray,
     dg: np.ndarray,
+    gram_dtype: type = np.float64,
 ) -> None:
     """Per-sample pass: activation factors ``fa, fb`` (n, F) and the diagonal ``dg`` (n,).
 
     :func:`tiles` in its per-sample mode: one compiled pass serves both, so the
-    pair functions are compiled (and inlined by LLVM) once, not twice.
+    pair functions are compiled (and inlined by LLVM) once, not twice. Pass the
+    dtype of the Gram the tiles will fill as ``gram_dtype``: the pass is then the
+    very specialisation of :func:`tiles` the Gram uses (its unused ``out`` has that
+    dtype), not a second one.
     """
     tiles(
         X, X, fa, fb, dg, fa, fb, ops, opf, stages, work, store, snap, ntk, slab, circ,
-        False, 1, np.empty((0, 0), dtype=np.float64), np.zeros((1, 1), dtype=np.int64), True,
+        False, 1, np.empty((0, 0), dtype=gram_dtype), np.zeros((1, 1), dtype=np.int64), True,
     )
 
 

@@ -402,3 +402,19 @@ def test_dense_threads_none_leaves_the_callers_setting(rng, monkeypatch):
         block_lanczos_topk(lambda B: K @ B, n, 3, np.float64)
         assert blas_threads() == 1
     assert seen == {1}
+
+
+def test_documented_defaults_of_max_restarts_and_random_state(rng):
+    # max_restarts=100: an unreachable tol stops after exactly 100 restarts; random_state=0
+    n = 40
+    K = _power_law(rng, n, 1.0)
+    info = block_lanczos_topk(lambda B: K @ B, n, 1, np.float64, tol=1e-300, block=1,
+                              max_basis=3)[2]  # fmt: skip
+    assert info.restarts == 100 and not info.converged
+    _w0, V0, _ = block_lanczos_topk(lambda B: K @ B, n, 2, np.float64, block=2, max_basis=6)
+    _w1, V1, _ = block_lanczos_topk(lambda B: K @ B, n, 2, np.float64, block=2, max_basis=6,
+                                   random_state=0)  # fmt: skip
+    _w2, V2, _ = block_lanczos_topk(lambda B: K @ B, n, 2, np.float64, block=2, max_basis=6,
+                                   random_state=1)  # fmt: skip
+    np.testing.assert_array_equal(V0, V1)
+    assert not np.array_equal(V0, V2)

@@ -109,6 +109,14 @@ def test_summary_and_output_gradient_by_hand():
     assert unsat == 3  # margin < 1: the point at exactly 1 is satisfied
     u = _engine._output_gradient(out, y, c)
     np.testing.assert_array_equal(u, np.array([0.0, -1.0, 1.0, 1.0]) / 4)
+    # dL/dFt = l'(alpha y Ft) y / p for any y; the soft hinge with the control's beta
+    y2 = np.array([2.0, 0.5, -1.0, -3.0])
+    for loss, beta in (("hinge", 20.0), ("soft_hinge", 3.0)):
+        c2 = _control(2.0, loss, beta, 1e-4, 0.1, 10.0, None, None)
+        ref = loss_derivative(2.0 * y2 * out, loss, beta) * y2 / 4
+        np.testing.assert_allclose(_engine._output_gradient(out, y2, c2), ref, rtol=1e-15)
+        assert _engine._summary(out, y2, c2)[0] == pytest.approx(
+            np.mean(loss_value(2.0 * y2 * out, loss, beta)) / 2.0)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -117,39 +125,61 @@ def test_summary_and_output_gradient_by_hand():
 
 
 class _Script:
-    """Tentative steps move every output by ``dt * speed(t)`` with ``dgrad = dt * bend(t)``."""
+    """Tentative steps move every output by ``dt * speed(t)`` with ``dgrad = dt * bend(t)``.
+
+    The parameters are the flow time. Every hook checks that the engine hands it the
+    current parameters and outputs (those of the last accepted step).
+    """
 
     speed = staticmethod(lambda t: 0.01)
     bend = staticmethod(lambda t: 0.0)
     stationary_after = math.inf
     trials: ClassVar[list[float]] = []
+    prepared: ClassVar[int] = 0
 
     def __init__(self, problem, params, out, y, c):
+        assert isinstance(problem, _Problem) and isinstance(c, _engine._Control)
+        assert params == 0.0 and isinstance(out, np.ndarray) and isinstance(y, np.ndarray)
+        np.testing.assert_array_equal(out, problem.forward(0.0))
         type(self).trials = []
+        type(self).prepared = 0
+        self.params, self.out = params, out
+
+    def _is_current(self, params, out):
+        assert params == self.params and out is not None
+        np.testing.assert_array_equal(out, self.out)
 
     def prepare(self, params, out):
-        pass
+        self._is_current(params, out)
+        type(self).prepared += 1
 
     def trial(self, params, out, dt):
+        self._is_current(params, out)
         type(self).trials.append(dt)
         if params >= self.stationary_after:
             return None
         new = params + dt
-        return new, out + dt * self.speed(params), "g", dt * self.bend(params)
+        self.pending = new, out + dt * self.speed(params)
+        return *self.pending, "g", dt * self.bend(params)
 
     def commit(self):
-        pass
+        self.params, self.out = self.pending
 
 
 def _problem(out0, zero_gradient=False):
-    # params: the flow time; norms(g, ref) = (1, 1, dgrad) so that dgrad is the ref itself
+    # norms(g, ref) = (|g|^2, |ref|^2, dgrad) with |g| = |ref| = 1, so that dgrad is the
+    # (float) reference itself; ref == "g" is the gradient itself
     def norms(g, ref):
+        assert g == "g" and (ref == "g" or isinstance(ref, float)), (g, ref)
         if zero_gradient:
             return 0.0, 0.0, 0.0
-        return 1.0, 1.0, (0.0 if isinstance(ref, str) else float(ref))
+        return 1.0, 1.0, (0.0 if isinstance(ref, str) else ref)
 
-    return _Problem(forward=lambda p: np.array(out0, dtype=float), backward=None, step=None,
-                    norms=norms, sub=None)  # fmt: skip
+    def forward(p):
+        assert p == 0.0
+        return np.array(out0, dtype=float)
+
+    return _Problem(forward=forward, backward=None, step=None, norms=norms, sub=None)
 
 
 def _flow(script, out0=(0.0, 0.0), y=(1.0, 1.0), zero_gradient=False, **options):
@@ -157,10 +187,11 @@ def _flow(script, out0=(0.0, 0.0), y=(1.0, 1.0), zero_gradient=False, **options)
                 max_time=1e9, max_steps=None, max_wall=None)  # fmt: skip
     opts.update(options)
     c = _control(**opts)
-    states = [
-        FlowState(**vars(s))
-        for s, _, _ in _integrate(_problem(out0, zero_gradient), 0.0, np.array(y), c, script)
-    ]
+    states = []
+    for s, params, out in _integrate(_problem(out0, zero_gradient), 0.0, np.array(y), c, script):
+        assert params == s.time  # the parameters of the state yielded
+        assert out.shape == (len(y),)
+        states.append(FlowState(**vars(s)))
     return states
 
 
@@ -255,12 +286,12 @@ def test_stop_reasons_and_their_order():
 
 
 def test_max_wall_reads_the_clock(monkeypatch):
-    ticks = iter(range(1000))
+    ticks = iter(range(100, 1000))
     monkeypatch.setattr(_engine, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
-    # wall0 = 0, then one tick per check: 1 >= 2 no, 2 >= 2 stops at step 1
+    # wall0 = 100, then one tick per check: 1 >= 2 no, 2 >= 2 stops at step 1
     s = _flow(_script(), max_wall=2.0)
     assert [x.status for x in s] == [None, "max_wall"]
-    ticks = iter(range(1000))
+    ticks = iter(range(100, 1000))
     s = _flow(_script(), max_wall=2.5)
     assert [x.status for x in s] == [None, None, "max_wall"]
 
@@ -282,6 +313,16 @@ def test_stalled_after_creeping_steps():
     assert last.status == "stalled" and last.step == 1 + _engine.STALL_STEPS == 1001
     assert last.rejected == 0 and states[2].rejected == 11
     assert all(s.dt <= 1e-9 * s.time for s in states[2:])
+    assert S.prepared == 1001  # once per accepted state that goes on
+
+
+def test_creeping_counts_from_zero(monkeypatch):
+    # with a stall limit of 1, the initial state is not stalled (no creeping step yet)
+    monkeypatch.setattr(_engine, "STALL_STEPS", 1)
+    S = _script(speed=lambda t: 0.01 if t < 0.5 else -1e9)
+    states = _flow(S)
+    assert states[0].status is None and states[-1].status == "stalled"
+    assert states[-1].step == 2
 
 
 def test_stationary_flows():
@@ -302,14 +343,15 @@ def test_reference_gradient_rows():
     calls = []
 
     def backward(params, u, rows):
+        assert params == 0.5
         calls.append((u.copy(), None if rows is None else rows.tolist()))
         return 10.0 * u.sum()
 
     p = _Problem(forward=None, backward=backward, step=None, norms=None,
                  sub=lambda a, b: a - b)  # fmt: skip
     u, ref = np.array([1.0, 2.0, 3.0]), np.array([1.0, 5.0, 3.0])
-    assert _engine._reference(p, 0.0, 7.0, u, u.copy()) == 7.0 and calls == []
-    assert _engine._reference(p, 0.0, 7.0, u, ref) == 7.0 - 10.0 * (-3.0)
+    assert _engine._reference(p, 0.5, 7.0, u, u.copy()) == 7.0 and calls == []
+    assert _engine._reference(p, 0.5, 7.0, u, ref) == 7.0 - 10.0 * (-3.0)
     assert calls[0][1] == [1] and calls[0][0].tolist() == [0.0, -3.0, 0.0]
 
 

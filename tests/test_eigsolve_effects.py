@@ -418,3 +418,8 @@ def test_documented_defaults_of_max_restarts_and_random_state(rng):
                                    random_state=1)  # fmt: skip
     np.testing.assert_array_equal(V0, V1)
     assert not np.array_equal(V0, V2)
+
+
+def test_a_matmul_of_the_wrong_shape_is_named():
+    with pytest.raises(ValueError, match=r"matmul returned shape \(20, 1\), expected \(20, 8\)"):
+        block_lanczos_topk(lambda B: B[:, :1], 20, 2, np.float64)

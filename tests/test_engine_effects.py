@@ -88,7 +88,14 @@ def test_control_options_and_their_boundaries():
         (dict(max_time="1"), TypeError, "max_time must be a real number, got str"),
         (dict(max_steps=-1), ValueError, "max_steps"),
         (dict(max_wall=0.0), ValueError, "max_wall must be > 0 seconds, got 0.0"),
-        (dict(integrator="rk4"), ValueError, "integrator"),
+        (dict(integrator="rk4"), ValueError, r"^integrator must be one of \['sliding', "
+         r"'euler'\], got 'rk4'"),
+        (dict(alpha="x"), TypeError, "^alpha must be a real number, got str"),
+        (dict(max_dgrad="x"), TypeError, "^max_dgrad must be a real number, got str"),
+        (dict(max_dout="x"), TypeError, "^max_dout must be a real number, got str"),
+        (dict(max_wall="x"), TypeError, "^max_wall must be a real number, got str"),
+        (dict(beta="x"), TypeError, "^beta must be a real number, got str"),
+        (dict(max_steps=1.5), TypeError, "^max_steps must be an integer, got float"),
         (dict(loss="l2"), ValueError, "loss"),
     ]
     base = dict(alpha=1.0, loss="hinge", beta=20.0, max_dgrad=1e-4, max_dout=0.1,
@@ -323,6 +330,18 @@ def test_creeping_counts_from_zero(monkeypatch):
     states = _flow(S)
     assert states[0].status is None and states[-1].status == "stalled"
     assert states[-1].step == 2
+
+
+def test_a_step_of_exactly_the_stall_fraction_creeps(monkeypatch):
+    # "at most STALL_FRACTION of it": with the fraction 0.1 and the limit 1, a step of
+    # dt = 0.1 at t = 1 (dt = 1 not grown at dout = 0.05, then 1 rejected) stalls the flow
+    monkeypatch.setattr(_engine, "STALL_FRACTION", 0.1)
+    monkeypatch.setattr(_engine, "STALL_STEPS", 1)
+    S = _script(speed=lambda t: 0.05 if t < 0.5 else 0.3)
+    states = _flow(S)
+    assert S.trials == [1.0, 1.0, 0.1]
+    assert [s.status for s in states] == [None, None, "stalled"]
+    assert states[-1].dt == 0.1 and states[-1].time == 1.1
 
 
 def test_stationary_flows():

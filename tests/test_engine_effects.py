@@ -59,8 +59,17 @@ def test_loss_arguments_are_checked():
     with pytest.raises(TypeError, match=r"loss must be a string, one of \['hinge', "
                        r"'soft_hinge'\], got int"):  # fmt: skip
         loss_value([0.0], 3)
-    with pytest.raises(ValueError, match="loss"):
+    with pytest.raises(ValueError, match=r"^loss must be one of \['hinge', 'soft_hinge'\]"):
         loss_value([0.0], "square")
+    # any beta > 0 is a sharpness, also below 1
+    assert loss_value([1.0], "soft_hinge", 0.5)[0] == pytest.approx(math.log(2.0) / 0.5)
+    # the margins are taken in float64 whatever their dtype
+    z32 = np.array([0.1, 1.3], dtype=np.float32)
+    for f in (loss_value, loss_derivative):
+        for loss in ("hinge", "soft_hinge"):
+            assert f(z32, loss).dtype == np.float64
+    assert loss_value(z32, "soft_hinge", 7.0)[0] == pytest.approx(
+        np.logaddexp(0.0, 7.0 * (1.0 - np.float64(np.float32(0.1)))) / 7.0, rel=1e-15)  # fmt: skip
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match=f"beta must be > 0, got {bad}"):
             loss_derivative([0.0], "soft_hinge", bad)
@@ -75,6 +84,8 @@ def test_control_options_and_their_boundaries():
     assert c == _engine._Control(2.0, "soft_hinge", 3.0, 1e-4, 0.05, 50.0, 7, 9.0, "euler")
     assert _control(1.0, "hinge", 20.0, 1e-4, 0.1, math.inf, 0, None).max_steps == 0
     assert _control(1.0, "hinge", 20.0, 1e-4, 0.1, 1, None, None).integrator == "sliding"
+    # limits below 1 are limits too: a wall time of half a second, a sharpness of 0.5
+    assert _control(1.0, "soft_hinge", 0.5, 1e-4, 0.1, 1, None, 0.5).max_wall == 0.5
     bad = [
         (dict(alpha=0.0), ValueError, "alpha must be > 0, got 0.0"),
         (dict(alpha=-1.0), ValueError, "alpha must be > 0"),

@@ -423,3 +423,21 @@ def test_documented_defaults_of_max_restarts_and_random_state(rng):
 def test_a_matmul_of_the_wrong_shape_is_named():
     with pytest.raises(ValueError, match=r"matmul returned shape \(20, 1\), expected \(20, 8\)"):
         block_lanczos_topk(lambda B: B[:, :1], 20, 2, np.float64)
+
+
+def test_orthonormalize_drop_scale_is_per_column_and_n_sized(rng):
+    # the default drop is drop_tolerance(n, q + c): at n = 400, q + c = 11 it is 2.1e-14; a
+    # column whose part outside span(Q) is 1e-14 of its norm is dropped (a bound from c
+    # instead of n, 3.8e-15, would keep it), one at 1e-13 is kept
+    n = 400
+    Q, _ = np.linalg.qr(rng.standard_normal((n, 10)))
+    out = np.linalg.qr(np.c_[Q, rng.standard_normal(n)])[0][:, -1:]
+    assert drop_tolerance(n, 11, np.float64) > 2e-14 > 4e-15 > drop_tolerance(1, 11, np.float64)
+    assert _orthonormalize(Q[:, :1] + 1e-14 * out, Q)[0].shape[1] == 0
+    assert _orthonormalize(Q[:, :1] + 1e-13 * out, Q)[0].shape[1] == 1
+    # each column is judged against its own norm: a tiny independent column next to a
+    # large one is kept
+    V = np.c_[rng.standard_normal(n), 1e-20 * rng.standard_normal(n)]
+    Y, _, R = _orthonormalize(V, None)
+    assert Y.shape == (n, 2)
+    np.testing.assert_allclose(Y @ R, V, rtol=1e-12, atol=0)

@@ -441,3 +441,16 @@ def test_orthonormalize_drop_scale_is_per_column_and_n_sized(rng):
     Y, _, R = _orthonormalize(V, None)
     assert Y.shape == (n, 2)
     np.testing.assert_allclose(Y @ R, V, rtol=1e-12, atol=0)
+
+
+def test_cholqr_float32_nearly_dependent_columns_stay_orthonormal(rng):
+    # a float32 column 1e-3 outside the others: Cholesky QR would lose orthogonality
+    # (eps32 * cond^2 ~ 0.1); the float32 rounding floor sends it to Householder
+    n = 60
+    V = rng.standard_normal((n, 3))
+    V[:, 2] = V[:, 0] + 1e-3 * rng.standard_normal(n)
+    V = V.astype(np.float32)
+    Y, R, _ = _cholqr(V, drop_tolerance(n, 3, np.float32))
+    assert Y.shape == (n, 3) and Y.dtype == np.float32
+    np.testing.assert_allclose(Y.T @ Y, np.eye(3), atol=1e-5)
+    np.testing.assert_allclose(Y @ R, V, atol=1e-5)

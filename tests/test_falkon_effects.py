@@ -181,6 +181,9 @@ def test_k_mm_is_not_modified_and_a_singular_k_mm_is_conditioned(rng):
     before = K_mm.copy()
     _solve(K_nm, K_mm, Y, w, 1e-2, max_iter=3)
     np.testing.assert_array_equal(K_mm, before)
+    F_mm = np.asfortranarray(K_mm)  # the layout of the factor: no copy would be needed
+    _solve(K_nm, F_mm, Y, w, 1e-2, max_iter=3)
+    np.testing.assert_array_equal(F_mm, before)
     # a rank-3 linear kernel with 8 centres: K_mm is singular, the jitter of the
     # preconditioner lets its Cholesky factor exist; the system keeps the exact K_mm
     X = rng.standard_normal((60, 3))

@@ -93,9 +93,11 @@ def _cholqr(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``V = Y R`` with orthonormal ``Y``: Cholesky QR, Householder where it fails.
 
-    Returns ``Y``, ``R`` (upper triangular, or with rows dropped where a column
-    of ``V`` is numerically dependent on the others: ``Y`` then has fewer
-    columns) and the indices of the kept pivots. ``drop`` is relative to
+    Returns ``Y``, ``R`` (upper triangular; where a column of ``V`` is
+    numerically dependent on the others, ``Y`` has fewer columns and ``R`` is
+    the upper triangular factor of a column-pivoted QR with its columns put
+    back in ``V``'s order, so that ``V = Y R`` still holds to ``drop``) and the
+    sorted indices of the columns kept as pivots. ``drop`` is relative to
     ``scale``, by default each column's norm (a caller projecting ``V`` passes
     the norms before the projection, so that what the projection left at
     round-off level is dropped, not blown up).
@@ -121,9 +123,14 @@ def _cholqr(
                                           check_finite=False).T  # fmt: skip
         return np.asfortranarray(Y), R * scale, np.arange(V.shape[1])
     except np.linalg.LinAlgError:
-        Y, R = scipy.linalg.qr(Vs, mode="economic", check_finite=False)
-        keep = np.flatnonzero(np.abs(np.diagonal(R)) > drop)
-        return np.asfortranarray(Y[:, keep]), (R * scale)[keep], keep
+        # column pivoting moves the dependent columns last, so the rows dropped carry
+        # only what is below drop; without it the reflector of a dependent column in
+        # the middle also holds part of the later columns, and V = Y R lost it
+        Y, R, piv = scipy.linalg.qr(Vs, mode="economic", pivoting=True, check_finite=False)
+        rank = int(np.count_nonzero(np.abs(np.diagonal(R)) > drop))
+        R_cols = np.empty_like(R)
+        R_cols[:, piv] = R
+        return np.asfortranarray(Y[:, :rank]), (R_cols * scale)[:rank], np.sort(piv[:rank])
 
 
 def _orthonormalize(V: np.ndarray, Q: np.ndarray | None, drop: float | None = None,

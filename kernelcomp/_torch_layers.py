@@ -318,9 +318,10 @@ def shift_eligible(layer: Layer, dtype: Any, torch: Any) -> bool:
 
 
 def _shift_grid(m: Any, a: Any) -> tuple[list[int], list[int], list[int]]:
-    """``(padded, out, offsets)``: the padded spatial shape, the output shape, the kernel offsets.
+    """``(padded, out, offsets)``: the padded spatial shape, the output shape, the offsets.
 
-    Offsets index the flattened padded grid, in the weight's kernel order.
+    Offsets index the flattened padded grid, one per position of the kernel's
+    outer dimensions (all but the last), in the weight's order.
     """
     nd = a.ndim - 2
     pads = list(m._reversed_padding_repeated_twice)
@@ -329,47 +330,62 @@ def _shift_grid(m: Any, a: Any) -> tuple[list[int], list[int], list[int]]:
     out = [padded[i] - m.dilation[i] * (m.kernel_size[i] - 1) for i in range(nd)]
     stride = [math.prod(padded[i + 1:]) for i in range(nd)]
     offsets = [0]
-    for i in range(nd):
+    for i in range(nd - 1):
         step = m.dilation[i] * stride[i]
         offsets = [o + k * step for o in offsets for k in range(m.kernel_size[i])]
     return padded, out, offsets
 
 
 def shift_input(m: Any, a: Any) -> tuple[Any, list[int], list[int], list[int]]:
-    """The zero-padded input, channels last, flattened: ``(b * S + tail, C)``, and the grid.
+    """The zero-padded input, channels last, flattened, its last kernel dimension unrolled.
 
-    ``S`` is the padded grid's size; the ``tail`` zero rows let every shifted
-    view of ``b * S`` rows stay inside the buffer.
+    Returns ``(buf, padded, out, offsets)``: ``buf`` of shape
+    ``(b * S + tail, k * C)`` holds in row ``q`` the ``k`` grid rows ``q,
+    q + d, ..., q + (k - 1) d`` (``k`` and ``d`` the kernel size and dilation
+    of the last dimension, ``S`` the padded grid's size); the ``tail`` rows
+    keep every shifted view of ``b * S`` rows inside it. ``k`` times the
+    padded input (im2col would copy it ``prod(kernel)`` times).
     """
     b, C = a.shape[0], a.shape[1]
     padded, out, offsets = _shift_grid(m, a)
     S = math.prod(padded)
-    buf = a.new_empty((b * S + offsets[-1], C))
+    k, dl = m.kernel_size[-1], m.dilation[-1]
+    rows = b * S + offsets[-1]
+    grid_rows = rows + (k - 1) * dl
+    flat = a.new_empty((grid_rows, C))
     nd = a.ndim - 2
     lo = [(padded[i] - a.shape[2 + i]) // 2 for i in range(nd)]
-    grid = buf[: b * S].view(b, *padded, C)
+    grid = flat[: b * S].view(b, *padded, C)
     for i in range(nd):  # zero the borders only (the interior is written next)
         pre = (slice(None),) * (1 + i)
         grid[(*pre, slice(0, lo[i]))] = 0
         grid[(*pre, slice(lo[i] + a.shape[2 + i], None))] = 0
-    buf[b * S:] = 0
+    flat[b * S :] = 0
     grid[(slice(None), *[slice(lo[i], lo[i] + a.shape[2 + i]) for i in range(nd)])] = (
         a.movedim(1, -1))
-    return buf, padded, out, offsets
+    if k == 1:
+        return flat, padded, out, offsets
+    buf = a.new_empty((rows, k, C))
+    for v in range(k):
+        buf[:, v] = flat[v * dl : v * dl + rows]
+    return buf.view(rows, k * C), padded, out, offsets
 
 
 def shifted_conv(m: Any, a: Any, buf: Any, padded: list[int], out: list[int],
                  offsets: list[int], torch: Any) -> Any:
-    """The convolution ``m(a)`` as one GEMM per kernel offset over the padded grid.
+    """The convolution ``m(a)`` as one GEMM per outer kernel offset over the padded grid.
 
-    ``z[q] = sum_k buf[q + offset_k] W_k^T`` for every grid position ``q`` (those
-    past the output's edge are computed and dropped), then the bias; returned
-    as a ``(b, O, *out)`` view of channels-last storage.
+    ``z[q] = sum_u buf[q + offset_u] W_u^T`` for every grid position ``q`` (those
+    past the output's edge are computed and dropped; ``W_u`` the weights of
+    the outer kernel position ``u``, last kernel dimension and channels
+    together), then the bias; returned as a ``(b, O, *out)`` view of
+    channels-last storage.
     """
     b, nd = a.shape[0], a.ndim - 2
     S = math.prod(padded)
     w = m.weight.detach()
-    wk = w.reshape(w.shape[0], w.shape[1], -1).permute(2, 1, 0)  # (K, C, O)
+    # (O, C, *kernel) -> (outer kernel positions, last kernel dim * C, O)
+    wk = w.movedim(1, -1).reshape(w.shape[0], len(offsets), -1).permute(1, 2, 0)
     z = torch.mm(buf[: b * S], wk[0])
     for k in range(1, len(offsets)):
         o = offsets[k]
@@ -384,9 +400,9 @@ def shifted_weight_grads(m: Any, d: Any, buf: Any, padded: list[int],
                          offsets: list[int], torch: Any) -> Any:
     """Per-sample weight gradients ``(b, Kc, O * K * C)`` from the shifted input (kernel-major).
 
-    ``d``: output gradients ``(Kc, b, O, *out)``; one batched GEMM per kernel
-    offset, ``G_k = D (b, Kc O, L) @ buf_k (b, L, C)`` over the grid rows ``L``
-    that hold output positions (zero ``D`` elsewhere). The entries are the
+    ``d``: output gradients ``(Kc, b, O, *out)``; one batched GEMM per outer
+    kernel offset, ``G_u = D (b, Kc O, L) @ buf_u (b, L, k C)`` over the grid
+    rows ``L`` that hold output positions (zero ``D`` elsewhere). The entries are the
     weight gradient's in the order (O, kernel, C) instead of (O, C, kernel):
     the kernel, a sum over entries, does not depend on the order.
     """
@@ -396,15 +412,16 @@ def shifted_weight_grads(m: Any, d: Any, buf: Any, padded: list[int],
     S = math.prod(padded)
     C = buf.shape[1]
     L = out[0] * math.prod(padded[1:])
-    D = d.new_empty((b, Kc, O, out[0], *padded[1:]))
+    # D channels last (the layout of the gradients of the channels-last output)
+    D = d.new_empty((b, out[0], *padded[1:], Kc, O))
     for i in range(1, nd):  # zero the grid positions past the output's edge only
-        D[(slice(None),) * (4 + i - 1) + (slice(out[i], None),)] = 0
-    keep = (slice(None), slice(None), slice(None), *[slice(0, out[i]) for i in range(nd)])
-    D[keep] = d.permute(1, 0, *range(2, d.ndim))
-    D = D.reshape(b, Kc * O, L)
+        D[(slice(None),) * (1 + i) + (slice(out[i], None),)] = 0
+    D[(slice(None), *[slice(0, out[i]) for i in range(nd)])] = d.permute(
+        1, *range(3, d.ndim), 0, 2)
+    D = D.view(b, L, Kc * O).transpose(1, 2)
     # (torch's bmm into a strided output slice falls back to a slow loop: stacked)
     G = torch.stack([torch.bmm(D, buf.as_strided((b, L, C), (S * C, C, 1), o * C))
-                     for o in offsets], 2)  # (b, Kc O, K, C)
+                     for o in offsets], 2)  # (b, Kc O, outer K, k C)
     return G.reshape(b, Kc, -1)
 
 
@@ -458,8 +475,8 @@ def patch_elements(layer: Layer, dtype: Any, torch: Any) -> int:
     m = layer.module
     if layer.kind != "conv":
         return 0
-    if layer.shift:  # the padded input, channels last (at most _SHIFT_MAX_GRID x)
-        return int(_SHIFT_MAX_GRID * m.in_channels * layer.positions)
+    if layer.shift:  # the padded input, channels last (grid <= _SHIFT_MAX_GRID x), k + 1 times
+        return int(_SHIFT_MAX_GRID * (m.kernel_size[-1] + 1) * m.in_channels * layer.positions)
     grouped = (dtype == torch.float32 and m.in_channels // m.groups >= _GROUPED_MIN_CHANNELS)
     if layer.route == "explicit" and grouped:
         return 0

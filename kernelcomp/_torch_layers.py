@@ -14,7 +14,10 @@ positions (convolutions, a Linear layer on sequences) the sum over pairs of
 positions ``sum_{p,q} (delta_p . delta'_q)(a_p . a'_q)``. Otherwise the
 *explicit* per-sample gradient (for convolutions the im2col patches times
 ``delta``) is formed and contracted by one GEMM. Each layer takes the cheaper
-of the two for its shape (:func:`choose_route`).
+of the two for its shape (:func:`choose_route`). Explicit float64
+convolutions of one group and stride 1 run their forward pass and per-sample
+weight gradients as GEMMs on shifted views of the padded input
+(:func:`shift_eligible`, :func:`shifted_forward`), with no im2col copy.
 
 One batched forward pass with forward hooks keeps every selected layer's
 inputs and outputs; one backward pass per output (``K`` of them, or one for an

@@ -565,3 +565,54 @@ def test_shifted_convolutions_match_the_explicit_jacobian(rng, monkeypatch):
     assert rel(per, np.einsum("ikp,jlp->ijkl", J, Jy)) < 1e-12
     # a float32 kernel keeps torch's (oneDNN) convolutions
     assert not any(L.shift for L in TorchNTK(model, input_shape=shape, dtype="float32")._layers)
+
+
+def test_memory_of_shifted_convolutions():
+    """Peak RSS growth of an n = 3000 float64 Gram of a 16-channel CNN (shifted GEMMs).
+
+    One batch of all rows would hold ~ 0.6 GB of padded inputs and activations; the
+    budget is 64 MiB (the per-row work estimate must count the shifted buffers).
+    """
+    probe = textwrap.dedent(
+        """
+        import json, resource
+        import numpy as np, torch
+        from kernelcomp._torch_ntk import TorchNTK
+        torch.manual_seed(0)
+        nn = torch.nn
+        model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                              nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
+        k = TorchNTK(model, input_shape=(1, 16, 16), max_memory=64 * 2**20)
+        assert [L.shift for L in k._layers] == [False, True, False]
+        X = np.random.default_rng(0).standard_normal((3000, 256))
+        small = k(X[:4])
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * resource.getpagesize()
+        def hwm():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+        k(X[:600])
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            peak_of = hwm
+        except OSError:
+            peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = rss()
+        K = k(X)
+        peak = peak_of()
+        err = float(np.abs(K[:4, :4] - small).max() / np.abs(small).max())
+        print(json.dumps({"grow": peak - base, "err": err, "out": K.nbytes}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=900, check=False, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                              "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["err"] < 1e-13
+    print(f"peak RSS growth {res['grow'] / 2**20:.0f} MiB; output {res['out'] / 2**20:.0f} MiB")
+    assert res["grow"] < res["out"] + 64 * 2**20 + 200 * 2**20  # + scratch and allocator slack

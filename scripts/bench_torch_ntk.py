@@ -157,6 +157,8 @@ def nt_worker(path: str) -> None:
                 fn(X, None, params).block_until_ready()  # compile
             except Exception as exc:  # impl 3 fails with some JAX versions
                 out[f"{dt}/{impl}"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                print("NTRESULT " + json.dumps({f"{dt}/{impl}": out[f"{dt}/{impl}"]}),
+                      flush=True)
                 continue
             best, K = np.inf, None
             for _ in range(spec["repeat"]):
@@ -165,7 +167,8 @@ def nt_worker(path: str) -> None:
                 best = min(best, time.perf_counter() - t0)
             out[f"{dt}/{impl}"] = {"time": best, "K": np.asarray(K).reshape(X.shape[0], -1)
                                    [:, : X.shape[0]].tolist()}
-    print("NTRESULT " + json.dumps(out))
+            # one line per result as it comes: a run stopped by a timeout keeps the others
+            print("NTRESULT " + json.dumps({f"{dt}/{impl}": out[f"{dt}/{impl}"]}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
                              "vector products, 3 structured derivatives)")
     parser.add_argument("--nt-batch", type=int, default=100,
                         help="row blocks of neural-tangents' Gram (nt.batch; 0: none)")
+    parser.add_argument("--nt-timeout", type=float, default=3600,
+                        help="seconds for the neural-tangents process (results so far kept)")
     parser.add_argument("--nt-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nt_worker:
@@ -262,13 +267,23 @@ def main(argv: list[str] | None = None) -> None:
                     {"model": name, "shape": list(shape), "dtypes": args.dtypes.split(","),
                      "repeat": args.repeat, "nt_batch": args.nt_batch,
                      "impls": [int(i) for i in args.nt_impls.split(",")]}))
-                out = subprocess.run([args.nt_python, __file__, "--nt-worker", path],
-                                     capture_output=True, text=True, check=False)
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("NTRESULT ")]
-            if out.returncode or not line:
-                print(f"neural-tangents failed: {out.stderr[-2000:]}")
-                continue
-            for key, r in json.loads(line[0][9:]).items():
+                try:
+                    out = subprocess.run([args.nt_python, __file__, "--nt-worker", path],
+                                         capture_output=True, text=True, check=False,
+                                         timeout=args.nt_timeout)
+                    stdout, failed = out.stdout, out.returncode != 0
+                    err = out.stderr
+                except subprocess.TimeoutExpired as exc:
+                    part = exc.stdout or b""
+                    stdout = part.decode() if isinstance(part, bytes) else part
+                    failed, err = True, f"timeout after {args.nt_timeout} s"
+            results: dict[str, Any] = {}
+            for ln in stdout.splitlines():
+                if ln.startswith("NTRESULT "):
+                    results.update(json.loads(ln[9:]))
+            if failed:
+                print(f"neural-tangents stopped ({len(results)} results): {err[-2000:]}")
+            for key, r in results.items():
                 dt, impl = key.split("/")
                 if "error" in r:
                     print(f"{name:6} {dt:8} {n:5d} {'nt impl ' + impl:12} failed: {r['error']}")

@@ -14,7 +14,10 @@ positions (convolutions, a Linear layer on sequences) the sum over pairs of
 positions ``sum_{p,q} (delta_p . delta'_q)(a_p . a'_q)``. Otherwise the
 *explicit* per-sample gradient (for convolutions the im2col patches times
 ``delta``) is formed and contracted by one GEMM. Each layer takes the cheaper
-of the two for its shape (:func:`choose_route`).
+of the two for its shape (:func:`choose_route`). Explicit float64
+convolutions of one group and stride 1 run their forward pass and per-sample
+weight gradients as GEMMs on shifted views of the padded input
+(:func:`shift_eligible`, :func:`shifted_forward`), with no im2col copy.
 
 One batched forward pass with forward hooks keeps every selected layer's
 inputs and outputs; one backward pass per output (``K`` of them, or one for an
@@ -30,6 +33,7 @@ PyTorch is imported by the functions of this module only.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +49,13 @@ _PAIR_BYTES = 64 * 2**20
 #: float32 convolutions with at least this many input channels per group take the
 #: grouped ``convolution_backward`` for their per-sample weight gradients
 _GROUPED_MIN_CHANNELS = 8
+#: explicit-route float64 convolutions (one group, stride 1, zero padding) with at least
+#: this many input channels run as shifted GEMMs (:func:`shifted_conv`)
+_SHIFT_MIN_CHANNELS = 8
+#: ... when the zero-padded grid has at most this many times the output positions
+_SHIFT_MAX_GRID = 2.0
+#: ... in these dtypes (float32 convolutions have oneDNN's kernels)
+_SHIFT_DTYPES = ("float64",)
 #: output blocks of at most this many entries are contracted with one BLAS thread
 _ONE_THREAD_OUTPUT = 256 * 256
 #: the structured product's per-pair cost is multiplied by this before the comparison
@@ -69,6 +80,7 @@ class Layer:
     calls: int = 1
     route: str = "explicit"
     costs: dict[str, float] = field(default_factory=dict)
+    shift: bool = False  # forward pass and weight gradients as shifted GEMMs
 
 
 @dataclass
@@ -275,11 +287,199 @@ def _conv_weight_grads(m: Any, a: Any, d: Any, torch: Any) -> Any:
     return gw.reshape(b, Kc, -1)
 
 
+# ---------------------------------------------------------------------------
+# convolutions as shifted GEMMs (no im2col)
+# ---------------------------------------------------------------------------
+def shift_eligible(layer: Layer, dtype: Any, torch: Any) -> bool:
+    """Whether a layer's convolution runs as shifted GEMMs (:func:`shifted_conv`).
+
+    A float64 (:data:`_SHIFT_DTYPES`) explicit-route ``nn.Conv1d``/``nn.Conv2d``
+    with one group, stride 1, zero padding equal on both sides, a selected
+    weight and at least :data:`_SHIFT_MIN_CHANNELS` input channels. At run time
+    (:func:`shifted_forward`) the padded grid must also be at most
+    :data:`_SHIFT_MAX_GRID` times the output positions (the GEMMs run over the
+    whole padded grid).
+
+    Why: torch's float64 convolutions on the CPU copy im2col patches and run
+    their GEMMs on them; one GEMM per kernel offset on shifted views of the
+    padded input copies nothing, and the same padded input gives the
+    per-sample weight gradients (:func:`shifted_weight_grads`).
+    """
+    m = layer.module
+    if layer.kind != "conv" or layer.route != "explicit" or not layer.weight:
+        return False
+    if str(dtype).replace("torch.", "") not in _SHIFT_DTYPES:
+        return False
+    if type(m) not in (torch.nn.Conv1d, torch.nn.Conv2d) or m.groups != 1:
+        return False
+    if m.padding_mode != "zeros" or any(s != 1 for s in m.stride):
+        return False
+    if m.in_channels < _SHIFT_MIN_CHANNELS:
+        return False
+    pads = list(m._reversed_padding_repeated_twice)
+    return all(pads[2 * i] == pads[2 * i + 1] for i in range(len(pads) // 2))
+
+
+def _shift_grid(m: Any, a: Any) -> tuple[list[int], list[int], list[int]]:
+    """``(padded, out, offsets)``: the padded spatial shape, the output shape, the offsets.
+
+    Offsets index the flattened padded grid, one per position of the kernel's
+    outer dimensions (all but the last), in the weight's order.
+    """
+    nd = a.ndim - 2
+    pads = list(m._reversed_padding_repeated_twice)
+    lo = [pads[2 * (nd - 1 - i)] for i in range(nd)]
+    padded = [int(a.shape[2 + i]) + 2 * lo[i] for i in range(nd)]
+    out = [padded[i] - m.dilation[i] * (m.kernel_size[i] - 1) for i in range(nd)]
+    stride = [math.prod(padded[i + 1:]) for i in range(nd)]
+    offsets = [0]
+    for i in range(nd - 1):
+        step = m.dilation[i] * stride[i]
+        offsets = [o + k * step for o in offsets for k in range(m.kernel_size[i])]
+    return padded, out, offsets
+
+
+def shift_input(m: Any, a: Any) -> tuple[Any, list[int], list[int], list[int]]:
+    """The zero-padded input, channels last, flattened, its last kernel dimension unrolled.
+
+    Returns ``(buf, padded, out, offsets)``: ``buf`` of shape
+    ``(b * S + tail, k * C)`` holds in row ``q`` the ``k`` grid rows ``q,
+    q + d, ..., q + (k - 1) d`` (``k`` and ``d`` the kernel size and dilation
+    of the last dimension, ``S`` the padded grid's size); the ``tail`` rows
+    keep every shifted view of ``b * S`` rows inside it. ``k`` times the
+    padded input (im2col would copy it ``prod(kernel)`` times).
+    """
+    b, C = a.shape[0], a.shape[1]
+    padded, out, offsets = _shift_grid(m, a)
+    S = math.prod(padded)
+    k, dl = m.kernel_size[-1], m.dilation[-1]
+    rows = b * S + offsets[-1]
+    grid_rows = rows + (k - 1) * dl
+    flat = a.new_empty((grid_rows, C))
+    nd = a.ndim - 2
+    lo = [(padded[i] - a.shape[2 + i]) // 2 for i in range(nd)]
+    grid = flat[: b * S].view(b, *padded, C)
+    for i in range(nd):  # zero the borders only (the interior is written next)
+        pre = (slice(None),) * (1 + i)
+        grid[(*pre, slice(0, lo[i]))] = 0
+        grid[(*pre, slice(lo[i] + a.shape[2 + i], None))] = 0
+    flat[b * S :] = 0
+    grid[(slice(None), *[slice(lo[i], lo[i] + a.shape[2 + i]) for i in range(nd)])] = (
+        a.movedim(1, -1))
+    if k == 1:
+        return flat, padded, out, offsets
+    buf = a.new_empty((rows, k, C))
+    for v in range(k):
+        buf[:, v] = flat[v * dl : v * dl + rows]
+    return buf.view(rows, k * C), padded, out, offsets
+
+
+def shifted_conv(m: Any, a: Any, buf: Any, padded: list[int], out: list[int],
+                 offsets: list[int], torch: Any) -> Any:
+    """The convolution ``m(a)`` as one GEMM per outer kernel offset over the padded grid.
+
+    ``z[q] = sum_u buf[q + offset_u] W_u^T`` for every grid position ``q`` (those
+    past the output's edge are computed and dropped; ``W_u`` the weights of
+    the outer kernel position ``u``, last kernel dimension and channels
+    together), then the bias; returned as a ``(b, O, *out)`` view of
+    channels-last storage.
+    """
+    b, nd = a.shape[0], a.ndim - 2
+    S = math.prod(padded)
+    w = m.weight.detach()
+    # (O, C, *kernel) -> (outer kernel positions, last kernel dim * C, O)
+    wk = w.movedim(1, -1).reshape(w.shape[0], len(offsets), -1).permute(1, 2, 0)
+    z = torch.mm(buf[: b * S], wk[0])
+    for k in range(1, len(offsets)):
+        o = offsets[k]
+        z.addmm_(buf[o : o + b * S], wk[k])
+    if m.bias is not None:
+        z += m.bias.detach()
+    keep = (slice(None), *[slice(0, out[i]) for i in range(nd)])
+    return z.view(b, *padded, -1)[keep].movedim(-1, 1)
+
+
+def shifted_weight_grads(m: Any, d: Any, buf: Any, padded: list[int],
+                         offsets: list[int], torch: Any) -> Any:
+    """Per-sample weight gradients ``(b, Kc, O * K * C)`` from the shifted input (kernel-major).
+
+    ``d``: output gradients ``(Kc, b, O, *out)``; one batched GEMM per outer
+    kernel offset, ``G_u = D (b, Kc O, L) @ buf_u (b, L, k C)`` over the grid
+    rows ``L`` that hold output positions (zero ``D`` elsewhere). The entries are the
+    weight gradient's in the order (O, kernel, C) instead of (O, C, kernel):
+    the kernel, a sum over entries, does not depend on the order.
+    """
+    Kc, b, O = d.shape[0], d.shape[1], d.shape[2]
+    nd = d.ndim - 3
+    out = list(d.shape[3:])
+    S = math.prod(padded)
+    C = buf.shape[1]
+    L = out[0] * math.prod(padded[1:])
+    # D channels last (the layout of the gradients of the channels-last output)
+    D = d.new_empty((b, out[0], *padded[1:], Kc, O))
+    for i in range(1, nd):  # zero the grid positions past the output's edge only
+        D[(slice(None),) * (1 + i) + (slice(out[i], None),)] = 0
+    D[(slice(None), *[slice(0, out[i]) for i in range(nd)])] = d.permute(
+        1, *range(3, d.ndim), 0, 2)
+    D = D.view(b, L, Kc * O).transpose(1, 2)
+    # (torch's bmm into a strided output slice falls back to a slow loop: stacked)
+    G = torch.stack([torch.bmm(D, buf.as_strided((b, L, C), (S * C, C, 1), o * C))
+                     for o in offsets], 2)  # (b, Kc O, outer K, k C)
+    return G.reshape(b, Kc, -1)
+
+
+@functools.cache
+def _shifted_function(torch: Any) -> Any:
+    """The autograd function of :func:`shifted_forward` (made once torch is imported)."""
+
+    class ShiftedConv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, a: Any, m: Any, store: list[Any]) -> Any:
+            buf, padded, out, offsets = shift_input(m, a)
+            store.append((buf, padded, offsets))
+            ctx.m = m
+            ctx.save_for_backward(a)
+            return shifted_conv(m, a, buf, padded, out, offsets, torch)
+
+        @staticmethod
+        def backward(ctx: Any, gz: Any) -> tuple[Any, None, None]:
+            (a,) = ctx.saved_tensors
+            m = ctx.m
+            nd = a.ndim - 2
+            pads = list(m._reversed_padding_repeated_twice)
+            padding = [pads[2 * (nd - 1 - i)] for i in range(nd)]
+            gi = torch.ops.aten.convolution_backward(
+                gz, a, m.weight.detach(), None, [1] * nd, padding, list(m.dilation), False,
+                [0] * nd, 1, [True, False, False])[0]
+            return gi, None, None
+
+    return ShiftedConv
+
+
+def shifted_forward(m: Any, store: list[Any], torch: Any, a: Any) -> Any:
+    """A convolution's forward pass for the engine: shifted GEMMs, the input kept in ``store``.
+
+    Installed as the module's ``forward`` during the engine's pass (layers with
+    ``shift``); the gradient of the input is torch's. Where the padded grid
+    exceeds :data:`_SHIFT_MAX_GRID` times the output positions (tiny images,
+    wide padding) or the input is not floating point: the module's own
+    forward, and ``None`` in ``store``.
+    """
+    if a.ndim == m.weight.ndim and a.is_floating_point() and a.dtype == m.weight.dtype:
+        padded, out, _ = _shift_grid(m, a)
+        if math.prod(padded) <= _SHIFT_MAX_GRID * math.prod(out):
+            return _shifted_function(torch).apply(a, m, store)
+    store.append(None)
+    return type(m).forward(m, a)
+
+
 def patch_elements(layer: Layer, dtype: Any, torch: Any) -> int:
     """Entries of the im2col patches one sample of a layer forms (0 if none)."""
     m = layer.module
     if layer.kind != "conv":
         return 0
+    if layer.shift:  # the padded input, channels last (grid <= _SHIFT_MAX_GRID x), k + 1 times
+        return int(_SHIFT_MAX_GRID * (m.kernel_size[-1] + 1) * m.in_channels * layer.positions)
     grouped = (dtype == torch.float32 and m.in_channels // m.groups >= _GROUPED_MIN_CHANNELS)
     if layer.route == "explicit" and grouped:
         return 0
@@ -299,11 +499,12 @@ def _normalised(m: Any, a: Any, torch: Any) -> Any:
 
 
 def layer_factors(layer: Layer, calls: list[tuple[Any, Any]], torch: Any,
-                  out: Factors) -> list[Any]:
+                  out: Factors, shifted: list[Any] | None = None) -> list[Any]:
     """Add one layer's factors (its route) to ``out``; returns its explicit blocks ``(b, Kc, p)``.
 
     ``calls``: ``(a, delta)`` per call of the module in the forward pass, ``a``
-    its input (detached) and ``delta`` of shape ``(Kc, *z.shape)``.
+    its input (detached) and ``delta`` of shape ``(Kc, *z.shape)``; ``shifted``:
+    per call, the shifted input :func:`shifted_forward` kept (or None).
     """
     m = layer.module
     route = layer.route
@@ -338,7 +539,7 @@ def layer_factors(layer: Layer, calls: list[tuple[Any, Any]], torch: Any,
     if kind == "conv":
         g = m.groups
         G: list[Any] = []
-        for a, d in calls:
+        for c, (a, d) in enumerate(calls):
             Kc, b, O = d.shape[0], d.shape[1], d.shape[2]
             dl = d.reshape(Kc, b, g, O // g, -1)  # (Kc, b, g, O/g, L)
             if route == "structured":
@@ -356,7 +557,10 @@ def layer_factors(layer: Layer, calls: list[tuple[Any, Any]], torch: Any,
                     out.positional.append((D, A))
                 continue
             cur = []
-            if layer.weight:
+            sh = shifted[c] if shifted else None
+            if layer.weight and sh is not None:
+                cur.append(shifted_weight_grads(m, d, sh[0], sh[1], sh[2], torch))
+            elif layer.weight:
                 cur.append(_conv_weight_grads(m, a, d, torch))
             if layer.bias:
                 cur.append(dl.sum(-1).reshape(Kc, b, O).transpose(0, 1))

@@ -8,6 +8,7 @@ PyTorch is imported inside the methods of this module only.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -55,6 +56,7 @@ class _LayerwiseRoute:
         for layer in self._layers:
             layer.route = tl.choose_route(layer, kc, None if self._forced == "auto"
                                           else self._forced)
+            layer.shift = tl.shift_eligible(layer, self._torch_dtype, torch)
         f = self._factors_batch(probe)
         self._factor_row_bytes = max(1, f.nbytes())
         item = self._dtype.itemsize
@@ -95,6 +97,12 @@ class _LayerwiseRoute:
             return hook
 
         handles = [L.module.register_forward_hook(hook_for(L)) for L in self._layers]
+        # convolutions as shifted GEMMs: their forward replaced for this pass
+        shifted: dict[int, list[Any]] = {id(L): [] for L in self._layers if L.shift}
+        for L in self._layers:
+            if L.shift:
+                L.module.forward = functools.partial(tl.shifted_forward, L.module,
+                                                     shifted[id(L)], torch)
         factors = tl.Factors(b, None, [], [])
         blocks: list[Any] = []
         try:
@@ -103,6 +111,9 @@ class _LayerwiseRoute:
         finally:
             for hd in handles:
                 hd.remove()
+            for L in self._layers:
+                if L.shift:
+                    del L.module.forward
         if self._layers:
             changed = [L.path for L in self._layers if any(
                 a._version != va or z._version != vz for a, z, va, vz in records[id(L)])]
@@ -135,7 +146,8 @@ class _LayerwiseRoute:
                         g = torch.zeros((kc, *z.shape), dtype=z.dtype, device=z.device)
                     calls.append((a, g.detach()))
                 if calls:
-                    blocks.extend(tl.layer_factors(L, calls, torch, factors))
+                    blocks.extend(tl.layer_factors(L, calls, torch, factors,
+                                                   shifted.get(id(L))))
                 elif L.route == "structured":  # never called: zero factors
                     blocks.append(torch.zeros((b, kc, 1), dtype=self._torch_dtype,
                                               device=self._device))

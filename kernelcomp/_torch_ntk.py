@@ -641,7 +641,9 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
             One line per parametrised layer of the layerwise engine: its path,
             class, selected parameter entries, positions per sample, route
             (``structured``, ``explicit``, or ``jacobian`` for the per-sample
-            Jacobian of ``torch.func``) and the per-pair costs compared; or the
+            Jacobian of ``torch.func``) and the per-pair costs compared
+            ("shifted GEMMs": a float64 convolution whose forward pass and
+            per-sample weight gradients run as one GEMM per kernel offset); or the
             method when it is not ``"layerwise"``. Also logged at DEBUG level
             (logger ``"kernelcomp"``) when the kernel is made.
         """
@@ -660,8 +662,9 @@ class TorchNTK(_LayerwiseRoute, _AutogradRoutes, FrozenKernel):
         for L in self._layers:
             c = L.costs
             cost = ", ".join(f"{c[k]:.3g}" for k in ("explicit", "structured") if k in c)
+            how = " (shifted GEMMs)" if L.shift else ""
             lines.append(f"  {L.path or '(root)':24} {type(L.module).__name__:14} "
-                         f"{L.n_params:9d} {L.positions:6d} {L.route:10} {cost}")
+                         f"{L.n_params:9d} {L.positions:6d} {L.route:10} {cost}{how}")
         if self._fallback:
             total = sum(int(dict(self._eager.named_parameters())[n].numel())
                         for n in self._fallback)

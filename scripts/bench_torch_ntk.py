@@ -22,8 +22,9 @@ For each model and dtype (float32, float64), interleaved in one process (best of
 
 and the largest difference from the float64 torch.func Gram relative to its
 largest entry. With ``--nt``, neural-tangents' ``empirical_ntk_fn``
-(implementations 1, jacobian contraction, and 3, structured derivatives; JAX on
-the CPU) runs on the same weights and data in a separate process of the peer
+(``--nt-impls``: 1, jacobian contraction, 2, NTK vector products, 3, structured
+derivatives; JAX on the CPU, the same network written with ``jax.lax``
+convolutions) runs on the same weights and data in a separate process of the peer
 environment (``--nt-python``, default ``$KERNELCOMP_NT_PYTHON`` or ``python3``;
 see scripts/requirements-bench.txt), after the in-process measurements: its ratio is
 not interleaved, read it with the load printed next to it.
@@ -146,7 +147,7 @@ def nt_worker(path: str) -> None:
                 h = jax.nn.relu(conv(h, p["2.weight"], p["2.bias"]))
                 return h.mean((2, 3)) @ p["6.weight"].T + p["6.bias"]
 
-        for impl in (1, 2, 3):
+        for impl in spec["impls"]:
             fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0,
                                              implementation=impl))
             bs = spec["nt_batch"]
@@ -156,6 +157,8 @@ def nt_worker(path: str) -> None:
                 fn(X, None, params).block_until_ready()  # compile
             except Exception as exc:  # impl 3 fails with some JAX versions
                 out[f"{dt}/{impl}"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                print("NTRESULT " + json.dumps({f"{dt}/{impl}": out[f"{dt}/{impl}"]}),
+                      flush=True)
                 continue
             best, K = np.inf, None
             for _ in range(spec["repeat"]):
@@ -164,14 +167,15 @@ def nt_worker(path: str) -> None:
                 best = min(best, time.perf_counter() - t0)
             out[f"{dt}/{impl}"] = {"time": best, "K": np.asarray(K).reshape(X.shape[0], -1)
                                    [:, : X.shape[0]].tolist()}
-    print("NTRESULT " + json.dumps(out))
+            # one line per result as it comes: a run stopped by a timeout keeps the others
+            print("NTRESULT " + json.dumps({f"{dt}/{impl}": out[f"{dt}/{impl}"]}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cnn16,cnn64,mlp")
     parser.add_argument("--n", type=int, default=None, help="rows (default per model)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--quick", action="store_true")
@@ -179,8 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exported", action="store_true",
                         help="also the kernel of the model's torch.export program")
     parser.add_argument("--nt-python", default=os.environ.get("KERNELCOMP_NT_PYTHON", "python3"))
+    parser.add_argument("--nt-impls", default="1,2,3",
+                        help="neural-tangents implementations (1 jacobian contraction, 2 NTK "
+                             "vector products, 3 structured derivatives)")
     parser.add_argument("--nt-batch", type=int, default=100,
                         help="row blocks of neural-tangents' Gram (nt.batch; 0: none)")
+    parser.add_argument("--nt-timeout", type=float, default=3600,
+                        help="seconds for the neural-tangents process (results so far kept)")
     parser.add_argument("--nt-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nt_worker:
@@ -256,14 +265,25 @@ def main(argv: list[str] | None = None) -> None:
                 np.savez(path + ".npz", X=X, **arrs)
                 Path(path + ".json").write_text(json.dumps(
                     {"model": name, "shape": list(shape), "dtypes": args.dtypes.split(","),
-                     "repeat": args.repeat, "nt_batch": args.nt_batch}))
-                out = subprocess.run([args.nt_python, __file__, "--nt-worker", path],
-                                     capture_output=True, text=True, check=False)
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("NTRESULT ")]
-            if out.returncode or not line:
-                print(f"neural-tangents failed: {out.stderr[-2000:]}")
-                continue
-            for key, r in json.loads(line[0][9:]).items():
+                     "repeat": args.repeat, "nt_batch": args.nt_batch,
+                     "impls": [int(i) for i in args.nt_impls.split(",")]}))
+                try:
+                    out = subprocess.run([args.nt_python, __file__, "--nt-worker", path],
+                                         capture_output=True, text=True, check=False,
+                                         timeout=args.nt_timeout)
+                    stdout, failed = out.stdout, out.returncode != 0
+                    err = out.stderr
+                except subprocess.TimeoutExpired as exc:
+                    part = exc.stdout or b""
+                    stdout = part.decode() if isinstance(part, bytes) else part
+                    failed, err = True, f"timeout after {args.nt_timeout} s"
+            results: dict[str, Any] = {}
+            for ln in stdout.splitlines():
+                if ln.startswith("NTRESULT "):
+                    results.update(json.loads(ln[9:]))
+            if failed:
+                print(f"neural-tangents stopped ({len(results)} results): {err[-2000:]}")
+            for key, r in results.items():
                 dt, impl = key.split("/")
                 if "error" in r:
                     print(f"{name:6} {dt:8} {n:5d} {'nt impl ' + impl:12} failed: {r['error']}")

@@ -506,3 +506,113 @@ def test_float32_wide_convolutions(rng):
     assert _torch_layers._GROUPED_MIN_CHANNELS <= 8
     k = TorchNTK(model, input_shape=shape, dtype="float32", _route="explicit")
     assert rel(k(X.astype(np.float32)), ref) < 2e-6
+
+
+class ShiftedConvs(nn.Module):
+    """Wide float64 convolutions of every shape the shifted GEMMs take, and one they refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c0 = nn.Conv2d(2, 8, 3, padding=1)  # 2 input channels: not shifted
+        self.c1 = nn.Conv2d(8, 8, 3, padding=1)
+        # padded grid 10 x 9 > 2x the 6 x 5 output: the module's own forward
+        self.c2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=False)
+        self.c3 = nn.Conv2d(8, 9, (2, 3), padding="same")  # uneven: torch pads one side
+        self.c4 = nn.Conv2d(9, 8, (3, 2), padding=(1, 0))
+        self.c5 = nn.Conv1d(8, 8, 3, padding=2, dilation=2)
+        self.c6 = nn.Conv2d(8, 8, 1, padding=3)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.c0(x))
+        h = torch.relu(self.c2(torch.tanh(self.c1(h))))
+        h = torch.tanh(self.c4(torch.tanh(self.c3(h))))  # (b, 8, 6, 4)
+        s = torch.tanh(self.c5(h.flatten(2)))  # a Conv1d over the 24 positions
+        h = torch.tanh(self.c6(s.view_as(h)))  # (b, 8, 12, 10)
+        return self.head(h.mean((2, 3)))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_shifted_convolutions_match_the_explicit_jacobian(rng, monkeypatch):
+    """float64 convolutions as shifted GEMMs: forward, input gradient and weight gradients."""
+    from kernelcomp import _torch_layers
+
+    calls = []
+    real = _torch_layers.shifted_weight_grads
+    monkeypatch.setattr(_torch_layers, "shifted_weight_grads",
+                        lambda *a: calls.append(a[0]) or real(*a))
+    torch.manual_seed(5)
+    model, shape = ShiftedConvs().double(), (2, 6, 5)
+    X, Y = rng.standard_normal((6, 60)), rng.standard_normal((3, 60))
+    J, Jy = jacobians(model, X, shape), jacobians(model, Y, shape)
+    k = TorchNTK(model, input_shape=shape, output=None)
+    shifted = {L.path for L in k._layers if L.shift}
+    assert shifted == {"c1", "c2", "c4", "c5", "c6"}, k.describe()  # c3: uneven padding
+    assert "(shifted GEMMs)" in k.describe()
+    calls.clear()
+    K = k(X)
+    eager = k._eager  # the kernel's own copy of the module
+    assert {id(m) for m in calls} == {id(getattr(eager, c)) for c in ("c1", "c4", "c5", "c6")}
+    assert (K == K.T).all()
+    assert rel(K, reference(J)) < 1e-12
+    assert rel(k(X, Y), reference(J, Jy)) < 1e-12
+    assert rel(k.diag(X), np.diag(reference(J))) < 1e-12
+    assert all("forward" not in getattr(eager, c).__dict__ for c in shifted)  # restored
+    for output in (1, "sum_of_logits"):
+        ko = TorchNTK(model, input_shape=shape, output=output)
+        assert rel(ko(X), reference(J, output=output)) < 1e-12, output
+    per = k.per_output(X, Y)
+    assert rel(per, np.einsum("ikp,jlp->ijkl", J, Jy)) < 1e-12
+    # a float32 kernel keeps torch's (oneDNN) convolutions
+    assert not any(L.shift for L in TorchNTK(model, input_shape=shape, dtype="float32")._layers)
+
+
+def test_memory_of_shifted_convolutions():
+    """Peak RSS growth of an n = 3000 float64 Gram of a 16-channel CNN (shifted GEMMs).
+
+    One batch of all rows would hold ~ 0.6 GB of padded inputs and activations; the
+    budget is 64 MiB (the per-row work estimate must count the shifted buffers).
+    """
+    probe = textwrap.dedent(
+        """
+        import json, resource
+        import numpy as np, torch
+        from kernelcomp._torch_ntk import TorchNTK
+        torch.manual_seed(0)
+        nn = torch.nn
+        model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                              nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
+        k = TorchNTK(model, input_shape=(1, 16, 16), max_memory=64 * 2**20)
+        assert [L.shift for L in k._layers] == [False, True, False]
+        X = np.random.default_rng(0).standard_normal((3000, 256))
+        small = k(X[:4])
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * resource.getpagesize()
+        def hwm():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+        k(X[:600])
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            peak_of = hwm
+        except OSError:
+            peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = rss()
+        K = k(X)
+        peak = peak_of()
+        err = float(np.abs(K[:4, :4] - small).max() / np.abs(small).max())
+        print(json.dumps({"grow": peak - base, "err": err, "out": K.nbytes}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=900, check=False, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                              "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["err"] < 1e-13
+    print(f"peak RSS growth {res['grow'] / 2**20:.0f} MiB; output {res['out'] / 2**20:.0f} MiB")
+    assert res["grow"] < res["out"] + 64 * 2**20 + 200 * 2**20  # + scratch and allocator slack

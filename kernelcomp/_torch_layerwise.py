@@ -97,15 +97,16 @@ class _LayerwiseRoute:
             return hook
 
         handles = [L.module.register_forward_hook(hook_for(L)) for L in self._layers]
-        # convolutions as shifted GEMMs: their forward replaced for this pass
+        # convolutions as shifted GEMMs: their forward replaced (an instance attribute
+        # over the class's method) for this pass only, removed in the finally below
         shifted: dict[int, list[Any]] = {id(L): [] for L in self._layers if L.shift}
-        for L in self._layers:
-            if L.shift:
-                L.module.forward = functools.partial(tl.shifted_forward, L.module,
-                                                     shifted[id(L)], torch)
         factors = tl.Factors(b, None, [], [])
         blocks: list[Any] = []
         try:
+            for L in self._layers:
+                if L.shift:
+                    L.module.forward = functools.partial(tl.shifted_forward, L.module,
+                                                         shifted[id(L)], torch)
             with torch.enable_grad():
                 y = self._select(self._eager(x).reshape(b, -1)) if self._layers else None
         finally:
@@ -113,7 +114,7 @@ class _LayerwiseRoute:
                 hd.remove()
             for L in self._layers:
                 if L.shift:
-                    del L.module.forward
+                    vars(L.module).pop("forward", None)
         if self._layers:
             changed = [L.path for L in self._layers if any(
                 a._version != va or z._version != vz for a, z, va, vz in records[id(L)])]

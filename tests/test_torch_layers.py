@@ -616,3 +616,15 @@ def test_memory_of_shifted_convolutions():
     assert res["err"] < 1e-13
     print(f"peak RSS growth {res['grow'] / 2**20:.0f} MiB; output {res['out'] / 2**20:.0f} MiB")
     assert res["grow"] < res["out"] + 64 * 2**20 + 200 * 2**20  # + scratch and allocator slack
+
+
+def test_a_convolution_with_its_own_instance_forward_keeps_it():
+    """A Conv2d whose instance carries its own ``forward`` is not replaced by shifted GEMMs."""
+    import functools
+
+    torch.manual_seed(5)
+    model = ShiftedConvs().double()
+    model.c1.forward = functools.partial(type(model.c1).forward, model.c1)
+    k = TorchNTK(model, input_shape=(2, 6, 5), output=None)
+    shift = {L.path: L.shift for L in k._layers}
+    assert shift["c1"] is False and shift["c2"] is True, k.describe()

@@ -25,13 +25,7 @@ from kernelcomp._eigsolve import (
     default_sizes,
     drop_tolerance,
 )
-
-
-def _psd(rng, spectrum):
-    n = spectrum.size
-    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    K = (U * spectrum) @ U.T
-    return 0.5 * (K + K.T)
+from tests.test_eigsolve import _matrix as _psd  # a symmetric matrix of a given spectrum
 
 
 def _power_law(rng, n, p=1.0):

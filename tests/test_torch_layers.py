@@ -403,6 +403,44 @@ def test_torchscript_custom_module_takes_the_autograd_route(rng):
 
 
 # -- memory ----------------------------------------------------------------------------
+# The measuring half of the memory probes below: a fresh process builds ``k``, ``X`` and
+# ``small = k(X[:4])`` in its setup, runs a warm-up call, then the peak resident set is reset
+# and the growth of the peak over the resident set before the measured call ``k(X)`` is printed.
+_PEAK_PROBE = """
+import json, resource
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    peak_of = hwm
+except OSError:  # no reset of the peak here: the lifetime peak, compile included
+    peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = rss()
+K = k(X)
+peak = peak_of()
+err = float(np.abs(K[:4, :4] - small).max() / np.abs(small).max())
+print(json.dumps({"P": k.n_parameters, "grow": peak - base, "err": err, "out": K.nbytes}))
+"""
+
+
+def _peak_growth(setup: str, timeout: int) -> dict:
+    """Run ``setup`` (ending with its warm-up call) then ``_PEAK_PROBE`` in a fresh process."""
+    probe = textwrap.dedent(setup) + _PEAK_PROBE
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=timeout, check=False, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                              "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"peak RSS growth {res['grow'] / 2**20:.0f} MiB; output {res['out'] / 2**20:.0f} MiB")
+    return res
+
+
 def test_memory_is_the_output_plus_the_budget():
     """Peak RSS growth of an n = 3000 Gram of a P ~ 1.1e6 MLP stays within output + budget.
 
@@ -410,9 +448,8 @@ def test_memory_is_the_output_plus_the_budget():
     fresh process as the growth of the peak resident set over the resident set
     before the call (torch's CPU tensors are invisible to tracemalloc).
     """
-    probe = textwrap.dedent(
+    res = _peak_growth(
         """
-        import json, resource
         import numpy as np, torch
         from kernelcomp._torch_ntk import TorchNTK
         torch.manual_seed(0)
@@ -422,38 +459,14 @@ def test_memory_is_the_output_plus_the_budget():
         k = TorchNTK(model, dtype="float32", max_memory=128 * 2**20)
         X = np.random.default_rng(0).standard_normal((3000, 1000)).astype(np.float32)
         small = k(X[:4])
-        def rss():
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * resource.getpagesize()
-        def hwm():
-            with open("/proc/self/status") as f:
-                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
         # a first full call compiles whatever the full-size path needs (numba's cache is
         # cold in a fresh clone, and LLVM's compile memory is no part of the engine's
-        # bound); then the peak is reset so that only the measured call counts
+        # bound); the probe then resets the peak so that only the measured call counts
         k(X)
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            peak_of = hwm
-        except OSError:  # no reset of the peak here: the lifetime peak, compile included
-            peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        base = rss()
-        K = k(X)
-        peak = peak_of()
-        err = float(np.abs(K[:4, :4] - small).max() / np.abs(small).max())
-        print(json.dumps({"P": k.n_parameters, "grow": peak - base, "err": err,
-                          "out": K.nbytes}))
-        """
+        """,
+        timeout=600,
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=600, check=False, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                              "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["P"] > 1e6 and res["err"] < 1e-5
-    print(f"peak RSS growth {res['grow'] / 2**20:.0f} MiB; output {res['out'] / 2**20:.0f} MiB")
     assert res["grow"] < res["out"] + 128 * 2**20 + 200 * 2**20  # + scratch and allocator slack
 
 
@@ -573,9 +586,8 @@ def test_memory_of_shifted_convolutions():
     One batch of all rows would hold ~ 0.6 GB of padded inputs and activations; the
     budget is 64 MiB (the per-row work estimate must count the shifted buffers).
     """
-    probe = textwrap.dedent(
+    res = _peak_growth(
         """
-        import json, resource
         import numpy as np, torch
         from kernelcomp._torch_ntk import TorchNTK
         torch.manual_seed(0)
@@ -587,34 +599,11 @@ def test_memory_of_shifted_convolutions():
         assert [L.shift for L in k._layers] == [False, True, False]
         X = np.random.default_rng(0).standard_normal((3000, 256))
         small = k(X[:4])
-        def rss():
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * resource.getpagesize()
-        def hwm():
-            with open("/proc/self/status") as f:
-                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
         k(X[:600])
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            peak_of = hwm
-        except OSError:
-            peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        base = rss()
-        K = k(X)
-        peak = peak_of()
-        err = float(np.abs(K[:4, :4] - small).max() / np.abs(small).max())
-        print(json.dumps({"grow": peak - base, "err": err, "out": K.nbytes}))
-        """
+        """,
+        timeout=900,
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=900, check=False, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                              "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["err"] < 1e-13
-    print(f"peak RSS growth {res['grow'] / 2**20:.0f} MiB; output {res['out'] / 2**20:.0f} MiB")
     assert res["grow"] < res["out"] + 64 * 2**20 + 200 * 2**20  # + scratch and allocator slack
 
 

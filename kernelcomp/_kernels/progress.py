@@ -41,3 +41,28 @@ def tile_work(i0: int, i1: int, j0: int, j1: int, on_diag: bool) -> int:
     if on_diag:
         return r * (r - 1) // 2 + r
     return r * (j1 - j0)
+
+
+@jit
+def tile_pairs(n: int, m: int, tile: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """The tiles of an ``n x m`` output, in the order a tiled pass visits them.
+
+    Returns ``(pti, ptj, total)``: tile ``p`` covers rows ``[pti[p] * tile, ...)`` and
+    columns ``[ptj[p] * tile, ...)``; a symmetric output keeps only ``ti <= tj``.
+    ``total`` is the number of entries the pass computes (:func:`tile_work` summed).
+    """
+    nti = (n + tile - 1) // tile
+    ntj = (m + tile - 1) // tile
+    npairs = nti * (nti + 1) // 2 if symmetric else nti * ntj
+    pti = np.empty(npairs, dtype=np.int64)
+    ptj = np.empty(npairs, dtype=np.int64)
+    p = 0
+    total = 0
+    for ti in range(nti):
+        for tj in range(ti if symmetric else 0, ntj):
+            pti[p] = ti
+            ptj[p] = tj
+            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                               min(m, tj * tile + tile), symmetric and ti == tj)
+            p += 1
+    return pti, ptj, total

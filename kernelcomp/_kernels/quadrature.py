@@ -59,7 +59,7 @@ import numpy as np
 from kernelcomp._kernels._config import jit
 from kernelcomp._kernels.activations import dphi, phi
 from kernelcomp._kernels.analytic import _row_sqnorm
-from kernelcomp._kernels.progress import begin, tick, tile_work
+from kernelcomp._kernels.progress import begin, tick, tile_pairs, tile_work
 
 #: default number of nodes (per sector in theta, and per ray in r)
 DEFAULT_NODES = 24
@@ -298,20 +298,8 @@ def tiles(
     L = ax.shape[0]
     d = X.shape[1]
     both = ntk and nngp.shape[0] == n and nngp.shape[1] == m and n > 0
-    nti = (n + tile - 1) // tile
-    ntj = (m + tile - 1) // tile
-    npairs = nti * (nti + 1) // 2 if symmetric else nti * ntj
-    pti = np.empty(npairs, dtype=np.int64)
-    ptj = np.empty(npairs, dtype=np.int64)
-    p = 0
-    total = 0
-    for ti in range(nti):
-        for tj in range(ti if symmetric else 0, ntj):
-            pti[p] = ti
-            ptj[p] = tj
-            total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
-                               min(m, tj * tile + tile), symmetric and ti == tj)
-            p += 1
+    pti, ptj, total = tile_pairs(n, m, tile, symmetric)
+    npairs = pti.shape[0]
     begin(ticks, total)
     for p in numba.prange(npairs):
         ti = pti[p]

@@ -448,3 +448,55 @@ def test_cholqr_float32_nearly_dependent_columns_stay_orthonormal(rng):
     assert Y.shape == (n, 3) and Y.dtype == np.float32
     np.testing.assert_allclose(Y.T @ Y, np.eye(3), atol=1e-5)
     np.testing.assert_allclose(Y @ R, V, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# block_lanczos_topk, second part of the round: invariant subspaces smaller than k, a block
+# of one column, warnings
+# ---------------------------------------------------------------------------
+
+
+def test_an_invariant_subspace_smaller_than_k_is_left_by_a_random_block(rng, monkeypatch):
+    # an exactly rank-1 matrix (entries +-0.125 ** 2 * 2.5, no rounding) and a block of 2:
+    # after one product the basis (3 vectors: the start and the part of u outside it) spans
+    # an invariant subspace holding fewer than k = 4 vectors; random blocks of 2 let it grow
+    # to max_basis, and the zero eigenvalues come back with exact residuals
+    n, k = 64, 4
+    u = rng.choice([-0.125, 0.125], n)
+    K = 2.5 * np.outer(u, u)
+    trace = _Trace(K, monkeypatch)
+    w, V, info = block_lanczos_topk(trace, n, k, np.float64, block=2, max_basis=8)
+    assert trace.widths == [2, 1, 2, 2, 2] and trace.rr == [9]
+    assert w.shape == (k,) and V.shape == (n, k)
+    assert info.converged and info.restarts == 0
+    np.testing.assert_allclose(w, [2.5, 0.0, 0.0, 0.0], atol=1e-13)
+    np.testing.assert_allclose(V.T @ V, np.eye(k), atol=1e-13)
+    np.testing.assert_allclose(K @ V - V * w, 0.0, atol=1e-13)
+
+
+def test_a_block_of_one_column_grows_the_basis_to_max_basis(rng, monkeypatch):
+    # block=1: every Krylov block has one column; the basis grows one vector at a time to
+    # max_basis before each Rayleigh-Ritz, keeps min(m - 1, max(k, int(0.7 m))) = 2 of 4
+    n, k, m = 40, 1, 4
+    K = _power_law(rng, n, 1.0)
+    trace = _Trace(K, monkeypatch)
+    w, _, info = block_lanczos_topk(trace, n, k, np.float64, tol=1e-10, block=1, max_basis=m)
+    assert info.converged and info.restarts >= 2, info
+    assert set(trace.widths) == {1}
+    assert trace.rr == _rr_sizes(n, k, 1, m, info.restarts + 1) == [4] * (info.restarts + 1)
+    w_ref, _ = _top(K, k)
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-9 * w_ref[0])
+
+
+@pytest.mark.parametrize("dtype_", [np.float64, np.float32])
+def test_no_warning_is_raised(rng, dtype_):
+    # a caller running with warnings as errors (-W error) gets results, not a deprecation
+    # of numpy or scipy from inside the solver; also the zero matrix (theta_1 = 0)
+    import warnings
+
+    n = 60
+    K = _power_law(rng, n, 1.0).astype(dtype_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block_lanczos_topk(lambda B: K @ B, n, 3, dtype_, tol=1e-4, block=2, max_basis=8)
+        block_lanczos_topk(lambda B: np.zeros_like(B), n, 3, dtype_)

@@ -500,3 +500,23 @@ def test_no_warning_is_raised(rng, dtype_):
         warnings.simplefilter("error")
         block_lanczos_topk(lambda B: K @ B, n, 3, dtype_, tol=1e-4, block=2, max_basis=8)
         block_lanczos_topk(lambda B: np.zeros_like(B), n, 3, dtype_)
+
+
+@pytest.mark.parametrize("scale", [2.0**-40, 2.0**40])
+def test_a_power_of_two_scale_gives_the_same_iterations(rng, scale):
+    # every test of the solver is relative to theta_1 (the estimates from the Lanczos
+    # relation and the explicit residuals alike): scaling the matrix by a power of two
+    # scales every rounded operation exactly, so the same restarts, products and residuals
+    # come back, the eigenvalues scaled and the eigenvectors unchanged
+    n, k = 200, 5
+    K = _power_law(rng, n, 1.0)
+    Ks = K * scale
+    kw = dict(tol=1e-10, block=3, max_basis=15)
+    w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, np.float64, **kw)
+    ws, Vs, infos = block_lanczos_topk(lambda B: Ks @ B, n, k, np.float64, **kw)
+    assert info.converged and info.restarts >= 2, info
+    same = ("restarts", "n_products", "n_passes")
+    assert [getattr(infos, a) for a in same] == [getattr(info, a) for a in same]
+    assert infos.max_residual == pytest.approx(info.max_residual, rel=1e-6)
+    np.testing.assert_allclose(ws / scale, w, rtol=1e-14)
+    np.testing.assert_allclose(Vs, V, rtol=0, atol=1e-12)

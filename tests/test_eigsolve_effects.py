@@ -520,3 +520,14 @@ def test_a_power_of_two_scale_gives_the_same_iterations(rng, scale):
     assert infos.max_residual == pytest.approx(info.max_residual, rel=1e-6)
     np.testing.assert_allclose(ws / scale, w, rtol=1e-14)
     np.testing.assert_allclose(Vs, V, rtol=0, atol=1e-12)
+
+
+def test_tol_zero_is_met_by_exact_residuals(rng):
+    # tol is inclusive for both the estimates and the explicit residuals: on the zero matrix
+    # (n = 100 > max_basis = 48, so nothing else stops the iteration) every estimate and every
+    # residual is exactly 0, and tol = 0 converges at the first Rayleigh-Ritz
+    n, k = 100, 3
+    w, V, info = block_lanczos_topk(lambda B: np.zeros_like(B), n, k, np.float64, tol=0.0)
+    assert info.converged and info.restarts == 0 and info.max_residual == 0.0, info
+    np.testing.assert_array_equal(w, 0.0)
+    np.testing.assert_allclose(V.T @ V, np.eye(k), atol=1e-13)

@@ -448,3 +448,112 @@ def test_cholqr_float32_nearly_dependent_columns_stay_orthonormal(rng):
     assert Y.shape == (n, 3) and Y.dtype == np.float32
     np.testing.assert_allclose(Y.T @ Y, np.eye(3), atol=1e-5)
     np.testing.assert_allclose(Y @ R, V, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# block_lanczos_topk, second part of the round: invariant subspaces smaller than k, a block
+# of one column, warnings
+# ---------------------------------------------------------------------------
+
+
+def test_an_invariant_subspace_smaller_than_k_is_left_by_a_random_block(rng, monkeypatch):
+    # an exactly rank-1 matrix (entries +-0.125 ** 2 * 2.5, no rounding) and a block of 2:
+    # after one product the basis (3 vectors: the start and the part of u outside it) spans
+    # an invariant subspace holding fewer than k = 4 vectors; random blocks of 2 let it grow
+    # to max_basis, and the zero eigenvalues come back with exact residuals
+    n, k = 64, 4
+    u = rng.choice([-0.125, 0.125], n)
+    K = 2.5 * np.outer(u, u)
+    trace = _Trace(K, monkeypatch)
+    w, V, info = block_lanczos_topk(trace, n, k, np.float64, block=2, max_basis=8)
+    assert trace.widths == [2, 1, 2, 2, 2] and trace.rr == [9]
+    assert w.shape == (k,) and V.shape == (n, k)
+    assert info.converged and info.restarts == 0
+    np.testing.assert_allclose(w, [2.5, 0.0, 0.0, 0.0], atol=1e-13)
+    np.testing.assert_allclose(V.T @ V, np.eye(k), atol=1e-13)
+    np.testing.assert_allclose(K @ V - V * w, 0.0, atol=1e-13)
+
+
+def test_a_block_of_one_column_grows_the_basis_to_max_basis(rng, monkeypatch):
+    # block=1: every Krylov block has one column; the basis grows one vector at a time to
+    # max_basis before each Rayleigh-Ritz, keeps min(m - 1, max(k, int(0.7 m))) = 2 of 4
+    n, k, m = 40, 1, 4
+    K = _power_law(rng, n, 1.0)
+    trace = _Trace(K, monkeypatch)
+    w, _, info = block_lanczos_topk(trace, n, k, np.float64, tol=1e-10, block=1, max_basis=m)
+    assert info.converged and info.restarts >= 2, info
+    assert set(trace.widths) == {1}
+    assert trace.rr == _rr_sizes(n, k, 1, m, info.restarts + 1) == [4] * (info.restarts + 1)
+    w_ref, _ = _top(K, k)
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-9 * w_ref[0])
+
+
+@pytest.mark.parametrize("dtype_", [np.float64, np.float32])
+def test_no_warning_is_raised(rng, dtype_):
+    # a caller running with warnings as errors (-W error) gets results, not a deprecation
+    # of numpy or scipy from inside the solver; also the zero matrix (theta_1 = 0)
+    import warnings
+
+    n = 60
+    K = _power_law(rng, n, 1.0).astype(dtype_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block_lanczos_topk(lambda B: K @ B, n, 3, dtype_, tol=1e-4, block=2, max_basis=8)
+        block_lanczos_topk(lambda B: np.zeros_like(B), n, 3, dtype_)
+
+
+@pytest.mark.parametrize("scale", [2.0**-40, 2.0**40])
+def test_a_power_of_two_scale_gives_the_same_iterations(rng, scale):
+    # every test of the solver is relative to theta_1 (the estimates from the Lanczos
+    # relation and the explicit residuals alike): scaling the matrix by a power of two
+    # scales every rounded operation exactly, so the same restarts, products and residuals
+    # come back, the eigenvalues scaled and the eigenvectors unchanged
+    n, k = 200, 5
+    K = _power_law(rng, n, 1.0)
+    Ks = K * scale
+    kw = dict(tol=1e-10, block=3, max_basis=15)
+    w, V, info = block_lanczos_topk(lambda B: K @ B, n, k, np.float64, **kw)
+    ws, Vs, infos = block_lanczos_topk(lambda B: Ks @ B, n, k, np.float64, **kw)
+    assert info.converged and info.restarts >= 2, info
+    same = ("restarts", "n_products", "n_passes")
+    assert [getattr(infos, a) for a in same] == [getattr(info, a) for a in same]
+    assert infos.max_residual == pytest.approx(info.max_residual, rel=1e-6)
+    np.testing.assert_allclose(ws / scale, w, rtol=1e-14)
+    np.testing.assert_allclose(Vs, V, rtol=0, atol=1e-12)
+
+
+def test_tol_zero_is_met_by_exact_residuals(rng):
+    # tol is inclusive for both the estimates and the explicit residuals: on the zero matrix
+    # (n = 100 > max_basis = 48, so nothing else stops the iteration) every estimate and every
+    # residual is exactly 0, and tol = 0 converges at the first Rayleigh-Ritz
+    n, k = 100, 3
+    w, V, info = block_lanczos_topk(lambda B: np.zeros_like(B), n, k, np.float64, tol=0.0)
+    assert info.converged and info.restarts == 0 and info.max_residual == 0.0, info
+    np.testing.assert_array_equal(w, 0.0)
+    np.testing.assert_allclose(V.T @ V, np.eye(k), atol=1e-13)
+
+
+def test_float32_keeps_the_basis_and_its_image_in_float32(rng):
+    # dtype: "the basis is kept in this dtype". The panels Q, W (and their restart copies)
+    # are the solver's memory: a float32 run peaks at about half a float64 one (0.55 here:
+    # the float64 Rayleigh-Ritz and the random start block add the rest); W in float64 or
+    # the thick restart computed in float64 (a float64 copy of Q) takes it to 0.77-0.92
+    import tracemalloc
+
+    n = 3000
+    d = np.arange(1, n + 1, dtype=float) ** -1.0
+
+    def peak(dt):
+        dd = d.astype(dt)[:, None]
+        started = not tracemalloc.is_tracing()
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        w, V, info = block_lanczos_topk(lambda B: B * dd, n, 5, dt, tol=1e-4, max_restarts=2)
+        top = tracemalloc.get_traced_memory()[1] - base
+        if started:
+            tracemalloc.stop()
+        assert w.dtype == V.dtype == dt and info.restarts >= 1
+        return top
+
+    assert peak(np.float32) < 0.6 * peak(np.float64)

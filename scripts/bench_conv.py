@@ -2,7 +2,7 @@
 
 Run in the peer environment that has both (neural-tangents is never a dependency)::
 
-    PYTHONPATH=$PWD /tmp/nt/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
+    PYTHONPATH=$PWD /work/ntvenv/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
 
 For each architecture (Myrtle-5, and a plain CNN without pooling: conv-relu x 3,
 flatten, dense) and dtype (float64, float32), it times, interleaved in one process:
@@ -17,7 +17,12 @@ figure of the one-thread run (process CPU time per unique pair), the ratios
 neural-tangents / kernelcomp of wall times and of process CPU times (all threads;
 the CPU ratio is the one that survives a loaded machine), the largest relative
 difference between the two Grams, the load average and the BLAS/thread info
-(threadpoolctl). Images are 28 x 28 MNIST-like strokes (``make_nt_conv_fixtures``'s).
+(threadpoolctl). Each timed call comes after a pause (``--settle``): XLA's and
+numba's worker threads keep spinning for a moment after a call, and process CPU
+time is the whole process's, so without the pause one library's spin was counted
+against the other (kernelcomp's all-thread CPU per pair read ~1.7x its one-thread
+figure right after neural-tangents' call). Images are 28 x 28 MNIST-like strokes
+(``make_nt_conv_fixtures``'s).
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="images for the CNN without pooling (its pairs are cheap)")
     parser.add_argument("--arch", choices=["all", "myrtle5", "cnn3-flatten"], default="all")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds of pause before each timed call (default 1): the "
+                        "other library's idle worker threads spin for a while after a "
+                        "call, and process CPU time would count that spin against the "
+                        "next one")
     args = parser.parse_args(argv)
 
     import jax
@@ -83,16 +93,19 @@ def main(argv: list[str] | None = None) -> None:
             ours(X[:2])
             ours(X[:2], n_jobs=1)
             for rep in range(args.repeats):
+                time.sleep(args.settle)
                 c0 = time.process_time()
                 t0 = time.perf_counter()
                 Knt = np.asarray(kfn(X, X, get="ntk").block_until_ready())
                 t_nt = time.perf_counter() - t0
                 c_nt = time.process_time() - c0
+                time.sleep(args.settle)
                 c0 = time.process_time()
                 t0 = time.perf_counter()
                 K = ours(X)
                 t_kc = time.perf_counter() - t0
                 c_kc = time.process_time() - c0
+                time.sleep(args.settle)
                 c0 = time.process_time()
                 t0 = time.perf_counter()
                 ours(X, n_jobs=1)

@@ -236,6 +236,47 @@ def test_threads_do_not_change_values(rng):
     np.testing.assert_array_equal(k(X, n_jobs=1), k(X, n_jobs=2))
 
 
+#: networks without pooling (the spatial diagonal alone, whole blocks of pairs per call):
+#: mixed filter sizes (a frame wider than a 3 x 3 filter's), activations after the flatten
+DIAGONAL_ARCHS = [
+    ["conv", "relu"] * 3 + ["flatten", "dense"],
+    ["conv5", "erf", "conv", "relu_unit", "conv", "flatten", "dense", "relu", "dense"],
+    ["relu", "flatten", "dense"],  # no convolution: the tangent stays the zero it starts as
+]
+
+
+@pytest.mark.parametrize("layers", DIAGONAL_ARCHS, ids=["cnn3", "mixed", "no-conv"])
+def test_no_pooling_blocks_reuse_their_scratch_exactly(layers, rng):
+    """Each pair of a Gram equals the same pair computed alone, bit for bit, in every tile.
+
+    The blocks of pairs (32 x 32 per call) reuse one scratch between pairs: a pair
+    computed after others (n = 70: three tile rows, the last partial, off-diagonal
+    and diagonal blocks, X against Y) must not see anything of the pairs before.
+    Images of very different scales and zero patches make stale entries visible.
+    """
+    X = rng.standard_normal((70, 7, 6, 2)) * rng.uniform(0.1, 10.0, (70, 1, 1, 1))
+    X[::5, 2:5] = 0.0
+    Y = np.abs(rng.standard_normal((37, 7, 6, 2)))
+    Y[3] = X[41]
+    k = kc.ConvNTK(layers, weight_std=1.3, bias_std=0.2)
+    K = k(X)
+    Kxy = k(X, Y)
+    assert (K == K.T).all()
+    assert np.array_equal(np.diag(K), k.diag(X))
+    assert Kxy[41, 3] == K[41, 41]  # a copy of an image reproduces its diagonal exactly
+    pick = rng.integers(0, 70, (60, 2))
+    for i, j in pick:
+        i, j = min(i, j), max(i, j)  # the Gram computes pair (i, j), i <= j, and mirrors it
+        assert k(X[i : i + 1], X[j : j + 1])[0, 0] == K[i, j], (i, j)
+    for i, j in zip(pick[:40, 0], pick[:40, 1] % 37, strict=True):
+        assert k(X[i : i + 1], Y[j : j + 1])[0, 0] == Kxy[i, j], (i, j)
+    np.testing.assert_array_equal(k(X, n_jobs=1), k(X, n_jobs=2))
+    np.testing.assert_array_equal(k(X, Y, n_jobs=1), Kxy)
+    # and the values are the recursion's
+    ref = conv_gram(X[:4], Y[:3], layers, weight_std=1.3, bias_std=0.2)
+    assert relative_error(Kxy[:4, :3], ref) <= 1e-12
+
+
 def test_no_pooling_uses_the_spatial_diagonal_only():
     k = kc.ConvNTK(["conv", "relu"] * 3 + ["flatten", "dense"])
     assert k._program((28, 28, 1)).diagonal_only

@@ -17,7 +17,10 @@ everything, flattening sums the ``(0, 0)`` slice only.
 Only the offsets that the network's output depends on are computed: a
 flattening readout needs ``(0, 0)`` alone (the spatial diagonal, O(HW) per pair),
 a pool of size ``k`` before a stage that needs ``|U| <= R`` needs
-``|u| <= k R + k - 1``, and global average pooling needs them all.
+``|u| <= k R + k - 1``, and global average pooling needs them all. A network
+without pooling runs in :func:`diag_block`, the ``(0, 0)`` offset alone over a
+whole block of pairs with one scratch (no per-pair allocation, the covariance
+unpadded so that the activation factors line up with it, no gather).
 
 Program. The layer list arrives as integer/float tables built by
 :mod:`kernelcomp.conv`:
@@ -95,6 +98,7 @@ __all__ = [
     "LINEAR",
     "POOL",
     "RELU",
+    "diag_block",
     "dual",
     "factors",
     "pair",
@@ -900,6 +904,251 @@ def pair_slab(
     return _tail(ops, opf, tail, s_val, t_val, self_mode, fxa, fxb, fya, fyb, snap)
 
 
+# -- the spatial diagonal alone: networks without pooling ------------------------------
+
+
+@jit
+def diag_block(
+    X: np.ndarray,
+    Y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    self_mode: bool,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    snap: float,
+    ntk: bool,
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    upper: bool,
+    res: np.ndarray,
+) -> None:
+    """``res[i - i0, j - j0]`` = kernel of ``X[i]`` and ``Y[j]`` for a network without pooling.
+
+    Such a network (one stage flattened at the end, offsets ``(0, 0)`` only) needs
+    the covariance of each position with itself alone: ``S[i, j] = S(x_ij, y_ij)``,
+    an ``H x W`` image per pair. This is :func:`pair` restricted to that offset, run
+    over a block of pairs with its scratch allocated once per block, not once per
+    pair: ``S``, ``T`` and the row pass's ``tmp``, flat ``H W`` images without a
+    frame. Every loop runs over the whole flat image (the convolution's row and
+    column sums, the activation), and the few entries within ``r`` of an edge are
+    summed again without the terms beyond it (those of the zero padding). Unpadded,
+    the covariance lines up with the samples' activation factors
+    (``fxa[i, off:off + H W]``): no gather. The arithmetic is :func:`pair`'s (the
+    same sums in the same order, less the added zeros): the values are equal to
+    the offset walk's, bit for bit up to the sign of a zero.
+
+    With ``upper`` (the diagonal block of a symmetric Gram) only ``j > i`` is
+    computed; ``self_mode`` is the per-sample pass (``Y is X``, one pair ``(i, i)``,
+    writing the factors). The scratch is allocated here, in the function whose
+    loops write it, so that LLVM knows it aliases nothing and vectorises them.
+    """
+    H = stages[0, 2]
+    W = stages[0, 3]
+    o0 = stages[0, 0]
+    o1 = stages[0, 1]
+    HW = H * W
+    C = X.shape[3]
+    inv_c = 1.0 / C
+    norm = 1.0 / HW
+    S = np.empty(HW, dtype=np.float64)
+    T = np.empty(HW, dtype=np.float64)
+    tmp = np.empty(HW, dtype=np.float64)
+    col_s = np.empty(W, dtype=np.float64)
+    col_t = np.empty(W, dtype=np.float64)
+    for i in range(i0, i1):
+        x = X[i]
+        for j in range(i + 1 if upper else j0, j1):
+            y = Y[j]
+            # the input covariance, position by position (channels in order)
+            xf = x.reshape(HW * C)
+            yf = y.reshape(HW * C)
+            for ch in range(C):
+                xc = xf[ch:]
+                yc = yf[ch:]
+                if ch == 0:
+                    for e in range(HW):
+                        S[e] = np.float64(xc[e * C]) * np.float64(yc[e * C])
+                else:
+                    for e in range(HW):
+                        S[e] += np.float64(xc[e * C]) * np.float64(yc[e * C])
+            if C > 1:
+                for e in range(HW):
+                    S[e] *= inv_c
+            for e in range(HW):
+                T[e] = 0.0
+            theta_zero = True
+            for o in range(o0, o1):
+                kind = ops[o, 0]
+                if kind == CONV:
+                    r = ops[o, 1] // 2
+                    c = opf[o, 0] / (ops[o, 1] * ops[o, 1])
+                    add = opf[o, 1]
+                    # S <- c box_r(S) + b2, then T <- c box_r(T) + S (NTK parameterisation;
+                    # T = S after the first convolution): rows into tmp, then columns
+                    for pas in range(1 if theta_zero else 2):
+                        A = S if pas == 0 else T
+                        # rows: tmp[e] = sum_b A[e + b], flat over the image (long
+                        # vectorised loops), then the r columns at each edge again
+                        # without the terms beyond it (the zero padding: adding a zero
+                        # changes nothing, so the sums are pair()'s)
+                        n_in = HW - 2 * r
+                        if r == 1:
+                            am = A[0:n_in]
+                            a0 = A[1 : 1 + n_in]
+                            ap = A[2 : 2 + n_in]
+                            tq = tmp[1 : 1 + n_in]
+                            for e in range(n_in):
+                                tq[e] = am[e] + a0[e] + ap[e]
+                        elif n_in > 0:
+                            tq = tmp[r : r + n_in]
+                            ab = A[0:n_in]
+                            for e in range(n_in):
+                                tq[e] = ab[e]
+                            for b in range(-r + 1, r + 1):
+                                ab = A[r + b : r + b + n_in]
+                                for e in range(n_in):
+                                    tq[e] += ab[e]
+                        e_lo = min(r, W)  # edge columns: [0, e_lo) and [e_hi, W)
+                        e_hi = max(W - r, e_lo)
+                        for rr in range(H):
+                            q = rr * W
+                            for jx in range(e_lo + W - e_hi):
+                                jj = jx if jx < e_lo else e_hi + jx - e_lo
+                                acc = 0.0
+                                first = True
+                                for b in range(max(-r, -jj), min(r, W - 1 - jj) + 1):
+                                    if first:
+                                        acc = A[q + jj + b]
+                                        first = False
+                                    else:
+                                        acc += A[q + jj + b]
+                                tmp[q + jj] = acc
+                        # columns: A[e] = c sum_a tmp[e + a W] + add (or + S), flat over
+                        # the rows with r rows above and below, then the edge rows
+                        n_in = (H - 2 * r) * W
+                        if n_in > 0:
+                            o_in = r * W
+                            ao = A[o_in : o_in + n_in]
+                            bo = S[o_in : o_in + n_in]
+                            if r == 1:
+                                t0 = tmp[0:n_in]
+                                t1 = tmp[W : W + n_in]
+                                t2 = tmp[2 * W : 2 * W + n_in]
+                                if pas == 0:
+                                    for e in range(n_in):
+                                        ao[e] = c * (t0[e] + t1[e] + t2[e]) + add
+                                else:
+                                    for e in range(n_in):
+                                        ao[e] = c * (t0[e] + t1[e] + t2[e]) + bo[e]
+                            else:
+                                tb = tmp[0:n_in]
+                                for e in range(n_in):
+                                    ao[e] = tb[e]
+                                for b in range(-r + 1, r + 1):
+                                    tb = tmp[o_in + b * W : o_in + b * W + n_in]
+                                    for e in range(n_in):
+                                        ao[e] += tb[e]
+                                if pas == 0:
+                                    for e in range(n_in):
+                                        ao[e] = c * ao[e] + add
+                                else:
+                                    for e in range(n_in):
+                                        ao[e] = c * ao[e] + bo[e]
+                        for rr in range(H):
+                            if r <= rr < H - r:
+                                continue
+                            q = rr * W
+                            a_lo = max(-r, -rr)
+                            a_hi = min(r, H - 1 - rr)
+                            for jj in range(W):
+                                acc = tmp[q + a_lo * W + jj]
+                                for b in range(a_lo + 1, a_hi + 1):
+                                    acc += tmp[q + b * W + jj]
+                                if pas == 0:
+                                    A[q + jj] = c * acc + add
+                                else:
+                                    A[q + jj] = c * acc + S[q + jj]
+                    if theta_zero:
+                        for e in range(HW):
+                            T[e] = S[e]
+                        theta_zero = False
+                elif kind == ACT:
+                    code = ops[o, 1]
+                    off = ops[o, 2]
+                    sc2 = opf[o, 0]
+                    xa = fxa[i, off : off + HW]
+                    xb = fxb[i, off : off + HW]
+                    if self_mode:
+                        for e in range(HW):
+                            fa, fb = closed_state(code, S[e])
+                            xa[e] = fa
+                            xb[e] = fb
+                    ya = fya[j, off : off + HW]
+                    yb = fyb[j, off : off + HW]
+                    # one loop per code: closed_step folds to one closed form
+                    if code == RELU or code == RELU_UNIT:
+                        for e in range(HW):
+                            kk, kd = closed_step(RELU, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            S[e] = sc2 * kk
+                            T[e] = sc2 * kd * T[e]
+                    elif code == ERF:
+                        for e in range(HW):
+                            kk, kd = closed_step(ERF, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            S[e] = sc2 * kk
+                            T[e] = sc2 * kd * T[e]
+                    elif code == LEAKY_RELU:
+                        for e in range(HW):
+                            kk, kd = closed_step(
+                                LEAKY_RELU, S[e], xa[e], ya[e], xb[e], yb[e], snap
+                            )
+                            S[e] = sc2 * kk
+                            T[e] = sc2 * kd * T[e]
+                    elif code == GELU:
+                        for e in range(HW):
+                            kk, kd = closed_step(GELU, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            S[e] = sc2 * kk
+                            T[e] = sc2 * kd * T[e]
+                    elif code == ELU:
+                        for e in range(HW):
+                            kk, kd = closed_step(ELU, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            S[e] = sc2 * kk
+                            T[e] = sc2 * kd * T[e]
+                    elif code == LINEAR:
+                        for e in range(HW):
+                            S[e] = sc2 * S[e]
+                            T[e] = sc2 * T[e]
+                    else:  # a code without a step here: NaN, never another activation
+                        for e in range(HW):
+                            S[e] = math.nan
+                            T[e] = math.nan
+            # flatten: column sums, then the columns in order (pair's order)
+            for jj in range(W):
+                col_s[jj] = 0.0
+                col_t[jj] = 0.0
+            for a in range(H):
+                sr = S[a * W : a * W + W]
+                tr = T[a * W : a * W + W]
+                for jj in range(W):
+                    col_s[jj] += sr[jj]
+                    col_t[jj] += tr[jj]
+            acc_s = 0.0
+            acc_t = 0.0
+            for jj in range(W):
+                acc_s += col_s[jj]
+                acc_t += col_t[jj]
+            s_val, t_val = _tail(
+                ops, opf, o1 + 1, acc_s * norm, acc_t * norm, self_mode, fxa[i], fxb[i],
+                fya[j], fyb[j], snap,
+            )
+            res[i - i0, j - j0] = t_val if ntk else s_val
+
+
 @jit
 def _storage(store: int):
     """Pooled storage for one thread."""
@@ -1006,33 +1255,61 @@ def tiles(
                 p += 1
         begin(ticks, total)
     diag_tile = symmetric and not per_sample
+    # a network without pooling (one stage, offset (0, 0) only): whole blocks of pairs
+    # on the spatial diagonal (diag_block), scratch allocated once per block
+    diag = (not slab) and stages.shape[0] == 1 and stages[0, 4] == 0 and stages[0, 5] == 0
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
-        PS, PT = _storage(store)
-        for i in range(ti * tile, min(n, ti * tile + tile)):
+        if diag:
+            i0 = ti * tile
+            i1 = min(n, i0 + tile)
             j0 = tj * tile
-            if diag_tile and ti == tj:
-                out[i, i] = dgx[i]
-                j0 = i + 1
-            for j in range(j0, min(m, tj * tile + tile)):
-                if slab:
-                    s, t = pair_slab(
-                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
-                        stages, snap, circ, PS, PT,
-                    )
-                else:
-                    s, t = pair(
-                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
-                        stages, work, snap, circ, PS, PT,
-                    )
-                val = t if ntk else s
+            j1 = min(m, j0 + tile)
+            upper = diag_tile and ti == tj
+            res = np.empty((i1 - i0, j1 - j0), dtype=np.float64)
+            diag_block(X, Y, fxa, fxb, fya, fyb, per_sample, ops, opf, stages, snap, ntk,
+                       i0, i1, j0, j1, upper, res)
+            for i in range(i0, i1):
                 if per_sample:
-                    dgx[i] = val
+                    dgx[i] = res[i - i0, i - j0]
                     continue
-                out[i, j] = val
-                if symmetric:
-                    out[j, i] = val
-        if not per_sample:
-            tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
-                                  min(m, tj * tile + tile), symmetric and ti == tj))
+                jb = j0
+                if upper:
+                    out[i, i] = dgx[i]
+                    jb = i + 1
+                for j in range(jb, j1):
+                    val = res[i - i0, j - j0]
+                    out[i, j] = val
+                    if symmetric:
+                        out[j, i] = val
+            if not per_sample:
+                tick(ticks, tile_work(i0, i1, j0, j1, upper))
+        else:
+            PS, PT = _storage(store)
+            for i in range(ti * tile, min(n, ti * tile + tile)):
+                j0 = tj * tile
+                if diag_tile and ti == tj:
+                    out[i, i] = dgx[i]
+                    j0 = i + 1
+                for j in range(j0, min(m, tj * tile + tile)):
+                    if slab:
+                        s, t = pair_slab(
+                            X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
+                            stages, snap, circ, PS, PT,
+                        )
+                    else:
+                        s, t = pair(
+                            X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
+                            stages, work, snap, circ, PS, PT,
+                        )
+                    val = t if ntk else s
+                    if per_sample:
+                        dgx[i] = val
+                        continue
+                    out[i, j] = val
+                    if symmetric:
+                        out[j, i] = val
+            if not per_sample:
+                tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                                      min(m, tj * tile + tile), symmetric and ti == tj))

@@ -76,7 +76,7 @@ from kernelcomp._kernels.activations import (
     RELU_UNIT,
 )
 from kernelcomp._kernels.duals import closed_state, closed_step
-from kernelcomp._kernels.progress import begin, tick, tile_work
+from kernelcomp._kernels.progress import begin, tick, tile_pairs, tile_work
 
 CONV = 0
 ACT = 1
@@ -1229,31 +1229,14 @@ def tiles(
         n = X.shape[0]
         m = n
         tile = 1
-        nti = n
-        npairs = n
+        pti = np.arange(n, dtype=np.int64)
+        ptj = pti
     else:
         n = out.shape[0]
         m = out.shape[1]
-        nti = (n + tile - 1) // tile
-        ntj = (m + tile - 1) // tile
-        npairs = nti * (nti + 1) // 2 if symmetric else nti * ntj
-    pti = np.empty(npairs, dtype=np.int64)
-    ptj = np.empty(npairs, dtype=np.int64)
-    total = 0
-    if per_sample:
-        for p in range(n):
-            pti[p] = p
-            ptj[p] = p
-    else:
-        p = 0
-        for ti in range(nti):
-            for tj in range(ti if symmetric else 0, ntj):
-                pti[p] = ti
-                ptj[p] = tj
-                total += tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
-                                   min(m, tj * tile + tile), symmetric and ti == tj)
-                p += 1
+        pti, ptj, total = tile_pairs(n, m, tile, symmetric)
         begin(ticks, total)
+    npairs = pti.shape[0]
     diag_tile = symmetric and not per_sample
     # a network without pooling (one stage, offset (0, 0) only): whole blocks of pairs
     # on the spatial diagonal (diag_block), scratch allocated once per block

@@ -622,3 +622,110 @@ def test_load_gram_of_a_partial_file_says_how_far_it_got(tmp_path):
             f"{partial} is an incomplete Gram file (2/3 row blocks); continue it with "
             "compute_gram_file(..., resume=True) / kernelcomp gram --resume")):
         io.load_gram(partial)
+
+
+# -- the rest of the boundary: threads, JSON, foreign layouts ---------------------------------
+def test_n_jobs_sets_the_threads_while_the_blocks_are_computed(tmp_path):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only: n_jobs=1 is the default here")
+    before = numba.get_num_threads()
+    seen = []
+
+    def poll() -> bool:
+        seen.append(numba.get_num_threads())
+        return False
+
+    io.compute_gram_file(kc.NTK(), _X(30), None, tmp_path / "K.h5", block_rows=10, n_jobs=1,
+                         should_stop=poll)
+    assert seen == [1, 1]
+    assert numba.get_num_threads() == before  # restored
+
+
+def test_inputs_and_kernel_descriptions_must_be_json_before_anything_is_written(tmp_path):
+    class Unwritable(kc.NTK):
+        def to_dict(self):
+            return {"kernel": "Unwritable", "params": {"f": object()}}
+
+    with pytest.raises(TypeError, match=r"^inputs must be JSON serialisable: "):
+        io.compute_gram_file(kc.NTK(), _X(5), None, tmp_path / "K.h5", inputs={"f": object()})
+    with pytest.raises(TypeError, match=r"^kernel must be JSON serialisable: "):
+        io.compute_gram_file(Unwritable(), _X(5), None, tmp_path / "K.h5")
+    assert list(tmp_path.iterdir()) == []  # no partial file left to refuse the next run
+    with pytest.raises(TypeError, match=r"^inputs must be JSON serialisable: "):
+        io.save_gram(tmp_path / "K.h5", np.eye(2), inputs={"f": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_gram_hashes_the_inputs_in_a_float32_matrix_dtype_and_names_its_arguments(
+    tmp_path,
+):
+    X, Y = _X(4, 2), _X(3, 2, seed=1)  # float64 inputs of a float32 matrix
+    K = kc.NTK()(X, Y, dtype="float32")
+    io.save_gram(tmp_path / "K.h5", K, X=X, Y=Y)
+    info = io.read_gram_info(tmp_path / "K.h5")
+    assert info.input_hash == a_hash(X, Y, np.float32) and info.dtype == np.float32
+    with h5py.File(tmp_path / "K.h5", "r") as f:
+        assert f.attrs["dtype"] == "float32"
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^X contains NaN"):
+        io.save_gram(tmp_path / "N.h5", np.eye(4), X=bad)
+    with pytest.raises(TypeError, match=r"^kernel must be a kernelcomp kernel or None, got str$"):
+        io.save_gram(tmp_path / "N.h5", np.eye(4), kernel="ntk")
+
+
+def test_only_gram_files_are_read_as_gram_files(tmp_path):
+    path = io.save_diagnostics(tmp_path / "d.h5", [{"x": np.ones(2)}])
+    for read in (io.read_gram_info, io.load_gram):
+        with pytest.raises(io.FormatError, match=re.escape(
+                f"{path} is a kernelcomp 'diagnostics' file, expected a 'gram' file")):
+            read(path)
+
+
+def test_resume_of_a_non_hdf5_final_file_quotes_the_reason(tmp_path):
+    out = tmp_path / "K.h5"
+    out.write_bytes(b"not hdf5" * 64)
+    with pytest.raises(io.FormatError, match=re.escape(
+            f"{out} cannot be read as a Gram file ({out} is not an HDF5 file (")):
+        io.compute_gram_file(kc.NTK(), _X(10), None, out, resume=True)
+
+
+@pytest.mark.parametrize("record", ["group", "2-D"])
+def test_a_record_that_is_not_a_1d_array_is_refused(tmp_path, record):
+    path = tmp_path / "K.h5"
+    io.save_gram(path, np.eye(3))
+    with h5py.File(path, "r+") as f:
+        del f["completed_blocks"]
+        if record == "group":
+            f.create_group("completed_blocks")
+        else:
+            f["completed_blocks"] = np.ones((1, 1), np.uint8)  # one entry, as expected
+    with pytest.raises(io.FormatError, match=re.escape(
+            f"{path}: its 'completed_blocks' record is not a 1-D integer array")):
+        io.read_gram_info(path)
+
+
+@pytest.mark.parametrize("dataset", ["completed_blocks", "gram"])
+def test_a_dataset_with_external_storage_is_refused_by_name(tmp_path, dataset):
+    path = tmp_path / "K.h5"
+    io.save_gram(path, np.eye(3))
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(72)))
+    with h5py.File(path, "r+") as f:
+        data = f[dataset][()]
+        del f[dataset]
+        f.create_dataset(dataset, shape=data.shape, dtype=data.dtype,
+                         external=[(str(secret), 0, data.nbytes)])
+    what = "its 'completed_blocks' record" if dataset == "completed_blocks" else (
+        "its 'gram' dataset")
+    with pytest.raises(io.FormatError, match=re.escape(what) + " .*external storage"):
+        io.load_gram(path)
+
+
+def test_a_new_partial_file_has_every_tile_allocated_at_once(tmp_path):
+    """A killed writer never has to allocate: the file holds the whole matrix from the start."""
+    X = _X(600, 2)
+    partial = _interrupt(tmp_path / "K.h5", kc.NTK(), X, block_rows=256, after=1)
+    assert partial.stat().st_size >= 600 * 600 * 8  # 1 of 3 blocks stored, all 9 tiles there

@@ -418,6 +418,7 @@ def test_resume_computes_exactly_the_missing_blocks_and_the_bar_starts_at_the_st
     k = kc.NTK(depth=2)
     out = tmp_path / "K.h5"
     io.compute_gram_file(k, X, None, out, block_rows=100)
+    assert capsys.readouterr().err == ""  # no bar unless asked for
     partial = tmp_path / "K.h5.partial"
     with h5py.File(out, "r+") as f:  # block 1 lost: record, and its rows and mirror zeroed
         f["completed_blocks"][1] = 0
@@ -430,6 +431,7 @@ def test_resume_computes_exactly_the_missing_blocks_and_the_bar_starts_at_the_st
     err = capsys.readouterr().err
     # blocks 0 and 2 (100 + 50 rows) were stored: the bar starts at 150 of 250 rows
     assert "NTK Gram" in err and "| 150/250" in err and "| 250/250" in err
+    assert "row/s]" in err  # rows are the bar's unit
     assert "| 0/250" not in err and "| 100/250" not in err
     assert info.complete and info.blocks_done == 3
     np.testing.assert_array_equal(io.load_gram(out), k(X))
@@ -489,6 +491,11 @@ def test_resume_of_a_final_file_that_is_incomplete_is_refused(tmp_path):
         f["completed_blocks"][:] = 1
     with pytest.raises(io.FormatError, match=r"incomplete Gram file \(3/3 row blocks\)"):
         io.compute_gram_file(kc.NTK(), X, None, out, resume=True)
+    # a complete final file of the same request: returned as it is
+    io.compute_gram_file(kc.NTK(), X, None, out, force=True, block_rows=10)
+    before = out.read_bytes()
+    info = io.compute_gram_file(kc.NTK(), X, None, out, resume=True)
+    assert info.complete and info.n_blocks == 3 and out.read_bytes() == before
 
 
 def test_resume_of_an_unreadable_final_file_names_force(tmp_path):
@@ -643,16 +650,23 @@ def test_n_jobs_sets_the_threads_while_the_blocks_are_computed(tmp_path):
     assert numba.get_num_threads() == before  # restored
 
 
-def test_inputs_and_kernel_descriptions_must_be_json_before_anything_is_written(tmp_path):
+def test_inputs_must_be_json_before_anything_is_written(tmp_path):
+    with pytest.raises(TypeError, match=r"^inputs must be JSON serialisable: "):
+        io.compute_gram_file(kc.NTK(), _X(5), None, tmp_path / "K.h5", inputs={"f": object()})
+    assert list(tmp_path.iterdir()) == []  # no partial file left to refuse the next run
+
+
+def test_a_kernel_description_must_be_json_before_anything_is_written(tmp_path):
     class Unwritable(kc.NTK):
         def to_dict(self):
             return {"kernel": "Unwritable", "params": {"f": object()}}
 
-    with pytest.raises(TypeError, match=r"^inputs must be JSON serialisable: "):
-        io.compute_gram_file(kc.NTK(), _X(5), None, tmp_path / "K.h5", inputs={"f": object()})
     with pytest.raises(TypeError, match=r"^kernel must be JSON serialisable: "):
         io.compute_gram_file(Unwritable(), _X(5), None, tmp_path / "K.h5")
-    assert list(tmp_path.iterdir()) == []  # no partial file left to refuse the next run
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_gram_inputs_must_be_json(tmp_path):
     with pytest.raises(TypeError, match=r"^inputs must be JSON serialisable: "):
         io.save_gram(tmp_path / "K.h5", np.eye(2), inputs={"f": object()})
     assert list(tmp_path.iterdir()) == []

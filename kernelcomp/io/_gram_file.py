@@ -528,6 +528,7 @@ def compute_gram_file(
     """
     _path_arg(path)  # a wrong type is refused before the inputs are validated
     req = _request(kernel, X, Y, dtype, block_rows)
+    _dumps(dict(inputs or {}), "inputs")  # refused now, not after the partial file is made
     final = _output_path(path, force=force or resume)
     partial = _partial_path(final)
     with write_lock(final):  # one writer of final and partial, from the checks to the rename

@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 
 import kernelcomp as kc
@@ -169,22 +171,97 @@ def test_classifier_forwards_every_svc_option():
         assert ours.fit_status_ == ref.fit_status_
 
 
+def _platt_reference(K, y, seed, sample_weight=None, **svc):
+    """scikit-learn's replacement of ``SVC(probability=True)`` on a precomputed Gram."""
+    return CalibratedClassifierCV(
+        SVC(kernel="precomputed", **svc), method="sigmoid", ensemble=False,
+        cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+    ).fit(K, y, sample_weight=sample_weight)
+
+
 def test_classifier_probability_and_its_seed():
     X, y = _labels(80)
     Xt, _ = _labels(15, 2)
     k = kc.NTK(depth=1)
     K, Kt = kc.gram(k, X), kc.gram(k, Xt, X)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn >= 1.9 deprecates it
+        warnings.simplefilter("error")  # no FutureWarning: SVC(probability=True) is not used
         ours = kc.NTKClassifier(k, probability=True, random_state=3).fit(X, y)
-        ref = SVC(kernel="precomputed", probability=True, random_state=3).fit(K, y)
-        np.testing.assert_allclose(ours.predict_proba(Xt), ref.predict_proba(Kt), rtol=1e-9)
-        np.testing.assert_allclose(ours.probA_, ref.probA_, rtol=1e-12)
-        other = kc.NTKClassifier(k, probability=True, random_state=4).fit(X, y)
-        assert not np.allclose(other.probA_, ours.probA_, rtol=1e-6)
+        proba = ours.predict_proba(Xt)
+    ref = _platt_reference(K, y, 3)
+    np.testing.assert_allclose(proba, ref.predict_proba(Kt), rtol=1e-9)
+    sigmoid = ref.calibrated_classifiers_[0].calibrators[0]
+    np.testing.assert_allclose(ours.probA_, [sigmoid.a_], rtol=1e-12)
+    np.testing.assert_allclose(ours.probB_, [sigmoid.b_], rtol=1e-12)
+    # by hand: the probability of classes_[1] is the sigmoid of the decision value
+    f = ours.decision_function(Xt)
+    p1 = 1.0 / (1.0 + np.exp(ours.probA_[0] * f + ours.probB_[0]))
+    np.testing.assert_allclose(proba, np.column_stack([1.0 - p1, p1]), rtol=1e-12)
+    np.testing.assert_allclose(ours.predict_log_proba(Xt), np.log(proba), rtol=1e-12)
+    # the calibration's own SVC is the classifier's: the same decision values
+    np.testing.assert_allclose(ours.calibrator_.calibrated_classifiers_[0].estimator
+                               .decision_function(Kt), f, rtol=1e-12)  # fmt: skip
+    other = kc.NTKClassifier(k, probability=True, random_state=4).fit(X, y)
+    assert not np.allclose(other.probA_, ours.probA_, rtol=1e-6)
+    np.testing.assert_allclose(other.predict_proba(Xt), _platt_reference(K, y, 4)
+                               .predict_proba(Kt), rtol=1e-9)  # fmt: skip
     plain = kc.NTKClassifier(k).fit(X, y)
     assert plain.probA_.size == 0 and plain.probB_.size == 0
-    assert not hasattr(plain, "predict_proba")
+    assert not hasattr(plain, "predict_proba") and not hasattr(plain, "calibrator_")
+    # a refit without probability drops the calibration of the previous fit
+    ours.set_params(probability=False).fit(X, y)
+    assert not hasattr(ours, "calibrator_") and ours.probA_.size == 0
+
+
+def test_classifier_probability_honours_the_svc_options_and_weights():
+    X, y = _labels(80)
+    Xt, _ = _labels(15, 2)
+    k = kc.NTK(depth=1)
+    K, Kt = kc.gram(k, X), kc.gram(k, Xt, X)
+    sw = np.random.default_rng(5).uniform(0.2, 3.0, X.shape[0])
+    for kw, weights in [({"C": 0.3}, None), ({"class_weight": {0: 5.0, 1: 0.2}}, None),
+                        ({"tol": 0.5}, None), ({}, sw)]:
+        ours = kc.NTKClassifier(k, probability=True, random_state=1, **kw).fit(
+            X, y, sample_weight=weights)
+        ref = _platt_reference(K, y, 1, sample_weight=weights, **kw)
+        np.testing.assert_allclose(ours.predict_proba(Xt), ref.predict_proba(Kt), rtol=1e-9,
+                                   err_msg=str(kw))
+    plain = kc.NTKClassifier(k, probability=True, random_state=1).fit(X, y)
+    assert not np.allclose(plain.predict_proba(Xt), ours.predict_proba(Xt), rtol=1e-3)
+
+
+@pytest.mark.parametrize("kw", [{}, {"decision_function_shape": "ovo"}, {"break_ties": True}])
+def test_classifier_multiclass_probability_is_one_sigmoid_per_class(kw):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((90, 3))
+    y = np.digitize(X[:, 0], [-0.5, 0.5]) * 3  # classes 0, 3, 6
+    Xt = rng.standard_normal((20, 3))
+    k = kc.NTK(depth=1)
+    K, Kt = kc.gram(k, X), kc.gram(k, Xt, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = kc.NTKClassifier(k, probability=True, random_state=2, **kw).fit(X, y)
+        proba = ours.predict_proba(Xt)
+    # the decision shape asked for is the classifier's; the calibration is one-vs-rest
+    ref = _platt_reference(K, y, 2)
+    np.testing.assert_allclose(proba, ref.predict_proba(Kt), rtol=1e-9, atol=1e-15)
+    assert ours.probA_.shape == ours.probB_.shape == (3,)
+    f = SVC(kernel="precomputed").fit(K, y).decision_function(Kt)  # (20, 3), one-vs-rest
+    raw = 1.0 / (1.0 + np.exp(ours.probA_ * f + ours.probB_))
+    np.testing.assert_allclose(proba, raw / raw.sum(axis=1, keepdims=True), rtol=1e-12)
+    np.testing.assert_array_equal(ours.predict(Xt), SVC(kernel="precomputed", **kw).fit(K, y)
+                                  .predict(Kt))  # fmt: skip
+    assert ours.decision_function(Xt).shape == (20, 3)  # ovo with 3 classes: 3 pairs too
+
+
+def test_classifier_probability_needs_five_samples_per_class():
+    X, y = _labels(40)
+    y[np.flatnonzero(y == 1)[4:]] = 0  # four samples of class 1
+    with pytest.raises(ValueError, match=r"Requesting 5-fold cross-validation but provided less "
+                                         r"than 5 examples for at least one class"):
+        kc.NTKClassifier(kc.NTK(depth=1), probability=True).fit(X, y)
+    y[np.flatnonzero(y == 0)[0]] = 1  # five: enough
+    kc.NTKClassifier(kc.NTK(depth=1), probability=True, random_state=0).fit(X, y)
 
 
 def test_classifier_break_ties_and_decision_shape_reach_svc():

@@ -92,10 +92,11 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         Fit Platt's sigmoid on out-of-fold decision values and offer
         :meth:`predict_proba` / :meth:`predict_log_proba`, which do not exist
         otherwise. This is scikit-learn's replacement of the deprecated
-        ``SVC(probability=True)``: ``CalibratedClassifierCV(SVC(kernel=
-        "precomputed", ...), method="sigmoid", ensemble=False)`` on the same Gram
-        matrix, with a shuffled, stratified 5-fold cross-validation (five more
-        SVC fits, so ``fit`` is slower); multiclass problems get one sigmoid per
+        ``SVC(probability=True)``:
+        ``CalibratedClassifierCV(SVC(kernel="precomputed"), ensemble=False)``
+        (sigmoid method) on the same Gram matrix and ``SVC`` options, with a
+        shuffled, stratified 5-fold cross-validation (six more SVC fits, so
+        ``fit`` is slower); multiclass problems get one sigmoid per
         class (one-vs-rest), normalised to sum to 1. Every class needs at least 5
         training samples. ``"svc"`` only (the flow refuses it). The probabilities
         may disagree with :meth:`predict` near the boundary.

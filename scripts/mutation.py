@@ -260,7 +260,8 @@ def _merge_parts(recheck_file: Path) -> dict[str, str]:
     return done
 
 
-def _recheck(scratch: Path, module: str, todo: list[str], jobs: int, env: dict[str, str]) -> int:
+def _recheck(scratch: Path, module: str, todo: list[str], jobs: int, env: dict[str, str],
+             clean: bool = True) -> int:
     """Rerun ``todo`` by hand in ``jobs`` worker processes; resumable.
 
     Each worker writes its verdicts after every mutant to its own part file; the parts are
@@ -268,6 +269,8 @@ def _recheck(scratch: Path, module: str, todo: list[str], jobs: int, env: dict[s
     ``--recheck`` (after an interrupted one), so a killed recheck loses at most the
     mutants in flight. A mutant a recheck left alive is retried only when the laid-out
     tests changed since (``recheck_tests.json`` keeps the fingerprint it survived).
+    ``clean=False`` skips the run of the tests on the unmutated code (when mutmut's own
+    clean run has just passed in the same scratch).
     """
     mutants = scratch / "mutants"
     recheck_file = scratch / "recheck.json"
@@ -288,12 +291,12 @@ def _recheck(scratch: Path, module: str, todo: list[str], jobs: int, env: dict[s
     stats = json.loads((mutants / "mutmut-stats.json").read_text())
     tests_of = stats["tests_by_mangled_function_name"]
     wanted = sorted({t for n in todo for t in tests_of.get(n.rsplit("__mutmut_", 1)[0], ())})
-    clean = subprocess.call(
+    code = subprocess.call(
         [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *wanted], cwd=mutants,
         env=env | {"MUTANT_UNDER_TEST": ""}, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    if clean != 0:
-        print(f"{module}: the unmutated code fails the selected tests (pytest exit {clean}); "
+    ) if clean else 0  # fmt: skip
+    if code != 0:
+        print(f"{module}: the unmutated code fails the selected tests (pytest exit {code}); "
               "no recheck", file=sys.stderr)  # fmt: skip
         return 3
     workers = []

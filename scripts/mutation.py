@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         "--recheck", action="store_true",
         help="rerun the 'suspicious' mutants of the last run by hand and count their verdicts",
     )  # fmt: skip
+    parser.add_argument(
+        "--skip-clean", action="store_true",
+        help="--recheck without the run on the unmutated code (mutmut's clean run just passed)",
+    )  # fmt: skip
     parser.add_argument("--recheck-worker", help=argparse.SUPPRESS)
     parser.add_argument(
         "--survivors", action="store_true",
@@ -200,11 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     (scratch / "verdicts.json").write_text(json.dumps(status, indent=1))
     recheck_file = scratch / "recheck.json"
     if args.recheck:
-        # the suspicious ones, and those a previous recheck left alive (new tests may kill them)
-        earlier = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+        # the suspicious ones, those a previous recheck left alive (new tests may kill them)
+        # and those mutmut found no test for when the current stats map tests to them
+        earlier = _merge_parts(recheck_file)
+        stats = json.loads((scratch / "mutants" / "mutmut-stats.json").read_text())
+        mapped = stats["tests_by_mangled_function_name"]
         todo = sorted(n for n, v in status.items()
-                      if v == "suspicious" or earlier.get(n) == "survived")
-        code = _recheck(scratch, args.module, todo, args.max_children, env)
+                      if v == "suspicious" or earlier.get(n) == "survived"
+                      or (v == "no tests" and mapped.get(n.rsplit("__mutmut_", 1)[0])))
+        code = _recheck(scratch, args.module, todo, args.max_children, env,
+                        clean=not args.skip_clean)  # fmt: skip
         if code:
             return code
     # a hand verdict stands for a mutant mutmut has not rerun since (the entries of rerun

@@ -408,3 +408,46 @@ def test_precomputed_gram_is_solved_in_the_dtype_asked(k_dtype, dtype, want):
     rtol = 1e-8 if want == np.float64 else 2e-3
     np.testing.assert_allclose(est.dual_coef_, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
 
+
+
+# ------------------------------------------------------------------ second mutation pass
+def test_a_solution_that_overflows_the_dtype_is_refused_not_nan():
+    # the exact solution 1e10 / 1e-300 = 1e310 is not a float64: the Cholesky solution is
+    # not finite and neither is the pseudo-inverse's; the fit says so instead of NaN
+    msg = (r"^The kernel ridge solution overflows float64 \(n=3, alpha=0; the Cholesky "
+           r"solution is not finite, and so does the eigendecomposition's, with smallest "
+           r"eigenvalue 1e-300\): the targets are too large")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow on the way
+        with pytest.raises(ValueError, match=msg):
+            kc.NTKRegressor("precomputed", alpha=0.0).fit(1e-300 * np.eye(3), np.full(3, 1e10))
+        # float32: 1e10 / 1e-30 overflows; the same system in float64 is solved exactly
+        K = np.float32(1e-30) * np.eye(3, dtype=np.float32)
+        with pytest.raises(ValueError, match=r"^The kernel ridge solution overflows float32"):
+            kc.NTKRegressor("precomputed", alpha=0.0).fit(K, np.full(3, 1e10))
+        est = kc.NTKRegressor("precomputed", alpha=0.0, dtype="float64").fit(K, np.full(3, 1e10))
+    np.testing.assert_allclose(est.dual_coef_, 1e10 / np.float64(np.float32(1e-30)), rtol=1e-12)
+
+
+def test_precomputed_predictions_are_in_the_dtype_of_the_fit():
+    X, y = _data(30)
+    Xt, _ = _data(7, seed=1)
+    k = kc.NTK(depth=1)
+    K, Kt = kc.gram(k, X), kc.gram(k, Xt, X)
+    f32 = kc.NTKRegressor("precomputed", alpha=1e-2, dtype="float32").fit(K, y)
+    out = f32.predict(Kt)  # a float64 test Gram against a float32 fit
+    assert f32.dual_coef_.dtype == np.float32 and out.dtype == np.float32
+    np.testing.assert_allclose(out, Kt.astype(np.float32) @ f32.dual_coef_, rtol=1e-5)
+    f64 = kc.NTKRegressor("precomputed", alpha=1e-2).fit(K, y)
+    out = f64.predict(Kt.astype(np.float32))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, Kt.astype(np.float32).astype(np.float64) @ f64.dual_coef_,
+                               rtol=1e-12)
+
+
+def test_flow_options_cannot_name_the_flow_inputs():
+    X, y = _labels()
+    for name in ("K", "y"):
+        with pytest.raises(ValueError, match=rf"^unknown flow_options \['{name}'\]"):
+            kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow",
+                             flow_options={name: None}).fit(X, y)

@@ -451,3 +451,34 @@ def test_flow_options_cannot_name_the_flow_inputs():
         with pytest.raises(ValueError, match=rf"^unknown flow_options \['{name}'\]"):
             kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow",
                              flow_options={name: None}).fit(X, y)
+
+
+@pytest.mark.parametrize("on_dask", [False, True])
+def test_falkon_progress_reaches_the_bar(monkeypatch, on_dask):
+    import contextlib
+
+    from kernelcomp import _falkon
+
+    seen = []
+
+    class Bar:
+        def update(self, k):
+            pass
+
+        def set_postfix(self, **kw):
+            pass
+
+    @contextlib.contextmanager
+    def spy(enabled, **kw):
+        seen.append(enabled)
+        yield Bar()
+
+    monkeypatch.setattr(_falkon, "progress_bar", spy)
+    X, y = _data(40)
+    if on_dask:
+        X, y = da.from_array(X, chunks=(20, 3)), da.from_array(y, chunks=20)
+    for progress in (True, False, None):
+        kw = {} if progress is None else {"progress": progress}  # None: the default, off
+        kc.NTKRegressor(kc.NTK(depth=1), **(FALKON | {"n_centers": 10, "max_iter": 3}),
+                        **kw).fit(X, y)
+    assert seen == [True, False, False]

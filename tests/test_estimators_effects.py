@@ -482,3 +482,65 @@ def test_falkon_progress_reaches_the_bar(monkeypatch, on_dask):
         kc.NTKRegressor(kc.NTK(depth=1), **(FALKON | {"n_centers": 10, "max_iter": 3}),
                         **kw).fit(X, y)
     assert seen == [True, False, False]
+
+
+def test_flow_refuses_a_single_class_in_full():
+    X, _ = _labels()
+    with pytest.raises(ValueError, match=r"^solver='gradient_flow' needs two classes in y, got 1 "
+                                         r"class$"):
+        kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow").fit(X, np.ones(len(X)))
+
+
+def test_precomputed_classifier_has_empty_support_vectors_as_svc():
+    X, y = _labels()
+    K = kc.gram(kc.NTK(depth=1), X)
+    clf = kc.NTKClassifier("precomputed").fit(K, y)
+    ref = SVC(kernel="precomputed").fit(K, y)
+    assert isinstance(clf.support_vectors_, np.ndarray)
+    assert clf.support_vectors_.shape == ref.support_vectors_.shape == (0, 0)
+    assert clf.support_vectors_.dtype == np.float64
+
+
+@pytest.mark.parametrize(("x_dtype", "dtype"), [(np.float64, "float32"), (np.float32, "float64")])
+def test_classifier_gram_dtype_asked_holds_at_fit_and_at_test_time(x_dtype, dtype):
+    # the Gram matrices (training and test) are computed in `dtype`, whatever X's dtype:
+    # the same as SVC on Grams computed in that dtype, not in X's
+    X, y = _labels()
+    Xt, _ = _labels(20, 1)
+    X, Xt = X.astype(x_dtype), Xt.astype(x_dtype)
+    k = kc.NTK(depth=1)
+    K = kc.gram(k, X, dtype=dtype).astype(np.float64)
+    Kt = kc.gram(k, Xt, X, dtype=dtype).astype(np.float64)
+    ours = kc.NTKClassifier(k, dtype=dtype).fit(X, y)
+    ref = SVC(kernel="precomputed").fit(K, y)
+    np.testing.assert_array_equal(ours.support_, ref.support_)
+    np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(ours.decision_function(Xt), ref.decision_function(Kt),
+                               rtol=1e-13, atol=1e-15)
+    # a precomputed Gram is rounded to the dtype asked before SVC sees it
+    pre = kc.NTKClassifier("precomputed", dtype=dtype).fit(kc.gram(k, X.astype(np.float64)), y)
+    ref = SVC(kernel="precomputed").fit(
+        kc.gram(k, X.astype(np.float64)).astype(dtype).astype(np.float64), y)
+    np.testing.assert_allclose(pre.dual_coef_, ref.dual_coef_, rtol=1e-13, atol=1e-15)
+
+
+def test_classifier_integer_and_boolean_test_input_is_read_as_float():
+    X, y = _labels()
+    clf = kc.NTKClassifier(kc.NTK(depth=1)).fit(np.round(3 * X), y)
+    Xt = np.round(3 * _labels(20, 1)[0])
+    np.testing.assert_array_equal(clf.decision_function(Xt.astype(np.int64)),
+                                  clf.decision_function(Xt))
+    # boolean features, as the fit reads them (the Gram refuses a bool array itself)
+    clf = kc.NTKClassifier(kc.NTK(depth=1)).fit(X > 0, y)
+    np.testing.assert_array_equal(clf.predict(Xt > 0), clf.predict((Xt > 0).astype(float)))
+    np.testing.assert_array_equal(clf.decision_function(Xt > 0),
+                                  clf.decision_function((Xt > 0).astype(float)))
+
+
+def test_falkon_refuses_negative_sample_weights():
+    X, y = _data(40)
+    sw = np.ones(40)
+    sw[5] = -0.5
+    for kernel, data in ((kc.NTK(depth=1), X), ("precomputed", kc.gram(kc.NTK(depth=1), X))):
+        with pytest.raises(ValueError, match=r"^Negative values in data passed to `?sample_weight"):
+            kc.NTKRegressor(kernel, **(FALKON | {"n_centers": 10})).fit(data, y, sample_weight=sw)

@@ -544,3 +544,38 @@ def test_falkon_refuses_negative_sample_weights():
     for kernel, data in ((kc.NTK(depth=1), X), ("precomputed", kc.gram(kc.NTK(depth=1), X))):
         with pytest.raises(ValueError, match=r"^Negative values in data passed to `?sample_weight"):
             kc.NTKRegressor(kernel, **(FALKON | {"n_centers": 10})).fit(data, y, sample_weight=sw)
+
+
+def test_asymmetry_warning_is_strict_at_its_threshold():
+    # warned when max |K - K.T| > 1e3 eps max|diag K|: a defect exactly at it is not
+    from kernelcomp._validation import SYMMETRIC_ROUNDOFF_EPS
+
+    eps = np.finfo(np.float64).eps
+    threshold = SYMMETRIC_ROUNDOFF_EPS * eps * max(2.0, np.finfo(np.float64).tiny)
+    K = 2.0 * np.eye(2)
+    K[0, 1] = threshold  # K[1, 0] = 0: the defect is exactly the threshold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = kc.NTKRegressor("precomputed", alpha=1.0).fit(K, [1.0, 2.0])
+    K_sym = 2.0 * np.eye(2) + threshold / 2 * (1 - np.eye(2))
+    np.testing.assert_allclose(est.dual_coef_, np.linalg.solve(K_sym + np.eye(2), [1.0, 2.0]),
+                               rtol=1e-14)
+    K[0, 1] = np.nextafter(threshold, 1.0)
+    with pytest.warns(UserWarning, match=r"^The precomputed Gram matrix is not symmetric"):
+        kc.NTKRegressor("precomputed", alpha=1.0).fit(K, [1.0, 2.0])
+
+
+@pytest.mark.parametrize(("k_dtype", "dtype", "want"), [
+    (np.float64, "float32", np.float32), (np.float32, None, np.float32),
+    (np.float32, "float64", np.float64),
+])
+def test_precomputed_falkon_keeps_the_dtype_asked(k_dtype, dtype, want):
+    X, y = _data(40)
+    K = kc.gram(kc.NTK(depth=1), X).astype(k_dtype)
+    opts = FALKON | {"n_centers": 40, "alpha": 1e-1}
+    est = kc.NTKRegressor("precomputed", dtype=dtype, **opts).fit(K, y)
+    assert est.dual_coef_.dtype == want and est.predict(K).dtype == want
+    # every point a centre: the exact solution in that dtype
+    ref = np.linalg.solve(K.astype(want).astype(np.float64) + 1e-1 * np.eye(40), y)
+    rtol = 1e-8 if want == np.float64 else 2e-3
+    np.testing.assert_allclose(est.dual_coef_, ref, rtol=rtol, atol=rtol * np.abs(ref).max())

@@ -579,3 +579,20 @@ def test_precomputed_falkon_keeps_the_dtype_asked(k_dtype, dtype, want):
     ref = np.linalg.solve(K.astype(want).astype(np.float64) + 1e-1 * np.eye(40), y)
     rtol = 1e-8 if want == np.float64 else 2e-3
     np.testing.assert_allclose(est.dual_coef_, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+
+
+def test_falkon_route_log_lines_in_full(caplog):
+    import logging
+
+    X, y = _data(40)
+    opts = FALKON | {"n_centers": 10}
+    with caplog.at_level(logging.INFO, logger="kernelcomp"):
+        kc.NTKRegressor(kc.NTK(depth=1), max_memory=10**6, **opts).fit(X, y)
+        kc.NTKRegressor(kc.NTK(depth=1), max_memory=1500, dtype="float32", **opts).fit(X, y)
+    lines = [r.getMessage() for r in caplog.records if "K_nm" in r.getMessage()]
+    assert lines == [
+        "NTKRegressor(solver='falkon'): K_nm 40 x 10 float64 (3.1 KiB) stored (computed once); "
+        "budget 976.6 KiB (max_memory)",
+        "NTKRegressor(solver='falkon'): K_nm 40 x 10 float32 (1.6 KiB) recomputed block by block "
+        "at every iteration (a larger max_memory keeps it); budget 1.5 KiB (max_memory)",
+    ]

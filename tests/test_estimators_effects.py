@@ -596,3 +596,15 @@ def test_falkon_route_log_lines_in_full(caplog):
         "NTKRegressor(solver='falkon'): K_nm 40 x 10 float32 (1.6 KiB) recomputed block by block "
         "at every iteration (a larger max_memory keeps it); budget 1.5 KiB (max_memory)",
     ]
+
+
+def test_falkon_max_memory_bounds_and_messages():
+    X, y = _data(40)
+    opts = FALKON | {"n_centers": 10}
+    est = kc.NTKRegressor(kc.NTK(depth=1), max_memory=0, **opts).fit(X, y)  # 0 allowed
+    assert est.max_memory_ == 0 and est.knm_route_ == "recomputed"
+    for value, exc, msg in [(-1, ValueError, r"^max_memory must be >= 0, got -1$"),
+                            (2.5, TypeError, r"^max_memory must be an integer, got float 2.5$"),
+                            (True, TypeError, r"^max_memory must be an integer, got bool True$")]:
+        with pytest.raises(exc, match=msg):
+            kc.NTKRegressor(kc.NTK(depth=1), max_memory=value, **opts).fit(X, y)

@@ -608,3 +608,18 @@ def test_falkon_max_memory_bounds_and_messages():
                             (True, TypeError, r"^max_memory must be an integer, got bool True$")]:
         with pytest.raises(exc, match=msg):
             kc.NTKRegressor(kc.NTK(depth=1), max_memory=value, **opts).fit(X, y)
+
+
+def test_classifier_without_support_vectors_predicts_as_svc():
+    # C times the class weights underflows to 0: libsvm keeps no support vector, and
+    # the test Gram has no column to compute (the decision is the intercept alone)
+    X, y = _labels(30)
+    Xt, _ = _labels(12, 1)
+    k = kc.NTK(depth=1)
+    kw = {"C": 1e-200, "class_weight": {0: 1e-200, 1: 1e-200}}
+    ours = kc.NTKClassifier(k, **kw).fit(X, y)
+    ref = SVC(kernel="precomputed", **kw).fit(kc.gram(k, X), y)
+    assert ours.support_.size == ref.support_.size == 0
+    Kt = kc.gram(k, Xt, X)
+    np.testing.assert_array_equal(ours.decision_function(Xt), ref.decision_function(Kt))
+    np.testing.assert_array_equal(ours.predict(Xt), ref.predict(Kt))

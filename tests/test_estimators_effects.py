@@ -623,3 +623,11 @@ def test_classifier_without_support_vectors_predicts_as_svc():
     Kt = kc.gram(k, Xt, X)
     np.testing.assert_array_equal(ours.decision_function(Xt), ref.decision_function(Kt))
     np.testing.assert_array_equal(ours.predict(Xt), ref.predict(Kt))
+
+
+def test_flow_attributes_have_svc_dtypes():
+    X, y = _labels(30)
+    flow = kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow").fit(X, y)
+    svc = SVC(kernel="precomputed").fit(kc.gram(kc.NTK(depth=1), X), y)
+    for name in ("support_", "n_support_", "n_iter_", "dual_coef_", "intercept_"):
+        assert getattr(flow, name).dtype == getattr(svc, name).dtype, name

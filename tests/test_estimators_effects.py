@@ -631,3 +631,18 @@ def test_flow_attributes_have_svc_dtypes():
     svc = SVC(kernel="precomputed").fit(kc.gram(kc.NTK(depth=1), X), y)
     for name in ("support_", "n_support_", "n_iter_", "dual_coef_", "intercept_"):
         assert getattr(flow, name).dtype == getattr(svc, name).dtype, name
+
+
+def test_nested_parameters_replace_a_dataclass_kernel_even_with_set_params():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+        depth: int = 1
+
+        def set_params(self, **kw):
+            raise AssertionError("a dataclass kernel is replaced, not mutated")
+
+    original = Frozen()
+    est = kc.NTKRegressor(kernel=original).set_params(kernel__depth=3)
+    assert est.kernel == Frozen(3) and original == Frozen(1)

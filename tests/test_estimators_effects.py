@@ -646,3 +646,12 @@ def test_nested_parameters_replace_a_dataclass_kernel_even_with_set_params():
     original = Frozen()
     est = kc.NTKRegressor(kernel=original).set_params(kernel__depth=3)
     assert est.kernel == Frozen(3) and original == Frozen(1)
+
+
+def test_classifier_multiclass_tag_follows_the_solver():
+    from sklearn.utils import get_tags
+
+    assert get_tags(kc.NTKClassifier()).classifier_tags.multi_class is True
+    assert get_tags(kc.NTKClassifier(solver="gradient_flow")).classifier_tags.multi_class is False
+    assert get_tags(kc.NTKClassifier("precomputed")).input_tags.pairwise is True
+    assert get_tags(kc.NTKClassifier()).input_tags.pairwise is False

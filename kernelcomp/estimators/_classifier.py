@@ -96,7 +96,8 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         ``CalibratedClassifierCV(SVC(kernel="precomputed"), ensemble=False)``
         (sigmoid method) on the same Gram matrix and ``SVC`` options, with a
         shuffled, stratified 5-fold cross-validation (six more SVC fits, so
-        ``fit`` is slower); multiclass problems get one sigmoid per
+        ``fit`` is slower, and each fold copies its 0.64 n^2 training block of
+        the Gram); multiclass problems get one sigmoid per
         class (one-vs-rest), normalised to sum to 1. Every class needs at least 5
         training samples. ``"svc"`` only (the flow refuses it). The probabilities
         may disagree with :meth:`predict` near the boundary.

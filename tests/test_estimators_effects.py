@@ -655,3 +655,47 @@ def test_classifier_multiclass_tag_follows_the_solver():
     assert get_tags(kc.NTKClassifier(solver="gradient_flow")).classifier_tags.multi_class is False
     assert get_tags(kc.NTKClassifier("precomputed")).input_tags.pairwise is True
     assert get_tags(kc.NTKClassifier()).input_tags.pairwise is False
+
+
+def test_fit_warnings_point_at_the_callers_line():
+    # the warnings of fit name the line that called fit, not a line of kernelcomp
+    K = np.eye(3)
+    K[0, 1] = 0.1  # not symmetric
+    with pytest.warns(UserWarning, match=r"^The precomputed Gram matrix is not symmetric") as rec:
+        kc.NTKRegressor("precomputed", alpha=1.0).fit(K, [1.0, 2.0, 3.0])
+    assert [r.filename for r in rec] == [__file__]
+    with pytest.warns(SingularKernelWarning) as rec:
+        kc.NTKRegressor("precomputed", alpha=0.0).fit(np.ones((3, 3)), [1.0, 2.0, 3.0])
+    assert [r.filename for r in rec] == [__file__]
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = _labels(30)
+    with pytest.warns(ConvergenceWarning) as rec:
+        kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow", max_iter=2).fit(X, y)
+    assert [r.filename for r in rec] == [__file__]
+
+
+def test_a_converged_flow_does_not_warn():
+    X, y = _labels(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flow = kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow").fit(X, y)
+    assert flow.flow_result_.status == "converged" and flow.fit_status_ == 0
+
+
+def test_precomputed_regressor_predicts_a_dask_gram_as_numpy():
+    X, y = _data(30)
+    K = kc.gram(kc.NTK(depth=1), X)
+    est = kc.NTKRegressor("precomputed", alpha=1e-2).fit(K, y)
+    out = est.predict(da.from_array(K[:7], chunks=(3, 30)))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, est.predict(K[:7]))
+
+
+def test_falkon_on_dask_chunk_message_in_full():
+    X, y = _data()
+    Xd = da.from_array(X, chunks=(40, 3))
+    msg = (r"^the row chunks of X \(40, 40, 10\) and y \(30, 30, 30\) differ; rechunk them "
+           r"alike \(e\.g\. y\.rechunk\(\(X\.chunks\[0\],\)\)\)$")
+    with pytest.raises(ValueError, match=msg):
+        kc.NTKRegressor(kc.NTK(depth=1), **FALKON).fit(Xd, da.from_array(y, chunks=30))

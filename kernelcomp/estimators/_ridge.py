@@ -121,7 +121,7 @@ def _solve_kernel_ridge(
         "Duplicated samples, a non-kernel precomputed matrix, or an alpha too small for "
         "the dtype cause this; increase alpha or use dtype='float64'.",
         SingularKernelWarning,
-        stacklevel=3,
+        stacklevel=4,  # the user's fit: here < _fit_cholesky < fit < caller
     )
     if sqrt_sw is not None:
         coef *= sqrt_sw[:, None]

@@ -699,3 +699,17 @@ def test_falkon_on_dask_chunk_message_in_full():
            r"alike \(e\.g\. y\.rechunk\(\(X\.chunks\[0\],\)\)\)$")
     with pytest.raises(ValueError, match=msg):
         kc.NTKRegressor(kc.NTK(depth=1), **FALKON).fit(Xd, da.from_array(y, chunks=30))
+
+
+def test_falkon_parameter_bounds_inclusive_and_messages():
+    X, y = _data(30)
+    fit = lambda **kw: kc.NTKRegressor(kc.NTK(depth=1), **(FALKON | kw)).fit(X, y)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one iteration may warn that Falkon stopped early
+        one = fit(max_iter=1, n_centers=1, tol=0.0)
+    assert one.n_iter_ == 1 and one.X_fit_.shape == (1, 3)
+    for kw, msg in [({"max_iter": 0}, r"^max_iter must be >= 1, got 0$"),
+                    ({"n_centers": 0}, r"^n_centers must be >= 1, got 0$"),
+                    ({"tol": -1e-9}, r"^tol must be >= 0")]:
+        with pytest.raises(ValueError, match=msg):
+            fit(**kw)

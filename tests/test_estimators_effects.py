@@ -713,3 +713,38 @@ def test_falkon_parameter_bounds_inclusive_and_messages():
                     ({"tol": -1e-9}, r"^tol must be >= 0")]:
         with pytest.raises(ValueError, match=msg):
             fit(**kw)
+
+
+def test_singular_warning_in_full_with_the_smallest_eigenvalue():
+    # K = diag(-1, 0, 2) with alpha = 0: indefinite, the Cholesky fails; eigenvalues -1, 0, 2
+    K = np.diag([-1.0, 0.0, 2.0])
+    msg = (r"^The regularised kernel system K \+ alpha\*I \(n=3, alpha=0, dtype=float64\) is "
+           r"singular or not positive definite: the Cholesky factorisation failed \(.*\)\. Its "
+           r"smallest eigenvalue is -1\. Using the minimum-norm least-squares solution from an "
+           r"eigendecomposition instead \(1 of 3 eigenvalues treated as zero\)\. Duplicated "
+           r"samples, a non-kernel precomputed matrix, or an alpha too small for the dtype cause "
+           r"this; increase alpha or use dtype='float64'\.$")
+    with pytest.warns(SingularKernelWarning, match=msg):
+        est = kc.NTKRegressor("precomputed", alpha=0.0).fit(K, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(est.dual_coef_, [-1.0, 0.0, 1.5], rtol=1e-14)
+    assert est.n_iter_ == 1  # one direct solve
+
+
+def test_cholesky_reports_one_iteration():
+    X, y = _data(20)
+    assert kc.NTKRegressor(kc.NTK(depth=1)).fit(X, y).n_iter_ == 1
+
+
+def test_get_params_reads_the_kernel_given():
+    est = kc.NTKRegressor(kc.NTK(depth=3, weight_std=1.5))
+    params = est.get_params(deep=True)
+    assert params["kernel__depth"] == 3 and params["kernel__weight_std"] == 1.5
+    assert kc.NTKClassifier().get_params(deep=True)["kernel__depth"] == kc.NTK().depth
+
+
+def test_flow_refuses_weights_in_full():
+    X, y = _labels()
+    with pytest.raises(ValueError, match=r"^sample_weight is not supported by "
+                                         r"solver='gradient_flow' \(the paper's flow weighs every "
+                                         r"sample equally\); use solver='svc'$"):
+        kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow").fit(X, y, np.ones(len(y)))

@@ -748,3 +748,32 @@ def test_flow_refuses_weights_in_full():
                                          r"solver='gradient_flow' \(the paper's flow weighs every "
                                          r"sample equally\); use solver='svc'$"):
         kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow").fit(X, y, np.ones(len(y)))
+
+
+def test_flow_refuses_class_weight_in_full():
+    X, y = _labels()
+    with pytest.raises(ValueError, match=r"^class_weight is not supported by "
+                                         r"solver='gradient_flow'; use solver='svc'$"):
+        kc.NTKClassifier(kc.NTK(depth=1), solver="gradient_flow", class_weight="balanced").fit(X, y)
+
+
+def test_cholesky_refuses_negative_sample_weights():
+    X, y = _data(20)
+    sw = np.ones(20)
+    sw[3] = -1.0
+    with pytest.raises(ValueError, match=r"^Negative values in data passed to `?sample_weight"):
+        kc.NTKRegressor(kc.NTK(depth=1)).fit(X, y, sample_weight=sw)
+
+
+def test_precomputed_falkon_in_several_row_blocks(monkeypatch):
+    from kernelcomp import _falkon
+
+    X, y = _data(50)
+    K = kc.gram(kc.NTK(depth=1), X)
+    opts = FALKON | {"n_centers": 12, "max_memory": 0}  # K_nm recomputed block by block
+    whole = kc.NTKRegressor("precomputed", **opts).fit(K, y)
+    monkeypatch.setattr(_falkon, "knm_rows", lambda n, m, itemsize: 7)
+    blocks = kc.NTKRegressor("precomputed", **opts).fit(K, y)
+    # the same fit up to the summation order of the blocks (CG amplifies it a little)
+    np.testing.assert_allclose(blocks.dual_coef_, whole.dual_coef_, rtol=1e-8,
+                               atol=1e-10 * np.abs(whole.dual_coef_).max())

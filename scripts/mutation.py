@@ -36,6 +36,7 @@ process, with the tests mutmut maps to its function), keeps the verdicts in
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -111,6 +112,7 @@ def _results(scratch: Path, env: dict[str, str]) -> dict[str, str]:
 
 def _forget_rechecks(path: Path, names: list[str] | None) -> None:
     """Drop the hand verdicts of mutants mutmut is about to rerun (all when None)."""
+    _merge_parts(path)
     if not path.exists():
         return
     if names is None:
@@ -144,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recheck", action="store_true",
         help="rerun the 'suspicious' mutants of the last run by hand and count their verdicts",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip-clean", action="store_true",
+        help="--recheck without the run on the unmutated code (mutmut's clean run just passed)",
     )  # fmt: skip
     parser.add_argument("--recheck-worker", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -198,20 +204,21 @@ def main(argv: list[str] | None = None) -> int:
     (scratch / "verdicts.json").write_text(json.dumps(status, indent=1))
     recheck_file = scratch / "recheck.json"
     if args.recheck:
-        # the suspicious ones, and those a previous recheck left alive (new tests may kill them)
-        earlier = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+        # the suspicious ones, those a previous recheck left alive (new tests may kill them)
+        # and those mutmut found no test for when the current stats map tests to them
+        earlier = _merge_parts(recheck_file)
+        stats = json.loads((scratch / "mutants" / "mutmut-stats.json").read_text())
+        mapped = stats["tests_by_mangled_function_name"]
         todo = sorted(n for n, v in status.items()
-                      if v == "suspicious" or earlier.get(n) == "survived")
-        print(f"{args.module}: rechecking {len(todo)} suspicious mutants by hand")
-        job = scratch / "recheck_job.json"
-        job.write_text(json.dumps({"names": todo, "out": str(recheck_file)}))
-        subprocess.call(
-            [sys.executable, str(Path(__file__).resolve()), args.module, "-",
-             "--recheck-worker", str(job)], cwd=scratch / "mutants", env=env,
-        )  # fmt: skip
+                      if v == "suspicious" or earlier.get(n) == "survived"
+                      or (v == "no tests" and mapped.get(n.rsplit("__mutmut_", 1)[0])))
+        code = _recheck(scratch, args.module, todo, args.max_children, env,
+                        clean=not args.skip_clean)  # fmt: skip
+        if code:
+            return code
     # a hand verdict stands for a mutant mutmut has not rerun since (the entries of rerun
     # mutants are forgotten, and a fresh run forgets them all)
-    rechecked = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+    rechecked = _merge_parts(recheck_file)
     for name, verdict in rechecked.items():
         if name in status:
             status[name] = verdict
@@ -237,6 +244,92 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+_PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
+                "ignore::DeprecationWarning"]  # fmt: skip
+
+
+def _tests_fingerprint(mutants: Path) -> str:
+    """A hash of the test files laid out in ``mutants/`` (a survivor is retried when it changes)."""
+    digest = hashlib.sha256()
+    for path in sorted((mutants / "tests").rglob("*.py")):
+        digest.update(str(path.relative_to(mutants)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _merge_parts(recheck_file: Path) -> dict[str, str]:
+    """Fold the workers' part files (``recheck.json.part<i>``) into ``recheck.json``."""
+    done = json.loads(recheck_file.read_text()) if recheck_file.exists() else {}
+    parts = sorted(recheck_file.parent.glob(recheck_file.name + ".part*"))
+    for part in parts:
+        done.update(json.loads(part.read_text() or "{}"))
+    if parts or recheck_file.exists():
+        recheck_file.write_text(json.dumps(done, indent=1))
+    for part in parts:
+        part.unlink()
+    return done
+
+
+def _recheck(scratch: Path, module: str, todo: list[str], jobs: int, env: dict[str, str],
+             clean: bool = True) -> int:
+    """Rerun ``todo`` by hand in ``jobs`` worker processes; resumable.
+
+    Each worker writes its verdicts after every mutant to its own part file; the parts are
+    folded into ``recheck.json`` when the workers end and at the start of the next
+    ``--recheck`` (after an interrupted one), so a killed recheck loses at most the
+    mutants in flight. A mutant a recheck left alive is retried only when the laid-out
+    tests changed since (``recheck_tests.json`` keeps the fingerprint it survived).
+    ``clean=False`` skips the run of the tests on the unmutated code (when mutmut's own
+    clean run has just passed in the same scratch).
+    """
+    mutants = scratch / "mutants"
+    recheck_file = scratch / "recheck.json"
+    done = _merge_parts(recheck_file)
+    kept_file = scratch / "recheck_tests.json"
+    survived_with = json.loads(kept_file.read_text()) if kept_file.exists() else {}
+    fingerprint = _tests_fingerprint(mutants)
+    todo = [n for n in todo if done.get(n, "survived") == "survived"
+            and survived_with.get(n) != fingerprint]  # fmt: skip
+    # a fixed pseudo-random order (the same on every resume): the verdicts of an unfinished
+    # recheck are then a fair sample of the rest, not the first functions in name order
+    todo.sort(key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    print(f"{module}: rechecking {len(todo)} mutants by hand ({len(done)} hand verdicts kept)",
+          flush=True)  # fmt: skip
+    if not todo:
+        return 0
+    # the unmutated code must pass the tests that will be run, or every mutant "dies"
+    stats = json.loads((mutants / "mutmut-stats.json").read_text())
+    tests_of = stats["tests_by_mangled_function_name"]
+    wanted = sorted({t for n in todo for t in tests_of.get(n.rsplit("__mutmut_", 1)[0], ())})
+    code = subprocess.call(
+        [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *wanted], cwd=mutants,
+        env=env | {"MUTANT_UNDER_TEST": ""}, stdout=subprocess.DEVNULL,
+    ) if clean else 0  # fmt: skip
+    if code != 0:
+        print(f"{module}: the unmutated code fails the selected tests (pytest exit {code}); "
+              "no recheck", file=sys.stderr)  # fmt: skip
+        return 3
+    workers = []
+    for i in range(max(1, jobs)):
+        names = todo[i :: max(1, jobs)]
+        if not names:
+            continue
+        job = scratch / f"recheck_job{i}.json"
+        part = recheck_file.with_name(f"{recheck_file.name}.part{i}")
+        job.write_text(json.dumps({"names": names, "out": str(part), "done": str(recheck_file)}))
+        workers.append(subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), module, "-",
+             "--recheck-worker", str(job)], cwd=mutants, env=env,
+        ))  # fmt: skip
+    for worker in workers:
+        worker.wait()
+    done = _merge_parts(recheck_file)
+    for name in todo:
+        if done.get(name) == "survived":
+            survived_with[name] = fingerprint
+    kept_file.write_text(json.dumps(survived_with, indent=1))
+    return 0
+
+
 def _recheck_worker(job_file: Path) -> int:
     """Rerun mutants by hand in this process (cwd: the scratch's ``mutants/``)."""
     import pytest
@@ -248,17 +341,13 @@ def _recheck_worker(job_file: Path) -> int:
     tests_of = stats["tests_by_mangled_function_name"]
     duration = stats["duration_by_test"]
     sys.path.insert(0, os.getcwd())
-    base = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
-            "ignore::DeprecationWarning"]  # fmt: skip
     for name in job["names"]:
-        if done.get(name, "survived") != "survived":  # a survivor may die to newer tests
-            continue
         tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], ()),
                        key=lambda t: duration.get(t, 0.0))  # fmt: skip
         if not tests:
             continue
         os.environ["MUTANT_UNDER_TEST"] = name
-        code = int(pytest.main([*base, *tests]))
+        code = int(pytest.main([*_PYTEST_ARGS, *tests]))
         done[name] = "killed by hand" if code == 1 else "survived" if code == 0 else "suspicious"
         out.write_text(json.dumps(done, indent=1))
     return 0

@@ -11,10 +11,11 @@ import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.kernel_ridge import KernelRidge
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -309,8 +310,15 @@ def test_classifier_svc_conventions_and_probabilities(rng, dtype, labels):
         y = np.digitize(X[:, 0], [-0.4, 0.4]) * 2 - 5  # -5, -3, -1
     k = kc.NTK(depth=1, bias_std=0.1)
     K, Kt = gram(k, X).astype(np.float64), gram(k, Xt, X).astype(np.float64)
-    clf = kc.NTKClassifier(k, C=2.0, probability=True, random_state=3).fit(X, y)
-    ref = SVC(kernel="precomputed", C=2.0, probability=True, random_state=3).fit(K, y)
+    with warnings.catch_warnings():  # no FutureWarning: SVC(probability=True) is not used
+        warnings.simplefilter("error")
+        clf = kc.NTKClassifier(k, C=2.0, probability=True, random_state=3).fit(X, y)
+    ref = SVC(kernel="precomputed", C=2.0).fit(K, y)
+    # scikit-learn's replacement of SVC(probability=True) on the same Gram and folds
+    cal = CalibratedClassifierCV(
+        SVC(kernel="precomputed", C=2.0), method="sigmoid", ensemble=False,
+        cv=StratifiedKFold(5, shuffle=True, random_state=3),
+    ).fit(K, y)
     np.testing.assert_array_equal(clf.classes_, ref.classes_)
     np.testing.assert_array_equal(clf.classes_, np.unique(y))
     dec = clf.decision_function(Xt)
@@ -322,13 +330,15 @@ def test_classifier_svc_conventions_and_probabilities(rng, dtype, labels):
         assert dec.shape == (25, 3)
     proba = clf.predict_proba(Xt)
     assert proba.shape == (25, len(clf.classes_))
-    np.testing.assert_allclose(proba, ref.predict_proba(Kt), atol=1e-6)
+    np.testing.assert_allclose(proba, cal.predict_proba(Kt), atol=1e-6)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(clf.predict_log_proba(Xt), ref.predict_log_proba(Kt), atol=1e-5)
-    np.testing.assert_allclose(clf.probA_, ref.probA_)
-    np.testing.assert_allclose(clf.probB_, ref.probB_)
+    np.testing.assert_allclose(clf.predict_log_proba(Xt), np.log(cal.predict_proba(Kt)), atol=1e-5)
+    sigmoids = cal.calibrated_classifiers_[0].calibrators
+    assert clf.probA_.shape == clf.probB_.shape == (1 if labels == "binary" else 3,)
+    np.testing.assert_allclose(clf.probA_, [s.a_ for s in sigmoids])
+    np.testing.assert_allclose(clf.probB_, [s.b_ for s in sigmoids])
     pre = kc.NTKClassifier("precomputed", C=2.0, probability=True, random_state=3).fit(K, y)
-    np.testing.assert_allclose(pre.predict_proba(Kt), ref.predict_proba(Kt), atol=1e-12)
+    np.testing.assert_allclose(pre.predict_proba(Kt), cal.predict_proba(Kt), atol=1e-12)
     # without probability=True the methods do not exist, as in SVC
     with warnings.catch_warnings():  # scikit-learn >= 1.9 deprecates passing probability
         warnings.simplefilter("error")

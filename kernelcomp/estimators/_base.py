@@ -208,7 +208,7 @@ class _KernelEstimator(BaseEstimator):
                     f"{defect:.3g}, largest diagonal value {scale:.3g}); using its symmetric "
                     "part (K + K.T) / 2.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,  # the user's fit: here < _fit_cholesky < fit < caller
                 )
             return K
         if kernel.n_features_in is not None and X.shape[1] != kernel.n_features_in:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 from sklearn.utils._available_if import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -39,6 +41,8 @@ from kernelcomp.training import kernel_gradient_flow
 #: leaves a training margin below 1 on separable data
 HARD_MARGIN_C: float = 1e20
 _SOLVERS = ("svc", "gradient_flow")
+#: folds of the cross-validation behind ``probability=True`` (libsvm's and Platt's 5)
+_PLATT_FOLDS: int = 5
 
 
 class NTKClassifier(ClassifierMixin, _KernelEstimator):
@@ -85,13 +89,20 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
     max_iter : int, default -1
         Iteration limit (-1: none): SVC solver iterations, or accepted flow steps.
     probability : bool, default False
-        As in ``SVC``: fit Platt's sigmoid on the decision values (an internal
-        5-fold cross-validation, so ``fit`` is slower) and offer
+        Fit Platt's sigmoid on out-of-fold decision values and offer
         :meth:`predict_proba` / :meth:`predict_log_proba`, which do not exist
-        otherwise. ``"svc"`` only (the flow refuses it). As in ``SVC``, the
-        probabilities may disagree with :meth:`predict` near the boundary.
+        otherwise. This is scikit-learn's replacement of the deprecated
+        ``SVC(probability=True)``:
+        ``CalibratedClassifierCV(SVC(kernel="precomputed"), ensemble=False)``
+        (sigmoid method) on the same Gram matrix and ``SVC`` options, with a
+        shuffled, stratified 5-fold cross-validation (six more SVC fits, so
+        ``fit`` is slower, and each fold copies its 0.64 n^2 training block of
+        the Gram); multiclass problems get one sigmoid per
+        class (one-vs-rest), normalised to sum to 1. Every class needs at least 5
+        training samples. ``"svc"`` only (the flow refuses it). The probabilities
+        may disagree with :meth:`predict` near the boundary.
     random_state : int, RandomState or None, default None
-        Seed of the cross-validation of ``probability=True`` (as in ``SVC``).
+        Seed of the shuffle of that cross-validation (``probability=True``).
     flow_options : dict, optional
         Keyword arguments of :func:`kernelcomp.training.kernel_gradient_flow`
         (``"gradient_flow"`` only).
@@ -114,14 +125,20 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         Binary: ``decision_function(x) = k(x, support_vectors_) @ dual_coef_[0]
         + intercept_[0]``.
     intercept_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
-    probA_, probB_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
-        Platt's sigmoid parameters (``probability=True``; empty otherwise).
+    probA_, probB_ : ndarray of shape (1,) or (n_classes,)
+        Platt's sigmoid parameters (``probability=True``; empty otherwise): the
+        probability of ``classes_[1]`` (binary), or the unnormalised one of each
+        class against the rest (multiclass), is ``1 / (1 + exp(probA_ * f +
+        probB_))`` of the decision value ``f``.
     fit_status_ : int
         0 when the solver converged.
     n_iter_ : ndarray
         Solver iterations (per pair of classes for ``"svc"``; flow steps).
     svc_ : sklearn.svm.SVC
         The fitted precomputed-kernel SVC (``"svc"`` only).
+    calibrator_ : sklearn.calibration.CalibratedClassifierCV
+        The fitted sigmoid calibration of :meth:`predict_proba` on precomputed
+        Gram matrices (``probability=True`` only).
     flow_result_ : kernelcomp.training.KernelFlowResult
         The flow's result, with its history (``"gradient_flow"`` only).
     kernel_ : Kernel or "precomputed"
@@ -280,7 +297,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         if self.solver == "gradient_flow":
             self._check_flow_inputs(y, sample_weight)
         K = self._train_gram(kernel, X)
-        for stale in ("svc_", "flow_result_"):  # from an earlier fit with the other solver
+        for stale in ("svc_", "flow_result_", "calibrator_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
         self._solver = self.solver
         if self.solver == "svc":
@@ -298,6 +315,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         return self
 
     def _fit_svc(self, K: np.ndarray, y: np.ndarray, sample_weight: Any) -> None:
+        # never SVC's own probability=True: deprecated in scikit-learn 1.9, gone in 1.11
         svc = SVC(
             kernel="precomputed",
             C=float(self.C),
@@ -306,22 +324,32 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             decision_function_shape=self.decision_function_shape,
             break_ties=self.break_ties,
             max_iter=int(self.max_iter),
-            random_state=self.random_state,
-            # only when asked: scikit-learn >= 1.9 warns whenever probability is passed
-            **({"probability": True} if self.probability else {}),
         )
-        svc.fit(np.asarray(K, dtype=np.float64), y, sample_weight=sample_weight)
+        K = np.asarray(K, dtype=np.float64)
+        svc.fit(K, y, sample_weight=sample_weight)
         self.svc_ = svc
         self.classes_ = svc.classes_
         self.support_ = svc.support_
         self.n_support_ = svc.n_support_
         self.dual_coef_ = svc.dual_coef_
         self.intercept_ = svc.intercept_
-        # read only with probability=True (the attributes warn in scikit-learn >= 1.9)
-        self.probA_ = svc.probA_ if self.probability else np.empty(0)
-        self.probB_ = svc.probB_ if self.probability else np.empty(0)
+        self.probA_ = self.probB_ = np.empty(0)
+        if self.probability:
+            self._fit_platt(svc, K, y, sample_weight)
         self.fit_status_ = svc.fit_status_
         self.n_iter_ = svc.n_iter_
+
+    def _fit_platt(self, svc: SVC, K: np.ndarray, y: np.ndarray, sample_weight: Any) -> None:
+        """Platt scaling as scikit-learn recommends in place of ``SVC(probability=True)``."""
+        # one decision value per class (one-vs-rest) whatever the shape asked for predict
+        base = SVC(**(svc.get_params() | {"decision_function_shape": "ovr", "break_ties": False}))
+        folds = StratifiedKFold(_PLATT_FOLDS, shuffle=True, random_state=self.random_state)
+        calibrator = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=False)
+        calibrator.fit(K, y, sample_weight=sample_weight)
+        sigmoids = calibrator.calibrated_classifiers_[0].calibrators
+        self.calibrator_ = calibrator
+        self.probA_ = np.array([float(s.a_) for s in sigmoids])
+        self.probB_ = np.array([float(s.b_) for s in sigmoids])
 
     def _check_flow_inputs(self, y: np.ndarray, sample_weight: Any) -> None:
         if sample_weight is not None:
@@ -389,9 +417,8 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
                 matmul(block, coef, out=out[start:stop])
         return out
 
-    def _svc_apply(self, X: np.ndarray, name: str) -> np.ndarray:
-        """Run the SVC method ``name`` on the test Gram matrix of ``X``, block by block."""
-        method: Callable[[np.ndarray], np.ndarray] = getattr(self.svc_, name)
+    def _svc_apply(self, X: np.ndarray, method: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Run ``method`` (of ``svc_`` or ``calibrator_``) on the test Gram of ``X``, by blocks."""
         if _is_precomputed(self.kernel_):
             return method(X)
         n_train, sv = self._n_train, self.support_
@@ -437,7 +464,7 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         X = self._test_input(X)
         if self._solver == "gradient_flow":
             return self._flow_decision(X)
-        return self._svc_apply(X, "decision_function")
+        return self._svc_apply(X, self.svc_.decision_function)
 
     def _check_proba(self) -> bool:
         # available_if turns this into "has no attribute 'predict_proba'", as for SVC
@@ -445,10 +472,11 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
 
     @available_if(_check_proba)
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities (Platt scaling), as ``SVC.predict_proba``.
+        """Class probabilities (Platt scaling of the decision values).
 
         Only with ``probability=True`` (otherwise the method does not exist, as
-        in ``SVC``).
+        in ``SVC``): ``CalibratedClassifierCV.predict_proba`` of the calibration
+        fitted with the classifier (see ``probability``).
 
         Parameters
         ----------
@@ -468,11 +496,11 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
             For NaN/inf or a wrong number of features (columns).
         """
         X = self._test_input(X)
-        return self._svc_apply(X, "predict_proba")
+        return self._svc_apply(X, self.calibrator_.predict_proba)
 
     @available_if(_check_proba)
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        """Logarithm of :meth:`predict_proba`, as ``SVC.predict_log_proba``.
+        """Logarithm of :meth:`predict_proba`.
 
         Parameters
         ----------
@@ -508,4 +536,4 @@ class NTKClassifier(ClassifierMixin, _KernelEstimator):
         X = self._test_input(X)
         if self._solver == "gradient_flow":
             return self.classes_[(self._flow_decision(X) > 0).astype(np.intp)]
-        return self._svc_apply(X, "predict")
+        return self._svc_apply(X, self.svc_.predict)

@@ -79,7 +79,8 @@ def _solve_kernel_ridge(
     factorisation fails (singular or indefinite system) or gives a non-finite
     solution, the matrix is restored from its untouched lower triangle and
     solved by a symmetric eigendecomposition pseudo-inverse, with a
-    :class:`SingularKernelWarning`.
+    :class:`SingularKernelWarning`; a ``ValueError`` when that solution is not finite
+    either (it overflows the dtype).
     """
     n = K.shape[0]
     if sqrt_sw is not None:
@@ -104,6 +105,14 @@ def _solve_kernel_ridge(
     mirror_upper(K.T)  # restore the upper triangle from the lower one
     K.flat[:: n + 1] = diagonal + alpha
     coef, n_cut, w_min = _eigh_solve(K, Y)
+    if not np.isfinite(coef).all():
+        # even the pseudo-inverse overflows: the solution is not representable in the dtype
+        raise ValueError(
+            f"The kernel ridge solution overflows {K.dtype} (n={n}, alpha={alpha:g}; "
+            f"{reason}, and so does the eigendecomposition's, with smallest eigenvalue "
+            f"{w_min:.3g}): the targets are too large for the scale of K + alpha*I; rescale "
+            "K or y, increase alpha or use dtype='float64'."
+        )
     warnings.warn(
         f"The regularised kernel system K + alpha*I (n={n}, alpha={alpha:g}, "
         f"dtype={K.dtype}) is singular or not positive definite: {reason}. Its smallest "
@@ -112,7 +121,7 @@ def _solve_kernel_ridge(
         "Duplicated samples, a non-kernel precomputed matrix, or an alpha too small for "
         "the dtype cause this; increase alpha or use dtype='float64'.",
         SingularKernelWarning,
-        stacklevel=3,
+        stacklevel=4,  # the user's fit: here < _fit_cholesky < fit < caller
     )
     if sqrt_sw is not None:
         coef *= sqrt_sw[:, None]
@@ -304,7 +313,9 @@ class NTKRegressor(MultiOutputMixin, RegressorMixin, _KernelEstimator):
         ------
         ValueError
             For NaN/inf, empty or mismatched inputs, a negative ``alpha``, a
-            non-square precomputed matrix, or an unknown kernel string.
+            non-square precomputed matrix, or an unknown kernel string; when
+            the solution overflows the dtype (targets far too large for the
+            scale of ``K + alpha I``), instead of returning NaN.
         TypeError
             For a kernel that is not a kernelcomp kernel, or non-numeric input.
         """

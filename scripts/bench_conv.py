@@ -1,8 +1,9 @@
 """Benchmark: kc.ConvNTK against neural-tangents' jitted stax kernel_fn on 28 x 28 x 1 images.
 
-Run in the peer environment that has both (neural-tangents is never a dependency)::
+Run in a peer environment that has both (neural-tangents is never a dependency; see
+``scripts/requirements-bench.txt``)::
 
-    PYTHONPATH=$PWD /work/ntvenv/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
+    PYTHONPATH=$PWD /path/to/peer-venv/bin/python scripts/bench_conv.py [--n 16] [--repeats 2]
 
 For each architecture (Myrtle-5, and a plain CNN without pooling: conv-relu x 3,
 flatten, dense) and dtype (float64, float32), it times, interleaved in one process:

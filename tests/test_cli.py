@@ -18,6 +18,7 @@ import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp.cli import build_parser, main
 from kernelcomp.io import _gram_file
+from tests.gram_blocks import interrupted_after
 
 DTYPES = ["float64", "float32"]
 #: eigenvalue tolerance (relative to the largest) per dtype of the Gram matrix
@@ -244,18 +245,6 @@ def test_gram_keeps_existing_output_unless_force(tmp_path, data, capsys):
     assert code == 0
 
 
-def _interrupt_after(n_ok, action):
-    real = _gram_file.iter_gram_blocks
-
-    def wrapper(*args, **kwargs):
-        for i, block in enumerate(real(*args, **kwargs)):
-            if i == n_ok:
-                action()
-            yield block
-
-    return wrapper
-
-
 def _raise_keyboard_interrupt():
     raise KeyboardInterrupt
 
@@ -269,7 +258,7 @@ def test_gram_interrupt_then_resume_equals_uninterrupted(tmp_path, data, capsys,
     assert main(["gram", str(x), "-o", str(tmp_path / "full.h5"), *common]) == 0
     out = tmp_path / "K.h5"
     monkeypatch.setattr(_gram_file, "iter_gram_blocks",
-                        _interrupt_after(2, _raise_keyboard_interrupt))
+                        interrupted_after(2, _raise_keyboard_interrupt))
     code, _, err = _run(["gram", x, "-o", out, *common], capsys)
     monkeypatch.undo()
     assert code == 130 and "Traceback" not in err
@@ -301,7 +290,7 @@ def test_gram_ctrl_c_stops_at_a_block_boundary(tmp_path, data, capsys, monkeypat
     before = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(
         _gram_file, "iter_gram_blocks",
-        _interrupt_after(1, lambda: os.kill(os.getpid(), signal.SIGINT)),
+        interrupted_after(1, lambda: os.kill(os.getpid(), signal.SIGINT)),
     )
     code, _, err = _run(["gram", x, "-o", out, "--block-rows", "16"], capsys)
     monkeypatch.undo()
@@ -319,7 +308,7 @@ def test_gram_resume_refused_with_other_inputs(tmp_path, data, capsys, monkeypat
     np.save(tmp_path / "X2.npy", X + 1e-12)
     out = tmp_path / "K.h5"
     monkeypatch.setattr(_gram_file, "iter_gram_blocks",
-                        _interrupt_after(1, _raise_keyboard_interrupt))
+                        interrupted_after(1, _raise_keyboard_interrupt))
     assert main(["gram", str(tmp_path / "X.npy"), "-o", str(out), "--block-rows", "16",
                  "-q"]) == 130
     monkeypatch.undo()
@@ -358,7 +347,7 @@ def test_info_every_format_text_and_json(tmp_path, data, capsys, monkeypatch):
     io.save_diagnostics(tmp_path / "d.h5", [{"label": "init", "eigenvalues": np.ones(3),
                                              "effective_rank": 2.5}])
     monkeypatch.setattr(_gram_file, "iter_gram_blocks",
-                        _interrupt_after(1, _raise_keyboard_interrupt))
+                        interrupted_after(1, _raise_keyboard_interrupt))
     main(["gram", str(tmp_path / "X.npy"), "-o", str(tmp_path / "P.h5"), "--block-rows", "32"])
     monkeypatch.undo()
     capsys.readouterr()

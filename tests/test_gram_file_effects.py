@@ -24,6 +24,7 @@ import pytest
 import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp.io import _gram_file
+from tests.gram_blocks import record_skips
 
 SLACK = 1 << 20  # bytes the writer reserves beyond the matrix (metadata, record)
 
@@ -458,14 +459,7 @@ def test_resume_with_force_continues_the_partial_file_and_replaces_the_final_one
     out = tmp_path / "K.h5"
     io.save_gram(out, np.zeros((30, 30)))  # an old, different result under the final name
     partial = _interrupt(out, kc.NTK(), X, block_rows=10, after=2, force=True)
-    calls = []
-    real = _gram_file.iter_gram_blocks
-
-    def spy(*args, **kwargs):
-        calls.append(set(kwargs["skip"]))
-        yield from real(*args, **kwargs)
-
-    monkeypatch.setattr(_gram_file, "iter_gram_blocks", spy)
+    calls = record_skips(monkeypatch)
     info = io.compute_gram_file(kc.NTK(), X, None, out, resume=True, force=True)
     assert calls == [{0, 1}] and info.complete and not partial.exists()
     np.testing.assert_array_equal(io.load_gram(out), kc.NTK()(X))

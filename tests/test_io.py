@@ -15,6 +15,7 @@ import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp.io import _diag_file, _gram_file
 from kernelcomp.io._info import _read_network
+from tests.gram_blocks import raising_after, record_skips
 
 DTYPES = [np.float64, np.float32]
 
@@ -182,19 +183,6 @@ class _Boom(RuntimeError):
     pass
 
 
-def _failing_after(n_ok: int, exc: BaseException):
-    """A wrapper of iter_gram_blocks that raises after ``n_ok`` blocks."""
-    real = _gram_file.iter_gram_blocks
-
-    def wrapper(*args, **kwargs):
-        for i, block in enumerate(real(*args, **kwargs)):
-            if i == n_ok:
-                raise exc
-            yield block
-
-    return wrapper
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_interrupted_gram_resumes_to_the_exact_matrix(
@@ -205,7 +193,7 @@ def test_interrupted_gram_resumes_to_the_exact_matrix(
     k = kc.NTK(depth=3, activation="erf", bias_std=0.2)
     full = io.compute_gram_file(k, X, Y, tmp_path / "full.h5", block_rows=64)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(3, _Boom("stop")))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", raising_after(3, _Boom("stop")))
     with pytest.raises(_Boom, match="stop"):
         io.compute_gram_file(k, X, Y, out, block_rows=64)
     monkeypatch.undo()
@@ -218,14 +206,7 @@ def test_interrupted_gram_resumes_to_the_exact_matrix(
     with pytest.raises(FileExistsError, match="pass resume=True"):
         io.compute_gram_file(k, X, Y, out, block_rows=64)
     # resume: only the missing blocks are computed
-    calls = []
-    real = _gram_file.iter_gram_blocks
-
-    def spy(*args, **kwargs):
-        calls.append(set(kwargs["skip"]))
-        yield from real(*args, **kwargs)
-
-    monkeypatch.setattr(_gram_file, "iter_gram_blocks", spy)
+    calls = record_skips(monkeypatch)
     done = io.compute_gram_file(k, X, Y, out, block_rows=999, resume=True)
     assert calls == [{0, 1, 2}]
     assert done.complete and done.block_rows == 64  # the partial file's own layout
@@ -237,7 +218,7 @@ def test_keyboard_interrupt_and_should_stop_keep_completed_blocks(tmp_path, rng,
     X = rng.standard_normal((300, 4))
     k = kc.NNGP(depth=2)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(1, KeyboardInterrupt()))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", raising_after(1, KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         io.compute_gram_file(k, X, None, out, block_rows=32)
     monkeypatch.undo()
@@ -373,7 +354,7 @@ def test_resume_refuses_other_inputs_kernel_or_dtype(tmp_path, rng, monkeypatch)
     X = rng.standard_normal((200, 4))
     k = kc.NTK(depth=2)
     out = tmp_path / "K.h5"
-    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(1, _Boom()))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", raising_after(1, _Boom()))
     with pytest.raises(_Boom):
         io.compute_gram_file(k, X, None, out, block_rows=50)
     monkeypatch.undo()
@@ -404,7 +385,7 @@ def test_existing_output_kept_unless_force_and_resume_of_a_complete_file(
     with pytest.raises(FileExistsError, match="exists; pass force=True"):
         io.compute_gram_file(k, X, None, out)
     # resume on a complete file with the same inputs: nothing to compute
-    monkeypatch.setattr(_gram_file, "iter_gram_blocks", _failing_after(0, _Boom("computed")))
+    monkeypatch.setattr(_gram_file, "iter_gram_blocks", raising_after(0, _Boom("computed")))
     info = io.compute_gram_file(k, X, None, out, resume=True)
     assert info.complete and out.read_bytes() == before
     with pytest.raises(io.FormatError, match="other inputs"):

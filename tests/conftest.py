@@ -14,6 +14,7 @@ gets the matching ``tol``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -59,3 +60,25 @@ def dtype(request: pytest.FixtureRequest) -> type[np.floating]:
 def tol(dtype: type[np.floating]) -> Callable[[str], float]:
     """``tol(kind)``: the tolerance of that kind of result for the test's ``dtype``."""
     return lambda kind: tolerance(kind, dtype)
+
+
+# -- parallel runs (pytest-xdist) -------------------------------------------------------
+#
+# ``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``):
+# while one worker compiles (numba compiles on one thread), the other computes. The
+# workers are fresh interpreters started by execnet (never forked), so numba's OpenMP
+# threading layer is safe in them. The MNIST-size tests (n ~ 20000, each in a subprocess,
+# several GiB each) go to one group, which one worker runs one after the other: two of
+# them at once could exceed the memory of a small CI machine.
+
+#: names of the slow tests that handle n x n data at n ~ 20000 (the house rule's
+#: "at MNIST size" tests; a new one named that way joins the group by itself)
+MNIST_SIZE = re.compile(r"mnist|n20000|issue_size|large_gram")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the MNIST-size tests into one xdist group (no effect without ``--dist loadgroup``)."""
+    for item in items:
+        if item.get_closest_marker("slow") and MNIST_SIZE.search(item.name):
+            item.add_marker(pytest.mark.xdist_group("mnist_size"))

@@ -68,17 +68,34 @@ def tol(dtype: type[np.floating]) -> Callable[[str], float]:
 # while one worker compiles (numba compiles on one thread), the other computes. The
 # workers are fresh interpreters started by execnet (never forked), so numba's OpenMP
 # threading layer is safe in them. The MNIST-size tests (n ~ 20000, each in a subprocess,
-# several GiB each) go to one group, which one worker runs one after the other: two of
-# them at once could exceed the memory of a small CI machine.
+# several GiB each) form one group, which one worker runs one after the other: two of them
+# at once could exceed the memory of a small CI machine.
+#
+# The group is chosen on the controller, by test name, in a scheduler of our own: xdist's
+# ``xdist_group`` mark works by renaming ``item._nodeid`` in the worker, which pytest >= 9
+# no longer reads (``Node.nodeid`` comes from ``Node._id``), so the mark silently groups
+# nothing there.
 
-#: names of the slow tests that handle n x n data at n ~ 20000 (the house rule's
+#: test names of the slow tests that handle n x n data at n ~ 20000 (the house rule's
 #: "at MNIST size" tests; a new one named that way joins the group by itself)
-MNIST_SIZE = re.compile(r"mnist|n20000|issue_size|large_gram")
+MNIST_SIZE = re.compile(r"_mnist_size|n20000|_issue_size|large_gram")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the MNIST-size tests into one xdist group (no effect without ``--dist loadgroup``)."""
-    for item in items:
-        if item.get_closest_marker("slow") and MNIST_SIZE.search(item.name):
-            item.add_marker(pytest.mark.xdist_group("mnist_size"))
+def mnist_size_scope(nodeid: str) -> str | None:
+    """``"mnist_size"`` for the node id of an MNIST-size test, else None."""
+    name = nodeid.rsplit("::", 1)[-1]
+    return "mnist_size" if MNIST_SIZE.search(name) else None
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """With ``--dist loadgroup``: xdist's load balancing, the MNIST-size tests as one unit."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class MnistSizeScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return mnist_size_scope(nodeid) or super()._split_scope(nodeid)
+
+    return MnistSizeScheduling(config, log)

@@ -25,8 +25,12 @@ $(VENV)/.torch: $(STAMP)
 	fi
 	touch $@
 
+# the suite in TEST_WORKERS pytest-xdist workers (CONTRIBUTING.md); the MNIST-size tests
+# stay in one worker, one after the other (tests/conftest.py). make test TEST_WORKERS=0
+# runs it in one process, as a plain `pytest` does.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(VENV)/.torch
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 demo: $(STAMP)
 	$(VENV)/bin/kernelcomp demo --out demo_out --force

@@ -91,7 +91,12 @@ def _drop_stale_cache(folder: Path = _HERE, cache: Path | None = None) -> bool:
         for path in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
             path.unlink(missing_ok=True)
             removed = True
-        stamp.write_text(fingerprint + "\n", encoding="ascii")
+        # written aside and renamed: a process importing kernelcomp at the same time
+        # (pytest-xdist workers, a test's subprocess) never reads a half-written stamp,
+        # which would make it clear the cache again
+        partial = stamp.with_name(f"{_STAMP_NAME}.{os.getpid()}.tmp")
+        partial.write_text(fingerprint + "\n", encoding="ascii")
+        os.replace(partial, stamp)
     except OSError:
         pass
     return removed

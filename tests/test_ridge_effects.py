@@ -46,6 +46,22 @@ def test_overflow_advice_depends_on_the_dtype(dtype):
             kc.NTKRegressor("precomputed", alpha=0.0).fit(K, np.full(3, 1e10))
 
 
+def test_a_solution_that_overflows_in_one_component_only_is_refused():
+    # K = V diag(1e-10, 2e-10) V^T with V the 45-degree rotation, y chosen so that the
+    # exact solution is V (1.5e308, 1.5e308) = (2.1e308, 0): the first component
+    # overflows, the second does not; no eigenvalue is cut (their ratio is 2)
+    s = np.sqrt(0.5)
+    V = np.array([[s, s], [s, -s]])
+    w = np.array([1e-10, 2e-10])
+    K = V @ np.diag(w) @ V.T
+    y = V @ (np.array([1.5e308, 1.5e308]) * w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"^The kernel ridge solution overflows float64 "
+                                             r"\(n=2, alpha=0; "):
+            kc.NTKRegressor("precomputed", alpha=0.0).fit(K, y)
+
+
 def test_a_cholesky_solution_that_overflows_falls_back_to_the_pseudo_inverse():
     # K = diag(1e-300, 1), alpha = 0: the Cholesky succeeds but its solution 1e10 / 1e-300
     # overflows; the eigendecomposition cuts 1e-300 (below n eps max|w|) and its

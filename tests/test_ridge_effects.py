@@ -99,6 +99,18 @@ def test_a_ridge_that_overflows_the_diagonal_gives_the_vanishing_solution():
     np.testing.assert_allclose(est.dual_coef_, [5e-309, 1e-308], rtol=0, atol=1e-307)
 
 
+def test_an_overflowed_diagonal_reaches_the_pseudo_inverse():
+    # K + alpha I = diag(inf, 0): the Cholesky fails at the zero pivot; the eigendecomposition
+    # of the matrix with its infinite entry cuts the zero eigenvalue and maps the infinite
+    # one to 0, the minimum-norm solution (0, 0), instead of refusing the infinite entry
+    K = np.array([[1e308, 0.0], [0.0, -1e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.warns(SingularKernelWarning, match=r"the Cholesky factorisation failed"):
+            est = kc.NTKRegressor("precomputed", alpha=1e308).fit(K, [1.0, 2.0])
+    np.testing.assert_array_equal(est.dual_coef_, [0.0, 0.0])
+
+
 @pytest.mark.parametrize("solver", ["cholesky", "falkon"])
 def test_a_float32_fit_reads_the_weights_in_float32(solver):
     # a weight beyond float32's range is refused by a float32 fit (it would overflow the

@@ -107,11 +107,13 @@ def _solve_kernel_ridge(
     coef, n_cut, w_min = _eigh_solve(K, Y)
     if not np.isfinite(coef).all():
         # even the pseudo-inverse overflows: the solution is not representable in the dtype
+        advice = ("rescale K or y or increase alpha" if K.dtype == np.float64
+                  else "rescale K or y, increase alpha or use dtype='float64'")  # fmt: skip
         raise ValueError(
             f"The kernel ridge solution overflows {K.dtype} (n={n}, alpha={alpha:g}; "
             f"{reason}, and so does the eigendecomposition's, with smallest eigenvalue "
-            f"{w_min:.3g}): the targets are too large for the scale of K + alpha*I; rescale "
-            "K or y, increase alpha or use dtype='float64'."
+            f"{w_min:.3g}): the targets are too large for the scale of K + alpha*I; "
+            f"{advice}."
         )
     warnings.warn(
         f"The regularised kernel system K + alpha*I (n={n}, alpha={alpha:g}, "

@@ -55,6 +55,14 @@ def _mutmut() -> list[str]:
     return [exe]
 
 
+#: every pytest run on mutants (mutmut's and the recheck's): fast fail, no cache folder, no
+#: doctests of the whole package, and not the tests marked ``frames``, which read a caller's
+#: stack frame: mutmut's trampolines add frames, so they fail on the unmutated code and
+#: mutmut stops before testing any mutant
+_PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
+                "ignore::DeprecationWarning", "-m", "not frames"]  # fmt: skip
+
+
 def _scratch(module: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", module.strip("/"))
     return ROOT / "build" / "mutation" / name
@@ -68,9 +76,7 @@ def _config(module: str, tests: list[str]) -> str:
         'source_paths = ["kernelcomp"]\n'
         f"only_mutate = {json.dumps([pattern])}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-        # fast fail, no cache folder, no doctests of the whole package
-        'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", '
-        '"-W", "ignore::DeprecationWarning"]\n'
+        f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
         "use_git_change_detection = false\n"
         "timeout_multiplier = 5.0\n"
         "timeout_constant = 20.0\n"
@@ -243,9 +249,6 @@ def main(argv: list[str] | None = None) -> int:
              if counts.get("suspicious") else ""))  # fmt: skip
     return 0
 
-
-_PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
-                "ignore::DeprecationWarning"]  # fmt: skip
 
 
 def _tests_fingerprint(mutants: Path) -> str:

@@ -657,6 +657,7 @@ def test_classifier_multiclass_tag_follows_the_solver():
     assert get_tags(kc.NTKClassifier()).input_tags.pairwise is False
 
 
+@pytest.mark.frames
 def test_fit_warnings_point_at_the_callers_line():
     # the warnings of fit name the line that called fit, not a line of kernelcomp
     K = np.eye(3)

@@ -267,7 +267,7 @@ def test_float32_recursion_of_globally_pooled_networks(near_duplicates):
 
 def test_float32_recursion_only_where_it_runs(rng):
     """The float32 recursion runs in the slab layout with zero padding; elsewhere float64's."""
-    X = rng.random((3, 6, 6, 1))
+    X = rng.random((3, 7, 7, 1))  # rows of 7 + 2: padded to 16 in float32
     gap = ["conv", "relu", "conv", "relu", "global_avgpool", "dense"]
     cases = [
         (kc.ConvNTK(gap, bias_std=0.3), True),  # (biases: the padded columns must stay zero)
@@ -276,8 +276,8 @@ def test_float32_recursion_only_where_it_runs(rng):
         (kc.ConvNTK(["conv", "relu", "conv", "relu", "flatten", "dense"]), False),
     ]
     for k, f32 in cases:
-        assert k._float32_recursion(k._program((6, 6, 1)), np.float32) == f32
-        assert not k._float32_recursion(k._program((6, 6, 1)), np.float64)
+        assert k._float32_recursion(k._program((7, 7, 1)), np.float32) == f32
+        assert not k._float32_recursion(k._program((7, 7, 1)), np.float64)
         got = k(X.astype(np.float32))
         ref = k(X.astype(np.float32).astype(np.float64))
         if not f32:  # the float64 recursion, rounded to float32

@@ -40,6 +40,37 @@ al. 2019, Arora et al. 2019):
 and only the offsets the output depends on (a network without pooling that
 ends in ``"flatten"`` needs the spatial diagonal alone).
 
+Precision. The recursion runs in float64, and float32 inputs give float32 Grams
+of the float64 recursion (within ~1e-7 of float64), with one exception: a
+float32 Gram (float32 inputs, or ``dtype=np.float32``) of a network that ends in
+global average pooling with zero padding (the Myrtle family) runs a float32
+recursion, faster per pair on a CPU core (8 float32 lanes per vector instead of
+4 float64 ones; the measured gain is in the changelog). Its error, relative to
+the float64 kernel:
+
+* Every covariance entry carries the float32 rounding of the sums and closed
+  forms that made it, a few units of ``u = 2^-24`` (6e-8) per layer, and the
+  NNGP's closed form ``K(rho)`` has a bounded slope (``dK/drho = Kdot <= 1``):
+  the NNGP is within ~1e-7.
+* The NTK's ``Kdot = (pi - theta)/(2 pi)``, ``theta = acos(rho)``, has the
+  slope ``1/(2 pi sin theta)``, unbounded at ``|rho| = 1``: an error ``delta`` of
+  ``d = 1 - |rho|`` moves ``Kdot`` by ``~delta / (2 pi theta)`` with
+  ``theta ~ sqrt(2 d)``. ``d`` is computed from the float64 per-sample factors
+  and rounded once, so ``delta`` is the covariance's own rounding (a few ``u``
+  relative), not the float32 spacing near 1 (``u``) nor the factors'; below
+  ``d = u`` the correlation is rounding noise and is snapped to 1 (``theta = 0``).
+  The worst entry is then off by ``~sqrt(2 u)/(2 pi)``, about 5e-5 of
+  ``Kdot``'s range: at positions where the two images are nearly proportional
+  (near-duplicate images, a scaled copy). Averaged over all pairs of
+  positions by the pooling, the NTK is within ~1e-7 for distinct images and
+  ~1e-5 for near-duplicates (the measured figures, and neural-tangents' own
+  float32 error, are in the changelog).
+* Identical images reproduce the diagonal exactly (the per-sample pass runs the
+  same float32 recursion), the Gram is symmetric, and sums over all positions
+  (global average pooling) are accumulated in float64.
+
+Ask for ``dtype=np.float64`` for the float64 recursion (to ~1e-15).
+
 On an NVIDIA GPU (numba-cuda, ``pip install 'kernelcomp[cuda]'``),
 ``k(X, device="cuda")`` and ``kc.gram(k, X, device="cuda")`` compute the pairs
 with one CUDA thread per pair running the same recursion, operation for
@@ -83,6 +114,8 @@ _EPS64 = float(np.finfo(np.float64).eps)
 _SQRT2 = math.sqrt(2.0)
 #: correlations within this distance of +-1 are rounding noise and snap to +-1
 _SNAP = 32.0 * _EPS64
+#: the same for the float32 recursion (slab layout): its covariances carry float32 rounding
+_SNAP32 = float(np.finfo(np.float32).eps)
 #: depth -> conv-relu blocks at each of the three resolutions (Shankar et al. 2020)
 _MYRTLE = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
 _PADDINGS = ("same", "circular")
@@ -407,16 +440,23 @@ class _ConvKernel(Kernel):
         fa = np.zeros((n, prog.n_factors), dtype=np.float64)
         fb = np.zeros((n, prog.n_factors), dtype=np.float64)
         dg = np.empty(n, dtype=np.float64)
-        # the recursion runs in float64 whatever the inputs: a float64 copy of float32
-        # images (n * H * W * C * 8 bytes) lets the core compile for one input dtype, not
-        # two (minutes of compile each), with the same values (products are formed in
-        # float64 either way)
         gram_dtype = X.dtype
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        _core.prepare(
-            X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP, self._ntk,
-            prog.slab, prog.circular, fa, fb, dg, gram_dtype=gram_dtype,
-        )
+        if self._float32_recursion(prog, X.dtype):
+            X = np.ascontiguousarray(X)
+            _core.slab_tiles(
+                X, X, fa, fb, dg, fa, fb, prog.ops, prog.opf, prog.stages, prog.store, _SNAP32,
+                self._ntk, False, 1, np.empty((0, 0), dtype=np.float32),
+                np.zeros((1, 1), dtype=np.int64), True,
+            )
+        else:
+            # the float64 recursion: a float64 copy of float32 images (n * H * W * C * 8
+            # bytes) lets the core compile for one input dtype, not two (minutes of
+            # compile each), with the same values (products are formed in float64)
+            X = np.ascontiguousarray(X, dtype=np.float64)
+            _core.prepare(
+                X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP, self._ntk,
+                prog.slab, prog.circular, fa, fb, dg, gram_dtype=gram_dtype,
+            )
         if not np.all(np.isfinite(dg)):
             # every entry is bounded by its diagonal values (Cauchy-Schwarz, and for ELU
             # e^{S12} <= e^{(S11 + S22)/2}): finite diagonals, finite pairs
@@ -432,6 +472,15 @@ class _ConvKernel(Kernel):
             )
         return _Prepared(X, fa, fb, dg)
 
+    @staticmethod
+    def _float32_recursion(prog: _Program, dtype: np.dtype) -> bool:
+        """Whether a Gram of ``dtype`` runs the float32 recursion (:func:`_core.slab_tiles`).
+
+        float32 Grams of networks in the slab layout (global average pooling) with
+        zero padding; every other Gram runs the float64 recursion.
+        """
+        return prog.slab and not prog.circular and np.dtype(dtype) == np.float32
+
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         return _Prepared(
             prep.X[start:stop], prep.fa[start:stop], prep.fb[start:stop], prep.dg[start:stop]
@@ -441,6 +490,12 @@ class _ConvKernel(Kernel):
         prog = self._program(px.X.shape[1:])
         # a pair costs microseconds on the diagonal alone, milliseconds with pooling
         tile = 32 if prog.diagonal_only else 4
+        if px.X.dtype == np.float32:  # (_prepare kept float32 images: the float32 recursion)
+            _core.slab_tiles(
+                px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
+                prog.store, _SNAP32, self._ntk, symmetric, tile, out, active_ticks(), False,
+            )
+            return
         _core.tiles(
             px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
             prog.work, prog.store, _SNAP, self._ntk, prog.slab, prog.circular, symmetric,
@@ -553,7 +608,9 @@ class ConvNTK(_ConvKernel):
     ``stax.LeakyRelu(0.01)``, ``stax.Erf()``, ``stax.Gelu(approximate=False)``,
     ``stax.Identity()`` for ``"linear"``, ``stax.AvgPool((k, k), (k, k))``,
     ``stax.GlobalAvgPool()``, ``stax.Flatten()``, ``stax.Dense(N)``), computed in
-    float64. (neural-tangents has no ELU layer; ``"elu"`` is the closed form of
+    float64 (float32 Grams of globally pooled networks: a float32 recursion, see
+    :mod:`kernelcomp.convolutional`, "Precision"). (neural-tangents has no ELU
+    layer; ``"elu"`` is the closed form of
     :class:`kernelcomp.NTK`'s ``activation="elu"``.)
 
     Parameters

@@ -9,11 +9,16 @@ For each architecture (Myrtle-5, and a plain CNN without pooling: conv-relu x 3,
 flatten, dense) and dtype (float64, float32), it times, interleaved in one process:
 
 * neural-tangents: ``jax.jit(kernel_fn)(X, X, "ntk")`` after a warm-up call (the full
-  n x n matrix, which is how its kernel_fn computes a Gram);
+  n x n matrix, which is how its kernel_fn computes a Gram); float32 with jax's x64
+  disabled (with it enabled, as for float64, neural-tangents promotes float32 inputs
+  to a float64 result);
 * kernelcomp: ``kc.ConvNTK(...)(X)`` (the symmetric Gram, each unique pair once), on
   all threads, and on one thread (``n_jobs=1``), after a warm-up (compilation) call.
 
-It prints wall seconds, milliseconds per unique pair (n (n + 1) / 2), the per-core
+float32 Grams of Myrtle-5 run kernelcomp's float32 recursion (the no-pooling CNN's
+run the float64 one); after each architecture kernelcomp's float64 and float32 Grams
+are also timed alone, interleaved, on one thread (the recursion's own gain). It prints
+wall seconds, milliseconds per unique pair (n (n + 1) / 2), the per-core
 figure of the one-thread run (process CPU time per unique pair), the ratios
 neural-tangents / kernelcomp of wall times and of process CPU times (all threads;
 the CPU ratio is the one that survives a loaded machine), the largest relative
@@ -29,6 +34,7 @@ figure right after neural-tangents' call). Images are 28 x 28 MNIST-like strokes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     jax.config.update("jax_enable_x64", True)
     import numba
+    from jax.experimental import disable_x64
     from make_nt_conv_fixtures import stax_network
     from threadpoolctl import threadpool_info
 
@@ -89,15 +96,19 @@ def main(argv: list[str] | None = None) -> None:
         kfn = jax.jit(kfn, static_argnames="get")
         for dt in (np.float64, np.float32):
             X = X64.astype(dt)
-            kfn(X[:2], X[:2], get="ntk").block_until_ready()  # compile
-            kfn(X, X, get="ntk").block_until_ready()
+            # float32: neural-tangents with x64 disabled (enabled, it promotes to float64)
+            nt_ctx = disable_x64 if dt == np.float32 else contextlib.nullcontext
+            with nt_ctx():
+                kfn(X[:2], X[:2], get="ntk").block_until_ready()  # compile
+                kfn(X, X, get="ntk").block_until_ready()
             ours(X[:2])
             ours(X[:2], n_jobs=1)
             for rep in range(args.repeats):
                 time.sleep(args.settle)
                 c0 = time.process_time()
                 t0 = time.perf_counter()
-                Knt = np.asarray(kfn(X, X, get="ntk").block_until_ready())
+                with nt_ctx():
+                    Knt = np.asarray(kfn(X, X, get="ntk").block_until_ready())
                 t_nt = time.perf_counter() - t0
                 c_nt = time.process_time() - c0
                 time.sleep(args.settle)
@@ -124,6 +135,30 @@ def main(argv: list[str] | None = None) -> None:
                     f"max rel diff {err:.1e} | load {os.getloadavg()}",
                     flush=True,
                 )
+        _recursions(ours, X64, args.repeats, args.settle)
+
+
+def _recursions(ours, X64: np.ndarray, repeats: int, settle: float) -> None:
+    """kernelcomp alone, float64 against float32 Grams, one thread, interleaved (CPU per pair)."""
+    n = len(X64)
+    unique = n * (n + 1) / 2
+    X32 = X64.astype(np.float32)
+    cpu: dict[str, list[float]] = {"float64": [], "float32": []}
+    for _ in range(repeats):
+        for name, X in (("float64", X64), ("float32", X32)):
+            time.sleep(settle)
+            c0 = time.process_time()
+            ours(X, n_jobs=1)
+            cpu[name].append(1e3 * (time.process_time() - c0) / unique)
+    ratio = float(np.median(cpu["float64"]) / np.median(cpu["float32"]))
+    print(
+        "  kc alone, 1 thread, interleaved: float64 "
+        + ", ".join(f"{v:.3f}" for v in cpu["float64"])
+        + " | float32 "
+        + ", ".join(f"{v:.3f}" for v in cpu["float32"])
+        + f" ms/pair cpu | float64/float32 {ratio:.2f} (medians) | load {os.getloadavg()}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -219,6 +219,73 @@ def test_symmetry_diag_and_identical_images(rng, dtype):
     assert np.linalg.eigvalsh(K.astype(np.float64)).min() > -1e-6 * K.max()
 
 
+@pytest.fixture(scope="module")
+def near_duplicates(nt):
+    """Stroke images 28 x 28 (the fixtures'), near-duplicates of the first and a scaled copy."""
+    X = np.concatenate([nt["mnist_X"], nt["mnist_Y"]])
+    rng = np.random.default_rng(5)
+    dups = [X[0] + eps * rng.standard_normal(X[0].shape) for eps in (1e-2, 1e-3, 1e-4, 1e-6)]
+    return X, np.concatenate([dups, 1.5 * X[:1]])
+
+
+def test_float32_recursion_of_globally_pooled_networks(near_duplicates):
+    """float32 Grams of Myrtle-5 run the float32 recursion, within its error analysis.
+
+    Bounds (kernelcomp.convolutional, "Precision"): every entry carries a few float32
+    roundings (u = 6e-8) per layer, so the NNGP, whose closed form has a bounded
+    slope, is within ~1e-7 (asserted 1e-6); so is the NTK between distinct images.
+    The NTK's Kdot has the slope 1/(2 pi theta) near rho = 1: where two images are
+    nearly proportional an entry may be off by up to ~sqrt(2 u)/(2 pi) of Kdot
+    (~1e-4 relative to Kdot >= 1/2), compounded over 4 ReLU layers ~4e-4 at worst;
+    the pooled average of near-duplicates measures ~1e-5 (asserted 1e-4).
+    """
+    X, D = near_duplicates
+    n = len(X)
+    A = np.concatenate([X, D])
+    A32 = A.astype(np.float32)
+    for cls in (kc.ConvNNGP, kc.ConvNTK):
+        k = cls.myrtle(5, image_shape=(28, 28, 1))
+        assert k._float32_recursion(k._program((28, 28, 1)), np.float32)
+        K64 = k(A)
+        K32 = k(A32)
+        assert K32.dtype == np.float32 and np.all(np.isfinite(K32))
+        assert np.array_equal(K32, K32.T)
+        assert np.array_equal(np.diag(K32), k.diag(A32).astype(np.float32))
+        rel = np.abs(K32 - K64) / K64
+        assert rel[:n, :n].max() <= 1e-6, cls
+        near = rel[0, n:]
+        assert near.max() <= (1e-6 if cls is kc.ConvNNGP else 1e-4), (cls, near)
+        # it is a float32 recursion: not the float64 kernel rounded to float32
+        assert not np.array_equal(K32, K64.astype(np.float32))
+        # a copy of an image reproduces the diagonal exactly; K(X, Y) = K(Y, X)^T to rounding
+        Kxy = k(A32[:3], A32[[0, 5, 2]])
+        assert Kxy[0, 0] == K32[0, 0] and Kxy[2, 2] == K32[2, 2]
+        np.testing.assert_allclose(k(A32[[0, 5, 2]], A32[:3]).T, Kxy, rtol=1e-6)
+        # dtype=np.float64 on float32 images: the float64 recursion
+        np.testing.assert_array_equal(k(A32[:3], dtype=np.float64), k(A32[:3].astype(np.float64)))
+
+
+def test_float32_recursion_only_where_it_runs(rng):
+    """The float32 recursion runs in the slab layout with zero padding; elsewhere float64's."""
+    X = rng.random((3, 7, 7, 1))  # rows of 7 + 2: padded to 16 in float32
+    gap = ["conv", "relu", "conv", "relu", "global_avgpool", "dense"]
+    cases = [
+        (kc.ConvNTK(gap, bias_std=0.3), True),  # (biases: the padded columns must stay zero)
+        (kc.ConvNTK(gap, padding="circular"), False),
+        (kc.ConvNTK(["conv", "relu", "avgpool", "conv", "relu", "flatten", "dense"]), False),
+        (kc.ConvNTK(["conv", "relu", "conv", "relu", "flatten", "dense"]), False),
+    ]
+    for k, f32 in cases:
+        assert k._float32_recursion(k._program((7, 7, 1)), np.float32) == f32
+        assert not k._float32_recursion(k._program((7, 7, 1)), np.float64)
+        got = k(X.astype(np.float32))
+        ref = k(X.astype(np.float32).astype(np.float64))
+        if not f32:  # the float64 recursion, rounded to float32
+            np.testing.assert_array_equal(got, ref.astype(np.float32))
+        else:
+            assert relative_error(got, ref) <= 1e-6
+
+
 def test_flattened_rows_are_c_order_images(rng):
     X = rng.standard_normal((4, 5, 6, 3))
     k = kc.ConvNNGP(["conv", "relu", "avgpool", "global_avgpool", "dense"], image_shape=(5, 6, 3))

@@ -18,6 +18,7 @@ import functools
 import math
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from scipy.special import erf, expit
@@ -317,3 +318,57 @@ def test_elu_closed_form_refuses_variances_whose_exponentials_overflow():
     K = kc.NTK(depth=1, activation="elu")(X * (18.0 / 19.0))  # variances up to 324
     assert np.isfinite(K).all() and np.array_equal(K, K.T)
     assert np.isfinite(kc.NTK(depth=1, activation="elu", method="quadrature")(X)).all()
+
+
+def test_relu_step32_in_float32_within_its_error_analysis(rng):
+    """The float32 ReLU step against the float64 one on the same (float32) covariances.
+
+    Inputs: variances in [0.1, 3] and correlations uniform in [-1, 1], ones at
+    ``1 - |rho| = 10^-k`` (k = 1 ... 12) and log-uniform in [1e-7, 1e-1], both signs,
+    and zero-variance factors. The covariance is rounded to float32 first, and the
+    float64 step gets that very value, so the difference is the float32 step's own:
+    ``K`` (slope ``Kdot <= 1`` in ``rho``) within ~8 u of ``sqrt(S_ii S_jj)``;
+    ``Kdot`` within ``~u / (2 pi theta)`` in general, within ``u / (4 pi theta)``
+    where ``theta`` is small (``d = 1 - |rho|`` exact to ~u relative, not to float32's
+    spacing near 1: a step that took ``d`` from the float32 ``rho`` is off by
+    ~2.3 u / (2 pi theta) there), and where ``d <= snap`` (float32's ``u = 2^-24``
+    here: rounding noise) snapped to ``|rho| = 1``, off by at most
+    ``sqrt(2 snap) / (2 pi)``.
+    """
+    step32 = duals.relu_step32
+    split = duals.split32
+    u = 2.0**-24
+    snap32 = np.float32(u)
+    n = 4000
+    sii = rng.uniform(0.1, 3.0, n)
+    sjj = rng.uniform(0.1, 3.0, n)
+    rho = rng.uniform(-1.0, 1.0, n)
+    near = 1.0 - 10.0 ** -np.arange(1, 13)
+    rho[: 2 * near.size] = np.concatenate([near, -near])
+    rho[100:2000] = np.sign(rho[100:2000]) * (1.0 - 10.0 ** rng.uniform(-7.0, -1.0, 1900))
+    rho[-2:] = [1.0, -1.0]
+    s32 = (rho * np.sqrt(sii * sjj)).astype(np.float32)
+    sii[-3] = 0.0  # a zero-variance position: its factors are 0
+    for e in range(n):
+        ai, bi = math.sqrt(sii[e]), (1.0 / math.sqrt(sii[e]) if sii[e] > 0 else 0.0)
+        aj, bj = math.sqrt(sjj[e]), 1.0 / math.sqrt(sjj[e])
+        s = np.float64(s32[e])
+        k64, kd64 = duals.relu_step(s, ai, aj, bi, bj, 32 * 2.0**-52)
+        bih, bil = split(bi)
+        bjh, bjl = split(bj)
+        k32, kd32 = step32(
+            s32[e], np.float32(ai), np.float32(aj), *(np.float32(v) for v in (bih, bjh, bil, bjl)),
+            snap32,
+        )
+        assert step32.signatures == [(numba.float32,) * 8]  # compiled in float32
+        assert np.isfinite(k32) and np.isfinite(kd32)
+        assert abs(float(k32) - k64) <= 8 * u * max(ai * aj, 1e-300), (e, rho[e])
+        d = 1.0 - min(abs(s * bi * bj), 1.0)
+        theta = math.acos(1.0 - d)
+        if d <= 2 * u:  # snapped (or within rounding of the snap)
+            bound = math.sqrt(2 * 2 * u) / (2 * math.pi) + 8 * u
+        elif d < 1e-3:  # d exact to ~u relative: far below float32's spacing near 1
+            bound = 2 * u + 0.5 * u / (2 * math.pi * math.sin(theta))
+        else:
+            bound = 8 * u + 4 * u / (2 * math.pi * max(math.sin(theta), 1e-300))
+        assert abs(float(kd32) - kd64) <= bound, (e, rho[e], d, kd32, kd64)

@@ -55,7 +55,16 @@ single closed form and vectorises where the form does (ELU's bivariate normal
 cdf does not); a code without a loop gives NaN, never another activation. A
 new closed form needs its loop in :func:`pair` and :func:`pair_slab`.
 
-Everything runs in float64 whatever the input dtype.
+Precision. Everything runs in float64 whatever the input dtype, except float32
+Grams of networks in the slab layout with zero padding (:func:`slab_tiles`):
+there the slabs, the pooled storage and the convolutions' sums are float32
+(rows padded to whole 8-entry vectors), the ReLU's closed form runs in float32
+(:func:`kernelcomp._kernels.duals.relu_step32`: ``1 - |rho|`` from the float64
+per-sample factors, rounded once), the other closed forms in float64 per entry,
+and the per-sample factors and global average pooling's sums stay float64. The
+per-sample pass runs the same float32 recursion, so identical images still
+reproduce the diagonal exactly. The error analysis is in
+:mod:`kernelcomp.convolutional` ("Precision").
 """
 
 from __future__ import annotations
@@ -75,7 +84,7 @@ from kernelcomp._kernels.activations import (
     RELU,
     RELU_UNIT,
 )
-from kernelcomp._kernels.duals import closed_state, closed_step
+from kernelcomp._kernels.duals import closed_state, closed_step, relu_step32, split32, typed
 from kernelcomp._kernels.progress import begin, tick, tile_pairs, tile_work
 
 CONV = 0
@@ -103,6 +112,7 @@ __all__ = [
     "factors",
     "pair",
     "prepare",
+    "slab_tiles",
     "tiles",
 ]
 
@@ -545,18 +555,24 @@ def pair(
 
 
 @jit
-def _rezero_border(A: np.ndarray, i: int, W: int, P: int) -> None:
-    """Zero the ``P``-wide border of slab ``i`` of ``A`` (rows of ``W + 2P``, flattened)."""
+def _rezero_border(A: np.ndarray, i: int, W: int, P: int, Ws: int) -> None:
+    """Zero the border of slab ``i`` of ``A`` (``W + 2P`` rows of ``Ws`` entries, flattened).
+
+    The border: the first and last ``P`` rows, and in the others the first ``P``
+    entries and those from ``W + P`` on (``Ws`` is ``W + 2P``, or more in the
+    float32 recursion, whose rows are padded to whole vectors).
+    """
     Wp = W + 2 * P
     row = A[i]
-    for f in range(P * Wp):
+    for f in range(P * Ws):
         row[f] = 0.0
-    for f in range((W + P) * Wp, Wp * Wp):
+    for f in range((W + P) * Ws, Wp * Ws):
         row[f] = 0.0
     for j in range(P, W + P):
         for q in range(P):
-            row[j * Wp + q] = 0.0
-            row[j * Wp + W + P + q] = 0.0
+            row[j * Ws + q] = 0.0
+        for q in range(W + P, Ws):
+            row[j * Ws + q] = 0.0
 
 
 @jit
@@ -576,7 +592,7 @@ def _wrap_border(A: np.ndarray, i: int, W: int, P: int) -> None:
 @jit
 def _slab_conv(
     A: np.ndarray, tmp: np.ndarray, base: np.ndarray, use_base: bool, ilo: int, ihi: int,
-    H: int, W: int, P: int, r: int, c: float, add: float, circ: bool,
+    H: int, W: int, P: int, r: int, c: float, add: float, circ: bool, Ws: int,
 ) -> None:
     """``A <- c * box_r(A) + add`` (or ``+ base``) on slabs ``[ilo, ihi)``, in place.
 
@@ -584,11 +600,12 @@ def _slab_conv(
     ``P``-wide border; the box filter sums the slabs ``i - r .. i + r`` (zero
     padding: the frame slabs are zero; circular: they are copies) and then along
     the diagonal ``M[j + b, j' + b]``, a shift of ``b (W + 2P + 1)`` in the
-    flattened slab. Borders are zero afterwards.
+    flattened slab (rows of ``Ws >= W + 2P`` entries). Borders are zero afterwards.
+    ``c`` and ``add`` have ``A``'s float type (the loops run in it).
     """
     Wp = W + 2 * P
-    Z = Wp * Wp
-    if circ:
+    Z = Wp * Ws
+    if circ:  # (rows of Ws = W + 2P entries)
         for i in range(P, H + P):
             _wrap_border(A, i, W, P)
         for q in range(P):
@@ -611,9 +628,9 @@ def _slab_conv(
                 t[f] += aa[f]
     # diagonal of each slab, over the flattened interior (the border columns
     # between rows get garbage, zeroed below)
-    f0 = P * Wp + P
-    n = (W - 1) * Wp + W
-    step = Wp + 1
+    f0 = P * Ws + P
+    n = (W - 1) * Ws + W
+    step = Ws + 1
     for i in range(ilo + P, ihi + P):
         t = tmp[i]
         out = A[i, f0 : f0 + n]
@@ -642,7 +659,7 @@ def _slab_conv(
             else:
                 for f in range(n):
                     out[f] = c * out[f] + add
-        _rezero_border(A, i, W, P)
+        _rezero_border(A, i, W, P, Ws)
 
 
 @jit
@@ -673,6 +690,14 @@ def pair_slab(
     into the pooled stack of the next resolution (``PS``, ``PT``: per pooled
     offset ``U``, rows ``I``, ``W' x W'`` slabs), global average pooling sums
     every slab, flattening the diagonals at ``u = 0``.
+
+    The slabs, the pooled storage and their arithmetic have the float type of
+    ``PS`` (and of the images). In float32 (:func:`slab_tiles`; zero padding) the
+    rows of a slab are padded to whole vectors of 8 entries, and the ReLU runs
+    over whole padded rows in float32 (:func:`kernelcomp._kernels.duals.relu_step32`,
+    its factors split from the float64 ones), so that no row ends in a scalar
+    loop; the other activations' closed forms run in float64 per entry; global
+    average pooling and flattening sum in float64.
     """
     C = x.shape[2]
     inv_c = 1.0 / C
@@ -681,6 +706,9 @@ def pair_slab(
     s_val = 0.0
     t_val = 0.0
     tail = nops
+    # float32: rows of whole 8-entry vectors, and the ReLU in float32
+    lanes = 8 if PS.itemsize == 4 and not circ else 1
+    snap32 = typed(PS, snap)
     for st in range(nst):
         o0 = stages[st, 0]
         o1 = stages[st, 1]
@@ -691,14 +719,24 @@ def pair_slab(
         if circ and P < 1:
             P = 1
         Wp = W + 2 * P
-        Z = Wp * Wp
+        Ws = (Wp + lanes - 1) // lanes * lanes  # row stride
+        Z = Wp * Ws
         red = ops[o1, 0]
         nslot = H if circ else 2 * H - 1
-        S = np.zeros((H + 2 * P, Z), dtype=np.float64)
-        T = np.zeros((H + 2 * P, Z), dtype=np.float64)
-        tmp = np.zeros((H + 2 * P, Z), dtype=np.float64)
+        S = np.zeros((H + 2 * P, Z), dtype=PS.dtype)
+        T = np.zeros((H + 2 * P, Z), dtype=PS.dtype)
+        tmp = np.zeros((H + 2 * P, Z), dtype=PS.dtype)
         colS = np.zeros(Z, dtype=np.float64)
         colT = np.zeros(Z, dtype=np.float64)
+        # float32 ReLU: per activation of the stage, the factors of both images in
+        # padded rows like the slabs' (zero outside: a border entry stays zero), the
+        # b factors as double-length float32 pairs (hi, lo); filled at u = 0
+        nact = 0
+        if lanes > 1:
+            for o in range(o0, o1):
+                if ops[o, 0] == ACT and (ops[o, 1] == RELU or ops[o, 1] == RELU_UNIT):
+                    nact += 1
+        F32 = np.zeros((nact, 6, H, Ws), dtype=PS.dtype)
         k = 1
         nH = 0
         nW = 0
@@ -715,8 +753,8 @@ def pair_slab(
                 PS[q] = 0.0
                 PT[q] = 0.0
             inv_pool = 1.0 / (k * k * k * k)
-        rs = np.empty(W, dtype=np.float64)
-        rt = np.empty(W, dtype=np.float64)
+        rs = np.empty(W, dtype=PS.dtype)
+        rt = np.empty(W, dtype=PS.dtype)
         for iu in range(nslot):
             u = iu if circ else _offset(iu)
             ilo = 0 if circ else max(0, -u)
@@ -735,10 +773,10 @@ def pair_slab(
                 ip = (i + u) % H
                 srow = S[i + P]
                 trow = T[i + P]
-                _rezero_border(S, i + P, W, P)
+                _rezero_border(S, i + P, W, P, Ws)
                 for j in range(W):
-                    sr = srow[(j + P) * Wp + P : (j + P) * Wp + P + W]
-                    tr = trow[(j + P) * Wp + P : (j + P) * Wp + P + W]
+                    sr = srow[(j + P) * Ws + P : (j + P) * Ws + P + W]
+                    tr = trow[(j + P) * Ws + P : (j + P) * Ws + P + W]
                     if st == 0:
                         yr = y[ip]
                         x0 = np.float64(x[i, j, 0])
@@ -760,14 +798,16 @@ def pair_slab(
                             sr[jj] = ps[jj]
                             tr[jj] = pt[jj]
                 if st > 0:
-                    _rezero_border(T, i + P, W, P)
+                    _rezero_border(T, i + P, W, P, Ws)
             theta_zero = st == 0
+            a32 = 0  # the float32 ReLUs met so far in the stage
             for o in range(o0, o1):
                 kind = ops[o, 0]
                 if kind == CONV:
                     r = ops[o, 1] // 2
-                    c = opf[o, 0] / (ops[o, 1] * ops[o, 1])
-                    _slab_conv(S, tmp, S, False, ilo, ihi, H, W, P, r, c, opf[o, 1], circ)
+                    c = typed(PS, opf[o, 0] / (ops[o, 1] * ops[o, 1]))
+                    add = typed(PS, opf[o, 1])
+                    _slab_conv(S, tmp, S, False, ilo, ihi, H, W, P, r, c, add, circ, Ws)
                     if theta_zero:  # T' = S' (T = 0 before the first convolution)
                         for i in range(ilo + P, ihi + P):
                             srow = S[i]
@@ -776,7 +816,8 @@ def pair_slab(
                                 trow[f] = srow[f]
                         theta_zero = False
                     else:
-                        _slab_conv(T, tmp, S, True, ilo, ihi, H, W, P, r, c, 0.0, circ)
+                        _slab_conv(T, tmp, S, True, ilo, ihi, H, W, P, r, c, typed(PS, 0.0),
+                                   circ, Ws)
                 elif kind == ACT:
                     code = ops[o, 1]
                     off = ops[o, 2]
@@ -789,9 +830,48 @@ def pair_slab(
                     if self_mode and iu == 0:
                         for i in range(H):
                             for j in range(W):
-                                fa, fb = closed_state(code, S[i + P, (j + P) * Wp + j + P])
+                                fa, fb = closed_state(
+                                    code, np.float64(S[i + P, (j + P) * Ws + j + P])
+                                )
                                 fxa[off + i * W + j] = fa
                                 fxb[off + i * W + j] = fb
+                    if lanes > 1 and (code == RELU or code == RELU_UNIT):
+                        fr = F32[a32]
+                        a32 += 1
+                        if iu == 0:  # the factors in padded float32 rows
+                            for i in range(H):
+                                for j in range(W):
+                                    e = off + i * W + j
+                                    fr[0, i, j + P] = np.float32(fxa[e])
+                                    hi, lo = split32(fxb[e])
+                                    fr[1, i, j + P] = hi
+                                    fr[2, i, j + P] = lo
+                                    fr[3, i, j + P] = np.float32(fya[e])
+                                    hi, lo = split32(fyb[e])
+                                    fr[4, i, j + P] = hi
+                                    fr[5, i, j + P] = lo
+                        sc2f = typed(PS, sc2)
+                        for i in range(ilo, ihi):
+                            ip = (i + u) % H
+                            srow = S[i + P]
+                            trow = T[i + P]
+                            ya = fr[3, ip]
+                            ybh = fr[4, ip]
+                            ybl = fr[5, ip]
+                            for j in range(W):
+                                xa = fr[0, i, j + P]
+                                xbh = fr[1, i, j + P]
+                                xbl = fr[2, i, j + P]
+                                # the whole padded row (whole vectors, no scalar tail)
+                                sr = srow[(j + P) * Ws : (j + P) * Ws + Ws]
+                                tr = trow[(j + P) * Ws : (j + P) * Ws + Ws]
+                                for jj in range(Ws):
+                                    kk, kd = relu_step32(
+                                        sr[jj], xa, ya[jj], xbh, ybh[jj], xbl, ybl[jj], snap32
+                                    )
+                                    sr[jj] = sc2f * kk
+                                    tr[jj] = sc2f * kd * tr[jj]
+                        continue
                     for i in range(ilo, ihi):
                         ip = (i + u) % H
                         srow = S[i + P]
@@ -801,34 +881,43 @@ def pair_slab(
                         for j in range(W):
                             xa = fxa[off + i * W + j]
                             xb = fxb[off + i * W + j]
-                            sr = srow[(j + P) * Wp + P : (j + P) * Wp + P + W]
-                            tr = trow[(j + P) * Wp + P : (j + P) * Wp + P + W]
+                            sr = srow[(j + P) * Ws + P : (j + P) * Ws + P + W]
+                            tr = trow[(j + P) * Ws + P : (j + P) * Ws + P + W]
                             # one loop per code: closed_step folds to one closed form
                             if code == RELU or code == RELU_UNIT:
                                 for jj in range(W):
-                                    kk, kd = closed_step(RELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    kk, kd = closed_step(
+                                        RELU, np.float64(sr[jj]), xa, ya[jj], xb, yb[jj], snap
+                                    )
                                     sr[jj] = sc2 * kk
                                     tr[jj] = sc2 * kd * tr[jj]
                             elif code == ERF:
                                 for jj in range(W):
-                                    kk, kd = closed_step(ERF, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    kk, kd = closed_step(
+                                        ERF, np.float64(sr[jj]), xa, ya[jj], xb, yb[jj], snap
+                                    )
                                     sr[jj] = sc2 * kk
                                     tr[jj] = sc2 * kd * tr[jj]
                             elif code == LEAKY_RELU:
                                 for jj in range(W):
                                     kk, kd = closed_step(
-                                        LEAKY_RELU, sr[jj], xa, ya[jj], xb, yb[jj], snap
+                                        LEAKY_RELU, np.float64(sr[jj]), xa, ya[jj], xb, yb[jj],
+                                        snap,
                                     )
                                     sr[jj] = sc2 * kk
                                     tr[jj] = sc2 * kd * tr[jj]
                             elif code == GELU:
                                 for jj in range(W):
-                                    kk, kd = closed_step(GELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    kk, kd = closed_step(
+                                        GELU, np.float64(sr[jj]), xa, ya[jj], xb, yb[jj], snap
+                                    )
                                     sr[jj] = sc2 * kk
                                     tr[jj] = sc2 * kd * tr[jj]
                             elif code == ELU:
                                 for jj in range(W):
-                                    kk, kd = closed_step(ELU, sr[jj], xa, ya[jj], xb, yb[jj], snap)
+                                    kk, kd = closed_step(
+                                        ELU, np.float64(sr[jj]), xa, ya[jj], xb, yb[jj], snap
+                                    )
                                     sr[jj] = sc2 * kk
                                     tr[jj] = sc2 * kd * tr[jj]
                             elif code == LINEAR:
@@ -861,7 +950,7 @@ def pair_slab(
                             rs[jj] = 0.0
                             rt[jj] = 0.0
                         for b in range(k):
-                            f = (k * J + b + P) * Wp + P
+                            f = (k * J + b + P) * Ws + P
                             sr = srow[f : f + W]
                             tr = trow[f : f + W]
                             for jj in range(W):
@@ -887,7 +976,7 @@ def pair_slab(
             elif iu == 0:  # FLATTEN: the diagonals of the slabs at u = 0
                 for i in range(ilo + P, ihi + P):
                     for j in range(W):
-                        f = (j + P) * Wp + j + P
+                        f = (j + P) * Ws + j + P
                         colS[f] += S[i, f]
                         colT[f] += T[i, f]
         if red == GAP or red == FLATTEN:
@@ -1296,3 +1385,73 @@ def tiles(
             if not per_sample:
                 tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
                                       min(m, tj * tile + tile), symmetric and ti == tj))
+
+
+@jit(parallel=True)
+def slab_tiles(
+    X: np.ndarray,
+    Y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    dgx: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    store: int,
+    snap: float,
+    ntk: bool,
+    symmetric: bool,
+    tile: int,
+    out: np.ndarray,
+    ticks: np.ndarray,
+    per_sample: bool,
+) -> None:
+    """:func:`tiles` for the slab layout alone, its recursion in the images' float type.
+
+    The float32 recursion of a globally pooled network with zero padding
+    (:func:`pair_slab` on float32 images and float32 pooled storage, ``snap``
+    the float32 recursion's): a function of its own so that a float32 Gram
+    compiles :func:`pair_slab` alone for float32, not the whole core. The
+    arguments are :func:`tiles`' (the per-sample mode included); the factors
+    ``fxa``... and the diagonal stay float64.
+    """
+    if per_sample:
+        n = X.shape[0]
+        m = n
+        tile = 1
+        pti = np.arange(n, dtype=np.int64)
+        ptj = pti
+    else:
+        n = out.shape[0]
+        m = out.shape[1]
+        pti, ptj, total = tile_pairs(n, m, tile, symmetric)
+        begin(ticks, total)
+    npairs = pti.shape[0]
+    diag_tile = symmetric and not per_sample
+    for p in numba.prange(npairs):
+        ti = pti[p]
+        tj = ptj[p]
+        PS = np.zeros(max(store, 1), dtype=X.dtype)
+        PT = np.zeros(max(store, 1), dtype=X.dtype)
+        for i in range(ti * tile, min(n, ti * tile + tile)):
+            j0 = tj * tile
+            if diag_tile and ti == tj:
+                out[i, i] = dgx[i]
+                j0 = i + 1
+            for j in range(j0, min(m, tj * tile + tile)):
+                s, t = pair_slab(
+                    X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf, stages,
+                    snap, False, PS, PT,
+                )
+                val = t if ntk else s
+                if per_sample:
+                    dgx[i] = val
+                    continue
+                out[i, j] = val
+                if symmetric:
+                    out[j, i] = val
+        if not per_sample:
+            tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                                  min(m, tj * tile + tile), symmetric and ti == tj))

@@ -1276,6 +1276,27 @@ def prepare(
     )
 
 
+@jit
+def _tile_list(
+    nx: int, out: np.ndarray, tile: int, symmetric: bool, per_sample: bool, ticks: np.ndarray
+) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """``(n, m, tile, pti, ptj)``: the tiles a pass of :func:`tiles` or :func:`slab_tiles` visits.
+
+    In the per-sample mode, each of the ``nx`` samples is a 1 x 1 tile against itself
+    (``out`` and ``ticks`` not read); otherwise the tiles of ``out`` from
+    :func:`~kernelcomp._kernels.progress.tile_pairs`, whose work total starts the
+    progress count in ``ticks``.
+    """
+    if per_sample:
+        pti = np.arange(nx, dtype=np.int64)
+        return nx, nx, 1, pti, pti
+    n = out.shape[0]
+    m = out.shape[1]
+    pti, ptj, total = tile_pairs(n, m, tile, symmetric)
+    begin(ticks, total)
+    return n, m, tile, pti, ptj
+
+
 @jit(parallel=True)
 def tiles(
     X: np.ndarray,
@@ -1314,17 +1335,7 @@ def tiles(
     literal inside compiled code: numba compiles a callee once per literal value,
     and the pair functions take tens of seconds each to compile.
     """
-    if per_sample:
-        n = X.shape[0]
-        m = n
-        tile = 1
-        pti = np.arange(n, dtype=np.int64)
-        ptj = pti
-    else:
-        n = out.shape[0]
-        m = out.shape[1]
-        pti, ptj, total = tile_pairs(n, m, tile, symmetric)
-        begin(ticks, total)
+    n, m, tile, pti, ptj = _tile_list(X.shape[0], out, tile, symmetric, per_sample, ticks)
     npairs = pti.shape[0]
     diag_tile = symmetric and not per_sample
     # a network without pooling (one stage, offset (0, 0) only): whole blocks of pairs
@@ -1417,17 +1428,7 @@ def slab_tiles(
     arguments are :func:`tiles`' (the per-sample mode included); the factors
     ``fxa``... and the diagonal stay float64.
     """
-    if per_sample:
-        n = X.shape[0]
-        m = n
-        tile = 1
-        pti = np.arange(n, dtype=np.int64)
-        ptj = pti
-    else:
-        n = out.shape[0]
-        m = out.shape[1]
-        pti, ptj, total = tile_pairs(n, m, tile, symmetric)
-        begin(ticks, total)
+    n, m, tile, pti, ptj = _tile_list(X.shape[0], out, tile, symmetric, per_sample, ticks)
     npairs = pti.shape[0]
     diag_tile = symmetric and not per_sample
     for p in numba.prange(npairs):

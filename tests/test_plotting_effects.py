@@ -486,3 +486,346 @@ def test_kpca_summary_errors(ev_y):
     with pytest.raises(ValueError) as info:
         kp.plot_kpca_summary([ev, ev], y, mutual_information=[[0.1]])
     assert str(info.value) == "mutual_information has 1 entries, but there are 2 results"
+
+
+# ---------------------------------------------------------------------------
+# _style: the one figure style
+# ---------------------------------------------------------------------------
+def test_new_figure_sizes_layout_and_pyplot():
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    fig, ax = _style.new_figure()
+    assert tuple(fig.get_size_inches()) == (5.2, 4.0) and plt.get_fignums() == []
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    assert isinstance(ax, matplotlib.axes.Axes)
+    fig, axes = _style.new_figure(2, 3)
+    assert axes.shape == (2, 3)
+    assert fig.get_size_inches() == pytest.approx((5.2 + 2 * 3.4, 4.0 * 1.8))
+    fig, axes = _style.new_figure(3, 1, squeeze=False, sharex=True)
+    assert axes.shape == (3, 1) and fig.get_size_inches() == pytest.approx((5.2, 4.0 * 2.6))
+    assert axes[0, 0].get_shared_x_axes().joined(axes[0, 0], axes[2, 0])
+    fig, _ = _style.new_figure(1, 2, size=(3.0, 2.0), pyplot=True)
+    assert tuple(fig.get_size_inches()) == (3.0, 2.0) and plt.get_fignums() == [fig.number]
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+
+
+def png_size(path):
+    """(width, height) in pixels from a PNG's IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_save_figure_resolution_and_closing(tmp_path):
+    fig, _ = _style.new_figure(size=(2.0, 1.0))
+    _style.save_figure(fig, tmp_path / "plain.png")
+    assert png_size(tmp_path / "plain.png") == (220, 110)  # DPI = 110
+    fig, _ = _style.new_figure(size=(2.0, 1.0), pyplot=True)
+    other, _ = _style.new_figure(pyplot=True)
+    _style.save_figure(fig, tmp_path / "py.png")
+    assert png_size(tmp_path / "py.png") == (220, 110)
+    assert plt.get_fignums() == [other.number]  # only the saved one is closed
+
+
+def test_axes_given_or_new():
+    ax = fresh_ax()
+    assert _style._axes(ax) is ax
+    new = _style._axes(None)
+    assert plt.get_fignums() == [new.figure.number]
+    assert tuple(new.figure.get_size_inches()) == (5.2, 4.0)
+    with pytest.raises(TypeError) as info:
+        _style._axes([ax])
+    assert str(info.value) == "ax must be a matplotlib Axes or None, got list"
+
+
+def test_checkpoint_labels_exactly():
+    assert kp.checkpoint_labels(1) == ["init"]
+    assert kp.checkpoint_labels(2) == ["init", "final"]
+    assert kp.checkpoint_labels(3) == ["init", "checkpoint 1", "final"]
+    assert kp.checkpoint_labels(5)[1:4] == ["checkpoint 1", "checkpoint 2", "checkpoint 3"]
+    for n, exc, message in ((0, ValueError, "n must be >= 1, got 0"),
+                            (2.0, TypeError, "n must be an integer, got float 2.0")):
+        with pytest.raises(exc) as info:
+            kp.checkpoint_labels(n)
+        assert str(info.value) == message
+
+
+def test_labels_and_colours():
+    names, cols = _style._labels_and_colors(1, None, "viridis")
+    assert names == ["init"] and cols == [VIRIDIS(0.0)]
+    names, cols = _style._labels_and_colors(3, np.array(["a", "b", "c"]), VIRIDIS)
+    assert names == ["a", "b", "c"]
+    assert cols == [VIRIDIS(0.0), VIRIDIS(0.425), VIRIDIS(0.85)]
+    names, _ = _style._labels_and_colors(2, (1, 2.5), "magma")
+    assert names == ["1", "2.5"]
+    for labels, exc, message in (
+        ("ab", TypeError, "labels must be a sequence of strings, got str"),
+        ({"a", "b"}, TypeError, "labels must be a sequence of strings, got set"),
+        (["a"], ValueError, "labels has 1 entries, but there are 2 checkpoints"),
+    ):
+        with pytest.raises(exc) as info:
+            _style._labels_and_colors(2, labels, "viridis")
+        assert str(info.value) == message
+    with pytest.raises(ValueError) as info:
+        _style._labels_and_colors(2, None, "no-such-map")
+    assert str(info.value) == "cmap 'no-such-map' is not a matplotlib colormap"
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_legend_only_with_labelled_artists():
+    ax = fresh_ax()
+    ax.plot([1, 2])
+    _style._legend(ax)
+    assert ax.get_legend() is None
+    ax.plot([2, 1], label="x")
+    _style._legend(ax)
+    assert legend_texts(ax) == ["x"]
+    assert_house_legend(ax)
+
+
+# ---------------------------------------------------------------------------
+# _geometry: neurons, layers, trajectories
+# ---------------------------------------------------------------------------
+from kernelcomp.diagnostics import LayerGeometry, TrajectoryEmbedding  # noqa: E402
+from kernelcomp.plotting import _geometry  # noqa: E402
+
+TAB20 = matplotlib.colormaps["tab20"]
+GREY = (0.6, 0.6, 0.6)
+
+
+def hand_net(readout=(0.5, -1.0, 0.25, 0.0)):
+    """Four relu neurons on d=3: 0 and 1 share a pattern, 3 is dead on ``hand_X``."""
+    W = [[1.0, 0.0, 0.0], [2.0, 0.5, 0.0], [-1.0, 0.0, 2.0], [0.0, -1.0, 0.0]]
+    return kc.FCNetwork([W, [list(readout)]], None, "relu")
+
+
+def hand_X():
+    return np.array([[1.0, 1.0, 0.0], [-1.0, 2.0, 1.0], [0.5, 0.5, -1.0]])
+
+
+def rgb(colors):
+    return np.array([[float(v) for v in c[:3]] for c in colors])
+
+
+def test_neurons_coordinates_sizes_colours_by_hand():
+    net = hand_net()
+    W = np.asarray(net.weights[0])
+    ax = kp.plot_neurons(net, [0], X=hand_X())
+    (coll,) = ax.collections
+    np.testing.assert_allclose(coll.get_offsets(),
+                               np.c_[W[:, 0], np.hypot(W[:, 1], W[:, 2])], rtol=1e-15)
+    # areas 4 + 56 |beta| / max |beta|
+    np.testing.assert_allclose(coll.get_sizes(), [32.0, 60.0, 18.0, 4.0], rtol=1e-15)
+    att = dg.attractors(net, hand_X())
+    assert att.labels.tolist()[:2] == [0, 0] and att.dead[att.labels[3]]
+    want = [GREY if att.dead[a] else TAB20(a % TAB20.N)[:3] for a in att.labels]
+    np.testing.assert_allclose(rgb(coll.get_facecolors()), want, rtol=1e-12)
+    assert coll.get_alpha() == 0.8 and len(coll.get_edgecolors()) == 0
+    assert ax.get_xlabel() == r"$\omega_\parallel$"
+    assert ax.get_ylabel() == r"$\|\omega_\perp\|$" and ax.get_title() == ""
+    fig = ax.figure
+    assert plt.get_fignums() == [fig.number]
+    assert fig.get_size_inches() == pytest.approx((0.6 + 3.4, 3.2))
+
+
+def test_neurons_without_points_readout_or_network():
+    net = hand_net(readout=(0.0, 0.0, 0.0, 0.0))  # no readout weight: one size
+    ax = kp.plot_neurons(net, np.array([True, False, True]))
+    coll = ax.collections[0]
+    W = np.asarray(net.weights[0])
+    np.testing.assert_allclose(coll.get_offsets(), np.c_[np.hypot(W[:, 0], W[:, 2]),
+                                                         np.abs(W[:, 1])], rtol=1e-15)
+    np.testing.assert_array_equal(coll.get_sizes(), [16.0] * 4)
+    np.testing.assert_array_equal(rgb(coll.get_facecolors()), [to_rgba("C0")[:3]])
+    assert ax.get_xlabel() == r"$\|\omega_\parallel\|$"
+    # a bare weight matrix, as a nested list: one network, one marker size
+    ax = kp.plot_neurons(W.tolist(), [2], axes=fresh_ax())
+    np.testing.assert_array_equal(ax.collections[0].get_offsets()[:, 0], W[:, 2])
+    np.testing.assert_array_equal(ax.collections[0].get_sizes(), [16.0] * 4)
+
+
+def test_neurons_of_several_networks():
+    nets = [hand_net(), hand_net(readout=(1.0, 1.0, 1.0, 2.0))]
+    axes = kp.plot_neurons(nets, [0], X=hand_X())
+    assert isinstance(axes, np.ndarray) and axes.dtype == object and axes.shape == (2,)
+    assert [ax.get_title() for ax in axes] == ["init", "final"]
+    assert [ax.get_ylabel() for ax in axes] == [r"$\|\omega_\perp\|$", ""]
+    np.testing.assert_allclose(axes[1].collections[0].get_sizes(), [32.0, 32.0, 32.0, 60.0])
+    assert axes[0].get_shared_x_axes().joined(axes[0], axes[1])
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])
+    assert axes[0].figure.get_size_inches() == pytest.approx((0.6 + 2 * 3.4, 3.2))
+    axes = kp.plot_neurons((nets[0], nets[1], nets[0]), [0])
+    assert [ax.get_title() for ax in axes] == ["init", "checkpoint 1", "final"]
+    grid = Figure().subplots(1, 2, squeeze=False)  # a 2-D array of axes is flattened
+    out = kp.plot_neurons(nets, [0], labels=np.array(["a", "b"]), axes=grid)
+    assert list(out) == list(grid[0]) and [ax.get_title() for ax in out] == ["a", "b"]
+    out = kp.plot_neurons(nets[:1], [0], labels=[7], axes=fresh_ax())
+    assert out.shape == (1,) and out[0].get_title() == "7"
+    single = kp.plot_neurons(np.asarray(nets[0].weights[0]), [0], labels=["w"], axes=fresh_ax())
+    assert single.get_title() == "w"
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "message"),
+    [
+        (lambda n, X: kp.plot_neurons([], [0]), ValueError,
+         "net_or_nets is empty; at least one network is required"),
+        (lambda n, X: kp.plot_neurons([n, np.asarray(n.weights[0])], [0], X=X), TypeError,
+         "X colours neurons by attractor, which needs a kc.FCNetwork; net_or_nets[1] is a "
+         "ndarray"),
+        (lambda n, X: kp.plot_neurons(n, [0], labels="a"), TypeError,
+         "labels must be a sequence of strings, got str"),
+        (lambda n, X: kp.plot_neurons(n, [0], labels=5), TypeError,
+         "labels must be a sequence of strings, got int"),
+        (lambda n, X: kp.plot_neurons([n, n], [0], labels=["a"]), ValueError,
+         "labels has 1 entries, but there are 2 networks"),
+        (lambda n, X: kp.plot_neurons([n, n], [0], axes=[fresh_ax(), "x"]), TypeError,
+         "axes[1] must be a matplotlib Axes, got str"),
+        (lambda n, X: kp.plot_neurons([n, n], [0], axes=fresh_ax()), ValueError,
+         "axes has 1 Axes, but there are 2 networks"),
+        (lambda n, X: kp.plot_neurons(kc.FCNetwork.init(3, [], seed=0), [0]), ValueError,
+         "net_or_nets has no hidden layer (a linear model); it has no neurons"),
+        (lambda n, X: kp.plot_neurons([n, kc.FCNetwork.init(3, [], seed=0)], [0]), ValueError,
+         "net_or_nets[1] has no hidden layer (a linear model); it has no neurons"),
+    ],
+)
+def test_neurons_errors(call, exc, message):
+    with pytest.raises(exc) as info:
+        call(hand_net(), hand_X())
+    assert str(info.value) == message
+
+
+def test_neurons_figure_panels_on_their_own_scales():
+    nets = [hand_net(), hand_net(readout=(1.0, 1.0, 1.0, 2.0))]
+    X2 = -hand_X()
+    fig = _geometry.neurons_figure(nets, [0], [hand_X(), X2], ["one", "two"], suptitle="S")
+    assert isinstance(fig, Figure) and plt.get_fignums() == []
+    assert fig.get_size_inches() == pytest.approx((0.6 + 2 * 3.4, 3.4))
+    a, b = fig.axes
+    assert not a.get_shared_x_axes().joined(a, b)
+    assert [ax.get_title() for ax in (a, b)] == ["one", "two"]
+    medium = FontProperties(size="medium").get_size_in_points()
+    assert a.title.get_fontsize() == medium
+    assert fig._suptitle.get_text() == "S" and fig._suptitle.get_fontsize() == medium
+    att = dg.attractors(nets[1], X2)  # coloured on the panel's own points
+    want = [GREY if att.dead[x] else TAB20(x % TAB20.N)[:3] for x in att.labels]
+    np.testing.assert_allclose(rgb(b.collections[0].get_facecolors()), want, rtol=1e-12)
+    fig = _geometry.neurons_figure(nets[:1], [0], [hand_X()], ["t"])
+    assert fig._suptitle is None and len(fig.axes) == 1
+
+
+def layer_result():
+    return LayerGeometry(eigenvalues=(), power_laws=(), effective_ranks=np.array([2.0, 1.5, 1.0]),
+                         intrinsic_dimensions=np.array([3.0, np.nan, 2.5]), widths=(5, 5, 5),
+                         n_samples=10)
+
+
+def test_layer_geometry_lines_and_style():
+    ax = kp.plot_layer_geometry(layer_result())
+    dims, ranks = ax.lines
+    assert dims.get_xdata().tolist() == [1, 2, 3] and ranks.get_xdata().tolist() == [1, 2, 3]
+    np.testing.assert_array_equal(dims.get_ydata(), [3.0, np.nan, 2.5])
+    np.testing.assert_array_equal(ranks.get_ydata(), [2.0, 1.5, 1.0])
+    assert style(dims) == ("o", "-", 4.0, 1.2, None) and style(ranks) == ("s", "--", 4.0, 1.2,
+                                                                           None)
+    assert legend_texts(ax) == ["intrinsic dimension (TwoNN)", "effective rank"]
+    assert_house_legend(ax)
+    assert ax.xaxis.get_major_locator()._integer
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("hidden layer", "dimension")
+    own = fresh_ax()
+    assert kp.plot_layer_geometry(layer_result(), own) is own
+    with pytest.raises(TypeError) as info:
+        kp.plot_layer_geometry([1.0])
+    assert str(info.value) == "result must be a LayerGeometry (from layer_geometry), got list"
+
+
+def embedding(steps=(0, 1, 10, 100), times=(0.0, 0.5, 5.0, 50.0), k=2,
+              eigenvalues=(2.0, -0.5, 0.1), fractions=(0.6, 0.15, 0.05)):
+    m = len(steps)
+    coords = np.arange(m * k, dtype=np.float64).reshape(m, k) ** 1.5
+    return TrajectoryEmbedding(coordinates=coords, eigenvalues=np.array(eigenvalues[:k]),
+                               explained_fraction=np.array(fractions[:k]),
+                               distances=np.zeros((m, m)), steps=np.array(steps),
+                               times=np.array(times, dtype=np.float64), split="X", n_points=5)
+
+
+def test_trajectory_line_points_norm_and_labels():
+    from matplotlib.colors import SymLogNorm
+
+    emb = embedding(k=3)
+    ax = kp.plot_trajectory(emb)
+    x, y = emb.coordinates[:, 0], emb.coordinates[:, 1]
+    (line,) = ax.lines
+    np.testing.assert_array_equal(line.get_xdata(), x)
+    np.testing.assert_array_equal(line.get_ydata(), y)
+    assert line.get_linestyle() == "-" and line.get_linewidth() == 0.8
+    assert to_rgba(line.get_color()) == to_rgba("0.7") and line.get_zorder() == 1
+    (points,) = ax.collections
+    np.testing.assert_array_equal(points.get_offsets(), np.c_[x, y])
+    np.testing.assert_array_equal(points.get_array(), [0.0, 1.0, 10.0, 100.0])
+    assert points.get_sizes().tolist() == [18.0] and points.get_zorder() == 2
+    assert points.get_cmap().name == "viridis"
+    # symmetric-log colours: linear below the smallest positive step (1), base 10
+    want = SymLogNorm(linthresh=1.0, vmin=0.0, vmax=100.0, base=10)
+    probe = np.array([0.0, 0.5, 1.0, 3.0, 10.0, 50.0, 100.0])
+    np.testing.assert_allclose(points.norm(probe), want(probe), rtol=1e-12)
+    cbar_ax = [a for a in ax.figure.axes if a is not ax]
+    assert len(cbar_ax) == 1 and cbar_ax[0].get_ylabel() == "step"
+    init, final = ax.texts
+    assert (init.get_text(), final.get_text()) == ("init", "final")
+    assert init.xy == (x[0], y[0]) and final.xy == (x[-1], y[-1])
+    small = FontProperties(size="small").get_size_in_points()
+    for text in (init, final):
+        assert text.get_position() == (4, 4) and text.anncoords == "offset points"
+        assert text.get_fontsize() == small
+    assert ax.get_xlabel() == "InPCA 1 (60.0 %)"
+    assert ax.get_ylabel() == "InPCA 2 (15.0 %, $\\lambda < 0$)"
+
+
+def test_trajectory_by_time_and_degenerate_ranges():
+    from matplotlib.colors import Normalize, SymLogNorm
+
+    own = fresh_ax()
+    magma = matplotlib.colormaps["magma"]
+    ax = kp.plot_trajectory(embedding(), own, color_by="time", cmap=magma)
+    assert ax is own
+    points = ax.collections[0]
+    np.testing.assert_array_equal(points.get_array(), [0.0, 0.5, 5.0, 50.0])
+    assert points.get_cmap() is magma or points.get_cmap().name == "magma"
+    want = SymLogNorm(linthresh=0.5, vmin=0.0, vmax=50.0, base=10)
+    probe = np.array([0.0, 0.25, 0.5, 2.0, 50.0])
+    np.testing.assert_allclose(points.norm(probe), want(probe), rtol=1e-12)
+    assert [a.get_ylabel() for a in ax.figure.axes if a is not ax] == ["time"]
+    # one value only: a linear norm over [v, v + 1]
+    ax = kp.plot_trajectory(embedding(steps=(5, 5), times=(1.0, 1.0)), fresh_ax())
+    norm = ax.collections[0].norm
+    assert type(norm) is Normalize and (norm.vmin, norm.vmax) == (5.0, 6.0)
+    # no positive value: linear over the range
+    ax = kp.plot_trajectory(embedding(steps=(0, 0), times=(-2.0, 0.0)), fresh_ax(),
+                            color_by="time")
+    norm = ax.collections[0].norm
+    assert type(norm) is Normalize and (norm.vmin, norm.vmax) == (-2.0, 0.0)
+    # a positive eigenvalue: no sign in the label
+    ax = kp.plot_trajectory(embedding(eigenvalues=(2.0, 0.5)), fresh_ax())
+    assert ax.get_ylabel() == "InPCA 2 (15.0 %)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "emb", "exc", "message"),
+    [
+        ({}, embedding(k=1), ValueError,
+         "embedding has 1 component; plot_trajectory needs 2 (trajectory_embedding(..., "
+         "n_components=2) or more, and 2 checkpoints)"),
+        ({"color_by": "time"}, embedding(times=(0.0, np.nan, 1.0, 2.0)), ValueError,
+         "the embedding does not record every checkpoint's time"),
+        ({"color_by": "loss"}, embedding(), ValueError, "color_by must be one of"),
+        ({"cmap": "no-such-map"}, embedding(), ValueError,
+         "cmap 'no-such-map' is not a matplotlib colormap"),
+        ({}, np.zeros((3, 2)), TypeError,
+         "embedding must be a TrajectoryEmbedding (from trajectory_embedding), got ndarray"),
+    ],
+)
+def test_trajectory_errors(kwargs, emb, exc, message):
+    with pytest.raises(exc) as info:
+        kp.plot_trajectory(emb, **kwargs)
+    assert str(info.value).startswith(message)

@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     scratch = _scratch(args.module)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the scratch copy, not the checkout, must be imported
+    # mutmut forks a worker per mutant from a process that has already run numba's parallel
+    # kernels; GNU OpenMP (numba's default layer here) aborts a forked child that uses them
+    # ("fork() called from a process already using GNU OpenMP"): the "suspicious" verdicts.
+    # The workqueue layer is fork-safe (and the tests run single-threaded anyway).
+    env.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     names: list[str] = []
     before: dict[str, str] = {}
     if args.survivors:

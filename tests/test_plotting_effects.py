@@ -829,3 +829,29 @@ def test_trajectory_errors(kwargs, emb, exc, message):
     with pytest.raises(exc) as info:
         kp.plot_trajectory(emb, **kwargs)
     assert str(info.value).startswith(message)
+
+
+def test_neurons_colours_wrap_around_the_attractor_colormap():
+    # 24 neurons at distinct angles in the plane of the first two inputs: 24 half-circles of
+    # the points, 24 attractors; ids 20..23 take the colours of 0..3 (tab20 has 20)
+    h = 24
+    theta = np.linspace(0, 2 * np.pi, h, endpoint=False) + 0.01
+    net = kc.FCNetwork([np.c_[np.cos(theta), np.sin(theta), np.zeros(h)], [np.ones(h)]], None,
+                       "relu")
+    a = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    X = np.c_[np.cos(a), np.sin(a), np.zeros(a.size)]
+    att = dg.attractors(net, X)
+    assert att.labels.tolist() == list(range(h)) and not att.dead.any()
+    ax = kp.plot_neurons(net, [0], X=X)
+    want = np.array([TAB20(a % 20)[:3] for a in range(h)])
+    np.testing.assert_allclose(rgb(ax.collections[0].get_facecolors()), want, rtol=1e-12)
+    np.testing.assert_array_equal(want[20:], want[:4])
+
+
+def test_neurons_of_something_else_and_a_ragged_figure():
+    with pytest.raises(TypeError) as info:
+        kp.plot_neurons(5, [0])
+    assert str(info.value) == ("net must be a network with .weights (e.g. kc.FCNetwork) or a "
+                               "(h, d) first-layer weight matrix, got int")
+    with pytest.raises(ValueError, match="zip"):  # one point set for two networks
+        _geometry.neurons_figure([hand_net(), hand_net()], [0], [hand_X()], ["a", "b"])

@@ -805,9 +805,10 @@ def test_trajectory_by_time_and_degenerate_ranges():
                             color_by="time")
     norm = ax.collections[0].norm
     assert type(norm) is Normalize and (norm.vmin, norm.vmax) == (-2.0, 0.0)
-    # a positive eigenvalue: no sign in the label
-    ax = kp.plot_trajectory(embedding(eigenvalues=(2.0, 0.5)), fresh_ax())
-    assert ax.get_ylabel() == "InPCA 2 (15.0 %)"
+    # a positive or zero eigenvalue: no sign in the label (only lambda < 0 is time-like)
+    for second in (0.5, 0.0):
+        ax = kp.plot_trajectory(embedding(eigenvalues=(2.0, second)), fresh_ax())
+        assert ax.get_ylabel() == "InPCA 2 (15.0 %)"
 
 
 @pytest.mark.parametrize(

@@ -856,3 +856,12 @@ def test_neurons_of_something_else_and_a_ragged_figure():
                                "(h, d) first-layer weight matrix, got int")
     with pytest.raises(ValueError, match="zip"):  # one point set for two networks
         _geometry.neurons_figure([hand_net(), hand_net()], [0], [hand_X()], ["a", "b"])
+
+
+def test_house_line_styles_hold_under_another_rc():
+    # the format strings are explicit: a user's rc (dotted lines, markers) does not restyle them
+    with matplotlib.rc_context({"lines.linestyle": ":", "lines.marker": "x"}):
+        ax = kp.plot_cumulative_projection([1.0, 0.5], [1.0, 1.0])
+        assert style(ax.lines[0])[:2] == ("None", "-")
+        ax = kp.plot_spectrum([1.0, 0.5, 0.25], fit_range=(1, 3))
+        assert [style(ln)[:2] for ln in ax.lines] == [(".", "-"), ("None", "--")]

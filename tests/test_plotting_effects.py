@@ -865,3 +865,5 @@ def test_house_line_styles_hold_under_another_rc():
         assert style(ax.lines[0])[:2] == ("None", "-")
         ax = kp.plot_spectrum([1.0, 0.5, 0.25], fit_range=(1, 3))
         assert [style(ln)[:2] for ln in ax.lines] == [(".", "-"), ("None", "--")]
+        ax = kp.plot_trajectory(embedding(), fresh_ax())
+        assert style(ax.lines[0])[:2] == ("None", "-")

@@ -849,6 +849,10 @@ def test_file_info_header_fields_of_every_format(tmp_path):
         io.file_info(tmp_path / "x.h5")
     with pytest.raises(FileNotFoundError, match="no such file"):
         io.file_info(tmp_path / "missing.h5")
+    with pytest.raises(TypeError, match=_full("path must be a str or os.PathLike, got int")):
+        io.file_info(42)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        io.file_info(str(tmp_path))
 
 
 def test_the_network_of_a_run_checkpoint_by_index(tmp_path):

@@ -401,6 +401,8 @@ def test_a_run_file_without_a_group_is_refused_naming_it(tmp_path, missing):
     with pytest.raises(io.FormatError, match=_full(
             f"{path} is a 'run' file without its {missing!r} group")):
         io.open_run(path)
+    # file_info describes it all the same
+    assert io.file_info(path)[missing] == ({} if missing == "data" else [])
 
 
 def test_a_run_file_without_attributes_reads_with_the_documented_defaults(tmp_path):
@@ -482,6 +484,18 @@ def test_entries_and_config_are_refused_naming_their_type(tmp_path):
             "list of dtype <U1")):
         io.save_diagnostics(d, [{"x": ["a"]}])
     assert os.listdir(tmp_path) == []
+
+
+def test_entries_are_checked_before_the_output_or_the_run_file(tmp_path):
+    old = io.save_diagnostics(tmp_path / "d.h5", [])
+    bad = [{"ok": 1}, {"x": object()}]
+    message = r"^entries\[1\] 'x' must be a number, a string, a dict or a numeric array"
+    with pytest.raises(TypeError, match=message):  # not FileExistsError: the entries first
+        io.save_diagnostics(old, bad)
+    with pytest.raises(TypeError, match=message):  # not FileNotFoundError
+        io.add_run_diagnostics(tmp_path / "missing.h5", bad)
+    with pytest.raises(TypeError, match=r"^entries\[0\] 'm' must be JSON serialisable"):
+        io.add_run_diagnostics(tmp_path / "missing.h5", [{"m": {"f": object()}}])
 
 
 def test_a_diagnostics_file_read_back_with_h5py(tmp_path):

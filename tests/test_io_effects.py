@@ -657,8 +657,65 @@ def test_a_diagnostics_group_of_another_version_is_refused(tmp_path):
     io.add_run_diagnostics(path, [{"v": 1}])
     with h5py.File(path, "r+") as f:
         f["diagnostics/kpca"].attrs["kernelcomp_format_version"] = "2.0"
-    with pytest.raises(io.FormatError, match=r"has 'diagnostics' format version 2\.0"):
+    with pytest.raises(io.FormatError, match=r"^" + re.escape(
+            f"{path} has 'diagnostics' format version 2.0, but this kernelcomp")):
         io.load_diagnostics(path)
+
+
+def test_a_diagnostics_group_of_another_format_is_refused(tmp_path):
+    path = _run(tmp_path)
+    io.add_run_diagnostics(path, [{"v": 1}])
+    with h5py.File(path, "r+") as f:
+        f["diagnostics/kpca"].attrs["kernelcomp_format"] = "gram"
+    with pytest.raises(io.FormatError, match=_full(
+            f"{path} is a kernelcomp 'gram' file, expected a 'diagnostics' file")):
+        io.load_diagnostics(path)
+
+
+def test_an_existing_diagnostics_file_is_kept_without_force(tmp_path):
+    path = io.save_diagnostics(tmp_path / "d.h5", [{"v": 1}])
+    with pytest.raises(FileExistsError, match=_full(
+            f"{path} exists; pass force=True (--force) to overwrite it")):
+        io.save_diagnostics(path, [{"v": 2}])
+    assert io.load_diagnostics(path).entries == [{"v": 1}]
+    io.save_diagnostics(path, [{"v": 2}], force=True)
+    assert io.load_diagnostics(path).entries == [{"v": 2}]
+
+
+def test_readers_refuse_a_path_of_another_type_naming_it(tmp_path):
+    for read in (io.load_diagnostics, io.open_run):
+        with pytest.raises(TypeError, match=_full("path must be a str or os.PathLike, got int")):
+            read(42)
+
+
+def test_a_file_of_another_format_is_refused_before_its_lock_is_waited_for(
+        tmp_path, monkeypatch):
+    from kernelcomp._h5 import write_lock
+
+    monkeypatch.setattr(_diag_file, "_LOCK_WAIT", 0.1)
+    diag = io.save_diagnostics(tmp_path / "d.h5", [])
+    with write_lock(diag):  # another writer holds it: the format is refused first
+        with pytest.raises(io.FormatError, match="kernelcomp 'diagnostics' file, expected a 'run'"):
+            io.add_run_diagnostics(diag, [{"v": 1}])
+
+
+def test_the_run_file_is_checked_again_once_the_lock_is_held(tmp_path, monkeypatch):
+    """A writer that held the lock may have replaced the run file by another format."""
+    import contextlib
+
+    path = _run(tmp_path)
+    real = _diag_file.write_lock
+
+    @contextlib.contextmanager
+    def replaced_while_waiting(p, *, wait=0.0):
+        with real(p, wait=wait) as lock:
+            os.replace(io.save_gram(tmp_path / "other.h5", np.eye(2)), p)
+            yield lock
+
+    monkeypatch.setattr(_diag_file, "write_lock", replaced_while_waiting)
+    with pytest.raises(io.FormatError, match=_full(
+            f"{path} is a kernelcomp 'gram' file, expected a 'run' file")):
+        io.add_run_diagnostics(path, [{"v": 1}])
 
 
 # -- read_array ----------------------------------------------------------------------------

@@ -976,3 +976,20 @@ def test_the_network_of_a_run_checkpoint_by_index(tmp_path):
             f"{tmp_path / 'plain.h5'} is not a kernelcomp network or run file (it has no "
             "kernelcomp_format)")):
         _read_network(tmp_path / "plain.h5")
+
+
+def test_open_run_names_the_file_as_a_path_and_reads_data_checked(tmp_path):
+    path = _run(tmp_path)
+    run = io.open_run(str(path))
+    assert isinstance(run.path, type(path)) and run.path == path
+    assert run.checkpoints[0].path == path
+    # an attribute named like the network group is not an extra value
+    with h5py.File(path, "r+") as f:
+        f["checkpoints/000000"].attrs["network"] = 1
+    assert io.open_run(path).checkpoints[0].extra == {}
+    with h5py.File(path, "r+") as f:
+        del f["data/X_train"]
+        f["data"].create_dataset("X_train", shape=(1000, 1000), dtype="f8", chunks=(100, 100))
+    with pytest.raises(io.FormatError, match=r"^" + re.escape(
+            f"{path}: dataset '/data/X_train' declares shape (1000, 1000) float64")):
+        io.open_run(path)

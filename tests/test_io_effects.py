@@ -993,3 +993,19 @@ def test_open_run_names_the_file_as_a_path_and_reads_data_checked(tmp_path):
     with pytest.raises(io.FormatError, match=r"^" + re.escape(
             f"{path}: dataset '/data/X_train' declares shape (1000, 1000) float64")):
         io.open_run(path)
+
+
+def test_a_csv_header_is_read_as_utf8_whatever_the_locale(tmp_path):
+    import locale
+    import sys
+
+    if sys.flags.utf8_mode:
+        pytest.skip("Python's UTF-8 mode reads every file as UTF-8")
+    (tmp_path / "t.csv").write_text("température,b\n1,2\n", encoding="utf-8")
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale
+    try:
+        got = io.read_array(tmp_path / "t.csv")
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
+    np.testing.assert_array_equal(got, [[1.0, 2.0]])

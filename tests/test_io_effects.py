@@ -1009,3 +1009,17 @@ def test_a_csv_header_is_read_as_utf8_whatever_the_locale(tmp_path):
     finally:
         locale.setlocale(locale.LC_CTYPE, old)
     np.testing.assert_array_equal(got, [[1.0, 2.0]])
+
+
+def test_a_writer_left_by_an_exception_is_closed_and_keeps_its_partial_file(tmp_path):
+    X, y = _data()
+    path = tmp_path / "run.h5"
+    w = io.RunWriter(path, X_train=X, y_train=y)
+    with pytest.raises(_Boom), w:
+        w.add_checkpoint(_net(), step=0, time=0.0, loss=1.0)
+        raise _Boom
+    with pytest.raises(RuntimeError, match=_full(f"RunWriter for {path} is closed")):
+        w.add_checkpoint(_net(), step=1, time=0.0, loss=1.0)
+    assert w.close() == path  # nothing more: the run did not finish
+    assert not path.exists() and w.partial.exists()
+    assert io.open_run(w.partial).complete is False

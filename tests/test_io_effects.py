@@ -1023,3 +1023,15 @@ def test_a_writer_left_by_an_exception_is_closed_and_keeps_its_partial_file(tmp_
     assert w.close() == path  # nothing more: the run did not finish
     assert not path.exists() and w.partial.exists()
     assert io.open_run(w.partial).complete is False
+
+
+def test_the_data_arrays_are_named_in_their_messages(tmp_path):
+    X, y = _data()
+    for kw, name in (({"X_train": np.ones(6)}, "X_train"),
+                     ({"X_test": np.ones(2), "y_test": np.ones(2)}, "X_test")):
+        args = {"X_train": X, "y_train": y, **kw}
+        with pytest.raises(ValueError, match=_full(
+                f"{name} must be a 2-D array of shape (n_samples, n_features), got 1-D array of "
+                f"shape ({args[name].shape[0]},); reshape with X.reshape(-1, 1) for one feature "
+                "or X.reshape(1, -1) for one sample")):
+            io.RunWriter(tmp_path / "run.h5", **args)

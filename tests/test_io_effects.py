@@ -1035,3 +1035,27 @@ def test_the_data_arrays_are_named_in_their_messages(tmp_path):
                 f"shape ({args[name].shape[0]},); reshape with X.reshape(-1, 1) for one feature "
                 "or X.reshape(1, -1) for one sample")):
             io.RunWriter(tmp_path / "run.h5", **args)
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    A = np.array([{"a": 1}, None], dtype=object)
+    np.save(tmp_path / "o.npy", A, allow_pickle=True)
+    np.savez(tmp_path / "o.npz", X=A)
+    for ext in ("npy", "npz"):
+        with pytest.raises(ValueError, match=r"^INPUT: cannot read .*o\." + ext + r" as \." + ext
+                           + r" \(Object arrays cannot be loaded when allow_pickle=False\)$"):
+            io.read_array(tmp_path / f"o.{ext}")
+
+
+def test_a_failure_that_removed_the_partial_file_is_reported_as_itself(tmp_path, monkeypatch):
+    X, y = _data()
+    partial = tmp_path / "run.h5.partial"
+
+    def boom(f, fmt):
+        partial.unlink()
+        raise _Boom("gone")
+
+    monkeypatch.setattr(_run_file, "stamp", boom)
+    with pytest.raises(_Boom, match="gone"):
+        io.RunWriter(tmp_path / "run.h5", X_train=X, y_train=y)
+    assert os.listdir(tmp_path) == []

@@ -1059,3 +1059,8 @@ def test_a_failure_that_removed_the_partial_file_is_reported_as_itself(tmp_path,
     with pytest.raises(_Boom, match="gone"):
         io.RunWriter(tmp_path / "run.h5", X_train=X, y_train=y)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_path_of_another_type_is_refused_under_the_inputs_name():
+    with pytest.raises(TypeError, match=_full("--data must be a str or os.PathLike, got int")):
+        io.read_array(42, name="--data")

@@ -1064,3 +1064,24 @@ def test_a_failure_that_removed_the_partial_file_is_reported_as_itself(tmp_path,
 def test_a_path_of_another_type_is_refused_under_the_inputs_name():
     with pytest.raises(TypeError, match=_full("--data must be a str or os.PathLike, got int")):
         io.read_array(42, name="--data")
+
+
+def test_a_refused_checkpoint_value_is_refused_before_any_space_is_reserved(
+        tmp_path, monkeypatch):
+    X, y = _data()
+    w = io.RunWriter(tmp_path / "run.h5", X_train=X, y_train=y)
+    w.add_checkpoint(_net(), step=0, time=0.0, loss=1.0)
+    before = w.partial.read_bytes()
+
+    def full(p, length, *, start=None, what=""):
+        raise OSError(errno.ENOSPC, "disk full")
+
+    monkeypatch.setattr(_run_file, "reserve", full)  # a full disk: the value's error first
+    with pytest.raises(TypeError, match=_full(
+            "checkpoint value 'tag' must be a number, a string, a dict or a numeric array, got "
+            "object of dtype object")):
+        w.add_checkpoint(_net(), step=1, time=0.0, loss=1.0, tag=object())
+    assert w.partial.read_bytes() == before
+    monkeypatch.undo()
+    assert w.add_checkpoint(_net(), step=1, time=0.0, loss=1.0) == 1
+    w.close()

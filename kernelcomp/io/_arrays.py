@@ -22,7 +22,7 @@ def read_array(path: Any, *, key: str | None = None, name: str = "INPUT") -> np.
     Parameters
     ----------
     path : str or os.PathLike
-        The file. ``.csv`` files may have one header line; ``.h5``/``.hdf5``
+        The file. ``.csv`` files (UTF-8) may have one header line; ``.h5``/``.hdf5``
         files are read with h5py.
     key : str, optional
         Which array of an ``.npz`` or HDF5 file (a dataset path in HDF5). By
@@ -178,6 +178,7 @@ def _read_csv(p: Path, name: str) -> np.ndarray:
         if sep in first and "," not in first:
             hint = f"; its first line is separated by {word}, CSV files must use commas"
     try:
-        return np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+        return np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64,
+                          encoding="utf-8")  # as the header test above, whatever the locale
     except ValueError as exc:
         raise ValueError(f"{name}: cannot read {p} as numeric CSV ({exc}){hint}") from exc

@@ -319,7 +319,9 @@ def _diagnostics_summary(f: h5py.File, p: Path) -> dict[str, Any]:
                 "values": {
                     n: v.item()
                     for n, v in entries[k].attrs.items()
+                    # the ".__json__" flags mark a dict stored as JSON: not values
                     if isinstance(v, np.generic) and v.dtype.kind in "biuf"
+                    and not n.endswith(".__json__")
                 },
             }
             for k in sorted(entries)

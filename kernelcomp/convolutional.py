@@ -66,16 +66,17 @@ the float64 kernel:
   positions by the pooling, the NTK is within ~1e-7 for distinct images and
   ~1e-5 for near-duplicates (the measured figures, and neural-tangents' own
   float32 error, are in the changelog).
-* Without pooling the readout averages the ``H W`` positions of the spatial
-  diagonal alone, ``S(x_p, y_p)``, not all ``(H W)^2`` pairs of positions: a
-  position where the two images are nearly proportional weighs ``1/(H W)``,
-  not ``1/(H W)^2``. The NTK is a sum over the layers of ``Kdot`` products, and
-  each worst entry moves it by up to ``~sqrt(2 u)/(2 pi)`` of ``Kdot``'s range
-  times its weight: near-duplicate images, where most positions are nearly
-  proportional, are within ~1e-5 to ~1e-4 relative (every position at once),
-  distinct images within ~1e-6 where some positions agree to a few ``u`` (a
-  stroke crossing the same pixels) and ~1e-7 elsewhere; the NNGP within ~1e-7.
-  Positions where one image is zero have ``S = 0``, ``rho = 0`` exactly.
+* Without pooling the readout averages the spatial diagonal alone, the ``H W``
+  positions' ``S(x_p, y_p)``, not all ``(H W)^2`` pairs of positions. Between
+  near-duplicate images nearly every position sits where ``Kdot`` is steepest,
+  at once: at each, and at each ReLU layer, ``Kdot`` (``>= 1/2`` there) may be
+  off by up to ``~sqrt(2 snap)/(2 pi)`` (``snap = 2u``: the largest ``theta``
+  not snapped), ~1.6e-4 relative, and the NTK's products of ``L`` layers' ``Kdot``
+  by ``~L`` times that at worst (~5e-4 for three ReLU layers); the positions'
+  errors have both signs, and near-duplicates measure ~1e-5 to ~1e-4. Between
+  distinct images only the positions where the two images' windows are nearly
+  proportional (strokes crossing the same pixels) carry that error, weighted by
+  their share of the ``H W``: ~1e-7 to ~1e-6. The NNGP stays within ~1e-7.
 * Identical images reproduce the diagonal exactly (the per-sample pass runs the
   same float32 recursion), the Gram is symmetric, and sums over all positions
   (global average pooling) are accumulated in float64.
@@ -125,7 +126,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 _SQRT2 = math.sqrt(2.0)
 #: correlations within this distance of +-1 are rounding noise and snap to +-1
 _SNAP = 32.0 * _EPS64
-#: the same for the float32 recursion (slab layout): its covariances carry float32 rounding
+#: the same for the float32 recursion (slab layout, spatial diagonal): float32 covariances
 _SNAP32 = float(np.finfo(np.float32).eps)
 #: depth -> conv-relu blocks at each of the three resolutions (Shankar et al. 2020)
 _MYRTLE = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
@@ -614,7 +615,8 @@ class ConvNTK(_ConvKernel):
     ``stax.LeakyRelu(0.01)``, ``stax.Erf()``, ``stax.Gelu(approximate=False)``,
     ``stax.Identity()`` for ``"linear"``, ``stax.AvgPool((k, k), (k, k))``,
     ``stax.GlobalAvgPool()``, ``stax.Flatten()``, ``stax.Dense(N)``), computed in
-    float64 (float32 Grams of globally pooled networks: a float32 recursion, see
+    float64 (float32 Grams of globally pooled networks and of networks without
+    pooling: a float32 recursion, see
     :mod:`kernelcomp.convolutional`, "Precision"). (neural-tangents has no ELU
     layer; ``"elu"`` is the closed form of
     :class:`kernelcomp.NTK`'s ``activation="elu"``.)

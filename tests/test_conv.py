@@ -231,6 +231,38 @@ def near_duplicates(nt):
     return X, np.concatenate([dups, 1.5 * X[:1]])
 
 
+def _check_float32_recursion(k, near_duplicates, distinct: float, near: float) -> None:
+    """``k``'s float32 Gram of stroke images and near-duplicates against its float64 one.
+
+    The float32 recursion runs; the Gram is finite, symmetric, its diagonal the
+    per-sample values, within ``distinct`` (relative, entry by entry) of the float64
+    recursion between distinct images and ``near`` against near-duplicates, and not
+    the float64 kernel rounded; a copy of an image reproduces the diagonal;
+    ``dtype=np.float64`` on float32 images runs the float64 recursion.
+    """
+    X, D = near_duplicates
+    n = len(X)
+    A32 = np.concatenate([X, D]).astype(np.float32)
+    A = A32.astype(np.float64)  # the same images: the recursions' difference alone
+    assert k._float32_recursion(k._program((28, 28, 1)), np.float32)
+    K64 = k(A)
+    K32 = k(A32)
+    assert K32.dtype == np.float32 and np.all(np.isfinite(K32))
+    assert np.array_equal(K32, K32.T)
+    assert np.array_equal(np.diag(K32), k.diag(A32).astype(np.float32))
+    rel = np.abs(K32 - K64) / K64
+    assert rel[:n, :n].max() <= distinct, k
+    assert rel[0, n:].max() <= near, (k, rel[0, n:])
+    # it is a float32 recursion: not the float64 kernel rounded to float32
+    assert not np.array_equal(K32, K64.astype(np.float32))
+    # a copy of an image reproduces the diagonal exactly; K(X, Y) = K(Y, X)^T to rounding
+    Kxy = k(A32[:3], A32[[0, 5, 2]])
+    assert Kxy[0, 0] == K32[0, 0] and Kxy[2, 2] == K32[2, 2]
+    np.testing.assert_allclose(k(A32[[0, 5, 2]], A32[:3]).T, Kxy, rtol=1e-6)
+    # dtype=np.float64 on float32 images: the float64 recursion
+    np.testing.assert_array_equal(k(A32[:3], dtype=np.float64), K64[:3, :3])
+
+
 def test_float32_recursion_of_globally_pooled_networks(near_duplicates):
     """float32 Grams of Myrtle-5 run the float32 recursion, within its error analysis.
 
@@ -242,30 +274,8 @@ def test_float32_recursion_of_globally_pooled_networks(near_duplicates):
     (~1e-4 relative to Kdot >= 1/2), compounded over 4 ReLU layers ~4e-4 at worst;
     the pooled average of near-duplicates measures ~1e-5 (asserted 1e-4).
     """
-    X, D = near_duplicates
-    n = len(X)
-    A = np.concatenate([X, D])
-    A32 = A.astype(np.float32)
-    for cls in (kc.ConvNNGP, kc.ConvNTK):
-        k = cls.myrtle(5, image_shape=(28, 28, 1))
-        assert k._float32_recursion(k._program((28, 28, 1)), np.float32)
-        K64 = k(A)
-        K32 = k(A32)
-        assert K32.dtype == np.float32 and np.all(np.isfinite(K32))
-        assert np.array_equal(K32, K32.T)
-        assert np.array_equal(np.diag(K32), k.diag(A32).astype(np.float32))
-        rel = np.abs(K32 - K64) / K64
-        assert rel[:n, :n].max() <= 1e-6, cls
-        near = rel[0, n:]
-        assert near.max() <= (1e-6 if cls is kc.ConvNNGP else 1e-4), (cls, near)
-        # it is a float32 recursion: not the float64 kernel rounded to float32
-        assert not np.array_equal(K32, K64.astype(np.float32))
-        # a copy of an image reproduces the diagonal exactly; K(X, Y) = K(Y, X)^T to rounding
-        Kxy = k(A32[:3], A32[[0, 5, 2]])
-        assert Kxy[0, 0] == K32[0, 0] and Kxy[2, 2] == K32[2, 2]
-        np.testing.assert_allclose(k(A32[[0, 5, 2]], A32[:3]).T, Kxy, rtol=1e-6)
-        # dtype=np.float64 on float32 images: the float64 recursion
-        np.testing.assert_array_equal(k(A32[:3], dtype=np.float64), k(A32[:3].astype(np.float64)))
+    _check_float32_recursion(kc.ConvNNGP.myrtle(5), near_duplicates, 1e-6, 1e-6)
+    _check_float32_recursion(kc.ConvNTK.myrtle(5), near_duplicates, 1e-6, 1e-4)
 
 
 def test_float32_recursion_without_pooling(near_duplicates):
@@ -279,35 +289,16 @@ def test_float32_recursion_without_pooling(near_duplicates):
     ~1.6e-4 relative, ~5e-4 over the 3 layers' products at worst (asserted; measured
     6e-5: the positions' errors have both signs).
     """
-    X, D = near_duplicates
-    n = len(X)
-    A32 = np.concatenate([X, D]).astype(np.float32)
-    A = A32.astype(np.float64)
     layers = ["conv", "relu"] * 3 + ["flatten", "dense"]
-    for cls in (kc.ConvNNGP, kc.ConvNTK):
-        k = cls(layers, weight_std=np.sqrt(2.0), bias_std=0.1)
-        prog = k._program((28, 28, 1))
-        assert prog.diagonal_only and k._float32_recursion(prog, np.float32)
-        K64 = k(A)
-        K32 = k(A32)
-        assert K32.dtype == np.float32 and np.all(np.isfinite(K32))
-        assert np.array_equal(K32, K32.T)
-        assert np.array_equal(np.diag(K32), k.diag(A32).astype(np.float32))
-        rel = np.abs(K32 - K64) / K64
-        assert rel[:n, :n].max() <= 2e-6, cls
-        near = rel[0, n:]
-        assert near.max() <= (1e-6 if cls is kc.ConvNNGP else 5e-4), (cls, near)
-        # it is a float32 recursion: not the float64 kernel rounded to float32
-        assert not np.array_equal(K32, K64.astype(np.float32))
-        # a copy of an image reproduces the diagonal exactly; K(X, Y) = K(Y, X)^T
-        Kxy = k(A32[:3], A32[[0, 5, 2]])
-        assert Kxy[0, 0] == K32[0, 0] and Kxy[2, 2] == K32[2, 2]
-        np.testing.assert_allclose(k(A32[[0, 5, 2]], A32[:3]).T, Kxy, rtol=1e-6)
-        # dtype=np.float64 on float32 images: the float64 recursion
-        np.testing.assert_array_equal(k(A32[:3], dtype=np.float64), K64[:3, :3])
-    # float32 images compiled diag_block for float32 images (other tests may have
-    # compiled other signatures first: membership, not equality)
-    assert any(sig[0].dtype == numba.float32 for sig in _core.diag_block.signatures)
+    stds = {"weight_std": np.sqrt(2.0), "bias_std": 0.1}
+    assert kc.ConvNTK(layers)._program((28, 28, 1)).diagonal_only
+    _check_float32_recursion(kc.ConvNNGP(layers, **stds), near_duplicates, 1e-6, 1e-6)
+    _check_float32_recursion(kc.ConvNTK(layers, **stds), near_duplicates, 2e-6, 5e-4)
+    # float32 images ran diag_tiles (and its diag_block) compiled for float32 images
+    # (the dispatcher Python calls: its callees' own dispatchers stay empty when it
+    # loads from numba's cache; other tests may have compiled other signatures first:
+    # membership, not equality)
+    assert any(sig[0].dtype == numba.float32 for sig in _core.diag_tiles.signatures)
 
 
 def test_float32_recursion_only_where_it_runs(rng):

@@ -487,9 +487,8 @@ class _ConvKernel(Kernel):
         zero padding (:func:`_core.slab_tiles`) and of networks without pooling
         (:func:`_core.diag_tiles`); every other Gram runs the float64 recursion.
         """
-        return (
-            np.dtype(dtype) == np.float32
-            and ((prog.slab and not prog.circular) or (prog.diagonal_only and not prog.slab))
+        return np.dtype(dtype) == np.float32 and (
+            (prog.slab and not prog.circular) or _core.diag_layout(prog.stages, prog.slab)
         )
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:

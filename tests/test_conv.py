@@ -315,6 +315,8 @@ def test_float32_recursion_only_where_it_runs(rng):
         (kc.ConvNTK(["conv", "relu", "avgpool", "conv", "relu", "flatten", "dense"]), False),
         (kc.ConvNTK(flat, bias_std=0.3), True),
         (kc.ConvNTK(flat, padding="circular"), False),
+        # a pool of size 1: the spatial diagonal in two stages (the offset walk)
+        (kc.ConvNTK(["conv", "relu", "avgpool1", "conv", "relu", "flatten", "dense"]), False),
     ]
     for k, f32 in cases:
         assert k._float32_recursion(k._program((7, 7, 1)), np.float32) == f32

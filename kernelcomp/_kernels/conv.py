@@ -111,6 +111,7 @@ __all__ = [
     "POOL",
     "RELU",
     "diag_block",
+    "diag_layout",
     "diag_tiles",
     "dual",
     "factors",
@@ -1354,6 +1355,15 @@ def prepare(
     )
 
 
+def diag_layout(stages: np.ndarray, slab: bool) -> bool:
+    """Whether a program runs in :func:`diag_tiles`: one stage, offset ``(0, 0)`` alone.
+
+    (A pool of size 1 keeps a network on the spatial diagonal in two stages: those
+    run the offset walk, :func:`tiles`.)
+    """
+    return not slab and stages.shape[0] == 1 and stages[0, 4] == 0 and stages[0, 5] == 0
+
+
 def fill(
     X: np.ndarray,
     Y: np.ndarray,
@@ -1385,7 +1395,7 @@ def fill(
     (:func:`slab_tiles`: global average pooling, zero padding), float64 images
     :func:`tiles`. Each is compiled on its first use only.
     """
-    if not slab and stages.shape[0] == 1 and stages[0, 4] == 0 and stages[0, 5] == 0:
+    if diag_layout(stages, slab):
         diag_tiles(
             X, Y, fxa, fxb, dgx, fya, fyb, ops, opf, stages, snap, ntk, symmetric, tile, out,
             ticks, per_sample,

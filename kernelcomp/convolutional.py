@@ -41,11 +41,12 @@ and only the offsets the output depends on (a network without pooling that
 ends in ``"flatten"`` needs the spatial diagonal alone).
 
 Precision. The recursion runs in float64, and float32 inputs give float32 Grams
-of the float64 recursion (within ~1e-7 of float64), with one exception: a
+of the float64 recursion (within ~1e-7 of float64), with two exceptions: a
 float32 Gram (float32 inputs, or ``dtype=np.float32``) of a network that ends in
-global average pooling with zero padding (the Myrtle family) runs a float32
+global average pooling with zero padding (the Myrtle family), or of a network
+without pooling (``"flatten"``, the spatial diagonal alone), runs a float32
 recursion, faster per pair on a CPU core (8 float32 lanes per vector instead of
-4 float64 ones; the measured gain is in the changelog). Its error, relative to
+4 float64 ones; the measured gains are in the changelog). Its error, relative to
 the float64 kernel:
 
 * Every covariance entry carries the float32 rounding of the sums and closed
@@ -65,6 +66,17 @@ the float64 kernel:
   positions by the pooling, the NTK is within ~1e-7 for distinct images and
   ~1e-5 for near-duplicates (the measured figures, and neural-tangents' own
   float32 error, are in the changelog).
+* Without pooling the readout averages the spatial diagonal alone, the ``H W``
+  positions' ``S(x_p, y_p)``, not all ``(H W)^2`` pairs of positions. Between
+  near-duplicate images nearly every position sits where ``Kdot`` is steepest,
+  at once: at each, and at each ReLU layer, ``Kdot`` (``>= 1/2`` there) may be
+  off by up to ``~sqrt(2 snap)/(2 pi)`` (``snap = 2u``: the largest ``theta``
+  not snapped), ~1.6e-4 relative, and the NTK's products of ``L`` layers' ``Kdot``
+  by ``~L`` times that at worst (~5e-4 for three ReLU layers); the positions'
+  errors have both signs, and near-duplicates measure ~1e-5 to ~1e-4. Between
+  distinct images only the positions where the two images' windows are nearly
+  proportional (strokes crossing the same pixels) carry that error, weighted by
+  their share of the ``H W``: ~1e-7 to ~1e-6. The NNGP stays within ~1e-7.
 * Identical images reproduce the diagonal exactly (the per-sample pass runs the
   same float32 recursion), the Gram is symmetric, and sums over all positions
   (global average pooling) are accumulated in float64.
@@ -114,7 +126,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 _SQRT2 = math.sqrt(2.0)
 #: correlations within this distance of +-1 are rounding noise and snap to +-1
 _SNAP = 32.0 * _EPS64
-#: the same for the float32 recursion (slab layout): its covariances carry float32 rounding
+#: the same for the float32 recursion (slab layout, spatial diagonal): float32 covariances
 _SNAP32 = float(np.finfo(np.float32).eps)
 #: depth -> conv-relu blocks at each of the three resolutions (Shankar et al. 2020)
 _MYRTLE = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
@@ -441,22 +453,17 @@ class _ConvKernel(Kernel):
         fb = np.zeros((n, prog.n_factors), dtype=np.float64)
         dg = np.empty(n, dtype=np.float64)
         gram_dtype = X.dtype
-        if self._float32_recursion(prog, X.dtype):
-            X = np.ascontiguousarray(X)
-            _core.slab_tiles(
-                X, X, fa, fb, dg, fa, fb, prog.ops, prog.opf, prog.stages, prog.store, _SNAP32,
-                self._ntk, False, 1, np.empty((0, 0), dtype=np.float32),
-                np.zeros((1, 1), dtype=np.int64), True,
-            )
-        else:
-            # the float64 recursion: a float64 copy of float32 images (n * H * W * C * 8
-            # bytes) lets the core compile for one input dtype, not two (minutes of
-            # compile each), with the same values (products are formed in float64)
-            X = np.ascontiguousarray(X, dtype=np.float64)
-            _core.prepare(
-                X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP, self._ntk,
-                prog.slab, prog.circular, fa, fb, dg, gram_dtype=gram_dtype,
-            )
+        # the float32 recursion on the CPU only (slab_ok): the CUDA kernel runs the
+        # float64 one, and the diagonal must be that of the recursion the pairs run
+        f32 = slab_ok and self._float32_recursion(prog, X.dtype)
+        # the float64 recursion: a float64 copy of float32 images (n * H * W * C * 8
+        # bytes) lets the core compile for one input dtype, not two (minutes of
+        # compile each), with the same values (products are formed in float64)
+        X = np.ascontiguousarray(X, dtype=np.float32 if f32 else np.float64)
+        _core.prepare(
+            X, prog.ops, prog.opf, prog.stages, prog.work, prog.store, _SNAP32 if f32 else _SNAP,
+            self._ntk, prog.slab, prog.circular, fa, fb, dg, gram_dtype=gram_dtype,
+        )
         if not np.all(np.isfinite(dg)):
             # every entry is bounded by its diagonal values (Cauchy-Schwarz, and for ELU
             # e^{S12} <= e^{(S11 + S22)/2}): finite diagonals, finite pairs
@@ -474,12 +481,15 @@ class _ConvKernel(Kernel):
 
     @staticmethod
     def _float32_recursion(prog: _Program, dtype: np.dtype) -> bool:
-        """Whether a Gram of ``dtype`` runs the float32 recursion (:func:`_core.slab_tiles`).
+        """Whether a Gram of ``dtype`` runs the float32 recursion.
 
         float32 Grams of networks in the slab layout (global average pooling) with
-        zero padding; every other Gram runs the float64 recursion.
+        zero padding (:func:`_core.slab_tiles`) and of networks without pooling
+        (:func:`_core.diag_tiles`); every other Gram runs the float64 recursion.
         """
-        return prog.slab and not prog.circular and np.dtype(dtype) == np.float32
+        return np.dtype(dtype) == np.float32 and (
+            (prog.slab and not prog.circular) or _core.diag_layout(prog.stages, prog.slab)
+        )
 
     def _take(self, prep: _Prepared, start: int, stop: int) -> _Prepared:
         return _Prepared(
@@ -490,15 +500,11 @@ class _ConvKernel(Kernel):
         prog = self._program(px.X.shape[1:])
         # a pair costs microseconds on the diagonal alone, milliseconds with pooling
         tile = 32 if prog.diagonal_only else 4
-        if px.X.dtype == np.float32:  # (_prepare kept float32 images: the float32 recursion)
-            _core.slab_tiles(
-                px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
-                prog.store, _SNAP32, self._ntk, symmetric, tile, out, active_ticks(), False,
-            )
-            return
-        _core.tiles(
+        # _prepare kept float32 images for the float32 recursion alone
+        snap = _SNAP32 if px.X.dtype == np.float32 else _SNAP
+        _core.fill(
             px.X, py.X, px.fa, px.fb, px.dg, py.fa, py.fb, prog.ops, prog.opf, prog.stages,
-            prog.work, prog.store, _SNAP, self._ntk, prog.slab, prog.circular, symmetric,
+            prog.work, prog.store, snap, self._ntk, prog.slab, prog.circular, symmetric,
             tile, out, active_ticks(), False,
         )
 
@@ -608,7 +614,8 @@ class ConvNTK(_ConvKernel):
     ``stax.LeakyRelu(0.01)``, ``stax.Erf()``, ``stax.Gelu(approximate=False)``,
     ``stax.Identity()`` for ``"linear"``, ``stax.AvgPool((k, k), (k, k))``,
     ``stax.GlobalAvgPool()``, ``stax.Flatten()``, ``stax.Dense(N)``), computed in
-    float64 (float32 Grams of globally pooled networks: a float32 recursion, see
+    float64 (float32 Grams of globally pooled networks and of networks without
+    pooling: a float32 recursion, see
     :mod:`kernelcomp.convolutional`, "Precision"). (neural-tangents has no ELU
     layer; ``"elu"`` is the closed form of
     :class:`kernelcomp.NTK`'s ``activation="elu"``.)

@@ -15,9 +15,11 @@ flatten, dense) and dtype (float64, float32), it times, interleaved in one proce
 * kernelcomp: ``kc.ConvNTK(...)(X)`` (the symmetric Gram, each unique pair once), on
   all threads, and on one thread (``n_jobs=1``), after a warm-up (compilation) call.
 
-float32 Grams of Myrtle-5 run kernelcomp's float32 recursion (the no-pooling CNN's
-run the float64 one); after each architecture kernelcomp's float64 and float32 Grams
-are also timed alone, interleaved, on one thread (the recursion's own gain). It prints
+float32 Grams run kernelcomp's float32 recursion (Myrtle-5: the slab layout's; the
+no-pooling CNN: the spatial diagonal's); after each architecture kernelcomp's float64
+and float32 Grams are also timed alone, interleaved, on one thread (the recursion's own
+gain). kernelcomp's first call per dtype is timed too (process CPU: numba's compile, or
+its load from the on-disk cache; run with an empty ``NUMBA_CACHE_DIR`` for the compile). It prints
 wall seconds, milliseconds per unique pair (n (n + 1) / 2), the per-core
 figure of the one-thread run (process CPU time per unique pair), the ratios
 neural-tangents / kernelcomp of wall times and of process CPU times (all threads;
@@ -101,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             with nt_ctx():
                 kfn(X[:2], X[:2], get="ntk").block_until_ready()  # compile
                 kfn(X, X, get="ntk").block_until_ready()
+            c0 = time.process_time()
             ours(X[:2])
+            print(f"{name:13s} {np.dtype(dt).name:7s} kc first call (compile or cache load): "
+                  f"{time.process_time() - c0:.1f} s cpu | load {os.getloadavg()}", flush=True)
             ours(X[:2], n_jobs=1)
             for rep in range(args.repeats):
                 time.sleep(args.settle)

@@ -1,13 +1,16 @@
-"""Accuracy of the float32 recursion of Myrtle-5 (kc.ConvNTK / kc.ConvNNGP) and of neural-tangents'.
+"""Accuracy of kernelcomp's float32 recursion of convolutional kernels and of neural-tangents'.
 
 Run in a peer environment that has both (``scripts/requirements-bench.txt``)::
 
     PYTHONPATH=$PWD /path/to/peer-venv/bin/python scripts/conv_float32_error.py [--n 8]
 
-Images: ``--n`` 28 x 28 stroke images (``make_nt_conv_fixtures``'s), then near-duplicates
-of the first one (Gaussian noise of standard deviation 1e-2 ... 1e-6 added: correlations
-near 1 at many positions, where a float32 recursion loses most) and a copy scaled by
-1.5 (correlations exactly 1). For the NTK and the NNGP it prints the largest relative
+Networks (``--arch``): Myrtle-5 (global average pooling: the slab layout's float32
+recursion) and a plain CNN without pooling (conv-relu x 3, flatten, dense: the spatial
+diagonal's float32 recursion), weight_std = sqrt(2), bias_std = 0. Images: ``--n`` 28 x 28
+stroke images (``make_nt_conv_fixtures``'s), then near-duplicates of the first one
+(Gaussian noise of standard deviation 1e-2 ... 1e-6 added: correlations near 1 at many
+positions, where a float32 recursion loses most) and a copy scaled by 1.5 (correlations
+exactly 1). For the NTK and the NNGP it prints the largest relative
 difference ``|a - b| / |b|`` entry by entry, over the pairs of distinct stroke images and
 over the pairs with a near-duplicate, of:
 
@@ -51,14 +54,12 @@ def images(n: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=8, help="distinct stroke images (default 8)")
+    parser.add_argument("--arch", choices=["all", "myrtle5", "cnn3-flatten"], default="all")
     args = parser.parse_args(argv)
 
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from jax.experimental import disable_x64
-    from make_nt_conv_fixtures import stax_network
-
     import kernelcomp as kc
 
     X = images(args.n)
@@ -67,13 +68,30 @@ def main(argv: list[str] | None = None) -> None:
     distinct[:n, :n] = ~np.eye(n, dtype=bool)
     near = np.zeros_like(distinct)
     near[0, n:] = near[n:, 0] = True
-    layers = list(kc.ConvNTK.myrtle(5).layers)
-    _, _, kfn = stax_network({"layers": layers, "weight_std": math.sqrt(2.0), "bias_std": 0.0})
-    kfn = jax.jit(kfn, static_argnames="get")
     print(f"{n} stroke images + {len(NOISE)} near-duplicates of the first (noise "
           f"{', '.join(f'{e:g}' for e in NOISE)}) + a copy scaled by 1.5; load {os.getloadavg()}")
+    archs = {
+        "myrtle5": list(kc.ConvNTK.myrtle(5).layers),
+        "cnn3-flatten": ["conv", "relu"] * 3 + ["flatten", "dense"],
+    }
+    for name, layers in archs.items():
+        if args.arch in ("all", name):
+            _errors(name, layers, X, n, distinct, near)
+
+
+def _errors(name, layers, X, n, distinct, near) -> None:
+    """Print the differences for one network."""
+    import jax
+    from jax.experimental import disable_x64
+    from make_nt_conv_fixtures import stax_network
+
+    import kernelcomp as kc
+
+    _, _, kfn = stax_network({"layers": layers, "weight_std": math.sqrt(2.0), "bias_std": 0.0})
+    kfn = jax.jit(kfn, static_argnames="get")
+    print(f"{name}:")
     for get, cls in (("ntk", kc.ConvNTK), ("nngp", kc.ConvNNGP)):
-        k = cls.myrtle(5)
+        k = cls(layers, weight_std=math.sqrt(2.0), bias_std=0.0)
         kc64 = k(X)
         kc32 = k(X.astype(np.float32))
         nt64 = np.asarray(kfn(X, X, get=get))

@@ -18,9 +18,10 @@ Only the offsets that the network's output depends on are computed: a
 flattening readout needs ``(0, 0)`` alone (the spatial diagonal, O(HW) per pair),
 a pool of size ``k`` before a stage that needs ``|U| <= R`` needs
 ``|u| <= k R + k - 1``, and global average pooling needs them all. A network
-without pooling runs in :func:`diag_block`, the ``(0, 0)`` offset alone over a
-whole block of pairs with one scratch (no per-pair allocation, the covariance
-unpadded so that the activation factors line up with it, no gather).
+without pooling runs in :func:`diag_block` (driven by :func:`diag_tiles`), the
+``(0, 0)`` offset alone over a whole block of pairs with one scratch (no per-pair
+allocation, the covariance unpadded so that the activation factors line up with
+it, no gather). :func:`fill` picks the driver.
 
 Program. The layer list arrives as integer/float tables built by
 :mod:`kernelcomp.conv`:
@@ -56,15 +57,17 @@ cdf does not); a code without a loop gives NaN, never another activation. A
 new closed form needs its loop in :func:`pair` and :func:`pair_slab`.
 
 Precision. Everything runs in float64 whatever the input dtype, except float32
-Grams of networks in the slab layout with zero padding (:func:`slab_tiles`):
-there the slabs, the pooled storage and the convolutions' sums are float32
-(rows padded to whole 8-entry vectors), the ReLU's closed form runs in float32
+Grams of networks in the slab layout with zero padding (:func:`slab_tiles`) and
+of networks without pooling (:func:`diag_tiles` on float32 images): there the
+covariances (slabs, pooled storage, or the spatial diagonal) and the
+convolutions' sums are float32 (a slab's rows padded to whole 8-entry vectors),
+the ReLU's closed form runs in float32
 (:func:`kernelcomp._kernels.duals.relu_step32`: ``1 - |rho|`` from the float64
-per-sample factors, rounded once), the other closed forms in float64 per entry,
-and the per-sample factors and global average pooling's sums stay float64. The
-per-sample pass runs the same float32 recursion, so identical images still
-reproduce the diagonal exactly. The error analysis is in
-:mod:`kernelcomp.convolutional` ("Precision").
+per-sample factors, split by :func:`_factors32` and rounded once), the other
+closed forms in float64 per entry, and the per-sample factors and the final
+sums over positions stay float64. The per-sample pass runs the same float32
+recursion, so identical images still reproduce the diagonal exactly. The error
+analysis is in :mod:`kernelcomp.convolutional` ("Precision").
 """
 
 from __future__ import annotations
@@ -108,13 +111,56 @@ __all__ = [
     "POOL",
     "RELU",
     "diag_block",
+    "diag_layout",
+    "diag_tiles",
     "dual",
     "factors",
+    "fill",
     "pair",
     "prepare",
     "slab_tiles",
     "tiles",
 ]
+
+
+# -- the float32 ReLU's factors ----------------------------------------------------------
+
+
+@jit
+def _relu_layers(ops: np.ndarray, o0: int, o1: int) -> int:
+    """How many of ops ``o0:o1`` are ReLUs (relu, relu_unit): those with a float32 step."""
+    nact = 0
+    for o in range(o0, o1):
+        if ops[o, 0] == ACT and (ops[o, 1] == RELU or ops[o, 1] == RELU_UNIT):
+            nact += 1
+    return nact
+
+
+@jit
+def _factors32(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """ReLU factors for :func:`~kernelcomp._kernels.duals.relu_step32`, entry by entry.
+
+    ``out[0] = fl32(a)`` (``sqrt(S_ii)``) and ``out[1] + out[2] = b``
+    (``1/sqrt(S_ii)`` as a double-length float32 pair, :func:`split32`).
+    """
+    for e in range(a.shape[0]):
+        out[0, e] = np.float32(a[e])
+        hi, lo = split32(b[e])
+        out[1, e] = hi
+        out[2, e] = lo
+
+
+@jit
+def _sample32(
+    fa: np.ndarray, fb: np.ndarray, ops: np.ndarray, o0: int, o1: int, HW: int, out: np.ndarray
+) -> None:
+    """``out[a]``: :func:`_factors32` of a sample's factors at the ``a``-th ReLU of ``o0:o1``."""
+    a = 0
+    for o in range(o0, o1):
+        if ops[o, 0] == ACT and (ops[o, 1] == RELU or ops[o, 1] == RELU_UNIT):
+            off = ops[o, 2]
+            _factors32(fa[off : off + HW], fb[off : off + HW], out[a])
+            a += 1
 
 
 # -- the activation's dual: one call per entry -------------------------------------
@@ -731,11 +777,7 @@ def pair_slab(
         # float32 ReLU: per activation of the stage, the factors of both images in
         # padded rows like the slabs' (zero outside: a border entry stays zero), the
         # b factors as double-length float32 pairs (hi, lo); filled at u = 0
-        nact = 0
-        if lanes > 1:
-            for o in range(o0, o1):
-                if ops[o, 0] == ACT and (ops[o, 1] == RELU or ops[o, 1] == RELU_UNIT):
-                    nact += 1
+        nact = _relu_layers(ops, o0, o1) if lanes > 1 else 0
         F32 = np.zeros((nact, 6, H, Ws), dtype=PS.dtype)
         k = 1
         nH = 0
@@ -840,16 +882,9 @@ def pair_slab(
                         a32 += 1
                         if iu == 0:  # the factors in padded float32 rows
                             for i in range(H):
-                                for j in range(W):
-                                    e = off + i * W + j
-                                    fr[0, i, j + P] = np.float32(fxa[e])
-                                    hi, lo = split32(fxb[e])
-                                    fr[1, i, j + P] = hi
-                                    fr[2, i, j + P] = lo
-                                    fr[3, i, j + P] = np.float32(fya[e])
-                                    hi, lo = split32(fyb[e])
-                                    fr[4, i, j + P] = hi
-                                    fr[5, i, j + P] = lo
+                                e = off + i * W
+                                _factors32(fxa[e : e + W], fxb[e : e + W], fr[0:3, i, P : P + W])
+                                _factors32(fya[e : e + W], fyb[e : e + W], fr[3:6, i, P : P + W])
                         sc2f = typed(PS, sc2)
                         for i in range(ilo, ihi):
                             ip = (i + u) % H
@@ -1032,6 +1067,12 @@ def diag_block(
     same sums in the same order, less the added zeros): the values are equal to
     the offset walk's, bit for bit up to the sign of a zero.
 
+    The covariances and the convolutions' sums have the float type of ``X``; in
+    float32 the ReLU runs :func:`~kernelcomp._kernels.duals.relu_step32` on
+    float32 factors converted once per sample of the block (:func:`_sample32`),
+    the other closed forms run in float64 per entry, and the flatten sums in
+    float64. In float64 the arithmetic is the float64 recursion's, unchanged.
+
     With ``upper`` (the diagonal block of a symmetric Gram) only ``j > i`` is
     computed; ``self_mode`` is the per-sample pass (``Y is X``, one pair ``(i, i)``,
     writing the factors). The scratch is allocated here, in the function whose
@@ -1045,13 +1086,24 @@ def diag_block(
     C = X.shape[3]
     inv_c = 1.0 / C
     norm = 1.0 / HW
-    S = np.empty(HW, dtype=np.float64)
-    T = np.empty(HW, dtype=np.float64)
-    tmp = np.empty(HW, dtype=np.float64)
+    S = np.empty(HW, dtype=X.dtype)
+    T = np.empty(HW, dtype=X.dtype)
+    tmp = np.empty(HW, dtype=X.dtype)
+    # float32: the ReLUs' float32 factors of X[i] (FX) and of the block's Y[j] (FY),
+    # converted once per sample and block (per pair in the per-sample pass)
+    nact = _relu_layers(ops, o0, o1) if X.itemsize == 4 else 0
+    snap32 = typed(X, snap)
+    pre = nact > 0 and not self_mode
+    FX = np.empty((nact, 3, HW), dtype=X.dtype)
+    FY = np.empty((j1 - j0 if pre else 0, nact, 3, HW), dtype=X.dtype)
+    for j in range(j0, j1 if pre else j0):
+        _sample32(fya[j], fyb[j], ops, o0, o1, HW, FY[j - j0])
     col_s = np.empty(W, dtype=np.float64)
     col_t = np.empty(W, dtype=np.float64)
     for i in range(i0, i1):
         x = X[i]
+        if pre:
+            _sample32(fxa[i], fxb[i], ops, o0, o1, HW, FX)
         for j in range(i + 1 if upper else j0, j1):
             y = Y[j]
             # the input covariance, position by position (channels in order)
@@ -1072,12 +1124,13 @@ def diag_block(
             for e in range(HW):
                 T[e] = 0.0
             theta_zero = True
+            a32 = 0
             for o in range(o0, o1):
                 kind = ops[o, 0]
                 if kind == CONV:
                     r = ops[o, 1] // 2
-                    c = opf[o, 0] / (ops[o, 1] * ops[o, 1])
-                    add = opf[o, 1]
+                    c = typed(X, opf[o, 0] / (ops[o, 1] * ops[o, 1]))
+                    add = typed(X, opf[o, 1])
                     # S <- c box_r(S) + b2, then T <- c box_r(T) + S (NTK parameterisation;
                     # T = S after the first convolution): rows into tmp, then columns
                     for pas in range(1 if theta_zero else 2):
@@ -1109,7 +1162,7 @@ def diag_block(
                             q = rr * W
                             for jx in range(e_lo + W - e_hi):
                                 jj = jx if jx < e_lo else e_hi + jx - e_lo
-                                acc = 0.0
+                                acc = typed(X, 0.0)
                                 first = True
                                 for b in range(max(-r, -jj), min(r, W - 1 - jj) + 1):
                                     if first:
@@ -1175,37 +1228,63 @@ def diag_block(
                     xb = fxb[i, off : off + HW]
                     if self_mode:
                         for e in range(HW):
-                            fa, fb = closed_state(code, S[e])
+                            fa, fb = closed_state(code, np.float64(S[e]))
                             xa[e] = fa
                             xb[e] = fb
                     ya = fya[j, off : off + HW]
                     yb = fyb[j, off : off + HW]
                     # one loop per code: closed_step folds to one closed form
-                    if code == RELU or code == RELU_UNIT:
+                    if nact > 0 and (code == RELU or code == RELU_UNIT):
+                        # float32 (relu_step32, its factors split from the float64 ones)
+                        fx = FX[a32]
+                        fy = FX[a32] if self_mode else FY[j - j0, a32]
+                        a32 += 1
+                        if self_mode:
+                            _factors32(xa, xb, fx)
+                        sc2f = typed(X, sc2)
+                        xa32 = fx[0]
+                        xbh = fx[1]
+                        xbl = fx[2]
+                        ya32 = fy[0]
+                        ybh = fy[1]
+                        ybl = fy[2]
+                        for e in range(HW):
+                            kk, kd = relu_step32(
+                                S[e], xa32[e], ya32[e], xbh[e], ybh[e], xbl[e], ybl[e], snap32
+                            )
+                            S[e] = sc2f * kk
+                            T[e] = sc2f * kd * T[e]
+                    elif code == RELU or code == RELU_UNIT:
                         for e in range(HW):
                             kk, kd = closed_step(RELU, S[e], xa[e], ya[e], xb[e], yb[e], snap)
                             S[e] = sc2 * kk
                             T[e] = sc2 * kd * T[e]
                     elif code == ERF:
                         for e in range(HW):
-                            kk, kd = closed_step(ERF, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            kk, kd = closed_step(
+                                ERF, np.float64(S[e]), xa[e], ya[e], xb[e], yb[e], snap
+                            )
                             S[e] = sc2 * kk
                             T[e] = sc2 * kd * T[e]
                     elif code == LEAKY_RELU:
                         for e in range(HW):
                             kk, kd = closed_step(
-                                LEAKY_RELU, S[e], xa[e], ya[e], xb[e], yb[e], snap
+                                LEAKY_RELU, np.float64(S[e]), xa[e], ya[e], xb[e], yb[e], snap
                             )
                             S[e] = sc2 * kk
                             T[e] = sc2 * kd * T[e]
                     elif code == GELU:
                         for e in range(HW):
-                            kk, kd = closed_step(GELU, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            kk, kd = closed_step(
+                                GELU, np.float64(S[e]), xa[e], ya[e], xb[e], yb[e], snap
+                            )
                             S[e] = sc2 * kk
                             T[e] = sc2 * kd * T[e]
                     elif code == ELU:
                         for e in range(HW):
-                            kk, kd = closed_step(ELU, S[e], xa[e], ya[e], xb[e], yb[e], snap)
+                            kk, kd = closed_step(
+                                ELU, np.float64(S[e]), xa[e], ya[e], xb[e], yb[e], snap
+                            )
                             S[e] = sc2 * kk
                             T[e] = sc2 * kd * T[e]
                     elif code == LINEAR:
@@ -1264,16 +1343,78 @@ def prepare(
 ) -> None:
     """Per-sample pass: activation factors ``fa, fb`` (n, F) and the diagonal ``dg`` (n,).
 
-    :func:`tiles` in its per-sample mode: one compiled pass serves both, so the
+    :func:`fill` in its per-sample mode: one compiled pass serves both, so the
     pair functions are compiled (and inlined by LLVM) once, not twice. Pass the
     dtype of the Gram the tiles will fill as ``gram_dtype``: the pass is then the
-    very specialisation of :func:`tiles` the Gram uses (its unused ``out`` has that
-    dtype), not a second one.
+    very specialisation the Gram uses (its unused ``out`` has that dtype), not a
+    second one.
     """
-    tiles(
+    fill(
         X, X, fa, fb, dg, fa, fb, ops, opf, stages, work, store, snap, ntk, slab, circ,
         False, 1, np.empty((0, 0), dtype=gram_dtype), np.zeros((1, 1), dtype=np.int64), True,
     )
+
+
+def diag_layout(stages: np.ndarray, slab: bool) -> bool:
+    """Whether a program runs in :func:`diag_tiles`: one stage, offset ``(0, 0)`` alone.
+
+    (A pool of size 1 keeps a network on the spatial diagonal in two stages: those
+    run the offset walk, :func:`tiles`.)
+    """
+    return not slab and stages.shape[0] == 1 and stages[0, 4] == 0 and stages[0, 5] == 0
+
+
+def fill(
+    X: np.ndarray,
+    Y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    dgx: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    work: np.ndarray,
+    store: int,
+    snap: float,
+    ntk: bool,
+    slab: bool,
+    circ: bool,
+    symmetric: bool,
+    tile: int,
+    out: np.ndarray,
+    ticks: np.ndarray,
+    per_sample: bool,
+) -> None:
+    """:func:`tiles`' pass (same arguments) by the compiled function that fits the program.
+
+    A network without pooling (one stage, offset ``(0, 0)`` alone, not in the slab
+    layout) runs in :func:`diag_tiles`, in the images' float type; float32 images
+    of any other network run the float32 recursion of the slab layout
+    (:func:`slab_tiles`: global average pooling, zero padding), float64 images
+    :func:`tiles`. Each is compiled on its first use only.
+    """
+    if diag_layout(stages, slab):
+        diag_tiles(
+            X, Y, fxa, fxb, dgx, fya, fyb, ops, opf, stages, snap, ntk, symmetric, tile, out,
+            ticks, per_sample,
+        )
+    elif X.dtype == np.float32:
+        if not slab or circ:
+            raise ValueError(
+                "float32 images run the float32 recursion of the slab layout with zero "
+                "padding or of a network without pooling only; pass float64 images"
+            )
+        slab_tiles(
+            X, Y, fxa, fxb, dgx, fya, fyb, ops, opf, stages, store, snap, ntk, symmetric, tile,
+            out, ticks, per_sample,
+        )
+    else:
+        tiles(
+            X, Y, fxa, fxb, dgx, fya, fyb, ops, opf, stages, work, store, snap, ntk, slab, circ,
+            symmetric, tile, out, ticks, per_sample,
+        )
 
 
 @jit
@@ -1321,12 +1462,15 @@ def tiles(
     ticks: np.ndarray,
     per_sample: bool,
 ) -> None:
-    """Fill ``out`` (n, m) with the kernel of images ``X`` against ``Y``.
+    """Fill ``out`` (n, m) with the kernel of float64 images ``X`` against ``Y``.
 
-    Square tiles of ``tile`` x ``tile`` pairs are spread over threads; with
-    ``symmetric`` (``Y is X``) only tiles on or above the diagonal are computed,
-    each pair once, mirrored, and the diagonal is ``dgx``. Each finished tile
-    adds its entries to ``ticks`` (:mod:`kernelcomp._kernels.progress`).
+    For networks with pooling: :func:`fill` runs those without in
+    :func:`diag_tiles` (this pass would compute them pair by pair, offset
+    ``(0, 0)`` alone). Square tiles of ``tile`` x ``tile`` pairs are spread over
+    threads; with ``symmetric`` (``Y is X``) only tiles on or above the diagonal
+    are computed, each pair once, mirrored, and the diagonal is ``dgx``. Each
+    finished tile adds its entries to ``ticks``
+    (:mod:`kernelcomp._kernels.progress`).
 
     With ``per_sample`` (:func:`prepare`: ``Y is X``, ``fya is fxa``) it runs
     each sample against itself in self mode instead, writing the factors
@@ -1338,64 +1482,95 @@ def tiles(
     n, m, tile, pti, ptj = _tile_list(X.shape[0], out, tile, symmetric, per_sample, ticks)
     npairs = pti.shape[0]
     diag_tile = symmetric and not per_sample
-    # a network without pooling (one stage, offset (0, 0) only): whole blocks of pairs
-    # on the spatial diagonal (diag_block), scratch allocated once per block
-    diag = (not slab) and stages.shape[0] == 1 and stages[0, 4] == 0 and stages[0, 5] == 0
     for p in numba.prange(npairs):
         ti = pti[p]
         tj = ptj[p]
-        if diag:
-            i0 = ti * tile
-            i1 = min(n, i0 + tile)
+        PS, PT = _storage(store)
+        for i in range(ti * tile, min(n, ti * tile + tile)):
             j0 = tj * tile
-            j1 = min(m, j0 + tile)
-            upper = diag_tile and ti == tj
-            res = np.empty((i1 - i0, j1 - j0), dtype=np.float64)
-            diag_block(X, Y, fxa, fxb, fya, fyb, per_sample, ops, opf, stages, snap, ntk,
-                       i0, i1, j0, j1, upper, res)
-            for i in range(i0, i1):
+            if diag_tile and ti == tj:
+                out[i, i] = dgx[i]
+                j0 = i + 1
+            for j in range(j0, min(m, tj * tile + tile)):
+                if slab:
+                    s, t = pair_slab(
+                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
+                        stages, snap, circ, PS, PT,
+                    )
+                else:
+                    s, t = pair(
+                        X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
+                        stages, work, snap, circ, PS, PT,
+                    )
+                val = t if ntk else s
                 if per_sample:
-                    dgx[i] = res[i - i0, i - j0]
+                    dgx[i] = val
                     continue
-                jb = j0
-                if upper:
-                    out[i, i] = dgx[i]
-                    jb = i + 1
-                for j in range(jb, j1):
-                    val = res[i - i0, j - j0]
-                    out[i, j] = val
-                    if symmetric:
-                        out[j, i] = val
-            if not per_sample:
-                tick(ticks, tile_work(i0, i1, j0, j1, upper))
-        else:
-            PS, PT = _storage(store)
-            for i in range(ti * tile, min(n, ti * tile + tile)):
-                j0 = tj * tile
-                if diag_tile and ti == tj:
-                    out[i, i] = dgx[i]
-                    j0 = i + 1
-                for j in range(j0, min(m, tj * tile + tile)):
-                    if slab:
-                        s, t = pair_slab(
-                            X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
-                            stages, snap, circ, PS, PT,
-                        )
-                    else:
-                        s, t = pair(
-                            X[i], Y[j], fxa[i], fxb[i], fya[j], fyb[j], per_sample, ops, opf,
-                            stages, work, snap, circ, PS, PT,
-                        )
-                    val = t if ntk else s
-                    if per_sample:
-                        dgx[i] = val
-                        continue
-                    out[i, j] = val
-                    if symmetric:
-                        out[j, i] = val
-            if not per_sample:
-                tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
-                                      min(m, tj * tile + tile), symmetric and ti == tj))
+                out[i, j] = val
+                if symmetric:
+                    out[j, i] = val
+        if not per_sample:
+            tick(ticks, tile_work(ti * tile, min(n, ti * tile + tile), tj * tile,
+                                  min(m, tj * tile + tile), symmetric and ti == tj))
+
+
+@jit(parallel=True)
+def diag_tiles(
+    X: np.ndarray,
+    Y: np.ndarray,
+    fxa: np.ndarray,
+    fxb: np.ndarray,
+    dgx: np.ndarray,
+    fya: np.ndarray,
+    fyb: np.ndarray,
+    ops: np.ndarray,
+    opf: np.ndarray,
+    stages: np.ndarray,
+    snap: float,
+    ntk: bool,
+    symmetric: bool,
+    tile: int,
+    out: np.ndarray,
+    ticks: np.ndarray,
+    per_sample: bool,
+) -> None:
+    """:func:`tiles` for networks without pooling, the recursion in the images' float type.
+
+    A network without pooling (one stage, offset ``(0, 0)`` alone) runs in whole
+    blocks of pairs on the spatial diagonal (:func:`diag_block`, scratch allocated
+    once per block), a function of its own so that its Grams compile
+    :func:`diag_block` alone, not the whole core: float64 images run the float64
+    recursion, float32 images the float32 one (``snap`` the float32 recursion's).
+    The arguments are :func:`tiles`' less those of the pooled layouts (the
+    per-sample mode included); the factors ``fxa``... and the diagonal stay float64.
+    """
+    n, m, tile, pti, ptj = _tile_list(X.shape[0], out, tile, symmetric, per_sample, ticks)
+    npairs = pti.shape[0]
+    diag_tile = symmetric and not per_sample
+    for p in numba.prange(npairs):
+        i0 = pti[p] * tile
+        i1 = min(n, i0 + tile)
+        j0 = ptj[p] * tile
+        j1 = min(m, j0 + tile)
+        upper = diag_tile and i0 == j0
+        res = np.empty((i1 - i0, j1 - j0), dtype=np.float64)
+        diag_block(X, Y, fxa, fxb, fya, fyb, per_sample, ops, opf, stages, snap, ntk,
+                   i0, i1, j0, j1, upper, res)
+        for i in range(i0, i1):
+            if per_sample:
+                dgx[i] = res[i - i0, i - j0]
+                continue
+            jb = j0
+            if upper:
+                out[i, i] = dgx[i]
+                jb = i + 1
+            for j in range(jb, j1):
+                val = res[i - i0, j - j0]
+                out[i, j] = val
+                if symmetric:
+                    out[j, i] = val
+        if not per_sample:
+            tick(ticks, tile_work(i0, i1, j0, j1, upper))
 
 
 @jit(parallel=True)

@@ -11,13 +11,15 @@ listed with their reason in tests/mutation_equivalents.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import kernelcomp as kc
 from kernelcomp import training
-from kernelcomp.training import _kernel_flow, _network_flow
-from kernelcomp.training._engine import FlowState
+from kernelcomp.training import _integrators, _kernel_flow, _network_flow
+from kernelcomp.training._engine import FlowState, _control
 
 
 def _net(d=2, h=5, activation="tanh", seed=0, **kw):
@@ -182,3 +184,212 @@ def test_kernel_flow_first_steps_by_hand():
         assert res.alpha == 1.0 and res.status == "max_steps"
         assert res.history["step"].tolist() == [0, 1]
         assert res.final.n_unsat == 2 and res.final.loss == pytest.approx(0.9875, rel=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# the integrators: which one runs, the sliding step's constants and kink set
+# ---------------------------------------------------------------------------
+def _kernel_problem(monkeypatch, K, y, **options):
+    """The flow hooks kernel_gradient_flow builds for ``K`` (and its control)."""
+    seen = {}
+
+    def spy(problem, params, y, c):
+        seen.update(problem=problem, c=c)
+        return _integrators._flow(problem, params, y, c)
+
+    monkeypatch.setattr(_kernel_flow, "_flow", spy)
+    training.kernel_gradient_flow(K, y, max_steps=1, **options)
+    monkeypatch.undo()
+    return seen["problem"], seen["c"]
+
+
+@pytest.mark.parametrize(("integrator", "loss", "hooks", "expected"), [
+    ("sliding", "hinge", True, "_Sliding"),
+    ("euler", "hinge", True, "_Euler"),
+    ("sliding", "soft_hinge", True, "_Euler"),
+    ("sliding", "hinge", False, "_Euler"),  # no ntk/jvp hooks (train_torch): explicit
+    ("euler", "soft_hinge", False, "_Euler"),
+])  # fmt: skip
+def test_flow_picks_the_integrator(monkeypatch, integrator, loss, hooks, expected):
+    problem, _ = _kernel_problem(monkeypatch, np.eye(2), np.array([1.0, -1.0]))
+    if not hooks:
+        problem = _engine_problem(problem)
+    c = _control(1.0, loss, 20.0, 1e-4, 0.1, math.inf, None, None, integrator)
+    picked = []
+    monkeypatch.setattr(_integrators, "_integrate",
+                        lambda problem, params, y, c, cls: picked.append(cls.__name__))
+    _integrators._flow(problem, None, np.ones(2), c)
+    assert picked == [expected]
+
+
+def _engine_problem(problem):
+    from kernelcomp.training._engine import _Problem
+
+    return _Problem(problem.forward, problem.backward, problem.step, problem.norms, problem.sub)
+
+
+@pytest.mark.parametrize(("alpha", "max_dout", "target", "narrowest", "widest"), [
+    (1.0, 0.1, 1.001, 0.01, 0.1),
+    (4.0, 0.1, 1.001, 0.01, 0.1),  # max_dout / alpha in outputs is max_dout in margins
+    (1.0, 0.002, 1.0002, 0.002, 0.002),  # target 1 + widest / 10, narrowest capped by widest
+    (0.5, 0.005, 1.0005, 0.005, 0.005),
+    (1.0, 0.02, 1.001, 0.01, 0.02),
+])  # fmt: skip
+def test_sliding_constants(monkeypatch, alpha, max_dout, target, narrowest, widest):
+    K, y = np.eye(3), np.array([1.0, -1.0, 1.0])
+    problem, c = _kernel_problem(monkeypatch, K, y, alpha=alpha, max_dout=max_dout)
+    start = (np.zeros(3), np.zeros(3))
+    s = _integrators._Sliding(problem, start, np.zeros(3), y, c)
+    assert s.p == 3
+    assert s.widest == pytest.approx(widest, rel=1e-15)
+    assert s.target == pytest.approx(target, rel=1e-15)
+    assert s.narrowest == pytest.approx(narrowest, rel=1e-14)
+    # the first step: every margin 0, far below its (widest) band; all explicit
+    np.testing.assert_array_equal(s.m, 0.0)
+    np.testing.assert_allclose(s.u_a, -y / 3, rtol=1e-15)
+    assert s.kink.tolist() == []
+    np.testing.assert_allclose(s.g_a[0], -y / 3, rtol=1e-15)
+    np.testing.assert_array_equal(s.w_last, np.zeros(3))
+
+
+def test_sliding_split_bands_by_hand(monkeypatch):
+    # alpha = 1, max_dout = 0.1: bands within [0.01, 0.1], four times a margin's last move
+    y = np.array([1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 1.0])
+    problem, c = _kernel_problem(monkeypatch, np.eye(7), y)
+    s = _integrators._Sliding(problem, (np.zeros(7), np.zeros(7)), np.zeros(7), y, c)
+    moved = np.array([2.0**-6, -(2.0**-6), 0.0, 1.0, 2.0**-6, 2.0**-6, 0.0])
+    # bands: 1/16, 1/16, 0.01, 0.1, 1/16, 1/16, 0.01
+    m = np.array([1 - 2.0**-4, 1 + 2.0**-4, 0.5, 0.9, 0.9375 - 2.0**-20, 1.0625 + 2.0**-20, 1.0])
+    out = m * y
+    margins, u_a, kink = s._split(out, moved)
+    np.testing.assert_array_equal(margins, m)
+    # on the band's edge: in the kink set, not explicit; outside it: explicit below 1
+    assert kink.tolist() == [0, 1, 3, 6]
+    np.testing.assert_array_equal(u_a, np.where([0, 0, 1, 0, 1, 0, 0], -y / 7, 0.0))
+    # first step: an infinite move gives the widest band
+    _, u_a, kink = s._split(out, math.inf)
+    assert kink.tolist() == [0, 1, 3, 4, 5, 6]
+    np.testing.assert_array_equal(u_a, np.where([0, 0, 1, 0, 0, 0, 0], -y / 7, 0.0))
+    # alpha scales the move into margin units
+    problem, c = _kernel_problem(monkeypatch, np.eye(7), y, alpha=2.0)
+    s = _integrators._Sliding(problem, (np.zeros(7), np.zeros(7)), np.zeros(7), y, c)
+    _, _, kink = s._split(out / 2.0, moved / 2.0)
+    assert kink.tolist() == [0, 1, 3, 6]
+
+
+# ---------------------------------------------------------------------------
+# the kink's box QP: KKT test, objective, active set and its fallback
+# ---------------------------------------------------------------------------
+def test_box_qp_kkt_at_its_boundaries():
+    kkt = _integrators._box_qp_kkt
+    Z = np.zeros((1, 1))  # r = q
+    tol = 2.0**-10
+    # w = 0 needs r >= -tol; w = 1 needs r <= tol; 0 < w < 1 needs |r| <= tol
+    for w, q, ok in [(0.0, -tol, True), (0.0, -2 * tol, False), (0.0, 5.0, True),
+                     (-0.5, 5.0, True), (-0.5, -1.0, False),
+                     (1.0, tol, True), (1.0, 2 * tol, False), (1.0, -5.0, True),
+                     (1.5, -5.0, True), (1.5, 1.0, False),
+                     (0.5, tol, True), (0.5, -tol, True), (0.5, 2 * tol, False),
+                     (0.5, -2 * tol, False)]:  # fmt: skip
+        assert kkt(Z, np.array([q]), np.array([w]), tol) is ok, (w, q)
+    # r = Q w + q, every point checked
+    Q = np.array([[2.0, 1.0], [1.0, 2.0]])
+    assert kkt(Q, np.array([-1.0, 1.0]), np.array([0.5, 0.0]), 1e-12) is True
+    assert kkt(Q, np.array([-1.0, 1.0]), np.array([0.5, 0.5]), 1e-12) is False
+    assert kkt(Q, np.array([-1.0, -1.0]), np.array([0.5, 0.0]), 1e-12) is False
+
+
+def test_box_qp_value_by_hand():
+    Q = np.array([[2.0, 1.0], [1.0, 4.0]])
+    assert _integrators._box_qp_value(Q, np.array([3.0, -1.0]), np.array([0.5, 1.0])) == 0.25 \
+        + 0.5 + 2.0 + 1.5 - 1.0  # fmt: skip
+
+
+@pytest.mark.parametrize(("Q", "q", "w"), [
+    ([[1.0, 0.0], [0.0, 0.5]], [-0.5, -0.25], [0.5, 0.5]),
+    ([[1.0, 0.5], [0.5, 1.0]], [-0.5, 0.5], [0.5, 0.0]),
+    ([[1.0, 0.5], [0.5, 0.75]], [-0.5, -2.5], [0.0, 1.0]),
+    ([[1.0, 0.0], [0.0, 1.0]], [-2.0, 3.0], [1.0, 0.0]),
+])  # fmt: skip
+def test_box_qp_active_set_and_multipliers_by_hand(monkeypatch, Q, q, w):
+    Q, q = np.array(Q), np.array(q)
+    for start in ([0.0, 0.0], [1.0, 1.0], [0.3, 0.9]):
+        np.testing.assert_allclose(_integrators._box_qp_active_set(Q, q, np.array(start)), w,
+                                   atol=1e-15)  # fmt: skip
+
+    # a KKT point of the active set is returned as such, without Gauss-Seidel
+    def no_gauss_seidel(*args):
+        raise AssertionError("Gauss-Seidel called")
+
+    import kernelcomp._kernels.qp as qp
+
+    monkeypatch.setattr(qp, "box_qp_gauss_seidel", no_gauss_seidel)
+    for scale in (1.0, 3.0, 1e-6):
+        np.testing.assert_allclose(_integrators._kink_multipliers(scale * Q, scale * q), w,
+                                   atol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            _integrators._kink_multipliers(scale * Q, scale * q, np.array([2.0, -1.0])), w,
+            atol=1e-12)  # fmt: skip
+
+
+def test_kink_multipliers_fall_back_to_gauss_seidel(monkeypatch):
+    import kernelcomp._kernels.qp as qp
+
+    calls = []
+    real = qp.box_qp_gauss_seidel
+
+    def spy(Q, q, w, sweeps, tol):
+        calls.append((Q.copy(), q.copy(), w.copy(), sweeps, tol))
+        return real(Q, q, w, sweeps, tol)
+
+    monkeypatch.setattr(qp, "box_qp_gauss_seidel", spy)
+    Q = np.array([[4.0, 0.0], [0.0, 2.0]])  # scale 4: Qn = diag(1, 1/2)
+    q = np.array([-2.0, -1.0])
+    # the active set fails (None): Gauss-Seidel from the start point, on the scaled problem
+    monkeypatch.setattr(_integrators, "_box_qp_active_set", lambda Q, q, w: None)
+    w = _integrators._kink_multipliers(Q, q)
+    np.testing.assert_allclose(w, [0.5, 0.5], atol=1e-12)
+    (Qn, qn, w0, sweeps, tol), = calls
+    np.testing.assert_array_equal(Qn, Q / 4)
+    np.testing.assert_array_equal(qn, q / 4)
+    np.testing.assert_array_equal(w0, [1.0, 1.0])  # cold start: 1 where q < 0
+    assert (sweeps, tol) == (100_000, 1e-14)
+    calls.clear()
+    _integrators._kink_multipliers(Q, np.array([-2.0, 0.0]), np.array([0.25, 1.5]))
+    np.testing.assert_array_equal(calls[0][2], [0.25, 1.0])  # warm start, clipped to the box
+    # a non-KKT answer of the active set: Gauss-Seidel starts from the better of it and start
+    # value(start) < value(bad) picks the start, else (a tie included) the active set's
+    for start, bad, first in (([0.0, 0.0], [0.5, 0.0], [0.5, 0.0]),  # -1/8 < 0
+                              ([0.5, 0.0], [1.0, 1.0], [0.5, 0.0]),  # -1/8 < 0
+                              ([0.0, 0.0], [1.0, 1.0], [1.0, 1.0])):  # 0 = 0  # fmt: skip
+        calls.clear()
+        monkeypatch.setattr(_integrators, "_box_qp_active_set",
+                            lambda Q, q, w, bad=bad: np.array(bad))  # fmt: skip
+        w = _integrators._kink_multipliers(Q, q, np.array(start))
+        np.testing.assert_allclose(w, [0.5, 0.5], atol=1e-12)
+        assert calls[0][2].tolist() == first
+
+
+def test_kink_multipliers_degenerate_scale():
+    # no positive finite diagonal: the explicit hinge, 1 where q < 0 (0 at q = 0)
+    for Q in (np.zeros((3, 3)), np.full((3, 3), np.nan), np.full((3, 3), np.inf)):
+        w = _integrators._kink_multipliers(Q, np.array([-1.0, 0.0, 2.0]))
+        np.testing.assert_array_equal(w, [1.0, 0.0, 0.0])
+        assert w.dtype == np.float64
+    # the tolerance is relative to the scaled q: a tiny problem is solved exactly too
+    Q = np.array([[1.0, 0.0], [0.0, 1.0]]) * 1e-200
+    np.testing.assert_allclose(_integrators._kink_multipliers(Q, np.array([-0.5e-200, 2e-200])),
+                               [0.5, 0.0], atol=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize(("alpha", "max_dout"), [(0.5, 0.1), (2.0, 0.02)])
+def test_sliding_kernel_flow_small_problems_match_the_naive_step(alpha, max_dout):
+    from tests.test_training import _naive_sliding_kernel_flow
+
+    X, y = kc.datasets.stripe(16, 3, seed=2)
+    K = kc.NTK(depth=1)(X)
+    res = training.kernel_gradient_flow(K, y, alpha=alpha, max_dout=max_dout)
+    a, steps = _naive_sliding_kernel_flow(K, y, alpha, max_dout)
+    assert res.status == "converged" and res.final.step == steps
+    np.testing.assert_allclose(res.coef, a, rtol=1e-7, atol=1e-9 * np.abs(a).max())
+    np.testing.assert_allclose(res.train_output, K @ res.coef, rtol=1e-9, atol=1e-12)

@@ -393,3 +393,132 @@ def test_sliding_kernel_flow_small_problems_match_the_naive_step(alpha, max_dout
     assert res.status == "converged" and res.final.step == steps
     np.testing.assert_allclose(res.coef, a, rtol=1e-7, atol=1e-9 * np.abs(a).max())
     np.testing.assert_allclose(res.train_output, K @ res.coef, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# train: the run file (read back with h5py), the summary, the method's choice
+# ---------------------------------------------------------------------------
+def _data(p=6, d=2, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((p, d))
+    y = np.where(np.arange(p) % 2 == 0, 1.0, -1.0)
+    return X, y
+
+
+def test_train_writes_its_settings_and_summary(tmp_path):
+    import json
+
+    import h5py
+
+    X, y = _data()
+    Xt, yt = _data(4, seed=4)
+    net = _net(2, 4, "tanh")
+    path = tmp_path / "run.h5"
+    res = training.train(net, X, y, alpha=2.0, loss="soft_hinge", beta=5.0, X_test=Xt,
+                         y_test=yt, checkpoints=[2, 0], loss_milestones=(0.9,),
+                         margin_fractions=(0.6, 0.3), path=path,
+                         config={"seed": 7, "alpha": "theirs"}, max_steps=3, max_dgrad=1e-3,
+                         max_dout=0.05, integrator="euler", method="numpy")  # fmt: skip
+    with h5py.File(path, "r") as f:
+        config = json.loads(f.attrs["config"])
+        summary = json.loads(f.attrs["summary"])
+        groups = [f["checkpoints"][k] for k in sorted(f["checkpoints"])]
+        stored = [(int(g.attrs["step"]), str(g.attrs["reason"]), float(g.attrs["dt"]),
+                   int(g.attrs["n_unsat"]), float(g.attrs["test_error"]),
+                   np.array(g["margins"])) for g in groups]  # fmt: skip
+    assert config == {
+        "seed": 7, "alpha": 2.0, "loss": "soft_hinge", "beta": 5.0, "center": True,
+        "max_dgrad": 1e-3, "max_dout": 0.05, "max_time": None, "integrator": "euler",
+        "max_steps": 3, "max_wall": None, "loss_milestones": [0.9],
+        "margin_fractions": [0.3, 0.6], "checkpoints": [2, 0],
+        "network": {"input_dim": 2, "widths": [4], "activation": "tanh",
+                    "parameterization": net.parameterization},
+        "p": 6,
+    }  # fmt: skip
+    assert res.config == config
+    final = res.final
+    assert summary.pop("wall_time") >= 0.0
+    assert summary == {"status": "max_steps", "steps": 3, "time": final.time,
+                       "loss": final.loss, "train_error": final.train_error,
+                       "test_error": res.checkpoints[-1].test_error}  # fmt: skip
+    assert [s[0] for s in stored] == [r.step for r in res.checkpoints]
+    assert [s[1] for s in stored] == [r.reason for r in res.checkpoints]
+    assert stored[0][1].startswith("init")
+    assert stored[-1][1].endswith("final")
+    hist = res.history
+    for step, _, dt, n_unsat, test_err, margins in stored:
+        assert dt == hist["dt"][step] and n_unsat == hist["n_unsat"][step]
+        snap = res.checkpoints[[r.step for r in res.checkpoints].index(step)]
+        Ft = snap.net(Xt) - res.net0(Xt)
+        assert test_err == np.mean(yt * Ft <= 0) == snap.test_error
+        np.testing.assert_allclose(margins, 2.0 * y * (snap.net(X) - res.net0(X)), rtol=1e-12,
+                                   atol=1e-15)  # fmt: skip
+        assert snap.fitted_fraction == 1.0 - n_unsat / 6
+        assert snap.loss == hist["loss"][step] and snap.time == hist["time"][step]
+        assert snap.train_error == hist["train_error"][step]
+    assert res.path == path and res.wall_time > 0.0
+    assert res.alpha == 2.0 and res.center is True and res.status == "max_steps"
+
+
+def test_train_max_time_is_stored_as_a_number(tmp_path):
+    X, y = _data()
+    res = training.train(_net(2, 4), X, y, alpha=1.0, max_time=0.5, checkpoints=1,
+                         path=tmp_path / "r.h5")  # fmt: skip
+    assert res.config["max_time"] == 0.5 and res.config["checkpoints"] == 1
+    assert kc.io.open_run(tmp_path / "r.h5").config["max_time"] == 0.5
+
+
+@pytest.mark.parametrize(("activation", "method", "fused"), [
+    ("tanh", "auto", True), ("tanh", "fused", True), ("tanh", "numpy", False),
+    ("leaky_relu", "auto", False), ("relu", "auto", True),
+])  # fmt: skip
+def test_train_method_picks_the_hooks(monkeypatch, activation, method, fused):
+    calls = []
+    real = _network_flow._fused_problem
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(_network_flow, "_fused_problem", spy)
+    X, y = _data()
+    Xt, yt = _data(3, seed=5)
+    res = training.train(_net(2, 4, activation), X, y, alpha=1.0, X_test=Xt, y_test=yt,
+                         max_steps=2, method=method)  # fmt: skip
+    # the fused hooks for the training set and, for the test errors, the test set
+    assert len(calls) == (2 if fused else 0)
+    if fused:
+        np.testing.assert_array_equal(calls[1][1], Xt)
+        np.testing.assert_allclose(calls[1][2], res.net0(Xt), rtol=1e-15)
+    for r in res.checkpoints[1:]:  # at step 0, Ft is 0 up to the fused pass's rounding
+        Ft = r.net(Xt) - res.net0(Xt)
+        assert np.abs(Ft).min() > 1e-9
+        assert r.test_error == np.mean(yt * Ft <= 0)
+
+
+def test_train_method_fused_needs_one_hidden_layer():
+    X, y = _data()
+    deep = kc.FCNetwork.init(2, [3, 3], activation="tanh", seed=0)
+    with pytest.raises(ValueError, match=r"^method='fused' needs a one-hidden-layer, "
+                       r"single-output network with an activation other than leaky_relu, got "
+                       r"widths \(3, 3\), 1 output\(s\), activation 'tanh'$"):  # fmt: skip
+        training.train(deep, X, y, alpha=1.0, method="fused")
+    with pytest.raises(ValueError, match="activation 'leaky_relu'"):
+        training.train(_net(2, 4, "leaky_relu"), X, y, alpha=1.0, method="fused")
+    assert training.train(deep, X, y, alpha=1.0, max_steps=1, method="auto").status == \
+        "max_steps"  # fmt: skip
+
+
+def test_train_center_false_uses_zero_reference():
+    X, y = _data()
+    Xt, yt = _data(3, seed=5)
+    for method in ("numpy", "fused"):
+        res = training.train(_net(2, 4), X, y, alpha=0.5, center=False, X_test=Xt, y_test=yt,
+                             max_steps=2, method=method)  # fmt: skip
+        assert res.center is False and res.config["center"] is False
+        for r in res.checkpoints:
+            assert r.test_error == np.mean(yt * r.net(Xt) <= 0)
+        # the loss is that of alpha f, not alpha (f - f0)
+        z = 0.5 * y * res.net0(X)
+        assert res.history["loss"][0] == pytest.approx(np.mean(np.maximum(1 - z, 0)) / 0.5,
+                                                       rel=1e-12)  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 
 import kernelcomp as kc
 from kernelcomp import training
-from kernelcomp.training import _integrators, _kernel_flow, _network_flow
+from kernelcomp.training import _integrators, _kernel_flow, _network_flow, _network_hooks
 from kernelcomp.training._engine import FlowState, _control
 
 
@@ -522,3 +522,93 @@ def test_train_center_false_uses_zero_reference():
         z = 0.5 * y * res.net0(X)
         assert res.history["loss"][0] == pytest.approx(np.mean(np.maximum(1 - z, 0)) / 0.5,
                                                        rel=1e-12)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# the FCNetwork hooks: against finite differences and by hand
+# ---------------------------------------------------------------------------
+def _flat(g):
+    return np.concatenate([np.ravel(a) for a in g])
+
+
+def _hook_cases():
+    return [
+        (kc.FCNetwork.init(3, [4, 5], activation="tanh", bias=[True, False, True], seed=1),
+         "generic"),
+        (kc.FCNetwork.init(3, [6], activation="tanh", bias=[False, True],
+                           parameterization="standard", seed=2), "fused"),
+        (kc.FCNetwork.init(3, [6], activation="erf", bias=[True, False], seed=3), "fused"),
+        (kc.FCNetwork.init(3, [6], activation="erf", bias=True, bias_std=0.7, seed=4), "fused"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_network_hooks_against_finite_differences(case):
+    net, kind = _hook_cases()[case]
+    rng = np.random.default_rng(case)
+    p = 7
+    X = rng.standard_normal((p, 3))
+    out0 = rng.standard_normal(p)
+    make = _network_hooks._fused_problem if kind == "fused" else _network_hooks._network_problem
+    prob = make(net, X, out0)
+    prm = [a + 0.3 * rng.standard_normal(a.shape) for a in _network_hooks._params_of(net)]
+    trained = _network_hooks._net_from_params(net, prm)
+    np.testing.assert_allclose(prob.forward(prm), trained(X) - out0, rtol=1e-12, atol=1e-13)
+    u = rng.standard_normal(p)
+    direction = [rng.standard_normal(a.shape) for a in prm]
+    eps = 1e-6
+
+    def F(t):
+        return prob.forward([a + t * b for a, b in zip(prm, direction, strict=True)])
+
+    fd = (F(eps) - F(-eps)) / (2 * eps)  # d Ft / d theta along direction
+    g = prob.backward(prm, u, None)
+    assert [a.shape for a in g] == [a.shape for a in prm]
+    assert _flat(g) @ _flat(direction) == pytest.approx(u @ fd, rel=1e-7, abs=1e-9)
+    rows = np.array([5, 1, 2])
+    np.testing.assert_allclose(prob.jvp(prm, direction, rows), fd[rows], rtol=1e-7, atol=1e-9)
+    # the gradient on some rows is that of u zeroed elsewhere
+    u_rows = np.where(np.isin(np.arange(p), rows), u, 0.0)
+    np.testing.assert_allclose(_flat(prob.backward(prm, u, rows)),
+                               _flat(prob.backward(prm, u_rows, None)), rtol=1e-12,
+                               atol=1e-14)  # fmt: skip
+    # the tangent kernel on rows: Jacobian rows by backward of unit vectors
+    J = np.stack([_flat(prob.backward(prm, e, None)) for e in np.eye(p)[rows]])
+    np.testing.assert_allclose(prob.ntk(prm, rows), J @ J.T, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(prob.ntk(prm, rows), kc.EmpiricalNTK(trained)(X[rows]),
+                               rtol=1e-10, atol=1e-13)  # fmt: skip
+
+
+def test_network_hooks_algebra_by_hand():
+    net = _net(2, 3)
+    prob = _network_hooks._network_problem(net, np.zeros((2, 2)), np.zeros(2))
+    g1 = [np.array([[1.0, 2.0]]), np.array([3.0])]
+    g2 = [np.array([[0.0, -1.0]]), np.array([1.0])]
+    assert prob.norms(g1, g2) == (14.0, 2.0, 1.0 + 9.0 + 4.0)
+    np.testing.assert_array_equal(_flat(prob.sub(g1, g2)), [1.0, 3.0, 2.0])
+    np.testing.assert_array_equal(_flat(prob.step(g1, g2, 0.5)), [1.0, 2.5, 2.5])
+    assert prob.pair is None  # tanh has no kink
+    for act in ("relu", "relu_unit", "leaky_relu"):
+        assert _network_hooks._network_problem(_net(2, 3, act), np.zeros((2, 2)),
+                                               np.zeros(2)).pair is not None  # fmt: skip
+
+
+def test_fused_eligibility():
+    ok = _network_hooks._fused_eligible
+    assert ok(_net(2, 3, "tanh")) and ok(_net(2, 3, "relu"))
+    assert not ok(_net(2, 3, "leaky_relu"))
+    assert not ok(kc.FCNetwork.init(2, [3, 3], activation="tanh", seed=0))
+    assert not ok(kc.FCNetwork.init(2, [3], activation="tanh", n_outputs=2, seed=0))
+
+
+def test_params_round_trip_through_a_network():
+    net = kc.FCNetwork.init(3, [4, 2], activation="tanh", bias=[False, True, True], seed=0)
+    prm = _network_hooks._params_of(net)
+    assert [a.shape for a in prm] == [(4, 3), (2, 4), (1, 2), (2,), (1,)]
+    new = [a + 1.0 for a in prm]
+    out = _network_hooks._net_from_params(net, new)
+    assert out.biases[0] is None
+    for a, b in zip(_network_hooks._params_of(out), new, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a is not b  # copies, not views of the flow's arrays
+    np.testing.assert_array_equal(net.weights[0], prm[0])  # the input is left alone

@@ -612,3 +612,52 @@ def test_params_round_trip_through_a_network():
         np.testing.assert_array_equal(a, b)
         assert a is not b  # copies, not views of the flow's arrays
     np.testing.assert_array_equal(net.weights[0], prm[0])  # the input is left alone
+
+
+def test_train_progress_bar_calls(monkeypatch):
+    import contextlib
+
+    log = []
+
+    class Bar:
+        def update(self, n):
+            log.append(("update", n))
+
+        def set_postfix(self, **kw):
+            log.append(("postfix", kw))
+
+    @contextlib.contextmanager
+    def fake(enabled, **kw):
+        log.append(("open", enabled, kw))
+        yield Bar()
+
+    monkeypatch.setattr(_network_flow, "progress_bar", fake)
+    X, y = _data()
+    res = training.train(_net(2, 4), X, y, alpha=1.0, max_steps=30, progress=True)
+    assert log[0] == ("open", True, {"desc": "train", "unit": "step", "leave": False})
+    assert [e for e in log if e[0] == "update"] == [("update", 1)] * 30
+    posts = [e[1] for e in log if e[0] == "postfix"]
+    loss, unsat = res.history["loss"], res.history["n_unsat"]
+    assert posts == [{"loss": f"{loss[s]:.3g}", "unsat": unsat[s]} for s in (0, 25, 30)]
+    log.clear()
+    training.train(_net(2, 4), X, y, alpha=1.0, max_steps=3)
+    assert log[0][1] is False and not [e for e in log if e[0] == "postfix"]
+
+
+def test_train_run_file_data_force_and_kept_networks(tmp_path):
+    X, y = _data()
+    Xt, yt = _data(3, seed=5)
+    path = tmp_path / "run.h5"
+    res = training.train(_net(2, 4), X, y, alpha=1.0, X_test=Xt, y_test=yt, max_steps=2,
+                         path=path, keep_networks=False)  # fmt: skip
+    assert all(r.net is None for r in res.checkpoints)
+    run = kc.io.open_run(path)
+    for key, value in (("X_train", X), ("y_train", y), ("X_test", Xt), ("y_test", yt)):
+        np.testing.assert_array_equal(run.data[key], value)
+    with pytest.raises(FileExistsError):
+        training.train(_net(2, 4), X, y, alpha=1.0, max_steps=1, path=path)
+    res = training.train(_net(2, 4), X, y, alpha=1.0, max_steps=1, path=path, force=True)
+    assert res.path == path and len(kc.io.open_run(path).checkpoints) == len(res.checkpoints)
+    res = training.train(_net(2, 4), X, y, alpha=1.0, max_steps=1)
+    assert res.path is None and all(r.net is not None for r in res.checkpoints)
+    assert res.checkpoints[-1].test_error is None

@@ -661,3 +661,30 @@ def test_train_run_file_data_force_and_kept_networks(tmp_path):
     res = training.train(_net(2, 4), X, y, alpha=1.0, max_steps=1)
     assert res.path is None and all(r.net is not None for r in res.checkpoints)
     assert res.checkpoints[-1].test_error is None
+
+
+def test_sliding_bands_follow_each_margins_last_move(monkeypatch):
+    # K = I, y = 1, alpha = 1: F = a; from F = (0.9, 0.5) with only point 0 explicit
+    y = np.array([1.0, 1.0])
+    problem, c = _kernel_problem(monkeypatch, np.eye(2), y)
+    s = _integrators._Sliding(problem, (np.zeros(2), np.zeros(2)), np.zeros(2), y, c)
+    out = np.array([0.9, 0.5])
+    params = (out.copy(), out.copy())
+    s.kink = np.array([], dtype=np.int64)
+    s.u_a = np.array([-0.5, 0.0])
+    s.g_a = s._grad(params, s.u_a)
+    s.prepare(params, out)
+    new_params, new_out, g, ref = s.trial(params, out, 2.0**-6)
+    np.testing.assert_array_equal(new_out, [0.9 + 2.0**-7, 0.5])
+    np.testing.assert_array_equal(new_params[0], new_out)
+    np.testing.assert_array_equal(g[0], [-0.5, 0.0])  # the step's explicit gradient
+    np.testing.assert_array_equal(ref[0], [-0.5, 0.0])  # dgrad's reference keeps the step's l'
+    new_m, new_u_a, new_kink, new_g_a = s.next
+    np.testing.assert_array_equal(new_m, new_out)
+    # point 0 moved by 2^-7: band 4 * 2^-7 = 1/32, and 1 - m = 0.092 is outside it (it
+    # would be inside the widest band, 0.1); point 1 did not move: band 0.01
+    assert new_kink.tolist() == []
+    np.testing.assert_array_equal(new_u_a, [-0.5, -0.5])
+    np.testing.assert_array_equal(new_g_a[0], [-0.5, -0.5])
+    s.commit()
+    assert s.kink.tolist() == [] and s.m is new_m

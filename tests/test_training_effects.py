@@ -141,7 +141,7 @@ def test_kernel_flow_result_boundaries_at_zero():
     np.testing.assert_array_equal(res.predict(K_test), [-1.0, 1.0, -1.0])
     assert res.test_error(K_test, [1, 1, -1]) == pytest.approx(1 / 3)
     assert res.test_error(K_test, [-1, 1, -1]) == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match="y_test"):
+    with pytest.raises(ValueError, match=r"^y_test has 2 labels, but there are 3 samples$"):
         res.test_error(K_test, [1, 1])
     with pytest.raises(ValueError, match="K_test"):
         res.decision_function(np.ones((2, 3)))
@@ -688,3 +688,40 @@ def test_sliding_bands_follow_each_margins_last_move(monkeypatch):
     np.testing.assert_array_equal(new_g_a[0], [-0.5, -0.5])
     s.commit()
     assert s.kink.tolist() == [] and s.m is new_m
+
+
+def test_box_qp_active_set_needs_two_iterations():
+    # the first guess (both free) is wrong; the second set (w_1 at 1) is the solution, and
+    # its free multiplier is reset to 0 before the next test of the sets
+    Q = np.array([[1.0, 1 / 12], [1 / 12, 0.25]])
+    q = np.array([-0.25, -1.0])
+    w = _integrators._box_qp_active_set(Q, q, np.zeros(2))
+    np.testing.assert_allclose(w, [1 / 6, 1.0], atol=1e-15)
+    assert _integrators._box_qp_kkt(Q, q, w, 1e-14)
+
+
+def test_sliding_stationary_threshold(monkeypatch):
+    # K = I, y = 1: point 0 on the kink (margin 1), point 1 explicit (margin 0.5); the
+    # multiplier w = 0.2 of point 0 holds it at 1.001; the norms of the step's gradient
+    # and of its two parts are replaced to pin the test g2 <= STATIONARY^2 (ga2 + gk2)
+    import dataclasses
+
+    y = np.array([1.0, 1.0])
+    problem, c = _kernel_problem(monkeypatch, np.eye(2), y)
+    out = np.array([1.0, 0.5])
+    params = (out.copy(), out.copy())
+    limit = _integrators.STATIONARY**2 * (0.25 + 0.75)
+    for g2, stationary in ((limit, True), (limit * (1 + 1e-12), False), (1e-20, False)):
+        fake = dataclasses.replace(problem, norms=lambda a, b, g2=g2: (0.25, 0.75, g2))
+        s = _integrators._Sliding(fake, params, out, y, c)
+        s.m, s.kink = out.copy(), np.array([0])
+        s.u_a = np.array([0.0, -0.5])
+        s.g_a = s._grad(params, s.u_a)
+        s.prepare(params, out)
+        tried = s.trial(params, out, 0.01)
+        assert (tried is None) is stationary, g2
+        np.testing.assert_allclose(s.w_last, [0.2, 0.0], rtol=1e-12)
+        if not stationary:
+            # the kink point's l' is -w: F_0 moves by dt w / p, to the target 1.001
+            assert tried[1][0] == pytest.approx(1.001, rel=1e-13)
+            assert tried[1][1] == pytest.approx(0.5 + 0.01 * 0.5, rel=1e-14)

@@ -725,3 +725,12 @@ def test_sliding_stationary_threshold(monkeypatch):
             # the kink point's l' is -w: F_0 moves by dt w / p, to the target 1.001
             assert tried[1][0] == pytest.approx(1.001, rel=1e-13)
             assert tried[1][1] == pytest.approx(0.5 + 0.01 * 0.5, rel=1e-14)
+
+
+def test_box_qp_active_set_two_free_one_upper():
+    # w_2 at its upper bound couples to w_0 only: each free row takes its own column
+    Q = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]])
+    q = np.array([-1.0, -0.5, -2.0])
+    for start in ([0.0, 0.0, 0.0], [0.5, 0.5, 1.0]):
+        w = _integrators._box_qp_active_set(Q, q, np.array(start))
+        np.testing.assert_allclose(w, [0.5, 0.5, 1.0], atol=1e-15)

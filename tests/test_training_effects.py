@@ -166,6 +166,11 @@ def test_columns_times_by_blocks(monkeypatch, block):
     np.testing.assert_allclose(_kernel_flow._columns_times(K, rows, w), K[:, rows] @ w,
                                rtol=1e-13, atol=1e-14)  # fmt: skip
     assert seen == [(7, 4, 8)]
+    for _ in range(3):  # fresh weights: a result left in a reused buffer would not do
+        w = rng.standard_normal(4)
+        expected = K[:, rows] @ w
+        np.testing.assert_allclose(_kernel_flow._columns_times(K, rows, w), expected,
+                                   rtol=1e-13, atol=1e-14)  # fmt: skip
 
 
 def test_kernel_flow_first_steps_by_hand():
@@ -376,6 +381,8 @@ def test_kink_multipliers_degenerate_scale():
         w = _integrators._kink_multipliers(Q, np.array([-1.0, 0.0, 2.0]))
         np.testing.assert_array_equal(w, [1.0, 0.0, 0.0])
         assert w.dtype == np.float64
+    w = _integrators._kink_multipliers(np.zeros((0, 0)), np.zeros(0))
+    assert w.shape == (0,) and w.dtype == np.float64
     # the tolerance is relative to the scaled q: a tiny problem is solved exactly too
     Q = np.array([[1.0, 0.0], [0.0, 1.0]]) * 1e-200
     np.testing.assert_allclose(_integrators._kink_multipliers(Q, np.array([-0.5e-200, 2e-200])),

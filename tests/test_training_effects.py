@@ -143,7 +143,7 @@ def test_kernel_flow_result_boundaries_at_zero():
     assert res.test_error(K_test, [-1, 1, -1]) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match=r"^y_test has 2 labels, but there are 3 samples$"):
         res.test_error(K_test, [1, 1])
-    with pytest.raises(ValueError, match="K_test"):
+    with pytest.raises(ValueError, match=r"^K_test has 3 features, but 2 are expected$"):
         res.decision_function(np.ones((2, 3)))
 
 
@@ -362,6 +362,9 @@ def test_kink_multipliers_fall_back_to_gauss_seidel(monkeypatch):
     calls.clear()
     _integrators._kink_multipliers(Q, np.array([-2.0, 0.0]), np.array([0.25, 1.5]))
     np.testing.assert_array_equal(calls[0][2], [0.25, 1.0])  # warm start, clipped to the box
+    calls.clear()
+    _integrators._kink_multipliers(Q, np.array([-2.0, 0.0]), np.array([-0.5, 0.75]))
+    np.testing.assert_array_equal(calls[0][2], [0.0, 0.75])
     # a non-KKT answer of the active set: Gauss-Seidel starts from the better of it and start
     # value(start) < value(bad) picks the start, else (a tie included) the active set's
     for start, bad, first in (([0.0, 0.0], [0.5, 0.0], [0.5, 0.0]),  # -1/8 < 0
@@ -741,3 +744,18 @@ def test_box_qp_active_set_two_free_one_upper():
     for start in ([0.0, 0.0, 0.0], [0.5, 0.5, 1.0]):
         w = _integrators._box_qp_active_set(Q, q, np.array(start))
         np.testing.assert_allclose(w, [0.5, 0.5, 1.0], atol=1e-15)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "sliding"])
+def test_smooth_network_hinge_flow_same_on_both_paths(integrator):
+    # tanh has no kink: the numpy path takes dgrad's reference gradient through
+    # _reference (at the new parameters), the fused one through its pair pass
+    X, y = _data(8, seed=6)
+    res = {m: training.train(_net(2, 6, "tanh", seed=1), X, y, alpha=1.0, method=m,
+                             integrator=integrator, max_steps=150)
+           for m in ("numpy", "fused")}  # fmt: skip
+    a, b = res["numpy"], res["fused"]
+    assert a.status == b.status == "max_steps"
+    assert len(set(a.history["n_unsat"])) > 2  # margins crossed 1 on the way
+    np.testing.assert_allclose(a.history["dgrad"], b.history["dgrad"], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(a.decision_function(X), b.decision_function(X), rtol=1e-9)

@@ -720,9 +720,9 @@ def test_sliding_stationary_threshold(monkeypatch):
     problem, c = _kernel_problem(monkeypatch, np.eye(2), y)
     out = np.array([1.0, 0.5])
     params = (out.copy(), out.copy())
-    limit = _integrators.STATIONARY**2 * (0.25 + 0.75)
+    limit = _integrators.STATIONARY**2 * (0.5 + 1.5)
     for g2, stationary in ((limit, True), (limit * (1 + 1e-12), False), (1e-20, False)):
-        fake = dataclasses.replace(problem, norms=lambda a, b, g2=g2: (0.25, 0.75, g2))
+        fake = dataclasses.replace(problem, norms=lambda a, b, g2=g2: (0.5, 1.5, g2))
         s = _integrators._Sliding(fake, params, out, y, c)
         s.m, s.kink = out.copy(), np.array([0])
         s.u_a = np.array([0.0, -0.5])

@@ -136,12 +136,13 @@ def test_kernel_flow_result_boundaries_at_zero():
     res = _kernel_flow.KernelFlowResult(coef=np.array([1.0, -1.0]), train_output=np.zeros(2),
                                         alpha=1.0, status="converged", final=_state(0),
                                         history={})  # fmt: skip
-    K_test = np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 3.0]])  # F = 0, 2, -3
-    np.testing.assert_array_equal(res.decision_function(K_test), [0.0, 2.0, -3.0])
-    np.testing.assert_array_equal(res.predict(K_test), [-1.0, 1.0, -1.0])
-    assert res.test_error(K_test, [1, 1, -1]) == pytest.approx(1 / 3)
-    assert res.test_error(K_test, [-1, 1, -1]) == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match=r"^y_test has 2 labels, but there are 3 samples$"):
+    K_test = np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 3.0], [1.5, 1.0]])  # F = 0, 2, -3, 0.5
+    np.testing.assert_array_equal(res.decision_function(K_test), [0.0, 2.0, -3.0, 0.5])
+    np.testing.assert_array_equal(res.predict(K_test), [-1.0, 1.0, -1.0, 1.0])
+    # y F <= 0 is an error: y F = 0 is, 0 < y F < 1 is not
+    assert res.test_error(K_test, [1, 1, -1, 1]) == 0.25
+    assert res.test_error(K_test, [-1, 1, -1, -1]) == 0.5
+    with pytest.raises(ValueError, match=r"^y_test has 2 labels, but there are 4 samples$"):
         res.test_error(K_test, [1, 1])
     with pytest.raises(ValueError, match=r"^K_test has 3 features, but 2 are expected$"):
         res.decision_function(np.ones((2, 3)))

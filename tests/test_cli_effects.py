@@ -1,0 +1,298 @@
+"""Parameter effects of the ``kernelcomp`` command line (issue 26, the mutation round on cli/).
+
+Each option's effect is read back from what the command wrote (the HDF5 file through
+h5py / ``kernelcomp.io``, stdout, stderr) and compared with the library call it stands
+for; each documented user error with its exact message and exit status.
+
+The parser itself (options, defaults, types, choices, help texts: the command-line
+reference page ``docs/cli.rst`` is generated from it) is pinned in
+``tests/fixtures/cli_parser.json``, so that every change of the user-facing surface is a
+deliberate one: after changing the parser on purpose, rewrite the file with
+``python -m tests.test_cli_effects`` and review its diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kernelcomp.cli import _common, build_parser, main
+
+SPEC = Path(__file__).resolve().parent / "fixtures" / "cli_parser.json"
+
+
+def _name(value: Any) -> Any:
+    """A JSON-able stand-in of an argparse attribute (functions by their name)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if value is argparse.SUPPRESS:
+        return "==SUPPRESS=="
+    if callable(value) and hasattr(value, "__name__"):
+        return f"<{value.__module__}.{value.__qualname__}>"
+    if isinstance(value, (list, tuple)):
+        return [_name(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _name(v) for k, v in value.items()}
+    try:
+        return [_name(v) for v in value]  # the activation names, read on demand
+    except TypeError:
+        return repr(value)
+
+
+def _parser_spec(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "prog": parser.prog,
+        "description": parser.description,
+        "defaults": _name(parser._defaults),
+        "groups": [[g.title, [a.dest for a in g._group_actions]] for g in parser._action_groups],
+        "exclusive": [[g.required, [a.dest for a in g._group_actions]]
+                      for g in parser._mutually_exclusive_groups],
+        "actions": [],
+        "subcommands": {},
+    }
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            spec["subcommand_help"] = {c.dest: c.help for c in a._choices_actions}
+            spec["subcommand_dest"] = a.dest
+            spec["subcommand_metavar"] = a.metavar
+            spec["subcommands"] = {k: _parser_spec(v) for k, v in a.choices.items()}
+            continue
+        spec["actions"].append({
+            "kind": type(a).__name__,
+            **{k: _name(getattr(a, k)) for k in ("option_strings", "dest", "nargs", "const",
+                                                  "default", "type", "choices", "required",
+                                                  "help", "metavar")},
+        })
+    return spec
+
+
+def _current_spec() -> dict[str, Any]:
+    return json.loads(json.dumps(_parser_spec(build_parser())))
+
+
+# ---------------------------------------------------------------------------
+# the parser: the user-facing surface, pinned
+# ---------------------------------------------------------------------------
+def test_parser_is_the_pinned_one():
+    pinned = json.loads(SPEC.read_text())
+    current = _current_spec()
+    assert current.keys() == pinned.keys()
+    assert current["subcommands"].keys() == pinned["subcommands"].keys()
+    for name in pinned["subcommands"]:
+        assert current["subcommands"][name] == pinned["subcommands"][name], (
+            f"kernelcomp {name}: the parser changed; if on purpose, rewrite {SPEC.name} "
+            "with python -m tests.test_cli_effects"
+        )
+    assert current == pinned
+
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error(argv, capsys, line):
+    """Exit status 2 and exactly ``line`` (one line) on stderr, nothing on stdout."""
+    code, out, err = _run(argv, capsys)
+    assert (code, out, err) == (2, "", line + "\n")
+
+
+# ---------------------------------------------------------------------------
+# _common: errors, output policy, progress, labels
+# ---------------------------------------------------------------------------
+def test_parse_errors_are_one_line_naming_the_subcommands_help(tmp_path, capsys):
+    _error(["gram", tmp_path / "X.npy"], capsys,
+           "kernelcomp: error: the following arguments are required: -o/--output "
+           "(see 'kernelcomp gram --help')")
+    _error(["kpca", "K.h5", "-o", "d.h5", "--mi-k", "0"], capsys,
+           "kernelcomp: error: argument --mi-k: expected a positive integer, got 0 "
+           "(see 'kernelcomp kpca --help')")
+
+
+def test_an_existing_output_is_refused_without_force(tmp_path, capsys):
+    X = np.ones((3, 2))
+    np.save(tmp_path / "X.npy", X)
+    out = tmp_path / "K.h5"
+    out.write_bytes(b"keep")
+    _error(["gram", tmp_path / "X.npy", "-o", out], capsys,
+           f"kernelcomp gram: error: {out} exists; pass --force to overwrite it")
+    assert out.read_bytes() == b"keep"
+    assert _common.check_output(tmp_path / "new.h5", False) == tmp_path / "new.h5"
+
+
+def test_labels_two_classes_become_pm1_with_a_note(capsys):
+    for y, shown in (([0, 1, 1, 0], "0 -> -1 and 1 -> +1"),
+                     ([True, False, False, True], "False -> -1 and True -> +1"),
+                     (["b", "a", "a", "b"], "'a' -> -1 and 'b' -> +1"),
+                     ([[2.0], [5.0], [5.0], [2.0]], "2.0 -> -1 and 5.0 -> +1")):
+        got = _common.labels(np.asarray(y), "y", 4)
+        assert got.dtype == np.float64 and got.shape == (4,)
+        lo = -1.0 if np.asarray(y).ravel()[0] == np.unique(y)[0] else 1.0
+        np.testing.assert_array_equal(got, [lo, -lo, -lo, lo])
+        assert capsys.readouterr().err == (
+            f"kernelcomp: y: classes {shown} (the paper's +-1 labels)\n")
+    # +-1 already: unchanged (as float64), no note
+    for y in (np.array([-1, 1, 1]), np.array([1.0, -1.0, -1.0], dtype=np.float32)):
+        got = _common.labels(y, "y", 3)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, y)
+        assert capsys.readouterr().err == ""
+
+
+def test_labels_three_or_more_classes_kept_with_a_note(capsys):
+    y = np.array([2, 0, 1, 1])
+    got = _common.labels(y, "--labels", 4)
+    np.testing.assert_array_equal(got, y)
+    assert got.dtype == y.dtype
+    assert capsys.readouterr().err == (
+        "kernelcomp: --labels: 3 classes (0, 1, 2): P_k of their centred one-hot indicators, "
+        "mutual information by the kNN (KSG) estimator\n")
+    for n_classes, tail in ((5, ""), (6, ", ...")):
+        y = np.array([f"c{i}" for i in range(n_classes)])
+        got = _common.labels(y, "y", n_classes)
+        assert got.dtype == y.dtype
+        np.testing.assert_array_equal(got, y)
+        assert capsys.readouterr().err == (
+            f"kernelcomp: y: {n_classes} classes ('c0', 'c1', 'c2', 'c3', 'c4'{tail}): P_k of "
+            "their centred one-hot indicators, mutual information by the kNN (KSG) estimator\n")
+
+
+def test_labels_real_targets_and_errors(capsys):
+    y = np.array([0.5, 1.5, 2.5], dtype=np.float32)
+    got = _common.labels(y, "y", 3)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, y.astype(np.float64))
+    one = _common.labels(np.array([3, 3]), "y", 2)  # one class: as real targets
+    assert one.dtype == np.float64 and one.tolist() == [3.0, 3.0]
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match=r"^y must be a 1-D array of labels, got shape "
+                                         r"\(3, 2\)$"):
+        _common.labels(np.ones((3, 2)), "y", 3)
+    with pytest.raises(ValueError, match=r"^y has 3 labels, but there are 4 samples$"):
+        _common.labels(np.ones(3), "y", 4)
+    with pytest.raises(ValueError, match=r"^y must be numeric \(real targets\) or have two "
+                                         r"classes, got dtype complex128 with 3 classes$"):
+        _common.labels(np.array([1, 2, 3], dtype=complex), "y", 3)
+    with pytest.raises(ValueError, match=r"^y contains NaN or infinity$"):
+        _common.labels(np.array([1.0, np.inf, 2.0]), "y", 3)
+
+
+def test_deferred_sigint_stops_then_aborts_and_restores_the_handler(capsys):
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    with _common.deferred_sigint() as should_stop:
+        assert should_stop() is False
+        signal.raise_signal(signal.SIGINT)
+        assert should_stop() is True
+        assert capsys.readouterr().err == (
+            "\nkernelcomp: stopping after the current block (Ctrl-C again to abort)\n")
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert should_stop() is True
+    assert signal.getsignal(signal.SIGINT) is previous
+    seen = []
+
+    def in_a_thread():  # no handler can be installed there: never asks to stop
+        with _common.deferred_sigint() as stop:
+            seen.append(stop())
+
+    t = threading.Thread(target=in_a_thread)
+    t.start()
+    t.join()
+    assert seen == [False] and signal.getsignal(signal.SIGINT) is previous
+
+
+def test_verbose_logging_prefixes_and_restores(capsys):
+    import logging
+
+    log = logging.getLogger("kernelcomp")
+    level, handlers = log.level, list(log.handlers)
+    with _common.verbose_logging(True):
+        log.info("route %s", "A")
+    assert capsys.readouterr().err == "kernelcomp: route A\n"
+    assert log.level == level and log.handlers == handlers
+    with _common.verbose_logging(False):
+        log.info("route B")
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_on_and_say(capsys, monkeypatch):
+    ns = argparse.Namespace
+    assert _common.progress_on(ns(quiet=False, progress=True)) is True
+    assert _common.progress_on(ns(quiet=True, progress=True)) is False
+    assert _common.progress_on(ns()) is False  # not a terminal under pytest
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert _common.progress_on(ns(quiet=False, progress=False)) is True
+    assert _common.progress_on(ns(quiet=True)) is False
+    _common.say(ns(quiet=False), "line")
+    _common.say(ns(), "other")
+    _common.say(ns(quiet=True), "hidden")
+    assert capsys.readouterr().out == "line\nother\n"
+
+
+def test_progress_bar_only_with_progress_and_several_items(capsys):
+    ns = argparse.Namespace
+    items = [1, 2, 3]
+    with _common.progress_bar(ns(progress=False), items, "D", "u") as it:
+        assert it is items
+    with _common.progress_bar(ns(progress=True), [7], "D", "u") as it:
+        assert it == [7]
+    assert capsys.readouterr().err == ""
+    with _common.progress_bar(ns(progress=True), items, "work", "thing") as bar:
+        assert list(bar) == items
+        assert bar.desc == "work" and bar.unit == "thing" and bar.pos == 0
+    err = capsys.readouterr().err
+    assert "work: 100%" in err and "3/3" in err and "thing/s" in err
+    assert bar.disable or bar.n == 3
+
+
+def test_check_plot_dir(tmp_path):
+    assert _common.check_plot_dir(None) is None
+    _common.check_plot_dir(str(tmp_path))
+    _common.check_plot_dir(str(tmp_path / "new"))
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(_common.UsageError, match=f"^--plot {re.escape(str(tmp_path / 'f'))} "
+                                                 "exists and is not a directory$"):
+        _common.check_plot_dir(str(tmp_path / "f"))
+
+
+def test_save_figure_draws_titles_and_saves(tmp_path, monkeypatch):
+    from matplotlib.font_manager import FontProperties
+
+    from kernelcomp.plotting import _style
+
+    saved = []
+    monkeypatch.setattr(_style, "save_figure", lambda fig, path: saved.append((fig, path)))
+    drawn = []
+    path = _common.save_figure(tmp_path / "a.png", lambda ax: drawn.append(ax) or ax, "T")
+    assert path == tmp_path / "a.png" and saved[0][1] == path
+    ax = saved[0][0].axes[0]
+    assert drawn == [ax] and ax.get_title() == "T"
+    assert ax.title.get_fontsize() == FontProperties(size="medium").get_size_in_points()
+    _common.save_figure(tmp_path / "b.png", lambda ax: ax)
+    assert saved[1][0].axes[0].get_title() == ""
+
+
+@pytest.mark.parametrize(("n", "most", "expected"), [
+    (0, 8, []), (3, 8, [0, 1, 2]), (8, 8, list(range(8))),
+    (9, 8, [0, 1, 2, 3, 5, 6, 7, 8]), (20, 4, [0, 6, 13, 19]),
+])
+def test_evenly(n, most, expected):
+    # np.linspace(0, n - 1, most).round(): first and last kept
+    assert _common.evenly(n, most) == expected
+
+
+if __name__ == "__main__":
+    SPEC.write_text(json.dumps(_current_spec(), indent=1) + "\n")
+    print(f"wrote {SPEC}", file=sys.stderr)

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+import kernelcomp as kc
+from kernelcomp import io
 from kernelcomp.cli import _common, build_parser, main
 
 SPEC = Path(__file__).resolve().parent / "fixtures" / "cli_parser.json"
@@ -291,6 +293,236 @@ def test_save_figure_draws_titles_and_saves(tmp_path, monkeypatch):
 def test_evenly(n, most, expected):
     # np.linspace(0, n - 1, most).round(): first and last kept
     assert _common.evenly(n, most) == expected
+
+
+
+# ---------------------------------------------------------------------------
+# gram
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def xy(tmp_path):
+    rng = np.random.default_rng(26)
+    X = rng.standard_normal((20, 3))
+    y = np.where(np.arange(20) % 2 == 0, 1.0, -1.0)  # 5 of each class in any 10 first
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    return X, y
+
+
+def _spy(monkeypatch, module, name):
+    """Record the keyword arguments of every call of ``module.name`` (which still runs)."""
+    calls = []
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_gram_defaults_are_the_documented_kernel(tmp_path, xy, capsys):
+    X, _ = xy
+    for kernel, cls in (("ntk", kc.NTK), ("nngp", kc.NNGP)):
+        out = tmp_path / f"{kernel}.h5"
+        extra = [] if kernel == "ntk" else ["--kernel", "nngp"]
+        code, stdout, err = _run(["gram", tmp_path / "X.npy", *extra, "-o", out], capsys)
+        assert code == 0, err
+        # default: depth 1, relu, sigma_w 1, sigma_b 0, NTK parameterization
+        k = cls(depth=1, activation="relu", weight_std=1.0, bias_std=0.0,
+                parameterization="ntk", width=None)
+        info = io.read_gram_info(out)
+        assert info.kernel == k
+        np.testing.assert_array_equal(io.load_gram(out), k(X))
+        assert info.inputs == {"X": str(tmp_path / "X.npy"), "X_key": None}
+        assert re.fullmatch(rf"wrote {re.escape(str(out))}: 20 x 20 float64 "
+                            rf"{re.escape(repr(k))} in \d+\.\d s\n", stdout), stdout
+
+
+def test_gram_records_its_inputs(tmp_path, xy, capsys):
+    X, _ = xy
+    np.savez(tmp_path / "in.npz", a=X, b=X[:5])
+    net = kc.FCNetwork.init(3, [8], seed=1)
+    net.save(tmp_path / "net.npz")
+    out = tmp_path / "K.h5"
+    code, _, err = _run(["gram", tmp_path / "in.npz", "--key", "a", "--y", tmp_path / "in.npz",
+                         "--y-key", "b", "--network", tmp_path / "net.npz", "-o", out, "-q"],
+                        capsys)
+    assert code == 0, err
+    assert io.read_gram_info(out).inputs == {
+        "X": str(tmp_path / "in.npz"), "X_key": "a", "network": str(tmp_path / "net.npz"),
+        "checkpoint": -1, "Y": str(tmp_path / "in.npz"), "Y_key": "b"}
+    np.testing.assert_allclose(io.load_gram(out), kc.EmpiricalNTK(net)(X, X[:5]), rtol=1e-12)
+
+
+def test_gram_passes_its_options_to_compute_gram_file(tmp_path, xy, capsys, monkeypatch):
+    calls = _spy(monkeypatch, io, "compute_gram_file")
+    out = tmp_path / "K.h5"
+    code, _, err = _run(["gram", tmp_path / "X.npy", "-o", out, "--n-jobs", 2,
+                         "--block-rows", 5, "--dtype", "float32", "--progress"], capsys)
+    assert code == 0, err
+    (_, kwargs), = calls
+    assert kwargs["n_jobs"] == 2 and kwargs["block_rows"] == 5 and kwargs["dtype"] == "float32"
+    assert kwargs["progress"] is True and kwargs["resume"] is False
+    assert kwargs["force"] is False and callable(kwargs["should_stop"])
+    assert kwargs["should_stop"]() is False
+    assert io.read_gram_info(out).n_blocks == 4
+    code, _, err = _run(["gram", tmp_path / "X.npy", "-o", out, "--force", "-q"], capsys)
+    assert code == 0 and err == ""
+    assert calls[1][1]["force"] is True and calls[1][1]["progress"] is False
+    assert calls[1][1]["n_jobs"] is None and calls[1][1]["block_rows"] is None
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--params", "last"], "--params needs --network"),
+    (["--network-activation", "tanh"], "--network-activation needs --network"),
+    (["--model", "a.b:c"], "--model needs --network"),
+    (["--input-shape", "1,3"], "--input-shape needs --network"),
+    (["--max-memory", "1G"], "--max-memory needs --network"),
+    (["--params", "last", "--max-memory", "1G"], "--params, --max-memory need --network"),
+])
+def test_gram_empirical_options_need_a_network(tmp_path, xy, capsys, flags, message):
+    _error(["gram", tmp_path / "X.npy", *flags, "-o", tmp_path / "K.h5"], capsys,
+           f"kernelcomp gram: error: {message}")
+
+
+def test_gram_network_options(tmp_path, xy, capsys):
+    X, _ = xy
+    net = kc.FCNetwork.init(3, [8], activation="tanh", seed=4)
+    np.savez(tmp_path / "sd.npz", **{"0.weight": net.weights[0], "0.bias": net.biases[0],
+                                     "2.weight": net.weights[1], "2.bias": net.biases[1]})
+    out = tmp_path / "K.h5"
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "sd.npz",
+                         "--network-activation", "tanh", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    sd_net = kc.FCNetwork.load(tmp_path / "sd.npz", activation="tanh")
+    np.testing.assert_allclose(io.load_gram(out), kc.EmpiricalNTK(sd_net)(X), rtol=1e-12)
+    net.save(tmp_path / "net.npz")
+    base = ["gram", tmp_path / "X.npy", "--network", tmp_path / "net.npz", "--kernel", "nngp"]
+    for flags, flag in ((["--input-shape", "3"], "--input-shape"),
+                        (["--max-memory", "1G"], "--max-memory"),
+                        (["--params", "last", "--input-shape", "3"], "--params")):
+        _error([*base, *flags, "-o", out, "--force"], capsys,
+               f"kernelcomp gram: error: {flag} applies to --kernel ntk only")
+    for flags, flag in ((["--input-shape", "3"], "--input-shape"),
+                        (["--max-memory", "1G"], "--max-memory")):
+        _error(["gram", tmp_path / "X.npy", "--network", tmp_path / "net.npz", *flags, "-o",
+                out, "--force"], capsys,
+               f"kernelcomp gram: error: {flag} applies to PyTorch models (torch.export, "
+               "TorchScript or --model)")
+    _error(["gram", tmp_path / "X.npy", "--network", tmp_path / "net.npz", "--depth", "2",
+            "-o", out, "--force"], capsys,
+           "kernelcomp gram: error: --depth describe an analytic kernel; they do not apply "
+           "with --network")
+
+
+
+# ---------------------------------------------------------------------------
+# kpca
+# ---------------------------------------------------------------------------
+def _small_run(tmp_path, X, y, seeds=(0, 1), name="run.h5"):
+    nets = [kc.FCNetwork.init(X.shape[1], [10], seed=s) for s in seeds]
+    with io.RunWriter(tmp_path / name, X_train=X, y_train=y, X_test=X[:12],
+                      y_test=y[:12]) as w:
+        for i, net in enumerate(nets):
+            w.add_checkpoint(net, step=3 * i, time=0.5 * i, loss=1.0)
+    return tmp_path / name, nets
+
+
+def _same_entry(got, expected):
+    assert got.keys() >= expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+        else:
+            assert got[key] == pytest.approx(value), key
+
+
+def test_kpca_options_reach_the_kpca_record(tmp_path, xy, capsys):
+    from kernelcomp import diagnostics as dg
+
+    X, y = xy
+    K = kc.NTK()(X)
+    io.save_gram(tmp_path / "K.h5", K)
+    out = tmp_path / "d.h5"
+    code, _, err = _run(["kpca", tmp_path / "K.h5", "--labels", tmp_path / "y.npy", "-o", out,
+                         "--n-components", 25, "--mi-components", 3, "--mi-k", 2,
+                         "--eigenvectors", "-q"], capsys)
+    assert code == 0, err
+    e = io.load_diagnostics(out).entries[0]
+    # --n-components beyond n: all n
+    _same_entry(e, dg.kpca_record(K, y, n_components=20, mi_components=3, mi_k=2,
+                                  eigenvectors=True))
+    assert e["eigenvectors"].shape == (20, 20) and e["mutual_information"].size == 3
+    assert e["label"] == "K.h5" and e["source"] == str(tmp_path / "K.h5")
+    code, _, err = _run(["kpca", tmp_path / "K.h5", "--labels", tmp_path / "y.npy", "-o", out,
+                         "--n-components", 4, "--force", "-q"], capsys)
+    assert code == 0, err
+    e = io.load_diagnostics(out).entries[0]
+    # the defaults: mi_components 10, mi_k 5, no eigenvectors
+    _same_entry(e, dg.kpca_record(K, y, n_components=4, mi_components=10, mi_k=5))
+    assert "eigenvectors" not in e
+
+
+def test_kpca_config_and_compression_convention(tmp_path, xy, capsys):
+    from kernelcomp import diagnostics as dg
+
+    X, y = xy
+    run, nets = _small_run(tmp_path, X, y)
+    out = tmp_path / "d.h5"
+    code, stdout, err = _run(["kpca", run, "-o", out, "--informative", "0,1",
+                              "--compression-convention", "rms", "--params", "last",
+                              "--dtype", "float64", "--n-components", 5, "--split", "test",
+                              "--n-jobs", 1], capsys)
+    assert code == 0, err
+    d = io.load_diagnostics(out)
+    assert d.config == {
+        "command": "kpca", "files": [str(run)], "data": None, "labels": None,
+        "split": "test", "params": "last", "n_components": 5, "mi_components": 10, "mi_k": 5,
+        "informative": [0, 1], "compression_convention": "rms", "dtype": "float64",
+        "model": None, "input_shape": None}
+    for e, net in zip(d.entries, nets, strict=True):
+        lam = dg.compression(net, informative=[0, 1], convention="rms")
+        assert e["compression"] == pytest.approx(lam, rel=1e-12)
+        _same_entry(e, dg.kpca_record(kc.EmpiricalNTK(net, params="last")(X[:12]), y[:12],
+                                      n_components=5))
+        assert f"  run:step {e['step']}: P_10 = " in stdout
+        assert f", lambda {lam:.3f} (rms)\n" in stdout
+    assert stdout.startswith(f"wrote {out}: kernel PCA of 2 Gram matrices\n")
+    assert [(e["step"], e["time"], e["checkpoint"]) for e in d.entries] == [(0, 0.0, 0),
+                                                                          (3, 0.5, 1)]
+
+
+def test_kpca_summary_line():
+    from kernelcomp.cli._kpca import summary
+
+    P = np.linspace(0.1, 1.0, 12)
+    assert summary({"cumulative_projection": P}) == f"P_10 = {P[9]:.3f}"
+    assert summary({"cumulative_projection": P[:4]}) == f"P_10 = {P[3]:.3f}"
+    e = {"cumulative_projection": P, "n_classes": 3, "mutual_information": np.array([0.5, 1.0]),
+         "mi_method": "ksg"}
+    assert summary(e) == f"P_10 = {P[9]:.3f} (one-hot, 3 classes), MI top-2 mean 0.750 bit (KSG)"
+    e["mi_method"] = "other"
+    assert summary(e).endswith("MI top-2 mean 0.750 bit")
+
+
+def test_kpca_notes_a_label_mean(tmp_path, xy, capsys):
+    X, _ = xy
+    io.save_gram(tmp_path / "K.h5", kc.NTK()(X))
+    for y, note in ((np.r_[np.ones(15), -np.ones(5)], True),  # mean share 0.25
+                    (np.r_[np.ones(10), -np.ones(10)], False)):
+        np.save(tmp_path / "yy.npy", y)
+        code, stdout, err = _run(["kpca", tmp_path / "K.h5", "--labels", tmp_path / "yy.npy",
+                                  "-o", tmp_path / "d.h5", "--force"], capsys)
+        assert code == 0
+        line = ("kernelcomp kpca: the labels' mean carries 25% of ||y||^2, which P_k counts "
+                "(uncentred, as in the paper); centre them to leave it out\n")
+        assert err == (line if note else "")
+        assert "K.h5: P_10 = " in stdout
+    code, stdout, err = _run(["kpca", tmp_path / "K.h5", "--labels", tmp_path / "yy.npy",
+                              "-o", tmp_path / "d.h5", "--force", "-q"], capsys)
+    assert (code, stdout, err) == (0, "", "")
 
 
 if __name__ == "__main__":

@@ -525,6 +525,104 @@ def test_kpca_notes_a_label_mean(tmp_path, xy, capsys):
     assert (code, stdout, err) == (0, "", "")
 
 
+
+# ---------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------
+def _head(info):
+    return (f"{info['path']}: kernelcomp {info['format']} file (format 1.0, written by "
+            f"kernelcomp {kc.__version__} at {info['created']})")
+
+
+def test_info_text_of_every_format(tmp_path, xy, capsys):
+    X, y = xy
+    x = tmp_path / "X.npy"
+    g = tmp_path / "K.h5"
+    assert main(["gram", str(x), "--depth", "2", "--bias-std", "0.5", "-o", str(g), "-q"]) == 0
+    plain = tmp_path / "P.h5"
+    io.save_gram(plain, np.eye(2))
+    run, _ = _small_run(tmp_path, X, y)
+    net = kc.FCNetwork.init(3, [4, 2], activation="erf", seed=0)
+    net.save(tmp_path / "n.h5")
+    io.save_diagnostics(tmp_path / "d.h5", [{"label": "a", "v": 1.23456789,
+                                             "arr": np.ones((2, 3))}], config={"c": 2})
+    files = [g, plain, run, tmp_path / "n.h5", tmp_path / "d.h5"]
+    code, out, err = _run(["info", *files], capsys)
+    assert code == 0, err
+    infos = [io.file_info(f) for f in files]
+    gi = infos[0]
+    # the stored description (keys sorted), None-valued parameters (width) left out
+    kernel = "activation=relu, bias_std=0.5, depth=2, parameterization=ntk, weight_std=1.0"
+    expected = [
+        _head(gi),
+        f"  matrix:     20 x 20 float64, symmetric, complete, blocks {gi['blocks']}",
+        f"  kernel:     NTK({kernel})",
+        f"  input hash: {gi['input_hash']}",
+        f"  inputs:     {json.dumps({'X': str(x)})}",
+        _head(infos[1]),
+        "  matrix:     2 x 2 float64, symmetric, complete, blocks 1/1",
+        "  kernel:     -()",
+        "  input hash: -",
+        _head(infos[2]),
+        "  state:      complete",
+        "  data:       X_test (12, 3), X_train (20, 3), y_test (12,), y_train (20,)",
+        f"  config:     {json.dumps(infos[2]['config'])}",
+        "  checkpoints: 2",
+        "       0  step        0  time          0  loss          1",
+        "       1  step        3  time        0.5  loss          1",
+        _head(infos[3]),
+        f"  network:    d=3, widths [4, 2], 1 output(s), erf, ntk, {net.n_params} parameters",
+        _head(infos[4]),
+        '  config:     {"c": 2}',
+        "  entries:    1",
+        "       0  a: v=1.235",
+        "          arrays: arr (2, 3)",
+    ]
+    assert gi["input_hash"]
+    assert out.splitlines() == expected
+
+
+def test_info_of_a_run_with_summary_and_diagnostics(tmp_path, xy, capsys):
+    from kernelcomp.cli._info import describe
+
+    info = {"path": "r.h5", "format": "run", "format_version": "1.0",
+            "kernelcomp_version": "9", "created": "now", "complete": False, "config": {},
+            "summary": {"status": "ok"}, "data": {"X_train": [3, 2]}, "diagnostics": ["a", "b"],
+            "checkpoints": [{"step": 12345, "time": None, "loss": 0.000123456}]}
+    assert describe(info) == [
+        "r.h5: kernelcomp run file (format 1.0, written by kernelcomp 9 at now)",
+        "  state:      INCOMPLETE (the run did not finish)",
+        "  data:       X_train (3, 2)",
+        "  config:     {}",
+        '  summary:    {"status": "ok"}',
+        "  diagnostics: a, b",
+        "  checkpoints: 1",
+        "       0  step    12345  time          -  loss  0.0001235",
+    ]
+    gram = {"path": "K.h5", "format": "gram", "format_version": "1.0",
+            "kernelcomp_version": "9", "created": "now", "shape": [2, 3], "dtype": "float32",
+            "symmetric": False, "kernel": None, "input_hash": None, "blocks": "0/1",
+            "complete": False, "inputs": {"X": "a.npy", "X_key": None}}
+    assert describe(gram)[1:] == [
+        "  matrix:     2 x 3 float32, INCOMPLETE (resume with --resume), blocks 0/1",
+        "  kernel:     -()",
+        "  input hash: -",
+        '  inputs:     {"X": "a.npy"}',
+    ]
+
+
+def test_info_json_one_file_or_several(tmp_path, capsys):
+    io.save_gram(tmp_path / "A.h5", np.eye(2))
+    io.save_gram(tmp_path / "B.h5", np.eye(3))
+    code, out, _ = _run(["info", "--json", tmp_path / "A.h5"], capsys)
+    assert code == 0
+    assert out == json.dumps(io.file_info(tmp_path / "A.h5"), indent=2, default=str) + "\n"
+    code, out, _ = _run(["info", "--json", tmp_path / "A.h5", tmp_path / "B.h5"], capsys)
+    assert json.loads(out) == [json.loads(json.dumps(io.file_info(tmp_path / n), default=str))
+                               for n in ("A.h5", "B.h5")]
+    assert out.startswith("[\n  {\n    ")
+
+
 if __name__ == "__main__":
     SPEC.write_text(json.dumps(_current_spec(), indent=1) + "\n")
     print(f"wrote {SPEC}", file=sys.stderr)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 
@@ -621,6 +622,119 @@ def test_info_json_one_file_or_several(tmp_path, capsys):
     assert json.loads(out) == [json.loads(json.dumps(io.file_info(tmp_path / n), default=str))
                                for n in ("A.h5", "B.h5")]
     assert out.startswith("[\n  {\n    ")
+
+
+
+# ---------------------------------------------------------------------------
+# _sources: what kpca and geometry read
+# ---------------------------------------------------------------------------
+def test_sources_refuse_what_they_cannot_read(tmp_path, xy, capsys):
+    X, y = xy
+    io.save_gram(tmp_path / "K.h5", kc.NTK()(X))
+    io.save_diagnostics(tmp_path / "d.h5", [{"a": 1}])
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["x"] = np.ones(2)
+    (tmp_path / "w.bin").write_bytes(b"\0")
+    (tmp_path / "noext").write_bytes(b"\0")
+    with io.RunWriter(tmp_path / "empty.h5", X_train=X, y_train=y):
+        pass
+    o = ["-o", tmp_path / "o.h5"]
+    p = tmp_path
+    for command, name, message in [
+        ("kpca", "gone.h5", f"{p / 'gone.h5'}: no such file"),
+        ("kpca", "foreign.h5", f"{p / 'foreign.h5'} is not a kernelcomp file (no "
+                               "'kernelcomp_format' attribute)"),
+        ("kpca", "d.h5", f"{p / 'd.h5'} is a kernelcomp 'diagnostics' file; kpca reads Gram, "
+                         "run or network files"),
+        ("geometry", "K.h5", f"{p / 'K.h5'} is a kernelcomp 'gram' file; geometry reads run or "
+                             "network files"),
+        ("kpca", "w.bin", f"{p / 'w.bin'}: unsupported file type '.bin'; kpca reads .h5 "
+                          "(Gram/run files), .npz, .pt and .pt2 checkpoints"),
+        ("geometry", "noext", f"{p / 'noext'}: unsupported file type '(none)'; geometry reads "
+                              ".h5 (run/network files), .npz, .pt and .pt2 checkpoints"),
+        ("kpca", "empty.h5", f"{p / 'empty.h5'} holds no checkpoints"),
+    ]:
+        _error([command, p / name, *o], capsys, f"kernelcomp {command}: error: {message}")
+    run, _ = _small_run(tmp_path, X, y)
+    with io.RunWriter(tmp_path / "notest.h5", X_train=X, y_train=y) as w:
+        w.add_checkpoint(kc.FCNetwork.init(3, [4], seed=0), step=0, time=0.0, loss=1.0)
+    _error(["kpca", p / "notest.h5", "--split", "test", *o], capsys,
+           f"kernelcomp kpca: error: {p / 'notest.h5'} stores no test data (--split test)")
+    np.save(p / "v.npy", X[:, 0])
+    _error(["kpca", run, "--data", p / "v.npy", *o], capsys,
+           "kernelcomp kpca: error: --data must be a 2-D array of shape (n_samples, n_features), "
+           "got 1-D array of shape (20,); reshape with X.reshape(-1, 1) for one feature or "
+           "X.reshape(1, -1) for one sample")
+    _error(["kpca", p / "K.h5", "--data", p / "X.npy", *o], capsys,
+           f"kernelcomp kpca: error: {p / 'K.h5'} is a Gram file: --data does not apply to it")
+    kc.FCNetwork.init(3, [4], seed=0).save(p / "net.npz")
+    _error(["kpca", p / "net.npz", *o], capsys,
+           f"kernelcomp kpca: error: {p / 'net.npz'} is a network checkpoint: pass --data "
+           "(and --labels)")
+    assert not (p / "o.h5").exists()
+
+
+def test_sources_data_labels_keys_and_label_names(tmp_path, xy, capsys):
+    X, y = xy
+    y01 = (y > 0).astype(int)
+    # a run whose stored labels are 0/1: the note names them "labels"
+    net = kc.FCNetwork.init(3, [6], seed=5)
+    with io.RunWriter(tmp_path / "r.h5", X_train=X, y_train=y01) as w:
+        w.add_checkpoint(net, step=7, time=1.5, loss=1.0)
+    code, _, err = _run(["kpca", tmp_path / "r.h5", "-o", tmp_path / "a.h5", "-q"], capsys)
+    assert code == 0
+    assert err == "kernelcomp: labels: classes 0 -> -1 and 1 -> +1 (the paper's +-1 labels)\n"
+    e = io.load_diagnostics(tmp_path / "a.h5").entries[0]
+    assert e["label"] == "r:step 7" and e["source"] == str(tmp_path / "r.h5")
+    assert (e["step"], e["time"], e["checkpoint"]) == (7, 1.5, 0)
+    _same_entry(e, kc.diagnostics.kpca_record(kc.EmpiricalNTK(net)(X), y))
+    # --data/--labels with their keys, on the run's network and on a network .h5
+    Xn, yn = X[::-1] * 2, y01[::-1]
+    np.savez(tmp_path / "in.npz", pts=Xn, other=np.ones(3))
+    with h5py.File(tmp_path / "lab.h5", "w") as f:
+        f["lab"] = yn
+    net.save(tmp_path / "n.h5")
+    code, _, err = _run(["kpca", tmp_path / "r.h5", tmp_path / "n.h5", "--data",
+                         tmp_path / "in.npz", "--data-key", "pts", "--labels",
+                         tmp_path / "lab.h5", "--labels-key", "lab", "-o", tmp_path / "b.h5",
+                         "-q"], capsys)
+    assert code == 0, err
+    assert err == ("kernelcomp: --labels: classes 0 -> -1 and 1 -> +1 (the paper's +-1 "
+                   "labels)\n") * 2
+    ref = kc.diagnostics.kpca_record(kc.EmpiricalNTK(net)(Xn), np.where(yn == 1, 1.0, -1.0))
+    entries = io.load_diagnostics(tmp_path / "b.h5").entries
+    assert [e["label"] for e in entries] == ["r:step 7", "n.h5"]
+    for e in entries:
+        _same_entry(e, ref)
+    # a Gram file's labels: named --labels
+    io.save_gram(tmp_path / "K.h5", kc.NTK()(X))
+    np.save(tmp_path / "y01.npy", y01)
+    code, _, err = _run(["kpca", tmp_path / "K.h5", "--labels", tmp_path / "y01.npy", "-o",
+                         tmp_path / "c.h5", "-q"], capsys)
+    assert code == 0 and err.startswith("kernelcomp: --labels: classes 0 -> -1")
+
+
+def test_empirical_ntk_of_each_kind_of_network():
+    from kernelcomp.cli._common import UsageError
+    from kernelcomp.cli._sources import empirical_ntk
+
+    net = kc.FCNetwork.init(3, [4], seed=0)
+    assert empirical_ntk(net).to_dict() == kc.EmpiricalNTK(net).to_dict()
+    assert empirical_ntk(net, "headless").to_dict() == kc.EmpiricalNTK(
+        net, params="headless").to_dict()
+    torch = pytest.importorskip("torch")
+    from kernelcomp._torch_ntk import TorchNTK
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    k = empirical_ntk(model, "last")
+    assert isinstance(k, TorchNTK)
+    assert k.to_dict() == TorchNTK(model, params="last", dtype="float64").to_dict()
+    k = empirical_ntk(model, "all", dtype="float32", max_memory=2**20)
+    assert k.to_dict() == TorchNTK(model, params="all", dtype="float32").to_dict()
+    assert k._max_memory == 2**20
+    with pytest.raises(UsageError, match=r"^--params headless applies to kernelcomp networks; "
+                                         r"a PyTorch model takes all or last$"):
+        empirical_ntk(model, "headless")
 
 
 if __name__ == "__main__":

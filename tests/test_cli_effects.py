@@ -425,7 +425,7 @@ def test_gram_network_options(tmp_path, xy, capsys):
 def _small_run(tmp_path, X, y, seeds=(0, 1), name="run.h5"):
     nets = [kc.FCNetwork.init(X.shape[1], [10], seed=s) for s in seeds]
     with io.RunWriter(tmp_path / name, X_train=X, y_train=y, X_test=X[:12],
-                      y_test=y[:12]) as w:
+                      y_test=y[:12], config={"alpha": 0.01}) as w:
         for i, net in enumerate(nets):
             w.add_checkpoint(net, step=3 * i, time=0.5 * i, loss=1.0)
     return tmp_path / name, nets
@@ -735,6 +735,128 @@ def test_empirical_ntk_of_each_kind_of_network():
     with pytest.raises(UsageError, match=r"^--params headless applies to kernelcomp networks; "
                                          r"a PyTorch model takes all or last$"):
         empirical_ntk(model, "headless")
+
+
+
+# ---------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------
+def test_geometry_options_reach_the_diagnostics(tmp_path, xy, capsys):
+    dg = kc.diagnostics
+    X, y = xy
+    run, nets = _small_run(tmp_path, X, y, seeds=(0, 1, 2))
+    Xd = X[:, ::-1] * 1.5
+    np.savez(tmp_path / "d.npz", pts=Xd)
+    out = tmp_path / "g.h5"
+    code, stdout, err = _run(["geometry", run, "-o", out, "--informative", "1",
+                              "--compression-convention", "norm", "--trajectory-components", 2,
+                              "--dtype", "float32", "--n-jobs", 1, "--data", tmp_path / "d.npz",
+                              "--data-key", "pts", "--layer", "-1"], capsys)
+    assert code == 0, err
+    d = io.load_diagnostics(out)
+    assert d.config == {
+        "command": "geometry", "files": [str(run)], "data": str(tmp_path / "d.npz"),
+        "labels": None, "split": "train", "layer": -1, "informative": [1],
+        "compression_convention": "norm", "trajectory_components": 2,
+        "loss_curvature": "identity (the square loss)", "dtype": "float32"}
+    assert len(d.entries) == 4
+    lines = [f"wrote {out}: geometry of 3 networks, 1 trajectories"]
+    for e, net in zip(d.entries, nets, strict=False):
+        att = dg.attractors(net, Xd, layer=-1)
+        assert e["attractor_layer"] == att.layer == 0 and e["n_samples"] == 20
+        assert (e["n_neurons"], e["n_attractors"]) == (att.n_neurons, att.n_attractors)
+        assert e["n_dead"] == int(att.sizes[att.dead].sum())
+        assert e["attractor_criterion"] == att.criterion
+        np.testing.assert_array_equal(e["attractor_beta_share"], att.beta_share)
+        merged, exact = dg.attractor_network(net, Xd, layer=0)
+        assert e["attractor_network_neurons"] == merged.widths[-1]
+        assert e["attractor_network_exact"] == exact
+        geo = dg.layer_geometry(net, Xd)
+        np.testing.assert_allclose(e["effective_rank"], geo.effective_ranks)
+        np.testing.assert_allclose(e["power_law_exponent"], geo.exponents)
+        gn = dg.gauss_newton_spectrum(kc.EmpiricalNTK(net)(Xd, dtype="float32"))
+        np.testing.assert_array_equal(e["gauss_newton_eigenvalues"], gn.eigenvalues)
+        assert e["gauss_newton_n_effective"] == gn.n_effective
+        for key in ("tol", "decades", "log_spacing_mean", "log_spacing_std"):
+            assert e[f"gauss_newton_{key}"] == pytest.approx(float(getattr(gn, key)))
+        assert e["compression"] == pytest.approx(
+            dg.compression(net, informative=[1], convention="norm"), rel=1e-12)
+        ids = ", ".join(f"{v:.2f}" for v in geo.intrinsic_dimensions)
+        lines.append(f"  {e['label']}: {att.n_attractors} attractors of {att.n_neurons} "
+                     f"neurons, intrinsic dimension {ids}, Gauss-Newton n_eff {gn.n_effective}")
+    assert stdout.splitlines() == lines
+    traj = d.entries[-1]
+    emb = dg.trajectory_embedding(run, split="train", X=Xd, n_components=2)
+    np.testing.assert_allclose(traj["trajectory_coordinates"], emb.coordinates, atol=1e-10)
+    np.testing.assert_allclose(traj["trajectory_eigenvalues"], emb.eigenvalues, atol=1e-10)
+    np.testing.assert_allclose(traj["trajectory_explained_fraction"], emb.explained_fraction)
+    np.testing.assert_array_equal(traj["trajectory_times"], emb.times)
+    assert traj["trajectory_split"] == emb.split and traj["n_samples"] == 20
+    assert traj["source"] == str(run) and traj["label"] == "run:trajectory"
+
+
+def test_geometry_layer_range_and_deep_networks(tmp_path, xy, capsys):
+    del xy  # X.npy is written by the fixture
+    net = kc.FCNetwork.init(3, [6, 5], seed=0)
+    net.save(tmp_path / "deep.h5")
+    base = ["geometry", tmp_path / "deep.h5", "--data", tmp_path / "X.npy", "-q"]
+    for layer, ok in ((-2, True), (1, True), (2, False), (-3, False)):
+        code, _, err = _run([*base, "--layer", layer, "-o", tmp_path / f"g{layer}.h5"], capsys)
+        if ok:
+            assert code == 0, err
+            e = io.load_diagnostics(tmp_path / f"g{layer}.h5").entries[0]
+            assert e["attractor_layer"] == layer % 2
+            # the merged network only of the last hidden layer (one output)
+            assert ("attractor_network_exact" in e) == (layer % 2 == 1)
+        else:
+            assert (code, err) == (2, f"kernelcomp geometry: error: --layer {layer} is out of "
+                                      "range for a network with 2 hidden layer(s)\n")
+    two = kc.FCNetwork.init(3, [6], n_outputs=2, seed=0)
+    two.save(tmp_path / "two.h5")
+    code, _, err = _run(["geometry", tmp_path / "two.h5", "--data", tmp_path / "X.npy", "-q",
+                         "-o", tmp_path / "two_g.h5"], capsys)
+    assert code == 0, err
+    assert "attractor_network_exact" not in io.load_diagnostics(tmp_path / "two_g.h5").entries[0]
+
+
+def test_geometry_figures(tmp_path, xy, capsys, monkeypatch):
+    from kernelcomp.cli import _geometry
+    from kernelcomp.plotting import _geometry as plot_geometry
+
+    X, y = xy
+    run, _ = _small_run(tmp_path, X, y, seeds=tuple(range(6)))
+    saved, panels = [], []
+    real_save, real_neurons = _geometry.save_figure, plot_geometry.neurons_figure
+
+    def save(path, draw, title=None):
+        saved.append((Path(path).name, title))
+        return real_save(path, draw, title)
+
+    def neurons(nets_, informative, Xs, titles, **kw):
+        panels.append((len(nets_), informative, titles))
+        return real_neurons(nets_, informative, Xs, titles, **kw)
+
+    monkeypatch.setattr(_geometry, "save_figure", save)
+    monkeypatch.setattr(plot_geometry, "neurons_figure", neurons)
+    figs = tmp_path / "figs"
+    code, stdout, err = _run(["geometry", run, "-o", tmp_path / "g.h5", "--plot", figs,
+                              "--informative", "0"], capsys)
+    assert code == 0, err
+    # at most 4 panels, evenly spaced, first and last kept: checkpoints 0, 2, 3, 5
+    assert panels == [(4, [0], ["step 0", "step 6", "step 9", "step 15"])]
+    assert saved == [("layer_geometry.png", "run:step 15: hidden representations"),
+                     ("gauss_newton.png", "Gauss-Newton spectrum (1/p) J^T J"),
+                     ("trajectory_run.png", "run.h5: InPCA trajectory")]
+    assert sorted(p.name for p in figs.iterdir()) == [
+        "gauss_newton.png", "layer_geometry.png", "neurons.png", "trajectory_run.png"]
+    assert f"wrote 4 figures into {figs}\n" in stdout
+    saved.clear()
+    panels.clear()
+    code, _, err = _run(["geometry", run, "-o", tmp_path / "h.h5", "--plot", tmp_path / "f2",
+                         "--trajectory-components", 1, "-q"], capsys)
+    assert code == 0, err
+    assert panels == [] and [name for name, _ in saved] == ["layer_geometry.png",
+                                                             "gauss_newton.png"]
 
 
 if __name__ == "__main__":

@@ -859,6 +859,176 @@ def test_geometry_figures(tmp_path, xy, capsys, monkeypatch):
                                                              "gauss_newton.png"]
 
 
+
+# ---------------------------------------------------------------------------
+# train, demo
+# ---------------------------------------------------------------------------
+def test_train_options_reach_the_training(tmp_path, capsys, monkeypatch):
+    from kernelcomp import datasets, demo, diagnostics, training
+
+    calls = _spy(monkeypatch, training, "train")
+    results = []
+    real = training.train
+
+    def keep(*args, **kwargs):
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(training, "train", keep)
+    out = tmp_path / "r.h5"
+    code, stdout, err = _run(["train", "cylinder", "--p", 12, "--d", 3, "--d-par", 2, "--h", 16,
+                              "--seed", 3, "--n-test", 7, "--max-steps", 4, "--max-wall", 50,
+                              "--loss", "soft_hinge", "--integrator", "euler", "--regime",
+                              "lazy", "-o", out], capsys)
+    assert code == 0, err
+    (args, kwargs), = calls
+    net, X, y = args
+    X0, y0 = datasets.load("cylinder", 12, 3, 3, d_par=2)
+    Xt, yt = datasets.load("cylinder", 7, 3, 3, split="test", d_par=2)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(kwargs["X_test"], Xt)
+    np.testing.assert_array_equal(kwargs["y_test"], yt)
+    ref = demo._paper_net(3, 16, 3)
+    assert net.widths == ref.widths
+    assert kwargs["alpha"] == demo.default_alpha("lazy", 16)
+    assert (kwargs["loss"], kwargs["integrator"], kwargs["max_steps"], kwargs["max_wall"],
+            kwargs["force"], kwargs["progress"], kwargs["path"]) == (
+        "soft_hinge", "euler", 4, 50.0, False, False, out)
+    assert kwargs["config"] == {"dataset": "cylinder", "d": 3, "d_par": 2, "seed": 3,
+                                "regime": "lazy"}
+    res = results[0]
+    k = demo._t_star_or_none(res)
+
+    def lam(n):
+        return f"{diagnostics.compression(n, [0, 1], convention='figures'):.3f}"
+
+    at = ("n/a (stopped before t*)" if k is None else
+          f"{lam(res.checkpoints[k].net)} at t* (step {res.checkpoints[k].step})")
+    assert stdout == (
+        f"{out}: {res.status} after {res.final.step} steps (t={res.final.time:.4g}, "
+        f"{res.wall_time:.1f} s); train error {res.final.train_error:.4f}, test error "
+        f"{res.checkpoints[-1].test_error:.4f}, compression lambda {at}, {lam(res.net)} at the "
+        f"end (figures convention), {len(res.checkpoints)} checkpoints\n")
+    # the sphere has no uninformative direction; --alpha given; --quiet
+    code, stdout, err = _run(["train", "sphere", "--p", 10, "--d", 2, "--h", 8, "--n-test", 5,
+                              "--max-steps", 2, "--alpha", 0.5, "-o", tmp_path / "s.h5"],
+                             capsys)
+    assert code == 0, err
+    assert calls[1][1]["alpha"] == 0.5 and calls[1][1]["loss"] == "hinge"
+    assert calls[1][1]["integrator"] == "sliding"
+    assert "compression lambda n/a (no uninformative direction), " in stdout
+    code, stdout, err = _run(["train", "stripe", "--p", 10, "--d", 2, "--h", 8, "--n-test", 5,
+                              "--max-steps", 2, "--quiet", "-o", tmp_path / "t.h5"], capsys)
+    assert (code, stdout) == (0, "")
+    assert calls[2][1]["alpha"] == demo.default_alpha("feature", 8)
+    assert calls[2][1]["config"]["seed"] == 0 and calls[2][1]["config"]["d_par"] == 2
+    _error(["train", "stripe", "--p", 10, "--d", 2, "--seed", -1, "-o", tmp_path / "u.h5"],
+           capsys, "kernelcomp train: error: --seed must be >= 0, got -1")
+    _error(["train", "stripe", "--p", 10, "--d", 2, "-o", out], capsys,
+           f"kernelcomp train: error: {out} exists; pass --force to overwrite it")
+    assert len(calls) == 3
+
+
+def test_demo_options_reach_run_demo(tmp_path, capsys, monkeypatch):
+    import kernelcomp.demo
+
+    calls = []
+    monkeypatch.setattr(kernelcomp.demo, "run_demo",
+                        lambda out, **kw: calls.append((out, kw)))
+    out = tmp_path / "d"
+    code, stdout, _ = _run(["demo", "--out", out], capsys)
+    assert (code, stdout) == (0, f"written to {out}\n")
+    code, stdout, _ = _run(["demo", "--out", out, "--quick", "--quiet"], capsys)
+    assert (code, stdout) == (0, "")
+    assert calls == [(str(out), {"quick": False, "progress": True}),
+                     (str(out), {"quick": True, "progress": False})]
+    (out / "x").mkdir(parents=True)
+    _error(["demo", "--out", out], capsys, f"kernelcomp demo: error: --out {out} already holds "
+                                           "files; use --force to replace them")
+    (tmp_path / "f").write_text("")
+    _error(["demo", "--out", tmp_path / "f", "--force"], capsys,
+           f"kernelcomp demo: error: --out {tmp_path / 'f'} exists and is not a folder")
+
+
+# ---------------------------------------------------------------------------
+# main: exit statuses and messages
+# ---------------------------------------------------------------------------
+def test_subcommands_and_their_order():
+    import kernelcomp.cli as cli
+
+    assert [m.__name__ for m in cli.SUBCOMMANDS] == [
+        f"kernelcomp.cli._{n}" for n in ("gram", "kpca", "geometry", "info", "train", "demo")]
+    assert list(_current_spec()["subcommands"]) == ["gram", "kpca", "geometry", "info",
+                                                     "train", "demo"]
+    with pytest.raises(AttributeError, match=r"^module 'kernelcomp.cli' has no attribute "
+                                             r"'NOPE'$"):
+        cli.NOPE  # noqa: B018
+
+
+def test_one_line_messages():
+    from kernelcomp.cli import _one_line
+
+    assert _one_line(KeyError("k")) == "missing 'k'"
+    assert _one_line(KeyError()) == "KeyError"
+    assert _one_line(ValueError("a\n  b   c")) == "a b c"
+    assert _one_line(FileNotFoundError(2, "No such file", "f.h5")) == (
+        "[Errno 2] No such file: 'f.h5'")
+
+    class ReadFailed(OSError):  # an OSError whose text does not name its file
+        def __str__(self):
+            return "read failed"
+
+    assert _one_line(ReadFailed(5, "x", "g.h5")) == "g.h5: read failed"
+    assert _one_line(OSError(5, "bad")) == "[Errno 5] bad"
+    e = OSError("f.h5 is broken")
+    e.filename = "f.h5"
+    assert _one_line(e) == "f.h5 is broken"
+
+
+def test_main_exit_statuses(tmp_path, capsys, monkeypatch):
+    from kernelcomp.cli import _info
+
+    code, out, err = _run([], capsys)
+    assert code == 2 and out == "" and err.startswith("usage: kernelcomp ")
+    code, out, _ = _run(["info", "--help"], capsys)
+    assert code == 0 and out.startswith("usage: kernelcomp info ")
+
+    def boom(_args):
+        raise SystemExit("a message")
+
+    monkeypatch.setattr(build_parser().__class__, "parse_args", lambda self, a: boom(a))
+    assert main(["info", "x"]) == 2
+    monkeypatch.setattr(build_parser().__class__, "parse_args",
+                        lambda self, a: (_ for _ in ()).throw(SystemExit(None)))
+    assert main(["info", "x"]) == 0
+    monkeypatch.undo()
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kernelcomp.cli.build_parser", interrupted)
+    code, out, err = _run(["info", "x"], capsys)
+    assert (code, out, err) == (130, "", "kernelcomp: interrupted\n")
+    monkeypatch.undo()
+    io.save_gram(tmp_path / "K.h5", np.eye(2))
+
+    def fails(info):
+        raise ValueError("bad\nfile")
+
+    monkeypatch.setattr(_info, "describe", fails)
+    code, out, err = _run(["info", tmp_path / "K.h5"], capsys)
+    assert (code, out, err) == (2, "", "kernelcomp info: error: bad file\n")
+    for value, raises in (("1", True), ("0", False), ("", False)):
+        monkeypatch.setenv("KERNELCOMP_TRACEBACK", value)
+        if raises:
+            with pytest.raises(ValueError, match="bad"):
+                main(["info", str(tmp_path / "K.h5")])
+        else:
+            assert main(["info", str(tmp_path / "K.h5")]) == 2
+        capsys.readouterr()
+
+
 if __name__ == "__main__":
     SPEC.write_text(json.dumps(_current_spec(), indent=1) + "\n")
     print(f"wrote {SPEC}", file=sys.stderr)

@@ -527,6 +527,112 @@ def test_kpca_notes_a_label_mean(tmp_path, xy, capsys):
 
 
 
+def _record_plots(monkeypatch):
+    """The calls of kpca's plotting functions and figure saves (which still draw)."""
+    from kernelcomp import plotting
+    from kernelcomp.cli import _kpca
+
+    calls = []
+    for name in ("plot_spectra", "plot_label_projections", "plot_cumulative_projections",
+                 "plot_mutual_informations"):
+        real = getattr(plotting, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls.append((_name, args, {k: v for k, v in kwargs.items() if k != "ax"}))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(plotting, name, spy)
+    real_save = _kpca.save_figure
+
+    def save(path, draw, title=None):
+        calls.append(("save", Path(path).name, title))
+        return real_save(path, draw, title)
+
+    monkeypatch.setattr(_kpca, "save_figure", save)
+    return calls
+
+
+def test_kpca_figures_of_a_run(tmp_path, xy, capsys, monkeypatch):
+    X, y = xy
+    run, _ = _small_run(tmp_path, X, y)
+    calls = _record_plots(monkeypatch)
+    figs = tmp_path / "figs"
+    code, stdout, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--plot", figs], capsys)
+    assert code == 0, err
+    entries = io.load_diagnostics(tmp_path / "d.h5").entries
+    names = ["step 0", "step 3"]
+    spectra = [c for c in calls if c[0] == "plot_spectra"]
+    (_, args, kw), = spectra
+    assert args[1] == names and kw["power_law"] is False
+    assert kw["traces"] == [pytest.approx(float(e["trace"])) for e in entries]
+    for got, e in zip(args[0], entries, strict=True):
+        np.testing.assert_array_equal(got, e["eigenvalues"])
+    for name in ("plot_label_projections", "plot_cumulative_projections"):
+        (_, args, _), = [c for c in calls if c[0] == name]
+        np.testing.assert_array_equal(args[1], y)
+        assert args[2] == names
+        for got, e in zip(args[0], entries, strict=True):
+            np.testing.assert_array_equal(got, e["label_projection"])
+    (_, args, kw), = [c for c in calls if c[0] == "plot_mutual_informations"]
+    assert args[1] == names
+    assert kw["floor"] == pytest.approx(np.mean([e["mutual_information_floor"]
+                                                 for e in entries]))
+    assert [c[1:] for c in calls if c[0] == "save"] == [
+        (f, "run.h5") for f in ("spectrum.png", "label_projection.png",
+                                "cumulative_projection.png", "mutual_information.png")]
+    assert f"wrote 4 figures into {figs}\n" in stdout
+    assert sorted(p.name for p in figs.iterdir()) == [
+        "cumulative_projection.png", "label_projection.png", "mutual_information.png",
+        "spectrum.png"]
+
+
+def test_kpca_figures_of_several_files(tmp_path, xy, capsys, monkeypatch):
+    X, y = xy
+    K = kc.NTK()(X)
+    io.save_gram(tmp_path / "A.h5", K)
+    io.save_gram(tmp_path / "B.h5", 2 * K)
+    calls = _record_plots(monkeypatch)
+    # no labels: the spectrum only; one Gram: its power law, its file in the title
+    code, _, err = _run(["kpca", tmp_path / "A.h5", "-o", tmp_path / "d.h5", "--plot",
+                         tmp_path / "f1", "-q"], capsys)
+    assert code == 0, err
+    assert [(c[0], c[2].get("power_law")) for c in calls if c[0] != "save"] == [
+        ("plot_spectra", True)]
+    assert [c[1:] for c in calls if c[0] == "save"] == [("spectrum.png", "A.h5")]
+    calls.clear()
+    # two files, the same labels: the labels' figures, named by label, no title
+    code, _, err = _run(["kpca", tmp_path / "A.h5", tmp_path / "B.h5", "--labels",
+                         tmp_path / "y.npy", "-o", tmp_path / "e.h5", "--plot", tmp_path / "f2",
+                         "-q"], capsys)
+    assert code == 0, err
+    assert [c[0] for c in calls if c[0] != "save"] == [
+        "plot_spectra", "plot_label_projections", "plot_cumulative_projections",
+        "plot_mutual_informations"]
+    assert all(c[1][1 if c[0] == "plot_spectra" or c[0] == "plot_mutual_informations"
+                    else 2] == ["A.h5", "B.h5"] for c in calls if c[0] != "save")
+    assert [c[2] for c in calls if c[0] == "save"] == [None] * 4
+    calls.clear()
+    # three classes: no label-projection figures (their P_k is of one-hot indicators)
+    np.save(tmp_path / "y3.npy", np.arange(20) % 3)
+    code, _, err = _run(["kpca", tmp_path / "A.h5", tmp_path / "B.h5", "--labels",
+                         tmp_path / "y3.npy", "-o", tmp_path / "g.h5", "--plot", tmp_path / "f3",
+                         "-q"], capsys)
+    assert code == 0, err
+    assert [c[0] for c in calls if c[0] != "save"] == ["plot_spectra",
+                                                       "plot_mutual_informations"]
+
+
+def test_kpca_progress_names_each_stage(tmp_path, xy, capsys):
+    X, y = xy
+    run, _ = _small_run(tmp_path, X, y)
+    code, _, err = _run(["kpca", run, "-o", tmp_path / "e.h5", "--progress"], capsys)
+    assert code == 0
+    for stage in ("run:step 0: Gram", "run:step 0: eigenpairs, projections, MI",
+                  "run:step 3: Gram", "run:step 3: eigenpairs, projections, MI"):
+        assert stage in err
+    assert "kernel PCA: " in err and "2/2" in err
+
+
 # ---------------------------------------------------------------------------
 # info
 # ---------------------------------------------------------------------------

@@ -587,7 +587,7 @@ def test_kpca_figures_of_a_run(tmp_path, xy, capsys, monkeypatch):
 
 
 def test_kpca_figures_of_several_files(tmp_path, xy, capsys, monkeypatch):
-    X, y = xy
+    X, _ = xy
     K = kc.NTK()(X)
     io.save_gram(tmp_path / "A.h5", K)
     io.save_gram(tmp_path / "B.h5", 2 * K)

@@ -285,6 +285,9 @@ def test_save_figure_draws_titles_and_saves(tmp_path, monkeypatch):
     assert ax.title.get_fontsize() == FontProperties(size="medium").get_size_in_points()
     _common.save_figure(tmp_path / "b.png", lambda ax: ax)
     assert saved[1][0].axes[0].get_title() == ""
+    # a drawing that returns no axes gets no title (and no error)
+    assert _common.save_figure(tmp_path / "c.png", lambda ax: None, "T") == tmp_path / "c.png"
+    assert saved[2][0].axes[0].get_title() == ""
 
 
 @pytest.mark.parametrize(("n", "most", "expected"), [

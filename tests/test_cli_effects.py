@@ -980,40 +980,45 @@ def test_train_options_reach_the_training(tmp_path, capsys, monkeypatch):
     real = training.train
 
     def keep(*args, **kwargs):
+        weights.append([w.copy() for w in args[0].weights])
         results.append(real(*args, **kwargs))
         return results[-1]
 
+    weights = []
+
     monkeypatch.setattr(training, "train", keep)
     out = tmp_path / "r.h5"
-    code, stdout, err = _run(["train", "cylinder", "--p", 12, "--d", 3, "--d-par", 2, "--h", 16,
+    monkeypatch.setattr(demo, "_t_star_or_none", lambda res: 1)  # t* at the 2nd checkpoint
+    code, stdout, err = _run(["train", "cylinder", "--p", 12, "--d", 3, "--d-par", 1, "--h", 16,
                               "--seed", 3, "--n-test", 7, "--max-steps", 4, "--max-wall", 50,
                               "--loss", "soft_hinge", "--integrator", "euler", "--regime",
                               "lazy", "-o", out], capsys)
     assert code == 0, err
     (args, kwargs), = calls
     net, X, y = args
-    X0, y0 = datasets.load("cylinder", 12, 3, 3, d_par=2)
-    Xt, yt = datasets.load("cylinder", 7, 3, 3, split="test", d_par=2)
+    X0, y0 = datasets.load("cylinder", 12, 3, 3, d_par=1)
+    Xt, yt = datasets.load("cylinder", 7, 3, 3, split="test", d_par=1)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(y, y0)
     np.testing.assert_array_equal(kwargs["X_test"], Xt)
     np.testing.assert_array_equal(kwargs["y_test"], yt)
     ref = demo._paper_net(3, 16, 3)
-    assert net.widths == ref.widths
+    for w, w_ref in zip(weights[0], ref.weights, strict=True):
+        np.testing.assert_array_equal(w, w_ref)
     assert kwargs["alpha"] == demo.default_alpha("lazy", 16)
     assert (kwargs["loss"], kwargs["integrator"], kwargs["max_steps"], kwargs["max_wall"],
             kwargs["force"], kwargs["progress"], kwargs["path"]) == (
         "soft_hinge", "euler", 4, 50.0, False, False, out)
-    assert kwargs["config"] == {"dataset": "cylinder", "d": 3, "d_par": 2, "seed": 3,
+    assert kwargs["config"] == {"dataset": "cylinder", "d": 3, "d_par": 1, "seed": 3,
                                 "regime": "lazy"}
     res = results[0]
     k = demo._t_star_or_none(res)
 
     def lam(n):
-        return f"{diagnostics.compression(n, [0, 1], convention='figures'):.3f}"
+        return f"{diagnostics.compression(n, [0], convention='figures'):.3f}"
 
-    at = ("n/a (stopped before t*)" if k is None else
-          f"{lam(res.checkpoints[k].net)} at t* (step {res.checkpoints[k].step})")
+    assert k == 1
+    at = f"{lam(res.checkpoints[1].net)} at t* (step {res.checkpoints[1].step})"
     assert stdout == (
         f"{out}: {res.status} after {res.final.step} steps (t={res.final.time:.4g}, "
         f"{res.wall_time:.1f} s); train error {res.final.train_error:.4f}, test error "
@@ -1027,16 +1032,27 @@ def test_train_options_reach_the_training(tmp_path, capsys, monkeypatch):
     assert calls[1][1]["alpha"] == 0.5 and calls[1][1]["loss"] == "hinge"
     assert calls[1][1]["integrator"] == "sliding"
     assert "compression lambda n/a (no uninformative direction), " in stdout
+    monkeypatch.setattr(demo, "_t_star_or_none", lambda res: None)
+    code, stdout, err = _run(["train", "stripe", "--p", 10, "--d", 2, "--h", 8, "--n-test", 5,
+                              "--max-steps", 2, "-o", tmp_path / "t0.h5"], capsys)
+    assert code == 0 and "compression lambda n/a (stopped before t*), " in stdout
     code, stdout, err = _run(["train", "stripe", "--p", 10, "--d", 2, "--h", 8, "--n-test", 5,
                               "--max-steps", 2, "--quiet", "-o", tmp_path / "t.h5"], capsys)
     assert (code, stdout) == (0, "")
-    assert calls[2][1]["alpha"] == demo.default_alpha("feature", 8)
-    assert calls[2][1]["config"]["seed"] == 0 and calls[2][1]["config"]["d_par"] == 2
+    assert calls[3][1]["alpha"] == demo.default_alpha("feature", 8)
+    assert calls[3][1]["config"]["seed"] == 0 and calls[3][1]["config"]["d_par"] == 2
     _error(["train", "stripe", "--p", 10, "--d", 2, "--seed", -1, "-o", tmp_path / "u.h5"],
            capsys, "kernelcomp train: error: --seed must be >= 0, got -1")
     _error(["train", "stripe", "--p", 10, "--d", 2, "-o", out], capsys,
            f"kernelcomp train: error: {out} exists; pass --force to overwrite it")
-    assert len(calls) == 3
+    # --force overwrites; progress bars on a terminal unless --quiet
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    for quiet in ([], ["--quiet"]):
+        code, _, err = _run(["train", "stripe", "--p", 10, "--d", 2, "--h", 8, "--n-test", 5,
+                             "--max-steps", 2, "--force", *quiet, "-o", out], capsys)
+        assert code == 0, err
+        assert calls[-1][1]["force"] is True and calls[-1][1]["progress"] is (not quiet)
+    assert len(calls) == 6
 
 
 def test_demo_options_reach_run_demo(tmp_path, capsys, monkeypatch):

@@ -995,7 +995,7 @@ def test_train_options_reach_the_training(tmp_path, capsys, monkeypatch):
                               "lazy", "-o", out], capsys)
     assert code == 0, err
     (args, kwargs), = calls
-    net, X, y = args
+    _, X, y = args
     X0, y0 = datasets.load("cylinder", 12, 3, 3, d_par=1)
     Xt, yt = datasets.load("cylinder", 7, 3, 3, split="test", d_par=1)
     np.testing.assert_array_equal(X, X0)

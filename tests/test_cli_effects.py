@@ -300,6 +300,34 @@ def test_evenly(n, most, expected):
 
 
 
+def test_diagnostics_into_the_run_file_and_over_an_output(tmp_path, xy, capsys, monkeypatch):
+    from kernelcomp.cli import _kpca
+
+    X, y = xy
+    run, _ = _small_run(tmp_path, X, y)
+    code, out, err = _run(["kpca", run, "--into-run", "-q", "--n-components", 3], capsys)
+    assert (code, out) == (0, ""), err
+    d = io.load_diagnostics(run, name="kpca")
+    assert d.config["command"] == "kpca" and d.config["n_components"] == 3
+    code, out, _ = _run(["kpca", run, "--into-run", "--name", "two"], capsys)
+    assert code == 0
+    assert out.startswith(f"added diagnostics/two to {run}: kernel PCA of 2 Gram matrices\n")
+    # refused before any work, in the command line's words
+    calls = _spy(monkeypatch, _kpca, "sources")
+    _error(["kpca", run, "--into-run"], capsys,
+           f"kernelcomp kpca: error: {run} already holds diagnostics 'kpca'; pass --force to "
+           "replace them")
+    _error(["kpca", run, run, "--into-run"], capsys,
+           "kernelcomp kpca: error: --into-run needs exactly one FILE, a run file")
+    assert calls == []
+    # -o over an existing file with --force
+    (tmp_path / "d.h5").write_bytes(b"old")
+    code, _, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--force", "-q"], capsys)
+    assert code == 0, err
+    assert len(io.load_diagnostics(tmp_path / "d.h5").entries) == 2
+
+
+
 # ---------------------------------------------------------------------------
 # gram
 # ---------------------------------------------------------------------------

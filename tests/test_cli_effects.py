@@ -322,8 +322,8 @@ def test_diagnostics_into_the_run_file_and_over_an_output(tmp_path, xy, capsys, 
     assert calls == []
     # -o over an existing file with --force
     (tmp_path / "d.h5").write_bytes(b"old")
-    code, _, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--force", "-q"], capsys)
-    assert code == 0, err
+    code, out, err = _run(["kpca", run, "-o", tmp_path / "d.h5", "--force", "-q"], capsys)
+    assert (code, out) == (0, ""), err
     assert len(io.load_diagnostics(tmp_path / "d.h5").entries) == 2
 
 

@@ -747,6 +747,16 @@ def test_info_of_a_run_with_summary_and_diagnostics(tmp_path, xy, capsys):
         "  input hash: -",
         '  inputs:     {"X": "a.npy"}',
     ]
+    diag = {"path": "d.h5", "format": "diagnostics", "format_version": "1.0",
+            "kernelcomp_version": "9", "created": "now", "config": {"c": [1, 2]},
+            "entries": [{"label": "e", "values": {"k": 3, "s": "x", "f": 0.123456, "n": None},
+                         "arrays": {"a": [2, 3], "b": [4]}}]}
+    assert describe(diag)[1:] == [
+        '  config:     {"c": [1, 2]}',
+        "  entries:    1",
+        "       0  e: k=3, s=x, f=0.1235, n=-",
+        "          arrays: a (2, 3), b (4,)",
+    ]
 
 
 def test_info_json_one_file_or_several(tmp_path, capsys):

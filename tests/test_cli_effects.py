@@ -750,16 +750,19 @@ def test_info_of_a_run_with_summary_and_diagnostics(tmp_path, xy, capsys):
     diag = {"path": "d.h5", "format": "diagnostics", "format_version": "1.0",
             "kernelcomp_version": "9", "created": "now", "config": {"c": [1, 2]},
             "entries": [{"label": "e", "values": {"k": 3, "s": "x", "f": 0.123456, "n": None},
-                         "arrays": {"a": [2, 3], "b": [4]}}]}
+                         "arrays": {"a": [2, 3], "b": [4]}},
+                        {"label": "g", "arrays": {}}]}  # no values
     assert describe(diag)[1:] == [
         '  config:     {"c": [1, 2]}',
-        "  entries:    1",
+        "  entries:    2",
         "       0  e: k=3, s=x, f=0.1235, n=-",
         "          arrays: a (2, 3), b (4,)",
+        "       1  g: ",
+        "          arrays: ",
     ]
 
 
-def test_info_json_one_file_or_several(tmp_path, capsys):
+def test_info_json_one_file_or_several(tmp_path, capsys, monkeypatch):
     io.save_gram(tmp_path / "A.h5", np.eye(2))
     io.save_gram(tmp_path / "B.h5", np.eye(3))
     code, out, _ = _run(["info", "--json", tmp_path / "A.h5"], capsys)
@@ -769,6 +772,10 @@ def test_info_json_one_file_or_several(tmp_path, capsys):
     assert json.loads(out) == [json.loads(json.dumps(io.file_info(tmp_path / n), default=str))
                                for n in ("A.h5", "B.h5")]
     assert out.startswith("[\n  {\n    ")
+    # what JSON cannot hold is written as its text
+    monkeypatch.setattr(io, "file_info", lambda f: {"path": Path("a/b.h5"), "n": 2})
+    code, out, _ = _run(["info", "--json", tmp_path / "A.h5"], capsys)
+    assert (code, out) == (0, '{\n  "path": "a/b.h5",\n  "n": 2\n}\n')
 
 
 

@@ -450,6 +450,26 @@ def test_gram_network_options(tmp_path, xy, capsys):
 
 
 
+def test_gram_of_a_torch_model_in_the_asked_dtype(tmp_path, xy, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from kernelcomp.cli import _gram
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    torch.jit.save(torch.jit.script(model), tmp_path / "m.pt")
+    calls = _spy(monkeypatch, _gram, "empirical_ntk")
+    code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "m.pt", "--dtype",
+                         "float32", "-o", tmp_path / "K.h5", "-q"], capsys)
+    assert code == 0, err
+    (args, _), = calls
+    assert args[1:] == ("all", None, "float32", None)
+    _error(["gram", tmp_path / "X.npy", "--network", tmp_path / "m.pt", "--kernel", "nngp",
+            "-o", tmp_path / "N.h5"], capsys,
+           "kernelcomp gram: error: --kernel nngp needs a kernelcomp network; the empirical "
+           "kernel of a PyTorch model is its NTK")
+
+
+
 # ---------------------------------------------------------------------------
 # kpca
 # ---------------------------------------------------------------------------

@@ -450,6 +450,16 @@ def test_gram_network_options(tmp_path, xy, capsys):
 
 
 
+def test_gram_names_its_inputs_in_errors(tmp_path, xy, capsys):
+    (tmp_path / "a.txt").write_text("1")
+    for argv, name in ((["gram", tmp_path / "a.txt"], "INPUT"),
+                       (["gram", tmp_path / "X.npy", "--y", tmp_path / "a.txt"], "INPUT2")):
+        code, out, err = _run([*argv, "-o", tmp_path / "K.h5"], capsys)
+        assert (code, out) == (2, "")
+        assert err.startswith(f"kernelcomp gram: error: {name}: unsupported file type '.txt' "
+                              f"for {tmp_path / 'a.txt'}; expected ")
+
+
 def test_gram_of_a_torch_model_in_the_asked_dtype(tmp_path, xy, capsys, monkeypatch):
     torch = pytest.importorskip("torch")
     from kernelcomp.cli import _gram

@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -359,8 +360,12 @@ def test_gram_defaults_are_the_documented_kernel(tmp_path, xy, capsys):
     for kernel, cls in (("ntk", kc.NTK), ("nngp", kc.NNGP)):
         out = tmp_path / f"{kernel}.h5"
         extra = [] if kernel == "ntk" else ["--kernel", "nngp"]
+        t0 = time.perf_counter()
         code, stdout, err = _run(["gram", tmp_path / "X.npy", *extra, "-o", out], capsys)
+        took = time.perf_counter() - t0
         assert code == 0, err
+        # the time it says it took is at most the call's
+        assert float(stdout.rsplit(" in ", 1)[1].split()[0]) <= took + 0.05
         # default: depth 1, relu, sigma_w 1, sigma_b 0, NTK parameterization
         k = cls(depth=1, activation="relu", weight_std=1.0, bias_std=0.0,
                 parameterization="ntk", width=None)
@@ -400,8 +405,8 @@ def test_gram_passes_its_options_to_compute_gram_file(tmp_path, xy, capsys, monk
     assert kwargs["force"] is False and callable(kwargs["should_stop"])
     assert kwargs["should_stop"]() is False
     assert io.read_gram_info(out).n_blocks == 4
-    code, _, err = _run(["gram", tmp_path / "X.npy", "-o", out, "--force", "-q"], capsys)
-    assert code == 0 and err == ""
+    code, stdout, err = _run(["gram", tmp_path / "X.npy", "-o", out, "--force", "-q"], capsys)
+    assert (code, stdout, err) == (0, "", "")
     assert calls[1][1]["force"] is True and calls[1][1]["progress"] is False
     assert calls[1][1]["n_jobs"] is None and calls[1][1]["block_rows"] is None
 

@@ -156,8 +156,9 @@ def labels(y: Any, name: str, n: int) -> np.ndarray:
         raise ValueError(f"{name} has {arr.shape[0]} labels, but there are {n} samples")
     classes = np.unique(arr)
     if classes.size == 2 and not (arr.dtype.kind in "iuf" and set(classes.tolist()) == {-1, 1}):
+        lo, hi = classes.tolist()  # Python scalars: 0, not NumPy 2's np.int64(0)
         print(
-            f"kernelcomp: {name}: classes {classes[0]!r} -> -1 and {classes[1]!r} -> +1 "
+            f"kernelcomp: {name}: classes {lo!r} -> -1 and {hi!r} -> +1 "
             "(the paper's +-1 labels)",
             file=sys.stderr,
         )

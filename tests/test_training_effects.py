@@ -760,3 +760,21 @@ def test_smooth_network_hinge_flow_same_on_both_paths(integrator):
     assert len(set(a.history["n_unsat"])) > 2  # margins crossed 1 on the way
     np.testing.assert_allclose(a.history["dgrad"], b.history["dgrad"], rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(a.decision_function(X), b.decision_function(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["numpy", "fused"])
+def test_the_start_is_exactly_the_initial_network(method):
+    # Ft = f - f0 is exactly 0 at the start, whichever pass the flow uses: a f0 from
+    # another pass (the numpy forward under the fused flow) left +-1e-17 outputs, so the
+    # step-0 checkpoint's errors were the fraction of random signs (0.5-0.7) instead of 1
+    rng = np.random.default_rng(0)
+    X, Xt = rng.standard_normal((40, 5)), rng.standard_normal((30, 5))
+    y, yt = np.sign(X[:, 0]), np.sign(Xt[:, 0])
+    for seed in range(3):
+        net = kc.FCNetwork.init(5, [64], seed=seed)
+        res = training.train(net, X, y, alpha=1.0, X_test=Xt, y_test=yt, checkpoints=3,
+                             method=method, max_steps=3)
+        first = res.checkpoints[0]
+        assert first.step == 0
+        assert first.train_error == 1.0 and first.test_error == 1.0
+        assert first.loss == pytest.approx(1.0, rel=1e-15)  # hinge at Ft = 0, (1/p) sum 1 / alpha

@@ -480,13 +480,26 @@ def _setup(net: Any, X: Any, y: Any, *, alpha: Any, loss: Any, beta: Any, X_test
     if not math.isfinite(settings["max_time"]):
         settings["max_time"] = None
     net0 = net.copy()
-    out0 = net0(X) if center else np.zeros(X.shape[0])
-    out0_test = None
-    if X_test is not None:
-        out0_test = net0(X_test) if center else np.zeros(X_test.shape[0])
+    fused = method != "numpy" and _fused_eligible(net0)
+    out0 = _initial_outputs(net0, X, center, fused)
+    out0_test = None if X_test is None else _initial_outputs(net0, X_test, center, fused)
     return _Setup(net0, X, y, X_test, y_test, out0, out0_test, c, center, schedule, milestones,
-                  fractions, method != "numpy" and _fused_eligible(net0), settings=settings,
-                  **flags)
+                  fractions, fused, settings=settings, **flags)
+
+
+def _initial_outputs(net0: Any, X: np.ndarray, center: bool, fused: bool) -> np.ndarray:
+    """``f0(X)`` by the pass the flow evaluates ``f`` with (zeros when not centred).
+
+    The same pass on the same parameters gives the same floats, so ``Ft = f - f0`` is
+    exactly zero at the start: the fused and the numpy forward passes round
+    differently, and a ``+-1e-17`` start would give each margin ``y Ft`` a random
+    sign at the step-0 checkpoint (its errors read as noise instead of 1).
+    """
+    if not center:
+        return np.zeros(X.shape[0])
+    if fused:
+        return _fused_problem(net0, X, np.zeros(X.shape[0])).forward(_params_of(net0))
+    return net0(X)
 
 
 def _problems(setup: _Setup) -> tuple[_Problem, Callable[[Any], np.ndarray] | None]:

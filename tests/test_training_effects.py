@@ -496,12 +496,18 @@ def test_train_method_picks_the_hooks(monkeypatch, activation, method, fused):
     Xt, yt = _data(3, seed=5)
     res = training.train(_net(2, 4, activation), X, y, alpha=1.0, X_test=Xt, y_test=yt,
                          max_steps=2, method=method)  # fmt: skip
-    # the fused hooks for the training set and, for the test errors, the test set
-    assert len(calls) == (2 if fused else 0)
+    # f0 by the fused pass, then its hooks, for the training set and, for the test errors,
+    # the test set
+    assert len(calls) == (4 if fused else 0)
     if fused:
-        np.testing.assert_array_equal(calls[1][1], Xt)
-        np.testing.assert_allclose(calls[1][2], res.net0(Xt), rtol=1e-15)
-    for r in res.checkpoints[1:]:  # at step 0, Ft is 0 up to the fused pass's rounding
+        # f0 of each set from the fused pass itself (reference zeros), then the hooks
+        # that subtract it: the test set's f0 is the network's outputs to rounding
+        for k, A in enumerate((X, Xt)):
+            np.testing.assert_array_equal(calls[k][1], A)
+            np.testing.assert_array_equal(calls[k][2], np.zeros(len(A)))
+        np.testing.assert_array_equal(calls[3][1], Xt)
+        np.testing.assert_allclose(calls[3][2], res.net0(Xt), rtol=1e-14, atol=1e-15)
+    for r in res.checkpoints[1:]:  # at step 0, Ft is exactly 0
         Ft = r.net(Xt) - res.net0(Xt)
         assert np.abs(Ft).min() > 1e-9
         assert r.test_error == np.mean(yt * Ft <= 0)

@@ -41,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,14 @@ _PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-W",
                 "ignore::DeprecationWarning", "-m", "not frames"]  # fmt: skip
 
 
+#: a mutant's tests may take this multiple of their clean duration, plus this many seconds,
+#: before it counts as timed out (killed: an endless loop), in mutmut's run and the recheck
+_TIMEOUT_MULTIPLIER = 5.0
+_TIMEOUT_CONSTANT = 20.0
+#: the recheck's least limit per mutant, in seconds
+_RECHECK_MIN_TIMEOUT = 300.0
+
+
 def _scratch(module: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", module.strip("/"))
     return ROOT / "build" / "mutation" / name
@@ -78,8 +87,8 @@ def _config(module: str, tests: list[str]) -> str:
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
         "use_git_change_detection = false\n"
-        "timeout_multiplier = 5.0\n"
-        "timeout_constant = 20.0\n"
+        f"timeout_multiplier = {_TIMEOUT_MULTIPLIER}\n"
+        f"timeout_constant = {_TIMEOUT_CONSTANT}\n"
     )
 
 
@@ -349,14 +358,34 @@ def _recheck_worker(job_file: Path) -> int:
     tests_of = stats["tests_by_mangled_function_name"]
     duration = stats["duration_by_test"]
     sys.path.insert(0, os.getcwd())
+    expired = []
+
+    def _expire(signum: int, frame: object) -> None:  # a mutant that never ends (a loop)
+        expired.append(True)
+        raise KeyboardInterrupt  # pytest stops the session and returns "interrupted"
+
+    signal.signal(signal.SIGALRM, _expire)
     for name in job["names"]:
         tests = sorted(tests_of.get(name.rsplit("__mutmut_", 1)[0], ()),
                        key=lambda t: duration.get(t, 0.0))  # fmt: skip
         if not tests:
             continue
         os.environ["MUTANT_UNDER_TEST"] = name
-        code = int(pytest.main([*_PYTEST_ARGS, *tests]))
-        done[name] = "killed by hand" if code == 1 else "survived" if code == 0 else "suspicious"
+        expired.clear()
+        # mutmut's limit (a multiple of the tests' clean duration plus a constant), at least
+        # _RECHECK_MIN_TIMEOUT: this process imports and compiles on its first mutants
+        limit = _TIMEOUT_CONSTANT + _TIMEOUT_MULTIPLIER * sum(duration.get(t, 1.0) for t in tests)
+        signal.setitimer(signal.ITIMER_REAL, max(limit, _RECHECK_MIN_TIMEOUT))
+        try:
+            code = int(pytest.main([*_PYTEST_ARGS, *tests]))
+        except KeyboardInterrupt:  # the limit struck outside a test (collection, set-up)
+            if not expired:
+                raise
+            code = -1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        done[name] = ("timeout" if expired else "killed by hand" if code == 1
+                      else "survived" if code == 0 else "suspicious")  # fmt: skip
         out.write_text(json.dumps(done, indent=1))
     return 0
 

@@ -28,6 +28,7 @@ import pytest
 import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp.cli import _common, build_parser, main
+from tests.spies import record_calls
 
 SPEC = Path(__file__).resolve().parent / "fixtures" / "cli_parser.json"
 
@@ -314,7 +315,7 @@ def test_diagnostics_into_the_run_file_and_over_an_output(tmp_path, xy, capsys, 
     assert code == 0
     assert out.startswith(f"added diagnostics/two to {run}: kernel PCA of 2 Gram matrices\n")
     # refused before any work, in the command line's words
-    calls = _spy(monkeypatch, _kpca, "sources")
+    calls = record_calls(monkeypatch, _kpca, "sources")
     _error(["kpca", run, "--into-run"], capsys,
            f"kernelcomp kpca: error: {run} already holds diagnostics 'kpca'; pass --force to "
            "replace them")
@@ -340,19 +341,6 @@ def xy(tmp_path):
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "y.npy", y)
     return X, y
-
-
-def _spy(monkeypatch, module, name):
-    """Record the keyword arguments of every call of ``module.name`` (which still runs)."""
-    calls = []
-    real = getattr(module, name)
-
-    def spy(*args, **kwargs):
-        calls.append((args, kwargs))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, spy)
-    return calls
 
 
 def test_gram_defaults_are_the_documented_kernel(tmp_path, xy, capsys):
@@ -394,7 +382,7 @@ def test_gram_records_its_inputs(tmp_path, xy, capsys):
 
 
 def test_gram_passes_its_options_to_compute_gram_file(tmp_path, xy, capsys, monkeypatch):
-    calls = _spy(monkeypatch, io, "compute_gram_file")
+    calls = record_calls(monkeypatch, io, "compute_gram_file")
     out = tmp_path / "K.h5"
     code, _, err = _run(["gram", tmp_path / "X.npy", "-o", out, "--n-jobs", 2,
                          "--block-rows", 5, "--dtype", "float32", "--progress"], capsys)
@@ -472,7 +460,7 @@ def test_gram_of_a_torch_model_in_the_asked_dtype(tmp_path, xy, capsys, monkeypa
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
     torch.jit.save(torch.jit.script(model), tmp_path / "m.pt")
-    calls = _spy(monkeypatch, _gram, "empirical_ntk")
+    calls = record_calls(monkeypatch, _gram, "empirical_ntk")
     code, _, err = _run(["gram", tmp_path / "X.npy", "--network", tmp_path / "m.pt", "--dtype",
                          "float32", "-o", tmp_path / "K.h5", "-q"], capsys)
     assert code == 0, err
@@ -1055,7 +1043,7 @@ def test_geometry_figures(tmp_path, xy, capsys, monkeypatch):
 def test_train_options_reach_the_training(tmp_path, capsys, monkeypatch):
     from kernelcomp import datasets, demo, diagnostics, training
 
-    calls = _spy(monkeypatch, training, "train")
+    calls = record_calls(monkeypatch, training, "train")
     results = []
     real = training.train
 

@@ -23,6 +23,7 @@ import kernelcomp as kc
 from kernelcomp import io
 from kernelcomp._h5 import stamp
 from kernelcomp.io import _diag_file, _run_file
+from tests.spies import record_calls
 
 SLACK = 1 << 20  # bytes reserved beyond a run file's data and for a summary or the close
 CHECKPOINT_SLACK = 256 << 10  # bytes reserved beyond a checkpoint's arrays
@@ -44,19 +45,6 @@ def _net(d: int = 3, seed: int = 0, **kw) -> kc.FCNetwork:
 
 def _full(message: str) -> str:
     return "^" + re.escape(message) + "$"
-
-
-def _recorder(monkeypatch, module, name):
-    """Replace ``module.name`` by a wrapper recording its arguments; the list of calls."""
-    calls = []
-    real = getattr(module, name)
-
-    def wrapper(*args, **kw):
-        calls.append((args, kw))
-        return real(*args, **kw)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
 
 
 # -- RunWriter: the file it starts ---------------------------------------------------------
@@ -143,7 +131,7 @@ def test_config_must_be_a_mapping_named_by_its_type(tmp_path):
 def test_the_free_space_check_asks_for_the_data_plus_one_mebibyte(tmp_path, monkeypatch):
     X, y = _data()
     Xt, yt = _data(4, seed=1)
-    calls = _recorder(monkeypatch, _run_file, "check_free_space")
+    calls = record_calls(monkeypatch, _run_file, "check_free_space")
     path = tmp_path / "run.h5"
     with io.RunWriter(path, X_train=X, y_train=y, X_test=Xt, y_test=yt):
         pass
@@ -325,7 +313,7 @@ def test_a_checkpoint_reserves_its_arrays_plus_an_eighth_and_its_slack(tmp_path,
     X, y = _data()
     path = tmp_path / "run.h5"
     w = io.RunWriter(path, X_train=X, y_train=y)
-    calls = _recorder(monkeypatch, _run_file, "reserve")
+    calls = record_calls(monkeypatch, _run_file, "reserve")
     net = _net(bias=[True, False])  # a layer without bias counts no bias bytes
     assert net.biases[1] is None
     margins = np.arange(6, dtype=np.int32)  # counted as stored: float64
@@ -609,8 +597,8 @@ def test_adding_diagnostics_checks_the_space_of_a_copy_and_reserves_twice_the_ar
         tmp_path, monkeypatch):
     path = _run(tmp_path)
     size = path.stat().st_size
-    free = _recorder(monkeypatch, _diag_file, "check_free_space")
-    res = _recorder(monkeypatch, _diag_file, "reserve")
+    free = record_calls(monkeypatch, _diag_file, "check_free_space")
+    res = record_calls(monkeypatch, _diag_file, "reserve")
     entries = [{"ev": np.ones(5), "x": 2.0, "m": np.ones((2, 2), np.float32)},
                {"ev": np.ones(3)}, {"l": [1.0, 2.0]}]  # a list is stored, not counted
     io.add_run_diagnostics(path, entries)
@@ -626,7 +614,7 @@ def test_adding_diagnostics_checks_the_space_of_a_copy_and_reserves_twice_the_ar
 
 def test_adding_diagnostics_waits_for_another_writer(tmp_path, monkeypatch):
     path = _run(tmp_path)
-    calls = _recorder(monkeypatch, _diag_file, "write_lock")
+    calls = record_calls(monkeypatch, _diag_file, "write_lock")
     io.add_run_diagnostics(path, [{"v": 1}])
     assert calls == [((path,), {"wait": 10.0})]
 
